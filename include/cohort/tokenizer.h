@@ -1,0 +1,85 @@
+/*
+ * cohort/tokenizer.h — Hugging Face tokenizer.json BPE tokenizers.
+ *
+ * Supported: model type "BPE" in both flavours that matter in practice —
+ * byte-level (GPT-2, Llama-3, Qwen: ByteLevel pre-tokenizer/decoder, regex
+ * Split pre-tokenizers with Unicode classes) and SentencePiece-style
+ * (Llama-2: Prepend/Replace normalizers or Metaspace, byte_fallback,
+ * ByteFallback/Fuse/Strip decoders), plus added/special tokens and the
+ * TemplateProcessing post-processor.  Anything else is refused at load time
+ * with an error that names the field.
+ *
+ * Example:
+ *   coh_err err;
+ *   coh_tokenizer *tok;
+ *   if (coh_tokenizer_load("tokenizer.json", &tok, &err)) die(err.msg);
+ *   int32_t *ids; size_t n;
+ *   coh_tokenizer_encode(tok, "Hello", 5, 1, &ids, &n, &err);
+ *   ...
+ *   coh_free(ids);
+ *   coh_tokenizer_free(tok);
+ *
+ * A loaded tokenizer is immutable: encode/decode may be called from several
+ * threads at once.
+ */
+#ifndef COHORT_TOKENIZER_H
+#define COHORT_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cohort/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct coh_tokenizer coh_tokenizer;
+
+/* Loads a tokenizer.json file.  *out: caller frees with coh_tokenizer_free.
+ * Errors: COH_ENOENT/COH_EIO (file), COH_EFORMAT (bad JSON: line and column;
+ * missing or mistyped field: its JSON path), COH_EUNSUPPORTED (a model,
+ * normalizer, pre-tokenizer, decoder or post-processor type we do not
+ * implement: named), COH_ENOMEM. */
+int coh_tokenizer_load(const char *path, coh_tokenizer **out, coh_err *err);
+
+/* Same, from a buffer (borrowed; need not be NUL-terminated).  name is used
+ * in error messages only. */
+int coh_tokenizer_load_buffer(const char *json, size_t len, const char *name,
+                              coh_tokenizer **out, coh_err *err);
+
+void coh_tokenizer_free(coh_tokenizer *tok);
+
+/* Encodes len bytes of text (borrowed).  Invalid UTF-8 never fails: each
+ * invalid byte is treated as U+FFFD in normalisation/pre-tokenisation and
+ * encoded through byte fallback (or the byte-level alphabet).  add_special:
+ * apply the post-processor (e.g. prepend BOS).  *ids: caller frees with
+ * coh_free.  Errors: COH_ENOMEM. */
+int coh_tokenizer_encode(const coh_tokenizer *tok, const char *text,
+                         size_t len, int add_special, int32_t **ids,
+                         size_t *n_ids, coh_err *err);
+
+/* Decodes ids to UTF-8 text (NUL-terminated; *len excludes the NUL).
+ * skip_special: drop special tokens.  Ids out of range: COH_ERANGE naming the
+ * id.  *text: caller frees with coh_free. */
+int coh_tokenizer_decode(const coh_tokenizer *tok, const int32_t *ids,
+                         size_t n_ids, int skip_special, char **text,
+                         size_t *len, coh_err *err);
+
+/* Number of ids (model vocab plus added tokens; the largest id + 1). */
+size_t coh_tokenizer_vocab_size(const coh_tokenizer *tok);
+
+/* Id of a token string (exact vocab or added-token content), or -1. */
+int32_t coh_tokenizer_token_id(const coh_tokenizer *tok, const char *token);
+
+/* Whether id is a special added token (e.g. <s>, </s>, <|endoftext|>). */
+int coh_tokenizer_is_special(const coh_tokenizer *tok, int32_t id);
+
+/* Frees memory that a cohort function returned with "caller frees with
+ * coh_free". */
+void coh_free(void *ptr);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* COHORT_TOKENIZER_H */

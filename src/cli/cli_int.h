@@ -1,0 +1,33 @@
+/*
+ * cli_int.h — the CLI's subcommands and shared argument helpers.  Only the
+ * CLI exits the process; every subcommand returns its exit status:
+ * 0 success, 1 runtime error, 2 usage error (one-line message on stderr),
+ * 3 agent trap (exec).
+ */
+#ifndef COH_CLI_INT_H
+#define COH_CLI_INT_H
+
+#include <stdint.h>
+
+enum { COH_EXIT_OK = 0, COH_EXIT_RUNTIME = 1, COH_EXIT_USAGE = 2,
+       COH_EXIT_TRAP = 3 };
+
+typedef int (*coh__cmd_fn)(int argc, char **argv);
+
+int coh__cmd_generate(int argc, char **argv);
+int coh__cmd_tokenize(int argc, char **argv);
+int coh__cmd_models(int argc, char **argv);
+
+/* Prints "cohort CMD: MESSAGE" to stderr and returns COH_EXIT_USAGE. */
+int coh__usage_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Prints "cohort CMD: MESSAGE" to stderr and returns COH_EXIT_RUNTIME. */
+int coh__runtime_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Strict numeric parsing of a flag's value: the whole string must parse and
+ * lie in [lo, hi].  Returns 0 on success, -1 otherwise. */
+int coh__parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
+int coh__parse_f64(const char *s, double lo, double hi, double *out);
+
+#endif /* COH_CLI_INT_H */

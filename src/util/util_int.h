@@ -1,0 +1,43 @@
+/*
+ * util_int.h — internal helpers shared by every module: allocation through the
+ * replaceable allocator, error-record formatting, small file helpers.
+ */
+#ifndef COH_UTIL_INT_H
+#define COH_UTIL_INT_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cohort/common.h"
+
+#if defined(__GNUC__)
+#define COH__PRINTF(fmt_idx, arg_idx) \
+  __attribute__((format(printf, fmt_idx, arg_idx)))
+#else
+#define COH__PRINTF(fmt_idx, arg_idx)
+#endif
+
+void *coh__malloc(size_t size);
+void *coh__calloc(size_t count, size_t size);
+void *coh__realloc(void *ptr, size_t size);
+void coh__free(void *ptr);
+/* strdup through the cohort allocator; NULL on out of memory. */
+char *coh__strdup(const char *s);
+
+/* Writes code and a formatted message into err (which may be NULL) and
+ * returns code, so that failures read `return coh__err(err, COH_EIO, ...)`. */
+int coh__err(coh_err *err, int code, const char *fmt, ...) COH__PRINTF(3, 4);
+int coh__verr(coh_err *err, int code, const char *fmt, va_list ap);
+/* Prepends "prefix: " to an error already in err (keeps its code). */
+void coh__err_prefix(coh_err *err, const char *fmt, ...) COH__PRINTF(2, 3);
+
+/* Reads a whole file into a NUL-terminated buffer.  *out: caller frees with
+ * coh__free.  Errors: COH_ENOENT, COH_EIO, COH_ENOMEM, with the path in err. */
+int coh__read_file(const char *path, char **out, size_t *out_len,
+                   coh_err *err);
+
+/* Joins dir and name with a '/'; caller frees with coh__free. */
+char *coh__path_join(const char *dir, const char *name);
+
+#endif /* COH_UTIL_INT_H */
