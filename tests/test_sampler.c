@@ -674,9 +674,11 @@ static int ref_cmp(const void *pa, const void *pb) {
 }
 
 static double ref_weight(float x, float m, double t) {
+  double a;
   if (x == m) return 1.0;
   if (isinf(m)) return 0.0;
-  return exp(((double)x - (double)m) / t);
+  a = ((double)x - (double)m) / t;
+  return a < -200.0 ? 0.0 : (double)expf((float)a);
 }
 
 static int32_t ref_sample(const coh_sampling *p, const float *logits,
