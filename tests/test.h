@@ -52,8 +52,14 @@ static const char *test__only;
  * the rest meaningless). */
 #define REQUIRE(expr)                                                     \
   do {                                                                    \
-    CHECK(expr);                                                          \
-    if (!(expr)) return;                                                  \
+    int test__ok = (expr) ? 1 : 0; /* evaluated once */                   \
+    test__checks++;                                                       \
+    if (!test__ok) {                                                      \
+      fprintf(stderr, "%s:%d: REQUIRE failed: %s\n", __FILE__, __LINE__, \
+              #expr);                                                     \
+      test__failures++;                                                   \
+      return;                                                             \
+    }                                                                     \
   } while (0)
 
 #define RUN(fn)                                                           \

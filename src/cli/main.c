@@ -11,6 +11,8 @@ static const struct {
   const char *summary;
 } commands[] = {
     /* one line per subcommand, each implemented in its own cmd_*.c */
+    {"generate", coh__cmd_generate, "generate text from a model"},
+    {"models", coh__cmd_models, "validate a model folder and describe it"},
     {"version", NULL, "print the version"},
 };
 

@@ -1,0 +1,201 @@
+/*
+ * cohort/infer.h — the inference engine: load an ONNX decoder-only language
+ * model, and generate from many requests at once with continuous batching.
+ *
+ * The engine is clocked from outside: coh_engine_step() runs exactly one
+ * engine step — admit queued requests (in submission order, up to max_batch
+ * active), one prefill chunk for each admitted request that is still
+ * prefilling, one decode token for every request that is decoding — and then
+ * returns.  Nothing happens between steps, so the orchestrator decides when
+ * requests join (tick boundaries) and batch composition is a function of the
+ * order of submit/step calls, never of wall time.
+ *
+ * Example:
+ *   coh_model_options mo; coh_model_options_default(&mo);
+ *   coh_model *m; coh_err err;
+ *   if (coh_model_open("models/llama", &mo, &m, &err)) die(err.msg);
+ *   coh_engine *e; coh_engine_new(m, 8, &e, &err);
+ *   coh_request r; coh_request_default(&r);
+ *   r.prompt = ids; r.n_prompt = n; r.max_tokens = 32;
+ *   r.on_token = print_token; r.user = NULL;
+ *   uint64_t id; coh_engine_submit(e, &r, &id, &err);
+ *   while (coh_engine_busy(e)) if (coh_engine_step(e, &err)) die(err.msg);
+ *   coh_engine_free(e); coh_model_close(m);
+ *
+ * Threading: a model and its engine belong to one thread at a time (ONNX
+ * Runtime's own intra-op thread pool does the parallel work inside a step).
+ */
+#ifndef COHORT_INFER_H
+#define COHORT_INFER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cohort/common.h"
+#include "cohort/sampling.h"
+#include "cohort/tokenizer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- execution providers ------------------------------------------------ */
+
+typedef enum coh_device {
+  COH_DEVICE_AUTO = 0, /* CUDA when it loads, else CPU (with one log line) */
+  COH_DEVICE_CPU = 1,
+  COH_DEVICE_CUDA = 2  /* CUDA or an error saying why not */
+} coh_device;
+
+/* Parses "auto" | "cpu" | "cuda".  COH_EINVAL otherwise. */
+int coh_device_parse(const char *s, coh_device *out);
+const char *coh_device_name(coh_device d);
+
+/* ---- models ------------------------------------------------------------- */
+
+typedef void (*coh_log_fn)(void *user, const char *line);
+
+typedef struct coh_model_options {
+  coh_device device;    /* default AUTO */
+  int intra_op_threads; /* 0: all online cores */
+  int prefill_chunk;    /* max prompt tokens per step per request; 0: 512 */
+  int ort_log_level;    /* ONNX Runtime severity: 0 verbose .. 4 fatal; default 3 */
+  const char *profile_prefix; /* non-NULL: ORT profiling JSON with this prefix */
+  coh_log_fn log;       /* where notices go (e.g. the CUDA fallback line); NULL: stderr */
+  void *log_user;
+} coh_model_options;
+
+void coh_model_options_default(coh_model_options *o);
+
+/* What a model folder turned out to hold.  Strings are owned by the model. */
+typedef struct coh_model_info {
+  const char *dir;
+  const char *layout;       /* "genai" (genai_config.json) | "optimum" (config.json) */
+  const char *onnx_path;
+  const char *dtype;        /* "fp32" | "fp16" (of logits and the KV cache) */
+  const char *attention;    /* "concat" (present = past ++ new) | "gqa" (GroupQueryAttention) */
+  const char *provider;     /* "CPUExecutionProvider" | "CUDAExecutionProvider" */
+  const char *provider_note;/* why AUTO fell back to CPU, or "" */
+  int n_layers, n_heads, n_kv_heads, head_dim, hidden;
+  int64_t vocab;
+  int64_t context;          /* max total tokens of one sequence */
+  int32_t bos_id, pad_id;
+  int32_t eos_ids[4];       /* generation stops on any of these */
+  int n_eos;
+  int has_position_ids;
+  int has_use_cache_branch; /* Optimum merged decoders */
+  int intra_op_threads;
+} coh_model_info;
+
+typedef struct coh_model coh_model;
+
+/* Opens a model folder: reads its configuration, creates the ONNX Runtime
+ * session on the chosen provider, checks every input and output the engine
+ * needs against the configuration, and loads tokenizer.json when present.
+ * *out: caller frees with coh_model_close.  Errors: COH_ENOENT (no
+ * config/model file; the message lists what was looked for), COH_EFORMAT
+ * (bad config: file and field), COH_EMODEL (the graph lacks or mistypes an
+ * input/output: named), COH_EPROVIDER (cuda requested and unavailable: why),
+ * COH_EORT (ONNX Runtime refused the file, e.g. truncated), COH_ENOMEM. */
+int coh_model_open(const char *dir, const coh_model_options *opts,
+                   coh_model **out, coh_err *err);
+void coh_model_close(coh_model *m);
+const coh_model_info *coh_model_get_info(const coh_model *m);
+/* The folder's tokenizer, or NULL when it has no tokenizer.json.  Borrowed:
+ * lives as long as the model. */
+const coh_tokenizer *coh_model_tokenizer(const coh_model *m);
+
+/* ---- engine ------------------------------------------------------------- */
+
+typedef enum coh_finish {
+  COH_FINISH_NONE = 0,     /* still running */
+  COH_FINISH_LENGTH,       /* max_tokens generated */
+  COH_FINISH_EOS,          /* the model's end-of-sequence token */
+  COH_FINISH_STOP_TOKEN,   /* one of the request's stop ids */
+  COH_FINISH_STOP_STRING,  /* one of the request's stop strings appeared */
+  COH_FINISH_CONTEXT,      /* the sequence reached the model's context */
+  COH_FINISH_CANCELLED,
+  COH_FINISH_ERROR         /* the step failed; see coh_engine_step's error */
+} coh_finish;
+
+const char *coh_finish_name(coh_finish f);
+
+/* One streamed event.  token is -1 on a final event that carries no token.
+ * text: the newly completed UTF-8 text (not NUL-terminated), which is held
+ * back while it could still be the start of a stop string or an incomplete
+ * character; stop strings themselves are never streamed.  All borrowed for
+ * the duration of the callback. */
+typedef struct coh_token_event {
+  uint64_t request_id;
+  int32_t token;
+  int32_t index;           /* 0-based index of token among generated ones */
+  const char *text;
+  size_t text_len;
+  coh_finish finish;       /* != NONE on the request's last event */
+} coh_token_event;
+
+typedef void (*coh_token_fn)(void *user, const coh_token_event *ev);
+
+typedef struct coh_request {
+  const int32_t *prompt;   /* borrowed; copied by submit */
+  size_t n_prompt;
+  coh_sampling sampling;
+  int32_t max_tokens;      /* >= 0; 0 finishes at the next step with no token */
+  const int32_t *stop_ids; /* borrowed; copied */
+  size_t n_stop_ids;
+  const char *const *stop_strings; /* borrowed; copied */
+  size_t n_stop_strings;
+  int ignore_eos;          /* do not stop on the model's EOS ids */
+  coh_token_fn on_token;   /* may be NULL */
+  void *user;
+} coh_request;
+
+void coh_request_default(coh_request *r);
+
+typedef struct coh_engine coh_engine;
+
+typedef struct coh_engine_stats {
+  uint64_t steps;
+  uint64_t prefill_tokens, decode_tokens;
+  uint64_t ort_runs;
+  uint64_t batch_rebuilds;   /* decode batches re-laid out (joins/leaves) */
+  double ort_seconds;        /* wall time inside OrtRun */
+  double step_seconds;       /* wall time inside coh_engine_step */
+  int active, queued;        /* now */
+  int last_decode_batch;
+} coh_engine_stats;
+
+/* Creates an engine over model m (borrowed: must outlive the engine) that
+ * runs at most max_batch requests at once (1..1024).  *out: caller frees
+ * with coh_engine_free. */
+int coh_engine_new(coh_model *m, int max_batch, coh_engine **out,
+                   coh_err *err);
+void coh_engine_free(coh_engine *e);
+
+/* Queues a request; it is admitted at the start of a later step.  *id:
+ * output, unique per engine, assigned in submission order from 1.  Errors
+ * (nothing queued): COH_EINVAL (empty prompt, negative max_tokens, token id
+ * outside the vocabulary, bad sampling parameter — named), COH_ECONTEXT
+ * (prompt + max_tokens exceed the context; the message gives both),
+ * COH_ENOMEM. */
+int coh_engine_submit(coh_engine *e, const coh_request *r, uint64_t *id,
+                      coh_err *err);
+
+/* Runs one engine step (see the top of this file).  Callbacks run inside.
+ * On an ONNX Runtime failure every request of the failed run is finished
+ * with COH_FINISH_ERROR and the error is returned; the engine stays usable. */
+int coh_engine_step(coh_engine *e, coh_err *err);
+
+/* Cancels a queued or active request: it gets a final CANCELLED event at
+ * the next step.  COH_EINVAL if the id is unknown or finished. */
+int coh_engine_cancel(coh_engine *e, uint64_t id);
+
+/* Number of requests queued or active (0: nothing left to step). */
+size_t coh_engine_busy(const coh_engine *e);
+
+void coh_engine_get_stats(const coh_engine *e, coh_engine_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* COHORT_INFER_H */

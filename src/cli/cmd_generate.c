@@ -1,0 +1,287 @@
+/*
+ * cmd_generate.c — `cohort generate`: stream a completion from a model.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli_int.h"
+#include "cohort/infer.h"
+
+static const char usage[] =
+    "usage: cohort generate --model DIR [options] PROMPT\n"
+    "       cohort generate --model DIR [options] --prompt-ids 1,2,3\n"
+    "  --device auto|cpu|cuda   execution provider (default auto)\n"
+    "  --max-tokens N           tokens to generate (default 64)\n"
+    "  --seed N                 sampling seed (default 0)\n"
+    "  --temperature T          > 0 samples; 0 is greedy (default: greedy\n"
+    "                           unless a sampling flag is given, then 1.0)\n"
+    "  --top-k K  --top-p P  --min-p P  --repetition-penalty R\n"
+    "  --stop S                 stop string (repeatable)\n"
+    "  --stop-id N              stop token id (repeatable)\n"
+    "  --ignore-eos             do not stop at the model's end-of-sequence token\n"
+    "  --threads N              ONNX Runtime intra-op threads (default: all cores)\n"
+    "  --print-ids              print the generated ids as a JSON array on the last line\n"
+    "  --verbose                print timing and provider details on stderr\n";
+
+#define MAX_STOPS 16
+
+typedef struct gen_state {
+  int32_t *ids;
+  size_t n_ids, cap;
+  coh_finish finish;
+  int oom;
+} gen_state;
+
+static void on_token(void *user, const coh_token_event *ev) {
+  gen_state *g = user;
+  if (ev->text_len > 0) {
+    fwrite(ev->text, 1, ev->text_len, stdout);
+    fflush(stdout);
+  }
+  if (ev->token >= 0) {
+    if (g->n_ids == g->cap) {
+      size_t ncap = g->cap ? g->cap * 2 : 64;
+      int32_t *n = realloc(g->ids, ncap * sizeof *n);
+      if (n == NULL) {
+        g->oom = 1;
+        return;
+      }
+      g->ids = n;
+      g->cap = ncap;
+    }
+    g->ids[g->n_ids++] = ev->token;
+  }
+  if (ev->finish != COH_FINISH_NONE) g->finish = ev->finish;
+}
+
+/* Parses "1,2,3" into a malloc'd array. */
+static int parse_ids(const char *s, int32_t **out, size_t *n) {
+  size_t cap = 16, k = 0;
+  int32_t *ids = malloc(cap * sizeof *ids);
+  char *copy = strdup(s), *tok, *save = NULL;
+  if (ids == NULL || copy == NULL) goto bad;
+  for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    int64_t v;
+    while (*tok == ' ') tok++;
+    if (coh__parse_i64(tok, 0, INT32_MAX, &v)) goto bad;
+    if (k == cap) {
+      int32_t *n2 = realloc(ids, (cap *= 2) * sizeof *ids);
+      if (n2 == NULL) goto bad;
+      ids = n2;
+    }
+    ids[k++] = (int32_t)v;
+  }
+  free(copy);
+  *out = ids;
+  *n = k;
+  return 0;
+bad:
+  free(ids);
+  free(copy);
+  return -1;
+}
+
+int coh__cmd_generate(int argc, char **argv) {
+  const char *model_dir = NULL, *prompt = NULL, *prompt_ids = NULL;
+  const char *stops[MAX_STOPS];
+  int32_t stop_ids[MAX_STOPS];
+  size_t n_stops = 0, n_stop_ids = 0, n_prompt = 0, i;
+  int print_ids = 0, verbose = 0, sampling_flag = 0, have_temp = 0, rc;
+  int64_t iv;
+  double dv;
+  coh_model_options mo;
+  coh_request req;
+  coh_model *model = NULL;
+  coh_engine *engine = NULL;
+  int32_t *ids = NULL;
+  gen_state g;
+  coh_err err;
+  uint64_t id;
+  int status = COH_EXIT_RUNTIME;
+
+  memset(&g, 0, sizeof g);
+  coh_err_clear(&err);
+  coh_model_options_default(&mo);
+  coh_request_default(&req);
+  req.max_tokens = 64;
+
+  for (i = 1; i < (size_t)argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < (size_t)argc ? argv[i + 1] : NULL;
+#define NEED_VALUE()                                                        \
+  do {                                                                      \
+    if (v == NULL) return coh__usage_error("generate", "%s needs a value", a); \
+    i++;                                                                    \
+  } while (0)
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      fputs(usage, stdout);
+      return COH_EXIT_OK;
+    } else if (!strcmp(a, "--model")) {
+      NEED_VALUE();
+      model_dir = v;
+    } else if (!strcmp(a, "--device")) {
+      NEED_VALUE();
+      if (coh_device_parse(v, &mo.device))
+        return coh__usage_error("generate", "--device must be auto, cpu or cuda (got '%s')", v);
+    } else if (!strcmp(a, "--max-tokens")) {
+      NEED_VALUE();
+      if (coh__parse_i64(v, 0, 1 << 20, &iv))
+        return coh__usage_error("generate", "--max-tokens must be an integer >= 0 (got '%s')", v);
+      req.max_tokens = (int32_t)iv;
+    } else if (!strcmp(a, "--seed")) {
+      NEED_VALUE();
+      if (coh__parse_i64(v, 0, INT64_MAX, &iv))
+        return coh__usage_error("generate", "--seed must be a non-negative integer (got '%s')", v);
+      req.sampling.seed = (uint64_t)iv;
+    } else if (!strcmp(a, "--temperature")) {
+      NEED_VALUE();
+      if (coh__parse_f64(v, 0, 100, &dv))
+        return coh__usage_error("generate", "--temperature must be a number in [0, 100] (got '%s')", v);
+      req.sampling.temperature = (float)dv;
+      have_temp = 1;
+    } else if (!strcmp(a, "--top-k")) {
+      NEED_VALUE();
+      if (coh__parse_i64(v, 0, INT32_MAX, &iv))
+        return coh__usage_error("generate", "--top-k must be an integer >= 0 (got '%s')", v);
+      req.sampling.top_k = (int32_t)iv;
+      sampling_flag = 1;
+    } else if (!strcmp(a, "--top-p")) {
+      NEED_VALUE();
+      if (coh__parse_f64(v, 1e-9, 1, &dv))
+        return coh__usage_error("generate", "--top-p must be in (0, 1] (got '%s')", v);
+      req.sampling.top_p = (float)dv;
+      sampling_flag = 1;
+    } else if (!strcmp(a, "--min-p")) {
+      NEED_VALUE();
+      if (coh__parse_f64(v, 0, 1, &dv))
+        return coh__usage_error("generate", "--min-p must be in [0, 1] (got '%s')", v);
+      req.sampling.min_p = (float)dv;
+      sampling_flag = 1;
+    } else if (!strcmp(a, "--repetition-penalty")) {
+      NEED_VALUE();
+      if (coh__parse_f64(v, 1e-6, 100, &dv))
+        return coh__usage_error("generate", "--repetition-penalty must be > 0 (got '%s')", v);
+      req.sampling.repetition_penalty = (float)dv;
+    } else if (!strcmp(a, "--stop")) {
+      NEED_VALUE();
+      if (n_stops == MAX_STOPS)
+        return coh__usage_error("generate", "at most %d --stop strings", MAX_STOPS);
+      if (*v == '\0') return coh__usage_error("generate", "--stop needs a non-empty string");
+      stops[n_stops++] = v;
+    } else if (!strcmp(a, "--stop-id")) {
+      NEED_VALUE();
+      if (n_stop_ids == MAX_STOPS)
+        return coh__usage_error("generate", "at most %d --stop-id values", MAX_STOPS);
+      if (coh__parse_i64(v, 0, INT32_MAX, &iv))
+        return coh__usage_error("generate", "--stop-id must be a token id (got '%s')", v);
+      stop_ids[n_stop_ids++] = (int32_t)iv;
+    } else if (!strcmp(a, "--threads")) {
+      NEED_VALUE();
+      if (coh__parse_i64(v, 1, 1024, &iv))
+        return coh__usage_error("generate", "--threads must be in [1, 1024] (got '%s')", v);
+      mo.intra_op_threads = (int)iv;
+    } else if (!strcmp(a, "--prompt-ids")) {
+      NEED_VALUE();
+      prompt_ids = v;
+    } else if (!strcmp(a, "--ignore-eos")) {
+      req.ignore_eos = 1;
+    } else if (!strcmp(a, "--print-ids")) {
+      print_ids = 1;
+    } else if (!strcmp(a, "--verbose")) {
+      verbose = 1;
+    } else if (a[0] == '-' && a[1] == '-') {
+      return coh__usage_error("generate", "unknown option '%s' (see --help)", a);
+    } else if (prompt == NULL) {
+      prompt = a;
+    } else {
+      return coh__usage_error("generate", "more than one PROMPT given ('%s'); quote the prompt", a);
+    }
+#undef NEED_VALUE
+  }
+  if (model_dir == NULL) return coh__usage_error("generate", "--model DIR is required");
+  if (prompt == NULL && prompt_ids == NULL)
+    return coh__usage_error("generate", "give a PROMPT or --prompt-ids");
+  if (prompt != NULL && prompt_ids != NULL)
+    return coh__usage_error("generate", "give either a PROMPT or --prompt-ids, not both");
+  if (sampling_flag && !have_temp) req.sampling.temperature = 1.0f;
+  if (prompt_ids != NULL) {
+    if (parse_ids(prompt_ids, &ids, &n_prompt) || n_prompt == 0) {
+      free(ids);
+      return coh__usage_error("generate", "--prompt-ids must be a comma-separated list of token ids (got '%s')",
+                              prompt_ids);
+    }
+  }
+
+  if ((rc = coh_model_open(model_dir, &mo, &model, &err))) {
+    free(ids);
+    return coh__runtime_error("generate", "%s", err.msg);
+  }
+  if (prompt != NULL) {
+    const coh_tokenizer *tok = coh_model_tokenizer(model);
+    int32_t *t = NULL;
+    if (tok == NULL) {
+      coh__runtime_error("generate", "%s has no tokenizer.json; use --prompt-ids", model_dir);
+      goto done;
+    }
+    if (coh_tokenizer_encode(tok, prompt, strlen(prompt), 1, &t, &n_prompt, &err)) {
+      coh__runtime_error("generate", "tokenizing the prompt: %s", err.msg);
+      goto done;
+    }
+    ids = malloc((n_prompt ? n_prompt : 1) * sizeof *ids);
+    if (ids == NULL) {
+      coh_free(t);
+      coh__runtime_error("generate", "out of memory");
+      goto done;
+    }
+    memcpy(ids, t, n_prompt * sizeof *ids);
+    coh_free(t);
+  }
+  req.prompt = ids;
+  req.n_prompt = n_prompt;
+  req.stop_strings = stops;
+  req.n_stop_strings = n_stops;
+  req.stop_ids = stop_ids;
+  req.n_stop_ids = n_stop_ids;
+  req.on_token = on_token;
+  req.user = &g;
+  if ((rc = coh_engine_new(model, 1, &engine, &err)) ||
+      (rc = coh_engine_submit(engine, &req, &id, &err))) {
+    coh__runtime_error("generate", "%s", err.msg);
+    goto done;
+  }
+  while (coh_engine_busy(engine))
+    if ((rc = coh_engine_step(engine, &err))) {
+      coh__runtime_error("generate", "%s", err.msg);
+      goto done;
+    }
+  if (g.oom) {
+    coh__runtime_error("generate", "out of memory");
+    goto done;
+  }
+  if (print_ids) {
+    printf("%s[", g.n_ids > 0 || prompt != NULL ? "\n" : "");
+    for (i = 0; i < g.n_ids; i++) printf("%s%d", i ? ", " : "", g.ids[i]);
+    printf("]\n");
+  } else if (prompt != NULL) {
+    printf("\n");
+  }
+  if (verbose) {
+    const coh_model_info *info = coh_model_get_info(model);
+    coh_engine_stats st;
+    coh_engine_get_stats(engine, &st);
+    fprintf(stderr,
+            "[cohort] %s, %s %s, %d threads; prompt %zu tokens, generated %zu (%s); "
+            "%llu steps, %.1f ms in OrtRun of %.1f ms total\n",
+            info->provider, info->dtype, info->attention, info->intra_op_threads, n_prompt,
+            g.n_ids, coh_finish_name(g.finish), (unsigned long long)st.steps,
+            st.ort_seconds * 1e3, st.step_seconds * 1e3);
+  }
+  status = COH_EXIT_OK;
+done:
+  coh_engine_free(engine);
+  coh_model_close(model);
+  free(ids);
+  free(g.ids);
+  return status;
+}

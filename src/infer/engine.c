@@ -1,0 +1,822 @@
+/*
+ * engine.c — continuous batching over one model.
+ *
+ * A request moves QUEUED → PREFILL → DECODE → done.  One coh_engine_step():
+ *   1. finishes cancelled requests;
+ *   2. admits queued requests in submission order while fewer than
+ *      max_batch are active;
+ *   3. decode: every request that was already DECODE at the start of the
+ *      step feeds its last sampled token, all in one batched OrtRun;
+ *   4. prefill: every PREFILL request runs one prompt chunk on its own
+ *      (batch 1); when its prompt is complete it samples its first token and
+ *      becomes DECODE, joining the decode batch at the next step.
+ * Rows of the decode batch are ordered by request id, callbacks run in that
+ * order, so the tokens produced are a function of the submit/step sequence.
+ *
+ * KV layout (kvcache.h): while the batch's composition is unchanged, the
+ * present tensors of one step are fed back as the past of the next with no
+ * copy.  "concat" models (past ++ new) append the new token's column at the
+ * end and accept a mask with holes; "gqa" models (GroupQueryAttention) write
+ * the new token at column n_cached of its row and need masks that are a
+ * prefix of ones, which the packed layout guarantees.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "kvcache.h"
+#include "model_int.h"
+#include "sampler.h"
+
+typedef enum seq_state { SEQ_QUEUED, SEQ_PREFILL, SEQ_DECODE } seq_state;
+
+typedef struct seq {
+  uint64_t id;
+  seq_state state;
+  int32_t *tokens; /* prompt then generated */
+  size_t n_tokens, cap_tokens, n_prompt;
+  int64_t n_cached;  /* tokens whose K/V are in the cache */
+  int32_t n_generated;
+  int32_t n_text;    /* generated tokens that contribute text (not stop ids) */
+  coh_sampling sampling;
+  coh__rng rng;
+  int32_t max_tokens;
+  int32_t *stop_ids;
+  size_t n_stop_ids;
+  char **stop_strings;
+  size_t n_stop_strings, max_stop_len;
+  int ignore_eos, cancelled;
+  coh_token_fn on_token;
+  void *user;
+  OrtValue **own_kv; /* [2*layers] batch-1 cache while prefilling/joining */
+  int row;           /* row in the decode batch, -1 if none */
+  /* text streaming: text of (last prompt token + generated), of which the
+   * first prefix_len bytes belong to the prompt token */
+  size_t prefix_len, emitted;
+  struct seq *next;
+} seq;
+
+typedef struct decode_batch {
+  int rows;
+  seq **row_seq;     /* [rows] */
+  int64_t cols;      /* past columns */
+  int64_t *valid;    /* [rows * cols] */
+  OrtValue **kv;     /* [2*layers] tensors [rows, kv_heads, cols, head_dim] */
+} decode_batch;
+
+struct coh_engine {
+  coh_model *m;
+  const OrtApi *api;
+  int max_batch;
+  uint64_t next_id;
+  seq *head;         /* all live requests, in id order */
+  int active;
+  decode_batch batch;
+  coh__sampler *sampler;
+  float *logits_f32; /* [vocab] scratch */
+  OrtAllocator *alloc;
+  const char **in_names, **out_names; /* borrowed from the model */
+  size_t n_in, n_out;
+  coh_engine_stats stats;
+};
+
+const char *coh_finish_name(coh_finish f) {
+  static const char *const names[] = {"none",       "length",      "eos",
+                                      "stop_token", "stop_string", "context",
+                                      "cancelled",  "error"};
+  return (unsigned)f < sizeof names / sizeof names[0] ? names[f] : "?";
+}
+
+void coh_request_default(coh_request *r) {
+  memset(r, 0, sizeof *r);
+  coh_sampling_default(&r->sampling);
+  r->max_tokens = 128;
+}
+
+/* ---- request lifetime ---------------------------------------------------- */
+
+static void release_kv(coh_engine *e, OrtValue **kv) {
+  int i;
+  if (kv == NULL) return;
+  for (i = 0; i < 2 * e->m->info.n_layers; i++)
+    if (kv[i]) e->api->ReleaseValue(kv[i]);
+}
+
+static void seq_free(coh_engine *e, seq *s) {
+  size_t i;
+  if (s == NULL) return;
+  release_kv(e, s->own_kv);
+  coh__free(s->own_kv);
+  for (i = 0; i < s->n_stop_strings; i++) coh__free(s->stop_strings[i]);
+  coh__free(s->stop_strings);
+  coh__free(s->stop_ids);
+  coh__free(s->tokens);
+  coh__free(s);
+}
+
+static int push_token(seq *s, int32_t t) {
+  if (s->n_tokens == s->cap_tokens) {
+    size_t ncap = s->cap_tokens ? s->cap_tokens * 2 : 64;
+    int32_t *nt = coh__realloc(s->tokens, ncap * sizeof *nt);
+    if (nt == NULL) return COH_ENOMEM;
+    s->tokens = nt;
+    s->cap_tokens = ncap;
+  }
+  s->tokens[s->n_tokens++] = t;
+  return COH_OK;
+}
+
+/* Decodes (last prompt token + generated tokens) into *text.  The prompt
+ * token is included so that decoders which strip a leading space (Llama's
+ * Strip decoder) keep the space between prompt and continuation. */
+static int seq_text(coh_engine *e, seq *s, char **text, size_t *len) {
+  coh_err err;
+  const int32_t *ids = s->tokens + s->n_prompt - 1;
+  size_t n = (size_t)s->n_text + 1;
+  return coh_tokenizer_decode(e->m->tok, ids, n, 1, text, len, &err);
+}
+
+/* Length of the longest suffix of text[0..len) that is a proper prefix of a
+ * stop string: that much must be held back until the next token decides. */
+static size_t stop_holdback(const seq *s, const char *text, size_t len) {
+  size_t best = 0, i, k;
+  for (i = 0; i < s->n_stop_strings; i++) {
+    size_t sl = strlen(s->stop_strings[i]);
+    for (k = sl - 1; k > best; k--)
+      if (k <= len && !memcmp(text + len - k, s->stop_strings[i], k)) {
+        best = k;
+        break;
+      }
+  }
+  return best;
+}
+
+/* Bytes at the end of text that form an incomplete UTF-8 sequence or a
+ * trailing U+FFFD (a byte-level token that completes in the next one). */
+static size_t utf8_holdback(const char *text, size_t len) {
+  size_t i, back = 0;
+  if (len >= 3 && !memcmp(text + len - 3, "\xEF\xBF\xBD", 3)) return 3;
+  for (i = len; i > 0 && back < 4; i--, back++) {
+    unsigned char c = (unsigned char)text[i - 1];
+    if ((c & 0xC0) != 0x80) {
+      size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+      return need > back + 1 ? back + 1 : 0;
+    }
+  }
+  return 0;
+}
+
+/* Sends one event for s.  token -1: no token.  When finish is set, all text
+ * not yet streamed (up to a stop string) is flushed. */
+static void emit(coh_engine *e, seq *s, int32_t token, coh_finish finish) {
+  coh_token_event ev;
+  char *text = NULL;
+  size_t len = 0, limit = 0;
+  memset(&ev, 0, sizeof ev);
+  ev.request_id = s->id;
+  ev.token = token;
+  ev.index = token >= 0 ? s->n_generated - 1 : s->n_generated;
+  if (e->m->tok != NULL && s->n_text > 0 &&
+      seq_text(e, s, &text, &len) == COH_OK) {
+    size_t body_start = s->prefix_len <= len ? s->prefix_len : len;
+    const char *body = text + body_start;
+    size_t body_len = len - body_start, i;
+    limit = body_len;
+    /* A stop string cannot start before `emitted`: text that could begin
+     * one is always held back. */
+    if (s->emitted > body_len) s->emitted = body_len;
+    for (i = 0; i < s->n_stop_strings; i++) {
+      const char *hit = memmem(body + s->emitted, body_len - s->emitted,
+                               s->stop_strings[i], strlen(s->stop_strings[i]));
+      if (hit != NULL && (size_t)(hit - body) < limit) {
+        limit = (size_t)(hit - body);
+        if (finish == COH_FINISH_NONE || finish == COH_FINISH_LENGTH)
+          finish = COH_FINISH_STOP_STRING;
+      }
+    }
+    if (finish == COH_FINISH_NONE) {
+      size_t hold = stop_holdback(s, body, limit);
+      size_t uhold = utf8_holdback(body, limit - hold);
+      limit -= hold + uhold;
+    }
+    if (limit < s->emitted) limit = s->emitted;
+    ev.text = body + s->emitted;
+    ev.text_len = limit - s->emitted;
+    s->emitted = limit;
+  }
+  ev.finish = finish;
+  if (s->on_token) s->on_token(s->user, &ev);
+  coh__free(text);
+  if (finish != COH_FINISH_NONE) s->cancelled = 2; /* marks "finished" */
+}
+
+static int is_finished(const seq *s) { return s->cancelled == 2; }
+
+/* Appends a sampled token and reports it, finishing the request when a stop
+ * condition holds. */
+static int accept_token(coh_engine *e, seq *s, int32_t tok) {
+  const coh_model_info *info = &e->m->info;
+  coh_finish fin = COH_FINISH_NONE;
+  size_t i;
+  int k;
+  if (push_token(s, tok)) return COH_ENOMEM;
+  s->n_generated++;
+  if (!s->ignore_eos)
+    for (k = 0; k < info->n_eos; k++)
+      if (tok == info->eos_ids[k]) fin = COH_FINISH_EOS;
+  for (i = 0; fin == COH_FINISH_NONE && i < s->n_stop_ids; i++)
+    if (tok == s->stop_ids[i]) fin = COH_FINISH_STOP_TOKEN;
+  if (fin == COH_FINISH_NONE && s->n_generated >= s->max_tokens)
+    fin = COH_FINISH_LENGTH;
+  if (fin == COH_FINISH_NONE && (int64_t)s->n_tokens >= info->context)
+    fin = COH_FINISH_CONTEXT;
+  /* A stop token is reported but contributes no text. */
+  if (fin != COH_FINISH_EOS && fin != COH_FINISH_STOP_TOKEN) s->n_text++;
+  emit(e, s, tok, fin);
+  return COH_OK;
+}
+
+/* ---- tensors ------------------------------------------------------------- */
+
+static int make_tensor(coh_engine *e, const int64_t *shape, size_t rank,
+                       ONNXTensorElementDataType type, OrtValue **out,
+                       coh_err *err) {
+  return COH_ORT_CALL(e->api->CreateTensorAsOrtValue(e->alloc, shape, rank, type, out),
+                      "allocating a tensor");
+}
+
+static void *tensor_data(coh_engine *e, OrtValue *v) {
+  void *p = NULL;
+  OrtStatus *st = e->api->GetTensorMutableData(v, &p);
+  if (st) {
+    e->api->ReleaseStatus(st);
+    return NULL;
+  }
+  return p;
+}
+
+static size_t kv_elem(const coh_engine *e) {
+  return coh__ort_elem_size(e->m->kv_type);
+}
+
+/* Runs the session with the standard inputs.  past: [2*layers] values.
+ * present (output): [2*layers] new values; *logits: output. */
+static int run_model(coh_engine *e, int64_t rows, int64_t new_len,
+                     int64_t total_cols, const int64_t *ids,
+                     const int64_t *pos, const int64_t *mask, OrtValue **past,
+                     int use_cache, OrtValue **present, OrtValue **logits,
+                     coh_err *err) {
+  const OrtApi *api = e->api;
+  coh_model *m = e->m;
+  const int L = m->info.n_layers;
+  OrtValue *in_vals[8 + 2 * 4096];
+  OrtValue *out_vals[1 + 2 * 4096];
+  OrtValue *v_ids = NULL, *v_pos = NULL, *v_mask = NULL, *v_cache = NULL;
+  int64_t shape_ids[2] = {rows, new_len}, shape_mask[2] = {rows, total_cols};
+  int64_t one = 1;
+  int rc, l;
+  size_t n_in = 0, i;
+  bool use = use_cache != 0;
+  double t0;
+
+  if ((rc = COH_ORT_CALL(api->CreateTensorWithDataAsOrtValue(
+                             m->cpu_mem, (void *)ids, (size_t)(rows * new_len) * sizeof(int64_t),
+                             shape_ids, 2, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64, &v_ids),
+                         "input_ids")) ||
+      (rc = COH_ORT_CALL(api->CreateTensorWithDataAsOrtValue(
+                             m->cpu_mem, (void *)mask, (size_t)(rows * total_cols) * sizeof(int64_t),
+                             shape_mask, 2, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64, &v_mask),
+                         "attention_mask")))
+    goto done;
+  in_vals[n_in++] = v_ids;
+  in_vals[n_in++] = v_mask;
+  if (m->info.has_position_ids) {
+    if ((rc = COH_ORT_CALL(api->CreateTensorWithDataAsOrtValue(
+                               m->cpu_mem, (void *)pos, (size_t)(rows * new_len) * sizeof(int64_t),
+                               shape_ids, 2, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64, &v_pos),
+                           "position_ids")))
+      goto done;
+    in_vals[n_in++] = v_pos;
+  }
+  if (m->info.has_use_cache_branch) {
+    if ((rc = COH_ORT_CALL(api->CreateTensorWithDataAsOrtValue(
+                               m->cpu_mem, &use, sizeof use, &one, 1,
+                               ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL, &v_cache),
+                           "use_cache_branch")))
+      goto done;
+    in_vals[n_in++] = v_cache;
+  }
+  for (l = 0; l < 2 * L; l++) in_vals[n_in++] = past[l];
+  for (i = 0; i < (size_t)(1 + 2 * L); i++) out_vals[i] = NULL;
+
+  t0 = coh__wall_seconds();
+  rc = COH_ORT_CALL(api->Run(m->session, NULL, e->in_names, (const OrtValue *const *)in_vals,
+                             n_in, e->out_names, (size_t)(1 + 2 * L), out_vals),
+                    "OrtRun");
+  e->stats.ort_seconds += coh__wall_seconds() - t0;
+  e->stats.ort_runs++;
+  if (rc == COH_OK) {
+    *logits = out_vals[0];
+    for (l = 0; l < 2 * L; l++) present[l] = out_vals[1 + l];
+  } else {
+    for (i = 0; i < (size_t)(1 + 2 * L); i++)
+      if (out_vals[i]) api->ReleaseValue(out_vals[i]);
+  }
+done:
+  if (v_ids) api->ReleaseValue(v_ids);
+  if (v_mask) api->ReleaseValue(v_mask);
+  if (v_pos) api->ReleaseValue(v_pos);
+  if (v_cache) api->ReleaseValue(v_cache);
+  return rc;
+}
+
+/* Samples from row `row`, position `pos` of a logits tensor [rows, seq, V]. */
+static int sample_from(coh_engine *e, seq *s, OrtValue *logits, int64_t row,
+                       int64_t seq_len, int64_t pos, int32_t *out,
+                       coh_err *err) {
+  const int64_t V = e->m->info.vocab;
+  const void *base = tensor_data(e, logits);
+  const float *lf;
+  int rc;
+  if (base == NULL) return coh__err(err, COH_EORT, "reading logits");
+  if (e->m->logits_type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16) {
+    coh__half_to_float_array((const uint16_t *)base + (row * seq_len + pos) * V,
+                             e->logits_f32, (size_t)V);
+    lf = e->logits_f32;
+  } else {
+    lf = (const float *)base + (row * seq_len + pos) * V;
+  }
+  rc = coh__sample(e->sampler, &s->sampling, lf, s->tokens, s->n_tokens,
+                   &s->rng, out, err);
+  if (rc) coh__err_prefix(err, "request %llu", (unsigned long long)s->id);
+  return rc;
+}
+
+/* ---- prefill ------------------------------------------------------------- */
+
+static int empty_kv(coh_engine *e, OrtValue **kv, coh_err *err) {
+  const coh_model_info *info = &e->m->info;
+  int64_t shape[4] = {1, info->n_kv_heads, 0, info->head_dim};
+  int l, rc;
+  for (l = 0; l < 2 * info->n_layers; l++)
+    if ((rc = make_tensor(e, shape, 4, e->m->kv_type, &kv[l], err))) return rc;
+  return COH_OK;
+}
+
+/* Runs the next prompt chunk of s (batch 1). */
+static int prefill_chunk(coh_engine *e, seq *s, coh_err *err) {
+  const coh_model_info *info = &e->m->info;
+  const int L2 = 2 * info->n_layers;
+  int64_t chunk = (int64_t)s->n_prompt - s->n_cached;
+  int64_t *ids = NULL, *pos, *mask, i;
+  OrtValue **present = NULL, *logits = NULL;
+  int rc;
+  if (chunk > e->m->prefill_chunk) chunk = e->m->prefill_chunk;
+  if (chunk <= 0) return coh__err(err, COH_ESTATE, "internal: empty prefill chunk");
+  if (s->own_kv == NULL) {
+    s->own_kv = coh__calloc((size_t)L2, sizeof *s->own_kv);
+    if (s->own_kv == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+    if ((rc = empty_kv(e, s->own_kv, err))) return rc;
+  }
+  ids = coh__malloc((size_t)(2 * chunk + s->n_cached + chunk) * sizeof *ids);
+  present = coh__calloc((size_t)L2, sizeof *present);
+  if (ids == NULL || present == NULL) {
+    rc = coh__err(err, COH_ENOMEM, "out of memory");
+    goto done;
+  }
+  pos = ids + chunk;
+  mask = pos + chunk;
+  for (i = 0; i < chunk; i++) {
+    ids[i] = s->tokens[s->n_cached + i];
+    pos[i] = s->n_cached + i;
+  }
+  for (i = 0; i < s->n_cached + chunk; i++) mask[i] = 1;
+  rc = run_model(e, 1, chunk, s->n_cached + chunk, ids, pos, mask, s->own_kv,
+                 s->n_cached > 0, present, &logits, err);
+  if (rc) goto done;
+  release_kv(e, s->own_kv);
+  memcpy(s->own_kv, present, (size_t)L2 * sizeof *present);
+  s->n_cached += chunk;
+  e->stats.prefill_tokens += (uint64_t)chunk;
+  if (s->n_cached == (int64_t)s->n_prompt) {
+    int32_t tok;
+    if ((rc = sample_from(e, s, logits, 0, chunk, chunk - 1, &tok, err))) goto done;
+    s->state = SEQ_DECODE;
+    if ((rc = accept_token(e, s, tok)))
+      rc = coh__err(err, rc, "out of memory");
+  }
+done:
+  if (logits) e->api->ReleaseValue(logits);
+  coh__free(present);
+  coh__free(ids);
+  return rc;
+}
+
+/* ---- decode batch ---------------------------------------------------------- */
+
+static void batch_clear(coh_engine *e) {
+  decode_batch *b = &e->batch;
+  int i;
+  release_kv(e, b->kv);
+  coh__free(b->kv);
+  for (i = 0; i < b->rows; i++)
+    if (b->row_seq[i]) b->row_seq[i]->row = -1;
+  coh__free(b->row_seq);
+  coh__free(b->valid);
+  memset(b, 0, sizeof *b);
+}
+
+/* Lays out a fresh batch for `rows` (in id order): every row's cached
+ * columns packed at the front, from the old batch or the row's own prefill
+ * cache. */
+static int batch_rebuild(coh_engine *e, seq **rows, int n, coh_err *err) {
+  const coh_model_info *info = &e->m->info;
+  const int L2 = 2 * info->n_layers;
+  decode_batch nb;
+  int64_t cols = 0, shape[4];
+  int i, l, rc;
+  memset(&nb, 0, sizeof nb);
+  for (i = 0; i < n; i++)
+    if (rows[i]->n_cached > cols) cols = rows[i]->n_cached;
+  nb.rows = n;
+  nb.cols = cols;
+  nb.row_seq = coh__malloc((size_t)n * sizeof *nb.row_seq);
+  nb.valid = coh__calloc((size_t)n * (size_t)cols + 1, sizeof *nb.valid);
+  nb.kv = coh__calloc((size_t)L2, sizeof *nb.kv);
+  if (nb.row_seq == NULL || nb.valid == NULL || nb.kv == NULL) {
+    rc = coh__err(err, COH_ENOMEM, "out of memory");
+    goto fail;
+  }
+  shape[0] = n;
+  shape[1] = info->n_kv_heads;
+  shape[2] = cols;
+  shape[3] = info->head_dim;
+  for (l = 0; l < L2; l++) {
+    void *dst;
+    if ((rc = make_tensor(e, shape, 4, e->m->kv_type, &nb.kv[l], err))) goto fail;
+    dst = tensor_data(e, nb.kv[l]);
+    /* Padding must be finite: masked scores are still computed. */
+    memset(dst, 0, (size_t)(n * info->n_kv_heads) * (size_t)cols *
+                       (size_t)info->head_dim * kv_elem(e));
+    for (i = 0; i < n; i++) {
+      seq *s = rows[i];
+      const void *src;
+      int64_t src_cols, src_row, got;
+      const int64_t *valid;
+      if (s->row >= 0) {
+        src = tensor_data(e, e->batch.kv[l]);
+        src_cols = e->batch.cols;
+        src_row = s->row;
+        valid = e->batch.valid + (size_t)s->row * (size_t)e->batch.cols;
+      } else {
+        src = tensor_data(e, s->own_kv[l]);
+        src_cols = s->n_cached;
+        src_row = 0;
+        valid = NULL;
+      }
+      got = coh__kv_pack_row(dst, cols, i, src, src_cols, src_row, valid,
+                             info->n_kv_heads, info->head_dim, kv_elem(e));
+      if (got != s->n_cached) {
+        rc = coh__err(err, COH_ESTATE, "internal: KV row of request %llu has %lld columns, expected %lld",
+                      (unsigned long long)s->id, (long long)got, (long long)s->n_cached);
+        goto fail;
+      }
+    }
+  }
+  for (i = 0; i < n; i++) {
+    int64_t c;
+    nb.row_seq[i] = rows[i];
+    for (c = 0; c < rows[i]->n_cached; c++) nb.valid[(size_t)i * (size_t)cols + (size_t)c] = 1;
+  }
+  batch_clear(e);
+  for (i = 0; i < n; i++) {
+    rows[i]->row = i;
+    if (rows[i]->own_kv) {
+      release_kv(e, rows[i]->own_kv);
+      coh__free(rows[i]->own_kv);
+      rows[i]->own_kv = NULL;
+    }
+  }
+  e->batch = nb;
+  e->stats.batch_rebuilds++;
+  return COH_OK;
+fail:
+  release_kv(e, nb.kv);
+  coh__free(nb.kv);
+  coh__free(nb.row_seq);
+  coh__free(nb.valid);
+  return rc;
+}
+
+static int decode_step(coh_engine *e, seq **rows, int n, coh_err *err) {
+  const coh_model_info *info = &e->m->info;
+  const int L2 = 2 * info->n_layers;
+  decode_batch *b;
+  int64_t *ids = NULL, *pos, *mask = NULL, *valid = NULL, cols, c;
+  OrtValue **present = NULL, *logits = NULL;
+  int i, rc, same = e->batch.rows == n;
+
+  for (i = 0; same && i < n; i++) same = e->batch.row_seq[i] == rows[i];
+  if (!same && (rc = batch_rebuild(e, rows, n, err))) return rc;
+  b = &e->batch;
+  cols = b->cols;
+
+  ids = coh__malloc((size_t)(2 * n) * sizeof *ids);
+  mask = coh__malloc((size_t)n * (size_t)(cols + 1) * sizeof *mask);
+  valid = coh__malloc((size_t)n * (size_t)(cols + 1) * sizeof *valid);
+  present = coh__calloc((size_t)L2, sizeof *present);
+  if (ids == NULL || mask == NULL || valid == NULL || present == NULL) {
+    rc = coh__err(err, COH_ENOMEM, "out of memory");
+    goto done;
+  }
+  pos = ids + n;
+  for (i = 0; i < n; i++) {
+    seq *s = rows[i];
+    int64_t *mrow = mask + (size_t)i * (size_t)(cols + 1);
+    const int64_t *vrow = b->valid + (size_t)i * (size_t)cols;
+    ids[i] = s->tokens[s->n_tokens - 1];
+    pos[i] = s->n_cached;
+    if (e->m->gqa) {
+      /* valid columns are a prefix; the new token lands at n_cached */
+      for (c = 0; c <= cols; c++) mrow[c] = c <= s->n_cached;
+    } else {
+      for (c = 0; c < cols; c++) mrow[c] = vrow[c];
+      mrow[cols] = 1;
+    }
+  }
+  rc = run_model(e, n, 1, cols + 1, ids, pos, mask, b->kv, 1, present, &logits, err);
+  if (rc) goto done;
+
+  /* The presents become the batch's cache: one more column per row. */
+  release_kv(e, b->kv);
+  memcpy(b->kv, present, (size_t)L2 * sizeof *present);
+  for (i = 0; i < n; i++) {
+    int64_t *vrow = valid + (size_t)i * (size_t)(cols + 1);
+    const int64_t *orow = b->valid + (size_t)i * (size_t)cols;
+    for (c = 0; c < cols; c++) vrow[c] = orow[c];
+    vrow[cols] = 0;
+    vrow[e->m->gqa ? rows[i]->n_cached : cols] = 1;
+  }
+  coh__free(b->valid);
+  b->valid = valid;
+  valid = NULL;
+  b->cols = cols + 1;
+  e->stats.decode_tokens += (uint64_t)n;
+  e->stats.last_decode_batch = n;
+
+  for (i = 0; i < n; i++) {
+    seq *s = rows[i];
+    int32_t tok;
+    s->n_cached++;
+    if ((rc = sample_from(e, s, logits, i, 1, 0, &tok, err))) goto done;
+    if ((rc = accept_token(e, s, tok))) {
+      rc = coh__err(err, rc, "out of memory");
+      goto done;
+    }
+  }
+done:
+  if (logits) e->api->ReleaseValue(logits);
+  coh__free(present);
+  coh__free(ids);
+  coh__free(mask);
+  coh__free(valid);
+  return rc;
+}
+
+/* ---- engine ---------------------------------------------------------------- */
+
+int coh_engine_new(coh_model *m, int max_batch, coh_engine **out,
+                   coh_err *err) {
+  coh_engine *e;
+  int rc, l;
+  size_t k = 0;
+  *out = NULL;
+  if (max_batch < 1 || max_batch > 1024)
+    return coh__err(err, COH_EINVAL, "max batch %d is out of range [1, 1024]", max_batch);
+  e = coh__calloc(1, sizeof *e);
+  if (e == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+  e->m = m;
+  e->api = m->api;
+  e->max_batch = max_batch;
+  e->next_id = 1;
+  e->n_in = 4 + 2 * (size_t)m->info.n_layers;
+  e->n_out = 1 + 2 * (size_t)m->info.n_layers;
+  e->in_names = coh__calloc(e->n_in, sizeof *e->in_names);
+  e->out_names = coh__calloc(e->n_out, sizeof *e->out_names);
+  e->logits_f32 = coh__malloc((size_t)m->info.vocab * sizeof(float));
+  if (e->in_names == NULL || e->out_names == NULL || e->logits_f32 == NULL) {
+    rc = coh__err(err, COH_ENOMEM, "out of memory");
+    goto fail;
+  }
+  if ((rc = coh__sampler_new((size_t)m->info.vocab, &e->sampler, err))) goto fail;
+  if ((rc = COH_ORT_CALL(e->api->GetAllocatorWithDefaultOptions(&e->alloc), "allocator")))
+    goto fail;
+  /* Input order must match run_model(). */
+  e->in_names[k++] = m->name_input_ids;
+  e->in_names[k++] = m->name_mask;
+  if (m->info.has_position_ids) e->in_names[k++] = m->name_position_ids;
+  if (m->info.has_use_cache_branch) e->in_names[k++] = m->name_use_cache_branch;
+  for (l = 0; l < m->info.n_layers; l++) {
+    e->in_names[k++] = m->past_key[l];
+    e->in_names[k++] = m->past_value[l];
+  }
+  e->out_names[0] = m->name_logits;
+  for (l = 0; l < m->info.n_layers; l++) {
+    e->out_names[1 + 2 * l] = m->present_key[l];
+    e->out_names[2 + 2 * l] = m->present_value[l];
+  }
+  *out = e;
+  return COH_OK;
+fail:
+  coh_engine_free(e);
+  return rc;
+}
+
+void coh_engine_free(coh_engine *e) {
+  seq *s, *next;
+  if (e == NULL) return;
+  batch_clear(e);
+  for (s = e->head; s; s = next) {
+    next = s->next;
+    seq_free(e, s);
+  }
+  coh__sampler_free(e->sampler);
+  coh__free(e->in_names);
+  coh__free(e->out_names);
+  coh__free(e->logits_f32);
+  coh__free(e);
+}
+
+int coh_engine_submit(coh_engine *e, const coh_request *r, uint64_t *id,
+                      coh_err *err) {
+  const coh_model_info *info = &e->m->info;
+  seq *s, **tail;
+  size_t i;
+  int rc;
+  if (r->prompt == NULL || r->n_prompt == 0)
+    return coh__err(err, COH_EINVAL, "empty prompt: a request needs at least one token");
+  if (r->max_tokens < 0)
+    return coh__err(err, COH_EINVAL, "max_tokens is %d; it must be >= 0", r->max_tokens);
+  for (i = 0; i < r->n_prompt; i++)
+    if (r->prompt[i] < 0 || r->prompt[i] >= info->vocab)
+      return coh__err(err, COH_EINVAL, "prompt token %zu is %d, outside the vocabulary [0, %lld)",
+                      i, r->prompt[i], (long long)info->vocab);
+  if ((int64_t)r->n_prompt >= info->context)
+    return coh__err(err, COH_ECONTEXT,
+                    "the prompt has %zu tokens but the model's context is %lld",
+                    r->n_prompt, (long long)info->context);
+  if ((rc = coh_sampling_validate(&r->sampling, err))) return rc;
+  if (r->n_stop_strings > 0 && e->m->tok == NULL)
+    return coh__err(err, COH_EINVAL, "stop strings need a tokenizer.json in the model folder");
+  for (i = 0; i < r->n_stop_strings; i++)
+    if (r->stop_strings[i] == NULL || r->stop_strings[i][0] == '\0')
+      return coh__err(err, COH_EINVAL, "stop string %zu is empty", i);
+
+  s = coh__calloc(1, sizeof *s);
+  if (s == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+  s->row = -1;
+  s->cap_tokens = r->n_prompt + (size_t)(r->max_tokens < 4096 ? r->max_tokens : 4096) + 1;
+  s->tokens = coh__malloc(s->cap_tokens * sizeof *s->tokens);
+  if (s->tokens == NULL) goto oom;
+  memcpy(s->tokens, r->prompt, r->n_prompt * sizeof *s->tokens);
+  s->n_tokens = s->n_prompt = r->n_prompt;
+  s->sampling = r->sampling;
+  coh__rng_seed(&s->rng, r->sampling.seed);
+  s->max_tokens = r->max_tokens;
+  s->ignore_eos = r->ignore_eos;
+  s->on_token = r->on_token;
+  s->user = r->user;
+  if (r->n_stop_ids > 0) {
+    s->stop_ids = coh__malloc(r->n_stop_ids * sizeof *s->stop_ids);
+    if (s->stop_ids == NULL) goto oom;
+    memcpy(s->stop_ids, r->stop_ids, r->n_stop_ids * sizeof *s->stop_ids);
+    s->n_stop_ids = r->n_stop_ids;
+  }
+  if (r->n_stop_strings > 0) {
+    s->stop_strings = coh__calloc(r->n_stop_strings, sizeof *s->stop_strings);
+    if (s->stop_strings == NULL) goto oom;
+    for (i = 0; i < r->n_stop_strings; i++) {
+      size_t len = strlen(r->stop_strings[i]);
+      s->stop_strings[i] = coh__strdup(r->stop_strings[i]);
+      s->n_stop_strings = i + 1;
+      if (s->stop_strings[i] == NULL) goto oom;
+      if (len > s->max_stop_len) s->max_stop_len = len;
+    }
+  }
+  if (e->m->tok != NULL) {
+    char *t = NULL;
+    size_t len = 0;
+    coh_err derr;
+    if (coh_tokenizer_decode(e->m->tok, s->tokens + s->n_prompt - 1, 1, 1, &t, &len, &derr) == COH_OK)
+      s->prefix_len = len;
+    coh__free(t);
+  }
+  s->id = e->next_id++;
+  s->state = SEQ_QUEUED;
+  for (tail = &e->head; *tail; tail = &(*tail)->next) {}
+  *tail = s;
+  *id = s->id;
+  return COH_OK;
+oom:
+  seq_free(e, s);
+  return coh__err(err, COH_ENOMEM, "out of memory");
+}
+
+int coh_engine_cancel(coh_engine *e, uint64_t id) {
+  seq *s;
+  for (s = e->head; s; s = s->next)
+    if (s->id == id && !is_finished(s)) {
+      s->cancelled = 1;
+      return COH_OK;
+    }
+  return COH_EINVAL;
+}
+
+size_t coh_engine_busy(const coh_engine *e) {
+  size_t n = 0;
+  const seq *s;
+  for (s = e->head; s; s = s->next) n++;
+  return n;
+}
+
+/* Unlinks and frees every finished request. */
+static void reap(coh_engine *e) {
+  seq **p = &e->head;
+  while (*p) {
+    seq *s = *p;
+    if (is_finished(s)) {
+      if (s->state != SEQ_QUEUED) e->active--;
+      /* Its batch row becomes a hole; the next decode re-lays the batch. */
+      if (s->row >= 0) e->batch.row_seq[s->row] = NULL;
+      *p = s->next;
+      seq_free(e, s);
+    } else {
+      p = &s->next;
+    }
+  }
+}
+
+/* Finishes every live request of rows with ERROR after a failed run. */
+static void fail_rows(coh_engine *e, seq **rows, int n) {
+  int i;
+  for (i = 0; i < n; i++)
+    if (!is_finished(rows[i])) emit(e, rows[i], -1, COH_FINISH_ERROR);
+}
+
+int coh_engine_step(coh_engine *e, coh_err *err) {
+  seq *s, **rows = NULL;
+  int n = 0, rc = COH_OK, i;
+  double t0 = coh__wall_seconds();
+
+  /* 1. cancellations */
+  for (s = e->head; s; s = s->next)
+    if (s->cancelled == 1) emit(e, s, -1, COH_FINISH_CANCELLED);
+  reap(e);
+
+  /* 2. admission, in id order */
+  for (s = e->head; s && e->active < e->max_batch; s = s->next) {
+    if (s->state != SEQ_QUEUED) continue;
+    s->state = SEQ_PREFILL;
+    e->active++;
+    if (s->max_tokens == 0) emit(e, s, -1, COH_FINISH_LENGTH);
+  }
+
+  /* 3. decode for requests that were decoding at the start of the step */
+  rows = coh__malloc((size_t)(e->active + 1) * sizeof *rows);
+  if (rows == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+  for (s = e->head; s; s = s->next)
+    if (s->state == SEQ_DECODE && !is_finished(s)) rows[n++] = s;
+  if (n > 0) {
+    rc = decode_step(e, rows, n, err);
+    if (rc) {
+      fail_rows(e, rows, n);
+      batch_clear(e);
+    }
+  }
+
+  /* 4. one prefill chunk for each prefilling request */
+  for (s = e->head; rc == COH_OK && s; s = s->next) {
+    if (s->state != SEQ_PREFILL || is_finished(s)) continue;
+    rc = prefill_chunk(e, s, err);
+    if (rc) emit(e, s, -1, COH_FINISH_ERROR);
+  }
+
+  coh__free(rows);
+  reap(e);
+  {
+    /* Forget the batch's memory as soon as no row is left in it. */
+    int alive = 0;
+    for (i = 0; i < e->batch.rows; i++) alive += e->batch.row_seq[i] != NULL;
+    if (alive == 0) batch_clear(e);
+  }
+  e->stats.steps++;
+  e->stats.step_seconds += coh__wall_seconds() - t0;
+  return rc;
+}
+
+void coh_engine_get_stats(const coh_engine *e, coh_engine_stats *out) {
+  const seq *s;
+  *out = e->stats;
+  out->active = e->active;
+  out->queued = 0;
+  for (s = e->head; s; s = s->next) out->queued += s->state == SEQ_QUEUED;
+}
