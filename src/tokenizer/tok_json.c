@@ -1,0 +1,128 @@
+/* tok_json.c — typed access to tokenizer.json fields.  Every failure names
+ * the field by its JSON path ("model.vocab", "decoder.decoders[2].type"), so
+ * that a user can find it in a 4 MB file. */
+#include <stdio.h>
+#include <string.h>
+
+#include "tokenizer_int.h"
+
+void coh__path_key(char *out, const char *parent, const char *key) {
+  if (parent == NULL || parent[0] == '\0')
+    snprintf(out, COH__PATH_MAX, "%s", key);
+  else
+    snprintf(out, COH__PATH_MAX, "%s.%s", parent, key);
+}
+
+void coh__path_index(char *out, const char *parent, size_t i) {
+  snprintf(out, COH__PATH_MAX, "%s[%zu]", parent, i);
+}
+
+static const char *kind(const json_t *j) {
+  switch (json_typeof(j)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    case JSON_NULL: return "null";
+  }
+  return "?";
+}
+
+int coh__json_member(json_t *obj, const char *parent, const char *key,
+                     json_t **out, coh_err *err) {
+  char path[COH__PATH_MAX];
+  coh__path_key(path, parent, key);
+  if (!json_is_object(obj))
+    return coh__err(err, COH_EFORMAT, "%s: expected an object, found %s",
+                    parent && parent[0] ? parent : "(top level)", kind(obj));
+  *out = json_object_get(obj, key);
+  if (*out == NULL)
+    return coh__err(err, COH_EFORMAT, "%s: missing field", path);
+  return COH_OK;
+}
+
+static int string_of(json_t *v, const char *path, const char **out,
+                     size_t *len, coh_err *err) {
+  if (!json_is_string(v))
+    return coh__err(err, COH_EFORMAT, "%s: expected a string, found %s", path,
+                    kind(v));
+  *out = json_string_value(v);
+  if (len) *len = json_string_length(v);
+  return COH_OK;
+}
+
+int coh__json_string(json_t *obj, const char *parent, const char *key,
+                     const char **out, size_t *len, coh_err *err) {
+  char path[COH__PATH_MAX];
+  json_t *v;
+  int rc = coh__json_member(obj, parent, key, &v, err);
+  if (rc) return rc;
+  coh__path_key(path, parent, key);
+  return string_of(v, path, out, len, err);
+}
+
+int coh__json_opt_string(json_t *obj, const char *parent, const char *key,
+                         const char **out, size_t *len, coh_err *err) {
+  char path[COH__PATH_MAX];
+  json_t *v = json_object_get(obj, key);
+  if (v == NULL || json_is_null(v)) return COH_OK;
+  coh__path_key(path, parent, key);
+  return string_of(v, path, out, len, err);
+}
+
+int coh__json_opt_bool(json_t *obj, const char *parent, const char *key,
+                       int *out, coh_err *err) {
+  char path[COH__PATH_MAX];
+  json_t *v = json_object_get(obj, key);
+  if (v == NULL || json_is_null(v)) return COH_OK;
+  coh__path_key(path, parent, key);
+  if (!json_is_boolean(v))
+    return coh__err(err, COH_EFORMAT, "%s: expected a boolean, found %s",
+                    path, kind(v));
+  *out = json_is_true(v);
+  return COH_OK;
+}
+
+static int int_of(json_t *v, const char *path, int64_t lo, int64_t hi,
+                  int64_t *out, coh_err *err) {
+  json_int_t x;
+  if (!json_is_integer(v))
+    return coh__err(err, COH_EFORMAT, "%s: expected an integer, found %s",
+                    path, kind(v));
+  x = json_integer_value(v);
+  if (x < lo || x > hi)
+    return coh__err(err, COH_EFORMAT, "%s: %lld is out of range [%lld, %lld]",
+                    path, (long long)x, (long long)lo, (long long)hi);
+  *out = (int64_t)x;
+  return COH_OK;
+}
+
+int coh__json_int(json_t *obj, const char *parent, const char *key,
+                  int64_t lo, int64_t hi, int64_t *out, coh_err *err) {
+  char path[COH__PATH_MAX];
+  json_t *v;
+  int rc = coh__json_member(obj, parent, key, &v, err);
+  if (rc) return rc;
+  coh__path_key(path, parent, key);
+  return int_of(v, path, lo, hi, out, err);
+}
+
+int coh__json_opt_int(json_t *obj, const char *parent, const char *key,
+                      int64_t lo, int64_t hi, int64_t *out, coh_err *err) {
+  char path[COH__PATH_MAX];
+  json_t *v = json_object_get(obj, key);
+  if (v == NULL || json_is_null(v)) return COH_OK;
+  coh__path_key(path, parent, key);
+  return int_of(v, path, lo, hi, out, err);
+}
+
+int coh__json_type(json_t *obj, const char *path, const char **type,
+                   coh_err *err) {
+  if (!json_is_object(obj))
+    return coh__err(err, COH_EFORMAT, "%s: expected an object, found %s",
+                    path, kind(obj));
+  return coh__json_string(obj, path, "type", type, NULL, err);
+}
