@@ -3,6 +3,7 @@
  * Runtime session on the chosen execution provider, and a check of every
  * graph input and output against the configuration.
  */
+#include <dlfcn.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -104,12 +105,44 @@ static int make_session_options(coh_model *m, const coh_model_options *o,
   return COH_OK;
 }
 
+/* Says why the CUDA provider cannot load, before ONNX Runtime tries (whose
+ * own message is only "Failed to load shared library"): the provider
+ * libraries must sit beside libonnxruntime, and loading them must find
+ * CUDA 13 (libcudart.so.13, libcublas.so.13, ...).  Returns 0 if they load. */
+static int cuda_probe(coh_err *err) {
+  Dl_info di;
+  char dir[4096], path[4200];
+  const char *slash;
+  void *h;
+  if (!dladdr((void *)OrtGetApiBase, &di) || di.dli_fname == NULL ||
+      (slash = strrchr(di.dli_fname, '/')) == NULL)
+    return coh__err(err, COH_EPROVIDER, "cannot locate libonnxruntime on disk");
+  snprintf(dir, sizeof dir, "%.*s", (int)(slash - di.dli_fname), di.dli_fname);
+  snprintf(path, sizeof path, "%s/libonnxruntime_providers_cuda.so", dir);
+  if (access(path, R_OK) != 0)
+    return coh__err(err, COH_EPROVIDER,
+                    "the CUDA provider library is not installed (%s is missing; "
+                    "run scripts/setup.sh --gpu)", path);
+  snprintf(path, sizeof path, "%s/libonnxruntime_providers_shared.so", dir);
+  if ((h = dlopen(path, RTLD_NOW | RTLD_GLOBAL)) == NULL)
+    return coh__err(err, COH_EPROVIDER, "%s", dlerror());
+  snprintf(path, sizeof path, "%s/libonnxruntime_providers_cuda.so", dir);
+  h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (h == NULL) {
+    /* dlerror() names the first missing dependency, e.g. libcudart.so.13 */
+    return coh__err(err, COH_EPROVIDER, "%s", dlerror());
+  }
+  dlclose(h);
+  return COH_OK;
+}
+
 /* Appends the CUDA provider and creates the session on it. */
 static int open_cuda(coh_model *m, const coh_model_options *o, coh_err *err) {
   const OrtApi *api = m->api;
   OrtSessionOptions *so = NULL;
   OrtCUDAProviderOptionsV2 *cuda = NULL;
   int rc;
+  if ((rc = cuda_probe(err))) return rc;
   if ((rc = make_session_options(m, o, &so, err))) return rc;
   if ((rc = COH_ORT_CALL(api->CreateCUDAProviderOptions(&cuda), "CUDA provider options")))
     goto done;
