@@ -12,6 +12,7 @@ static const struct {
 } commands[] = {
     /* one line per subcommand, each implemented in its own cmd_*.c */
     {"version", NULL, "print the version"},
+    {"tokenize", coh__cmd_tokenize, "encode/decode JSON lines with a tokenizer.json"},
 };
 
 static void print_usage(FILE *f) {
