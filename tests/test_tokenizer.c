@@ -8,6 +8,9 @@
 #include <time.h>
 
 #include "cohort/tokenizer.h"
+#include <dirent.h>
+
+#include "fuzz/fuzz_tokenizer.c"
 #include "test.h"
 #include "tokenizer/tokenizer_int.h"
 
@@ -676,6 +679,34 @@ static void test_out_of_memory(void) {
   CHECK(saw_ok);
 }
 
+/* Replays the fuzz corpus (seeds and crash regressions) through the
+ * fuzz harness, which aborts on a violated property. */
+static void test_fuzz_corpus(void) {
+  const char *dir = COH_TEST_DATA "/../fuzz/corpus/tokenizer";
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  int n = 0;
+  REQUIRE(d != NULL);
+  while ((e = readdir(d)) != NULL) {
+    char path[1024];
+    char *buf = NULL;
+    size_t len = 0;
+    coh_err err;
+    if (e->d_name[0] == '.') continue;
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    if (coh__read_file(path, &buf, &len, &err) != COH_OK) continue;
+    coh__fuzz_tokenizer_one((const uint8_t *)buf, len);
+    coh__free(buf);
+    n++;
+  }
+  closedir(d);
+  fprintf(stderr, "  %d corpus files replayed\n", n);
+  CHECK(n >= 5);
+  coh_tokenizer_free(fuzz_ref[0]);
+  coh_tokenizer_free(fuzz_ref[1]);
+  fuzz_ref[0] = fuzz_ref[1] = NULL;
+}
+
 int main(int argc, char **argv) {
   TEST_MAIN_BEGIN(argc, argv);
   RUN(test_gpt2_cases);
@@ -695,5 +726,6 @@ int main(int argc, char **argv) {
   RUN(test_speed);
   RUN(test_threads);
   RUN(test_out_of_memory);
+  RUN(test_fuzz_corpus);
   return TEST_MAIN_END();
 }
