@@ -1,7 +1,6 @@
 /* test_tokenizer.c — the tokenizer against Hugging Face tokenizers 0.23.2
  * reference cases (every line of tests/data/tokenizers/{gpt2,llama}.cases.jsonl), plus
  * bad-input, edge-case and round-trip tests. */
-#define PCRE2_CODE_UNIT_WIDTH 8
 #include <jansson.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -9,8 +8,11 @@
 #include <time.h>
 
 #include "cohort/tokenizer.h"
+#include <dirent.h>
+
+#include "fuzz/fuzz_tokenizer.c"
 #include "test.h"
-#include "util/util_int.h"
+#include "tokenizer/tokenizer_int.h"
 
 #define DATA COH_TEST_DATA "/tokenizers/"
 
@@ -119,9 +121,611 @@ static void test_llama_cases(void) {
   CHECK_EQ_INT(run_cases("llama.tokenizer.json", "llama.cases.jsonl"), 80);
 }
 
+
+/* ---- small tokenizers written in the test, so that expected ids can be
+ * worked out by hand ---------------------------------------------------- */
+
+/* No pre-tokenizer: spaces reach the model and become (fused) <unk>. */
+static const char tiny_json[] =
+    "{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,"
+    "\"added_tokens\":["
+    "{\"id\":10,\"content\":\"<sp>\",\"special\":true,\"normalized\":false,"
+    "\"lstrip\":true,\"rstrip\":true,\"single_word\":false},"
+    "{\"id\":11,\"content\":\"cat\",\"special\":false,\"normalized\":false,"
+    "\"single_word\":true,\"lstrip\":false,\"rstrip\":false}],"
+    "\"normalizer\":null,\"pre_tokenizer\":null,"
+    "\"post_processor\":{\"type\":\"TemplateProcessing\",\"single\":["
+    "{\"SpecialToken\":{\"id\":\"<sp>\",\"type_id\":0}},"
+    "{\"Sequence\":{\"id\":\"A\",\"type_id\":0}},"
+    "{\"SpecialToken\":{\"id\":\"<sp>\",\"type_id\":0}}],\"pair\":[],"
+    "\"special_tokens\":{\"<sp>\":{\"id\":\"<sp>\",\"ids\":[10],"
+    "\"tokens\":[\"<sp>\"]}}},"
+    "\"decoder\":null,"
+    "\"model\":{\"type\":\"BPE\",\"unk_token\":\"<unk>\",\"fuse_unk\":true,"
+    "\"byte_fallback\":false,\"dropout\":null,"
+    "\"vocab\":{\"<unk>\":0,\"a\":1,\"b\":2,\"c\":3,\"t\":4,\"ab\":5,"
+    "\"abc\":6,\"ca\":7,\"cat\":8},"
+    "\"merges\":[\"a b\",[\"ab\",\"c\"],\"c a\",\"ca t\"]}}";
+
+static coh_tokenizer *load_str(const char *json, coh_err *err) {
+  coh_tokenizer *tok = NULL;
+  coh_err_clear(err);
+  if (coh_tokenizer_load_buffer(json, strlen(json), "t.json", &tok, err))
+    return NULL;
+  return tok;
+}
+
+/* Encodes text and compares with the expected ids (n_want of them). */
+static int enc_is(const coh_tokenizer *tok, const char *text, int special,
+                  const int32_t *want, size_t n_want) {
+  int32_t *ids = NULL;
+  size_t n = 0, i;
+  coh_err err;
+  int ok;
+  if (coh_tokenizer_encode(tok, text, strlen(text), special, &ids, &n, &err))
+    return 0;
+  ok = n == n_want;
+  for (i = 0; ok && i < n; i++) ok = ids[i] == want[i];
+  if (!ok) {
+    fprintf(stderr, "  encode \"%s\":", text);
+    print_ids("got", ids, n);
+  }
+  coh_free(ids);
+  return ok;
+}
+
+#define ENC_IS(tok, text, special, ...)                                   \
+  do {                                                                    \
+    static const int32_t want_[] = {__VA_ARGS__};                         \
+    CHECK(enc_is(tok, text, special, want_, sizeof want_ / sizeof *want_)); \
+  } while (0)
+
+static char *dec(const coh_tokenizer *tok, const int32_t *ids, size_t n,
+                 int skip) {
+  char *text = NULL;
+  size_t len;
+  coh_err err;
+  if (coh_tokenizer_decode(tok, ids, n, skip, &text, &len, &err)) return NULL;
+  return text;
+}
+
+static void test_tiny_bpe(void) {
+  coh_err err;
+  coh_tokenizer *tok = load_str(tiny_json, &err);
+  static const int32_t special_ids[] = {10, 5, 10}, two[] = {5, 6};
+  char *s;
+  if (tok == NULL) fprintf(stderr, "  %s\n", err.msg);
+  REQUIRE(tok != NULL);
+  ENC_IS(tok, "abc", 0, 6);        /* a b c → ab c → abc */
+  ENC_IS(tok, "ab abc", 0, 5, 0, 6); /* the space is unk */
+  ENC_IS(tok, "xyz", 0, 0);        /* fuse_unk: one unk */
+  ENC_IS(tok, "axb", 0, 1, 0, 2);
+  ENC_IS(tok, "ab <sp> ab", 0, 5, 10, 5); /* lstrip/rstrip eat spaces */
+  ENC_IS(tok, "ab<sp>ab", 0, 5, 10, 5);
+  ENC_IS(tok, "cat ab", 0, 11, 0, 5);   /* single word: added token */
+  ENC_IS(tok, "bcat", 0, 2, 8);         /* inside a word: the model's cat */
+  ENC_IS(tok, "ab", 1, 10, 5, 10);      /* template: <sp> A <sp> */
+  ENC_IS(tok, "", 1, 10, 10);
+  CHECK_EQ_INT(coh_tokenizer_vocab_size(tok), 12);
+  CHECK_EQ_INT(coh_tokenizer_token_id(tok, "abc"), 6);
+  CHECK_EQ_INT(coh_tokenizer_token_id(tok, "<sp>"), 10);
+  CHECK_EQ_INT(coh_tokenizer_token_id(tok, "zzz"), -1);
+  CHECK(coh_tokenizer_is_special(tok, 10));
+  CHECK(!coh_tokenizer_is_special(tok, 11));
+  CHECK(!coh_tokenizer_is_special(tok, 5));
+  CHECK(!coh_tokenizer_is_special(tok, -3));
+  CHECK(!coh_tokenizer_is_special(tok, 1000));
+  /* no decoder: tokens joined by spaces, as HF */
+  s = dec(tok, two, 2, 1);
+  CHECK_STR(s, "ab abc");
+  coh_free(s);
+  s = dec(tok, special_ids, 3, 1);
+  CHECK_STR(s, "ab");
+  coh_free(s);
+  s = dec(tok, special_ids, 3, 0);
+  CHECK_STR(s, "<sp> ab <sp>");
+  coh_free(s);
+  coh_tokenizer_free(tok);
+}
+
+static const char meta_json[] =
+    "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"\\u2581\":0,\"h\":1,\"i\":2,"
+    "\"\\u2581h\":3,\"\\u2581hi\":4,\"<0x21>\":5},"
+    "\"merges\":[[\"\\u2581\",\"h\"],[\"\\u2581h\",\"i\"]],"
+    "\"byte_fallback\":true},"
+    "\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":\"\\u2581\","
+    "\"prepend_scheme\":\"always\",\"split\":true},"
+    "\"decoder\":{\"type\":\"Sequence\",\"decoders\":[{\"type\":"
+    "\"ByteFallback\"},{\"type\":\"Metaspace\",\"replacement\":\"\\u2581\","
+    "\"prepend_scheme\":\"always\",\"split\":true}]}}";
+
+static void test_metaspace(void) {
+  coh_err err;
+  coh_tokenizer *tok = load_str(meta_json, &err);
+  static const int32_t ids[] = {4, 4, 5};
+  char *s;
+  if (tok == NULL) fprintf(stderr, "  %s\n", err.msg);
+  REQUIRE(tok != NULL);
+  ENC_IS(tok, "hi hi!", 0, 4, 4, 5); /* ! through byte fallback */
+  ENC_IS(tok, "hi", 1, 4);           /* no post-processor: nothing added */
+  ENC_IS(tok, "?", 0, 0); /* "▁?": no unk, no byte token: ? dropped */
+  s = dec(tok, ids, 3, 1);
+  CHECK_STR(s, "hi hi!");
+  coh_free(s);
+  coh_tokenizer_free(tok);
+}
+
+static const char split_json[] =
+    "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"1\":0,\"2\":1,\"3\":2,"
+    "\"4\":3,\"5\":4,\"34\":5,\"12\":6,\"123\":7,\"45\":8},"
+    "\"merges\":[\"3 4\",\"1 2\",\"12 3\",\"4 5\"]},"
+    "\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":"
+    "\"Split\",\"pattern\":{\"Regex\":\"(?i:'s|'t)|\\\\p{N}{1,3}\"},"
+    "\"behavior\":\"Isolated\",\"invert\":false}]}}";
+
+static const char nosplit_json[] =
+    "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"1\":0,\"2\":1,\"3\":2,"
+    "\"4\":3,\"5\":4,\"34\":5,\"12\":6,\"123\":7,\"45\":8},"
+    "\"merges\":[\"3 4\",\"1 2\",\"12 3\",\"4 5\"]}}";
+
+static void test_split_regex(void) {
+  coh_err err;
+  coh_tokenizer *a = load_str(split_json, &err), *b;
+  if (a == NULL) fprintf(stderr, "  %s\n", err.msg);
+  b = load_str(nosplit_json, &err);
+  REQUIRE(a != NULL && b != NULL);
+  ENC_IS(a, "12345", 0, 7, 8); /* split as 123|45 */
+  ENC_IS(b, "12345", 0, 6, 5, 4); /* one word: 3 4 merges first */
+  coh_tokenizer_free(a);
+  coh_tokenizer_free(b);
+}
+
+/* ---- bad tokenizer files -------------------------------------------------- */
+
+/* Loads json and checks the code and that the message holds each needle. */
+static void bad(const char *json, int code, const char *n1, const char *n2) {
+  coh_err err;
+  coh_tokenizer *tok = load_str(json, &err);
+  CHECK(tok == NULL);
+  CHECK_EQ_INT(err.code, code);
+  if ((n1 && !strstr(err.msg, n1)) || (n2 && !strstr(err.msg, n2))) {
+    fprintf(stderr, "  message \"%s\" lacks \"%s\" / \"%s\"\n", err.msg,
+            n1 ? n1 : "", n2 ? n2 : "");
+    CHECK(!"error message");
+  }
+  coh_tokenizer_free(tok);
+}
+
+#define MODEL_OK "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]}"
+
+static void test_bad_json(void) {
+  bad("{\n  \"model\": tru }", COH_EFORMAT, "t.json:2:", "invalid JSON");
+  bad("", COH_EFORMAT, "t.json:", "invalid JSON");
+  bad("[1, 2", COH_EFORMAT, "t.json:1:", NULL);
+  bad("[]", COH_EFORMAT, "top level", NULL);
+}
+
+static void test_bad_fields(void) {
+  bad("{}", COH_EFORMAT, "model: missing field", NULL);
+  bad("{\"model\":{\"type\":\"BPE\",\"merges\":[]}}", COH_EFORMAT,
+      "model.vocab: missing field", NULL);
+  bad("{\"model\":{\"type\":\"BPE\",\"vocab\":[],\"merges\":[]}}",
+      COH_EFORMAT, "model.vocab", "expected an object");
+  bad("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":\"x\"},\"merges\":[]}}",
+      COH_EFORMAT, "model.vocab.\"a\"", NULL);
+  bad("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0}}}", COH_EFORMAT,
+      "model.merges: missing field", NULL);
+  bad("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[1]}}",
+      COH_EFORMAT, "model.merges[0]", NULL);
+  bad("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":"
+      "[\"a b\"]}}",
+      COH_EFORMAT, "model.merges[0]", "\"b\" is not in model.vocab");
+  bad("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[],"
+      "\"byte_fallback\":1}}",
+      COH_EFORMAT, "model.byte_fallback", "boolean");
+  bad("{" MODEL_OK ",\"added_tokens\":[{\"id\":\"1\",\"content\":\"x\"}]}",
+      COH_EFORMAT, "added_tokens[0].id", "integer");
+  bad("{" MODEL_OK ",\"added_tokens\":[{\"id\":1}]}", COH_EFORMAT,
+      "added_tokens[0].content: missing field", NULL);
+  bad("{" MODEL_OK ",\"normalizer\":{\"type\":\"Replace\",\"pattern\":"
+      "{\"Regex\":\"(\"},\"content\":\"x\"}}",
+      COH_EFORMAT, "normalizer.pattern.Regex", "bad regex");
+  bad("{" MODEL_OK ",\"normalizer\":{\"prepend\":\"x\"}}", COH_EFORMAT,
+      "normalizer.type: missing field", NULL);
+  bad("{" MODEL_OK ",\"decoder\":{\"type\":\"Strip\",\"content\":\"ab\","
+      "\"start\":1,\"stop\":0}}",
+      COH_EFORMAT, "decoder.content", "single character");
+  bad("{" MODEL_OK ",\"post_processor\":{\"type\":\"TemplateProcessing\","
+      "\"single\":[{\"SpecialToken\":{\"id\":\"<s>\"}},{\"Sequence\":"
+      "{\"id\":\"A\"}}],\"special_tokens\":{}}}",
+      COH_EFORMAT, "post_processor.special_tokens", "<s>");
+}
+
+static void test_unsupported(void) {
+  bad("{\"model\":{\"type\":\"WordPiece\",\"vocab\":{}}}", COH_EUNSUPPORTED,
+      "model.type", "WordPiece");
+  bad("{" MODEL_OK ",\"normalizer\":{\"type\":\"NFC\"}}", COH_EUNSUPPORTED,
+      "normalizer.type", "NFC");
+  bad("{" MODEL_OK ",\"pre_tokenizer\":{\"type\":\"Sequence\","
+      "\"pretokenizers\":[{\"type\":\"ByteLevel\"},{\"type\":"
+      "\"BertPreTokenizer\"}]}}",
+      COH_EUNSUPPORTED, "pre_tokenizer.pretokenizers[1].type",
+      "BertPreTokenizer");
+  bad("{" MODEL_OK ",\"decoder\":{\"type\":\"Sequence\",\"decoders\":["
+      "{\"type\":\"Fuse\"},{\"type\":\"CTC\"}]}}",
+      COH_EUNSUPPORTED, "decoder.decoders[1].type", "CTC");
+  bad("{" MODEL_OK ",\"post_processor\":{\"type\":\"Whatever\"}}",
+      COH_EUNSUPPORTED, "post_processor.type", "Whatever");
+  bad("{" MODEL_OK ",\"truncation\":{\"max_length\":5}}", COH_EUNSUPPORTED,
+      "truncation", NULL);
+  bad("{\"model\":{\"type\":\"BPE\",\"vocab\":{},\"merges\":[],"
+      "\"dropout\":0.1}}",
+      COH_EUNSUPPORTED, "model.dropout", NULL);
+}
+
+static void test_missing_file(void) {
+  coh_tokenizer *tok = (coh_tokenizer *)1;
+  coh_err err;
+  CHECK_EQ_INT(coh_tokenizer_load("/nonexistent/tokenizer.json", &tok, &err),
+               COH_ENOENT);
+  CHECK(tok == NULL);
+  CHECK(strstr(err.msg, "/nonexistent/tokenizer.json") != NULL);
+}
+
+/* ---- the real tokenizers on edge cases ---------------------------------- */
+
+static int same_encoding(const coh_tokenizer *tok, const char *a, size_t na,
+                         const char *b, size_t nb) {
+  int32_t *x = NULL, *y = NULL;
+  size_t nx = 0, ny = 0;
+  coh_err err;
+  int ok = coh_tokenizer_encode(tok, a, na, 0, &x, &nx, &err) == COH_OK &&
+           coh_tokenizer_encode(tok, b, nb, 0, &y, &ny, &err) == COH_OK &&
+           nx == ny && (nx == 0 || memcmp(x, y, nx * sizeof *x) == 0);
+  coh_free(x);
+  coh_free(y);
+  return ok;
+}
+
+/* Invalid UTF-8: each maximal invalid subsequence reads as U+FFFD, which
+ * then goes through byte fallback (llama) or the byte alphabet (gpt2). */
+static void test_invalid_utf8(void) {
+  const char *names[] = {"gpt2.tokenizer.json", "llama.tokenizer.json"};
+  size_t k;
+  for (k = 0; k < 2; k++) {
+    coh_tokenizer *tok = load(names[k]);
+    int32_t *ids = NULL;
+    size_t n = 0;
+    char *text = NULL;
+    coh_err err;
+    REQUIRE(tok != NULL);
+    CHECK(same_encoding(tok, "a\xFF" "b", 3, "a\xEF\xBF\xBD" "b", 5));
+    /* E2 82 is a truncated 3-byte sequence: one U+FFFD, then 'a' */
+    CHECK(same_encoding(tok, "\xE2\x82" "a", 3, "\xEF\xBF\xBD" "a", 4));
+    /* a surrogate (ED A0 80) is three invalid subsequences */
+    CHECK(same_encoding(tok, "\xED\xA0\x80", 3,
+                        "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD", 9));
+    CHECK(same_encoding(tok, "x\xC0\xAFy\xF5", 5,
+                        "x\xEF\xBF\xBD\xEF\xBF\xBDy\xEF\xBF\xBD", 11));
+    /* embedded NUL is ordinary text */
+    CHECK_EQ_INT(coh_tokenizer_encode(tok, "a\0b", 3, 0, &ids, &n, &err),
+                 COH_OK);
+    CHECK(n >= 2);
+    CHECK_EQ_INT(coh_tokenizer_decode(tok, ids, n, 1, &text, NULL, &err),
+                 COH_OK);
+    CHECK(text != NULL && text[0] == 'a');
+    coh_free(ids);
+    coh_free(text);
+    ids = NULL;
+    CHECK_EQ_INT(coh_tokenizer_encode(tok, "\xFF\xFE", 2, 0, &ids, &n, &err),
+                 COH_OK);
+    CHECK_EQ_INT(coh_tokenizer_decode(tok, ids, n, 1, &text, NULL, &err),
+                 COH_OK);
+    CHECK_STR(text, "\xEF\xBF\xBD\xEF\xBF\xBD");
+    coh_free(ids);
+    coh_free(text);
+    coh_tokenizer_free(tok);
+  }
+}
+
+static void test_empty(void) {
+  coh_tokenizer *tok = load("llama.tokenizer.json");
+  int32_t *ids = (int32_t *)1;
+  size_t n = 99, len = 99;
+  char *text = NULL;
+  coh_err err;
+  REQUIRE(tok != NULL);
+  CHECK_EQ_INT(coh_tokenizer_encode(tok, "", 0, 0, &ids, &n, &err), COH_OK);
+  CHECK_EQ_INT(n, 0);
+  coh_free(ids);
+  CHECK_EQ_INT(coh_tokenizer_encode(tok, NULL, 0, 1, &ids, &n, &err), COH_OK);
+  CHECK_EQ_INT(n, 1);
+  CHECK_EQ_INT(ids[0], 1);
+  coh_free(ids);
+  CHECK_EQ_INT(coh_tokenizer_decode(tok, NULL, 0, 0, &text, &len, &err),
+               COH_OK);
+  CHECK_STR(text, "");
+  CHECK_EQ_INT(len, 0);
+  coh_free(text);
+  coh_tokenizer_free(tok);
+}
+
+static void test_decode_range(void) {
+  coh_tokenizer *tok = load("gpt2.tokenizer.json");
+  int32_t ids[] = {15496, 50295};
+  int32_t neg[] = {-1};
+  char *text = (char *)1;
+  coh_err err;
+  REQUIRE(tok != NULL);
+  CHECK_EQ_INT(coh_tokenizer_vocab_size(tok), 50295);
+  CHECK_EQ_INT(coh_tokenizer_decode(tok, ids, 2, 0, &text, NULL, &err),
+               COH_ERANGE);
+  CHECK(text == NULL);
+  CHECK(strstr(err.msg, "50295") != NULL);
+  CHECK_EQ_INT(coh_tokenizer_decode(tok, neg, 1, 1, &text, NULL, &err),
+               COH_ERANGE);
+  CHECK(strstr(err.msg, "-1") != NULL);
+  coh_tokenizer_free(tok);
+}
+
+static const char *const round_texts[] = {
+    "Hello, world!",
+    "  leading and trailing  ",
+    "tabs\tand\nnewlines\r\n",
+    "emoji 😀🎉 and CJK 中文 and RTL שלום",
+    "combining e\xCC\x81 and ZWJ 👩\xE2\x80\x8D💻",
+    "x = [1, 2, 3]; // code",
+    "many     spaces          here",
+    "\xEF\xBF\xBD replacement char",
+};
+
+static void test_round_trip(void) {
+  const char *names[] = {"gpt2.tokenizer.json", "llama.tokenizer.json"};
+  size_t k, i;
+  for (k = 0; k < 2; k++) {
+    coh_tokenizer *tok = load(names[k]);
+    REQUIRE(tok != NULL);
+    for (i = 0; i < sizeof round_texts / sizeof *round_texts; i++) {
+      int32_t *ids = NULL;
+      size_t n = 0;
+      char *text = NULL;
+      coh_err err;
+      CHECK_EQ_INT(coh_tokenizer_encode(tok, round_texts[i],
+                                        strlen(round_texts[i]), 1, &ids, &n,
+                                        &err),
+                   COH_OK);
+      CHECK_EQ_INT(coh_tokenizer_decode(tok, ids, n, 1, &text, NULL, &err),
+                   COH_OK);
+      CHECK_STR(text, round_texts[i]);
+      coh_free(ids);
+      coh_free(text);
+    }
+    coh_tokenizer_free(tok);
+  }
+}
+
+/* Special tokens in the text are split out before the model and survive a
+ * decode without skipping. */
+static void test_special_in_text(void) {
+  coh_tokenizer *g = load("gpt2.tokenizer.json");
+  coh_tokenizer *l = load("llama.tokenizer.json");
+  char *text = NULL;
+  int32_t *ids = NULL;
+  size_t n = 0;
+  coh_err err;
+  REQUIRE(g != NULL && l != NULL);
+  ENC_IS(g, "<|endoftext|>", 0, 50256);
+  ENC_IS(g, "a<|endoftext|>b", 0, 64, 50256, 65);
+  ENC_IS(l, "<s>", 0, 1);
+  CHECK_EQ_INT(coh_tokenizer_encode(g, "hi<|endoftext|>", 15, 0, &ids, &n,
+                                    &err),
+               COH_OK);
+  CHECK_EQ_INT(coh_tokenizer_decode(g, ids, n, 0, &text, NULL, &err), COH_OK);
+  CHECK_STR(text, "hi<|endoftext|>");
+  coh_free(text);
+  CHECK_EQ_INT(coh_tokenizer_decode(g, ids, n, 1, &text, NULL, &err), COH_OK);
+  CHECK_STR(text, "hi");
+  coh_free(text);
+  coh_free(ids);
+  CHECK_EQ_INT(coh_tokenizer_token_id(l, "<s>"), 1);
+  CHECK_EQ_INT(coh_tokenizer_token_id(l, "<0x0A>"), 13);
+  CHECK(coh_tokenizer_is_special(l, 2));
+  coh_tokenizer_free(g);
+  coh_tokenizer_free(l);
+}
+
+/* ---- speed and threads ---------------------------------------------------- */
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SLOW_BUILD 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SLOW_BUILD 1
+#endif
+#endif
+#ifndef SLOW_BUILD
+#define SLOW_BUILD 0
+#endif
+
+static void test_speed(void) {
+  double t0 = now_s(), t_load, t_enc;
+  coh_tokenizer *tok = load("llama.tokenizer.json");
+  coh__buf big = {0};
+  int32_t *ids = NULL;
+  size_t n = 0, i;
+  coh_err err;
+  t_load = now_s() - t0;
+  REQUIRE(tok != NULL);
+  /* 200 KB of text with no pre-tokenizer: one 200 KB word for BPE */
+  for (i = 0; i < 4000; i++)
+    coh__buf_add(&big, "The quick brown fox jumps over the lazy dog. ", 45);
+  REQUIRE(!big.oom);
+  t0 = now_s();
+  CHECK_EQ_INT(coh_tokenizer_encode(tok, big.p, big.n, 0, &ids, &n, &err),
+               COH_OK);
+  t_enc = now_s() - t0;
+  CHECK(n > 0 && n < big.n);
+  fprintf(stderr, "  llama load %.3f s, encode 180 KB %.3f s (%zu ids)\n",
+          t_load, t_enc, n);
+  CHECK(t_load < (SLOW_BUILD ? 5.0 : 1.0));
+  CHECK(t_enc < (SLOW_BUILD ? 10.0 : 1.0));
+  coh_free(ids);
+  coh__buf_free(&big);
+  coh_tokenizer_free(tok);
+}
+
+typedef struct thread_job {
+  const coh_tokenizer *tok;
+  int failures;
+} thread_job;
+
+static void *thread_main(void *arg) {
+  thread_job *job = arg;
+  int round;
+  size_t i;
+  for (round = 0; round < 20; round++)
+    for (i = 0; i < sizeof round_texts / sizeof *round_texts; i++) {
+      int32_t *ids = NULL;
+      size_t n = 0;
+      char *text = NULL;
+      coh_err err;
+      if (coh_tokenizer_encode(job->tok, round_texts[i],
+                               strlen(round_texts[i]), 0, &ids, &n, &err) ||
+          coh_tokenizer_decode(job->tok, ids, n, 1, &text, NULL, &err) ||
+          strcmp(text, round_texts[i]) != 0)
+        job->failures++;
+      coh_free(ids);
+      coh_free(text);
+    }
+  return NULL;
+}
+
+static void test_threads(void) {
+  coh_tokenizer *tok = load("gpt2.tokenizer.json");
+  pthread_t th[4];
+  thread_job jobs[4];
+  int i;
+  REQUIRE(tok != NULL);
+  for (i = 0; i < 4; i++) {
+    jobs[i].tok = tok;
+    jobs[i].failures = 0;
+    CHECK_EQ_INT(pthread_create(&th[i], NULL, thread_main, &jobs[i]), 0);
+  }
+  for (i = 0; i < 4; i++) {
+    pthread_join(th[i], NULL);
+    CHECK_EQ_INT(jobs[i].failures, 0);
+  }
+  coh_tokenizer_free(tok);
+}
+
+/* ---- out of memory -------------------------------------------------------- */
+
+static long fail_countdown = -1;
+static void *fail_malloc(size_t n) {
+  if (fail_countdown == 0) return NULL;
+  if (fail_countdown > 0) fail_countdown--;
+  return malloc(n);
+}
+static void *fail_realloc(void *p, size_t n) {
+  if (fail_countdown == 0) return NULL;
+  if (fail_countdown > 0) fail_countdown--;
+  return realloc(p, n);
+}
+static void *fail_calloc(size_t c, size_t n) {
+  if (fail_countdown == 0) return NULL;
+  if (fail_countdown > 0) fail_countdown--;
+  return calloc(c, n);
+}
+
+/* Every allocation of load, encode and decode fails in turn: each must end
+ * in COH_ENOMEM (never a crash or leak), and the run without failures must
+ * give the normal result. */
+static void test_out_of_memory(void) {
+  long k;
+  int saw_ok = 0;
+  coh_replace_allocator(fail_malloc, fail_realloc, fail_calloc, free);
+  for (k = 0; k < 400 && !saw_ok; k++) {
+    coh_tokenizer *tok = NULL;
+    coh_err err;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    char *text = NULL;
+    int rc;
+    fail_countdown = k;
+    rc = coh_tokenizer_load_buffer(tiny_json, strlen(tiny_json), "t.json",
+                                   &tok, &err);
+    if (rc == COH_OK)
+      rc = coh_tokenizer_encode(tok, "ab <sp> cat abc", 15, 1, &ids, &n, &err);
+    if (rc == COH_OK) rc = coh_tokenizer_decode(tok, ids, n, 0, &text, NULL,
+                                                &err);
+    if (rc != COH_OK) {
+      CHECK_EQ_INT(rc, COH_ENOMEM);
+    } else {
+      saw_ok = 1;
+      CHECK_STR(text, "<sp> ab <sp> cat <unk> abc <sp>");
+    }
+    fail_countdown = -1;
+    coh_free(ids);
+    coh_free(text);
+    coh_tokenizer_free(tok);
+  }
+  coh_replace_allocator(malloc, realloc, calloc, free);
+  CHECK(saw_ok);
+}
+
+/* Replays the fuzz corpus (seeds and crash regressions) through the
+ * fuzz harness, which aborts on a violated property. */
+static void test_fuzz_corpus(void) {
+  const char *dir = COH_TEST_DATA "/../fuzz/corpus/tokenizer";
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  int n = 0;
+  REQUIRE(d != NULL);
+  while ((e = readdir(d)) != NULL) {
+    char path[1024];
+    char *buf = NULL;
+    size_t len = 0;
+    coh_err err;
+    if (e->d_name[0] == '.') continue;
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    if (coh__read_file(path, &buf, &len, &err) != COH_OK) continue;
+    coh__fuzz_tokenizer_one((const uint8_t *)buf, len);
+    coh__free(buf);
+    n++;
+  }
+  closedir(d);
+  fprintf(stderr, "  %d corpus files replayed\n", n);
+  CHECK(n >= 5);
+  coh_tokenizer_free(fuzz_ref[0]);
+  coh_tokenizer_free(fuzz_ref[1]);
+  fuzz_ref[0] = fuzz_ref[1] = NULL;
+}
+
 int main(int argc, char **argv) {
   TEST_MAIN_BEGIN(argc, argv);
   RUN(test_gpt2_cases);
   RUN(test_llama_cases);
+  RUN(test_tiny_bpe);
+  RUN(test_metaspace);
+  RUN(test_split_regex);
+  RUN(test_bad_json);
+  RUN(test_bad_fields);
+  RUN(test_unsupported);
+  RUN(test_missing_file);
+  RUN(test_invalid_utf8);
+  RUN(test_empty);
+  RUN(test_decode_range);
+  RUN(test_round_trip);
+  RUN(test_special_in_text);
+  RUN(test_speed);
+  RUN(test_threads);
+  RUN(test_out_of_memory);
+  RUN(test_fuzz_corpus);
   return TEST_MAIN_END();
 }

@@ -14,6 +14,7 @@ static const struct {
     {"generate", coh__cmd_generate, "generate text from a model"},
     {"models", coh__cmd_models, "validate a model folder and describe it"},
     {"version", NULL, "print the version"},
+    {"tokenize", coh__cmd_tokenize, "encode/decode JSON lines with a tokenizer.json"},
 };
 
 static void print_usage(FILE *f) {

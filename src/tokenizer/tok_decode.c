@@ -134,7 +134,11 @@ static void push_tok(coh__pieces *out, const char *s, size_t n) {
   coh__spans_push(&out->spans, off, out->text.n, 0);
 }
 
-#define TOK(L, i) ((L)->text.p + (L)->spans.v[i].start)
+/* Token i of a list (never NULL, even for an empty list buffer). */
+static const char *tok_at(const coh__pieces *l, size_t i) {
+  return l->text.p ? l->text.p + l->spans.v[i].start : "";
+}
+#define TOK(L, i) tok_at((L), (i))
 #define TOKLEN(L, i) ((L)->spans.v[i].end - (L)->spans.v[i].start)
 
 /* Every token's characters back to bytes (a token with a character outside
