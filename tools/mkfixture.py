@@ -15,6 +15,7 @@ Usage
                --intermediate I --vocab V --context C --attention plain|gqa
                --dtype fp32|fp16 --layout genai|optimum --seed S] --out DIR
   mkfixture.py --check MODEL_DIR [MODEL_DIR...]   (ONNX Runtime vs numpy)
+  mkfixture.py --verify MODEL_DIR [MODEL_DIR...]  (structure only, no ONNX Runtime)
 
 Model folder contents
   genai layout:   genai_config.json, model.onnx [model.onnx.data],
@@ -59,6 +60,7 @@ Attention variants
 """
 
 import argparse
+import base64
 import hashlib
 import json
 import os
@@ -743,14 +745,7 @@ class OrtRunner:
         self.node, self.ort_dir = find_ort_node()
         self.model = os.path.join(model_dir, "model.onnx")
 
-    def run(self, feeds_list):
-        """feeds_list: list of {name: ndarray}; returns list of {name: ndarray}."""
-        req = {"model": self.model, "runs": []}
-        for feeds in feeds_list:
-            req["runs"].append({n: {"type": NP_TO_ORT[a.dtype], "dims": list(a.shape),
-                                    "b64": __import__("base64").b64encode(
-                                        np.ascontiguousarray(a).tobytes()).decode()}
-                                for n, a in feeds.items()})
+    def _call(self, req):
         with tempfile.TemporaryDirectory() as td:
             rq, rs = os.path.join(td, "req.json"), os.path.join(td, "resp.json")
             with open(rq, "w") as f:
@@ -761,8 +756,21 @@ class OrtRunner:
             if p.returncode != 0:
                 raise FixtureError("ort_run.mjs failed (%d): %s" % (p.returncode, p.stderr.strip()[-2000:]))
             with open(rs) as f:
-                resp = json.load(f)
-        import base64
+                return json.load(f)
+
+    def generate(self, prompt, n):
+        """Greedy ids (batch 1, KV cache, cache mode from genai_config.json)."""
+        return self._call({"model": self.model, "generate": {"input_ids": list(prompt), "max_new_tokens": n}})["tokens"]
+
+    def run(self, feeds_list):
+        """feeds_list: list of {name: ndarray}; returns list of {name: ndarray}."""
+        req = {"model": self.model, "runs": []}
+        for feeds in feeds_list:
+            req["runs"].append({n: {"type": NP_TO_ORT[a.dtype], "dims": list(a.shape),
+                                    "b64": base64.b64encode(
+                                        np.ascontiguousarray(a).tobytes()).decode()}
+                                for n, a in feeds.items()})
+        resp = self._call(req)
         out = []
         for r in resp["runs"]:
             out.append({n: np.frombuffer(base64.b64decode(t["b64"]), ORT_TO_NP[t["type"]]).reshape(t["dims"])
@@ -917,23 +925,47 @@ def check_model(model_dir, rng_seed=99):
         worst = max(np.abs(o3["logits"][0, 0].astype(np.float64) - sa["logits"][0, 0]).max(),
                     np.abs(o3["logits"][1, 0].astype(np.float64) - sb["logits"][0, 0]).max())
         report("left-padded batch decode step vs alone", worst, tol)
+    else:
+        # GQA as an engine drives it with a shared buffer: right-padded prefill
+        # into [2, kv, max_length, d] buffers, then one decode step where row b's
+        # mask has n_b ones then zeros (the op writes the new K/V at slot
+        # seqlens_k[b] = n_b - 1 and attends to slots [0, n_b)).
+        buf = empty_past(cfg, dt, 2, ctx_len)
+        o4 = ort.run([feeds_for(ids2, mask2, pos2, buf)])[0]
+        worst = max(np.abs(o4["logits"][0, :la].astype(np.float64) - oa["logits"][0]).max(),
+                    np.abs(o4["logits"][1].astype(np.float64) - ob["logits"][0]).max())
+        na, nb = int(np.argmax(oa["logits"][0, -1])), int(np.argmax(ob["logits"][0, -1]))
+        mask5 = np.zeros((2, L + 1), np.int64)
+        mask5[0, :la + 1] = 1
+        mask5[1, :lb + 1] = 1
+        o5, sa, sb = ort.run([
+            feeds_for(np.array([[na], [nb]]), mask5, np.array([[la], [lb]]), presents_as_past(o4)),
+            feeds_for(np.array([[na]]), np.ones((1, la + 1)), np.array([[la]]), presents_as_past(oa)),
+            feeds_for(np.array([[nb]]), np.ones((1, lb + 1)), np.array([[lb]]), presents_as_past(ob))])
+        report("shared-buffer right-padded batch prefill", worst, tol)
+        worst = max(np.abs(o5["logits"][0, 0].astype(np.float64) - sa["logits"][0, 0]).max(),
+                    np.abs(o5["logits"][1, 0].astype(np.float64) - sb["logits"][0, 0]).max())
+        report("shared-buffer right-padded batch decode", worst, tol)
 
     # 4. greedy variety: 24 greedy tokens from "<s>" through the KV path
-    seq = [BOS_ID]
-    past = empty_past(cfg, dt, 1)
-    for step in range(24):
-        T = len(seq)
-        if step == 0:
-            o = ort.run([feeds_for(np.array([seq]), np.ones((1, T)), np.arange(T)[None], past)])[0]
-        else:
-            o = ort.run([feeds_for(np.array([[seq[-1]]]), np.ones((1, T)), np.array([[T - 1]]), past)])[0]
-        past = presents_as_past(o)
-        seq.append(int(np.argmax(o["logits"][0, -1])))
+    # (the loop runs inside node: tools/ort_run.mjs "generate")
+    seq = [BOS_ID] + ort.generate([BOS_ID], 24)
     res["greedy_ids"] = seq[1:]
     distinct = len(set(seq[1:]))
     print("  %-44s %d distinct of 24: %s" % ("greedy from <s>", distinct, seq[1:]))
     if distinct < 4:
         report("greedy tokens degenerate (distinct < 4)", 1.0, 0.5)
+    # the same 24 tokens by the float64 reference (full recompute each step)
+    rseq = [BOS_ID]
+    for step in range(24):
+        T = len(rseq)
+        lg = ref_forward(cfg, w, np.array([rseq]), np.ones((1, T)), np.arange(T)[None])
+        rseq.append(int(np.argmax(lg[0, -1])))
+    agree = next((i for i in range(24) if rseq[1 + i] != seq[1 + i]), 24)
+    res["greedy_agree"] = agree
+    print("  %-44s %d of 24" % ("greedy ids equal to numpy's (prefix)", agree))
+    if dt == np.float32 and agree < 24:
+        report("greedy ids differ from numpy (fp32)", 1.0, 0.5)
     return ok, res
 
 
@@ -976,6 +1008,90 @@ def run_check(dirs):
 
 
 # ---------------------------------------------------------------------------
+# --verify: structural checks that need no ONNX Runtime
+
+
+def verify_model(d):
+    """Raises FixtureError naming the file and field on the first problem."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    def fail(msg):
+        raise FixtureError("%s: %s" % (d, msg))
+
+    try:
+        with open(os.path.join(d, "config.json")) as f:
+            cfg = json.load(f)
+    except (OSError, ValueError) as e:
+        fail("config.json: %s" % e)
+    for k in ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads",
+              "num_hidden_layers", "rms_norm_eps", "rope_theta", "max_position_embeddings", "vocab_size",
+              "bos_token_id", "eos_token_id", "torch_dtype", "tie_word_embeddings"):
+        if k not in cfg:
+            fail("config.json: missing field %s" % k)
+    H, NH, KV, L = (cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"],
+                    cfg["num_hidden_layers"])
+    D, V = H // NH, cfg["vocab_size"]
+    s = dict(layers=L, hidden=H, heads=NH, kv_heads=KV, intermediate=cfg["intermediate_size"], vocab=V,
+             context=cfg["max_position_embeddings"], dtype="fp16" if cfg["torch_dtype"] == "float16" else "fp32")
+    gpath = os.path.join(d, "genai_config.json")
+    if os.path.isfile(gpath):
+        with open(gpath) as f:
+            g = json.load(f)
+        dec = g["model"]["decoder"]
+        for key, want in (("head_size", D), ("hidden_size", H), ("num_attention_heads", NH),
+                          ("num_key_value_heads", KV), ("num_hidden_layers", L)):
+            if dec.get(key) != want:
+                fail("genai_config.json: model.decoder.%s is %r, config.json says %r" % (key, dec.get(key), want))
+        if g["model"].get("context_length") != s["context"] or g["model"].get("vocab_size") != V:
+            fail("genai_config.json: context_length/vocab_size disagree with config.json")
+    with open(os.path.join(d, "tokenizer.json"), "rb") as f, open(TOKENIZER_SRC, "rb") as g2:
+        if f.read() != g2.read():
+            fail("tokenizer.json differs from %s" % TOKENIZER_SRC)
+
+    model = onnx.load(os.path.join(d, "model.onnx"))  # loads model.onnx.data too
+    T = TensorProto.FLOAT16 if s["dtype"] == "fp16" else TensorProto.FLOAT
+
+    def dims(vi):
+        return [x.dim_param if x.HasField("dim_param") else x.dim_value for x in vi.type.tensor_type.shape.dim]
+
+    want_in = [("input_ids", TensorProto.INT64, ["batch_size", "sequence_length"]),
+               ("attention_mask", TensorProto.INT64, ["batch_size", "total_sequence_length"]),
+               ("position_ids", TensorProto.INT64, ["batch_size", "sequence_length"])]
+    want_out = [("logits", T, ["batch_size", "sequence_length", V])]
+    for l in range(L):
+        for k in ("key", "value"):
+            want_in.append(("past_key_values.%d.%s" % (l, k), T, ["batch_size", KV, "past_sequence_length", D]))
+            want_out.append(("present.%d.%s" % (l, k), T, ["batch_size", KV, "total_sequence_length", D]))
+    for what, got, want in (("input", model.graph.input, want_in), ("output", model.graph.output, want_out)):
+        got = [(vi.name, vi.type.tensor_type.elem_type, dims(vi)) for vi in got]
+        if got != want:
+            fail("model.onnx: graph %ss are %s, expected %s" % (what, got, want))
+
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    st = read_safetensors(os.path.join(d, "model.safetensors"))
+    plan = tensor_plan(s)
+    if sorted(st) != sorted(n for n, _ in plan):
+        fail("model.safetensors: tensor names %s differ from the Llama plan" % sorted(set(st) ^ set(n for n, _ in plan)))
+    for name, shape in plan:
+        a = st[name]
+        if tuple(a.shape) != tuple(shape) or a.dtype != np_dtype(s["dtype"]):
+            fail("model.safetensors: %s is %s %s, expected %s %s" % (name, a.dtype, a.shape, np_dtype(s["dtype"]), shape))
+        b = inits.get(name)
+        if b is None:
+            fail("model.onnx: no initializer %s" % name)
+        if len(shape) == 2 and name != "model.embed_tokens.weight":
+            b = b.T
+        if b.shape != a.shape or b.tobytes() != np.ascontiguousarray(a).tobytes():
+            fail("model.onnx: initializer %s differs from model.safetensors" % name)
+    cos, sin = rope_cache(s)
+    for name, ref in (("cos_cache", cos), ("sin_cache", sin)):
+        if name not in inits or inits[name].tobytes() != ref.astype(np_dtype(s["dtype"])).tobytes():
+            fail("model.onnx: %s is not the rope_theta %g table" % (name, ROPE_THETA))
+    return param_count(s)
+
+
+# ---------------------------------------------------------------------------
 
 
 def main(argv):
@@ -998,10 +1114,22 @@ def main(argv):
     ap.add_argument("--force", action="store_true", help="regenerate even when the stamp matches")
     ap.add_argument("--check", nargs="+", metavar="MODEL_DIR",
                     help="compare ONNX Runtime (node + onnxruntime-node) with the numpy reference")
+    ap.add_argument("--verify", nargs="+", metavar="MODEL_DIR",
+                    help="structural checks without ONNX Runtime: graph I/O names/shapes, "
+                         "ONNX initializers == safetensors, configs agree")
     a = ap.parse_args(argv)
 
     if a.check:
         return run_check(a.check)
+    if a.verify:
+        for d in a.verify:
+            try:
+                n = verify_model(d)
+            except FixtureError as e:
+                print("mkfixture: verify failed: %s" % e, file=sys.stderr)
+                return 1
+            print("verified %s (%d parameters)" % (d, n))
+        return 0
     if bool(a.suite) == bool(a.name):
         ap.error("give exactly one of --suite or --name (or --check)")
     if not a.out:

@@ -11,6 +11,12 @@
 // RESPONSE {"ort_version": "1.29.0", "runs": [ {OUTPUT_NAME: {"type", "dims", "b64"}} ],
 //           "run_ms": [ms per run]}
 //
+// Instead of "runs", a request may ask for greedy generation with the KV cache
+// (batch 1), reading the model shape from config.json beside the model and the
+// cache mode from genai_config.json (search.past_present_share_buffer):
+// REQUEST  {"model": ..., "generate": {"input_ids": [1, ...], "max_new_tokens": N}}
+// RESPONSE {"ort_version", "tokens": [N ids], "prefill_ms", "step_ms": [N-1 values]}
+//
 // onnxruntime-node is found in $COH_ORT_NODE_DIR (its package folder), else
 // /tmp/ortnode/node_modules/onnxruntime-node.  Install it outside the repo:
 //   mkdir -p /tmp/ortnode && cd /tmp/ortnode &&
@@ -60,12 +66,85 @@ function fromTensor(t) {
   };
 }
 
+function halfToFloat(h) {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return s * m * 2 ** -24;
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+function argmaxLast(t) {
+  const V = t.dims[t.dims.length - 1];
+  const base = t.data.length - V;
+  const get = t.type === 'float16' ? (i) => halfToFloat(t.data[base + i]) : (i) => t.data[base + i];
+  let best = 0;
+  let bv = get(0);
+  for (let i = 1; i < V; i++) {
+    const v = get(i);
+    if (v > bv) { bv = v; best = i; }
+  }
+  return best;
+}
+
+async function generate(session, modelPath, g) {
+  const dir = path.dirname(modelPath);
+  const cfg = JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8'));
+  let shared = false;
+  let maxLen = cfg.max_position_embeddings;
+  try {
+    const gc = JSON.parse(readFileSync(path.join(dir, 'genai_config.json'), 'utf8'));
+    shared = !!(gc.search && gc.search.past_present_share_buffer);
+    if (gc.search && gc.search.max_length) maxLen = gc.search.max_length;
+  } catch (e) { /* optimum layout: no genai_config.json */ }
+  const L = cfg.num_hidden_layers;
+  const KV = cfg.num_key_value_heads;
+  const D = cfg.hidden_size / cfg.num_attention_heads;
+  const type = cfg.torch_dtype === 'float16' ? 'float16' : 'float32';
+  const P0 = shared ? maxLen : 0;
+  let past = {};
+  for (let l = 0; l < L; l++) {
+    for (const k of ['key', 'value']) {
+      past[`past_key_values.${l}.${k}`] = new ort.Tensor(type, new ARRAYS[type](KV * P0 * D), [1, KV, P0, D]);
+    }
+  }
+  const seq = g.input_ids.slice();
+  const tokens = [];
+  const stepMs = [];
+  let prefillMs = 0;
+  for (let step = 0; step < g.max_new_tokens; step++) {
+    const T = seq.length;
+    const S = step === 0 ? T : 1;
+    const ids = BigInt64Array.from(seq.slice(T - S).map(BigInt));
+    const pos = BigInt64Array.from(Array.from({ length: S }, (_, i) => BigInt(T - S + i)));
+    const feeds = Object.assign({
+      input_ids: new ort.Tensor('int64', ids, [1, S]),
+      attention_mask: new ort.Tensor('int64', new BigInt64Array(T).fill(1n), [1, T]),
+      position_ids: new ort.Tensor('int64', pos, [1, S]),
+    }, past);
+    const t0 = process.hrtime.bigint();
+    const res = await session.run(feeds);
+    const next = argmaxLast(res.logits);
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    if (step === 0) prefillMs = ms; else stepMs.push(ms);
+    past = {};
+    for (const name of session.outputNames) {
+      if (name.startsWith('present.')) past[name.replace('present.', 'past_key_values.')] = res[name];
+    }
+    tokens.push(next);
+    seq.push(next);
+  }
+  return { tokens, prefill_ms: prefillMs, step_ms: stepMs };
+}
+
 const req = JSON.parse(readFileSync(reqPath, 'utf8'));
 const opts = Object.assign({ intraOpNumThreads: 1, interOpNumThreads: 1, logSeverityLevel: 3 },
                            req.options || {});
 const session = await ort.InferenceSession.create(req.model, opts);
 const out = { ort_version: ort.env.versions.common, runs: [], run_ms: [] };
-for (const feedsSpec of req.runs) {
+if (req.generate) Object.assign(out, await generate(session, req.model, req.generate));
+for (const feedsSpec of req.runs || []) {
   const feeds = {};
   for (const [name, spec] of Object.entries(feedsSpec)) feeds[name] = toTensor(spec, name);
   const t0 = process.hrtime.bigint();
