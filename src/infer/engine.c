@@ -175,7 +175,10 @@ static void emit(coh_engine *e, seq *s, int32_t token, coh_finish finish) {
   ev.request_id = s->id;
   ev.token = token;
   ev.index = token >= 0 ? s->n_generated - 1 : s->n_generated;
+  /* Text is decoded only when someone reads it: the callback, or the
+   * stop-string matcher. */
   if (e->m->tok != NULL && s->n_text > 0 &&
+      (s->on_token != NULL || s->n_stop_strings > 0) &&
       seq_text(e, s, &text, &len) == COH_OK) {
     size_t body_start = s->prefix_len <= len ? s->prefix_len : len;
     const char *body = text + body_start;
