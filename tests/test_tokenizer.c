@@ -280,6 +280,35 @@ static void test_split_regex(void) {
   coh_tokenizer_free(b);
 }
 
+/* Llama-3 style: Split regex, then ByteLevel without its own regex, and
+ * ignore_merges (a word found whole in the vocab is one token even when
+ * the merges could not build it). */
+#define L3_HEAD                                                            \
+  "{\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":["          \
+  "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"[a-z]+| ?[^a-z ]+\"},"     \
+  "\"behavior\":\"Isolated\",\"invert\":false},"                         \
+  "{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"use_regex\":false}]}," \
+  "\"decoder\":{\"type\":\"ByteLevel\"},"                                  \
+  "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"c\":2,"        \
+  "\"bc\":3,\"abc\":4,\"\\u0120\":5,\"!\":6,\"\\u0120!\":7},"              \
+  "\"merges\":[\"b c\",\"\\u0120 !\"],"
+
+static void test_llama3_style(void) {
+  coh_err err;
+  coh_tokenizer *on = load_str(L3_HEAD "\"ignore_merges\":true}}", &err);
+  coh_tokenizer *off = load_str(L3_HEAD "\"ignore_merges\":false}}", &err);
+  static const int32_t ids[] = {4, 7, 0, 3};
+  char *s;
+  REQUIRE(on != NULL && off != NULL);
+  ENC_IS(on, "abc !abc", 0, 4, 7, 4);
+  ENC_IS(off, "abc !abc", 0, 0, 3, 7, 0, 3);
+  s = dec(on, ids, 4, 0);
+  CHECK_STR(s, "abc !abc");
+  coh_free(s);
+  coh_tokenizer_free(on);
+  coh_tokenizer_free(off);
+}
+
 /* ---- bad tokenizer files -------------------------------------------------- */
 
 /* Loads json and checks the code and that the message holds each needle. */
@@ -714,6 +743,7 @@ int main(int argc, char **argv) {
   RUN(test_tiny_bpe);
   RUN(test_metaspace);
   RUN(test_split_regex);
+  RUN(test_llama3_style);
   RUN(test_bad_json);
   RUN(test_bad_fields);
   RUN(test_unsupported);
