@@ -280,6 +280,80 @@ static void test_split_regex(void) {
   coh_tokenizer_free(b);
 }
 
+/* Llama-3 style: Split regex, then ByteLevel without its own regex, and
+ * ignore_merges (a word found whole in the vocab is one token even when
+ * the merges could not build it). */
+#define L3_HEAD                                                            \
+  "{\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":["          \
+  "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"[a-z]+| ?[^a-z ]+\"},"     \
+  "\"behavior\":\"Isolated\",\"invert\":false},"                         \
+  "{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"use_regex\":false}]}," \
+  "\"decoder\":{\"type\":\"ByteLevel\"},"                                  \
+  "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"c\":2,"        \
+  "\"bc\":3,\"abc\":4,\"\\u0120\":5,\"!\":6,\"\\u0120!\":7},"              \
+  "\"merges\":[\"b c\",\"\\u0120 !\"],"
+
+static void test_llama3_style(void) {
+  coh_err err;
+  coh_tokenizer *on = load_str(L3_HEAD "\"ignore_merges\":true}}", &err);
+  coh_tokenizer *off = load_str(L3_HEAD "\"ignore_merges\":false}}", &err);
+  static const int32_t ids[] = {4, 7, 0, 3};
+  char *s;
+  REQUIRE(on != NULL && off != NULL);
+  ENC_IS(on, "abc !abc", 0, 4, 7, 4);
+  ENC_IS(off, "abc !abc", 0, 0, 3, 7, 0, 3);
+  s = dec(on, ids, 4, 0);
+  CHECK_STR(s, "abc !abc");
+  coh_free(s);
+  coh_tokenizer_free(on);
+  coh_tokenizer_free(off);
+}
+
+/* The real pre-tokenization regexes compile under PCRE2 (UTF + UCP) and
+ * split as tiktoken/HF do. */
+static int splits_are(const char *re, const char *text, const char *const *want,
+                      size_t n_want) {
+  coh__pattern p;
+  coh__spans m = {0};
+  coh_err err;
+  size_t i;
+  int ok;
+  if (coh__pattern_regex(re, "test", &p, &err)) {
+    fprintf(stderr, "  %s\n", err.msg);
+    return 0;
+  }
+  ok = coh__pattern_find(&p, text, strlen(text), &m) == COH_OK &&
+       m.n == n_want;
+  for (i = 0; ok && i < m.n; i++)
+    ok = m.v[i].end - m.v[i].start == strlen(want[i]) &&
+         !memcmp(text + m.v[i].start, want[i], strlen(want[i])) &&
+         (i == 0 || m.v[i].start == m.v[i - 1].end);
+  if (!ok)
+    for (i = 0; i < m.n; i++)
+      fprintf(stderr, "  [%.*s]\n", (int)(m.v[i].end - m.v[i].start),
+              text + m.v[i].start);
+  coh__spans_free(&m);
+  coh__pattern_free(&p);
+  return ok;
+}
+
+static void test_real_regexes(void) {
+  static const char gpt2[] =
+      "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|"
+      "\\s+(?!\\S)|\\s+";
+  static const char llama3[] =
+      "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"
+      "\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|"
+      "\\s+";
+  static const char *const w1[] = {"Hello", " ", " world", "'s", " na\xC3\xAFve",
+                                   " \xE6\x97\xA5\xE6\x9C\xAC", "!!"};
+  static const char *const w2[] = {"Hello", " world", "'S", " ", "123",
+                                   "45", "!!\n\n", " ", " x"};
+  CHECK(splits_are(gpt2, "Hello  world's na\xC3\xAFve \xE6\x97\xA5\xE6\x9C\xAC!!",
+                   w1, 7));
+  CHECK(splits_are(llama3, "Hello world'S 12345!!\n\n  x", w2, 9));
+}
+
 /* ---- bad tokenizer files -------------------------------------------------- */
 
 /* Loads json and checks the code and that the message holds each needle. */
@@ -714,6 +788,8 @@ int main(int argc, char **argv) {
   RUN(test_tiny_bpe);
   RUN(test_metaspace);
   RUN(test_split_regex);
+  RUN(test_llama3_style);
+  RUN(test_real_regexes);
   RUN(test_bad_json);
   RUN(test_bad_fields);
   RUN(test_unsupported);

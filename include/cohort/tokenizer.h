@@ -50,18 +50,27 @@ int coh_tokenizer_load_buffer(const char *json, size_t len, const char *name,
 
 void coh_tokenizer_free(coh_tokenizer *tok);
 
-/* Encodes len bytes of text (borrowed).  Invalid UTF-8 never fails: each
- * invalid byte is treated as U+FFFD in normalisation/pre-tokenisation and
- * encoded through byte fallback (or the byte-level alphabet).  add_special:
- * apply the post-processor (e.g. prepend BOS).  *ids: caller frees with
- * coh_free.  Errors: COH_ENOMEM. */
+/* Encodes len bytes of text (borrowed; may contain NUL bytes).  Invalid
+ * UTF-8 never fails: before anything else, each maximal invalid subsequence
+ * (Unicode's "best practice", as Rust's String::from_utf8_lossy: a lone
+ * 0xFF, a truncated E2 82, each byte of a surrogate ED A0 80) is replaced by
+ * U+FFFD, which is then encoded like any other character — through byte
+ * fallback (<0xEF><0xBF><0xBD>) or the byte-level alphabet — so decode gives
+ * back the repaired text.  A character that is neither in the vocab nor
+ * covered by byte fallback becomes the model's unk token, or is dropped if
+ * the model has none.  add_special: apply the post-processor (e.g. prepend
+ * BOS).  *ids: caller frees with coh_free (NULL-safe; *n_ids may be 0).
+ * Errors: COH_ENOMEM. */
 int coh_tokenizer_encode(const coh_tokenizer *tok, const char *text,
                          size_t len, int add_special, int32_t **ids,
                          size_t *n_ids, coh_err *err);
 
-/* Decodes ids to UTF-8 text (NUL-terminated; *len excludes the NUL).
- * skip_special: drop special tokens.  Ids out of range: COH_ERANGE naming the
- * id.  *text: caller frees with coh_free. */
+/* Decodes ids to UTF-8 text (NUL-terminated; *len excludes the NUL; len may
+ * be NULL).  The text is always valid UTF-8: byte sequences that decode to
+ * invalid UTF-8 become U+FFFD, as in HF.  skip_special: drop special tokens
+ * (HF's default for decode is to skip them).  Ids out of range: COH_ERANGE
+ * naming the id and its position, *text NULL.  *text: caller frees with
+ * coh_free.  Errors: COH_ERANGE, COH_ENOMEM. */
 int coh_tokenizer_decode(const coh_tokenizer *tok, const int32_t *ids,
                          size_t n_ids, int skip_special, char **text,
                          size_t *len, coh_err *err);

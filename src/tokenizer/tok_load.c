@@ -59,8 +59,7 @@ static int load_root(coh_tokenizer *tok, json_t *root, coh_err *err) {
   }
   if ((j = component(root, "pre_tokenizer")) != NULL) {
     tok->has_pre = 1;
-    rc = coh__pretok_parse(j, "pre_tokenizer", &tok->pre,
-                           (const char(*)[4])tok->byte_chars, err);
+    rc = coh__pretok_parse(j, "pre_tokenizer", &tok->pre, err);
     if (rc) return rc;
   }
   if ((j = component(root, "post_processor")) != NULL) {

@@ -45,10 +45,9 @@ static int one_char(json_t *j, const char *path, const char *key,
 }
 
 int coh__pretok_parse(json_t *j, const char *path, coh__pretok *p,
-                      const char byte_chars[256][4], coh_err *err) {
+                      coh_err *err) {
   const char *type;
   int rc;
-  (void)byte_chars;
   memset(p, 0, sizeof *p);
   rc = coh__json_type(j, path, &type, err);
   if (rc) return rc;
@@ -67,8 +66,7 @@ int coh__pretok_parse(json_t *j, const char *path, coh__pretok *p,
     for (i = 0; i < json_array_size(arr); i++) {
       char item[COH__PATH_MAX];
       coh__path_index(item, sub, i);
-      rc = coh__pretok_parse(json_array_get(arr, i), item, &p->kids[i],
-                             byte_chars, err);
+      rc = coh__pretok_parse(json_array_get(arr, i), item, &p->kids[i], err);
       p->n_kids = i + 1;
       if (rc) return rc;
     }

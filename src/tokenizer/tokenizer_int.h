@@ -259,7 +259,7 @@ void coh__pieces_free(coh__pieces *p);
 void coh__pieces_clear(coh__pieces *p);
 
 int coh__pretok_parse(json_t *j, const char *path, coh__pretok *p,
-                      const char byte_chars[256][4], coh_err *err);
+                      coh_err *err);
 void coh__pretok_free(coh__pretok *p);
 /* Pre-tokenizes pieces `in` into `out` (cleared first).  byte_chars: the
  * byte-level alphabet (byte → UTF-8 of its stand-in character). */
