@@ -47,7 +47,7 @@ static void rm_tree(const char *dir) {
 }
 
 static const char *mod_path(const char *name) {
-  static char buf[1024];
+  static _Thread_local char buf[1024];
   const char *b = getenv("COH_BUILD_DIR");
   snprintf(buf, sizeof buf, "%s/agents/%s.wasm", b ? b : "build", name);
   return buf;

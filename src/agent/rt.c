@@ -59,7 +59,15 @@ static void on_fault(int sig, siginfo_t *si, void *uc) {
     uint8_t *a = (uint8_t *)si->si_addr;
     uint8_t *lo = t->cur->mem_base;
     if (a >= lo && a < lo + COH__MEM_RESERVE) {
+      sigset_t set;
       t->in_wasm = 0;
+      /* The jump skips the handler's return, so make sure the fault signals
+       * are unblocked (SA_NODEFER normally sees to it; sanitizer runtimes
+       * that wrap handlers may block them). */
+      sigemptyset(&set);
+      sigaddset(&set, SIGSEGV);
+      sigaddset(&set, SIGBUS);
+      pthread_sigmask(SIG_UNBLOCK, &set, NULL);
       siglongjmp(*t->jb, COH_TRAP_OOB);
     }
   }

@@ -12,6 +12,7 @@ static const struct {
 } commands[] = {
     /* one line per subcommand, each implemented in its own cmd_*.c */
     {"version", NULL, "print the version"},
+    {"exec", coh__cmd_exec, "run one agent module headless"},
 };
 
 static void print_usage(FILE *f) {
