@@ -26,7 +26,9 @@ static int counter_event(const coh_event *ev) {
   char out[96], num[32];
   uint8_t r;
   if (ev->kind != COH_ABI_EV_MESSAGE) return 0;
-  if (ev->body_len == 5 && !memcmp(ev->body, "total", 5)) {
+  /* "total", bare or as a JSON string (cohort exec passes JSON text) */
+  if ((ev->body_len == 5 && !memcmp(ev->body, "total", 5)) ||
+      (ev->body_len == 7 && !memcmp(ev->body, "\"total\"", 7))) {
     snprintf(out, sizeof out, "total=%llu", (unsigned long long)total);
     coh_emit_str(out);
     return 0;
