@@ -39,7 +39,8 @@ else SUDO=""; fi
 PACKAGES=(build-essential cmake pkg-config clang lld git ca-certificates
           libjansson-dev libpcre2-dev
           python3 python3-numpy python3-onnx
-          nodejs npm)
+          nodejs npm
+          wabt wasi-libc libclang-rt-14-dev-wasm32)
 missing=()
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

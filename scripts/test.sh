@@ -27,5 +27,13 @@ if [ $QUICK -eq 0 ]; then
   LSAN_OPTIONS=suppressions="$ROOT/tests/lsan.supp" \
     run_suite asan -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
       -DCOH_SANITIZE=address,undefined
+  # ThreadSanitizer over the threaded agent runtime tests
+  echo "=== [tsan] configure + build ==="
+  cmake -S . -B build-test-tsan -DCOH_WERROR=ON -DCMAKE_C_COMPILER=clang \
+    -DCMAKE_BUILD_TYPE=Debug -DCOH_SANITIZE=thread >/dev/null
+  cmake --build build-test-tsan -j"$J" >/dev/null
+  echo "=== [tsan] agent tests ==="
+  (cd build-test-tsan && TSAN_OPTIONS=halt_on_error=1 COH_BUILD_DIR=$PWD \
+    ./tests/test_agent)
 fi
 echo "=== all test suites passed ==="

@@ -17,6 +17,7 @@ typedef int (*coh__cmd_fn)(int argc, char **argv);
 int coh__cmd_generate(int argc, char **argv);
 int coh__cmd_tokenize(int argc, char **argv);
 int coh__cmd_models(int argc, char **argv);
+int coh__cmd_exec(int argc, char **argv);
 
 /* Prints "cohort CMD: MESSAGE" to stderr and returns COH_EXIT_USAGE. */
 int coh__usage_error(const char *cmd, const char *fmt, ...)

@@ -15,6 +15,7 @@ static const struct {
     {"models", coh__cmd_models, "validate a model folder and describe it"},
     {"version", NULL, "print the version"},
     {"tokenize", coh__cmd_tokenize, "encode/decode JSON lines with a tokenizer.json"},
+    {"exec", coh__cmd_exec, "run one agent module headless"},
 };
 
 static void print_usage(FILE *f) {

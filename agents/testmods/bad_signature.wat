@@ -1,0 +1,6 @@
+;; bad_signature.wat — imports cohort.log with the wrong type.
+(module
+  (import "cohort" "log" (func (param i32)))
+  (memory (export "memory") 1)
+  (func (export "cohort_alloc") (param i32) (result i32) (i32.const 0))
+  (func (export "cohort_on_event") (param i32 i32 i32) (result i32) (i32.const 0)))

@@ -1,0 +1,162 @@
+/*
+ * agent_bench.c — agent runtime benchmark (not a test; results go into
+ * bench/RESULTS.md):
+ *   - module load: first (compile) vs cached;
+ *   - compute kernel: native C vs the same C as wasm through cohort, with
+ *     fuel instrumentation and without;
+ *   - host-call round trip (agent -> host -> agent);
+ *   - instantiate-from-cache time per agent and memory per idle agent.
+ * usage: agent_bench AGENTS_DIR [CACHE_DIR]
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cohort/agent.h"
+#include "../agents/testmods/kernel.h"
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static long rss_kb(void) {
+  FILE *f = fopen("/proc/self/statm", "r");
+  long pages = 0, res = 0;
+  if (f == NULL) return 0;
+  if (fscanf(f, "%ld %ld", &pages, &res) != 2) res = 0;
+  fclose(f);
+  return res * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+static coh_module *load(coh_agent_rt *rt, const char *path, double *secs) {
+  coh_module *m = NULL;
+  coh_err err;
+  double t0 = now_s();
+  if (coh_module_load_file(rt, path, &m, &err) != COH_OK) {
+    fprintf(stderr, "%s\n", err.msg);
+    exit(1);
+  }
+  *secs = now_s() - t0;
+  return m;
+}
+
+static double run_kernel(coh_module *m, uint32_t reps, uint32_t *h) {
+  coh_agent *a;
+  coh_agent_result r;
+  coh_err err;
+  coh_agent_opts o;
+  double t0, best = 1e9;
+  int i;
+  coh_agent_opts_default(&o);
+  o.fuel = 0; /* unlimited budget: the counting still runs when built in */
+  if (coh_agent_new(m, &o, NULL, NULL, &a, &err) != COH_OK) exit(1);
+  for (i = 0; i < 3; i++) {
+    t0 = now_s();
+    if (coh_agent_step(a, 1, &reps, 4, &r) != COH_OK) exit(1);
+    if (now_s() - t0 < best) best = now_s() - t0;
+  }
+  *h = (uint32_t)r.rc;
+  coh_agent_free(a);
+  return best;
+}
+
+int main(int argc, char **argv) {
+  char path[1024], cache[512], cache_nf[600];
+  coh_agent_rt_opts ro;
+  coh_agent_rt *rt, *rt_nf;
+  coh_module *m, *m_nf, *echo;
+  coh_err err;
+  double t_first, t_cached, t_native = 1e9, t_fuel, t_nofuel, t0;
+  uint32_t reps = 200, h_native = 0, h_fuel, h_nofuel, n = 1000000;
+  coh_agent *a, **many;
+  coh_agent_result r;
+  int i, nagents = 1000;
+  long rss0, rss1;
+  if (argc < 2) {
+    fprintf(stderr, "usage: agent_bench AGENTS_DIR [CACHE_DIR]\n");
+    return 2;
+  }
+  if (argc > 2) {
+    snprintf(cache, sizeof cache, "%s", argv[2]);
+  } else {
+    snprintf(cache, sizeof cache, "/tmp/coh-bench-XXXXXX");
+    if (mkdtemp(cache) == NULL) return 1;
+  }
+  snprintf(cache_nf, sizeof cache_nf, "%s/nofuel", cache);
+  memset(&ro, 0, sizeof ro);
+  ro.cache_dir = cache;
+  if (coh_agent_rt_new(&ro, &rt, &err)) return 1;
+  ro.cache_dir = cache_nf;
+  ro.no_fuel = 1;
+  if (coh_agent_rt_new(&ro, &rt_nf, &err)) return 1;
+
+  snprintf(path, sizeof path, "%s/echo.wasm", argv[1]);
+  echo = load(rt, path, &t_first);
+  coh_module_free(echo);
+  echo = load(rt, path, &t_cached);
+  printf("module load, echo.wasm (wasi-libc, printf): first %.0f ms "
+         "(wasm2c + cc), cached %.2f ms (from cache: %d)\n", t_first * 1e3,
+         t_cached * 1e3, coh_module_from_cache(echo));
+
+  snprintf(path, sizeof path, "%s/bench_kernel.wasm", argv[1]);
+  m = load(rt, path, &t0);
+  m_nf = load(rt_nf, path, &t0);
+  for (i = 0; i < 3; i++) {
+    double s = now_s();
+    h_native = kernel_run(reps);
+    if (now_s() - s < t_native) t_native = now_s() - s;
+  }
+  t_fuel = run_kernel(m, reps, &h_fuel);
+  t_nofuel = run_kernel(m_nf, reps, &h_nofuel);
+  printf("kernel (64x64 matmul x%u): native %.2f ms, wasm+fuel %.2f ms "
+         "(%.2fx), wasm no fuel %.2f ms (%.2fx); hashes %s\n", reps,
+         t_native * 1e3, t_fuel * 1e3, t_fuel / t_native, t_nofuel * 1e3,
+         t_nofuel / t_native,
+         (h_native == h_fuel && h_fuel == h_nofuel) ? "equal" : "DIFFER");
+
+  if (coh_agent_new(m, NULL, NULL, NULL, &a, &err)) return 1;
+  coh_agent_set_fuel(a, 0);
+  {
+    uint32_t zero = 0;
+    double base, full;
+    t0 = now_s();
+    coh_agent_step(a, 2, &zero, 4, &r);
+    base = now_s() - t0;
+    t0 = now_s();
+    coh_agent_step(a, 2, &n, 4, &r);
+    full = now_s() - t0;
+    printf("host call round trip (cohort.now): %.1f ns\n",
+           (full - base) / n * 1e9);
+    t0 = now_s();
+    for (i = 0; i < 100000; i++) coh_agent_step(a, 3, NULL, 0, &r);
+    printf("empty step (host -> agent -> host): %.1f ns\n",
+           (now_s() - t0) / 100000 * 1e9);
+  }
+  coh_agent_free(a);
+
+  many = calloc((size_t)nagents, sizeof *many);
+  rss0 = rss_kb();
+  t0 = now_s();
+  for (i = 0; i < nagents; i++)
+    if (coh_agent_new(echo, NULL, NULL, NULL, &many[i], &err)) {
+      fprintf(stderr, "agent %d: %s\n", i, err.msg);
+      return 1;
+    }
+  t0 = now_s() - t0;
+  rss1 = rss_kb();
+  printf("instantiate from cache (echo, incl. _initialize): %.1f us/agent; "
+         "idle agent memory: %.0f KiB resident each\n",
+         t0 / nagents * 1e6, (double)(rss1 - rss0) / nagents);
+  for (i = 0; i < nagents; i++) coh_agent_free(many[i]);
+  free(many);
+  coh_module_free(echo);
+  coh_module_free(m);
+  coh_module_free(m_nf);
+  coh_agent_rt_free(rt);
+  coh_agent_rt_free(rt_nf);
+  return 0;
+}

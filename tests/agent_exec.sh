@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# agent_exec.sh — `cohort exec` end to end: the example agents, the stock
+# prompt agent without a model, traps (exit 3), refused modules (exit 1),
+# usage errors (exit 2), and a cache hit on the second run.
+set -u
+BIN=${COH_BIN:-build/cohort}
+B=${COH_BUILD_DIR:-build}
+A="$B/agents"
+CACHE=$(mktemp -d /tmp/coh-agent-exec-XXXXXX)
+trap 'rm -rf "$CACHE"' EXIT
+fail=0
+check() { # name, expected exit, expected substring of stdout+stderr, cmd...
+  local name=$1 want=$2 sub=$3; shift 3
+  local out rc
+  out=$("$@" 2>&1); rc=$?
+  if [ "$rc" != "$want" ] || ! grep -qF -- "$sub" <<<"$out"; then
+    echo "FAIL $name: exit $rc (want $want), output:"; echo "$out"; fail=1
+  else
+    echo "ok   $name"
+  fi
+}
+X=("$BIN" exec --cache-dir "$CACHE")
+check echo 0 '{"type":"send","to":"exec","data":"echo: \"hi\""}' \
+  "${X[@]}" "$A/echo.wasm" --input '"hi"'
+check echo_status 0 '{"status":"ok"}' "${X[@]}" "$A/echo.wasm" --input '1'
+check counter 0 '{"type":"emit","data":"total=6"}' \
+  "${X[@]}" "$A/counter.wasm" --input '"a"' --input '"b"' --input '"c"' \
+  --input '"total"'
+# same seed, same output; the random byte differs with another seed
+o1=$("${X[@]}" "$A/counter.wasm" --seed 5 --input 1 --input 2)
+o2=$("${X[@]}" "$A/counter.wasm" --seed 5 --input 1 --input 2)
+o3=$("${X[@]}" "$A/counter.wasm" --seed 6 --input 1 --input 2)
+if [ "$o1" != "$o2" ] || [ "$o1" = "$o3" ]; then
+  echo "FAIL determinism: $o1 / $o2 / $o3"; fail=1
+else echo "ok   determinism"; fi
+check prompt_no_model 0 '{"type":"error","id":1,"message":"no model: pass --model DIR"}' \
+  "${X[@]}" "$A/prompt.wasm" --config '{"role":"r","model":"m"}' --input '"q"'
+check prompt_error_event 0 '[llm error] no model: pass --model DIR' \
+  "${X[@]}" "$A/prompt.wasm" --config '{"role":"r"}' --input '"q"'
+check trap_oob 3 '{"status":"trap","kind":"oob"' "${X[@]}" "$A/hostile.wasm" --input 1
+check trap_fuel 3 '{"status":"trap","kind":"fuel","message":"fuel exhausted (budget 1000)"}' \
+  "${X[@]}" "$A/bymsg.wasm" --fuel 1000 --input '"x"' --input '"f"'
+check trap_stack 3 '"kind":"stack_exhausted"' "${X[@]}" "$A/bymsg.wasm" --input '"s"'
+check trap_div 3 '"kind":"div_by_zero"' "${X[@]}" "$A/bymsg.wasm" --input '"d"'
+check trap_oob2 3 '"kind":"oob"' "${X[@]}" "$A/bymsg.wasm" --input '"x"' --input '"o"'
+check memory_cap 1 'exceeds the cap of 1024 pages' "${X[@]}" "$A/big_memory.wasm" --memory-mb 64
+check memory_cap_ok 0 '{"status":"ok"}' "${X[@]}" "$A/big_memory.wasm" --memory-mb 200
+check unknown_import 1 "unknown import 'env'.'system'" "${X[@]}" "$A/unknown_import.wasm"
+check not_wasm 1 'not a WebAssembly module' "${X[@]}" /etc/hostname
+check missing 1 'No such file' "${X[@]}" /nonexistent.wasm
+check usage_nomod 2 'no module given' "${X[@]}"
+check usage_json 2 'invalid JSON' "${X[@]}" "$A/echo.wasm" --input '{'
+check usage_flag 2 "unknown flag '--bogus'" "${X[@]}" "$A/echo.wasm" --bogus 1
+check model_not_wired 1 'not wired' "${X[@]}" "$A/echo.wasm" --model /tmp
+n=$(ls "$CACHE"/*.so | wc -l)
+"${X[@]}" "$A/echo.wasm" --input 1 >/dev/null
+if [ "$(ls "$CACHE"/*.so | wc -l)" != "$n" ]; then echo "FAIL cache: recompiled"; fail=1
+else echo "ok   cache_hit"; fi
+exit $fail

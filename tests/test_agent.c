@@ -1,0 +1,591 @@
+/*
+ * test_agent.c — the agent runtime: module validation, the compile cache,
+ * every trap kind, fuel determinism, caps, host pointer validation,
+ * snapshots, and many agents trapping concurrently on several threads.
+ *
+ * Modules come from ${COH_BUILD_DIR}/agents (built by the `agents` target
+ * from the C agents in agents/ and the .wat files in agents/testmods).
+ */
+#include <dirent.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cohort/agent.h"
+#include "test.h"
+
+/* REQUIRE evaluates its expression twice: evaluate side effects once. */
+#define REQUIRE_OK(expr)              \
+  do {                                \
+    int rq__rc = (expr);              \
+    REQUIRE(rq__rc == COH_OK);        \
+  } while (0)
+
+static char cache_dir[256];
+static coh_agent_rt *rt;
+
+static void rm_tree(const char *dir) {
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  char p[1024];
+  if (d == NULL) return;
+  while ((e = readdir(d)) != NULL) {
+    struct stat st;
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+    if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
+      rm_tree(p);
+    else
+      unlink(p);
+  }
+  closedir(d);
+  rmdir(dir);
+}
+
+static const char *mod_path(const char *name) {
+  static _Thread_local char buf[1024];
+  const char *b = getenv("COH_BUILD_DIR");
+  snprintf(buf, sizeof buf, "%s/agents/%s.wasm", b ? b : "build", name);
+  return buf;
+}
+
+static coh_module *load(const char *name) {
+  coh_module *m = NULL;
+  coh_err err;
+  coh_err_clear(&err);
+  if (coh_module_load_file(rt, mod_path(name), &m, &err) != COH_OK)
+    fprintf(stderr, "load %s: %s\n", name, err.msg);
+  return m;
+}
+
+/* A host that records emitted output. */
+typedef struct rec {
+  char out[4096];
+  size_t len;
+  char sent_to[64];
+  char log[1024];
+  int nlog;
+} rec;
+
+static void rec_emit(void *ud, coh_agent *a, const uint8_t *d, size_t n) {
+  rec *r = ud;
+  (void)a;
+  if (r->len + n + 1 < sizeof r->out) {
+    memcpy(r->out + r->len, d, n);
+    r->len += n;
+    r->out[r->len++] = '|';
+    r->out[r->len] = '\0';
+  }
+}
+static int32_t rec_send(void *ud, coh_agent *a, const char *to, size_t tl,
+                        const uint8_t *m, size_t ml) {
+  rec *r = ud;
+  (void)a;
+  (void)m;
+  (void)ml;
+  snprintf(r->sent_to, sizeof r->sent_to, "%.*s", (int)tl, to);
+  return 0;
+}
+static void rec_log(void *ud, coh_agent *a, int level, const char *m,
+                    size_t n) {
+  rec *r = ud;
+  (void)a;
+  (void)level;
+  r->nlog++;
+  snprintf(r->log, sizeof r->log, "%.*s", (int)n, m);
+}
+
+static const coh_agent_host rec_host = {rec_emit, rec_send, rec_log, NULL,
+                                        NULL,     NULL,     NULL,    NULL,
+                                        NULL};
+
+/* ---- validation ------------------------------------------------------------ */
+
+static int load_bytes(const void *b, size_t n, coh_err *err) {
+  coh_module *m = NULL;
+  int rc = coh_module_load(rt, b, n, &m, err);
+  coh_module_free(m);
+  return rc;
+}
+
+static void test_not_wasm(void) {
+  coh_err err;
+  static const uint8_t v2[] = {0, 'a', 's', 'm', 2, 0, 0, 0};
+  /* header then a section whose size runs past the end */
+  static const uint8_t trunc[] = {0, 'a', 's', 'm', 1, 0, 0, 0, 1, 0x7f, 0};
+  /* type section with a count whose LEB128 is 6 bytes long */
+  static const uint8_t leb[] = {0, 'a', 's', 'm', 1, 0, 0, 0, 1, 6,
+                                0x80, 0x80, 0x80, 0x80, 0x80, 0x00};
+  /* sections out of order: memory (5) before type (1) */
+  static const uint8_t order[] = {0, 'a', 's', 'm', 1, 0, 0, 0,
+                                  5, 1, 0, 1, 1, 0};
+  CHECK_EQ_INT(load_bytes("hello, world", 12, &err), COH_EFORMAT);
+  CHECK(strstr(err.msg, "not a WebAssembly module") != NULL);
+  CHECK_EQ_INT(load_bytes("", 0, &err), COH_EFORMAT);
+  CHECK_EQ_INT(load_bytes(v2, sizeof v2, &err), COH_EFORMAT);
+  CHECK(strstr(err.msg, "version 2") != NULL);
+  CHECK_EQ_INT(load_bytes(trunc, sizeof trunc, &err), COH_EFORMAT);
+  CHECK(strstr(err.msg, "past the end") != NULL);
+  CHECK_EQ_INT(load_bytes(leb, sizeof leb, &err), COH_EFORMAT);
+  CHECK(strstr(err.msg, "LEB128") != NULL);
+  CHECK_EQ_INT(load_bytes(order, sizeof order, &err), COH_EFORMAT);
+  CHECK(strstr(err.msg, "out of order") != NULL);
+  /* valid header, no exports */
+  CHECK_EQ_INT(load_bytes(v2, 4, &err), COH_EFORMAT);
+  {
+    static const uint8_t empty[] = {0, 'a', 's', 'm', 1, 0, 0, 0};
+    CHECK_EQ_INT(load_bytes(empty, sizeof empty, &err), COH_EUNSUPPORTED);
+    CHECK(strstr(err.msg, "no exports") != NULL);
+  }
+}
+
+static void test_unknown_import(void) {
+  coh_module *m = NULL;
+  coh_err err;
+  CHECK_EQ_INT(coh_module_load_file(rt, mod_path("unknown_import"), &m, &err),
+               COH_EUNSUPPORTED);
+  CHECK(strstr(err.msg, "'env'.'system'") != NULL);
+  CHECK(strstr(err.msg, "unknown_import.wasm") != NULL);
+  CHECK_EQ_INT(coh_module_load_file(rt, mod_path("bad_signature"), &m, &err),
+               COH_EUNSUPPORTED);
+  CHECK(strstr(err.msg, "'cohort'.'log'") != NULL);
+  CHECK(m == NULL);
+}
+
+/* Every malformed variant of a valid module: each truncation must fail
+ * cleanly (never crash, never succeed with garbage). */
+static void test_truncations(void) {
+  FILE *f = fopen(mod_path("hostile"), "rb");
+  uint8_t buf[4096];
+  size_t n, cut;
+  coh_err err;
+  REQUIRE(f != NULL);
+  n = fread(buf, 1, sizeof buf, f);
+  fclose(f);
+  REQUIRE(n > 100);
+  for (cut = 0; cut < n; cut += 7) {
+    int rc = load_bytes(buf, cut, &err);
+    CHECK(rc == COH_EFORMAT || rc == COH_EUNSUPPORTED || rc == COH_ECOMPILE);
+  }
+  /* flipped bytes: must fail or load; never crash */
+  for (cut = 8; cut < n; cut += 13) {
+    uint8_t save = buf[cut];
+    buf[cut] ^= 0xff;
+    (void)load_bytes(buf, n, &err);
+    buf[cut] = save;
+  }
+}
+
+/* ---- traps ------------------------------------------------------------------ */
+
+static int step_k(coh_agent *a, uint32_t kind, const void *p, size_t n,
+                  coh_agent_result *r) {
+  return coh_agent_step(a, kind, p, n, r);
+}
+
+static void test_traps(void) {
+  coh_module *m = load("hostile");
+  coh_agent *a = NULL;
+  coh_agent_opts o;
+  coh_agent_result r;
+  coh_err err;
+  uint32_t lim = 100;
+  static const struct {
+    uint32_t kind;
+    coh_trap_kind want;
+  } cases[] = {
+      {1, COH_TRAP_OOB},
+      {2, COH_TRAP_UNREACHABLE},
+      {3, COH_TRAP_DIV_BY_ZERO},
+      {4, COH_TRAP_STACK_EXHAUSTED},
+      {5, COH_TRAP_CALL_INDIRECT},
+      {6, COH_TRAP_CALL_INDIRECT},
+      {7, COH_TRAP_FUEL},
+      {9, COH_TRAP_BAD_POINTER},
+      {14, COH_TRAP_OOB},
+  };
+  size_t i;
+  REQUIRE(m != NULL);
+  coh_agent_opts_default(&o);
+  o.fuel = 100000;
+  REQUIRE_OK(coh_agent_new(m, &o, NULL, NULL, &a, &err));
+  for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    int rc = step_k(a, cases[i].kind, NULL, 0, &r);
+    CHECK_EQ_INT(rc, COH_ETRAP);
+    CHECK_STR(coh_trap_name(r.trap), coh_trap_name(cases[i].want));
+    CHECK(r.message[0] != '\0');
+    /* the agent is intact after each trap */
+    CHECK_EQ_INT(step_k(a, 12, &lim, 4, &r), COH_OK);
+    CHECK_EQ_INT(r.rc, 328350);
+    CHECK_EQ_INT(r.trap, COH_TRAP_NONE);
+  }
+  /* signed division overflow: payload length 0 → divisor -1 */
+  CHECK_EQ_INT(step_k(a, 10, NULL, 0, &r), COH_ETRAP);
+  CHECK_EQ_INT(r.trap, COH_TRAP_INT_OVERFLOW);
+  CHECK_EQ_INT(step_k(a, 13, NULL, 0, &r), COH_OK);
+  CHECK_EQ_INT(r.rc, 42);
+  CHECK(strstr(coh_trap_name(COH_TRAP_BAD_POINTER), "bad_pointer") != NULL);
+  coh_agent_free(a);
+  coh_module_free(m);
+}
+
+static void test_bad_pointer_message(void) {
+  coh_module *m = load("hostile");
+  coh_agent *a = NULL;
+  coh_agent_result r;
+  coh_err err;
+  rec rc;
+  memset(&rc, 0, sizeof rc);
+  REQUIRE(m != NULL);
+  REQUIRE_OK(coh_agent_new(m, NULL, &rec_host, &rc, &a, &err));
+  CHECK_EQ_INT(step_k(a, 9, NULL, 0, &r), COH_ETRAP);
+  CHECK_EQ_INT(r.trap, COH_TRAP_BAD_POINTER);
+  CHECK(strstr(r.message, "0x7ffffff0") != NULL);
+  CHECK_EQ_INT(rc.len, 0); /* the host callback never ran */
+  coh_agent_free(a);
+  coh_module_free(m);
+}
+
+static uint32_t fuel_count(coh_module *m, uint64_t fuel) {
+  coh_agent *a = NULL;
+  coh_agent_opts o;
+  coh_agent_result r;
+  coh_err err;
+  uint32_t v = 0;
+  coh_agent_opts_default(&o);
+  o.fuel = fuel;
+  if (coh_agent_new(m, &o, NULL, NULL, &a, &err) != COH_OK) return 0;
+  if (step_k(a, 7, NULL, 0, &r) == COH_ETRAP && r.trap == COH_TRAP_FUEL &&
+      r.fuel_used == fuel && step_k(a, 11, NULL, 0, &r) == COH_OK)
+    v = (uint32_t)r.rc;
+  coh_agent_free(a);
+  return v;
+}
+
+static void test_fuel_deterministic(void) {
+  coh_module *m = load("hostile");
+  uint32_t c1, c2, c3;
+  REQUIRE(m != NULL);
+  c1 = fuel_count(m, 5000);
+  c2 = fuel_count(m, 5000);
+  c3 = fuel_count(m, 6000);
+  CHECK(c1 > 0);
+  CHECK_EQ_INT(c1, c2);
+  /* one unit per loop iteration, so the difference is exact */
+  CHECK_EQ_INT(c3 - c1, 1000);
+  /* exact: entry (1) + alloc entry (1) + first loop header ... */
+  CHECK(c1 >= 4990 && c1 <= 5000);
+  coh_module_free(m);
+}
+
+static void test_memory_cap(void) {
+  coh_module *m = load("hostile");
+  coh_module *big = load("big_memory");
+  coh_agent *a = NULL;
+  coh_agent_opts o;
+  coh_agent_result r;
+  coh_err err;
+  REQUIRE(m != NULL && big != NULL);
+  coh_agent_opts_default(&o);
+  o.max_memory_pages = 10;
+  REQUIRE_OK(coh_agent_new(m, &o, NULL, NULL, &a, &err));
+  CHECK_EQ_INT(step_k(a, 8, NULL, 0, &r), COH_OK);
+  CHECK_EQ_INT(r.rc, 10);
+  CHECK_EQ_INT(coh_agent_memory_size(a), 10 * 65536);
+  coh_agent_free(a);
+  /* the module's own maximum (100) applies under a larger cap */
+  o.max_memory_pages = 1000;
+  REQUIRE_OK(coh_agent_new(m, &o, NULL, NULL, &a, &err));
+  CHECK_EQ_INT(step_k(a, 8, NULL, 0, &r), COH_OK);
+  CHECK_EQ_INT(r.rc, 100);
+  coh_agent_free(a);
+  a = NULL;
+  coh_agent_opts_default(&o);
+  CHECK_EQ_INT(coh_agent_new(big, &o, NULL, NULL, &a, &err), COH_ETRAP);
+  CHECK(strstr(err.msg, "exceeds the cap") != NULL);
+  CHECK(a == NULL);
+  o.max_memory_pages = 2000;
+  CHECK_EQ_INT(coh_agent_new(big, &o, NULL, NULL, &a, &err), COH_OK);
+  coh_agent_free(a);
+  coh_module_free(m);
+  coh_module_free(big);
+}
+
+/* ---- SDK agents, snapshots ------------------------------------------------------ */
+
+static void test_echo(void) {
+  coh_module *m = load("echo");
+  coh_agent *a = NULL;
+  coh_agent_result r;
+  coh_err err;
+  rec rc;
+  static const char ev[] = "alice\0hello there";
+  memset(&rc, 0, sizeof rc);
+  REQUIRE(m != NULL);
+  REQUIRE_OK(coh_agent_new(m, NULL, &rec_host, &rc, &a, &err));
+  CHECK_EQ_INT(coh_agent_init(a, "{}", 2, &r), COH_OK);
+  CHECK_EQ_INT(step_k(a, COH_ABI_EV_MESSAGE, ev, sizeof ev - 1, &r), COH_OK);
+  CHECK_EQ_INT(r.rc, 0);
+  CHECK_STR(rc.out, "hello there|");
+  CHECK_STR(rc.sent_to, "alice");
+  CHECK_STR(rc.log, "echoed 11 bytes\n");
+  coh_agent_free(a);
+  coh_module_free(m);
+}
+
+static void test_snapshot(void) {
+  coh_module *m = load("counter");
+  coh_agent *a = NULL, *b = NULL;
+  coh_agent_opts o;
+  coh_agent_result r;
+  coh_err err;
+  rec ra, rb;
+  uint8_t *snap = NULL, *snap2 = NULL;
+  size_t n = 0, n2 = 0;
+  int i;
+  static const char ev[] = "x\0tick";
+  static const char tot[] = "x\0total";
+  memset(&ra, 0, sizeof ra);
+  memset(&rb, 0, sizeof rb);
+  REQUIRE(m != NULL);
+  coh_agent_opts_default(&o);
+  o.seed = 77;
+  REQUIRE_OK(coh_agent_new(m, &o, &rec_host, &ra, &a, &err));
+  CHECK_EQ_INT(coh_agent_init(a, NULL, 0, &r), COH_OK);
+  for (i = 0; i < 3; i++) step_k(a, 1, ev, sizeof ev - 1, &r);
+  REQUIRE_OK(coh_agent_checkpoint(a, &snap, &n, &err));
+  REQUIRE_OK(coh_agent_restore(m, &o, &rec_host, &rb, snap, n, &b, &err));
+  ra.len = 0;
+  ra.out[0] = '\0';
+  for (i = 0; i < 4; i++) {
+    step_k(a, 1, ev, sizeof ev - 1, &r);
+    step_k(b, 1, ev, sizeof ev - 1, &r);
+  }
+  step_k(a, 1, tot, sizeof tot - 1, &r);
+  step_k(b, 1, tot, sizeof tot - 1, &r);
+  CHECK(ra.len > 0);
+  CHECK_STR(ra.out, rb.out);
+  CHECK(strstr(ra.out, "count=7") != NULL);
+  CHECK(strstr(ra.out, "total=28") != NULL);
+  /* both agents are now byte-identical */
+  REQUIRE_OK(coh_agent_checkpoint(a, &snap2, &n2, &err));
+  coh_agent_buf_free(snap);
+  REQUIRE_OK(coh_agent_checkpoint(b, &snap, &n, &err));
+  CHECK(n == n2 && memcmp(snap, snap2, n) == 0);
+  /* damaged checkpoints are refused */
+  coh_agent_free(b);
+  b = NULL;
+  CHECK_EQ_INT(coh_agent_restore(m, &o, NULL, NULL, snap, n / 2, &b, &err),
+               COH_EFORMAT);
+  snap[0] ^= 1;
+  CHECK_EQ_INT(coh_agent_restore(m, &o, NULL, NULL, snap, n, &b, &err),
+               COH_EFORMAT);
+  CHECK(b == NULL);
+  coh_agent_buf_free(snap);
+  coh_agent_buf_free(snap2);
+  coh_agent_free(a);
+  coh_module_free(m);
+}
+
+/* ---- cache ---------------------------------------------------------------------- */
+
+static void corrupt(const char *path, int truncate_it) {
+  FILE *f = fopen(path, "r+b");
+  if (f == NULL) return;
+  if (truncate_it) {
+    fclose(f);
+    if (truncate(path, 1000) != 0) perror("truncate");
+    return;
+  }
+  fseek(f, 4096, SEEK_SET);
+  fputs("garbage garbage garbage", f);
+  fclose(f);
+}
+
+static void test_cache(void) {
+  coh_module *m1 = NULL, *m2 = NULL, *m3 = NULL, *m4 = NULL;
+  coh_agent *a = NULL;
+  coh_agent_result r;
+  coh_err err;
+  char path[1024], sum[1100];
+  uint32_t lim = 10;
+  /* hostile was compiled by an earlier test in this process's cache */
+  m1 = load("hostile");
+  REQUIRE(m1 != NULL);
+  CHECK_EQ_INT(coh_module_from_cache(m1), 1);
+  snprintf(path, sizeof path, "%s", coh_module_path(m1));
+  snprintf(sum, sizeof sum, "%.*s.sum", (int)(strlen(path) - 3), path);
+  CHECK(access(sum, F_OK) == 0);
+  coh_module_free(m1);
+  m2 = load("hostile");
+  REQUIRE(m2 != NULL);
+  CHECK_EQ_INT(coh_module_from_cache(m2), 1);
+  coh_module_free(m2);
+  /* corruption: detected by the checksum, rebuilt, usable */
+  corrupt(path, 0);
+  m3 = load("hostile");
+  REQUIRE(m3 != NULL);
+  CHECK_EQ_INT(coh_module_from_cache(m3), 0);
+  REQUIRE_OK(coh_agent_new(m3, NULL, NULL, NULL, &a, &err));
+  CHECK_EQ_INT(coh_agent_step(a, 12, &lim, 4, &r), COH_OK);
+  CHECK_EQ_INT(r.rc, 285);
+  coh_agent_free(a);
+  coh_module_free(m3);
+  /* partial entry (truncated object) and missing checksum */
+  corrupt(path, 1);
+  m4 = load("hostile");
+  REQUIRE(m4 != NULL);
+  CHECK_EQ_INT(coh_module_from_cache(m4), 0);
+  coh_module_free(m4);
+  unlink(sum);
+  m4 = load("hostile");
+  REQUIRE(m4 != NULL);
+  CHECK_EQ_INT(coh_module_from_cache(m4), 0);
+  coh_module_free(m4);
+  m4 = load("hostile");
+  REQUIRE(m4 != NULL);
+  CHECK_EQ_INT(coh_module_from_cache(m4), 1);
+  coh_module_free(m4);
+  /* no build folders left behind */
+  {
+    DIR *d = opendir(cache_dir);
+    struct dirent *e;
+    int tmp = 0;
+    while (d && (e = readdir(d)) != NULL)
+      if (!strncmp(e->d_name, ".tmp", 4)) tmp++;
+    if (d) closedir(d);
+    CHECK_EQ_INT(tmp, 0);
+  }
+}
+
+/* ---- concurrency ---------------------------------------------------------------- */
+
+#define NTHREADS 4
+#define NAGENTS 6
+#define NROUNDS 40
+
+typedef struct worker {
+  coh_module *m;
+  int id;
+  int failures;
+  long steps;
+} worker;
+
+static void *worker_main(void *p) {
+  worker *w = p;
+  coh_agent *ag[NAGENTS];
+  coh_agent_opts o;
+  coh_err err;
+  int i, round;
+  coh_agent_opts_default(&o);
+  o.fuel = 20000;
+  for (i = 0; i < NAGENTS; i++)
+    if (coh_agent_new(w->m, &o, NULL, NULL, &ag[i], &err) != COH_OK) {
+      w->failures++;
+      ag[i] = NULL;
+    }
+  for (round = 0; round < NROUNDS; round++) {
+    for (i = 0; i < NAGENTS; i++) {
+      coh_agent_result r;
+      uint32_t lim = (uint32_t)(round + i + w->id);
+      /* agents 0..2 trap in different ways every round; 3..5 compute */
+      static const uint32_t bad[] = {1, 3, 4, 7, 5, 9, 2};
+      int rc;
+      uint64_t want = 0, j;
+      if (ag[i] == NULL) continue;
+      if (i < 3) {
+        uint32_t k = bad[(round + i + w->id) % 7];
+        rc = coh_agent_step(ag[i], k, NULL, 0, &r);
+        if (rc != COH_ETRAP || r.trap == COH_TRAP_NONE) w->failures++;
+      }
+      rc = coh_agent_step(ag[i], 12, &lim, 4, &r);
+      for (j = 0; j < lim; j++) want += j * j;
+      if (rc != COH_OK || (uint32_t)r.rc != (uint32_t)want) w->failures++;
+      w->steps++;
+    }
+  }
+  for (i = 0; i < NAGENTS; i++) coh_agent_free(ag[i]);
+  return NULL;
+}
+
+static void test_concurrent_traps(void) {
+  coh_module *m = load("hostile");
+  pthread_t th[NTHREADS];
+  worker w[NTHREADS];
+  int i;
+  REQUIRE(m != NULL);
+  for (i = 0; i < NTHREADS; i++) {
+    memset(&w[i], 0, sizeof w[i]);
+    w[i].m = m;
+    w[i].id = i;
+    REQUIRE_OK(pthread_create(&th[i], NULL, worker_main, &w[i]));
+  }
+  for (i = 0; i < NTHREADS; i++) {
+    pthread_join(th[i], NULL);
+    CHECK_EQ_INT(w[i].failures, 0);
+    CHECK_EQ_INT(w[i].steps, NAGENTS * NROUNDS);
+  }
+  coh_module_free(m);
+}
+
+/* Loading the same module from several threads at once: one compile, every
+ * thread gets a working module. */
+static void *loader_main(void *p) {
+  coh_module *m = load("counter");
+  coh_agent *a = NULL;
+  coh_err err;
+  coh_agent_result r;
+  int *ok = p;
+  static const char ev[] = "x\0y";
+  if (m && coh_agent_new(m, NULL, NULL, NULL, &a, &err) == COH_OK &&
+      coh_agent_step(a, 1, ev, 3, &r) == COH_OK)
+    *ok = 1;
+  coh_agent_free(a);
+  coh_module_free(m);
+  return NULL;
+}
+
+static void test_concurrent_load(void) {
+  pthread_t th[3];
+  int ok[3] = {0, 0, 0}, i;
+  for (i = 0; i < 3; i++) pthread_create(&th[i], NULL, loader_main, &ok[i]);
+  for (i = 0; i < 3; i++) {
+    pthread_join(th[i], NULL);
+    CHECK_EQ_INT(ok[i], 1);
+  }
+}
+
+int main(int argc, char **argv) {
+  coh_agent_rt_opts ro;
+  coh_err err;
+  int rc;
+  TEST_MAIN_BEGIN(argc, argv);
+  snprintf(cache_dir, sizeof cache_dir, "/tmp/coh-test-agent-XXXXXX");
+  if (mkdtemp(cache_dir) == NULL) return 1;
+  memset(&ro, 0, sizeof ro);
+  ro.cache_dir = cache_dir;
+  if (coh_agent_rt_new(&ro, &rt, &err) != COH_OK) {
+    fprintf(stderr, "%s\n", err.msg);
+    return 1;
+  }
+  RUN(test_not_wasm);
+  RUN(test_unknown_import);
+  RUN(test_traps);
+  RUN(test_bad_pointer_message);
+  RUN(test_fuel_deterministic);
+  RUN(test_memory_cap);
+  RUN(test_echo);
+  RUN(test_snapshot);
+  RUN(test_concurrent_traps);
+  RUN(test_concurrent_load);
+  RUN(test_cache);
+  RUN(test_truncations);
+  coh_agent_rt_free(rt);
+  rm_tree(cache_dir);
+  rc = TEST_MAIN_END();
+  return rc;
+}
