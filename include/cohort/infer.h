@@ -195,6 +195,33 @@ size_t coh_engine_busy(const coh_engine *e);
 
 void coh_engine_get_stats(const coh_engine *e, coh_engine_stats *out);
 
+/* ---- agents' LLM requests ------------------------------------------------ */
+
+/* An agent's llm() request, parsed.  The JSON object may hold:
+ *   "prompt" (string, required), "model" (string), "max_tokens" (int >= 0,
+ *   default 64), "temperature", "top_k", "top_p", "min_p",
+ *   "repetition_penalty" (numbers; greedy unless temperature > 0 or another
+ *   sampling field is given, then temperature defaults to 1), "stop" (array
+ *   of strings), "ignore_eos" (bool).
+ * Unknown fields are refused, so a typo is an error rather than a silently
+ * ignored setting. */
+typedef struct coh_llm_request {
+  coh_request req;   /* ready for coh_engine_submit (set on_token/user) */
+  char *model;       /* NULL if not given */
+  int32_t *ids;      /* the tokenized prompt (req.prompt points here) */
+  char **stops;      /* req.stop_strings points here */
+  size_t n_stops;
+} coh_llm_request;
+
+/* Parses json (borrowed, len bytes) and tokenizes its prompt with tok (with
+ * special tokens, e.g. BOS); seed becomes the sampling seed.  *out: release
+ * with coh_llm_request_free, also after a failure.  Errors: COH_EFORMAT
+ * naming the field, COH_ENOMEM. */
+int coh_llm_request_parse(const char *json, size_t len,
+                          const coh_tokenizer *tok, uint64_t seed,
+                          coh_llm_request *out, coh_err *err);
+void coh_llm_request_free(coh_llm_request *r);
+
 #ifdef __cplusplus
 }
 #endif

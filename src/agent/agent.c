@@ -314,7 +314,7 @@ static uint64_t wasi_fd_write(coh_agent *a, const uint64_t *x) {
     uint32_t bp = get32(iov + 8 * i), bl = get32(iov + 8 * i + 4);
     const uint8_t *b = mptr(a, bp, bl);
     total += bl;
-    if (fd == 1 || fd == 2) coh__buf_put(&line, b, bl);
+    if (fd == 1 || fd == 2) coh__buf_add(&line, b, bl);
   }
   if (fd != 1 && fd != 2) {
     coh__buf_free(&line);
@@ -324,9 +324,9 @@ static uint64_t wasi_fd_write(coh_agent *a, const uint64_t *x) {
     coh__buf_free(&line);
     return WASI_ENOMEM;
   }
-  if (a->host.log && line.len)
+  if (a->host.log && line.n)
     a->host.log(a->ud, a, fd == 1 ? COH_ABI_LOG_INFO : COH_ABI_LOG_WARN,
-                (const char *)line.data, line.len);
+                (const char *)line.p, line.n);
   coh__buf_free(&line);
   put32(nw, (uint32_t)total);
   return 0;
@@ -458,25 +458,25 @@ int coh_agent_checkpoint(coh_agent *a, uint8_t **out, size_t *out_len,
   *out = NULL;
   *out_len = 0;
   if (a->running) return coh__err(err, COH_ESTATE, "agent is running");
-  coh__buf_put(&b, SNAP_MAGIC, 8);
-  coh__buf_put(&b, a->mod->key, 64);
+  coh__buf_add(&b, SNAP_MAGIC, 8);
+  coh__buf_add(&b, a->mod->key, 64);
   u = (uint32_t)a->exited;
-  coh__buf_put(&b, &u, 4);
+  coh__buf_add(&b, &u, 4);
   u = (uint32_t)a->exit_code;
-  coh__buf_put(&b, &u, 4);
-  coh__buf_put(&b, &a->rng, 8);
+  coh__buf_add(&b, &u, 4);
+  coh__buf_add(&b, &a->rng, 8);
   u = a->mem->pages;
-  coh__buf_put(&b, &u, 4);
-  coh__buf_put(&b, a->mem->data, a->mem->size);
+  coh__buf_add(&b, &u, 4);
+  coh__buf_add(&b, a->mem->data, a->mem->size);
   u = g->nglobals;
-  coh__buf_put(&b, &u, 4);
+  coh__buf_add(&b, &u, 4);
   for (i = 0; i < g->nglobals; i++) {
     q = 0;
     memcpy(&q, g->global(a->inst, i), (size_t)gwidth(g->global_types[i]));
-    coh__buf_put(&b, &q, 8);
+    coh__buf_add(&b, &q, 8);
   }
   u = a->table ? a->table->size : 0;
-  coh__buf_put(&b, &u, 4);
+  coh__buf_add(&b, &u, 4);
   for (i = 0; a->table && i < a->table->size; i++) {
     const wasm_rt_funcref_t *e = &a->table->data[i];
     uint32_t idx = UINT32_MAX;
@@ -493,14 +493,14 @@ int coh_agent_checkpoint(coh_agent *a, uint8_t **out, size_t *out_len,
       }
       idx = j;
     }
-    coh__buf_put(&b, &idx, 4);
+    coh__buf_add(&b, &idx, 4);
   }
   if (b.oom) {
     coh__buf_free(&b);
     return coh__err(err, COH_ENOMEM, "out of memory writing a checkpoint");
   }
-  *out = b.data;
-  *out_len = b.len;
+  *out = (uint8_t *)b.p;
+  *out_len = b.n;
   return COH_OK;
 }
 

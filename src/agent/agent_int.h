@@ -15,18 +15,7 @@
 #include "wasm-rt.h"
 #include "glue_abi.h"
 
-/* ---- growable byte buffer ------------------------------------------------ */
-typedef struct coh__buf {
-  uint8_t *data;
-  size_t len, cap;
-  int oom; /* sticky: set when an append could not allocate */
-} coh__buf;
-
-void coh__buf_put(coh__buf *b, const void *p, size_t n);
-void coh__buf_byte(coh__buf *b, uint8_t v);
-void coh__buf_uleb(coh__buf *b, uint64_t v);
-void coh__buf_printf(coh__buf *b, const char *fmt, ...) COH__PRINTF(2, 3);
-void coh__buf_free(coh__buf *b);
+/* coh__buf (growable byte buffer) lives in util/util_int.h. */
 
 /* ---- SHA-256 ------------------------------------------------------------- */
 typedef struct coh__sha256 {

@@ -203,8 +203,8 @@ static void gen_glue(coh__buf *b, const coh__wasm_info *info) {
                      "#include \"module.h\"\n");
   coh__buf_printf(b, "#define COH_NTYPES %u\n#define COH_MAX_SIG %u\n",
                   info->ntypes, info->max_sig ? info->max_sig : 1);
-  coh__buf_put(b, coh__glue_abi_text, strlen(coh__glue_abi_text));
-  coh__buf_put(b, coh__glue_rt_text, strlen(coh__glue_rt_text));
+  coh__buf_add(b, coh__glue_abi_text, strlen(coh__glue_abi_text));
+  coh__buf_add(b, coh__glue_rt_text, strlen(coh__glue_rt_text));
   coh__buf_printf(b, "static void *glue_global(void *inst, uint32_t i) {\n"
                      "  Z_agent_instance_t *x = inst;\n  switch (i) {\n");
   for (i = 0; i < info->nglobals; i++)
@@ -300,8 +300,8 @@ static int build(coh_agent_rt *rt, const coh__buf *wasm,
     rc = coh__err(err, COH_ENOMEM, "out of memory");
     goto done;
   }
-  if ((rc = write_file(p_wasm, wasm->data, wasm->len, err)) ||
-      (rc = write_file(p_glue, glue.data, glue.len, err)) ||
+  if ((rc = write_file(p_wasm, wasm->p, wasm->n, err)) ||
+      (rc = write_file(p_glue, glue.p, glue.n, err)) ||
       (rc = write_file(p_pre, prelude_text, strlen(prelude_text), err)))
     goto done;
   {

@@ -23,66 +23,6 @@
 
 #include "agent_int.h"
 
-/* ---- buffer --------------------------------------------------------------- */
-
-void coh__buf_put(coh__buf *b, const void *p, size_t n) {
-  if (b->oom) return;
-  if (b->len + n > b->cap) {
-    size_t nc = b->cap ? b->cap : 256;
-    uint8_t *nd;
-    while (nc < b->len + n) nc *= 2;
-    nd = coh__realloc(b->data, nc);
-    if (nd == NULL) {
-      b->oom = 1;
-      return;
-    }
-    b->data = nd;
-    b->cap = nc;
-  }
-  if (n) memcpy(b->data + b->len, p, n);
-  b->len += n;
-}
-
-void coh__buf_byte(coh__buf *b, uint8_t v) { coh__buf_put(b, &v, 1); }
-
-void coh__buf_uleb(coh__buf *b, uint64_t v) {
-  do {
-    uint8_t byte = v & 0x7f;
-    v >>= 7;
-    if (v) byte |= 0x80;
-    coh__buf_byte(b, byte);
-  } while (v);
-}
-
-void coh__buf_printf(coh__buf *b, const char *fmt, ...) {
-  char tmp[512];
-  va_list ap;
-  int n;
-  va_start(ap, fmt);
-  n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-  va_end(ap);
-  if (n < 0) return;
-  if ((size_t)n < sizeof tmp) {
-    coh__buf_put(b, tmp, (size_t)n);
-  } else {
-    char *big = coh__malloc((size_t)n + 1);
-    if (big == NULL) {
-      b->oom = 1;
-      return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    coh__buf_put(b, big, (size_t)n);
-    coh__free(big);
-  }
-}
-
-void coh__buf_free(coh__buf *b) {
-  coh__free(b->data);
-  memset(b, 0, sizeof *b);
-}
-
 /* ---- reader --------------------------------------------------------------- */
 
 typedef struct rd {
@@ -299,9 +239,9 @@ static const char *section_name(uint8_t id) {
 }
 
 static void put_section(inst *s, uint8_t id, const coh__buf *body) {
-  coh__buf_byte(&s->out, id);
-  coh__buf_uleb(&s->out, body->len);
-  coh__buf_put(&s->out, body->data, body->len);
+  coh__buf_addc(&s->out, id);
+  coh__buf_uleb(&s->out, body->n);
+  coh__buf_add(&s->out, body->p, body->n);
   if (body->oom) s->out.oom = 1;
 }
 
@@ -354,7 +294,7 @@ static void parse_imports(inst *s) {
   }
   for (i = 0; i < n && !r->failed; i++) {
     char mod[64], name[64], sig[128];
-    uint32_t ml, nl, k, ti;
+    uint32_t ml, nl = 0, k, ti;
     const uint8_t *mp = rd_name(r, &ml, mod, sizeof mod);
     const uint8_t *np = rd_name(r, &nl, name, sizeof name);
     uint8_t kind = rd_byte(r);
@@ -520,13 +460,13 @@ static void put_injected_globals(coh__buf *b) {
       0x7f, 0x01, 0x41, 0x00, 0x0b, /* depth: mut i32 = 0 */
       0x7f, 0x01, 0x41, 0x00, 0x0b, /* depth limit: mut i32 = 0 */
   };
-  coh__buf_put(b, g, sizeof g);
+  coh__buf_add(b, g, sizeof g);
 }
 
 static void write_globals(inst *s, const uint8_t *own, size_t own_len) {
   coh__buf body = {0};
   coh__buf_uleb(&body, (uint64_t)s->nglobals + 3);
-  coh__buf_put(&body, own, own_len);
+  coh__buf_add(&body, own, own_len);
   put_injected_globals(&body);
   put_section(s, 6, &body);
   coh__buf_free(&body);
@@ -590,8 +530,8 @@ static int reserved_export_name(const uint8_t *p, uint32_t n) {
 static void put_export(coh__buf *b, const char *name, uint8_t kind,
                        uint32_t idx) {
   coh__buf_uleb(b, strlen(name));
-  coh__buf_put(b, name, strlen(name));
-  coh__buf_byte(b, kind);
+  coh__buf_add(b, name, strlen(name));
+  coh__buf_addc(b, kind);
   coh__buf_uleb(b, idx);
 }
 
@@ -602,7 +542,7 @@ static void write_exports(inst *s, const uint8_t *own, size_t own_len,
   char nm[32];
   uint32_t extra = s->nglobals + 3 + (s->ntables ? 1 : 0);
   coh__buf_uleb(&body, (uint64_t)own_n + extra);
-  coh__buf_put(&body, own, own_len);
+  coh__buf_add(&body, own, own_len);
   for (i = 0; i < s->nglobals; i++) {
     snprintf(nm, sizeof nm, "__coh_g%u", i);
     put_export(&body, nm, 3, i);
@@ -629,7 +569,7 @@ static void parse_exports(inst *s) {
   start = r->p;
   for (i = 0; i < n && !r->failed; i++) {
     char name[64], sig[128];
-    uint32_t nl, idx;
+    uint32_t nl = 0, idx;
     const uint8_t *np = rd_name(r, &nl, name, sizeof name);
     uint8_t kind = rd_byte(r);
     idx = rd_u32(r);
@@ -719,16 +659,16 @@ static void parse_exports(inst *s) {
 /* fuel -= 1; if (fuel < 0) unreachable; */
 static void put_fuel_check(inst *s, coh__buf *b) {
   uint32_t g = s->nglobals;
-  coh__buf_byte(b, 0x23); coh__buf_uleb(b, g);   /* global.get fuel */
-  coh__buf_byte(b, 0x42); coh__buf_byte(b, 0x01); /* i64.const 1 */
-  coh__buf_byte(b, 0x7d);                         /* i64.sub */
-  coh__buf_byte(b, 0x24); coh__buf_uleb(b, g);   /* global.set fuel */
-  coh__buf_byte(b, 0x23); coh__buf_uleb(b, g);   /* global.get fuel */
-  coh__buf_byte(b, 0x42); coh__buf_byte(b, 0x00); /* i64.const 0 */
-  coh__buf_byte(b, 0x53);                         /* i64.lt_s */
-  coh__buf_byte(b, 0x04); coh__buf_byte(b, 0x40); /* if */
-  coh__buf_byte(b, 0x00);                         /* unreachable */
-  coh__buf_byte(b, 0x0b);                         /* end */
+  coh__buf_addc(b, 0x23); coh__buf_uleb(b, g);   /* global.get fuel */
+  coh__buf_addc(b, 0x42); coh__buf_addc(b, 0x01); /* i64.const 1 */
+  coh__buf_addc(b, 0x7d);                         /* i64.sub */
+  coh__buf_addc(b, 0x24); coh__buf_uleb(b, g);   /* global.set fuel */
+  coh__buf_addc(b, 0x23); coh__buf_uleb(b, g);   /* global.get fuel */
+  coh__buf_addc(b, 0x42); coh__buf_addc(b, 0x00); /* i64.const 0 */
+  coh__buf_addc(b, 0x53);                         /* i64.lt_s */
+  coh__buf_addc(b, 0x04); coh__buf_addc(b, 0x40); /* if */
+  coh__buf_addc(b, 0x00);                         /* unreachable */
+  coh__buf_addc(b, 0x0b);                         /* end */
 }
 
 static void skip_blocktype(rd *r) {
@@ -757,7 +697,7 @@ static void rewrite_body(inst *s, rd *r, coh__buf *b, uint32_t fi) {
   const uint8_t *copied = r->p;
 #define FLUSH()                                         \
   do {                                                  \
-    coh__buf_put(b, copied, (size_t)(r->p - copied));   \
+    coh__buf_add(b, copied, (size_t)(r->p - copied));   \
     copied = r->p;                                      \
   } while (0)
   if (s->fuel) put_fuel_check(s, b);
@@ -900,7 +840,7 @@ static void parse_code(inst *s) {
         fail(&fr, COH_EUNSUPPORTED, "function %u has over 50000 locals", i);
     }
     if (!fr.failed) {
-      coh__buf_put(&fb, fstart, (size_t)(fr.p - fstart));
+      coh__buf_add(&fb, fstart, (size_t)(fr.p - fstart));
       rewrite_body(s, &fr, &fb, s->nfunc_imports + i);
     }
     if (fr.failed) {
@@ -908,8 +848,8 @@ static void parse_code(inst *s) {
       coh__buf_free(&fb);
       break;
     }
-    coh__buf_uleb(&body, fb.len);
-    coh__buf_put(&body, fb.data, fb.len);
+    coh__buf_uleb(&body, fb.n);
+    coh__buf_add(&body, fb.p, fb.n);
     if (fb.oom) body.oom = 1;
     coh__buf_free(&fb);
   }
@@ -943,7 +883,7 @@ int coh__wasm_instrument(const uint8_t *in, size_t len, int fuel,
   top.end = in + len;
   top.where = "module";
   top.err = err;
-  coh__buf_put(&s.out, hdr, 8);
+  coh__buf_add(&s.out, hdr, 8);
   while (top.p < top.end && !top.failed) {
     const uint8_t *sec_start = top.p;
     uint8_t id = rd_byte(&top);
@@ -1004,9 +944,9 @@ int coh__wasm_instrument(const uint8_t *in, size_t len, int fuel,
         fail(&s.r, COH_EFORMAT, "trailing bytes");
       }
       if (!s.r.failed) {
-        coh__buf_byte(&s.out, id);
+        coh__buf_addc(&s.out, id);
         coh__buf_uleb(&s.out, size);
-        coh__buf_put(&s.out, body, size);
+        coh__buf_add(&s.out, body, size);
       }
     }
     if (s.r.failed) {

@@ -42,21 +42,7 @@
 #include "cohort/tokenizer.h"
 #include "util/util_int.h"
 
-/* ---- growable byte buffer ------------------------------------------------
- * Appends never fail loudly: an allocation failure sets `oom` and later
- * appends are ignored, so a whole sequence of appends is checked once. */
-typedef struct coh__buf {
-  char *p;
-  size_t n, cap;
-  int oom;
-} coh__buf;
-
-void coh__buf_free(coh__buf *b);
-void coh__buf_reserve(coh__buf *b, size_t extra);
-void coh__buf_add(coh__buf *b, const char *s, size_t n);
-void coh__buf_addc(coh__buf *b, char c);
-/* Appends the UTF-8 encoding of code point cp. */
-void coh__buf_add_cp(coh__buf *b, uint32_t cp);
+/* coh__buf (growable byte buffer) lives in util/util_int.h. */
 
 /* ---- span list: [start, end) byte ranges plus a per-span value ---------- */
 typedef struct coh__span {

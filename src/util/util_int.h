@@ -37,6 +37,27 @@ void coh__err_prefix(coh_err *err, const char *fmt, ...) COH__PRINTF(2, 3);
 int coh__read_file(const char *path, char **out, size_t *out_len,
                    coh_err *err);
 
+/* ---- growable byte buffer ------------------------------------------------
+ * Shared by the tokenizer (text) and the agent runtime (wasm binaries,
+ * generated C).  Appends never fail loudly: an allocation failure sets `oom`
+ * and later appends are ignored, so a sequence of appends is checked once.
+ * The contents are kept NUL-terminated for text use. */
+typedef struct coh__buf {
+  char *p;
+  size_t n, cap;
+  int oom;
+} coh__buf;
+
+void coh__buf_free(coh__buf *b);
+void coh__buf_reserve(coh__buf *b, size_t extra);
+void coh__buf_add(coh__buf *b, const void *s, size_t n);
+void coh__buf_addc(coh__buf *b, char c);
+/* Appends the UTF-8 encoding of code point cp. */
+void coh__buf_add_cp(coh__buf *b, uint32_t cp);
+/* Appends v as unsigned LEB128 (the wasm binary encoding). */
+void coh__buf_uleb(coh__buf *b, uint64_t v);
+void coh__buf_printf(coh__buf *b, const char *fmt, ...) COH__PRINTF(2, 3);
+
 /* Joins dir and name with a '/'; caller frees with coh__free. */
 char *coh__path_join(const char *dir, const char *name);
 
