@@ -51,7 +51,21 @@ check missing 1 'No such file' "${X[@]}" /nonexistent.wasm
 check usage_nomod 2 'no module given' "${X[@]}"
 check usage_json 2 'invalid JSON' "${X[@]}" "$A/echo.wasm" --input '{'
 check usage_flag 2 "unknown flag '--bogus'" "${X[@]}" "$A/echo.wasm" --bogus 1
-check model_not_wired 1 'not wired' "${X[@]}" "$A/echo.wasm" --model /tmp
+check model_bad_folder 1 'not a model folder' "${X[@]}" "$A/echo.wasm" --model /tmp
+# the stock prompt agent answered by the inference engine (tiny fixture model)
+TINY="${COH_FIXTURES:?}/llama-tiny-plain-fp32"
+PCFG='{"role":"You are a poet.","prompt":"{role}\nUser: {input}\nPoet:","max_tokens":8}'
+check prompt_with_model 0 '{"status":"ok"}' \
+  "${X[@]}" "$A/prompt.wasm" --config "$PCFG" --input '"Tell me of the sea"' --model "$TINY"
+p1=$("${X[@]}" "$A/prompt.wasm" --config "$PCFG" --input '"Tell me of the sea"' --model "$TINY" 2>/dev/null)
+p2=$("${X[@]}" "$A/prompt.wasm" --config "$PCFG" --input '"Tell me of the sea"' --model "$TINY" 2>/dev/null)
+if ! printf '%s\n' "$p1" | grep -q '"type":"emit","data":"[^"]'; then
+  echo "FAIL prompt_with_model: no generated text emitted: $p1"; fail=1
+elif printf '%s\n' "$p1" | grep -q '"type":"error"'; then
+  echo "FAIL prompt_with_model: error event: $p1"; fail=1
+elif [ "$p1" != "$p2" ]; then
+  echo "FAIL prompt_with_model: two runs differ"; fail=1
+else echo "ok   prompt_with_model_text_deterministic"; fi
 n=$(ls "$CACHE"/*.so | wc -l)
 "${X[@]}" "$A/echo.wasm" --input 1 >/dev/null
 if [ "$(ls "$CACHE"/*.so | wc -l)" != "$n" ]; then echo "FAIL cache: recompiled"; fail=1

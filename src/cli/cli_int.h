@@ -7,6 +7,7 @@
 #ifndef COH_CLI_INT_H
 #define COH_CLI_INT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 enum { COH_EXIT_OK = 0, COH_EXIT_RUNTIME = 1, COH_EXIT_USAGE = 2,
@@ -18,6 +19,16 @@ int coh__cmd_generate(int argc, char **argv);
 int coh__cmd_tokenize(int argc, char **argv);
 int coh__cmd_models(int argc, char **argv);
 int coh__cmd_exec(int argc, char **argv);
+
+/* exec_llm.c: the inference engine behind `cohort exec --model DIR`.
+ * The returned function and its user data answer agents' llm() requests;
+ * release with coh__exec_llm_close. */
+struct coh_err;
+int coh__exec_llm_open(const char *model_dir,
+                       int (**fn)(void *, const char *, size_t, uint64_t,
+                                  char **, size_t *, struct coh_err *),
+                       void **ud, struct coh_err *err);
+void coh__exec_llm_close(void *ud);
 
 /* Prints "cohort CMD: MESSAGE" to stderr and returns COH_EXIT_USAGE. */
 int coh__usage_error(const char *cmd, const char *fmt, ...)

@@ -47,22 +47,7 @@ typedef struct exec_ctx {
   int oom;
 } exec_ctx;
 
-/* ---- INTEGRATION POINT: inference ------------------------------------------- */
-/* Opens the inference engine for `--model DIR` and returns the function that
- * answers agents' llm() requests (see coh_agent_llm_fn in cohort/agent.h).
- * The engine is wired in here; until then --model is refused clearly and,
- * without --model, every request is answered with an error event. */
-static int exec_llm_open(const char *model_dir, coh_agent_llm_fn *fn,
-                         void **ud, coh_err *err) {
-  *fn = NULL;
-  *ud = NULL;
-  err->code = COH_EUNSUPPORTED;
-  snprintf(err->msg, sizeof err->msg,
-           "--model %s: the inference engine is not wired into exec yet",
-           model_dir);
-  return COH_EUNSUPPORTED;
-}
-static void exec_llm_close(void *ud) { (void)ud; }
+/* Inference for `--model DIR` is in exec_llm.c (coh__exec_llm_open). */
 
 /* ---- output ------------------------------------------------------------------ */
 
@@ -440,7 +425,7 @@ int coh__cmd_exec(int argc, char **argv) {
     cache = cache_buf;
   }
   if (model &&
-      exec_llm_open(model, &x.llm_fn, &x.llm_ud, &err) != COH_OK) {
+      coh__exec_llm_open(model, &x.llm_fn, &x.llm_ud, &err) != COH_OK) {
     rc = coh__runtime_error("exec", "%s", err.msg);
     goto done;
   }
@@ -507,7 +492,7 @@ done:
   coh_agent_free(a);
   coh_module_free(m);
   coh_agent_rt_free(rt);
-  if (x.llm_fn) exec_llm_close(x.llm_ud);
+  if (x.llm_fn) coh__exec_llm_close(x.llm_ud);
   for (i = 0; (size_t)i < x.nq; i++) coh__free(x.q[i].data);
   coh__free(x.q);
   for (i = 0; (size_t)i < x.nkv; i++) {
