@@ -17,18 +17,7 @@
 
 /* coh__buf (growable byte buffer) lives in util/util_int.h. */
 
-/* ---- SHA-256 ------------------------------------------------------------- */
-typedef struct coh__sha256 {
-  uint32_t h[8];
-  uint64_t n;
-  uint8_t blk[64];
-  size_t fill;
-} coh__sha256;
-void coh__sha256_init(coh__sha256 *s);
-void coh__sha256_update(coh__sha256 *s, const void *p, size_t n);
-void coh__sha256_final(coh__sha256 *s, uint8_t out[32]);
-/* hex of 32 bytes into out[65]. */
-void coh__hex32(const uint8_t in[32], char out[65]);
+/* SHA-256 (coh__sha256_*, coh__hex32) lives in util/util_int.h. */
 
 /* ---- wasm reader and instrumenter ---------------------------------------- */
 typedef struct coh__wasm_info {

@@ -58,6 +58,19 @@ void coh__buf_add_cp(coh__buf *b, uint32_t cp);
 void coh__buf_uleb(coh__buf *b, uint64_t v);
 void coh__buf_printf(coh__buf *b, const char *fmt, ...) COH__PRINTF(2, 3);
 
+/* ---- SHA-256 ------------------------------------------------------------- */
+typedef struct coh__sha256 {
+  uint32_t h[8];
+  uint64_t n;
+  uint8_t blk[64];
+  size_t fill;
+} coh__sha256;
+void coh__sha256_init(coh__sha256 *s);
+void coh__sha256_update(coh__sha256 *s, const void *p, size_t n);
+void coh__sha256_final(coh__sha256 *s, uint8_t out[32]);
+/* hex of 32 bytes into out[65]. */
+void coh__hex32(const uint8_t in[32], char out[65]);
+
 /* Joins dir and name with a '/'; caller frees with coh__free. */
 char *coh__path_join(const char *dir, const char *name);
 

@@ -1,8 +1,8 @@
-/* sha256.c — SHA-256 (FIPS 180-4), used for compile-cache keys and for
+/* sha256.c — SHA-256 (FIPS 180-4), used for compile-cache keys, cached-object checks and the journal hash chain;
  * verifying cached objects. */
 #include <string.h>
 
-#include "agent_int.h"
+#include "util_int.h"
 
 static const uint32_t K[64] = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1,
