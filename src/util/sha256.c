@@ -1,5 +1,5 @@
-/* sha256.c — SHA-256 (FIPS 180-4), used for compile-cache keys, cached-object checks and the journal hash chain;
- * verifying cached objects. */
+/* sha256.c — SHA-256 (FIPS 180-4), used for compile-cache keys, for
+ * verifying cached objects and for the journal's hash chain. */
 #include <string.h>
 
 #include "util_int.h"
