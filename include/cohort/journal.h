@@ -1,0 +1,124 @@
+/*
+ * cohort/journal.h — the run journal: one SQLite file (WAL mode) per run.
+ *
+ * It holds the run's inputs (meta), every committed event in commit order,
+ * agent checkpoints, and wall-clock timings.  Events are committed one tick
+ * at a time, in one transaction: a run killed at any point (kill -9
+ * included) leaves the journal at the end of its last committed tick, never
+ * in the middle of one.
+ *
+ * Determinism: every event row carries `chain`, a SHA-256 hash chain over
+ * the deterministic columns (seq, tick, kind, source, target, payload) of
+ * that row and all rows before it, starting from a hash of the run's
+ * inputs.  The digest of a run is the chain value of its last event.
+ * Wall-clock columns (wall_us) are outside the chain.
+ *
+ * Row hash (all integers little-endian 64-bit, strings NUL-terminated):
+ *   chain[0]   = SHA256("cohort-journal-1" || inputs)
+ *   chain[seq] = SHA256(chain[seq-1] || seq || tick || kind || source ||
+ *                       target || payload_len || payload)
+ *
+ * Threading: one thread at a time per journal handle.
+ */
+#ifndef COHORT_JOURNAL_H
+#define COHORT_JOURNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cohort/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct coh_journal coh_journal;
+
+/* One event, as appended or as read back.  Strings and payload are borrowed
+ * (for reads: valid only during the callback). */
+typedef struct coh_jevent {
+  int64_t seq;          /* assigned by append (1, 2, ...) */
+  int64_t tick;
+  const char *kind;     /* e.g. "message", "emit", "log", "llm_request",
+                           "llm_result", "timer", "trap", "refused", "exit" */
+  const char *source;   /* agent id, "scenario", or a model name */
+  const char *target;   /* agent id or "" */
+  const void *payload;
+  size_t payload_len;
+  int64_t wall_us;      /* wall-clock microseconds since run start; not hashed */
+  uint8_t chain[32];    /* filled by append / read */
+} coh_jevent;
+
+/* Creates a new journal at path (refuses an existing file: COH_EIO naming
+ * it) and records `inputs` (borrowed; the canonical description of the
+ * run's inputs, e.g. JSON) as meta "inputs" and as the chain's start.
+ * *out: caller frees with coh_journal_close. */
+int coh_journal_create(const char *path, const void *inputs, size_t inputs_len,
+                       coh_journal **out, coh_err *err);
+
+/* Opens an existing journal for reading and appending.  Errors:
+ * COH_ENOENT, COH_EJOURNAL (not a SQLite file, not a cohort journal, schema
+ * version, missing tables — the message says which). */
+int coh_journal_open(const char *path, coh_journal **out, coh_err *err);
+
+void coh_journal_close(coh_journal *j);
+
+/* Key/value run metadata (scenario text, hashes, seed, version, config). */
+int coh_journal_meta_put(coh_journal *j, const char *key, const void *value,
+                         size_t len, coh_err *err);
+/* *value: caller frees with coh_free (NUL-terminated for convenience).
+ * COH_ENOENT if the key is absent. */
+int coh_journal_meta_get(coh_journal *j, const char *key, char **value,
+                         size_t *len, coh_err *err);
+
+/* Starts tick `tick` (must be greater than the last committed tick). */
+int coh_journal_tick_begin(coh_journal *j, int64_t tick, coh_err *err);
+/* Appends an event to the open tick; ev->seq and ev->chain are filled. */
+int coh_journal_append(coh_journal *j, coh_jevent *ev, coh_err *err);
+/* Stores an agent checkpoint taken at the end of the open tick. */
+int coh_journal_checkpoint_put(coh_journal *j, const char *agent,
+                               const void *state, size_t len, coh_err *err);
+/* Commits the open tick atomically (events, checkpoints and a ticks row
+ * with the wall-clock duration, not hashed). */
+int coh_journal_tick_commit(coh_journal *j, int64_t wall_us, coh_err *err);
+/* Abandons the open tick (nothing of it is kept). */
+void coh_journal_tick_rollback(coh_journal *j);
+
+/* Last committed tick (-1 if none) and the number of events. */
+int coh_journal_last_tick(coh_journal *j, int64_t *tick, int64_t *n_events,
+                          coh_err *err);
+
+/* The current digest: hex of the last event's chain (or of chain[0]);
+ * hex must hold 65 bytes. */
+void coh_journal_digest(const coh_journal *j, char hex[65]);
+
+/* Calls fn for every event with from_tick <= tick <= to_tick (use
+ * INT64_MIN/INT64_MAX for no bound) and, if agent is non-NULL, source or
+ * target equal to it, in seq order.  fn returning non-zero stops the walk
+ * (that value is returned). */
+typedef int (*coh_jevent_fn)(void *ud, const coh_jevent *ev);
+int coh_journal_events(coh_journal *j, int64_t from_tick, int64_t to_tick,
+                       const char *agent, coh_jevent_fn fn, void *ud,
+                       coh_err *err);
+
+/* The latest tick <= at_most that has checkpoints (-1 if none), and a walk
+ * over the checkpoints of that tick (agent id, state). */
+int coh_journal_checkpoint_tick(coh_journal *j, int64_t at_most,
+                                int64_t *tick, coh_err *err);
+typedef int (*coh_jcheckpoint_fn)(void *ud, const char *agent,
+                                  const void *state, size_t len);
+int coh_journal_checkpoints(coh_journal *j, int64_t tick,
+                            coh_jcheckpoint_fn fn, void *ud, coh_err *err);
+
+/* Recomputes the hash chain from chain[0] over every event; COH_OK if every
+ * stored chain matches, else COH_EJOURNAL naming the first bad seq/tick. */
+int coh_journal_verify(coh_journal *j, coh_err *err);
+
+/* Deletes every event, checkpoint and tick row with tick > tick (used by
+ * resume to continue from a checkpoint), in one transaction. */
+int coh_journal_truncate_after(coh_journal *j, int64_t tick, coh_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* COHORT_JOURNAL_H */

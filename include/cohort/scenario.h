@@ -1,0 +1,136 @@
+/*
+ * cohort/scenario.h — scenario files (YAML): which models, which agents,
+ * which initial messages, which scheduling policy, which stop conditions.
+ *
+ * Example (paths are relative to the scenario file's folder):
+ *
+ *   name: debate
+ *   seed: 42
+ *   models:
+ *     - name: demo
+ *       path: ../build/fixtures/llama-demo
+ *       device: auto          # auto | cpu | cuda
+ *       max_batch: 16
+ *       threads: 0            # ONNX Runtime intra-op threads; 0 = all cores
+ *   policy:
+ *     kind: round_robin       # round_robin | priority | dag
+ *     quantum: 4              # events per agent per tick (round_robin)
+ *   stop:
+ *     max_ticks: 200
+ *     quiescence: true        # stop when nothing is pending anywhere
+ *     on_exit: judge          # stop when this agent exits
+ *   checkpoint_every: 10      # ticks between agent checkpoints in the journal
+ *   agents:
+ *     - id: alice
+ *       kind: prompt          # the stock prompt agent (no module to build)
+ *       config: {role: "You are Alice.", model: demo, max_tokens: 32}
+ *     - id: worker
+ *       module: ../build/agents/echo.wasm
+ *       count: 10             # worker-0 .. worker-9
+ *       fuel: 1000000
+ *       memory_mb: 16
+ *       priority: 1           # higher steps first (priority policy)
+ *       inbox: 64             # inbox capacity; a send to a full inbox fails
+ *       after: [planner]      # dag policy: steps only once these have stepped
+ *                             # in an earlier tick
+ *   messages:
+ *     - to: alice
+ *       from: user            # default "scenario"
+ *       body: "Is the sea wet?"   # a string, or any YAML value (sent as JSON)
+ *       tick: 0
+ */
+#ifndef COHORT_SCENARIO_H
+#define COHORT_SCENARIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cohort/common.h"
+#include "cohort/infer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum coh_policy {
+  COH_POLICY_ROUND_ROBIN = 0,
+  COH_POLICY_PRIORITY = 1,
+  COH_POLICY_DAG = 2
+} coh_policy;
+
+typedef struct coh_scn_model {
+  char *name;
+  char *path;        /* resolved against the scenario's folder */
+  coh_device device; /* default AUTO */
+  int max_batch;     /* default 16, 1..1024 */
+  int threads;       /* default 0 (all cores) */
+  int line;          /* where it was defined, for messages */
+} coh_scn_model;
+
+typedef struct coh_scn_agent {
+  char *id;          /* as written; with count N the instances are id-0..id-(N-1) */
+  char *module;      /* resolved .wasm path; NULL for kind: prompt */
+  int is_prompt;     /* kind: prompt (the stock prompt agent) */
+  char *config_json; /* the config mapping as compact JSON text ("{}" if none) */
+  uint64_t fuel;     /* default 100000000; 0 = unlimited */
+  uint32_t memory_mb;/* default 64 */
+  int priority;      /* default 0 */
+  int count;         /* default 1, 1..100000 */
+  int inbox;         /* default 256, 1..1000000 */
+  char **after;      /* dag dependencies (agent ids as written, or instance ids) */
+  size_t n_after;
+  int line;
+} coh_scn_agent;
+
+typedef struct coh_scn_message {
+  char *from;        /* default "scenario" */
+  char *to;          /* an agent instance id */
+  char *body;        /* a string body as is; any other YAML value as compact JSON */
+  size_t body_len;
+  int64_t tick;      /* default 0 */
+  int line;
+} coh_scn_message;
+
+typedef struct coh_scenario {
+  char *path;        /* as given */
+  char *dir;         /* its folder, against which paths resolve */
+  char *text;        /* the file's exact bytes (journaled) */
+  size_t text_len;
+  char *name;        /* default: the file name without .yaml */
+  uint64_t seed;     /* default 0 */
+  coh_policy policy; /* default ROUND_ROBIN */
+  int quantum;       /* default 1, 1..1000000 */
+  int64_t max_ticks; /* default 1000; 1..10^9 */
+  int quiescence;    /* default true */
+  char *stop_on_exit;/* NULL if none */
+  int checkpoint_every; /* default 0 = never; ticks */
+  coh_scn_model *models;
+  size_t n_models;
+  coh_scn_agent *agents;
+  size_t n_agents;
+  coh_scn_message *messages;
+  size_t n_messages;
+} coh_scenario;
+
+/* Reads and validates a scenario file.  *out: caller frees with
+ * coh_scenario_free.  Errors: COH_ENOENT/COH_EIO (file), COH_EFORMAT with
+ * "FILE:LINE:COLUMN: what was expected" for YAML syntax errors, unknown or
+ * mistyped keys, values out of range, duplicate ids, messages to unknown
+ * agents, unknown models named in a prompt agent's config, dag cycles or
+ * unknown dependencies; COH_ENOMEM. */
+int coh_scenario_load(const char *path, coh_scenario **out, coh_err *err);
+
+/* Same from a buffer (borrowed); path is used for messages and base_dir to
+ * resolve relative paths. */
+int coh_scenario_parse(const char *text, size_t len, const char *path,
+                       const char *base_dir, coh_scenario **out, coh_err *err);
+
+void coh_scenario_free(coh_scenario *s);
+
+/* Number of agent instances (the sum of counts). */
+size_t coh_scenario_instances(const coh_scenario *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* COHORT_SCENARIO_H */
