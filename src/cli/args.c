@@ -4,6 +4,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "cli_int.h"
 
@@ -49,4 +51,38 @@ int coh__parse_f64(const char *s, double lo, double hi, double *out) {
   if (errno || *end != '\0' || !isfinite(v) || v < lo || v > hi) return -1;
   *out = v;
   return 0;
+}
+
+char *coh__default_cache_dir(void) {
+  /* The environment is read here, in the CLI, never in the library. */
+  const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+  const char *base = xdg && xdg[0] ? xdg : home && home[0] ? home : NULL;
+  const char *suffix = xdg && xdg[0] ? "/cohort" : "/.cache/cohort";
+  size_t n;
+  char *p;
+  if (base == NULL) return NULL;
+  n = strlen(base) + strlen(suffix) + 1;
+  p = malloc(n);
+  if (p) snprintf(p, n, "%s%s", base, suffix);
+  return p;
+}
+
+char *coh__exe_relative(const char *rel) {
+  char exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  char *slash, *p;
+  size_t len;
+  if (n <= 0) return NULL;
+  exe[n] = '\0';
+  slash = strrchr(exe, '/');
+  if (slash == NULL) return NULL;
+  *slash = '\0';
+  len = strlen(exe) + strlen(rel) + 2;
+  p = malloc(len);
+  if (p) snprintf(p, len, "%s/%s", exe, rel);
+  if (p && access(p, R_OK) != 0) {
+    free(p);
+    return NULL;
+  }
+  return p;
 }

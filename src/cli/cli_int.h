@@ -37,6 +37,17 @@ int coh__usage_error(const char *cmd, const char *fmt, ...)
 int coh__runtime_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* The compiled-module cache folder from $XDG_CACHE_HOME or $HOME (the one
+ * place the environment is read), or NULL.  Caller frees with free(). */
+char *coh__default_cache_dir(void);
+/* rel resolved against the folder of the running cohort binary, if that
+ * file exists (e.g. "agents/prompt.wasm"), else NULL.  Caller frees. */
+char *coh__exe_relative(const char *rel);
+
+int coh__cmd_run(int argc, char **argv);
+int coh__cmd_replay(int argc, char **argv);
+int coh__cmd_resume(int argc, char **argv);
+
 /* Strict numeric parsing of a flag's value: the whole string must parse and
  * lie in [lo, hi].  Returns 0 on success, -1 otherwise. */
 int coh__parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);

@@ -402,25 +402,11 @@ int coh__cmd_exec(int argc, char **argv) {
   }
   x.seed = ao.seed;
   if (cache == NULL) {
-    /* The environment is read here, in the CLI, never in the library. */
-    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    size_t n = 0;
-    if (xdg && xdg[0]) {
-      n = strlen(xdg) + 16;
-      cache_buf = coh__malloc(n);
-      if (cache_buf) snprintf(cache_buf, n, "%s/cohort", xdg);
-    } else if (home && home[0]) {
-      n = strlen(home) + 24;
-      cache_buf = coh__malloc(n);
-      if (cache_buf) snprintf(cache_buf, n, "%s/.cache/cohort", home);
-    } else {
+    cache_buf = coh__default_cache_dir();
+    if (cache_buf == NULL) {
       coh__free(inputs);
       return coh__usage_error("exec", "no cache folder: set --cache-dir, "
                               "XDG_CACHE_HOME or HOME");
-    }
-    if (cache_buf == NULL) {
-      coh__free(inputs);
-      return coh__runtime_error("exec", "out of memory");
     }
     cache = cache_buf;
   }
@@ -500,7 +486,7 @@ done:
     coh__free(x.kvs[i].val);
   }
   coh__free(x.kvs);
-  coh__free(cache_buf);
+  free(cache_buf); /* from coh__default_cache_dir */
   coh__free(inputs);
   return rc;
 }

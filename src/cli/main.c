@@ -13,9 +13,11 @@ static const struct {
     /* one line per subcommand, each implemented in its own cmd_*.c */
     {"generate", coh__cmd_generate, "generate text from a model"},
     {"models", coh__cmd_models, "validate a model folder and describe it"},
-    {"version", NULL, "print the version"},
     {"tokenize", coh__cmd_tokenize, "encode/decode JSON lines with a tokenizer.json"},
     {"exec", coh__cmd_exec, "run one agent module headless"},
+    {"run", coh__cmd_run, "run a scenario, journaled; prints the run digest"},
+    {"replay", coh__cmd_replay, "re-execute a journaled run and report the first divergence"},
+    {"resume", coh__cmd_resume, "continue a killed run from its journal"},
 };
 
 static void print_usage(FILE *f) {
@@ -24,6 +26,7 @@ static void print_usage(FILE *f) {
           coh_version());
   for (i = 0; i < sizeof commands / sizeof commands[0]; i++)
     fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+  fprintf(f, "  %-10s %s\n", "version", "print the version");
   fprintf(f, "\nRun `cohort COMMAND --help` for a command's flags.\n");
 }
 
@@ -43,7 +46,7 @@ int main(int argc, char **argv) {
     return COH_EXIT_OK;
   }
   for (i = 0; i < sizeof commands / sizeof commands[0]; i++)
-    if (commands[i].fn != NULL && !strcmp(argv[1], commands[i].name))
+    if (!strcmp(argv[1], commands[i].name))
       return commands[i].fn(argc - 1, argv + 1);
   fprintf(stderr, "cohort: unknown command '%s' (try `cohort --help`)\n",
           argv[1]);

@@ -1,6 +1,4 @@
 /* ort.c — ONNX Runtime access and error translation. */
-#include <time.h>
-
 #include "ort_int.h"
 
 const OrtApi *coh__ort(void) {
@@ -27,10 +25,4 @@ size_t coh__ort_elem_size(ONNXTensorElementDataType t) {
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL: return 1;
     default: return 0;
   }
-}
-
-double coh__wall_seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }

@@ -26,8 +26,5 @@ int coh__ort_check(OrtStatus *status, coh_err *err, const char *what);
 /* Size in bytes of one element of an ORT tensor type (0 if unsupported). */
 size_t coh__ort_elem_size(ONNXTensorElementDataType t);
 
-/* Monotonic wall-clock seconds, for timing columns only (never on the
- * deterministic path). */
-double coh__wall_seconds(void);
 
 #endif /* COH_ORT_INT_H */

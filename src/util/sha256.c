@@ -1,5 +1,6 @@
 /* sha256.c — SHA-256 (FIPS 180-4), used for compile-cache keys, for
  * verifying cached objects and for the journal's hash chain. */
+#include <stdio.h>
 #include <string.h>
 
 #include "util_int.h"
@@ -93,4 +94,23 @@ void coh__hex32(const uint8_t in[32], char out[65]) {
     out[2 * i + 1] = hx[in[i] & 15];
   }
   out[64] = '\0';
+}
+
+int coh__sha256_file(const char *path, char hex[65], coh_err *err) {
+  FILE *f = fopen(path, "rb");
+  uint8_t h[32];
+  char buf[1 << 16];
+  size_t n;
+  coh__sha256 s;
+  if (f == NULL) return coh__err(err, COH_ENOENT, "%s: cannot open file", path);
+  coh__sha256_init(&s);
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) coh__sha256_update(&s, buf, n);
+  if (ferror(f)) {
+    fclose(f);
+    return coh__err(err, COH_EIO, "%s: read error", path);
+  }
+  fclose(f);
+  coh__sha256_final(&s, h);
+  coh__hex32(h, hex);
+  return COH_OK;
 }

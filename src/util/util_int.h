@@ -70,6 +70,13 @@ void coh__sha256_update(coh__sha256 *s, const void *p, size_t n);
 void coh__sha256_final(coh__sha256 *s, uint8_t out[32]);
 /* hex of 32 bytes into out[65]. */
 void coh__hex32(const uint8_t in[32], char out[65]);
+/* SHA-256 of a file's bytes, streamed, as 64 hex digits in hex[65]. */
+int coh__sha256_file(const char *path, char hex[65], coh_err *err);
+
+/* Monotonic wall-clock seconds.  The one wall clock of the library: used
+ * for timing columns, statistics and traces only, never on the
+ * deterministic path. */
+double coh__wall_seconds(void);
 
 /* Joins dir and name with a '/'; caller frees with coh__free. */
 char *coh__path_join(const char *dir, const char *name);

@@ -1,0 +1,94 @@
+/*
+ * cohort/orch.h — the deterministic orchestrator: runs a scenario's agents
+ * and models tick by tick on a logical clock, journals every committed
+ * event, and prints the run digest.
+ *
+ * A tick t:
+ *   1. events due at t (messages and LLM results committed at t-1, timers
+ *      due at t, scenario messages for t) are in the agents' inboxes, in
+ *      canonical order;
+ *   2. LLM requests committed at t-1 are admitted to their model's engine,
+ *      fairly across agents (round-robin over agents with waiting requests,
+ *      while the engine has free batch slots);
+ *   3. the policy picks the agents that step; workers run their steps in
+ *      parallel while each model's engine thread runs one engine step;
+ *   4. the orchestrator commits, in agent-index order, every step's outputs
+ *      (messages, emits, logs, LLM requests, timers, traps) and then each
+ *      engine's completions, journals them in one transaction, and routes
+ *      them to tick t+1.
+ * Tick 0 initialises the agents.  Nothing depends on wall time or on the
+ * number of workers, so the journal's deterministic columns — and the
+ * digest — are the same for any worker count.
+ */
+#ifndef COHORT_ORCH_H
+#define COHORT_ORCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cohort/common.h"
+#include "cohort/journal.h"
+#include "cohort/scenario.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum coh_run_mode {
+  COH_RUN_FRESH = 0,   /* a new run, appending to a new journal */
+  COH_RUN_REPLAY = 1,  /* re-execute and compare with `journal`; write nothing */
+  COH_RUN_RESUME = 2   /* re-execute the committed prefix of `journal`
+                          (verifying it), then continue appending to it */
+} coh_run_mode;
+
+/* Called for every committed event, in commit order (for transcripts). */
+typedef void (*coh_run_event_fn)(void *ud, const coh_jevent *ev);
+
+typedef struct coh_run_options {
+  coh_run_mode mode;
+  coh_journal *journal;      /* borrowed: FRESH/RESUME append here; REPLAY reads */
+  int workers;               /* 0: online cores - 1, at least 1 */
+  const char *cache_dir;     /* compiled-module cache (required) */
+  const char *prompt_module; /* the stock prompt agent's .wasm (for kind: prompt) */
+  int device_override;       /* 1: use `device` for every model */
+  coh_device device;
+  int no_model;              /* REPLAY: LLM results come from the journal */
+  coh_run_event_fn on_event;
+  void *ud;
+} coh_run_options;
+
+typedef struct coh_run_summary {
+  int64_t ticks;             /* ticks run (the last tick + 1) */
+  int64_t events;            /* committed events */
+  int64_t agent_steps;
+  int64_t llm_requests, llm_tokens;
+  int64_t traps;
+  double wall_seconds;
+  double tokens_per_second;
+  char digest[65];
+  /* REPLAY/RESUME: where the re-execution first differed (tick -1: none) */
+  int64_t diverged_tick;
+  char diverged_agent[80];
+  char diverged_expected[512];
+  char diverged_actual[512];
+  const char *stop_reason;   /* "max_ticks" | "quiescence" | "exit" | "journal_end" | "divergence" */
+} coh_run_summary;
+
+/* Runs scenario s.  Errors: module/model load errors (naming the agent or
+ * model and the file), COH_EJOURNAL (journal I/O), COH_EINVAL (options).
+ * A divergence in REPLAY/RESUME is not an error: it is reported in the
+ * summary (diverged_tick >= 0) and the run stops there. */
+int coh_run(const coh_scenario *s, const coh_run_options *o,
+            coh_run_summary *sum, coh_err *err);
+
+/* The canonical description of a run's inputs (JSON: cohort version, seed,
+ * scenario bytes' hash, every module's and model file's SHA-256, the
+ * inference configuration).  This is what the journal's hash chain starts
+ * from.  *out: caller frees with coh_free. */
+int coh_run_inputs(const coh_scenario *s, const coh_run_options *o,
+                   char **out, size_t *len, coh_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* COHORT_ORCH_H */

@@ -1,0 +1,343 @@
+/*
+ * cmd_run.c — `cohort run`, `cohort replay` and `cohort resume`.
+ *
+ *   run SCENARIO      runs a scenario headless into a new journal, printing
+ *                     the agents' emitted lines as they commit and a summary
+ *                     whose last line is "digest: <hex>"
+ *   replay RUN.db     re-executes from the journal's recorded inputs and
+ *                     stops at the first divergence (exit 4), printing tick,
+ *                     agent and the two differing events
+ *   resume RUN.db     re-executes the committed part of a killed run
+ *                     (verifying it) and continues it to the end
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli_int.h"
+#include "cohort/orch.h"
+#include "util/util_int.h"
+
+enum { COH_EXIT_DIVERGED = 4 };
+
+typedef struct cli_opts {
+  const char *target;   /* scenario or journal */
+  const char *journal;
+  const char *cache;
+  int workers;
+  int device_override;
+  coh_device device;
+  int no_model, quiet;
+} cli_opts;
+
+static int parse(const char *cmd, int argc, char **argv, cli_opts *o,
+                 const char *usage) {
+  int i;
+  int64_t v;
+  memset(o, 0, sizeof *o);
+  for (i = 1; i < argc; i++) {
+    const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      fputs(usage, stdout);
+      return -1;
+    } else if (!strcmp(a, "--workers")) {
+      if (val == NULL || coh__parse_i64(val, 1, 1024, &v))
+        return coh__usage_error(cmd, "--workers must be an integer in [1, 1024]");
+      o->workers = (int)v;
+      i++;
+    } else if (!strcmp(a, "--journal") && !strcmp(cmd, "run")) {
+      if (val == NULL) return coh__usage_error(cmd, "--journal needs a file name");
+      o->journal = val;
+      i++;
+    } else if (!strcmp(a, "--cache-dir")) {
+      if (val == NULL) return coh__usage_error(cmd, "--cache-dir needs a folder");
+      o->cache = val;
+      i++;
+    } else if (!strcmp(a, "--device") && strcmp(cmd, "replay") != 0) {
+      if (val == NULL || coh_device_parse(val, &o->device))
+        return coh__usage_error(cmd, "--device must be auto, cpu or cuda");
+      o->device_override = 1;
+      i++;
+    } else if (!strcmp(a, "--no-model") && !strcmp(cmd, "replay")) {
+      o->no_model = 1;
+    } else if (!strcmp(a, "--quiet")) {
+      o->quiet = 1;
+    } else if (a[0] == '-' && a[1] == '-') {
+      return coh__usage_error(cmd, "unknown option '%s' (see --help)", a);
+    } else if (o->target == NULL) {
+      o->target = a;
+    } else {
+      return coh__usage_error(cmd, "unexpected argument '%s'", a);
+    }
+  }
+  if (o->target == NULL)
+    return coh__usage_error(cmd, "%s", !strcmp(cmd, "run") ? "give a SCENARIO file" : "give a RUN.db journal");
+  return 0;
+}
+
+/* Transcript: emitted lines as they commit; traps and refusals too. */
+static void print_event(void *ud, const coh_jevent *ev) {
+  const cli_opts *o = ud;
+  if (o->quiet) return;
+  if (!strcmp(ev->kind, "emit")) {
+    printf("[%lld] %s: %.*s\n", (long long)ev->tick, ev->source, (int)ev->payload_len,
+           (const char *)ev->payload);
+  } else if (!strcmp(ev->kind, "trap")) {
+    printf("[%lld] %s TRAPPED: %.*s\n", (long long)ev->tick, ev->source, (int)ev->payload_len,
+           (const char *)ev->payload);
+  } else {
+    return;
+  }
+  fflush(stdout);
+}
+
+static void print_summary(const coh_run_summary *s) {
+  printf("--\n");
+  printf("ticks: %lld (stopped: %s)\n", (long long)s->ticks, s->stop_reason);
+  printf("events: %lld, agent steps: %lld, traps: %lld\n", (long long)s->events,
+         (long long)s->agent_steps, (long long)s->traps);
+  printf("llm: %lld requests, %lld tokens, %.1f tokens/s\n", (long long)s->llm_requests,
+         (long long)s->llm_tokens, s->tokens_per_second);
+  printf("wall: %.2f s\n", s->wall_seconds);
+  printf("digest: %s\n", s->digest);
+}
+
+static void print_divergence(const coh_run_summary *s) {
+  printf("divergence at tick %lld, agent %s\n", (long long)s->diverged_tick, s->diverged_agent);
+  printf("  journal:   %s\n", s->diverged_expected);
+  printf("  re-run:    %s\n", s->diverged_actual);
+}
+
+/* Fills cache dir and prompt module; returns 0 or an exit status. */
+static int environment(const char *cmd, cli_opts *c, coh_run_options *ro,
+                       char **cache_buf, char **prompt_buf) {
+  if (c->cache == NULL) {
+    *cache_buf = coh__default_cache_dir();
+    if (*cache_buf == NULL)
+      return coh__usage_error(cmd, "no cache folder: set --cache-dir, XDG_CACHE_HOME or HOME");
+    c->cache = *cache_buf;
+  }
+  *prompt_buf = coh__exe_relative("agents/prompt.wasm");
+  ro->cache_dir = c->cache;
+  ro->prompt_module = *prompt_buf;
+  ro->workers = c->workers;
+  ro->device_override = c->device_override;
+  ro->device = c->device;
+  ro->no_model = c->no_model;
+  ro->on_event = print_event;
+  ro->ud = c;
+  return 0;
+}
+
+/* A fresh journal name: runs/<scenario name>-<n>.db, the first free n. */
+static char *default_journal(const coh_scenario *s) {
+  char *p = malloc(strlen(s->name) + 64);
+  int n;
+  if (p == NULL) return NULL;
+  mkdir("runs", 0777);
+  for (n = 1; n < 100000; n++) {
+    sprintf(p, "runs/%s-%d.db", s->name, n);
+    if (access(p, F_OK) != 0) return p;
+  }
+  free(p);
+  return NULL;
+}
+
+static const char run_usage[] =
+    "usage: cohort run SCENARIO.yaml [--workers N] [--journal FILE] [--device auto|cpu|cuda]\n"
+    "                  [--cache-dir DIR] [--quiet]\n"
+    "Runs a scenario headless: prints emitted lines as they commit, then a summary\n"
+    "whose last line is `digest: <hex>`.  The journal (default runs/NAME-N.db)\n"
+    "can be replayed, resumed and inspected.\n";
+
+int coh__cmd_run(int argc, char **argv) {
+  cli_opts c;
+  coh_run_options ro;
+  coh_run_summary sum;
+  coh_scenario *s = NULL;
+  coh_journal *j = NULL;
+  coh_err err;
+  char *cache_buf = NULL, *prompt_buf = NULL, *jpath = NULL, *inputs = NULL;
+  size_t inputs_len = 0;
+  int rc, status = COH_EXIT_RUNTIME;
+
+  if ((rc = parse("run", argc, argv, &c, run_usage))) return rc < 0 ? COH_EXIT_OK : rc;
+  memset(&ro, 0, sizeof ro);
+  if ((rc = environment("run", &c, &ro, &cache_buf, &prompt_buf))) return rc;
+  if (coh_scenario_load(c.target, &s, &err)) {
+    coh__runtime_error("run", "%s", err.msg);
+    goto done;
+  }
+  if (coh_run_inputs(s, &ro, &inputs, &inputs_len, &err)) {
+    coh__runtime_error("run", "%s", err.msg);
+    goto done;
+  }
+  jpath = c.journal ? strdup(c.journal) : default_journal(s);
+  if (jpath == NULL) {
+    coh__runtime_error("run", "cannot choose a journal file name");
+    goto done;
+  }
+  if (coh_journal_create(jpath, inputs, inputs_len, &j, &err) ||
+      coh_journal_meta_put(j, "scenario_text", s->text, s->text_len, &err) ||
+      coh_journal_meta_put(j, "scenario_path", s->path, strlen(s->path), &err) ||
+      coh_journal_meta_put(j, "scenario_dir", s->dir, strlen(s->dir), &err) ||
+      coh_journal_meta_put(j, "status", "running", 7, &err)) {
+    coh__runtime_error("run", "%s", err.msg);
+    goto done;
+  }
+  ro.mode = COH_RUN_FRESH;
+  ro.journal = j;
+  if (!c.quiet) fprintf(stderr, "cohort run: journal %s\n", jpath);
+  if (coh_run(s, &ro, &sum, &err)) {
+    coh__runtime_error("run", "%s (the journal %s holds every committed tick)", err.msg, jpath);
+    goto done;
+  }
+  coh_journal_meta_put(j, "status", "complete", 8, &err);
+  print_summary(&sum);
+  status = COH_EXIT_OK;
+done:
+  coh_journal_close(j);
+  coh_scenario_free(s);
+  coh_free(inputs);
+  free(jpath);
+  free(cache_buf);
+  free(prompt_buf);
+  return status;
+}
+
+/* Opens a journal and rebuilds its scenario from the recorded text. */
+static int open_recorded(const char *cmd, const char *path, coh_journal **j,
+                         coh_scenario **s, coh_err *err) {
+  char *text = NULL, *spath = NULL, *sdir = NULL;
+  size_t len = 0, l2, l3;
+  int rc;
+  if ((rc = coh_journal_open(path, j, err))) return rc;
+  if ((rc = coh_journal_meta_get(*j, "scenario_text", &text, &len, err)) ||
+      (rc = coh_journal_meta_get(*j, "scenario_path", &spath, &l2, err)) ||
+      (rc = coh_journal_meta_get(*j, "scenario_dir", &sdir, &l3, err))) {
+    coh_free(text);
+    coh_free(spath);
+    coh_free(sdir);
+    return rc;
+  }
+  rc = coh_scenario_parse(text, len, spath, sdir, s, err);
+  (void)cmd;
+  coh_free(text);
+  coh_free(spath);
+  coh_free(sdir);
+  return rc;
+}
+
+/* Compares the journal's recorded inputs with the current files: a replay
+ * of changed modules or models would diverge for a reason the user should
+ * hear first.  With --no-model the model files are not compared. */
+static int check_inputs(coh_journal *j, const coh_scenario *s, const coh_run_options *ro,
+                        coh_err *err) {
+  char *now = NULL, *then = NULL;
+  size_t nl = 0, tl = 0;
+  int rc;
+  if ((rc = coh_run_inputs(s, ro, &now, &nl, err))) return rc;
+  if ((rc = coh_journal_meta_get(j, "inputs", &then, &tl, err))) {
+    coh_free(now);
+    return rc;
+  }
+  if (ro->no_model) {
+    /* drop models[].files from both sides */
+    json_error_t je;
+    json_t *a = json_loadb(now, nl, 0, &je), *b = json_loadb(then, tl, 0, &je);
+    size_t i;
+    json_t *m;
+    if (a && b) {
+      json_array_foreach(json_object_get(a, "models"), i, m) json_object_del(m, "files");
+      json_array_foreach(json_object_get(b, "models"), i, m) json_object_del(m, "files");
+      rc = json_equal(a, b) ? COH_OK : 1;
+    } else {
+      rc = 1;
+    }
+    json_decref(a);
+    json_decref(b);
+  } else {
+    rc = nl == tl && !memcmp(now, then, nl) ? COH_OK : 1;
+  }
+  if (rc != COH_OK)
+    rc = coh__err(err, COH_EJOURNAL,
+                  "the run's inputs changed since it was recorded (scenario, a module, a "
+                  "model file, the seed or the cohort version): recorded %.*s, now %.*s",
+                  (int)(tl > 160 ? 160 : tl), then, (int)(nl > 160 ? 160 : nl), now);
+  coh_free(now);
+  coh_free(then);
+  return rc;
+}
+
+static const char replay_usage[] =
+    "usage: cohort replay RUN.db [--no-model] [--workers N] [--cache-dir DIR]\n"
+    "Re-executes a recorded run from its recorded inputs and compares every event\n"
+    "with the journal; stops at the first divergence (exit 4).  --no-model takes\n"
+    "LLM results from the journal instead of running the model.\n";
+
+static const char resume_usage[] =
+    "usage: cohort resume RUN.db [--workers N] [--device D] [--cache-dir DIR] [--quiet]\n"
+    "Continues a run that was killed: re-executes its committed ticks (verifying\n"
+    "them against the journal), then runs on, appending, to the end.\n";
+
+static int replay_or_resume(const char *cmd, int argc, char **argv) {
+  int resume = !strcmp(cmd, "resume");
+  cli_opts c;
+  coh_run_options ro;
+  coh_run_summary sum;
+  coh_scenario *s = NULL;
+  coh_journal *j = NULL;
+  coh_err err;
+  char *cache_buf = NULL, *prompt_buf = NULL, *status_text = NULL;
+  size_t sl;
+  int rc, status = COH_EXIT_RUNTIME;
+
+  if ((rc = parse(cmd, argc, argv, &c, resume ? resume_usage : replay_usage)))
+    return rc < 0 ? COH_EXIT_OK : rc;
+  memset(&ro, 0, sizeof ro);
+  if ((rc = environment(cmd, &c, &ro, &cache_buf, &prompt_buf))) return rc;
+  if (!resume) c.quiet = 1; /* a replay prints its verdict, not the transcript */
+  if (open_recorded(cmd, c.target, &j, &s, &err) || check_inputs(j, s, &ro, &err)) {
+    coh__runtime_error(cmd, "%s", err.msg);
+    goto done;
+  }
+  if (resume && coh_journal_meta_get(j, "status", &status_text, &sl, &err) == COH_OK &&
+      !strcmp(status_text, "complete")) {
+    printf("the run in %s is complete; nothing to resume\n", c.target);
+    status = COH_EXIT_OK;
+    goto done;
+  }
+  ro.mode = resume ? COH_RUN_RESUME : COH_RUN_REPLAY;
+  ro.journal = j;
+  if (coh_run(s, &ro, &sum, &err)) {
+    coh__runtime_error(cmd, "%s", err.msg);
+    goto done;
+  }
+  if (sum.diverged_tick >= 0) {
+    print_divergence(&sum);
+    status = COH_EXIT_DIVERGED;
+    goto done;
+  }
+  if (resume) {
+    coh_journal_meta_put(j, "status", "complete", 8, &err);
+    print_summary(&sum);
+  } else {
+    printf("replay matches: %lld events over %lld ticks\n", (long long)sum.events,
+           (long long)sum.ticks);
+    printf("digest: %s\n", sum.digest);
+  }
+  status = COH_EXIT_OK;
+done:
+  coh_free(status_text);
+  coh_journal_close(j);
+  coh_scenario_free(s);
+  free(cache_buf);
+  free(prompt_buf);
+  return status;
+}
+
+int coh__cmd_replay(int argc, char **argv) { return replay_or_resume("replay", argc, argv); }
+int coh__cmd_resume(int argc, char **argv) { return replay_or_resume("resume", argc, argv); }

@@ -1,0 +1,229 @@
+/*
+ * host.c — what an agent's imports do while it steps on a worker thread.
+ *
+ * Nothing here touches shared mutable state: every effect (a send, an emit,
+ * an LLM request, a timer) is appended to the stepping agent's own output
+ * list and takes effect when the orchestrator commits the tick.  Decisions
+ * the agent sees at once (a refused send, a request id, a timer id) depend
+ * only on state frozen at the start of the tick, so they are the same for
+ * any number of workers.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "orch_int.h"
+
+static out_item *push_out(agent_slot *a, enum out_type type, const void *data,
+                          size_t len) {
+  out_item *it;
+  if (a->oom) return NULL;
+  if (a->n_outs == a->cap_outs) {
+    size_t ncap = a->cap_outs ? a->cap_outs * 2 : 8;
+    out_item *n = coh__realloc(a->outs, ncap * sizeof *n);
+    if (n == NULL) {
+      a->oom = 1;
+      return NULL;
+    }
+    a->outs = n;
+    a->cap_outs = ncap;
+  }
+  it = &a->outs[a->n_outs];
+  memset(it, 0, sizeof *it);
+  it->type = type;
+  it->target = -1;
+  if (len > 0 || data != NULL) {
+    it->data = coh__malloc(len + 1);
+    if (it->data == NULL) {
+      a->oom = 1;
+      return NULL;
+    }
+    if (len) memcpy(it->data, data, len);
+    it->data[len] = '\0';
+    it->len = len;
+  }
+  a->n_outs++;
+  return it;
+}
+
+void coh__orch_clear_outs(agent_slot *a) {
+  size_t i;
+  for (i = 0; i < a->n_outs; i++) coh__free(a->outs[i].data);
+  a->n_outs = 0;
+  a->oom = 0;
+}
+
+/* Binary search in the orchestrator's id index (immutable during ticks). */
+static int find_agent(const orch *o, const char *id, size_t len) {
+  int lo = 0, hi = o->n_agents - 1;
+  while (lo <= hi) {
+    int mid = (lo + hi) / 2;
+    const char *mid_id = o->agents[o->by_id[mid]].id;
+    int c = strncmp(mid_id, id, len);
+    if (c == 0) c = mid_id[len] == '\0' ? 0 : 1;
+    if (c == 0) return o->by_id[mid];
+    if (c < 0) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -1;
+}
+
+static void h_emit(void *ud, coh_agent *ag, const uint8_t *data, size_t len) {
+  (void)ag;
+  push_out(ud, OUT_EMIT, data, len);
+}
+
+static int32_t h_send(void *ud, coh_agent *ag, const char *to, size_t to_len,
+                      const uint8_t *msg, size_t msg_len) {
+  agent_slot *a = ud;
+  orch *o = a->o;
+  int t = find_agent(o, to, to_len);
+  size_t mine = 0, i;
+  out_item *it;
+  (void)ag;
+  if (t < 0 || o->agents[t].status != AGENT_ALIVE) {
+    it = push_out(a, OUT_REFUSED, to, to_len);
+    return COH_ABI_ENOTFOUND;
+  }
+  /* Backpressure, decided from the inbox as it was at the start of the tick
+   * plus this sender's own sends to it this tick: the same in every run. */
+  for (i = 0; i < a->n_outs; i++)
+    if (a->outs[i].type == OUT_SEND && a->outs[i].target == t) mine++;
+  if (o->agents[t].in_snapshot + mine >= (size_t)o->agents[t].spec->inbox) {
+    it = push_out(a, OUT_REFUSED, to, to_len);
+    if (it) it->target = t;
+    return COH_ABI_EFULL;
+  }
+  it = push_out(a, OUT_SEND, msg, msg_len);
+  if (it == NULL) return COH_ABI_ETOOBIG;
+  it->target = t;
+  return COH_ABI_OK;
+}
+
+static void h_log(void *ud, coh_agent *ag, int level, const char *msg,
+                  size_t len) {
+  out_item *it = push_out(ud, OUT_LOG, msg, len);
+  (void)ag;
+  if (it) it->level = level;
+}
+
+static int64_t h_llm(void *ud, coh_agent *ag, const char *req, size_t len) {
+  agent_slot *a = ud;
+  out_item *it;
+  (void)ag;
+  it = push_out(a, OUT_LLM, req, len);
+  if (it == NULL) return COH_ABI_ETOOBIG;
+  it->id = ++a->next_llm;
+  return it->id;
+}
+
+static int64_t h_now(void *ud, coh_agent *ag) {
+  (void)ag;
+  return ((agent_slot *)ud)->o->tick;
+}
+
+static int64_t h_timer(void *ud, coh_agent *ag, int64_t ticks) {
+  agent_slot *a = ud;
+  out_item *it;
+  (void)ag;
+  if (ticks < 1 || ticks > (int64_t)1 << 40) return COH_ABI_EINVAL;
+  it = push_out(a, OUT_TIMER, NULL, 0);
+  if (it == NULL) return COH_ABI_ETOOBIG;
+  it->id = ++a->next_timer;
+  it->due = a->o->tick + ticks;
+  return it->id;
+}
+
+static kv_pair *kv_find(agent_slot *a, const char *key, size_t klen) {
+  size_t i;
+  for (i = 0; i < a->n_kv; i++)
+    if (a->kv[i].klen == klen && !memcmp(a->kv[i].key, key, klen)) return &a->kv[i];
+  return NULL;
+}
+
+static int32_t h_state_get(void *ud, coh_agent *ag, const char *key,
+                           size_t klen, uint8_t *v, size_t vcap) {
+  kv_pair *p = kv_find(ud, key, klen);
+  (void)ag;
+  if (p == NULL) return COH_ABI_ENOTFOUND;
+  memcpy(v, p->val, p->vlen < vcap ? p->vlen : vcap);
+  return (int32_t)p->vlen;
+}
+
+static int32_t h_state_put(void *ud, coh_agent *ag, const char *key,
+                           size_t klen, const uint8_t *v, size_t vlen) {
+  agent_slot *a = ud;
+  kv_pair *p = kv_find(a, key, klen);
+  uint8_t *nv;
+  (void)ag;
+  if (vlen > (1u << 24) || klen > 4096) return COH_ABI_ETOOBIG;
+  if (p == NULL) {
+    kv_pair *n = coh__realloc(a->kv, (a->n_kv + 1) * sizeof *n);
+    if (n == NULL) return COH_ABI_ETOOBIG;
+    a->kv = n;
+    p = &a->kv[a->n_kv];
+    memset(p, 0, sizeof *p);
+    p->key = coh__malloc(klen + 1);
+    if (p->key == NULL) return COH_ABI_ETOOBIG;
+    memcpy(p->key, key, klen);
+    p->klen = klen;
+    a->n_kv++;
+  }
+  nv = coh__malloc(vlen + 1);
+  if (nv == NULL) return COH_ABI_ETOOBIG;
+  memcpy(nv, v, vlen);
+  coh__free(p->val);
+  p->val = nv;
+  p->vlen = vlen;
+  return COH_ABI_OK;
+}
+
+const coh_agent_host coh__orch_host = {
+    h_emit, h_send, h_log, h_llm, h_now, NULL, h_timer, h_state_get, h_state_put,
+};
+
+/* Runs an agent's work for this tick: its init (tick 0) or the first
+ * `to_deliver` events of its inbox, stopping at a trap or an exit. */
+void coh__orch_run_step(agent_slot *a, int64_t tick) {
+  coh_agent_result r;
+  int rc;
+  (void)tick;
+  a->fuel_used = 0;
+  a->delivered = 0;
+  a->trapped = a->exited = 0;
+  a->last_rc = 0;
+  if (a->is_init) {
+    const char *cfg = a->spec->config_json ? a->spec->config_json : "{}";
+    rc = coh_agent_init(a->agent, cfg, strlen(cfg), &r);
+    a->fuel_used = r.fuel_used;
+    a->last_rc = r.rc;
+    if (rc == COH_ETRAP || r.trap != COH_TRAP_NONE || (rc == COH_OK && r.rc != 0)) {
+      a->trapped = 1;
+      a->res = r;
+      if (rc == COH_OK && r.trap == COH_TRAP_NONE)
+        snprintf(a->res.message, sizeof a->res.message,
+                 "cohort_init returned %d (the agent refused to start)", r.rc);
+    }
+    if (r.exited) a->exited = 1;
+    return;
+  }
+  while (a->delivered < a->to_deliver && a->in.count > 0) {
+    inbox_ev ev = a->in.items[a->in.head];
+    a->in.head = (a->in.head + 1) % a->in.cap;
+    a->in.count--;
+    a->delivered++;
+    rc = coh_agent_step(a->agent, ev.kind, ev.payload, ev.len, &r);
+    coh__free(ev.payload);
+    a->fuel_used += r.fuel_used;
+    a->last_rc = r.rc;
+    if (rc == COH_ETRAP || r.trap != COH_TRAP_NONE) {
+      a->trapped = 1;
+      a->res = r;
+      break;
+    }
+    if (r.exited || rc == COH_ESTATE) {
+      a->exited = 1;
+      a->res = r;
+      break;
+    }
+  }
+}

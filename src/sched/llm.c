@@ -1,0 +1,321 @@
+/*
+ * llm.c — the orchestrator's side of inference: one engine (and one engine
+ * thread) per scenario model, fair admission of agents' requests at tick
+ * boundaries, and, for `replay --no-model`, results taken from the journal.
+ *
+ * Fairness: each model keeps a FIFO of waiting requests per agent.  At the
+ * start of a tick, while the engine has free batch slots, admission takes
+ * the head request of the next agent in round-robin order (continuing after
+ * the agent served last), so one agent's burst of requests cannot keep the
+ * others out of the batch for more than one round.
+ */
+#include <jansson.h>
+#include <string.h>
+
+#include "orch_int.h"
+
+/* ---- results ------------------------------------------------------------- */
+
+static void on_token(void *user, const coh_token_event *ev) {
+  llm_req *r = user;
+  model_slot *ms = (model_slot *)r->next; /* set while in the engine */
+  if (ev->text_len) coh__buf_add(&r->text, ev->text, ev->text_len);
+  if (ev->token >= 0) r->tokens++;
+  if (ev->finish == COH_FINISH_NONE) return;
+  r->finish = ev->finish;
+  r->done_tick = ms->o->tick;
+  r->next = NULL;
+  ms->in_engine--;
+  if (ms->n_done == ms->cap_done) {
+    size_t ncap = ms->cap_done ? ms->cap_done * 2 : 16;
+    llm_req **n = coh__realloc(ms->done, ncap * sizeof *n);
+    if (n == NULL) {
+      /* Out of memory in a callback: drop the text, keep the request. */
+      r->text.oom = 1;
+      return;
+    }
+    ms->done = n;
+    ms->cap_done = ncap;
+  }
+  ms->done[ms->n_done++] = r;
+}
+
+/* Finishes r at once with an error (unknown model, bad request JSON, ...);
+ * it is committed with this tick's completions. */
+static void fail_now(orch *o, model_slot *ms, llm_req *r, const char *msg) {
+  snprintf(r->error, sizeof r->error, "%s", msg);
+  r->finish = COH_FINISH_ERROR;
+  r->done_tick = o->tick;
+  r->next = NULL;
+  if (ms->n_done == ms->cap_done) {
+    size_t ncap = ms->cap_done ? ms->cap_done * 2 : 16;
+    llm_req **n = coh__realloc(ms->done, ncap * sizeof *n);
+    if (n == NULL) return; /* leaked request; reported as OOM at commit */
+    ms->done = n;
+    ms->cap_done = ncap;
+  }
+  ms->done[ms->n_done++] = r;
+}
+
+/* ---- models -------------------------------------------------------------- */
+
+int coh__orch_models_open(orch *o, coh_err *err) {
+  const coh_scenario *s = o->s;
+  int i, rc;
+  /* Slot 0 is always there: it collects requests that name no known model
+   * (they fail) when the scenario has none. */
+  o->n_models = (int)s->n_models;
+  o->models = coh__calloc((size_t)o->n_models + 1, sizeof *o->models);
+  if (o->models == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+  for (i = 0; i <= o->n_models; i++) {
+    model_slot *ms = &o->models[i];
+    ms->o = o;
+    ms->wait_head = coh__calloc((size_t)o->n_agents + 1, sizeof *ms->wait_head);
+    ms->wait_tail = coh__calloc((size_t)o->n_agents + 1, sizeof *ms->wait_tail);
+    if (ms->wait_head == NULL || ms->wait_tail == NULL)
+      return coh__err(err, COH_ENOMEM, "out of memory");
+    if (i == o->n_models) break;
+    ms->spec = &s->models[i];
+    ms->max_batch = ms->spec->max_batch;
+    if (o->opt->no_model) continue; /* results come from the journal */
+    {
+      coh_model_options mo;
+      coh_model_options_default(&mo);
+      mo.device = o->opt->device_override ? o->opt->device : ms->spec->device;
+      mo.intra_op_threads = ms->spec->threads;
+      if ((rc = coh_model_open(ms->spec->path, &mo, &ms->model, err))) {
+        coh__err_prefix(err, "%s:%d: model '%s'", s->path, ms->spec->line, ms->spec->name);
+        return rc;
+      }
+      if ((rc = coh_engine_new(ms->model, ms->max_batch, &ms->engine, err))) return rc;
+    }
+    if (coh__ring_init(&ms->to_engine, 2) || coh__ring_init(&ms->from_engine, 2))
+      return coh__err(err, COH_ENOMEM, "out of memory");
+    if (pthread_create(&ms->thread, NULL, coh__orch_engine_thread, ms) != 0)
+      return coh__err(err, COH_ENOMEM, "cannot start the engine thread for model '%s'",
+                      ms->spec->name);
+    ms->has_thread = 1;
+  }
+  return COH_OK;
+}
+
+void coh__orch_llm_free(llm_req *r) {
+  if (r == NULL) return;
+  coh__free(r->json);
+  coh__buf_free(&r->text);
+  coh__free(r); /* r->body is borrowed from o->recorded */
+}
+
+void coh__orch_models_close(orch *o) {
+  int i;
+  size_t k;
+  if (o->models == NULL) return;
+  for (i = 0; i <= o->n_models; i++) {
+    model_slot *ms = &o->models[i];
+    int a;
+    if (ms->has_thread) {
+      coh__ring_push(&ms->to_engine, (void *)1); /* 1: quit */
+      pthread_join(ms->thread, NULL);
+    }
+    if (ms->to_engine.slots) coh__ring_destroy(&ms->to_engine);
+    if (ms->from_engine.slots) coh__ring_destroy(&ms->from_engine);
+    coh_engine_free(ms->engine); /* callbacks for live requests are not run */
+    coh_model_close(ms->model);
+    for (a = 0; ms->wait_head && a <= o->n_agents; a++) {
+      llm_req *r = ms->wait_head[a];
+      while (r) {
+        llm_req *n = r->next;
+        coh__orch_llm_free(r);
+        r = n;
+      }
+    }
+    for (k = 0; k < ms->n_done; k++) coh__orch_llm_free(ms->done[k]);
+    for (k = 0; k < ms->n_replay; k++) coh__orch_llm_free(ms->replay[k]);
+    coh__free(ms->done);
+    coh__free(ms->replay);
+    coh__free(ms->wait_head);
+    coh__free(ms->wait_tail);
+  }
+  coh__free(o->models);
+  o->models = NULL;
+}
+
+/* ---- requests -------------------------------------------------------------- */
+
+/* The model a request names ("model" field), or the first model. */
+static int pick_model(orch *o, const char *json, size_t len) {
+  json_error_t je;
+  json_t *root = json_loadb(json, len, 0, &je), *m;
+  int i, found = o->n_models > 0 ? 0 : o->n_models;
+  if (root == NULL) return found;
+  m = json_object_get(root, "model");
+  if (json_is_string(m) && json_string_length(m) > 0) {
+    found = o->n_models; /* unknown unless matched */
+    for (i = 0; i < o->n_models; i++)
+      if (!strcmp(o->s->models[i].name, json_string_value(m))) found = i;
+  }
+  json_decref(root);
+  return found;
+}
+
+int coh__orch_llm_enqueue(orch *o, int agent, int64_t number, const char *json,
+                          size_t len, coh_err *err) {
+  llm_req *r = coh__calloc(1, sizeof *r);
+  int mi;
+  model_slot *ms;
+  if (r == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+  r->json = coh__malloc(len + 1);
+  if (r->json == NULL) {
+    coh__free(r);
+    return coh__err(err, COH_ENOMEM, "out of memory");
+  }
+  memcpy(r->json, json, len);
+  r->json[len] = '\0';
+  r->len = len;
+  r->agent = agent;
+  r->number = number;
+  r->seed = coh__seed_derive(o->s->seed, (uint64_t)agent, (uint64_t)number);
+  mi = pick_model(o, json, len);
+  ms = &o->models[mi];
+  if (ms->wait_tail[agent]) ms->wait_tail[agent]->next = r;
+  else ms->wait_head[agent] = r;
+  ms->wait_tail[agent] = r;
+  ms->waiting++;
+  return COH_OK;
+}
+
+/* Starts r on ms's engine, or fails it at once. */
+static void admit_one(orch *o, model_slot *ms, llm_req *r) {
+  coh_llm_request lr;
+  coh_err e;
+  uint64_t id;
+  if (ms->spec == NULL) {
+    fail_now(o, ms, r, "the request names no model of this scenario");
+    return;
+  }
+  if (o->opt->no_model) {
+    /* replay --no-model: the result comes from the reference journal, at
+     * the tick it was recorded; a request the journal never answered stays
+     * pending (and the comparison reports the divergence). */
+    size_t k;
+    for (k = 0; k < o->n_recorded; k++) {
+      recorded_llm *rec = &o->recorded[k];
+      if (rec->agent == r->agent && rec->number == r->number) {
+        r->body = rec->body;
+        r->body_len = rec->len;
+        r->done_tick = rec->tick;
+        r->rec_seq = rec->seq;
+        break;
+      }
+    }
+    if (ms->n_replay == ms->cap_replay) {
+      size_t ncap = ms->cap_replay ? ms->cap_replay * 2 : 16;
+      llm_req **n = coh__realloc(ms->replay, ncap * sizeof *n);
+      if (n == NULL) {
+        fail_now(o, ms, r, "out of memory");
+        return;
+      }
+      ms->replay = n;
+      ms->cap_replay = ncap;
+    }
+    ms->replay[ms->n_replay++] = r;
+    ms->in_engine++;
+    return;
+  }
+  if (coh_llm_request_parse(r->json, r->len, coh_model_tokenizer(ms->model), r->seed,
+                            &lr, &e) != COH_OK) {
+    coh_llm_request_free(&lr);
+    fail_now(o, ms, r, e.msg);
+    return;
+  }
+  lr.req.on_token = on_token;
+  lr.req.user = r;
+  r->next = (llm_req *)ms; /* the callback finds its model through this */
+  if (coh_engine_submit(ms->engine, &lr.req, &id, &e) != COH_OK) {
+    coh_llm_request_free(&lr);
+    fail_now(o, ms, r, e.msg);
+    return;
+  }
+  coh_llm_request_free(&lr);
+  ms->in_engine++;
+}
+
+void coh__orch_llm_admit(orch *o) {
+  int i;
+  for (i = 0; i <= o->n_models; i++) {
+    model_slot *ms = &o->models[i];
+    int scanned = 0;
+    while (ms->waiting > 0 && (ms->spec == NULL || o->opt->no_model ||
+                               ms->in_engine < ms->max_batch)) {
+      int a = ms->rr_next % o->n_agents;
+      llm_req *r = ms->wait_head[a];
+      ms->rr_next = a + 1;
+      if (r == NULL) {
+        if (++scanned > o->n_agents) break;
+        continue;
+      }
+      scanned = 0;
+      ms->wait_head[a] = r->next;
+      if (ms->wait_head[a] == NULL) ms->wait_tail[a] = NULL;
+      r->next = NULL;
+      ms->waiting--;
+      admit_one(o, ms, r);
+    }
+  }
+}
+
+int coh__orch_llm_busy(const orch *o) {
+  int i;
+  for (i = 0; i <= o->n_models; i++)
+    if (o->models[i].waiting > 0 || o->models[i].in_engine > 0 || o->models[i].n_done > 0)
+      return 1;
+  return 0;
+}
+
+void coh__orch_llm_replay_step(orch *o) {
+  int i;
+  for (i = 0; i < o->n_models; i++) {
+    model_slot *ms = &o->models[i];
+    size_t k, keep = 0;
+    for (k = 0; k < ms->n_replay; k++) {
+      llm_req *r = ms->replay[k];
+      if (r->body != NULL && r->done_tick == o->tick) {
+        size_t j;
+        if (ms->n_done == ms->cap_done) {
+          size_t ncap = ms->cap_done ? ms->cap_done * 2 : 16;
+          llm_req **n = coh__realloc(ms->done, ncap * sizeof *n);
+          if (n == NULL) {
+            ms->replay[keep++] = r;
+            continue;
+          }
+          ms->done = n;
+          ms->cap_done = ncap;
+        }
+        /* keep `done` in journal order */
+        for (j = ms->n_done; j > 0 && ms->done[j - 1]->rec_seq > r->rec_seq; j--)
+          ms->done[j] = ms->done[j - 1];
+        ms->done[j] = r;
+        ms->n_done++;
+        ms->in_engine--;
+      } else {
+        ms->replay[keep++] = r;
+      }
+    }
+    ms->n_replay = keep;
+  }
+}
+
+/* ---- engine thread ---------------------------------------------------------- */
+
+void *coh__orch_engine_thread(void *arg) {
+  model_slot *ms = arg;
+  for (;;) {
+    void *cmd = coh__ring_pop(&ms->to_engine);
+    if (cmd == (void *)1) break;
+    coh_err_clear(&ms->step_err);
+    ms->step_rc = coh_engine_busy(ms->engine) ? coh_engine_step(ms->engine, &ms->step_err)
+                                               : COH_OK;
+    coh__ring_push(&ms->from_engine, ms);
+  }
+  return NULL;
+}

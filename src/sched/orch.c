@@ -1,0 +1,812 @@
+/*
+ * orch.c — the tick loop (see cohort/orch.h for the contract).
+ *
+ * Layout of this file:
+ *   setup      agents, modules, id index, workers
+ *   events     producing an event: append to the journal, or compare with
+ *              the reference journal (replay/resume)
+ *   tick       timers and scenario messages in, policy, dispatch, commit
+ *   run        the loop and its stop conditions
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "orch_int.h"
+
+#define QUIT ((void *)1)
+
+/* ---- small helpers --------------------------------------------------------- */
+
+static int inbox_push(inbox *in, uint32_t kind, const char *header,
+                      const void *body, size_t body_len) {
+  size_t hl = strlen(header);
+  inbox_ev *ev;
+  if (in->count == in->cap) {
+    size_t ncap = in->cap ? in->cap * 2 : 8, i;
+    inbox_ev *n = coh__malloc(ncap * sizeof *n);
+    if (n == NULL) return COH_ENOMEM;
+    for (i = 0; i < in->count; i++) n[i] = in->items[(in->head + i) % in->cap];
+    coh__free(in->items);
+    in->items = n;
+    in->cap = ncap;
+    in->head = 0;
+  }
+  ev = &in->items[(in->head + in->count) % in->cap];
+  ev->kind = kind;
+  ev->len = hl + 1 + body_len;
+  ev->payload = coh__malloc(ev->len + 1);
+  if (ev->payload == NULL) return COH_ENOMEM;
+  memcpy(ev->payload, header, hl + 1);
+  if (body_len) memcpy(ev->payload + hl + 1, body, body_len);
+  ev->payload[ev->len] = '\0';
+  in->count++;
+  return COH_OK;
+}
+
+static void inbox_clear(inbox *in) {
+  size_t i;
+  for (i = 0; i < in->count; i++) coh__free(in->items[(in->head + i) % in->cap].payload);
+  in->head = in->count = 0;
+}
+
+static int cmp_by_id(const void *a, const void *b, void *ctx) {
+  const orch *o = ctx;
+  return strcmp(o->agents[*(const int *)a].id, o->agents[*(const int *)b].id);
+}
+
+/* JSON text of obj (compact, keys in insertion order); NULL on OOM. */
+static char *dump(json_t *obj) {
+  char *s = json_dumps(obj, JSON_COMPACT | JSON_ENSURE_ASCII);
+  json_decref(obj);
+  return s;
+}
+
+/* ---- setup ------------------------------------------------------------------- */
+
+static int make_agents(orch *o, coh_err *err) {
+  const coh_scenario *s = o->s;
+  size_t i, total = coh_scenario_instances(s);
+  int k = 0, c, rc;
+  o->agents = coh__calloc(total + 1, sizeof *o->agents);
+  o->by_id = coh__calloc(total + 1, sizeof *o->by_id);
+  o->modules = coh__calloc(s->n_agents + 1, sizeof *o->modules);
+  if (o->agents == NULL || o->by_id == NULL || o->modules == NULL)
+    return coh__err(err, COH_ENOMEM, "out of memory");
+  for (i = 0; i < s->n_agents; i++) {
+    const coh_scn_agent *sa = &s->agents[i];
+    const char *path = sa->is_prompt ? o->opt->prompt_module : sa->module;
+    if (path == NULL)
+      return coh__err(err, COH_EINVAL, "%s:%d: agent '%s' is a prompt agent, but the "
+                      "stock prompt agent's module was not found", s->path, sa->line, sa->id);
+    if ((rc = coh_module_load_file(o->rt, path, &o->modules[i], err))) {
+      coh__err_prefix(err, "%s:%d: agent '%s'", s->path, sa->line, sa->id);
+      return rc;
+    }
+    for (c = 0; c < sa->count; c++, k++) {
+      agent_slot *a = &o->agents[k];
+      char id[96];
+      if (sa->count > 1) snprintf(id, sizeof id, "%s-%d", sa->id, c);
+      else snprintf(id, sizeof id, "%s", sa->id);
+      a->o = o;
+      a->index = k;
+      a->spec = sa;
+      a->module = o->modules[i];
+      a->id = coh__strdup(id);
+      if (a->id == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+      o->by_id[k] = k;
+    }
+  }
+  o->n_agents = k;
+  qsort_r(o->by_id, (size_t)k, sizeof *o->by_id, cmp_by_id, o);
+  return COH_OK;
+}
+
+/* Finds an instance by id (exact), or -1. */
+static int agent_index(const orch *o, const char *id) {
+  int lo = 0, hi = o->n_agents - 1;
+  while (lo <= hi) {
+    int mid = (lo + hi) / 2, c = strcmp(o->agents[o->by_id[mid]].id, id);
+    if (c == 0) return o->by_id[mid];
+    if (c < 0) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -1;
+}
+
+/* dag: `after` names instance ids or base ids (all instances). */
+static int resolve_after(orch *o, coh_err *err) {
+  int k;
+  for (k = 0; k < o->n_agents; k++) {
+    agent_slot *a = &o->agents[k];
+    size_t i;
+    int j;
+    if (a->spec->n_after == 0) continue;
+    a->after = coh__calloc((size_t)o->n_agents, sizeof *a->after);
+    if (a->after == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+    for (i = 0; i < a->spec->n_after; i++) {
+      const char *name = a->spec->after[i];
+      for (j = 0; j < o->n_agents; j++)
+        if (!strcmp(o->agents[j].id, name) || !strcmp(o->agents[j].spec->id, name))
+          if (a->n_after < (size_t)o->n_agents) a->after[a->n_after++] = j;
+    }
+  }
+  return COH_OK;
+}
+
+static void *worker_main(void *arg) {
+  worker *w = arg;
+  for (;;) {
+    agent_slot *a = coh__ring_pop(&w->tasks);
+    if ((void *)a == QUIT) break;
+    coh__orch_run_step(a, w->o->tick);
+    coh__ring_push(&w->done, a);
+  }
+  return NULL;
+}
+
+static int start_workers(orch *o, coh_err *err) {
+  int n = o->opt->workers, i;
+  if (n <= 0) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    n = cores > 1 ? (int)cores - 1 : 1;
+  }
+  o->workers = coh__calloc((size_t)n, sizeof *o->workers);
+  if (o->workers == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+  for (i = 0; i < n; i++) {
+    worker *w = &o->workers[i];
+    w->o = o;
+    if (coh__ring_init(&w->tasks, (uint32_t)o->n_agents + 2) ||
+        coh__ring_init(&w->done, (uint32_t)o->n_agents + 2))
+      return coh__err(err, COH_ENOMEM, "out of memory");
+    if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+      return coh__err(err, COH_ENOMEM, "cannot start worker thread %d", i);
+    o->n_workers = i + 1;
+  }
+  return COH_OK;
+}
+
+static void stop_workers(orch *o) {
+  int i;
+  for (i = 0; i < o->n_workers; i++) {
+    coh__ring_push(&o->workers[i].tasks, QUIT);
+    pthread_join(o->workers[i].thread, NULL);
+  }
+  for (i = 0; o->workers && i < o->n_workers + 1 && i < o->n_workers; i++) {
+    coh__ring_destroy(&o->workers[i].tasks);
+    coh__ring_destroy(&o->workers[i].done);
+  }
+  coh__free(o->workers);
+  o->workers = NULL;
+}
+
+/* ---- events ---------------------------------------------------------------- */
+
+static int load_reference_tick(orch *o, int64_t tick, coh_err *err);
+
+static void note_divergence(orch *o, const char *agent, const char *expected,
+                            const char *actual) {
+  coh_run_summary *s = o->sum;
+  if (o->diverged) return;
+  o->diverged = 1;
+  s->diverged_tick = o->tick;
+  snprintf(s->diverged_agent, sizeof s->diverged_agent, "%s", agent);
+  snprintf(s->diverged_expected, sizeof s->diverged_expected, "%s", expected);
+  snprintf(s->diverged_actual, sizeof s->diverged_actual, "%s", actual);
+}
+
+static void describe(char *buf, size_t n, const char *kind, const char *src,
+                     const char *dst, const void *payload, size_t len) {
+  snprintf(buf, n, "%s %s -> %s: %.*s", kind, src, dst[0] ? dst : "-",
+           (int)(len > 300 ? 300 : len), (const char *)payload);
+}
+
+/* One committed event: appended to the journal, or (replay/resume, up to the
+ * end of the reference) compared with the reference's next event. */
+static int produce(orch *o, const char *kind, const char *src, const char *dst,
+                   const void *payload, size_t len, coh_err *err) {
+  coh_jevent ev;
+  memset(&ev, 0, sizeof ev);
+  ev.tick = o->tick;
+  ev.kind = kind;
+  ev.source = src;
+  ev.target = dst;
+  ev.payload = payload ? payload : "";
+  ev.payload_len = len;
+  ev.wall_us = (int64_t)((coh__wall_seconds() - o->t0) * 1e6);
+  if (o->comparing) {
+    char want[512], got[512];
+    describe(got, sizeof got, kind, src, dst, ev.payload, len);
+    if (o->diverged) return COH_OK;
+    if (o->ref_pos >= o->n_ref) {
+      note_divergence(o, src, "(no further event in this tick)", got);
+      return COH_OK;
+    }
+    {
+      const coh_jevent *r = &o->ref[o->ref_pos];
+      int same = !strcmp(r->kind, kind) && !strcmp(r->source, src) &&
+                 !strcmp(r->target, dst) && r->payload_len == len &&
+                 (len == 0 || !memcmp(r->payload, ev.payload, len));
+      if (!same) {
+        describe(want, sizeof want, r->kind, r->source, r->target, r->payload, r->payload_len);
+        note_divergence(o, src, want, got);
+        return COH_OK;
+      }
+      ev.seq = r->seq;
+      memcpy(ev.chain, r->chain, sizeof ev.chain);
+      o->ref_pos++;
+    }
+  } else if (o->opt->journal && o->opt->mode != COH_RUN_REPLAY) {
+    int rc = coh_journal_append(o->opt->journal, &ev, err);
+    if (rc) return rc;
+  }
+  o->events++;
+  if (o->opt->on_event) o->opt->on_event(o->opt->ud, &ev);
+  return COH_OK;
+}
+
+/* Reference events of one tick are copied into one allocation each (kind,
+ * source, target and payload back to back; freed through `kind`). */
+static int ref_collect(void *ud, const coh_jevent *ev) {
+  orch *o = ud;
+  size_t kl = strlen(ev->kind) + 1, sl = strlen(ev->source) + 1, tl = strlen(ev->target) + 1;
+  char *blob;
+  coh_jevent *r;
+  if (o->n_ref == o->cap_ref) {
+    size_t ncap = o->cap_ref ? o->cap_ref * 2 : 64;
+    coh_jevent *n = coh__realloc(o->ref, ncap * sizeof *n);
+    if (n == NULL) return COH_ENOMEM;
+    o->ref = n;
+    o->cap_ref = ncap;
+  }
+  blob = coh__malloc(kl + sl + tl + ev->payload_len + 1);
+  if (blob == NULL) return COH_ENOMEM;
+  r = &o->ref[o->n_ref++];
+  *r = *ev;
+  memcpy(blob, ev->kind, kl);
+  memcpy(blob + kl, ev->source, sl);
+  memcpy(blob + kl + sl, ev->target, tl);
+  if (ev->payload_len) memcpy(blob + kl + sl + tl, ev->payload, ev->payload_len);
+  blob[kl + sl + tl + ev->payload_len] = '\0';
+  r->kind = blob;
+  r->source = blob + kl;
+  r->target = blob + kl + sl;
+  r->payload = blob + kl + sl + tl;
+  return 0;
+}
+
+static void ref_clear(orch *o) {
+  size_t i;
+  for (i = 0; i < o->n_ref; i++) coh__free((void *)o->ref[i].kind);
+  o->n_ref = o->ref_pos = 0;
+}
+
+static int load_reference_tick(orch *o, int64_t tick, coh_err *err) {
+  ref_clear(o);
+  return coh_journal_events(o->opt->journal, tick, tick, NULL, ref_collect, o, err);
+}
+
+/* ---- tick: inputs ------------------------------------------------------------ */
+
+/* Scenario messages for this tick (tick 0 is initialisation, so a message
+ * for tick 0 arrives at tick 1) and timers due now go into inboxes, and are
+ * journaled first in the tick. */
+static int deliver_inputs(orch *o, coh_err *err) {
+  const coh_scenario *s = o->s;
+  size_t i, keep = 0;
+  int rc;
+  if (o->tick == 0) return COH_OK;
+  for (i = 0; i < s->n_messages; i++) {
+    const coh_scn_message *m = &s->messages[i];
+    int64_t due = m->tick < 1 ? 1 : m->tick;
+    int t;
+    if (due != o->tick) continue;
+    t = agent_index(o, m->to);
+    if (t < 0 || o->agents[t].status != AGENT_ALIVE) continue;
+    if ((rc = produce(o, "message", m->from, m->to, m->body, m->body_len, err))) return rc;
+    if (inbox_push(&o->agents[t].in, COH_ABI_EV_MESSAGE, m->from, m->body, m->body_len))
+      return coh__err(err, COH_ENOMEM, "out of memory");
+  }
+  for (i = 0; i < o->n_timers; i++) {
+    timer_ev *te = &o->timers[i];
+    if (te->due == o->tick) {
+      agent_slot *a = &o->agents[te->agent];
+      char hdr[32];
+      snprintf(hdr, sizeof hdr, "%lld", (long long)te->id);
+      if (a->status == AGENT_ALIVE) {
+        if ((rc = produce(o, "timer", a->id, a->id, hdr, strlen(hdr), err))) return rc;
+        if (inbox_push(&a->in, COH_ABI_EV_TIMER, hdr, NULL, 0))
+          return coh__err(err, COH_ENOMEM, "out of memory");
+      }
+    } else {
+      o->timers[keep++] = *te;
+    }
+  }
+  o->n_timers = keep;
+  return COH_OK;
+}
+
+static int add_timer(orch *o, int agent, int64_t id, int64_t due) {
+  size_t i;
+  if (o->n_timers == o->cap_timers) {
+    size_t ncap = o->cap_timers ? o->cap_timers * 2 : 16;
+    timer_ev *n = coh__realloc(o->timers, ncap * sizeof *n);
+    if (n == NULL) return COH_ENOMEM;
+    o->timers = n;
+    o->cap_timers = ncap;
+  }
+  /* sorted by (due, agent, id): insertion keeps the canonical order */
+  i = o->n_timers;
+  while (i > 0) {
+    timer_ev *p = &o->timers[i - 1];
+    if (p->due < due || (p->due == due && (p->agent < agent || (p->agent == agent && p->id < id))))
+      break;
+    o->timers[i] = *p;
+    i--;
+  }
+  o->timers[i].due = due;
+  o->timers[i].agent = agent;
+  o->timers[i].id = id;
+  o->n_timers++;
+  return COH_OK;
+}
+
+/* ---- tick: policy --------------------------------------------------------------- */
+
+/* Chooses this tick's steps: sets to_deliver (0: does not step). */
+static int choose(orch *o, int *pending_llm) {
+  int k, n = 0, best = 0, have_best = 0;
+  const int quantum = o->s->quantum;
+  for (k = 0; k < o->n_agents; k++) o->agents[k].in_snapshot = o->agents[k].in.count;
+  if (o->s->policy == COH_POLICY_PRIORITY)
+    for (k = 0; k < o->n_agents; k++) {
+      agent_slot *a = &o->agents[k];
+      if (a->status != AGENT_ALIVE || a->in.count == 0) continue;
+      if (!have_best || a->spec->priority > best) best = a->spec->priority;
+      have_best = 1;
+    }
+  for (k = 0; k < o->n_agents; k++) {
+    agent_slot *a = &o->agents[k];
+    size_t i;
+    int ok = a->status == AGENT_ALIVE && a->in.count > 0;
+    if (ok && o->s->policy == COH_POLICY_PRIORITY) ok = a->spec->priority == best;
+    if (ok && o->s->policy == COH_POLICY_DAG)
+      for (i = 0; ok && i < a->n_after; i++) {
+        int d = a->after[i];
+        /* waits while a dependency has work queued or an answer pending */
+        ok = o->agents[d].in_snapshot == 0 || o->agents[d].status != AGENT_ALIVE;
+        if (ok && pending_llm[d] > 0) ok = 0;
+      }
+    a->to_deliver = ok ? (a->in.count < (size_t)quantum ? a->in.count : (size_t)quantum) : 0;
+    a->is_init = 0;
+    n += ok;
+  }
+  return n;
+}
+
+/* ---- tick: dispatch ----------------------------------------------------------------- */
+
+static void dispatch(orch *o, int init) {
+  int k, w = 0, i;
+  int *counts = o->dispatch_counts;
+  for (i = 0; i < o->n_workers; i++) counts[i] = 0;
+  /* engines first: they overlap the agent steps */
+  if (!init && !o->opt->no_model)
+    for (i = 0; i < o->n_models; i++)
+      if (o->models[i].has_thread && coh_engine_busy(o->models[i].engine))
+        coh__ring_push(&o->models[i].to_engine, &o->models[i]), o->models[i].stepping = 1;
+  for (k = 0; k < o->n_agents; k++) {
+    agent_slot *a = &o->agents[k];
+    if (!(init ? a->status == AGENT_ALIVE : a->to_deliver > 0)) continue;
+    a->is_init = init;
+    coh__ring_push(&o->workers[w].tasks, a);
+    counts[w]++;
+    w = (w + 1) % o->n_workers;
+  }
+  for (i = 0; i < o->n_workers; i++)
+    while (counts[i]-- > 0) (void)coh__ring_pop(&o->workers[i].done);
+  for (i = 0; i < o->n_models; i++)
+    if (o->models[i].stepping) {
+      (void)coh__ring_pop(&o->models[i].from_engine);
+      o->models[i].stepping = 0;
+    }
+  if (o->opt->no_model) coh__orch_llm_replay_step(o);
+}
+
+/* ---- tick: commit ------------------------------------------------------------------ */
+
+static int commit_agent(orch *o, agent_slot *a, int *pending_llm, coh_err *err) {
+  char buf[256];
+  size_t i;
+  int rc;
+  json_t *j;
+  char *s;
+  if (!a->is_init && a->to_deliver == 0) return COH_OK;
+  j = json_object();
+  json_object_set_new(j, "events", json_integer((json_int_t)a->delivered));
+  json_object_set_new(j, "fuel", json_integer((json_int_t)a->fuel_used));
+  json_object_set_new(j, "rc", json_integer(a->last_rc));
+  s = dump(j);
+  if (s == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+  rc = produce(o, a->is_init ? "init" : "step", a->id, "", s, strlen(s), err);
+  free(s);
+  if (rc) return rc;
+  o->sum->agent_steps++;
+  for (i = 0; i < a->n_outs; i++) {
+    out_item *it = &a->outs[i];
+    switch (it->type) {
+      case OUT_SEND: {
+        agent_slot *t = &o->agents[it->target];
+        if ((rc = produce(o, "message", a->id, t->id, it->data, it->len, err))) return rc;
+        if (t->status == AGENT_ALIVE &&
+            inbox_push(&t->in, COH_ABI_EV_MESSAGE, a->id, it->data, it->len))
+          return coh__err(err, COH_ENOMEM, "out of memory");
+        break;
+      }
+      case OUT_REFUSED:
+        j = json_object();
+        json_object_set_new(j, "to", json_stringn(it->data ? it->data : "", it->len));
+        json_object_set_new(j, "reason", json_string(it->target >= 0 ? "inbox_full" : "no_such_agent"));
+        s = dump(j);
+        if (s == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+        rc = produce(o, "refused", a->id, it->target >= 0 ? o->agents[it->target].id : "", s,
+                     strlen(s), err);
+        free(s);
+        if (rc) return rc;
+        break;
+      case OUT_EMIT:
+        if ((rc = produce(o, "emit", a->id, "", it->data, it->len, err))) return rc;
+        break;
+      case OUT_LOG:
+        snprintf(buf, sizeof buf, "%d", it->level);
+        j = json_object();
+        json_object_set_new(j, "level", json_integer(it->level));
+        json_object_set_new(j, "text", json_stringn(it->data ? it->data : "", it->len));
+        s = dump(j);
+        if (s == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+        rc = produce(o, "log", a->id, "", s, strlen(s), err);
+        free(s);
+        if (rc) return rc;
+        break;
+      case OUT_LLM:
+        j = json_object();
+        json_object_set_new(j, "id", json_integer(it->id));
+        json_object_set_new(j, "request", json_stringn(it->data ? it->data : "", it->len));
+        s = dump(j);
+        if (s == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+        rc = produce(o, "llm_request", a->id, "", s, strlen(s), err);
+        free(s);
+        if (rc) return rc;
+        if ((rc = coh__orch_llm_enqueue(o, a->index, it->id, it->data ? it->data : "", it->len, err)))
+          return rc;
+        pending_llm[a->index]++;
+        o->sum->llm_requests++;
+        break;
+      case OUT_TIMER:
+        snprintf(buf, sizeof buf, "{\"id\":%lld,\"due\":%lld}", (long long)it->id,
+                 (long long)it->due);
+        if ((rc = produce(o, "timer_set", a->id, "", buf, strlen(buf), err))) return rc;
+        if (add_timer(o, a->index, it->id, it->due)) return coh__err(err, COH_ENOMEM, "out of memory");
+        break;
+    }
+  }
+  if (a->oom && !a->trapped) {
+    a->trapped = 1;
+    memset(&a->res, 0, sizeof a->res);
+    snprintf(a->res.message, sizeof a->res.message, "out of memory buffering the agent's outputs");
+  }
+  if (a->trapped) {
+    j = json_object();
+    json_object_set_new(j, "kind", json_string(a->res.trap != COH_TRAP_NONE ? coh_trap_name(a->res.trap)
+                                                                             : "refused_init"));
+    json_object_set_new(j, "message", json_string(a->res.message));
+    s = dump(j);
+    if (s == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+    rc = produce(o, "trap", a->id, "", s, strlen(s), err);
+    free(s);
+    if (rc) return rc;
+    a->status = AGENT_FAILED;
+    inbox_clear(&a->in);
+    o->sum->traps++;
+  } else if (a->exited) {
+    if ((rc = produce(o, "exit", a->id, "", "", 0, err))) return rc;
+    a->status = AGENT_EXITED;
+    inbox_clear(&a->in);
+  }
+  coh__orch_clear_outs(a);
+  return COH_OK;
+}
+
+static int commit_llm(orch *o, int *pending_llm, coh_err *err) {
+  int i, rc;
+  for (i = 0; i <= o->n_models; i++) {
+    model_slot *ms = &o->models[i];
+    size_t k;
+    for (k = 0; k < ms->n_done; k++) {
+      llm_req *r = ms->done[k];
+      agent_slot *a = &o->agents[r->agent];
+      char hdr[32];
+      char *s = NULL;
+      size_t len;
+      const char *src = ms->spec ? ms->spec->name : "";
+      if (r->body != NULL) { /* replay --no-model */
+        s = coh__malloc(r->body_len + 1);
+        if (s == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+        memcpy(s, r->body, r->body_len);
+        s[r->body_len] = '\0';
+        len = r->body_len;
+      } else {
+        json_t *j = json_object();
+        char *d;
+        json_object_set_new(j, "id", json_integer(r->number));
+        if (r->finish == COH_FINISH_ERROR || r->text.oom) {
+          json_object_set_new(j, "error", json_string(r->error[0] ? r->error
+                                                      : r->text.oom ? "out of memory"
+                                                                    : "generation failed"));
+        } else {
+          json_object_set_new(j, "text", json_stringn(r->text.p ? r->text.p : "", r->text.n));
+          json_object_set_new(j, "tokens", json_integer(r->tokens));
+          json_object_set_new(j, "finish", json_string(coh_finish_name(r->finish)));
+        }
+        d = dump(j);
+        if (d == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+        len = strlen(d);
+        s = coh__malloc(len + 1);
+        if (s) memcpy(s, d, len + 1);
+        free(d);
+        if (s == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+      }
+      rc = produce(o, "llm_result", src, a->id, s, len, err);
+      snprintf(hdr, sizeof hdr, "%lld", (long long)r->number);
+      if (rc == COH_OK && a->status == AGENT_ALIVE &&
+          inbox_push(&a->in, COH_ABI_EV_LLM, hdr, s, len))
+        rc = coh__err(err, COH_ENOMEM, "out of memory");
+      coh__free(s);
+      o->sum->llm_tokens += r->tokens;
+      pending_llm[r->agent]--;
+      coh__orch_llm_free(r);
+      ms->done[k] = NULL;
+      if (rc) return rc;
+    }
+    ms->n_done = 0;
+  }
+  return COH_OK;
+}
+
+static int checkpoint_agents(orch *o, coh_err *err) {
+  int k, rc;
+  for (k = 0; k < o->n_agents; k++) {
+    agent_slot *a = &o->agents[k];
+    uint8_t *snap = NULL;
+    size_t len = 0;
+    if (a->status != AGENT_ALIVE) continue;
+    if (coh_agent_checkpoint(a->agent, &snap, &len, err) != COH_OK) continue;
+    rc = coh_journal_checkpoint_put(o->opt->journal, a->id, snap, len, err);
+    coh_agent_buf_free(snap);
+    if (rc) return rc;
+  }
+  return COH_OK;
+}
+
+/* ---- run ------------------------------------------------------------------------------ */
+
+static int anything_pending(orch *o) {
+  const coh_scenario *s = o->s;
+  size_t i;
+  int k;
+  for (k = 0; k < o->n_agents; k++)
+    if (o->agents[k].status == AGENT_ALIVE && o->agents[k].in.count > 0) return 1;
+  if (o->n_timers > 0 || coh__orch_llm_busy(o)) return 1;
+  for (i = 0; i < s->n_messages; i++)
+    if ((s->messages[i].tick < 1 ? 1 : s->messages[i].tick) > o->tick) return 1;
+  return 0;
+}
+
+static int create_agents(orch *o, coh_err *err) {
+  int k, rc;
+  for (k = 0; k < o->n_agents; k++) {
+    agent_slot *a = &o->agents[k];
+    coh_agent_opts ao;
+    coh_agent_opts_default(&ao);
+    ao.fuel = a->spec->fuel;
+    ao.max_memory_pages = a->spec->memory_mb * 16u > 65535u ? 65535u : a->spec->memory_mb * 16u;
+    ao.seed = coh__seed_derive(o->s->seed, (uint64_t)k, UINT64_MAX);
+    if ((rc = coh_agent_new(a->module, &ao, &coh__orch_host, a, &a->agent, err))) {
+      coh__err_prefix(err, "%s:%d: agent '%s'", o->s->path, a->spec->line, a->id);
+      return rc;
+    }
+  }
+  return COH_OK;
+}
+
+static void teardown(orch *o) {
+  int k;
+  size_t i;
+  if (o->workers) stop_workers(o);
+  coh__orch_models_close(o);
+  for (k = 0; o->agents && k < o->n_agents; k++) {
+    agent_slot *a = &o->agents[k];
+    coh_agent_free(a->agent);
+    inbox_clear(&a->in);
+    coh__free(a->in.items);
+    coh__orch_clear_outs(a);
+    coh__free(a->outs);
+    for (i = 0; i < a->n_kv; i++) {
+      coh__free(a->kv[i].key);
+      coh__free(a->kv[i].val);
+    }
+    coh__free(a->kv);
+    coh__free(a->after);
+    coh__free(a->id);
+  }
+  for (i = 0; o->modules && i < o->s->n_agents; i++) coh_module_free(o->modules[i]);
+  coh__free(o->modules);
+  coh__free(o->agents);
+  coh__free(o->by_id);
+  coh__free(o->timers);
+  coh__free(o->dispatch_counts);
+  ref_clear(o);
+  coh__free(o->ref);
+  for (i = 0; i < o->n_recorded; i++) coh__free(o->recorded[i].body);
+  coh__free(o->recorded);
+  if (o->rt) coh_agent_rt_free(o->rt);
+}
+
+/* replay --no-model: index every llm_result of the reference journal. */
+static int collect_recorded(void *ud, const coh_jevent *ev) {
+  orch *o = ud;
+  json_error_t je;
+  json_t *root, *id;
+  recorded_llm *r;
+  int agent;
+  if (strcmp(ev->kind, "llm_result") != 0) return 0;
+  agent = agent_index(o, ev->target);
+  root = json_loadb(ev->payload, ev->payload_len, 0, &je);
+  id = root ? json_object_get(root, "id") : NULL;
+  if (agent < 0 || !json_is_integer(id)) {
+    json_decref(root);
+    return 0;
+  }
+  if ((o->n_recorded & (o->n_recorded + 1)) == 0 || o->recorded == NULL) {
+    recorded_llm *n = coh__realloc(o->recorded, (o->n_recorded * 2 + 2) * sizeof *n);
+    if (n == NULL) {
+      json_decref(root);
+      return COH_ENOMEM;
+    }
+    o->recorded = n;
+  }
+  r = &o->recorded[o->n_recorded];
+  r->agent = agent;
+  r->number = json_integer_value(id);
+  r->tick = ev->tick;
+  r->seq = ev->seq;
+  r->len = ev->payload_len;
+  r->body = coh__malloc(ev->payload_len + 1);
+  json_decref(root);
+  if (r->body == NULL) return COH_ENOMEM;
+  memcpy(r->body, ev->payload, ev->payload_len);
+  r->body[ev->payload_len] = '\0';
+  o->n_recorded++;
+  return 0;
+}
+
+int coh_run(const coh_scenario *s, const coh_run_options *opt,
+            coh_run_summary *sum, coh_err *err) {
+  orch o;
+  coh_agent_rt_opts ro;
+  int rc = COH_OK, *pending_llm = NULL;
+  int64_t n_events_ref = 0;
+  const char *stop = "max_ticks";
+
+  memset(&o, 0, sizeof o);
+  memset(sum, 0, sizeof *sum);
+  sum->diverged_tick = -1;
+  o.s = s;
+  o.opt = opt;
+  o.sum = sum;
+  o.t0 = coh__wall_seconds();
+  o.ref_last_tick = -1;
+  if (opt->cache_dir == NULL) return coh__err(err, COH_EINVAL, "no module cache folder given");
+  if (opt->mode != COH_RUN_FRESH && opt->journal == NULL)
+    return coh__err(err, COH_EINVAL, "replay and resume need a journal");
+  memset(&ro, 0, sizeof ro);
+  ro.cache_dir = opt->cache_dir;
+  if ((rc = coh_agent_rt_new(&ro, &o.rt, err))) goto done;
+  if ((rc = make_agents(&o, err)) || (rc = resolve_after(&o, err))) goto done;
+  pending_llm = coh__calloc((size_t)o.n_agents + 1, sizeof *pending_llm);
+  if (pending_llm == NULL) {
+    rc = coh__err(err, COH_ENOMEM, "out of memory");
+    goto done;
+  }
+  if (opt->mode != COH_RUN_FRESH) {
+    if ((rc = coh_journal_last_tick(opt->journal, &o.ref_last_tick, &n_events_ref, err))) goto done;
+    o.comparing = o.ref_last_tick >= 0;
+    if (opt->no_model &&
+        (rc = coh_journal_events(opt->journal, INT64_MIN, INT64_MAX, NULL, collect_recorded, &o, err)))
+      goto done;
+  }
+  if ((rc = coh__orch_models_open(&o, err)) || (rc = create_agents(&o, err)) ||
+      (rc = start_workers(&o, err)))
+    goto done;
+  o.dispatch_counts = coh__calloc((size_t)o.n_workers, sizeof *o.dispatch_counts);
+  if (o.dispatch_counts == NULL) {
+    rc = coh__err(err, COH_ENOMEM, "out of memory");
+    goto done;
+  }
+
+  for (o.tick = 0; o.tick < s->max_ticks; o.tick++) {
+    double tick_t0 = coh__wall_seconds();
+    int k, writing;
+    o.comparing = opt->mode != COH_RUN_FRESH && o.tick <= o.ref_last_tick;
+    if (opt->mode == COH_RUN_REPLAY && o.tick > o.ref_last_tick) {
+      stop = "journal_end";
+      break;
+    }
+    writing = !o.comparing && opt->journal && opt->mode != COH_RUN_REPLAY;
+    if (o.comparing && (rc = load_reference_tick(&o, o.tick, err))) goto done;
+    if (writing && (rc = coh_journal_tick_begin(opt->journal, o.tick, err))) goto done;
+
+    if ((rc = deliver_inputs(&o, err))) goto done;
+    if (o.tick == 0) {
+      dispatch(&o, 1);
+    } else {
+      coh__orch_llm_admit(&o);
+      choose(&o, pending_llm);
+      dispatch(&o, 0);
+    }
+    for (k = 0; k < o.n_agents; k++)
+      if ((rc = commit_agent(&o, &o.agents[k], pending_llm, err))) goto done;
+    for (k = 0; k < o.n_models; k++)
+      if (o.models[k].step_rc) {
+        rc = o.models[k].step_rc;
+        coh__err(err, rc, "model '%s': %s", o.models[k].spec->name, o.models[k].step_err.msg);
+        goto done;
+      }
+    if ((rc = commit_llm(&o, pending_llm, err))) goto done;
+    if (o.comparing && !o.diverged && o.ref_pos < o.n_ref) {
+      const coh_jevent *r = &o.ref[o.ref_pos];
+      char want[512];
+      describe(want, sizeof want, r->kind, r->source, r->target, r->payload, r->payload_len);
+      note_divergence(&o, r->source, want, "(no such event in this tick)");
+    }
+    if (o.diverged) {
+      stop = "divergence";
+      break;
+    }
+    if (writing) {
+      if (s->checkpoint_every > 0 && o.tick > 0 && o.tick % s->checkpoint_every == 0 &&
+          (rc = checkpoint_agents(&o, err)))
+        goto done;
+      if ((rc = coh_journal_tick_commit(opt->journal,
+                                        (int64_t)((coh__wall_seconds() - tick_t0) * 1e6), err)))
+        goto done;
+    }
+    if (s->stop_on_exit) {
+      int x = agent_index(&o, s->stop_on_exit);
+      if (x >= 0 && o.agents[x].status != AGENT_ALIVE) {
+        stop = "exit";
+        o.tick++;
+        break;
+      }
+    }
+    if (s->quiescence && o.tick > 0 && !anything_pending(&o)) {
+      stop = "quiescence";
+      o.tick++;
+      break;
+    }
+  }
+  sum->ticks = o.tick;
+done:
+  if (rc != COH_OK && opt->journal && opt->mode != COH_RUN_REPLAY)
+    coh_journal_tick_rollback(opt->journal);
+  sum->events = o.events;
+  sum->stop_reason = stop;
+  sum->wall_seconds = coh__wall_seconds() - o.t0;
+  sum->tokens_per_second = sum->wall_seconds > 0 ? (double)sum->llm_tokens / sum->wall_seconds : 0;
+  if (opt->journal) coh_journal_digest(opt->journal, sum->digest);
+  coh__free(pending_llm);
+  teardown(&o);
+  return rc;
+}

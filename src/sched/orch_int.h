@@ -1,0 +1,196 @@
+/*
+ * orch_int.h — the orchestrator's state.  Ownership by thread:
+ *   - the orchestrator thread owns everything between ticks;
+ *   - during a tick, a worker owns the agent_slot it is stepping (its
+ *     coh_agent, its outputs, its key-value store) and reads only immutable
+ *     tables (agent ids, the tick's inbox snapshot sizes);
+ *   - an engine thread owns its model_slot's engine and completion list.
+ * Hand-over happens through the SPSC rings (release/acquire), so no lock is
+ * needed anywhere.
+ */
+#ifndef COH_ORCH_INT_H
+#define COH_ORCH_INT_H
+
+#include <pthread.h>
+
+#include "cohort/agent.h"
+#include "cohort/infer.h"
+#include "cohort/orch.h"
+#include "infer/sampler.h"
+#include "ring.h"
+#include "util/util_int.h"
+
+/* An event waiting in an inbox. */
+typedef struct inbox_ev {
+  uint32_t kind;    /* COH_ABI_EV_* */
+  char *payload;    /* "header\0body" */
+  size_t len;
+} inbox_ev;
+
+typedef struct inbox {
+  inbox_ev *items;
+  size_t head, count, cap;
+} inbox;
+
+/* Outputs an agent produced during one step, committed in order. */
+enum out_type {
+  OUT_SEND, OUT_REFUSED, OUT_EMIT, OUT_LOG, OUT_LLM, OUT_TIMER
+};
+typedef struct out_item {
+  enum out_type type;
+  int target;       /* OUT_SEND/OUT_REFUSED: agent index (-1: unknown) */
+  int64_t id;       /* OUT_LLM: request number; OUT_TIMER: timer id */
+  int64_t due;      /* OUT_TIMER: due tick */
+  int level;        /* OUT_LOG */
+  char *data;       /* message body / emit / log text / request JSON / refused target name */
+  size_t len;
+} out_item;
+
+typedef struct kv_pair {
+  char *key;
+  size_t klen;
+  uint8_t *val;
+  size_t vlen;
+} kv_pair;
+
+enum agent_status { AGENT_ALIVE, AGENT_EXITED, AGENT_FAILED };
+
+typedef struct agent_slot {
+  struct orch *o;
+  int index;
+  char *id;
+  const coh_scn_agent *spec;
+  coh_module *module;     /* borrowed from the module table */
+  coh_agent *agent;
+  enum agent_status status;
+  inbox in;
+  size_t in_snapshot;     /* inbox length at the start of the tick */
+  int *after;             /* dag: agent indices this one waits for */
+  size_t n_after;
+  /* per step (worker-owned while stepping) */
+  out_item *outs;
+  size_t n_outs, cap_outs;
+  int oom;
+  size_t to_deliver;      /* events this step takes from the inbox */
+  size_t delivered;
+  uint64_t fuel_used;
+  int32_t last_rc;
+  coh_agent_result res;   /* of the call that trapped/exited, if any */
+  int trapped, exited, is_init;
+  /* persistent, agent-owned */
+  kv_pair *kv;
+  size_t n_kv;
+  int64_t next_llm, next_timer;
+} agent_slot;
+
+/* One LLM request between commit and completion. */
+typedef struct llm_req {
+  int agent;
+  int64_t number;         /* the agent's request number (its llm() return) */
+  char *json;
+  size_t len;
+  uint64_t seed;
+  coh__buf text;          /* collected by the engine thread */
+  int32_t tokens;
+  coh_finish finish;
+  char error[256];
+  int64_t done_tick;      /* tick at which the engine finished it */
+  char *body;             /* replay --no-model: the journaled result */
+  size_t body_len;
+  int64_t rec_seq;        /* replay --no-model: its seq in the journal */
+  struct llm_req *next;
+} llm_req;
+
+/* replay --no-model: an llm_result event of the reference journal. */
+typedef struct recorded_llm {
+  int agent;
+  int64_t number, tick, seq;
+  char *body;
+  size_t len;
+} recorded_llm;
+
+typedef struct model_slot {
+  struct orch *o;
+  const coh_scn_model *spec;
+  coh_model *model;
+  coh_engine *engine;
+  int max_batch;
+  /* waiting requests, per agent FIFO (fair admission) */
+  llm_req **wait_head, **wait_tail; /* [n_agents] */
+  int rr_next;            /* next agent to consider for admission */
+  size_t waiting;
+  int in_engine;          /* requests submitted and not yet finished */
+  /* completions of the current engine step, in completion order */
+  llm_req **done;
+  size_t n_done, cap_done;
+  llm_req **replay;       /* --no-model: admitted, waiting for their tick */
+  size_t n_replay, cap_replay;
+  int step_rc;
+  coh_err step_err;
+  int stepping;           /* an engine step was dispatched this tick */
+  pthread_t thread;
+  int has_thread;
+  coh__ring to_engine, from_engine;
+} model_slot;
+
+/* A task for a worker: step one agent (or initialise it). */
+typedef struct worker {
+  struct orch *o;
+  pthread_t thread;
+  coh__ring tasks, done;
+} worker;
+
+typedef struct timer_ev {
+  int64_t due;
+  int agent;
+  int64_t id;
+} timer_ev;
+
+typedef struct orch {
+  const coh_scenario *s;
+  const coh_run_options *opt;
+  coh_agent_rt *rt;
+  coh_module **modules;   /* per scenario agent spec (shared by its instances) */
+  agent_slot *agents;
+  int n_agents;
+  model_slot *models;
+  int n_models;
+  worker *workers;
+  int n_workers;
+  timer_ev *timers;       /* sorted by (due, agent, id) */
+  size_t n_timers, cap_timers;
+  int64_t tick;
+  int64_t events;
+  double t0;
+  coh_run_summary *sum;
+  /* replay/resume: the reference journal's events of the current tick */
+  coh_jevent *ref;
+  size_t n_ref, cap_ref, ref_pos;
+  int comparing;          /* 1 while ticks <= ref_last_tick */
+  int64_t ref_last_tick;
+  int diverged;
+  /* no-model replay: recorded LLM results, looked up by (agent, number) */
+  recorded_llm *recorded;
+  size_t n_recorded;
+  int *by_id;             /* agent indices sorted by id (binary search) */
+  int *dispatch_counts;   /* [n_workers] tasks handed out this tick */
+} orch;
+
+/* host.c: the agent host interface (worker side) and a step task. */
+extern const coh_agent_host coh__orch_host;
+void coh__orch_run_step(agent_slot *a, int64_t tick);
+void coh__orch_clear_outs(agent_slot *a);
+
+/* llm.c: models, admission and engine steps. */
+int coh__orch_models_open(orch *o, coh_err *err);
+void coh__orch_models_close(orch *o);
+int coh__orch_llm_enqueue(orch *o, int agent, int64_t number, const char *json,
+                          size_t len, coh_err *err);
+void coh__orch_llm_admit(orch *o);
+int coh__orch_llm_busy(const orch *o);
+/* --no-model: moves recorded results due at the current tick to `done`. */
+void coh__orch_llm_replay_step(orch *o);
+void coh__orch_llm_free(llm_req *r);
+void *coh__orch_engine_thread(void *arg);
+
+#endif /* COH_ORCH_INT_H */
