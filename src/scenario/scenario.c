@@ -954,7 +954,8 @@ int coh_scenario_parse(const char *text, size_t len, const char *path,
   c.yj.doc = &doc;
   c.yj.path = path;
   c.yj.err = err;
-  c.yj.budget = COH__YJSON_BUDGET;
+  c.yj.budget = COH__YJSON_BUDGET +
+                (len < SIZE_MAX / 32 ? len * 16 : SIZE_MAX / 2);
   if (yaml_document_get_root_node(&doc) == NULL) {
     yaml_mark_t m;
     memset(&m, 0, sizeof m);

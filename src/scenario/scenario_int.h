@@ -59,7 +59,9 @@ typedef struct coh__yjson {
   int prec;
 } coh__yjson;
 
-#define COH__YJSON_BUDGET ((size_t)16 << 20)
+/* Base budget; the loader adds 16 units per input byte, so documents
+ * without aliases (about 2 units per byte at most) never come close. */
+#define COH__YJSON_BUDGET ((size_t)1 << 20)
 #define COH__YJSON_MAX_DEPTH 64
 
 /* Converts node n to a new jansson value (*out: caller releases with

@@ -172,7 +172,8 @@ void coh__yaml_resolve(const yaml_node_t *node, coh__yscalar *out) {
 
 /* ---- YAML → JSON --------------------------------------------------------- */
 
-/* The fewest significant digits that print d so that it reads back exactly. */
+/* The fewest significant digits that print d so that it reads back
+ * exactly (see coh__json_compact). */
 static int shortest_prec(double d) {
   int p;
   for (p = 1; p < 17; p++) {
@@ -186,9 +187,9 @@ static int shortest_prec(double d) {
 static int spend(coh__yjson *c, yaml_node_t *n, size_t units) {
   if (units > c->budget)
     return coh__yaml_err(c->err, COH_EFORMAT, c->path, n->start_mark,
-                         "YAML aliases expand to too much data; expected a "
-                         "document of at most %zu nodes and bytes",
-                         (size_t)COH__YJSON_BUDGET);
+                         "YAML aliases expand to too much data; expected "
+                         "config and message bodies of at most about 16 "
+                         "times the file's size");
   c->budget -= units;
   return COH_OK;
 }
@@ -310,8 +311,13 @@ fail:
 }
 
 int coh__json_compact(const json_t *v, int prec, char **out, size_t *out_len) {
+  /* jansson takes one precision for the whole dump.  Any double read from
+   * a decimal of at most 15 significant digits prints back as that decimal
+   * at %.15g, so 15 is exact and noise-free for ordinary configs; only if
+   * some real needs more does the dump use 16 or 17 (exact for all, with
+   * noise digits in the short ones). */
   size_t flags = JSON_COMPACT | JSON_ENCODE_ANY |
-                 JSON_REAL_PRECISION(prec > 0 ? prec : 17);
+                 JSON_REAL_PRECISION(prec <= 15 ? 15 : prec);
   size_t n = json_dumpb(v, NULL, 0, flags);
   char *p;
   *out = NULL;
