@@ -256,6 +256,11 @@ static void test_defaults(void) {
   CHECK_EQ_INT(s->models[0].threads, 0);
   CHECK_STR(s->agents[0].config_json, "{}");
   coh_scenario_free(s);
+  y = "agents: [{id: p, module: p, config: Null}]\n";
+  rc = coh_scenario_parse(y, strlen(y), "x.yaml", "d", &s, &err);
+  REQUIRE(rc == COH_OK);
+  CHECK_STR(s->agents[0].config_json, "{}");
+  coh_scenario_free(s);
 }
 
 static void test_syntax_errors(void) {

@@ -355,13 +355,10 @@ static int read_models(ctx *c, yaml_node_t *seq) {
 static int read_config(ctx *c, yaml_node_t *n, const char *what,
                        coh_scn_agent *a, agent_aux *ax) {
   json_t *j = NULL, *model;
+  coh__yscalar sv;
   int rc;
-  if (n == NULL ||
-      (n->type == YAML_SCALAR_NODE &&
-       n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
-       (n->data.scalar.length == 0 ||
-        strcmp((const char *)n->data.scalar.value, "~") == 0 ||
-        strcmp((const char *)n->data.scalar.value, "null") == 0))) {
+  if (n != NULL && n->type == YAML_SCALAR_NODE) coh__yaml_resolve(n, &sv);
+  if (n == NULL || (n->type == YAML_SCALAR_NODE && sv.kind == COH__Y_NULL)) {
     a->config_json = coh__strdup("{}");
     return a->config_json == NULL ? COH_ENOMEM : COH_OK;
   }
