@@ -16,6 +16,7 @@ static const struct {
     {"version", NULL, "print the version"},
     {"tokenize", coh__cmd_tokenize, "encode/decode JSON lines with a tokenizer.json"},
     {"exec", coh__cmd_exec, "run one agent module headless"},
+    {"inspect", coh__cmd_inspect, "print or verify a run journal's transcript"},
 };
 
 static void print_usage(FILE *f) {
