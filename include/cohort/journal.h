@@ -13,7 +13,8 @@
  * inputs.  The digest of a run is the chain value of its last event.
  * Wall-clock columns (wall_us) are outside the chain.
  *
- * Row hash (all integers little-endian 64-bit, strings NUL-terminated):
+ * Row hash (all integers little-endian 64-bit, strings NUL-terminated, the
+ * tag "cohort-journal-1" included, i.e. 17 bytes):
  *   chain[0]   = SHA256("cohort-journal-1" || inputs)
  *   chain[seq] = SHA256(chain[seq-1] || seq || tick || kind || source ||
  *                       target || payload_len || payload)
@@ -33,6 +34,9 @@ extern "C" {
 #endif
 
 typedef struct coh_journal coh_journal;
+
+/* Frees memory cohort returned (also declared in cohort/tokenizer.h). */
+void coh_free(void *ptr);
 
 /* One event, as appended or as read back.  Strings and payload are borrowed
  * (for reads: valid only during the callback). */
