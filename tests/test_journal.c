@@ -1041,6 +1041,35 @@ static int write_sample(const char *path) {
   return rc ? 1 : 0;
 }
 
+/* create_meta: the extra meta arrives with the journal, atomically; no
+ * temporary file is left; reserved keys and existing paths are refused. */
+static void test_create_meta(void) {
+  char path[600], tmpname[700];
+  coh_journal *j = NULL;
+  coh_err err;
+  const char *keys[2] = {"scenario_text", "status"};
+  const void *vals[2] = {"name: x\n", "running"};
+  size_t lens[2] = {8, 7};
+  const char *bad_keys[1] = {"inputs"};
+  char *v = NULL;
+  size_t vl = 0;
+  tmp_path(path, sizeof path, "meta.db");
+  REQUIRE(coh_journal_create_meta(path, "in", 2, keys, vals, lens, 2, &j, &err) == COH_OK);
+  REQUIRE(coh_journal_meta_get(j, "scenario_text", &v, &vl, &err) == COH_OK);
+  CHECK(vl == 8 && !memcmp(v, "name: x\n", 8));
+  coh_free(v);
+  coh_journal_close(j);
+  snprintf(tmpname, sizeof tmpname, "%s.creating", path);
+  CHECK(access(tmpname, F_OK) != 0);
+  CHECK_EQ_INT(coh_journal_create_meta(path, "in", 2, keys, vals, lens, 2, &j, &err), COH_EIO);
+  CHECK(strstr(err.msg, "already exists") != NULL);
+  unlink(path);
+  CHECK_EQ_INT(coh_journal_create_meta(path, "in", 2, bad_keys, vals, lens, 1, &j, &err),
+               COH_EINVAL);
+  CHECK(access(path, F_OK) != 0);
+  CHECK(access(tmpname, F_OK) != 0);
+}
+
 int main(int argc, char **argv) {
   const char *base;
   int rc;
@@ -1066,6 +1095,7 @@ int main(int argc, char **argv) {
   RUN(test_events_filters);
   RUN(test_fuzz_seeds);
   RUN(test_append_rate);
+  RUN(test_create_meta);
   rc = TEST_MAIN_END();
   rmdir(tmpdir);
   return rc;

@@ -60,6 +60,16 @@ typedef struct coh_jevent {
 int coh_journal_create(const char *path, const void *inputs, size_t inputs_len,
                        coh_journal **out, coh_err *err);
 
+/* Same, and also writes n_meta extra meta entries (keys[i] → values[i],
+ * lens[i] bytes; all borrowed) in the same transaction: a journal either
+ * does not exist or holds all of them.  The journal is built under
+ * "PATH.creating" and linked into place when complete, so a process killed
+ * during creation leaves no journal at PATH. */
+int coh_journal_create_meta(const char *path, const void *inputs,
+                            size_t inputs_len, const char *const *keys,
+                            const void *const *values, const size_t *lens,
+                            size_t n_meta, coh_journal **out, coh_err *err);
+
 /* Opens an existing journal for reading and appending.  Errors:
  * COH_ENOENT, COH_EJOURNAL (empty, not a SQLite file, truncated, not a
  * cohort journal, schema version, missing tables or columns — the message

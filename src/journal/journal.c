@@ -356,13 +356,21 @@ static void unlink_all(const char *path) {
 
 int coh_journal_create(const char *path, const void *inputs, size_t inputs_len,
                        coh_journal **out, coh_err *err) {
+  return coh_journal_create_meta(path, inputs, inputs_len, NULL, NULL, NULL, 0,
+                                 out, err);
+}
+
+/* Writes a complete new journal (schema, fixed meta, extra meta) into `tmp`
+ * in one rollback-mode transaction and closes it. */
+static int create_file(const char *tmp, const void *inputs, size_t inputs_len,
+                       const char *const *keys, const void *const *values,
+                       const size_t *lens, size_t n_meta, coh_err *err) {
   coh_journal *j = NULL;
   int fd, rc, created = 0;
   char ver[16];
+  const char *path = tmp;
+  size_t m;
 
-  *out = NULL;
-  if (path == NULL || (inputs == NULL && inputs_len > 0))
-    return coh__err(err, COH_EINVAL, "journal: NULL path or inputs");
   /* O_EXCL: never overwrite a previous run's journal. */
   fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) {
@@ -410,15 +418,24 @@ int coh_journal_create(const char *path, const void *inputs, size_t inputs_len,
       if (rc) goto fail;
     }
   }
+  for (m = 0; m < n_meta; m++) {
+    sqlite3_stmt *st = j->st[ST_META_PUT];
+    if (!strcmp(keys[m], "format") || !strcmp(keys[m], "schema_version") ||
+        !strcmp(keys[m], "inputs")) {
+      rc = coh__err(err, COH_EINVAL, "journal: meta key '%s' is reserved", keys[m]);
+      goto fail;
+    }
+    sqlite3_bind_text(st, 1, keys[m], -1, SQLITE_STATIC);
+    sqlite3_bind_blob64(st, 2, lens[m] ? values[m] : (const void *)empty_blob, lens[m],
+                        SQLITE_STATIC);
+    rc = exec_st(j, ST_META_PUT, err, "writing meta");
+    if (rc) goto fail;
+  }
   rc = exec_sql(j, "COMMIT", err, "creating");
   if (rc) goto fail;
-  rc = set_wal(j, err);
-  if (rc) goto fail;
-  coh__journal_chain0(inputs, inputs_len, j->chain0);
-  memcpy(j->chain, j->chain0, 32);
-  j->seq = 0;
-  j->last_tick = -1;
-  *out = j;
+  close_db(j);
+  coh__free(j->path);
+  coh__free(j);
   return COH_OK;
 fail:
   if (j) {
@@ -428,6 +445,39 @@ fail:
   }
   if (created) unlink_all(path);
   return rc;
+}
+
+int coh_journal_create_meta(const char *path, const void *inputs,
+                            size_t inputs_len, const char *const *keys,
+                            const void *const *values, const size_t *lens,
+                            size_t n_meta, coh_journal **out, coh_err *err) {
+  char tmp[4096];
+  int rc;
+  *out = NULL;
+  if (path == NULL || (inputs == NULL && inputs_len > 0) ||
+      (n_meta > 0 && (keys == NULL || values == NULL || lens == NULL)))
+    return coh__err(err, COH_EINVAL, "journal: NULL path, inputs or meta");
+  if (access(path, F_OK) == 0)
+    return coh__err(err, COH_EIO, "journal %s already exists (refusing to "
+                    "overwrite it)", path);
+  if (snprintf(tmp, sizeof tmp, "%s.creating", path) >= (int)sizeof tmp)
+    return coh__err(err, COH_EINVAL, "journal: path too long");
+  /* The journal is built complete under a temporary name and appears under
+   * its real name in one step (link, which also refuses an existing file):
+   * a process killed while creating leaves no half-made journal behind. */
+  unlink_all(tmp);
+  rc = create_file(tmp, inputs, inputs_len, keys, values, lens, n_meta, err);
+  if (rc) return rc;
+  if (link(tmp, path) != 0) {
+    int e = errno;
+    unlink_all(tmp);
+    if (e == EEXIST)
+      return coh__err(err, COH_EIO, "journal %s already exists (refusing to "
+                      "overwrite it)", path);
+    return coh__err(err, COH_EIO, "journal %s: cannot create: %s", path, strerror(e));
+  }
+  unlink_all(tmp);
+  return coh_journal_open(path, out, err);
 }
 
 static uint32_t be32(const unsigned char *b) {
