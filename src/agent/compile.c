@@ -2,9 +2,9 @@
  * compile.c — the runtime handle and the module compile cache.
  *
  * Pipeline for a module: validate + instrument (wasm.c) → cache key =
- * SHA-256 over (a domain tag, the glue ABI, the cohort version, the
- * instrumentation options, the compiler and wasm2c identities, the module's
- * bytes) → if <cache>/<key>.so exists and its SHA-256 matches
+ * SHA-256 over (a domain tag, the glue ABI, the instrumentation version,
+ * the cohort version, the instrumentation options, the compiler and wasm2c
+ * identities, the module's bytes) → if <cache>/<key>.so exists and its SHA-256 matches
  * <cache>/<key>.sum, dlopen it; otherwise build in a private temporary
  * folder inside the cache (wasm2c, then cc -O2 -shared -fPIC), and publish
  * with rename(2): first the object, then its checksum.  A reader therefore
@@ -406,8 +406,9 @@ int coh_module_load(coh_agent_rt *rt, const uint8_t *bytes, size_t len,
   coh__sha256_init(&s);
   {
     char hdr[128];
-    int n = snprintf(hdr, sizeof hdr, "cohort-agent|glue%d|%s|fuel%d|",
-                     COH__GLUE_ABI, COH_VERSION, !rt->no_fuel);
+    int n = snprintf(hdr, sizeof hdr,
+                     "cohort-agent|glue%d|instr%d|%s|fuel%d|", COH__GLUE_ABI,
+                     COH__INSTR_VERSION, COH_VERSION, !rt->no_fuel);
     coh__sha256_update(&s, hdr, (size_t)n);
   }
   coh__sha256_update(&s, coh__glue_abi_text, strlen(coh__glue_abi_text));
