@@ -4,8 +4,8 @@
  * Pipeline for a module: validate + instrument (wasm.c) → cache key =
  * SHA-256 over (a domain tag, the glue ABI, the instrumentation version,
  * the cohort version, the instrumentation options, the compiler and wasm2c
- * identities and flags, the module's bytes) → if <cache>/<key>.so exists and its SHA-256 matches
- * <cache>/<key>.sum, dlopen it; otherwise build in a private temporary
+ * identities and flags, the module's bytes) → if <cache>/<key>.so exists
+ * and its SHA-256 matches <cache>/<key>.sum, dlopen it; otherwise build in a private temporary
  * folder inside the cache (wasm2c, then cc -O2 -shared -fPIC), and publish
  * with rename(2): first the object, then its checksum.  A reader therefore
  * never sees a half-written object: without a matching checksum the entry
