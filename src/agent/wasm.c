@@ -668,24 +668,14 @@ static void parse_exports(inst *s) {
  * entry and after every call, and written back before every call, every
  * way out of the function and every trap the instrumentation raises. */
 
-/* Entry: local = global - 1; if (local < 0) { global = local; trap } */
-static void put_fuel_entry(inst *s, coh__buf *b) {
-  coh__buf_addc(b, 0x23); coh__buf_uleb(b, s->nglobals); /* global.get fuel */
-  coh__buf_addc(b, 0x42); coh__buf_addc(b, 0x01);        /* i64.const 1 */
-  coh__buf_addc(b, 0x7d);                                /* i64.sub */
-  coh__buf_addc(b, 0x22); coh__buf_uleb(b, s->fl);       /* local.tee */
-  coh__buf_addc(b, 0x42); coh__buf_addc(b, 0x00);        /* i64.const 0 */
-  coh__buf_addc(b, 0x53);                                /* i64.lt_s */
-  coh__buf_addc(b, 0x04); coh__buf_addc(b, 0x40);        /* if */
-  coh__buf_addc(b, 0x20); coh__buf_uleb(b, s->fl);       /* local.get */
-  coh__buf_addc(b, 0x24); coh__buf_uleb(b, s->nglobals); /* global.set */
-  coh__buf_addc(b, 0x00);                                /* unreachable */
-  coh__buf_addc(b, 0x0b);                                /* end */
-}
-
-/* Loop header: local -= 1; if (local < 0) { global = local; trap } */
-static void put_fuel_loop(inst *s, coh__buf *b) {
-  coh__buf_addc(b, 0x20); coh__buf_uleb(b, s->fl);       /* local.get */
+/* One unit: local = (entry ? global : local) - 1;
+ *           if (local < 0) { global = local; unreachable } */
+static void put_fuel_charge(inst *s, coh__buf *b, int entry) {
+  if (entry) {
+    coh__buf_addc(b, 0x23); coh__buf_uleb(b, s->nglobals); /* global.get */
+  } else {
+    coh__buf_addc(b, 0x20); coh__buf_uleb(b, s->fl);       /* local.get */
+  }
   coh__buf_addc(b, 0x42); coh__buf_addc(b, 0x01);        /* i64.const 1 */
   coh__buf_addc(b, 0x7d);                                /* i64.sub */
   coh__buf_addc(b, 0x22); coh__buf_uleb(b, s->fl);       /* local.tee */
@@ -743,7 +733,7 @@ static void rewrite_body(inst *s, rd *r, coh__buf *b, uint32_t fi) {
     copied = (ptr);                                     \
   } while (0)
 #define FLUSH() FLUSH_TO(r->p)
-  if (s->fuel) put_fuel_entry(s, b);
+  if (s->fuel) put_fuel_charge(s, b, 1);
   while (depth > 0 && !r->failed) {
     uint8_t op;
     op_start = r->p;
@@ -768,7 +758,7 @@ static void rewrite_body(inst *s, rd *r, coh__buf *b, uint32_t fi) {
         depth++;
         if (s->fuel && !r->failed) {
           FLUSH();
-          put_fuel_loop(s, b);
+          put_fuel_charge(s, b, 0);
         }
         break;
       case 0x0b:
