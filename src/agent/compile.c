@@ -180,20 +180,6 @@ static int write_file(const char *path, const void *data, size_t len,
   return COH_OK;
 }
 
-static int file_sha256(const char *path, char hex[65], coh_err *err) {
-  char *data = NULL;
-  size_t len = 0;
-  uint8_t h[32];
-  coh__sha256 s;
-  int rc = coh__read_file(path, &data, &len, err);
-  if (rc) return rc;
-  coh__sha256_init(&s);
-  coh__sha256_update(&s, data, len);
-  coh__sha256_final(&s, h);
-  coh__hex32(h, hex);
-  coh__free(data);
-  return COH_OK;
-}
 
 /* ---- glue generation ---------------------------------------------------------- */
 
@@ -359,7 +345,7 @@ static int build(coh_agent_rt *rt, const coh__buf *wasm,
       goto done;
     }
   }
-  if ((rc = file_sha256(p_so, hex, err))) goto done;
+  if ((rc = coh__sha256_file(p_so, hex, err))) goto done;
   if ((rc = write_file(p_sum, hex, 64, err))) goto done;
   /* Publish: object first, checksum last (the checksum is the commit). */
   if (rename(p_so, so_path) != 0 || rename(p_sum, sum_path) != 0) {
@@ -389,7 +375,7 @@ static int entry_valid(const char *so_path, const char *sum_path) {
   size_t len = 0;
   int ok = 0;
   if (coh__read_file(sum_path, &sum, &len, NULL) != COH_OK) return 0;
-  if (len == 64 && file_sha256(so_path, hex, NULL) == COH_OK &&
+  if (len == 64 && coh__sha256_file(so_path, hex, NULL) == COH_OK &&
       memcmp(hex, sum, 64) == 0)
     ok = 1;
   coh__free(sum);
