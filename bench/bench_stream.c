@@ -138,7 +138,7 @@ int main(int argc, char **argv) {
   static const double words[] = {2.0, 3.0, 1.0};
   double best[3] = {1e30, 1e30, 1e30}, sum[3] = {0, 0, 0}, check = 0;
 
-  for (i = 1; i < argc; i++) {
+  for (i = 1; i < argc; i += 2) { /* option, value */
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     int *dst = NULL, lo = 1, hi = 1;
     if (!strcmp(argv[i], "-t")) dst = &threads, hi = 4096;
@@ -153,7 +153,6 @@ int main(int argc, char **argv) {
       usage();
       return 2;
     }
-    i++;
   }
   if (threads == 0) threads = online > 0 ? (int)online : 1;
 
