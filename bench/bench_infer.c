@@ -87,6 +87,9 @@ typedef struct result {
   double prefill_s, decode_s, decode_step_s, decode_ort_s;
   uint64_t prefill_tokens, decode_tokens;
   int prefill_steps, decode_steps, mixed_steps;
+  uint64_t decode_rebuilds;   /* decode batches re-laid out during decode steps */
+  double outside_first_s;     /* outside Run in the first decode step (rebuild) */
+  double outside_max_rest_s;  /* largest outside-Run time of the later steps */
   int batch_invariant; /* -1: not compared */
 } result;
 
@@ -362,6 +365,12 @@ static int run_level(coh_model *m, const options *o, int conc, int decode_len,
       res->decode_steps++;
       res->decode_step_s += cur.step_seconds - prev.step_seconds;
       res->decode_ort_s += cur.ort_seconds - prev.ort_seconds;
+      res->decode_rebuilds += cur.batch_rebuilds - prev.batch_rebuilds;
+      {
+        double outside = (cur.step_seconds - prev.step_seconds) - (cur.ort_seconds - prev.ort_seconds);
+        if (res->decode_steps == 1) res->outside_first_s = outside;
+        else if (outside > res->outside_max_rest_s) res->outside_max_rest_s = outside;
+      }
     } else if (dp > 0 && dd > 0) {
       res->mixed_steps++;
     }
@@ -501,6 +510,9 @@ int main(int argc, char **argv) {
         x->decode_steps = t.decode_steps;
         x->decode_step_s = t.decode_step_s;
         x->decode_ort_s = t.decode_ort_s;
+        x->decode_rebuilds = t.decode_rebuilds;
+        x->outside_first_s = t.outside_first_s;
+        x->outside_max_rest_s = t.outside_max_rest_s;
       }
       if (p > best_p) {
         best_p = p;
@@ -541,13 +553,17 @@ int main(int argc, char **argv) {
            "\"prefill_tokens\":%llu,\"prefill_s\":%.6f,\"prefill_tok_s\":%.3f,"
            "\"decode_tokens\":%llu,\"decode_steps\":%d,\"decode_s\":%.6f,\"decode_tok_s\":%.3f,"
            "\"decode_step_ms\":%.4f,\"decode_ort_s\":%.6f,\"decode_engine_step_s\":%.6f,"
-           "\"outside_run_frac\":%.5f,\"mixed_steps\":%d,\"batch_invariant\":%s}\n",
+           "\"outside_run_frac\":%.5f,\"outside_first_step_ms\":%.4f,"
+           "\"outside_max_later_step_ms\":%.4f,\"decode_rebuilds\":%llu,"
+           "\"mixed_steps\":%d,\"batch_invariant\":%s}\n",
            name, info->attention, info->provider, info->intra_op_threads, x->conc, o.prompt_len,
            x->decode_len, (unsigned long long)x->prefill_tokens, x->prefill_s,
            ratio((double)x->prefill_tokens, x->prefill_s), (unsigned long long)x->decode_tokens,
            x->decode_steps, x->decode_s, ratio((double)x->decode_tokens, x->decode_s),
            1e3 * ratio(x->decode_s, x->decode_steps), x->decode_ort_s, x->decode_step_s,
-           ratio(x->decode_step_s - x->decode_ort_s, x->decode_step_s), x->mixed_steps,
+           ratio(x->decode_step_s - x->decode_ort_s, x->decode_step_s),
+           1e3 * x->outside_first_s, 1e3 * x->outside_max_rest_s,
+           (unsigned long long)x->decode_rebuilds, x->mixed_steps,
            x->batch_invariant < 0 ? "null" : x->batch_invariant ? "true" : "false");
   }
   {
