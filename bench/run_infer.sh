@@ -148,6 +148,8 @@ n1_best = max(r["best_decode_tok_s"] for r in h2h_n)
 c1p_best = max(r["prefill_tok_s"] for r in h2h_c)
 n1p_best = max(r["best_prefill_tok_s"] for r in h2h_n)
 match = h2h_n[0]["tokens_match_cohort"]
+c1_p50 = max(r["decode_tok_s_p50"] for r in h2h_c)
+n1_p50 = max(r["best_decode_tok_s_p50"] for r in h2h_n)
 paired = sorted(c["decode_tok_s"] / n["best_decode_tok_s"] for c, n in zip(h2h_c, h2h_n))
 paired_median = paired[len(paired) // 2] if len(paired) % 2 else \
     (paired[len(paired) // 2 - 1] + paired[len(paired) // 2]) / 2
@@ -158,20 +160,20 @@ print("bandwidth (STREAM copy, all cores, best of both probes): %.2f GB/s; one t
 for tag, (lv, s) in models.items():
     print("\ncohort, llama-100m-%s (%s attention), %d intra-op threads" %
           (tag, s["attention"], lv[1]["threads"]))
-    print("  %5s %7s %15s %14s %12s %12s" % ("conc", "decode", "prefill tok/s", "decode tok/s",
-                                            "outside Run", "batch-inv"))
+    print("  %5s %7s %15s %14s %10s %12s %12s" % ("conc", "decode", "prefill tok/s", "decode tok/s",
+                                                 "(p50)", "outside Run", "batch-inv"))
     for c in sorted(lv):
         r = lv[c]
         bi = r["batch_invariant"]
-        print("  %5d %7d %15.1f %14.1f %11.2f%% %12s" % (
-            c, r["decode_len"], r["prefill_tok_s"], r["decode_tok_s"],
+        print("  %5d %7d %15.1f %14.1f %10.1f %11.2f%% %12s" % (
+            c, r["decode_len"], r["prefill_tok_s"], r["decode_tok_s"], r["decode_tok_s_p50"],
             100 * r["outside_run_frac"], "ref" if bi is None else ("yes" if bi else "NO")))
 print("\nbatch 1 head to head on llama-100m-plain (prompt %d, decode %d), rounds alternating:" %
       (h2h_c[0]["prompt_len"], h2h_c[0]["decode_len"]))
-print("  cohort decode tok/s: %s  -> best %.1f; prefill best %.1f" %
-      (" ".join("%.1f" % r["decode_tok_s"] for r in h2h_c), c1_best, c1p_best))
-print("  node   decode tok/s: %s  -> best %.1f; prefill best %.1f" %
-      (" ".join("%.1f" % r["best_decode_tok_s"] for r in h2h_n), n1_best, n1p_best))
+print("  cohort decode tok/s: %s  -> best %.1f (p50 best %.1f); prefill best %.1f" %
+      (" ".join("%.1f" % r["decode_tok_s"] for r in h2h_c), c1_best, c1_p50, c1p_best))
+print("  node   decode tok/s: %s  -> best %.1f (p50 best %.1f); prefill best %.1f" %
+      (" ".join("%.1f" % r["best_decode_tok_s"] for r in h2h_n), n1_best, n1_p50, n1p_best))
 print("  per-round ratio cohort/node: %s  -> median %.2fx" %
       (" ".join("%.2f" % (c["decode_tok_s"] / n["best_decode_tok_s"]) for c, n in zip(h2h_c, h2h_n)),
        paired_median))
@@ -218,6 +220,7 @@ for name, val, op, tgt, unit in ratios:
     summary["ratios"].append({"name": name, "value": val, "op": op, "target": tgt, "met": ok})
 extra = [
     ("decode cohort@1 / node@1, median of the rounds' ratios", paired_median),
+    ("decode cohort@1 / node@1, best p50 step rates", c1_p50 / n1_p50),
     ("prefill cohort@1 / node@1 (head to head)", c1p_best / n1p_best),
     ("decode cohort@64 / node aggregate", lv[64]["decode_tok_s"] / nodeagg["aggregate_decode_tok_s"]),
 ]

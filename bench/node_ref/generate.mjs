@@ -129,6 +129,7 @@ async function generate(prompt, maxTokens) {
   const tokens = [];
   let total = prompt.length, input = prompt, pos0 = 0;
   let prefillS = 0, decodeS = 0, runS = 0;
+  const stepS = [];
   while (tokens.length < maxTokens) {
     const t0 = now();
     const n = input.length;
@@ -149,12 +150,15 @@ async function generate(prompt, maxTokens) {
     const tok = argmaxLast(out[outNames.logits]);
     tokens.push(tok);
     const dt = now() - t0;
-    if (tokens.length === 1) prefillS += dt; else decodeS += dt;
+    if (tokens.length === 1) prefillS += dt; else { decodeS += dt; stepS.push(dt); }
     pos0 += n;
     input = [tok];
     total += 1;
   }
-  return { tokens, prefillS, decodeS, runS };
+  stepS.sort((a, b) => a - b);
+  const h = stepS.length >> 1;
+  const p50 = stepS.length % 2 ? stepS[h] : (stepS[h - 1] + stepS[h]) / 2;
+  return { tokens, prefillS, decodeS, runS, p50 };
 }
 
 let checkSpec = null;
@@ -167,7 +171,7 @@ if (args.check) {
 if (args.warmup > 0) await generate(makePrompt(args.promptLen, 0), args.warmup);
 
 let sumRunS = 0, sumPrefillS = 0, sumDecodeS = 0, sumPrefillTok = 0, sumDecodeTok = 0, first = null;
-let match = null, bestPrefill = 0, bestDecode = 0;
+let match = null, bestPrefill = 0, bestDecode = 0, bestP50 = 0;
 for (let r = 0; r < args.requests; r++) {
   const prompt = r === 0 && checkSpec ? checkSpec.prompt : makePrompt(args.promptLen, r);
   const res = await generate(prompt, args.decodeLen);
@@ -178,6 +182,7 @@ for (let r = 0; r < args.requests; r++) {
   sumDecodeTok += res.tokens.length - 1;
   bestPrefill = Math.max(bestPrefill, prompt.length / res.prefillS);
   bestDecode = Math.max(bestDecode, (res.tokens.length - 1) / res.decodeS);
+  if (res.p50 > 0) bestP50 = Math.max(bestP50, 1 / res.p50);
   if (r === 0) {
     first = { prefill_tok_s: prompt.length / res.prefillS,
               decode_tok_s: (res.tokens.length - 1) / res.decodeS };
@@ -199,6 +204,8 @@ const summary = {
   load_s: loadS,
   first_prefill_tok_s: first.prefill_tok_s, first_decode_tok_s: first.decode_tok_s,
   best_prefill_tok_s: bestPrefill, best_decode_tok_s: bestDecode,
+  // 1 / median decode-step time: bursts of interference filtered out
+  best_decode_tok_s_p50: bestP50,
   aggregate_prefill_tok_s: sumPrefillTok / sumPrefillS,
   aggregate_decode_tok_s: sumDecodeTok / sumDecodeS,
   decode_s: sumDecodeS, decode_tokens: sumDecodeTok,
@@ -211,7 +218,8 @@ process.stderr.write(`node reference (onnxruntime-node ${summary.ort_version}, $
                      `prompt ${args.promptLen}, decode ${args.decodeLen}\n` +
                      `  request 0: prefill ${first.prefill_tok_s.toFixed(1)} tok/s, decode ` +
                      `${first.decode_tok_s.toFixed(1)} tok/s\n  best request: prefill ` +
-                     `${bestPrefill.toFixed(1)} tok/s, decode ${bestDecode.toFixed(1)} tok/s\n  aggregate: prefill ` +
+                     `${bestPrefill.toFixed(1)} tok/s, decode ${bestDecode.toFixed(1)} tok/s ` +
+                     `(p50 ${bestP50.toFixed(1)})\n  aggregate: prefill ` +
                      `${summary.aggregate_prefill_tok_s.toFixed(1)} tok/s, decode ` +
                      `${summary.aggregate_decode_tok_s.toFixed(1)} tok/s; ` +
                      `${(100 * summary.outside_run_frac).toFixed(2)}% of decode time outside session.run` +
