@@ -23,6 +23,11 @@
  *   decode p50    = C / median decode-step wall time: the same rate with
  *                   bursts of interference from other processes filtered
  *                   out (printed beside the mean-based figure, not instead)
+ *   runq wait     = time this process's threads were runnable but waited
+ *                   for a CPU (Linux schedstat), as a share of the decode
+ *                   wall time: other processes taking the cores.  Near 0%
+ *                   the figures are the machine's; far above it they are
+ *                   mostly the neighbours'
  *   outside Run   = 1 - (time inside OrtRun) / (time inside coh_engine_step)
  *                   over the decode-only steps
  * A step that mixes both (it cannot happen with equal prompts) would be left
@@ -54,6 +59,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+
+#include <dirent.h>
 
 #include <jansson.h>
 
@@ -94,6 +101,10 @@ typedef struct result {
   double outside_first_s;     /* outside Run in the first decode step (rebuild) */
   double outside_max_rest_s;  /* largest outside-Run time of the later steps */
   double decode_p50_step_s;   /* median wall time of one decode step */
+  /* Over the decode steps, summed over this process's threads (Linux
+   * schedstat): CPU time, and time spent runnable but waiting for a CPU —
+   * the direct measure of interference from other processes. */
+  double decode_cpu_s, decode_runq_wait_s;
   int batch_invariant; /* -1: not compared */
 } result;
 
@@ -307,6 +318,33 @@ out:
 
 /* ---- one level ----------------------------------------------------------- */
 
+/* Sums /proc/self/task/<tid>/schedstat over this process's threads: field 1
+ * is time on a CPU, field 2 time waiting on a run queue (nanoseconds).
+ * Returns -1 where schedstat is unavailable. */
+static int sched_times(double *cpu_s, double *wait_s) {
+  DIR *d = opendir("/proc/self/task");
+  struct dirent *de;
+  unsigned long long run = 0, wait = 0;
+  if (d == NULL) return -1;
+  while ((de = readdir(d)) != NULL) {
+    char path[300];
+    unsigned long long a, b;
+    FILE *f;
+    if (de->d_name[0] == '.') continue;
+    snprintf(path, sizeof path, "/proc/self/task/%.64s/schedstat", de->d_name);
+    if ((f = fopen(path, "r")) == NULL) continue; /* thread just exited */
+    if (fscanf(f, "%llu %llu", &a, &b) == 2) {
+      run += a;
+      wait += b;
+    }
+    fclose(f);
+  }
+  closedir(d);
+  *cpu_s = (double)run * 1e-9;
+  *wait_s = (double)wait * 1e-9;
+  return 0;
+}
+
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
@@ -319,6 +357,7 @@ static int run_level(coh_model *m, const options *o, int conc, int decode_len,
   coh_err err;
   int32_t *prompt = NULL;
   double *step_s = NULL; /* wall time of every decode step */
+  double cpu0 = 0, wait0 = 0, cpu1 = 0, wait1 = 0;
   int r, rc = 1;
   coh_engine_stats prev, cur;
 
@@ -357,13 +396,17 @@ static int run_level(coh_model *m, const options *o, int conc, int decode_len,
   }
   coh_engine_get_stats(e, &prev);
   while (coh_engine_busy(e)) {
-    double t0 = now_s(), dt;
+    double t0, dt;
     uint64_t dp, dd;
+    /* read outside the timed region; -1 (no schedstat) leaves zeros */
+    if (sched_times(&cpu0, &wait0)) cpu0 = wait0 = 0;
+    t0 = now_s();
     if (coh_engine_step(e, &err)) {
       fprintf(stderr, "bench_infer: step: %s\n", err.msg);
       goto out;
     }
     dt = now_s() - t0;
+    if (sched_times(&cpu1, &wait1)) cpu1 = wait1 = 0;
     coh_engine_get_stats(e, &cur);
     dp = cur.prefill_tokens - prev.prefill_tokens;
     dd = cur.decode_tokens - prev.decode_tokens;
@@ -372,6 +415,8 @@ static int run_level(coh_model *m, const options *o, int conc, int decode_len,
       res->prefill_tokens += dp;
       res->prefill_steps++;
     } else if (dd > 0 && dp == 0) {
+      res->decode_cpu_s += cpu1 - cpu0;
+      res->decode_runq_wait_s += wait1 - wait0;
       if (res->decode_steps < decode_len + 1) step_s[res->decode_steps] = dt;
       res->decode_s += dt;
       res->decode_tokens += dd;
@@ -507,8 +552,9 @@ int main(int argc, char **argv) {
     if (run_level(m, &o, 1, o.warmup, sinks, &w)) goto out;
   }
 
-  printf("\n%6s %7s %7s %5s %14s %14s %10s %13s %12s %9s\n", "conc", "prompt", "decode", "runs",
-         "prefill tok/s", "decode tok/s", "(p50)", "ms/dec step", "outside Run", "batch-inv");
+  printf("\n%6s %7s %7s %5s %14s %14s %10s %13s %12s %9s %10s\n", "conc", "prompt", "decode",
+         "runs", "prefill tok/s", "decode tok/s", "(p50)", "ms/dec step", "outside Run", "batch-inv",
+         "runq wait");
   for (i = 0; i < o.n_levels; i++) {
     result *x = &res[i], t;
     int c = o.levels[i].conc, k;
@@ -530,6 +576,8 @@ int main(int argc, char **argv) {
         x->decode_step_s = t.decode_step_s;
         x->decode_ort_s = t.decode_ort_s;
         x->decode_rebuilds = t.decode_rebuilds;
+        x->decode_cpu_s = t.decode_cpu_s;
+        x->decode_runq_wait_s = t.decode_runq_wait_s;
         x->outside_first_s = t.outside_first_s;
         x->outside_max_rest_s = t.outside_max_rest_s;
       }
@@ -552,13 +600,14 @@ int main(int argc, char **argv) {
       int n = sinks[0].n < ref.n ? sinks[0].n : ref.n;
       x->batch_invariant = !memcmp(sinks[0].tok, ref.tok, (size_t)n * sizeof *ref.tok);
     }
-    printf("%6d %7d %7d %5d %14.1f %14.1f %10.1f %13.2f %11.2f%% %9s\n", c, o.prompt_len,
+    printf("%6d %7d %7d %5d %14.1f %14.1f %10.1f %13.2f %11.2f%% %9s %9.0f%%\n", c, o.prompt_len,
            x->decode_len, x->runs,
            ratio((double)x->prefill_tokens, x->prefill_s),
            ratio((double)x->decode_tokens, x->decode_s), ratio((double)c, x->decode_p50_step_s),
            1e3 * ratio(x->decode_s, x->decode_steps),
            100 * ratio(x->decode_step_s - x->decode_ort_s, x->decode_step_s),
-           x->batch_invariant < 0 ? "ref" : x->batch_invariant ? "yes" : "NO");
+           x->batch_invariant < 0 ? "ref" : x->batch_invariant ? "yes" : "NO",
+           100 * ratio(x->decode_runq_wait_s, x->decode_s));
     fflush(stdout);
   }
 
@@ -576,7 +625,8 @@ int main(int argc, char **argv) {
            "\"decode_tokens\":%llu,\"decode_steps\":%d,\"decode_s\":%.6f,\"decode_tok_s\":%.3f,"
            "\"decode_step_ms\":%.4f,\"decode_p50_step_ms\":%.4f,\"decode_tok_s_p50\":%.3f,"
            "\"decode_ort_s\":%.6f,\"decode_engine_step_s\":%.6f,"
-           "\"outside_run_frac\":%.5f,\"outside_first_step_ms\":%.4f,"
+           "\"outside_run_frac\":%.5f,\"decode_cpu_s\":%.4f,\"decode_runq_wait_s\":%.4f,"
+           "\"outside_first_step_ms\":%.4f,"
            "\"outside_max_later_step_ms\":%.4f,\"decode_rebuilds\":%llu,"
            "\"mixed_steps\":%d,\"batch_invariant\":%s}\n",
            name, info->attention, info->provider, info->intra_op_threads, x->conc, o.prompt_len,
@@ -585,8 +635,8 @@ int main(int argc, char **argv) {
            x->decode_steps, x->decode_s, ratio((double)x->decode_tokens, x->decode_s),
            1e3 * ratio(x->decode_s, x->decode_steps), 1e3 * x->decode_p50_step_s,
            ratio((double)x->conc, x->decode_p50_step_s), x->decode_ort_s, x->decode_step_s,
-           ratio(x->decode_step_s - x->decode_ort_s, x->decode_step_s),
-           1e3 * x->outside_first_s, 1e3 * x->outside_max_rest_s,
+           ratio(x->decode_step_s - x->decode_ort_s, x->decode_step_s), x->decode_cpu_s,
+           x->decode_runq_wait_s, 1e3 * x->outside_first_s, 1e3 * x->outside_max_rest_s,
            (unsigned long long)x->decode_rebuilds, x->mixed_steps,
            x->batch_invariant < 0 ? "null" : x->batch_invariant ? "true" : "false");
   }

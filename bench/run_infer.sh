@@ -160,20 +160,24 @@ print("bandwidth (STREAM copy, all cores, best of both probes): %.2f GB/s; one t
 for tag, (lv, s) in models.items():
     print("\ncohort, llama-100m-%s (%s attention), %d intra-op threads" %
           (tag, s["attention"], lv[1]["threads"]))
-    print("  %5s %7s %15s %14s %10s %12s %12s" % ("conc", "decode", "prefill tok/s", "decode tok/s",
-                                                 "(p50)", "outside Run", "batch-inv"))
+    print("  %5s %7s %15s %14s %10s %12s %12s %10s" % ("conc", "decode", "prefill tok/s",
+          "decode tok/s", "(p50)", "outside Run", "batch-inv", "runq wait"))
     for c in sorted(lv):
         r = lv[c]
         bi = r["batch_invariant"]
-        print("  %5d %7d %15.1f %14.1f %10.1f %11.2f%% %12s" % (
+        print("  %5d %7d %15.1f %14.1f %10.1f %11.2f%% %12s %9.0f%%" % (
             c, r["decode_len"], r["prefill_tok_s"], r["decode_tok_s"], r["decode_tok_s_p50"],
-            100 * r["outside_run_frac"], "ref" if bi is None else ("yes" if bi else "NO")))
+            100 * r["outside_run_frac"], "ref" if bi is None else ("yes" if bi else "NO"),
+            100 * r["decode_runq_wait_s"] / r["decode_s"]))
 print("\nbatch 1 head to head on llama-100m-plain (prompt %d, decode %d), rounds alternating:" %
       (h2h_c[0]["prompt_len"], h2h_c[0]["decode_len"]))
 print("  cohort decode tok/s: %s  -> best %.1f (p50 best %.1f); prefill best %.1f" %
       (" ".join("%.1f" % r["decode_tok_s"] for r in h2h_c), c1_best, c1_p50, c1p_best))
 print("  node   decode tok/s: %s  -> best %.1f (p50 best %.1f); prefill best %.1f" %
       (" ".join("%.1f" % r["best_decode_tok_s"] for r in h2h_n), n1_best, n1_p50, n1p_best))
+print("  run-queue wait / decode wall, cohort: %s; node: %s" %
+      (" ".join("%.0f%%" % (100 * r["decode_runq_wait_s"] / r["decode_s"]) for r in h2h_c),
+       " ".join("%.0f%%" % (100 * r["best_decode_runq_wait_frac"]) for r in h2h_n)))
 print("  per-round ratio cohort/node: %s  -> median %.2fx" %
       (" ".join("%.2f" % (c["decode_tok_s"] / n["best_decode_tok_s"]) for c, n in zip(h2h_c, h2h_n)),
        paired_median))
@@ -208,6 +212,8 @@ print("\nroofline: %.2f GB/s / %.1f MB read per token = %.1f tok/s (%.1f tok/s i
       "decode@1 = %.1f%%)" % (bw, wread / 1e6, roof_read, roof_all, wall / 1e6,
                              100 * d1_best / roof_all, 100 * d1_best / (bw1 * 1e9 / wread)))
 print("best decode@1 (%.1f tok/s) streams weights at %.2f GB/s" % (d1_best, d1_best * wread / 1e9))
+print("\nrun-queue wait = time our threads were runnable but another process had the CPU,\n"
+      "summed over threads, per second of decode wall time (0% = an undisturbed run).")
 print("\n%-52s %10s %10s  %s" % ("ratio", "measured", "target", "verdict"))
 summary = {"bandwidth_gbs": bw, "bandwidth_1thread_gbs": bw1, "ratios": [],
            "cohort_plain": {str(c): lv[c] for c in lv}, "cohort_gqa": {str(c): r for c, r in

@@ -24,7 +24,7 @@
 //
 // Output: a readable summary on stderr and JSON lines on stdout.
 import { createRequire } from 'node:module';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -118,6 +118,20 @@ function argmaxLast(logits) {
 
 const now = () => Number(process.hrtime.bigint()) / 1e9;
 
+// Time this process's threads waited on a run queue (Linux schedstat field
+// 2, summed over threads), in seconds: interference from other processes.
+function runqWait() {
+  let ns = 0;
+  try {
+    for (const t of readdirSync('/proc/self/task')) {
+      try {
+        ns += Number(readFileSync(`/proc/self/task/${t}/schedstat`, 'utf8').split(' ')[1]);
+      } catch { /* thread exited */ }
+    }
+  } catch { return NaN; }
+  return ns / 1e9;
+}
+
 // One request: prefill the prompt, then decode until `maxTokens` tokens.
 async function generate(prompt, maxTokens) {
   const feeds = {};
@@ -128,7 +142,7 @@ async function generate(prompt, maxTokens) {
   }
   const tokens = [];
   let total = prompt.length, input = prompt, pos0 = 0;
-  let prefillS = 0, decodeS = 0, runS = 0;
+  let prefillS = 0, decodeS = 0, runS = 0, wait0 = 0;
   const stepS = [];
   while (tokens.length < maxTokens) {
     const t0 = now();
@@ -150,7 +164,7 @@ async function generate(prompt, maxTokens) {
     const tok = argmaxLast(out[outNames.logits]);
     tokens.push(tok);
     const dt = now() - t0;
-    if (tokens.length === 1) prefillS += dt; else { decodeS += dt; stepS.push(dt); }
+    if (tokens.length === 1) { prefillS += dt; wait0 = runqWait(); } else { decodeS += dt; stepS.push(dt); }
     pos0 += n;
     input = [tok];
     total += 1;
@@ -158,7 +172,7 @@ async function generate(prompt, maxTokens) {
   stepS.sort((a, b) => a - b);
   const h = stepS.length >> 1;
   const p50 = stepS.length % 2 ? stepS[h] : (stepS[h - 1] + stepS[h]) / 2;
-  return { tokens, prefillS, decodeS, runS, p50 };
+  return { tokens, prefillS, decodeS, runS, p50, runqWaitS: runqWait() - wait0 };
 }
 
 let checkSpec = null;
@@ -171,7 +185,7 @@ if (args.check) {
 if (args.warmup > 0) await generate(makePrompt(args.promptLen, 0), args.warmup);
 
 let sumRunS = 0, sumPrefillS = 0, sumDecodeS = 0, sumPrefillTok = 0, sumDecodeTok = 0, first = null;
-let match = null, bestPrefill = 0, bestDecode = 0, bestP50 = 0;
+let match = null, bestPrefill = 0, bestDecode = 0, bestP50 = 0, bestWaitFrac = NaN;
 for (let r = 0; r < args.requests; r++) {
   const prompt = r === 0 && checkSpec ? checkSpec.prompt : makePrompt(args.promptLen, r);
   const res = await generate(prompt, args.decodeLen);
@@ -181,6 +195,7 @@ for (let r = 0; r < args.requests; r++) {
   sumPrefillTok += prompt.length;
   sumDecodeTok += res.tokens.length - 1;
   bestPrefill = Math.max(bestPrefill, prompt.length / res.prefillS);
+  if (!(bestDecode >= (res.tokens.length - 1) / res.decodeS)) bestWaitFrac = res.runqWaitS / res.decodeS;
   bestDecode = Math.max(bestDecode, (res.tokens.length - 1) / res.decodeS);
   if (res.p50 > 0) bestP50 = Math.max(bestP50, 1 / res.p50);
   if (r === 0) {
@@ -206,6 +221,8 @@ const summary = {
   best_prefill_tok_s: bestPrefill, best_decode_tok_s: bestDecode,
   // 1 / median decode-step time: bursts of interference filtered out
   best_decode_tok_s_p50: bestP50,
+  // run-queue wait of the best request's decode, as a share of its wall time
+  best_decode_runq_wait_frac: bestWaitFrac,
   aggregate_prefill_tok_s: sumPrefillTok / sumPrefillS,
   aggregate_decode_tok_s: sumDecodeTok / sumDecodeS,
   decode_s: sumDecodeS, decode_tokens: sumDecodeTok,
@@ -219,7 +236,8 @@ process.stderr.write(`node reference (onnxruntime-node ${summary.ort_version}, $
                      `  request 0: prefill ${first.prefill_tok_s.toFixed(1)} tok/s, decode ` +
                      `${first.decode_tok_s.toFixed(1)} tok/s\n  best request: prefill ` +
                      `${bestPrefill.toFixed(1)} tok/s, decode ${bestDecode.toFixed(1)} tok/s ` +
-                     `(p50 ${bestP50.toFixed(1)})\n  aggregate: prefill ` +
+                     `(p50 ${bestP50.toFixed(1)}; run-queue wait ${(100 * bestWaitFrac).toFixed(0)}%)` +
+                     `\n  aggregate: prefill ` +
                      `${summary.aggregate_prefill_tok_s.toFixed(1)} tok/s, decode ` +
                      `${summary.aggregate_decode_tok_s.toFixed(1)} tok/s; ` +
                      `${(100 * summary.outside_run_frac).toFixed(2)}% of decode time outside session.run` +
