@@ -11,13 +11,16 @@ QUICK=0
 [ -f third_party/onnxruntime/lib/libonnxruntime.so.1 ] || bash scripts/setup.sh --no-build
 J=$(nproc)
 
-run_suite() { # name, cmake args...
+run_suite() { # name, cmake args... [-- ctest args...]
   local name=$1; shift
+  local cm=() ct=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do cm+=("$1"); shift; done
+  [ "${1:-}" = "--" ] && { shift; ct=("$@"); }
   echo "=== [$name] configure + build ==="
-  cmake -S . -B "build-test-$name" -DCOH_WERROR=ON "$@" >/dev/null
+  cmake -S . -B "build-test-$name" -DCOH_WERROR=ON "${cm[@]}" >/dev/null
   cmake --build "build-test-$name" -j"$J" >/dev/null
   echo "=== [$name] ctest ==="
-  ctest --test-dir "build-test-$name" --output-on-failure -j"$J"
+  ctest --test-dir "build-test-$name" --output-on-failure -j"$J" "${ct[@]}"
 }
 
 run_suite gcc -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=RelWithDebInfo
@@ -27,13 +30,11 @@ if [ $QUICK -eq 0 ]; then
   LSAN_OPTIONS=suppressions="$ROOT/tests/lsan.supp" \
     run_suite asan -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
       -DCOH_SANITIZE=address,undefined
-  # ThreadSanitizer over the threaded agent runtime tests
-  echo "=== [tsan] configure + build ==="
-  cmake -S . -B build-test-tsan -DCOH_WERROR=ON -DCMAKE_C_COMPILER=clang \
-    -DCMAKE_BUILD_TYPE=Debug -DCOH_SANITIZE=thread >/dev/null
-  cmake --build build-test-tsan -j"$J" >/dev/null
-  echo "=== [tsan] agent tests ==="
-  (cd build-test-tsan && TSAN_OPTIONS=halt_on_error=1 COH_BUILD_DIR=$PWD \
-    ./tests/test_agent)
+  # ThreadSanitizer over everything that runs threads: the agent runtime's
+  # concurrent traps, the SPSC rings, the tokenizer's concurrent encodes,
+  # and whole orchestrated runs (worker pool + engine threads).
+  TSAN_OPTIONS=halt_on_error=1 \
+    run_suite tsan -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
+      -DCOH_SANITIZE=thread -- -R "test_agent|test_ring|test_tokenizer|orch_run"
 fi
 echo "=== all test suites passed ==="

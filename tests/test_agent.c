@@ -282,6 +282,62 @@ static void test_fuel_deterministic(void) {
   coh_module_free(m);
 }
 
+/* One event of fuel_paths.wat with budget `fuel` (0 = unlimited). */
+static int fuel_path_step(coh_module *m, uint32_t kind, uint32_t n,
+                          uint64_t fuel, coh_agent_result *r) {
+  coh_agent *a = NULL;
+  coh_agent_opts o;
+  coh_err err;
+  int rc;
+  coh_agent_opts_default(&o);
+  o.fuel = fuel;
+  if (coh_agent_new(m, &o, NULL, NULL, &a, &err) != COH_OK) return -1000;
+  rc = step_k(a, kind, &n, 4, r);
+  coh_agent_free(a);
+  return rc;
+}
+
+/* fuel_used is exact on every way out of a function (the counter is a
+ * per-function local written back to the global there), and the budget
+ * boundary is exact: the cost runs, one unit less traps. */
+static void test_fuel_paths(void) {
+  coh_module *m = load("fuel_paths");
+  static const struct {
+    uint32_t kind;
+    uint64_t per_iter, fixed;
+  } cases[] = {{1, 3, 2}, {2, 3, 2}, {3, 3, 2}, {4, 3, 2}, {5, 3, 2},
+               {6, 5, 4}};
+  static const uint32_t ns[] = {1, 7, 1000};
+  size_t i, j;
+  REQUIRE(m != NULL);
+  for (i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    for (j = 0; j < sizeof ns / sizeof ns[0]; j++) {
+      coh_agent_result r;
+      uint32_t n = ns[j];
+      uint64_t cost = cases[i].per_iter * n + cases[i].fixed;
+      int32_t rc_want = cases[i].kind == 6 ? (int32_t)(n * (n - 1))
+                                           : (int32_t)n;
+      int failures_before = test__failures;
+      CHECK_EQ_INT(fuel_path_step(m, cases[i].kind, n, 0, &r), COH_OK);
+      CHECK_EQ_INT(r.rc, rc_want);
+      CHECK_EQ_INT((long long)r.fuel_used, (long long)cost);
+      CHECK_EQ_INT(fuel_path_step(m, cases[i].kind, n, cost, &r), COH_OK);
+      CHECK_EQ_INT((long long)r.fuel_used, (long long)cost);
+      CHECK_EQ_INT(fuel_path_step(m, cases[i].kind, n, cost - 1, &r),
+                   COH_ETRAP);
+      CHECK_STR(coh_trap_name(r.trap), "fuel");
+      CHECK_EQ_INT((long long)r.fuel_used, (long long)(cost - 1));
+      /* running out in the middle (often inside a callee) */
+      CHECK_EQ_INT(fuel_path_step(m, cases[i].kind, n, cost / 2, &r),
+                   COH_ETRAP);
+      CHECK_STR(coh_trap_name(r.trap), "fuel");
+      CHECK_EQ_INT((long long)r.fuel_used, (long long)(cost / 2));
+      if (test__failures != failures_before)
+        fprintf(stderr, "  (fuel_paths kind %u, n %u)\n", cases[i].kind, n);
+    }
+  coh_module_free(m);
+}
+
 static void test_memory_cap(void) {
   coh_module *m = load("hostile");
   coh_module *big = load("big_memory");
@@ -577,6 +633,7 @@ int main(int argc, char **argv) {
   RUN(test_traps);
   RUN(test_bad_pointer_message);
   RUN(test_fuel_deterministic);
+  RUN(test_fuel_paths);
   RUN(test_memory_cap);
   RUN(test_echo);
   RUN(test_snapshot);

@@ -13,7 +13,8 @@
  * inputs.  The digest of a run is the chain value of its last event.
  * Wall-clock columns (wall_us) are outside the chain.
  *
- * Row hash (all integers little-endian 64-bit, strings NUL-terminated):
+ * Row hash (all integers little-endian 64-bit, strings NUL-terminated, the
+ * tag "cohort-journal-1" included, i.e. 17 bytes):
  *   chain[0]   = SHA256("cohort-journal-1" || inputs)
  *   chain[seq] = SHA256(chain[seq-1] || seq || tick || kind || source ||
  *                       target || payload_len || payload)
@@ -33,6 +34,9 @@ extern "C" {
 #endif
 
 typedef struct coh_journal coh_journal;
+
+/* Frees memory cohort returned (also declared in cohort/tokenizer.h). */
+void coh_free(void *ptr);
 
 /* One event, as appended or as read back.  Strings and payload are borrowed
  * (for reads: valid only during the callback). */
@@ -56,14 +60,29 @@ typedef struct coh_jevent {
 int coh_journal_create(const char *path, const void *inputs, size_t inputs_len,
                        coh_journal **out, coh_err *err);
 
+/* Same, and also writes n_meta extra meta entries (keys[i] → values[i],
+ * lens[i] bytes; all borrowed) in the same transaction: a journal either
+ * does not exist or holds all of them.  The journal is built under
+ * "PATH.creating" and linked into place when complete, so a process killed
+ * during creation leaves no journal at PATH. */
+int coh_journal_create_meta(const char *path, const void *inputs,
+                            size_t inputs_len, const char *const *keys,
+                            const void *const *values, const size_t *lens,
+                            size_t n_meta, coh_journal **out, coh_err *err);
+
 /* Opens an existing journal for reading and appending.  Errors:
- * COH_ENOENT, COH_EJOURNAL (not a SQLite file, not a cohort journal, schema
- * version, missing tables — the message says which). */
+ * COH_ENOENT, COH_EJOURNAL (empty, not a SQLite file, truncated, not a
+ * cohort journal, schema version, missing tables or columns — the message
+ * says which).  Checks structure only: the chain state is taken from the
+ * last event row as stored; coh_journal_verify checks it. */
 int coh_journal_open(const char *path, coh_journal **out, coh_err *err);
 
 void coh_journal_close(coh_journal *j);
 
-/* Key/value run metadata (scenario text, hashes, seed, version, config). */
+/* Key/value run metadata (scenario text, hashes, seed, version, config).
+ * Inside an open tick the write belongs to that tick's transaction.  The
+ * keys "format", "schema_version" and "inputs" are the journal's own:
+ * COH_EINVAL. */
 int coh_journal_meta_put(coh_journal *j, const char *key, const void *value,
                          size_t len, coh_err *err);
 /* *value: caller frees with coh_free (NUL-terminated for convenience).
@@ -73,7 +92,9 @@ int coh_journal_meta_get(coh_journal *j, const char *key, char **value,
 
 /* Starts tick `tick` (must be greater than the last committed tick). */
 int coh_journal_tick_begin(coh_journal *j, int64_t tick, coh_err *err);
-/* Appends an event to the open tick; ev->seq and ev->chain are filled. */
+/* Appends an event to the open tick; ev->seq and ev->chain are filled.
+ * ev->tick must equal the open tick (COH_EINVAL); a NULL target is "".
+ * COH_ESTATE outside a tick.  After a failure, roll the tick back. */
 int coh_journal_append(coh_journal *j, coh_jevent *ev, coh_err *err);
 /* Stores an agent checkpoint taken at the end of the open tick. */
 int coh_journal_checkpoint_put(coh_journal *j, const char *agent,
@@ -84,7 +105,8 @@ int coh_journal_tick_commit(coh_journal *j, int64_t wall_us, coh_err *err);
 /* Abandons the open tick (nothing of it is kept). */
 void coh_journal_tick_rollback(coh_journal *j);
 
-/* Last committed tick (-1 if none) and the number of events. */
+/* Last committed tick (-1 if none) and the number of events through it,
+ * read from the file (so a reader sees a live writer's progress). */
 int coh_journal_last_tick(coh_journal *j, int64_t *tick, int64_t *n_events,
                           coh_err *err);
 
@@ -95,7 +117,9 @@ void coh_journal_digest(const coh_journal *j, char hex[65]);
 /* Calls fn for every event with from_tick <= tick <= to_tick (use
  * INT64_MIN/INT64_MAX for no bound) and, if agent is non-NULL, source or
  * target equal to it, in seq order.  fn returning non-zero stops the walk
- * (that value is returned). */
+ * (that value is returned).  fn must not start another walk (events,
+ * checkpoints, verify) on the same handle: COH_ESTATE.  A row of the wrong
+ * type (a damaged file) stops the walk with COH_EJOURNAL naming its seq. */
 typedef int (*coh_jevent_fn)(void *ud, const coh_jevent *ev);
 int coh_journal_events(coh_journal *j, int64_t from_tick, int64_t to_tick,
                        const char *agent, coh_jevent_fn fn, void *ud,
@@ -111,11 +135,16 @@ int coh_journal_checkpoints(coh_journal *j, int64_t tick,
                             coh_jcheckpoint_fn fn, void *ud, coh_err *err);
 
 /* Recomputes the hash chain from chain[0] over every event; COH_OK if every
- * stored chain matches, else COH_EJOURNAL naming the first bad seq/tick. */
+ * stored chain matches, else COH_EJOURNAL naming the first bad seq/tick.
+ * Also checks that seqs are contiguous, that each event lies in the tick
+ * whose ticks row covers its seq, and each ticks row's chain (so deleted
+ * trailing events are found).  On success the handle's digest is the
+ * verified one.  COH_ESTATE with a tick open. */
 int coh_journal_verify(coh_journal *j, coh_err *err);
 
 /* Deletes every event, checkpoint and tick row with tick > tick (used by
- * resume to continue from a checkpoint), in one transaction. */
+ * resume to continue from a checkpoint), in one transaction; the digest and
+ * last tick then are those of tick `tick`.  COH_ESTATE with a tick open. */
 int coh_journal_truncate_after(coh_journal *j, int64_t tick, coh_err *err);
 
 #ifdef __cplusplus

@@ -21,8 +21,9 @@
  *     on_exit: judge          # stop when this agent exits
  *   checkpoint_every: 10      # ticks between agent checkpoints in the journal
  *   agents:
- *     - id: alice
- *       kind: prompt          # the stock prompt agent (no module to build)
+ *     - id: alice            # ids: 1-64 characters of A-Z a-z 0-9 _ . -
+ *       kind: prompt          # the stock prompt agent (no module to build);
+ *                             # default kind: wasm, which needs a module
  *       config: {role: "You are Alice.", model: demo, max_tokens: 32}
  *     - id: worker
  *       module: ../build/agents/echo.wasm
@@ -32,12 +33,21 @@
  *       priority: 1           # higher steps first (priority policy)
  *       inbox: 64             # inbox capacity; a send to a full inbox fails
  *       after: [planner]      # dag policy: steps only once these have stepped
- *                             # in an earlier tick
+ *                             # in an earlier tick (agent ids, meaning all
+ *                             # their instances, or instance ids; a single
+ *                             # id may be written without brackets)
  *   messages:
  *     - to: alice
- *       from: user            # default "scenario"
- *       body: "Is the sea wet?"   # a string, or any YAML value (sent as JSON)
+ *       from: user            # an id; default "scenario"
+ *       body: "Is the sea wet?"   # a string, or any YAML value (sent as JSON);
+ *                             # default: empty
  *       tick: 0
+ *
+ * Messages' `to` and stop.on_exit name one instance (alice, worker-3).
+ * Plain scalars follow the YAML 1.2 core schema (null ~, true/false, ints
+ * incl. 0x/0o, floats): in config they become JSON null/booleans/numbers;
+ * quoted scalars are always strings, and yes/no/on/off stay strings.  Tags
+ * are ignored.  Loading does not check that module and model files exist.
  */
 #ifndef COHORT_SCENARIO_H
 #define COHORT_SCENARIO_H
@@ -117,7 +127,8 @@ typedef struct coh_scenario {
  * "FILE:LINE:COLUMN: what was expected" for YAML syntax errors, unknown or
  * mistyped keys, values out of range, duplicate ids, messages to unknown
  * agents, unknown models named in a prompt agent's config, dag cycles or
- * unknown dependencies; COH_ENOMEM. */
+ * unknown dependencies, more than 1,000,000 agent instances in all, YAML
+ * aliases expanding far beyond the file's size; COH_ENOMEM. */
 int coh_scenario_load(const char *path, coh_scenario **out, coh_err *err);
 
 /* Same from a buffer (borrowed); path is used for messages and base_dir to

@@ -31,6 +31,14 @@ typedef struct coh__wasm_info {
   uint32_t max_sig;          /* longest params+results of any type */
 } coh__wasm_info;
 
+/* Version of what coh__wasm_instrument emits (fuel metering scheme and
+ * injected code); part of the compile-cache key, so bump it whenever the
+ * rewritten module can differ for the same input.
+ *   1: fuel counted directly in the global;
+ *   2: fuel counted in a per-function local, synced with the global at
+ *      calls, returns and traps. */
+#define COH__INSTR_VERSION 2
+
 /* Validates `in` and writes the instrumented module into *out (caller frees
  * with coh__buf_free).  fuel: insert fuel checks.  Errors COH_EFORMAT,
  * COH_EUNSUPPORTED, COH_ENOMEM with the offset and section in err. */

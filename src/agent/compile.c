@@ -2,10 +2,10 @@
  * compile.c — the runtime handle and the module compile cache.
  *
  * Pipeline for a module: validate + instrument (wasm.c) → cache key =
- * SHA-256 over (a domain tag, the glue ABI, the cohort version, the
- * instrumentation options, the compiler and wasm2c identities, the module's
- * bytes) → if <cache>/<key>.so exists and its SHA-256 matches
- * <cache>/<key>.sum, dlopen it; otherwise build in a private temporary
+ * SHA-256 over (a domain tag, the glue ABI, the instrumentation version,
+ * the cohort version, the instrumentation options, the compiler and wasm2c
+ * identities and flags, the module's bytes) → if <cache>/<key>.so exists
+ * and its SHA-256 matches <cache>/<key>.sum, dlopen it; otherwise build in a private temporary
  * folder inside the cache (wasm2c, then cc -O2 -shared -fPIC), and publish
  * with rename(2): first the object, then its checksum.  A reader therefore
  * never sees a half-written object: without a matching checksum the entry
@@ -180,20 +180,6 @@ static int write_file(const char *path, const void *data, size_t len,
   return COH_OK;
 }
 
-static int file_sha256(const char *path, char hex[65], coh_err *err) {
-  char *data = NULL;
-  size_t len = 0;
-  uint8_t h[32];
-  coh__sha256 s;
-  int rc = coh__read_file(path, &data, &len, err);
-  if (rc) return rc;
-  coh__sha256_init(&s);
-  coh__sha256_update(&s, data, len);
-  coh__sha256_final(&s, h);
-  coh__hex32(h, hex);
-  coh__free(data);
-  return COH_OK;
-}
 
 /* ---- glue generation ---------------------------------------------------------- */
 
@@ -260,6 +246,17 @@ static const char prelude_text[] =
 
 /* ---- building ------------------------------------------------------------------ */
 
+/* Fixed compiler flags for the generated code (hashed into the cache key).
+ * -ffp-contract=off: wasm forbids fusing a*b+c into one rounding; GNU C's
+ * default (=fast) fuses wherever the target has FMA (aarch64; x86-64 only
+ * with an FMA-capable -march), which would make float results depend on the
+ * machine. */
+static const char *const cc_flags[] = {
+    "-shared", "-fPIC", "-fvisibility=hidden", "-Wl,-Bsymbolic",
+    "-fno-strict-aliasing", "-ffp-contract=off", "-w", "-DNDEBUG",
+};
+#define N_CC_FLAGS (sizeof cc_flags / sizeof cc_flags[0])
+
 /* Builds the object for `wasm` into tmpdir and publishes it as so_path with
  * its checksum in sum_path. */
 static int build(coh_agent_rt *rt, const coh__buf *wasm,
@@ -320,12 +317,22 @@ static int build(coh_agent_rt *rt, const coh__buf *wasm,
     }
   }
   {
-    char *argv[] = {rt->cc, rt->opt, (char *)"-shared", (char *)"-fPIC",
-                    (char *)"-fvisibility=hidden", (char *)"-Wl,-Bsymbolic",
-                    (char *)"-fno-strict-aliasing", (char *)"-w",
-                    (char *)"-DNDEBUG", inc, incdir, (char *)"-include",
-                    p_pre, p_c, p_glue, (char *)"-o", p_so, (char *)"-lm",
-                    (char *)"-pthread", NULL};
+    char *argv[N_CC_FLAGS + 16];
+    size_t n = 0, i;
+    argv[n++] = rt->cc;
+    argv[n++] = rt->opt;
+    for (i = 0; i < N_CC_FLAGS; i++) argv[n++] = (char *)cc_flags[i];
+    argv[n++] = inc;
+    argv[n++] = incdir;
+    argv[n++] = (char *)"-include";
+    argv[n++] = p_pre;
+    argv[n++] = p_c;
+    argv[n++] = p_glue;
+    argv[n++] = (char *)"-o";
+    argv[n++] = p_so;
+    argv[n++] = (char *)"-lm";
+    argv[n++] = (char *)"-pthread";
+    argv[n] = NULL;
     st = run_tool(argv, p_log, err);
     if (st < 0) {
       rc = COH_ECOMPILE;
@@ -338,7 +345,7 @@ static int build(coh_agent_rt *rt, const coh__buf *wasm,
       goto done;
     }
   }
-  if ((rc = file_sha256(p_so, hex, err))) goto done;
+  if ((rc = coh__sha256_file(p_so, hex, err))) goto done;
   if ((rc = write_file(p_sum, hex, 64, err))) goto done;
   /* Publish: object first, checksum last (the checksum is the commit). */
   if (rename(p_so, so_path) != 0 || rename(p_sum, sum_path) != 0) {
@@ -368,7 +375,7 @@ static int entry_valid(const char *so_path, const char *sum_path) {
   size_t len = 0;
   int ok = 0;
   if (coh__read_file(sum_path, &sum, &len, NULL) != COH_OK) return 0;
-  if (len == 64 && file_sha256(so_path, hex, NULL) == COH_OK &&
+  if (len == 64 && coh__sha256_file(so_path, hex, NULL) == COH_OK &&
       memcmp(hex, sum, 64) == 0)
     ok = 1;
   coh__free(sum);
@@ -406,13 +413,19 @@ int coh_module_load(coh_agent_rt *rt, const uint8_t *bytes, size_t len,
   coh__sha256_init(&s);
   {
     char hdr[128];
-    int n = snprintf(hdr, sizeof hdr, "cohort-agent|glue%d|%s|fuel%d|",
-                     COH__GLUE_ABI, COH_VERSION, !rt->no_fuel);
+    int n = snprintf(hdr, sizeof hdr,
+                     "cohort-agent|glue%d|instr%d|%s|fuel%d|", COH__GLUE_ABI,
+                     COH__INSTR_VERSION, COH_VERSION, !rt->no_fuel);
     coh__sha256_update(&s, hdr, (size_t)n);
   }
   coh__sha256_update(&s, coh__glue_abi_text, strlen(coh__glue_abi_text));
   coh__sha256_update(&s, coh__glue_rt_text, strlen(coh__glue_rt_text));
   coh__sha256_update(&s, prelude_text, strlen(prelude_text));
+  {
+    size_t i;
+    for (i = 0; i < N_CC_FLAGS; i++)
+      coh__sha256_update(&s, cc_flags[i], strlen(cc_flags[i]) + 1);
+  }
   coh__sha256_update(&s, rt->tool_id, strlen(rt->tool_id) + 1);
   coh__sha256_update(&s, bytes, len);
   coh__sha256_final(&s, h);

@@ -8,10 +8,13 @@
  *     glue can reach them by name in the wasm2c instance struct;
  *   - exports every original global as __coh_g<i> and table 0 as
  *     __coh_table (for snapshots);
- *   - at every function entry and every loop header inserts
+ *   - meters fuel: one unit at every function entry and every loop header,
  *         fuel -= 1; if (fuel < 0) unreachable;
- *     (the runtime tells a fuel trap from a real `unreachable` by the fuel
- *     global being negative, which nothing else can make it);
+ *     counted in an extra i64 local per function (a register in the
+ *     compiled code) that is loaded from the fuel global at entry and after
+ *     calls and written back before calls, returns and traps (see
+ *     rewrite_body); the runtime tells a fuel trap from a real `unreachable`
+ *     by the fuel global being negative, which nothing else can make it;
  *   - drops custom sections (names), so wasm2c's generated names depend only
  *     on what we control.
  * Full type checking is left to wasm2c, which validates the rewritten module
@@ -208,6 +211,7 @@ typedef struct inst {
   int has_memory;
   uint32_t nglobals;
   int wrote_globals, wrote_exports;
+  uint32_t fl; /* index of the fuel local in the function being rewritten */
   coh__buf out;
 } inst;
 
@@ -656,19 +660,44 @@ static void parse_exports(inst *s) {
   write_exports(s, start, (size_t)(r->p - start), n);
 }
 
-/* fuel -= 1; if (fuel < 0) unreachable; */
-static void put_fuel_check(inst *s, coh__buf *b) {
-  uint32_t g = s->nglobals;
-  coh__buf_addc(b, 0x23); coh__buf_uleb(b, g);   /* global.get fuel */
-  coh__buf_addc(b, 0x42); coh__buf_addc(b, 0x01); /* i64.const 1 */
-  coh__buf_addc(b, 0x7d);                         /* i64.sub */
-  coh__buf_addc(b, 0x24); coh__buf_uleb(b, g);   /* global.set fuel */
-  coh__buf_addc(b, 0x23); coh__buf_uleb(b, g);   /* global.get fuel */
-  coh__buf_addc(b, 0x42); coh__buf_addc(b, 0x00); /* i64.const 0 */
-  coh__buf_addc(b, 0x53);                         /* i64.lt_s */
-  coh__buf_addc(b, 0x04); coh__buf_addc(b, 0x40); /* if */
-  coh__buf_addc(b, 0x00);                         /* unreachable */
-  coh__buf_addc(b, 0x0b);                         /* end */
+/* The fuel counter lives in a local of every function (index s->fl): the
+ * C compiler can keep a local in a register, whereas the global is a field
+ * of the instance struct that every linear-memory store may alias, so
+ * counting in the global costs a load and a store per loop iteration.  The
+ * global stays the value the host sees: the local is loaded from it at
+ * entry and after every call, and written back before every call, every
+ * way out of the function and every trap the instrumentation raises. */
+
+/* One unit: local = (entry ? global : local) - 1;
+ *           if (local < 0) { global = local; unreachable } */
+static void put_fuel_charge(inst *s, coh__buf *b, int entry) {
+  if (entry) {
+    coh__buf_addc(b, 0x23); coh__buf_uleb(b, s->nglobals); /* global.get */
+  } else {
+    coh__buf_addc(b, 0x20); coh__buf_uleb(b, s->fl);       /* local.get */
+  }
+  coh__buf_addc(b, 0x42); coh__buf_addc(b, 0x01);        /* i64.const 1 */
+  coh__buf_addc(b, 0x7d);                                /* i64.sub */
+  coh__buf_addc(b, 0x22); coh__buf_uleb(b, s->fl);       /* local.tee */
+  coh__buf_addc(b, 0x42); coh__buf_addc(b, 0x00);        /* i64.const 0 */
+  coh__buf_addc(b, 0x53);                                /* i64.lt_s */
+  coh__buf_addc(b, 0x04); coh__buf_addc(b, 0x40);        /* if */
+  coh__buf_addc(b, 0x20); coh__buf_uleb(b, s->fl);       /* local.get */
+  coh__buf_addc(b, 0x24); coh__buf_uleb(b, s->nglobals); /* global.set */
+  coh__buf_addc(b, 0x00);                                /* unreachable */
+  coh__buf_addc(b, 0x0b);                                /* end */
+}
+
+/* global = local (stack-neutral, so it may precede any instruction) */
+static void put_fuel_store(inst *s, coh__buf *b) {
+  coh__buf_addc(b, 0x20); coh__buf_uleb(b, s->fl);       /* local.get */
+  coh__buf_addc(b, 0x24); coh__buf_uleb(b, s->nglobals); /* global.set */
+}
+
+/* local = global (stack-neutral) */
+static void put_fuel_load(inst *s, coh__buf *b) {
+  coh__buf_addc(b, 0x23); coh__buf_uleb(b, s->nglobals); /* global.get */
+  coh__buf_addc(b, 0x21); coh__buf_uleb(b, s->fl);       /* local.set */
 }
 
 static void skip_blocktype(rd *r) {
@@ -690,22 +719,34 @@ static void memarg(rd *r) {
   rd_u32(r);
 }
 
-/* Copies one function body's instructions from r to b, inserting fuel
- * checks after the locals and after every loop header. */
+/* Copies one function body's instructions from r to b, inserting the fuel
+ * code (when s->fuel): the entry charge after the locals, a charge after
+ * every loop header, a write-back before every call, return, branch to the
+ * function's own label, `unreachable` and the final end, and a reload after
+ * every call. */
 static void rewrite_body(inst *s, rd *r, coh__buf *b, uint32_t fi) {
   uint32_t depth = 1;
-  const uint8_t *copied = r->p;
-#define FLUSH()                                         \
+  const uint8_t *copied = r->p, *op_start;
+#define FLUSH_TO(ptr)                                   \
   do {                                                  \
-    coh__buf_add(b, copied, (size_t)(r->p - copied));   \
-    copied = r->p;                                      \
+    coh__buf_add(b, copied, (size_t)((ptr) - copied));  \
+    copied = (ptr);                                     \
   } while (0)
-  if (s->fuel) put_fuel_check(s, b);
+#define FLUSH() FLUSH_TO(r->p)
+  if (s->fuel) put_fuel_charge(s, b, 1);
   while (depth > 0 && !r->failed) {
-    uint8_t op = rd_byte(r);
+    uint8_t op;
+    op_start = r->p;
+    op = rd_byte(r);
     if (r->failed) break;
     switch (op) {
-      case 0x00: case 0x01: case 0x0f: case 0x1a: case 0x1b: case 0xd1:
+      case 0x00: case 0x0f: /* unreachable, return */
+        if (s->fuel) {
+          FLUSH_TO(op_start);
+          put_fuel_store(s, b);
+        }
+        break;
+      case 0x01: case 0x1a: case 0x1b: case 0xd1:
       case 0x05:
         break;
       case 0x02: case 0x04:
@@ -717,34 +758,58 @@ static void rewrite_body(inst *s, rd *r, coh__buf *b, uint32_t fi) {
         depth++;
         if (s->fuel && !r->failed) {
           FLUSH();
-          put_fuel_check(s, b);
+          put_fuel_charge(s, b, 0);
         }
         break;
       case 0x0b:
         depth--;
+        if (s->fuel && depth == 0) { /* the function's end */
+          FLUSH_TO(op_start);
+          put_fuel_store(s, b);
+        }
         break;
-      case 0x0c: case 0x0d:
-        rd_u32(r);
+      case 0x0c: case 0x0d: {
+        uint32_t l = rd_u32(r);
+        /* a branch to the function's label returns */
+        if (s->fuel && !r->failed && l == depth - 1) {
+          FLUSH_TO(op_start);
+          put_fuel_store(s, b);
+        }
         break;
+      }
       case 0x0e: {
         uint32_t n = rd_u32(r), i;
+        int ret = 0;
         if (!r->failed && n > (uint32_t)(r->end - r->p)) {
           fail(r, COH_EFORMAT, "br_table of %u entries", n);
           break;
         }
-        for (i = 0; i <= n && !r->failed; i++) rd_u32(r);
+        for (i = 0; i <= n && !r->failed; i++)
+          if (rd_u32(r) == depth - 1) ret = 1;
+        if (s->fuel && ret && !r->failed) {
+          FLUSH_TO(op_start);
+          put_fuel_store(s, b);
+        }
         break;
       }
-      case 0x10: {
-        uint32_t f = rd_u32(r);
-        if (!r->failed && f >= s->nfuncs)
-          fail(r, COH_EFORMAT, "call to function %u of %u", f, s->nfuncs);
-        break;
-      }
-      case 0x11: {
-        uint32_t t = rd_u32(r), tb = rd_u32(r);
-        if (!r->failed && (t >= s->ntypes || tb >= s->ntables))
-          fail(r, COH_EFORMAT, "call_indirect type %u table %u", t, tb);
+      case 0x10: case 0x11: {
+        if (op == 0x10) {
+          uint32_t f = rd_u32(r);
+          if (!r->failed && f >= s->nfuncs)
+            fail(r, COH_EFORMAT, "call to function %u of %u", f, s->nfuncs);
+        } else {
+          uint32_t t = rd_u32(r), tb = rd_u32(r);
+          if (!r->failed && (t >= s->ntypes || tb >= s->ntables))
+            fail(r, COH_EFORMAT, "call_indirect type %u table %u", t, tb);
+        }
+        if (s->fuel && !r->failed) {
+          /* the callee counts from the global; a host import may trap
+           * (proc_exit), and fuel_used must then be exact */
+          FLUSH_TO(op_start);
+          put_fuel_store(s, b);
+          FLUSH();
+          put_fuel_load(s, b);
+        }
         break;
       }
       case 0x1c: {
@@ -806,6 +871,7 @@ static void rewrite_body(inst *s, rd *r, coh__buf *b, uint32_t fi) {
   }
   FLUSH();
 #undef FLUSH
+#undef FLUSH_TO
   if (!r->failed && r->p != r->end)
     fail(r, COH_EFORMAT, "function %u: code after the final end", fi);
 }
@@ -824,7 +890,7 @@ static void parse_code(inst *s) {
   for (i = 0; i < n && !r->failed; i++) {
     uint32_t size = rd_u32(r), ngroups, g;
     uint64_t nlocals = 0;
-    const uint8_t *fstart;
+    const uint8_t *fstart, *groups;
     rd fr;
     coh__buf fb = {0};
     fstart = rd_bytes(r, size);
@@ -833,6 +899,7 @@ static void parse_code(inst *s) {
     fr.p = fstart;
     fr.end = fstart + size;
     ngroups = rd_u32(&fr);
+    groups = fr.p;
     for (g = 0; g < ngroups && !fr.failed; g++) {
       nlocals += rd_u32(&fr);
       if (!is_valtype(rd_byte(&fr))) fail(&fr, COH_EFORMAT, "bad local type");
@@ -840,7 +907,16 @@ static void parse_code(inst *s) {
         fail(&fr, COH_EUNSUPPORTED, "function %u has over 50000 locals", i);
     }
     if (!fr.failed) {
-      coh__buf_add(&fb, fstart, (size_t)(fr.p - fstart));
+      if (s->fuel) {
+        /* one more local group: the i64 fuel counter, after all others */
+        s->fl = ftype(s, s->nfunc_imports + i)->np + (uint32_t)nlocals;
+        coh__buf_uleb(&fb, (uint64_t)ngroups + 1);
+        coh__buf_add(&fb, groups, (size_t)(fr.p - groups));
+        coh__buf_addc(&fb, 0x01);
+        coh__buf_addc(&fb, 0x7e);
+      } else {
+        coh__buf_add(&fb, fstart, (size_t)(fr.p - fstart));
+      }
       rewrite_body(s, &fr, &fb, s->nfunc_imports + i);
     }
     if (fr.failed) {

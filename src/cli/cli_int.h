@@ -19,6 +19,7 @@ int coh__cmd_generate(int argc, char **argv);
 int coh__cmd_tokenize(int argc, char **argv);
 int coh__cmd_models(int argc, char **argv);
 int coh__cmd_exec(int argc, char **argv);
+int coh__cmd_inspect(int argc, char **argv);
 
 /* exec_llm.c: the inference engine behind `cohort exec --model DIR`.
  * The returned function and its user data answer agents' llm() requests;

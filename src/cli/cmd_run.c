@@ -180,13 +180,15 @@ int coh__cmd_run(int argc, char **argv) {
     coh__runtime_error("run", "cannot choose a journal file name");
     goto done;
   }
-  if (coh_journal_create(jpath, inputs, inputs_len, &j, &err) ||
-      coh_journal_meta_put(j, "scenario_text", s->text, s->text_len, &err) ||
-      coh_journal_meta_put(j, "scenario_path", s->path, strlen(s->path), &err) ||
-      coh_journal_meta_put(j, "scenario_dir", s->dir, strlen(s->dir), &err) ||
-      coh_journal_meta_put(j, "status", "running", 7, &err)) {
-    coh__runtime_error("run", "%s", err.msg);
-    goto done;
+  {
+    /* Everything replay and resume need is written with the journal itself. */
+    const char *keys[4] = {"scenario_text", "scenario_path", "scenario_dir", "status"};
+    const void *vals[4] = {s->text, s->path, s->dir, "running"};
+    size_t lens[4] = {s->text_len, strlen(s->path), strlen(s->dir), 7};
+    if (coh_journal_create_meta(jpath, inputs, inputs_len, keys, vals, lens, 4, &j, &err)) {
+      coh__runtime_error("run", "%s", err.msg);
+      goto done;
+    }
   }
   ro.mode = COH_RUN_FRESH;
   ro.journal = j;

@@ -18,6 +18,7 @@ static const struct {
     {"run", coh__cmd_run, "run a scenario, journaled; prints the run digest"},
     {"replay", coh__cmd_replay, "re-execute a journaled run and report the first divergence"},
     {"resume", coh__cmd_resume, "continue a killed run from its journal"},
+    {"inspect", coh__cmd_inspect, "print or verify a run journal's transcript"},
 };
 
 static void print_usage(FILE *f) {

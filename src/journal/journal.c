@@ -1,0 +1,1149 @@
+/*
+ * journal.c — the run journal on SQLite.
+ *
+ * Layout (schema version COH__JOURNAL_SCHEMA):
+ *   meta(key TEXT PRIMARY KEY, value BLOB)       format, schema_version, inputs, ...
+ *   events(seq INTEGER PRIMARY KEY, tick, kind, source, target, payload BLOB,
+ *          chain BLOB, wall_us)                   one row per committed event
+ *   ticks(tick INTEGER PRIMARY KEY, last_seq, chain, wall_us)
+ *                                                 one row per committed tick
+ *   checkpoints(tick, agent, state, PRIMARY KEY(tick, agent))
+ *
+ * Crash safety.  The file is in WAL mode with synchronous=NORMAL, and every
+ * tick is one transaction (BEGIN IMMEDIATE ... COMMIT).  In WAL mode a
+ * transaction becomes visible only when its commit frame is in the WAL, and
+ * recovery ignores frames after the last valid commit frame (they are
+ * checksummed), so a process killed at any point — kill -9 included — leaves
+ * the journal at the end of its last committed tick: the OS still holds every
+ * write() the process made.  synchronous=NORMAL skips the fsync at each
+ * commit (it syncs at checkpoints), so a power loss or OS crash may lose the
+ * last few committed ticks, but it never corrupts the file or leaves half a
+ * tick; resume then continues from an earlier checkpoint.  That trade buys
+ * the append rate (one fsync per tick would cap a run at disk latency).
+ *
+ * Every SQLite error is translated here, once, into COH_EJOURNAL (COH_ENOMEM
+ * for SQLITE_NOMEM) with SQLite's message and the journal's path.
+ *
+ * The journal trusts nothing it reads back: rows are type-checked when they
+ * are read, open() validates the file's structure (not its contents — that
+ * is verify()'s job, which recomputes the hash chain), and the connection
+ * runs with SQLite's defensive flags because a journal may come from
+ * elsewhere.  SQLite allocates through its own allocator, not coh__malloc:
+ * redirecting it would need process-wide sqlite3_config() before any other
+ * SQLite use in the process, which a library cannot demand.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "journal/journal_int.h"
+#include "util/util_int.h"
+
+/* ---- the chain -------------------------------------------------------- */
+
+static void put_le64(uint8_t b[8], uint64_t v) {
+  int i;
+  for (i = 0; i < 8; i++) b[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void sha_i64(coh__sha256 *s, int64_t v) {
+  uint8_t b[8];
+  put_le64(b, (uint64_t)v);
+  coh__sha256_update(s, b, 8);
+}
+
+static void sha_str(coh__sha256 *s, const char *str) {
+  coh__sha256_update(s, str, strlen(str) + 1); /* with its NUL */
+}
+
+void coh__journal_chain0(const void *inputs, size_t len, uint8_t out[32]) {
+  coh__sha256 s;
+  coh__sha256_init(&s);
+  sha_str(&s, "cohort-journal-1");
+  if (len > 0) coh__sha256_update(&s, inputs, len);
+  coh__sha256_final(&s, out);
+}
+
+void coh__journal_chain_step(const uint8_t prev[32], int64_t seq, int64_t tick,
+                             const char *kind, const char *source,
+                             const char *target, const void *payload,
+                             size_t payload_len, uint8_t out[32]) {
+  coh__sha256 s;
+  coh__sha256_init(&s);
+  coh__sha256_update(&s, prev, 32);
+  sha_i64(&s, seq);
+  sha_i64(&s, tick);
+  sha_str(&s, kind);
+  sha_str(&s, source);
+  sha_str(&s, target);
+  sha_i64(&s, (int64_t)payload_len);
+  if (payload_len > 0) coh__sha256_update(&s, payload, payload_len);
+  coh__sha256_final(&s, out);
+}
+
+/* ---- the handle -------------------------------------------------------- */
+
+enum {
+  ST_BEGIN,
+  ST_COMMIT,
+  ST_ROLLBACK,
+  ST_INS_EVENT,
+  ST_INS_TICK,
+  ST_INS_CKPT,
+  ST_META_PUT,
+  ST_META_GET,
+  ST_EVENTS,
+  ST_EVENTS_AGENT,
+  ST_VERIFY_EVENTS,
+  ST_VERIFY_TICKS,
+  ST_CKPT_TICK,
+  ST_CKPTS,
+  ST_LAST_EVENT,
+  ST_LAST_TICK,
+  ST_DEL_EVENTS,
+  ST_DEL_TICKS,
+  ST_DEL_CKPTS,
+  ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_INS_EVENT] = "INSERT INTO events(seq, tick, kind, source, target, "
+                     "payload, chain, wall_us) VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
+    [ST_INS_TICK] = "INSERT INTO ticks(tick, last_seq, chain, wall_us) "
+                    "VALUES(?, ?, ?, ?)",
+    [ST_INS_CKPT] = "INSERT OR REPLACE INTO checkpoints(tick, agent, state) "
+                    "VALUES(?, ?, ?)",
+    [ST_META_PUT] = "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)",
+    [ST_META_GET] = "SELECT value FROM meta WHERE key = ?",
+    /* "tick, seq" is seq order (ticks never decrease along seq) and is the
+     * order of the events_tick index, so a range read needs no sort. */
+    [ST_EVENTS] = "SELECT seq, tick, kind, source, target, payload, chain, "
+                  "wall_us FROM events WHERE tick BETWEEN ?1 AND ?2 "
+                  "ORDER BY tick, seq",
+    [ST_EVENTS_AGENT] = "SELECT seq, tick, kind, source, target, payload, "
+                        "chain, wall_us FROM events WHERE tick BETWEEN ?1 AND "
+                        "?2 AND (source = ?3 OR target = ?3) "
+                        "ORDER BY tick, seq",
+    [ST_VERIFY_EVENTS] = "SELECT seq, tick, kind, source, target, payload, "
+                         "chain, wall_us FROM events ORDER BY seq",
+    [ST_VERIFY_TICKS] = "SELECT tick, last_seq, chain FROM ticks "
+                        "ORDER BY tick",
+    [ST_CKPT_TICK] = "SELECT MAX(tick) FROM checkpoints WHERE tick <= ?",
+    [ST_CKPTS] = "SELECT agent, state FROM checkpoints WHERE tick = ? "
+                 "ORDER BY agent",
+    [ST_LAST_EVENT] = "SELECT seq, chain FROM events ORDER BY seq DESC "
+                      "LIMIT 1",
+    [ST_LAST_TICK] = "SELECT tick, last_seq FROM ticks ORDER BY tick DESC "
+                     "LIMIT 1",
+    [ST_DEL_EVENTS] = "DELETE FROM events WHERE tick > ?",
+    [ST_DEL_TICKS] = "DELETE FROM ticks WHERE tick > ?",
+    [ST_DEL_CKPTS] = "DELETE FROM checkpoints WHERE tick > ?",
+};
+
+static const char schema_sql[] =
+    "CREATE TABLE meta(key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL);"
+    "CREATE TABLE events(seq INTEGER PRIMARY KEY, tick INTEGER NOT NULL, "
+    "  kind TEXT NOT NULL, source TEXT NOT NULL, target TEXT NOT NULL, "
+    "  payload BLOB NOT NULL, chain BLOB NOT NULL, wall_us INTEGER NOT NULL);"
+    /* Agent lookups on events use events_tick and filter source/target
+     * within the tick range; there is deliberately no index keyed by agent.
+     * Such an index puts each agent's new entries on a different page, so a
+     * commit rewrites one page per active agent per index: with indexes on
+     * source and on target the append rate fell 4x with 64 agents
+     * (bench/journal_bench: ~60k vs ~220k events/s) and it falls further
+     * with more agents.  Indexes on (tick, source) and (tick, target), which
+     * append at the end, were measured too: the planner does not pick
+     * them, and forced via a UNION they made a whole-journal agent read
+     * only ~20% faster.  Per-agent reads (inspect, replay) are rare and
+     * sequential; appends are the hot path. */
+    "CREATE INDEX events_tick ON events(tick);"
+    "CREATE TABLE ticks(tick INTEGER PRIMARY KEY, last_seq INTEGER NOT NULL, "
+    "  chain BLOB NOT NULL, wall_us INTEGER NOT NULL);"
+    "CREATE TABLE checkpoints(tick INTEGER NOT NULL, agent TEXT NOT NULL, "
+    "  state BLOB NOT NULL, PRIMARY KEY(tick, agent));"
+    "CREATE INDEX checkpoints_agent ON checkpoints(agent, tick);";
+
+static const char *const tables[] = {"meta", "events", "ticks", "checkpoints"};
+
+struct coh_journal {
+  sqlite3 *db;
+  char *path;
+  sqlite3_stmt *st[ST_COUNT];
+  uint8_t chain0[32];
+  /* committed state */
+  uint8_t chain[32];
+  int64_t seq;
+  int64_t last_tick;
+  /* the open tick, if any */
+  int in_tick;
+  int64_t tick;
+  uint8_t pchain[32];
+  int64_t pseq;
+  int walking; /* an events()/checkpoints()/verify() walk is under way */
+};
+
+/* An empty blob must still bind as a blob, not as NULL. */
+static const char empty_blob[1] = {0};
+
+/* The boundary: a SQLite result code (and the connection's message) becomes
+ * a cohort error naming the journal and what was being done. */
+static int sqlfail(coh_journal *j, coh_err *err, int rc, const char *what) {
+  const char *msg = j->db ? sqlite3_errmsg(j->db) : sqlite3_errstr(rc);
+  int prim = rc & 0xff;
+  if (prim == SQLITE_NOMEM)
+    return coh__err(err, COH_ENOMEM, "journal %s: %s: %s", j->path, what, msg);
+  if (prim == SQLITE_CORRUPT || prim == SQLITE_NOTADB)
+    return coh__err(err, COH_EJOURNAL, "journal %s is damaged (%s): %s",
+                    j->path, what, msg);
+  return coh__err(err, COH_EJOURNAL, "journal %s: %s: %s", j->path, what, msg);
+}
+
+/* Steps a statement that returns no rows, then resets it. */
+static int exec_st(coh_journal *j, int id, coh_err *err, const char *what) {
+  sqlite3_stmt *st = j->st[id];
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE) return sqlfail(j, err, rc, what);
+  return COH_OK;
+}
+
+static int exec_sql(coh_journal *j, const char *sql, coh_err *err,
+                    const char *what) {
+  int rc = sqlite3_exec(j->db, sql, NULL, NULL, NULL);
+  if (rc != SQLITE_OK) return sqlfail(j, err, rc, what);
+  return COH_OK;
+}
+
+static void close_db(coh_journal *j) {
+  int i;
+  for (i = 0; i < ST_COUNT; i++) {
+    sqlite3_finalize(j->st[i]);
+    j->st[i] = NULL;
+  }
+  if (j->db) sqlite3_close_v2(j->db);
+  j->db = NULL;
+}
+
+void coh_journal_close(coh_journal *j) {
+  if (j == NULL) return;
+  if (j->in_tick) coh_journal_tick_rollback(j);
+  close_db(j);
+  coh__free(j->path);
+  coh__free(j);
+}
+
+static int new_handle(const char *path, coh_journal **out, coh_err *err) {
+  coh_journal *j = coh__calloc(1, sizeof *j);
+  if (j == NULL) return coh__err(err, COH_ENOMEM, "journal %s: out of memory", path);
+  j->path = coh__strdup(path);
+  if (j->path == NULL) {
+    coh__free(j);
+    return coh__err(err, COH_ENOMEM, "journal %s: out of memory", path);
+  }
+  j->last_tick = -1;
+  *out = j;
+  return COH_OK;
+}
+
+static int open_db(coh_journal *j, coh_err *err) {
+  int rc = sqlite3_open_v2(j->path, &j->db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc != SQLITE_OK) return sqlfail(j, err, rc, "cannot open");
+  sqlite3_extended_result_codes(j->db, 1);
+  /* A journal may come from elsewhere: no schema-embedded SQL functions, no
+   * writable_schema tricks. */
+  sqlite3_db_config(j->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+  sqlite3_db_config(j->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
+  /* A reader (cohort inspect) may meet a writer's checkpoint. */
+  sqlite3_busy_timeout(j->db, 5000);
+  return COH_OK;
+}
+
+/* WAL + synchronous=NORMAL: see the comment at the top of the file. */
+static int set_wal(coh_journal *j, coh_err *err) {
+  sqlite3_stmt *st = NULL;
+  const unsigned char *mode;
+  int rc = sqlite3_prepare_v2(j->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+  if (rc != SQLITE_OK) return sqlfail(j, err, rc, "setting WAL mode");
+  rc = sqlite3_step(st);
+  if (rc != SQLITE_ROW) {
+    rc = sqlfail(j, err, rc, "setting WAL mode");
+    sqlite3_finalize(st);
+    return rc;
+  }
+  mode = sqlite3_column_text(st, 0);
+  if (mode == NULL || strcmp((const char *)mode, "wal") != 0) {
+    rc = coh__err(err, COH_EJOURNAL,
+                  "journal %s: cannot use WAL mode (journal mode stays '%s')",
+                  j->path, mode ? (const char *)mode : "?");
+    sqlite3_finalize(st);
+    return rc;
+  }
+  sqlite3_finalize(st);
+  return exec_sql(j, "PRAGMA synchronous=NORMAL", err, "setting synchronous");
+}
+
+static int prepare_all(coh_journal *j, coh_err *err) {
+  int i, rc;
+  for (i = 0; i < ST_COUNT; i++) {
+    rc = sqlite3_prepare_v3(j->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                            &j->st[i], NULL);
+    if (rc != SQLITE_OK) {
+      if ((rc & 0xff) == SQLITE_NOMEM) return sqlfail(j, err, rc, "preparing");
+      return coh__err(err, COH_EJOURNAL,
+                      "journal %s: tables do not match cohort journal schema "
+                      "version %d: %s",
+                      j->path, COH__JOURNAL_SCHEMA, sqlite3_errmsg(j->db));
+    }
+  }
+  return COH_OK;
+}
+
+/* Loads the committed state: chain and seq from the last event row (nothing
+ * is recomputed), last tick from the ticks table. */
+static int load_state(coh_journal *j, coh_err *err) {
+  sqlite3_stmt *st = j->st[ST_LAST_EVENT];
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    const void *c = sqlite3_column_blob(st, 1);
+    j->seq = sqlite3_column_int64(st, 0);
+    if (sqlite3_column_type(st, 1) != SQLITE_BLOB ||
+        sqlite3_column_bytes(st, 1) != 32 || c == NULL) {
+      sqlite3_reset(st);
+      return coh__err(err, COH_EJOURNAL,
+                      "journal %s: last event (seq %lld) has a malformed chain "
+                      "column (not a 32-byte blob)",
+                      j->path, (long long)j->seq);
+    }
+    memcpy(j->chain, c, 32);
+  } else if (rc == SQLITE_DONE) {
+    j->seq = 0;
+    memcpy(j->chain, j->chain0, 32);
+  } else {
+    sqlite3_reset(st);
+    return sqlfail(j, err, rc, "reading the last event");
+  }
+  sqlite3_reset(st);
+  st = j->st[ST_LAST_TICK];
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    j->last_tick = sqlite3_column_int64(st, 0);
+  } else if (rc == SQLITE_DONE) {
+    j->last_tick = -1;
+  } else {
+    sqlite3_reset(st);
+    return sqlfail(j, err, rc, "reading the last tick");
+  }
+  sqlite3_reset(st);
+  return COH_OK;
+}
+
+/* Deletes a file and its WAL companions. */
+static void unlink_all(const char *path) {
+  char buf[4096];
+  unlink(path);
+  if (snprintf(buf, sizeof buf, "%s-wal", path) < (int)sizeof buf) unlink(buf);
+  if (snprintf(buf, sizeof buf, "%s-shm", path) < (int)sizeof buf) unlink(buf);
+}
+
+int coh_journal_create(const char *path, const void *inputs, size_t inputs_len,
+                       coh_journal **out, coh_err *err) {
+  return coh_journal_create_meta(path, inputs, inputs_len, NULL, NULL, NULL, 0,
+                                 out, err);
+}
+
+/* Writes a complete new journal (schema, fixed meta, extra meta) into `tmp`
+ * in one rollback-mode transaction and closes it. */
+static int create_file(const char *tmp, const void *inputs, size_t inputs_len,
+                       const char *const *keys, const void *const *values,
+                       const size_t *lens, size_t n_meta, coh_err *err) {
+  coh_journal *j = NULL;
+  int fd, rc, created = 0;
+  char ver[16];
+  const char *path = tmp;
+  size_t m;
+
+  /* O_EXCL: never overwrite a previous run's journal. */
+  fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    if (errno == EEXIST)
+      return coh__err(err, COH_EIO, "journal %s already exists (refusing to "
+                      "overwrite it)", path);
+    return coh__err(err, COH_EIO, "journal %s: cannot create: %s", path,
+                    strerror(errno));
+  }
+  close(fd);
+  created = 1;
+  /* The main file did not exist, so any WAL beside it is an orphan that
+   * SQLite would otherwise replay into the new database. */
+  {
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s-wal", path) < (int)sizeof buf) unlink(buf);
+    if (snprintf(buf, sizeof buf, "%s-shm", path) < (int)sizeof buf) unlink(buf);
+  }
+  rc = new_handle(path, &j, err);
+  if (rc) goto fail;
+  rc = open_db(j, err);
+  if (rc) goto fail;
+  /* The schema is written in rollback-journal mode, straight into the main
+   * file, so the file is a complete journal before the first WAL frame. */
+  rc = exec_sql(j, "PRAGMA page_size=4096", err, "creating");
+  if (rc) goto fail;
+  rc = exec_sql(j, "BEGIN", err, "creating");
+  if (rc) goto fail;
+  rc = exec_sql(j, schema_sql, err, "creating the tables");
+  if (rc) goto fail;
+  rc = prepare_all(j, err);
+  if (rc) goto fail;
+  snprintf(ver, sizeof ver, "%d", COH__JOURNAL_SCHEMA);
+  {
+    static const char *const keys[3] = {"format", "schema_version", "inputs"};
+    const void *vals[3] = {COH__JOURNAL_FORMAT, ver,
+                           inputs_len ? inputs : (const void *)empty_blob};
+    size_t lens[3] = {strlen(COH__JOURNAL_FORMAT), strlen(ver), inputs_len};
+    int i;
+    for (i = 0; i < 3; i++) {
+      sqlite3_stmt *st = j->st[ST_META_PUT];
+      sqlite3_bind_text(st, 1, keys[i], -1, SQLITE_STATIC);
+      sqlite3_bind_blob64(st, 2, vals[i], lens[i], SQLITE_STATIC);
+      rc = exec_st(j, ST_META_PUT, err, "writing meta");
+      if (rc) goto fail;
+    }
+  }
+  for (m = 0; m < n_meta; m++) {
+    sqlite3_stmt *st = j->st[ST_META_PUT];
+    if (!strcmp(keys[m], "format") || !strcmp(keys[m], "schema_version") ||
+        !strcmp(keys[m], "inputs")) {
+      rc = coh__err(err, COH_EINVAL, "journal: meta key '%s' is reserved", keys[m]);
+      goto fail;
+    }
+    sqlite3_bind_text(st, 1, keys[m], -1, SQLITE_STATIC);
+    sqlite3_bind_blob64(st, 2, lens[m] ? values[m] : (const void *)empty_blob, lens[m],
+                        SQLITE_STATIC);
+    rc = exec_st(j, ST_META_PUT, err, "writing meta");
+    if (rc) goto fail;
+  }
+  rc = exec_sql(j, "COMMIT", err, "creating");
+  if (rc) goto fail;
+  close_db(j);
+  coh__free(j->path);
+  coh__free(j);
+  return COH_OK;
+fail:
+  if (j) {
+    close_db(j);
+    coh__free(j->path);
+    coh__free(j);
+  }
+  if (created) unlink_all(path);
+  return rc;
+}
+
+int coh_journal_create_meta(const char *path, const void *inputs,
+                            size_t inputs_len, const char *const *keys,
+                            const void *const *values, const size_t *lens,
+                            size_t n_meta, coh_journal **out, coh_err *err) {
+  char tmp[4096];
+  int rc;
+  *out = NULL;
+  if (path == NULL || (inputs == NULL && inputs_len > 0) ||
+      (n_meta > 0 && (keys == NULL || values == NULL || lens == NULL)))
+    return coh__err(err, COH_EINVAL, "journal: NULL path, inputs or meta");
+  if (access(path, F_OK) == 0)
+    return coh__err(err, COH_EIO, "journal %s already exists (refusing to "
+                    "overwrite it)", path);
+  if (snprintf(tmp, sizeof tmp, "%s.creating", path) >= (int)sizeof tmp)
+    return coh__err(err, COH_EINVAL, "journal: path too long");
+  /* The journal is built complete under a temporary name and appears under
+   * its real name in one step (link, which also refuses an existing file):
+   * a process killed while creating leaves no half-made journal behind. */
+  unlink_all(tmp);
+  rc = create_file(tmp, inputs, inputs_len, keys, values, lens, n_meta, err);
+  if (rc) return rc;
+  if (link(tmp, path) != 0) {
+    int e = errno;
+    unlink_all(tmp);
+    if (e == EEXIST)
+      return coh__err(err, COH_EIO, "journal %s already exists (refusing to "
+                      "overwrite it)", path);
+    return coh__err(err, COH_EIO, "journal %s: cannot create: %s", path, strerror(e));
+  }
+  unlink_all(tmp);
+  return coh_journal_open(path, out, err);
+}
+
+static uint32_t be32(const unsigned char *b) {
+  return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 |
+         (uint32_t)b[3];
+}
+
+/* Checks the file itself before SQLite sees it: SQLite would treat an empty
+ * file as an empty database (and write to it), and says only "file is not a
+ * database" for anything else. */
+static int check_file(const char *path, coh_err *err) {
+  struct stat sb, wsb;
+  unsigned char h[100];
+  char wal[4096];
+  FILE *f;
+  size_t n;
+  uint32_t page_size, pages;
+
+  if (stat(path, &sb) != 0) {
+    if (errno == ENOENT)
+      return coh__err(err, COH_ENOENT, "journal %s: no such file", path);
+    return coh__err(err, COH_EIO, "journal %s: %s", path, strerror(errno));
+  }
+  if (!S_ISREG(sb.st_mode))
+    return coh__err(err, COH_EJOURNAL, "journal %s is not a regular file", path);
+  if (sb.st_size == 0)
+    return coh__err(err, COH_EJOURNAL,
+                    "journal %s is an empty file, not a cohort journal", path);
+  f = fopen(path, "rb");
+  if (f == NULL)
+    return coh__err(err, COH_EIO, "journal %s: %s", path, strerror(errno));
+  n = fread(h, 1, sizeof h, f);
+  fclose(f);
+  if (n < sizeof h || memcmp(h, "SQLite format 3", 16) != 0)
+    return coh__err(err, COH_EJOURNAL,
+                    "journal %s is not a SQLite file (no SQLite header), so "
+                    "not a cohort journal", path);
+  page_size = (uint32_t)h[16] << 8 | h[17];
+  if (page_size == 1) page_size = 65536;
+  if (page_size < 512 || page_size > 65536 || (page_size & (page_size - 1)))
+    return coh__err(err, COH_EJOURNAL,
+                    "journal %s: damaged SQLite header (page size %u)", path,
+                    (unsigned)page_size);
+  /* The header's page count is valid when its change counter matches
+   * "version-valid-for"; without a WAL beside the file (which may still
+   * hold pages not yet checkpointed) the file must be that long. */
+  pages = be32(h + 28);
+  if (pages > 0 && be32(h + 24) == be32(h + 92) &&
+      (uint64_t)sb.st_size < (uint64_t)pages * page_size &&
+      !(snprintf(wal, sizeof wal, "%s-wal", path) < (int)sizeof wal &&
+        stat(wal, &wsb) == 0 && wsb.st_size > 0))
+    return coh__err(err, COH_EJOURNAL,
+                    "journal %s is truncated: %lld bytes, but its header says "
+                    "%u pages of %u bytes",
+                    path, (long long)sb.st_size, (unsigned)pages,
+                    (unsigned)page_size);
+  return COH_OK;
+}
+
+/* Reads meta[key] as a NUL-terminated copy; COH_ENOENT if absent. */
+static int meta_read(coh_journal *j, sqlite3_stmt *st, const char *key,
+                     char **value, size_t *len, coh_err *err) {
+  int rc;
+  const void *p;
+  size_t n;
+  char *copy;
+  sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_DONE) {
+    sqlite3_reset(st);
+    return coh__err(err, COH_ENOENT, "journal %s: no meta '%s'", j->path, key);
+  }
+  if (rc != SQLITE_ROW) {
+    rc = sqlfail(j, err, rc, "reading meta");
+    sqlite3_reset(st);
+    return rc;
+  }
+  p = sqlite3_column_blob(st, 0);
+  n = (size_t)sqlite3_column_bytes(st, 0);
+  copy = coh__malloc(n + 1);
+  if (copy == NULL) {
+    sqlite3_reset(st);
+    return coh__err(err, COH_ENOMEM, "journal %s: out of memory", j->path);
+  }
+  if (n) memcpy(copy, p, n);
+  copy[n] = '\0';
+  sqlite3_reset(st);
+  *value = copy;
+  if (len) *len = n;
+  return COH_OK;
+}
+
+static int check_meta(coh_journal *j, coh_err *err);
+
+/* Structure checks on a file SQLite accepted: tables, format, version. */
+static int check_schema(coh_journal *j, coh_err *err) {
+  sqlite3_stmt *st = NULL;
+  size_t i;
+  int rc;
+
+  rc = sqlite3_prepare_v2(j->db,
+                          "SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                          "AND name = ?", -1, &st, NULL);
+  if (rc != SQLITE_OK) {
+    rc = sqlfail(j, err, rc, "reading the schema");
+    goto done;
+  }
+  /* meta first: without it (or with another format in it) the file is
+   * somebody else's database, not a damaged journal. */
+  for (i = 0; i < sizeof tables / sizeof tables[0]; i++) {
+    if (i == 1) {
+      rc = check_meta(j, err);
+      if (rc) goto done;
+    }
+    sqlite3_bind_text(st, 1, tables[i], -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE) {
+      if (i == 0)
+        rc = coh__err(err, COH_EJOURNAL,
+                      "journal %s is a SQLite file but not a cohort journal "
+                      "(no 'meta' table)", j->path);
+      else
+        rc = coh__err(err, COH_EJOURNAL,
+                      "journal %s is damaged: table '%s' is missing", j->path,
+                      tables[i]);
+      goto done;
+    }
+    if (rc != SQLITE_ROW) {
+      rc = sqlfail(j, err, rc, "reading the schema");
+      goto done;
+    }
+  }
+  rc = COH_OK;
+done:
+  sqlite3_finalize(st);
+  return rc;
+}
+
+/* meta: format, schema version, inputs (→ chain[0]). */
+static int check_meta(coh_journal *j, coh_err *err) {
+  sqlite3_stmt *st = NULL;
+  char *v = NULL;
+  size_t len;
+  int rc;
+
+  rc = sqlite3_prepare_v2(j->db, "SELECT value FROM meta WHERE key = ?", -1,
+                          &st, NULL);
+  if (rc != SQLITE_OK) {
+    rc = coh__err(err, COH_EJOURNAL,
+                  "journal %s is not a cohort journal (its meta table is not "
+                  "key/value: %s)", j->path, sqlite3_errmsg(j->db));
+    goto done;
+  }
+  rc = meta_read(j, st, "format", &v, NULL, err);
+  if (rc == COH_ENOENT || (rc == COH_OK && strcmp(v, COH__JOURNAL_FORMAT))) {
+    rc = coh__err(err, COH_EJOURNAL,
+                  "journal %s is a SQLite file but not a cohort journal (meta "
+                  "'format' is %s%.64s%s)", j->path, v ? "'" : "",
+                  v ? v : "missing", v ? "'" : "");
+    goto done;
+  }
+  if (rc) goto done;
+  coh__free(v);
+  v = NULL;
+  rc = meta_read(j, st, "schema_version", &v, NULL, err);
+  if (rc == COH_ENOENT) {
+    rc = coh__err(err, COH_EJOURNAL,
+                  "journal %s: meta 'schema_version' is missing", j->path);
+    goto done;
+  }
+  if (rc) goto done;
+  {
+    char want[16];
+    snprintf(want, sizeof want, "%d", COH__JOURNAL_SCHEMA);
+    if (strcmp(v, want) != 0) {
+      rc = coh__err(err, COH_EJOURNAL,
+                    "journal %s has schema version '%.32s'; this cohort reads "
+                    "version %d", j->path, v, COH__JOURNAL_SCHEMA);
+      goto done;
+    }
+  }
+  coh__free(v);
+  v = NULL;
+  rc = meta_read(j, st, "inputs", &v, &len, err);
+  if (rc == COH_ENOENT) {
+    rc = coh__err(err, COH_EJOURNAL, "journal %s: meta 'inputs' is missing",
+                  j->path);
+    goto done;
+  }
+  if (rc) goto done;
+  coh__journal_chain0(v, len, j->chain0);
+done:
+  coh__free(v);
+  sqlite3_finalize(st);
+  return rc;
+}
+
+int coh_journal_open(const char *path, coh_journal **out, coh_err *err) {
+  coh_journal *j = NULL;
+  int rc;
+
+  *out = NULL;
+  if (path == NULL) return coh__err(err, COH_EINVAL, "journal: NULL path");
+  rc = check_file(path, err);
+  if (rc) return rc;
+  rc = new_handle(path, &j, err);
+  if (rc) return rc;
+  rc = open_db(j, err);
+  if (rc) goto fail;
+  rc = check_schema(j, err);
+  if (rc) goto fail;
+  rc = set_wal(j, err);
+  if (rc) goto fail;
+  rc = prepare_all(j, err);
+  if (rc) goto fail;
+  rc = load_state(j, err);
+  if (rc) goto fail;
+  *out = j;
+  return COH_OK;
+fail:
+  coh_journal_close(j);
+  return rc;
+}
+
+/* ---- meta ------------------------------------------------------------- */
+
+int coh_journal_meta_put(coh_journal *j, const char *key, const void *value,
+                         size_t len, coh_err *err) {
+  sqlite3_stmt *st = j->st[ST_META_PUT];
+  if (key == NULL || (value == NULL && len > 0))
+    return coh__err(err, COH_EINVAL, "journal %s: NULL meta key or value",
+                    j->path);
+  /* These three define what the file is and where the chain starts. */
+  if (!strcmp(key, "format") || !strcmp(key, "schema_version") ||
+      !strcmp(key, "inputs"))
+    return coh__err(err, COH_EINVAL,
+                    "journal %s: meta '%s' is set by the journal itself",
+                    j->path, key);
+  sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+  sqlite3_bind_blob64(st, 2, len ? value : (const void *)empty_blob, len,
+                      SQLITE_STATIC);
+  return exec_st(j, ST_META_PUT, err, "writing meta");
+}
+
+int coh_journal_meta_get(coh_journal *j, const char *key, char **value,
+                         size_t *len, coh_err *err) {
+  *value = NULL;
+  if (len) *len = 0;
+  if (key == NULL)
+    return coh__err(err, COH_EINVAL, "journal %s: NULL meta key", j->path);
+  return meta_read(j, j->st[ST_META_GET], key, value, len, err);
+}
+
+/* ---- ticks ------------------------------------------------------------ */
+
+int coh_journal_tick_begin(coh_journal *j, int64_t tick, coh_err *err) {
+  int rc;
+  if (j->in_tick)
+    return coh__err(err, COH_ESTATE,
+                    "journal %s: tick %lld is still open (commit or roll it "
+                    "back first)", j->path, (long long)j->tick);
+  if (tick <= j->last_tick || tick < 0)
+    return coh__err(err, COH_EINVAL,
+                    "journal %s: tick %lld is not after the last committed "
+                    "tick %lld", j->path, (long long)tick,
+                    (long long)j->last_tick);
+  rc = exec_st(j, ST_BEGIN, err, "beginning a tick");
+  if (rc) return rc;
+  j->in_tick = 1;
+  j->tick = tick;
+  j->pseq = j->seq;
+  memcpy(j->pchain, j->chain, 32);
+  return COH_OK;
+}
+
+int coh_journal_append(coh_journal *j, coh_jevent *ev, coh_err *err) {
+  sqlite3_stmt *st = j->st[ST_INS_EVENT];
+  const char *target;
+  uint8_t chain[32];
+  int64_t seq;
+  int rc;
+
+  if (!j->in_tick)
+    return coh__err(err, COH_ESTATE, "journal %s: append outside a tick",
+                    j->path);
+  if (ev->kind == NULL || ev->source == NULL ||
+      (ev->payload == NULL && ev->payload_len > 0))
+    return coh__err(err, COH_EINVAL,
+                    "journal %s: event with NULL kind, source or payload",
+                    j->path);
+  if (ev->tick != j->tick)
+    return coh__err(err, COH_EINVAL,
+                    "journal %s: event for tick %lld appended to open tick "
+                    "%lld", j->path, (long long)ev->tick, (long long)j->tick);
+  target = ev->target ? ev->target : "";
+  seq = j->pseq + 1;
+  coh__journal_chain_step(j->pchain, seq, ev->tick, ev->kind, ev->source,
+                          target, ev->payload, ev->payload_len, chain);
+  sqlite3_bind_int64(st, 1, seq);
+  sqlite3_bind_int64(st, 2, ev->tick);
+  sqlite3_bind_text(st, 3, ev->kind, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 4, ev->source, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 5, target, -1, SQLITE_STATIC);
+  sqlite3_bind_blob64(st, 6, ev->payload_len ? ev->payload : empty_blob,
+                      ev->payload_len, SQLITE_STATIC);
+  sqlite3_bind_blob(st, 7, chain, 32, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 8, ev->wall_us);
+  rc = exec_st(j, ST_INS_EVENT, err, "appending an event");
+  if (rc) return rc;
+  j->pseq = seq;
+  memcpy(j->pchain, chain, 32);
+  ev->seq = seq;
+  memcpy(ev->chain, chain, 32);
+  return COH_OK;
+}
+
+int coh_journal_checkpoint_put(coh_journal *j, const char *agent,
+                               const void *state, size_t len, coh_err *err) {
+  sqlite3_stmt *st = j->st[ST_INS_CKPT];
+  if (!j->in_tick)
+    return coh__err(err, COH_ESTATE, "journal %s: checkpoint outside a tick",
+                    j->path);
+  if (agent == NULL || (state == NULL && len > 0))
+    return coh__err(err, COH_EINVAL,
+                    "journal %s: checkpoint with NULL agent or state", j->path);
+  sqlite3_bind_int64(st, 1, j->tick);
+  sqlite3_bind_text(st, 2, agent, -1, SQLITE_STATIC);
+  sqlite3_bind_blob64(st, 3, len ? state : (const void *)empty_blob, len,
+                      SQLITE_STATIC);
+  return exec_st(j, ST_INS_CKPT, err, "storing a checkpoint");
+}
+
+int coh_journal_tick_commit(coh_journal *j, int64_t wall_us, coh_err *err) {
+  sqlite3_stmt *st = j->st[ST_INS_TICK];
+  int rc;
+  if (!j->in_tick)
+    return coh__err(err, COH_ESTATE, "journal %s: no open tick to commit",
+                    j->path);
+  sqlite3_bind_int64(st, 1, j->tick);
+  sqlite3_bind_int64(st, 2, j->pseq);
+  sqlite3_bind_blob(st, 3, j->pchain, 32, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 4, wall_us);
+  rc = exec_st(j, ST_INS_TICK, err, "committing a tick");
+  if (rc) return rc;
+  /* On failure the transaction stays open (or SQLite already rolled it
+   * back); either way the caller's tick_rollback cleans up. */
+  rc = exec_st(j, ST_COMMIT, err, "committing a tick");
+  if (rc) return rc;
+  j->in_tick = 0;
+  j->seq = j->pseq;
+  j->last_tick = j->tick;
+  memcpy(j->chain, j->pchain, 32);
+  return COH_OK;
+}
+
+void coh_journal_tick_rollback(coh_journal *j) {
+  if (j == NULL || !j->in_tick) return;
+  /* "no transaction is active" after an error that already rolled back is
+   * fine: the goal state is reached either way. */
+  if (!sqlite3_get_autocommit(j->db)) {
+    sqlite3_step(j->st[ST_ROLLBACK]);
+    sqlite3_reset(j->st[ST_ROLLBACK]);
+  }
+  j->in_tick = 0;
+}
+
+int coh_journal_last_tick(coh_journal *j, int64_t *tick, int64_t *n_events,
+                          coh_err *err) {
+  /* Read from the file, not the handle, so a reader sees a live writer's
+   * progress; the ticks row is written by the commit, so an open tick of
+   * this handle is not counted. */
+  sqlite3_stmt *st = j->st[ST_LAST_TICK];
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    if (tick) *tick = sqlite3_column_int64(st, 0);
+    if (n_events) *n_events = sqlite3_column_int64(st, 1);
+  } else if (rc == SQLITE_DONE) {
+    if (tick) *tick = -1;
+    if (n_events) *n_events = 0;
+  } else {
+    rc = sqlfail(j, err, rc, "reading the last tick");
+    sqlite3_reset(st);
+    return rc;
+  }
+  sqlite3_reset(st);
+  return COH_OK;
+}
+
+void coh_journal_digest(const coh_journal *j, char hex[65]) {
+  coh__hex32(j->chain, hex);
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+/* Fills ev from an events row (columns as in ST_EVENTS), checking types:
+ * a journal file is input like any other. */
+static int read_event(coh_journal *j, sqlite3_stmt *st, coh_jevent *ev,
+                      coh_err *err) {
+  static const char *const names[3] = {"kind", "source", "target"};
+  const char *s[3];
+  const void *c;
+  int i, pt;
+  memset(ev, 0, sizeof *ev);
+  ev->seq = sqlite3_column_int64(st, 0);
+  if (sqlite3_column_type(st, 0) != SQLITE_INTEGER ||
+      sqlite3_column_type(st, 1) != SQLITE_INTEGER)
+    return coh__err(err, COH_EJOURNAL,
+                    "journal %s: event seq %lld: tick is not an integer",
+                    j->path, (long long)ev->seq);
+  ev->tick = sqlite3_column_int64(st, 1);
+  for (i = 0; i < 3; i++) {
+    if (sqlite3_column_type(st, 2 + i) != SQLITE_TEXT)
+      return coh__err(err, COH_EJOURNAL,
+                      "journal %s: event seq %lld: column '%s' is not text",
+                      j->path, (long long)ev->seq, names[i]);
+    s[i] = (const char *)sqlite3_column_text(st, 2 + i);
+    if (s[i] == NULL)
+      return coh__err(err, COH_ENOMEM, "journal %s: out of memory", j->path);
+  }
+  /* Text is accepted as payload too, so that an edit made with the sqlite3
+   * shell shows up as a chain mismatch at its seq, not as a type error. */
+  pt = sqlite3_column_type(st, 5);
+  if (pt != SQLITE_BLOB && pt != SQLITE_TEXT)
+    return coh__err(err, COH_EJOURNAL,
+                    "journal %s: event seq %lld: payload is not a blob",
+                    j->path, (long long)ev->seq);
+  ev->payload = sqlite3_column_blob(st, 5);
+  ev->payload_len = (size_t)sqlite3_column_bytes(st, 5);
+  if (ev->payload == NULL) ev->payload = empty_blob;
+  c = sqlite3_column_blob(st, 6);
+  if (sqlite3_column_type(st, 6) != SQLITE_BLOB ||
+      sqlite3_column_bytes(st, 6) != 32 || c == NULL)
+    return coh__err(err, COH_EJOURNAL,
+                    "journal %s: event seq %lld: chain is not a 32-byte blob",
+                    j->path, (long long)ev->seq);
+  memcpy(ev->chain, c, 32);
+  /* column_text pointers stay valid until the next column access of a
+   * different type on the same column; none follows. */
+  ev->kind = s[0];
+  ev->source = s[1];
+  ev->target = s[2];
+  ev->wall_us = sqlite3_column_int64(st, 7);
+  return COH_OK;
+}
+
+int coh_journal_events(coh_journal *j, int64_t from_tick, int64_t to_tick,
+                       const char *agent, coh_jevent_fn fn, void *ud,
+                       coh_err *err) {
+  sqlite3_stmt *st = j->st[agent ? ST_EVENTS_AGENT : ST_EVENTS];
+  coh_jevent ev;
+  int rc;
+  if (j->walking)
+    return coh__err(err, COH_ESTATE,
+                    "journal %s: events() called from inside a walk", j->path);
+  sqlite3_bind_int64(st, 1, from_tick);
+  sqlite3_bind_int64(st, 2, to_tick);
+  if (agent) sqlite3_bind_text(st, 3, agent, -1, SQLITE_STATIC);
+  j->walking = 1;
+  for (;;) {
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+      rc = COH_OK;
+      break;
+    }
+    if (rc != SQLITE_ROW) {
+      rc = sqlfail(j, err, rc, "reading events");
+      break;
+    }
+    rc = read_event(j, st, &ev, err);
+    if (rc) break;
+    rc = fn(ud, &ev);
+    if (rc) break;
+  }
+  sqlite3_reset(st);
+  j->walking = 0;
+  return rc;
+}
+
+int coh_journal_checkpoint_tick(coh_journal *j, int64_t at_most,
+                                int64_t *tick, coh_err *err) {
+  sqlite3_stmt *st = j->st[ST_CKPT_TICK];
+  int rc;
+  sqlite3_bind_int64(st, 1, at_most);
+  rc = sqlite3_step(st);
+  if (rc != SQLITE_ROW) {
+    rc = sqlfail(j, err, rc, "reading checkpoints");
+    sqlite3_reset(st);
+    return rc;
+  }
+  *tick = sqlite3_column_type(st, 0) == SQLITE_NULL
+              ? -1
+              : sqlite3_column_int64(st, 0);
+  sqlite3_reset(st);
+  return COH_OK;
+}
+
+int coh_journal_checkpoints(coh_journal *j, int64_t tick,
+                            coh_jcheckpoint_fn fn, void *ud, coh_err *err) {
+  sqlite3_stmt *st = j->st[ST_CKPTS];
+  int rc;
+  if (j->walking)
+    return coh__err(err, COH_ESTATE,
+                    "journal %s: checkpoints() called from inside a walk",
+                    j->path);
+  sqlite3_bind_int64(st, 1, tick);
+  j->walking = 1;
+  for (;;) {
+    const char *agent;
+    const void *state;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+      rc = COH_OK;
+      break;
+    }
+    if (rc != SQLITE_ROW) {
+      rc = sqlfail(j, err, rc, "reading checkpoints");
+      break;
+    }
+    if (sqlite3_column_type(st, 0) != SQLITE_TEXT ||
+        sqlite3_column_type(st, 1) != SQLITE_BLOB) {
+      rc = coh__err(err, COH_EJOURNAL,
+                    "journal %s: checkpoint at tick %lld has a non-text agent "
+                    "or a non-blob state", j->path, (long long)tick);
+      break;
+    }
+    state = sqlite3_column_blob(st, 1);
+    agent = (const char *)sqlite3_column_text(st, 0);
+    if (agent == NULL) {
+      rc = coh__err(err, COH_ENOMEM, "journal %s: out of memory", j->path);
+      break;
+    }
+    rc = fn(ud, agent, state ? state : empty_blob,
+            (size_t)sqlite3_column_bytes(st, 1));
+    if (rc) break;
+  }
+  sqlite3_reset(st);
+  j->walking = 0;
+  return rc;
+}
+
+/* ---- verification ----------------------------------------------------- */
+
+/* Walks ticks (by tick) and events (by seq) together: every event must
+ * belong to the committed tick whose range of seqs holds it, every stored
+ * chain must equal the recomputed one, and every tick row's chain must equal
+ * the chain at its last seq. */
+static int verify_walk(coh_journal *j, coh_err *err) {
+  sqlite3_stmt *te = j->st[ST_VERIFY_EVENTS], *tt = j->st[ST_VERIFY_TICKS];
+  uint8_t cur[32];
+  int64_t next = 1, tick, last_seq;
+  coh_jevent ev;
+  int rc;
+
+  memcpy(cur, j->chain0, 32);
+  for (;;) {
+    rc = sqlite3_step(tt);
+    if (rc == SQLITE_DONE) break;
+    if (rc != SQLITE_ROW) return sqlfail(j, err, rc, "verify: reading ticks");
+    tick = sqlite3_column_int64(tt, 0);
+    last_seq = sqlite3_column_int64(tt, 1);
+    if (last_seq < next - 1)
+      return coh__err(err, COH_EJOURNAL,
+                      "journal %s: verify failed at tick %lld: its last seq "
+                      "%lld is before seq %lld of an earlier tick",
+                      j->path, (long long)tick, (long long)last_seq,
+                      (long long)(next - 1));
+    while (next <= last_seq) {
+      rc = sqlite3_step(te);
+      if (rc == SQLITE_DONE)
+        return coh__err(err, COH_EJOURNAL,
+                        "journal %s: verify failed at seq %lld (tick %lld): "
+                        "event missing (tick %lld was committed through seq "
+                        "%lld)", j->path, (long long)next, (long long)tick,
+                        (long long)tick, (long long)last_seq);
+      if (rc != SQLITE_ROW)
+        return sqlfail(j, err, rc, "verify: reading events");
+      rc = read_event(j, te, &ev, err);
+      if (rc) return rc;
+      if (ev.seq != next)
+        return coh__err(err, COH_EJOURNAL,
+                        "journal %s: verify failed at seq %lld (tick %lld): "
+                        "event missing (next stored event is seq %lld)",
+                        j->path, (long long)next, (long long)tick,
+                        (long long)ev.seq);
+      if (ev.tick != tick)
+        return coh__err(err, COH_EJOURNAL,
+                        "journal %s: verify failed at seq %lld: its tick is "
+                        "%lld but it was committed in tick %lld",
+                        j->path, (long long)ev.seq, (long long)ev.tick,
+                        (long long)tick);
+      coh__journal_chain_step(cur, ev.seq, ev.tick, ev.kind, ev.source,
+                              ev.target, ev.payload, ev.payload_len, cur);
+      if (memcmp(cur, ev.chain, 32) != 0)
+        return coh__err(err, COH_EJOURNAL,
+                        "journal %s: verify failed at seq %lld (tick %lld, "
+                        "%s %s -> %s): the stored chain does not match the "
+                        "event's contents", j->path, (long long)ev.seq,
+                        (long long)ev.tick, ev.kind, ev.source,
+                        ev.target[0] ? ev.target : "-");
+      next++;
+    }
+    if (sqlite3_column_type(tt, 2) != SQLITE_BLOB ||
+        sqlite3_column_bytes(tt, 2) != 32 ||
+        memcmp(cur, sqlite3_column_blob(tt, 2), 32) != 0)
+      return coh__err(err, COH_EJOURNAL,
+                      "journal %s: verify failed at tick %lld: the tick's "
+                      "recorded chain does not match its events (through seq "
+                      "%lld)", j->path, (long long)tick, (long long)last_seq);
+  }
+  rc = sqlite3_step(te);
+  if (rc == SQLITE_ROW)
+    return coh__err(err, COH_EJOURNAL,
+                    "journal %s: verify failed at seq %lld (tick %lld): the "
+                    "event belongs to no committed tick", j->path,
+                    (long long)sqlite3_column_int64(te, 0),
+                    (long long)sqlite3_column_int64(te, 1));
+  if (rc != SQLITE_DONE) return sqlfail(j, err, rc, "verify: reading events");
+  return COH_OK;
+}
+
+int coh_journal_verify(coh_journal *j, coh_err *err) {
+  int rc;
+  if (j->in_tick)
+    return coh__err(err, COH_ESTATE,
+                    "journal %s: verify with tick %lld open", j->path,
+                    (long long)j->tick);
+  if (j->walking)
+    return coh__err(err, COH_ESTATE,
+                    "journal %s: verify() called from inside a walk", j->path);
+  /* One read transaction, so both cursors see the same snapshot. */
+  rc = exec_sql(j, "BEGIN", err, "verify");
+  if (rc) return rc;
+  j->walking = 1;
+  rc = verify_walk(j, err);
+  sqlite3_reset(j->st[ST_VERIFY_EVENTS]);
+  sqlite3_reset(j->st[ST_VERIFY_TICKS]);
+  j->walking = 0;
+  /* The digest now names the snapshot just verified (a reader's handle may
+   * have been opened before a writer's later ticks). */
+  if (rc == COH_OK) rc = load_state(j, err);
+  sqlite3_exec(j->db, "COMMIT", NULL, NULL, NULL);
+  return rc;
+}
+
+int coh_journal_truncate_after(coh_journal *j, int64_t tick, coh_err *err) {
+  static const int dels[3] = {ST_DEL_EVENTS, ST_DEL_TICKS, ST_DEL_CKPTS};
+  int i, rc;
+  if (j->in_tick || j->walking)
+    return coh__err(err, COH_ESTATE,
+                    "journal %s: truncate with a tick open or a walk under "
+                    "way", j->path);
+  rc = exec_st(j, ST_BEGIN, err, "truncating");
+  if (rc) return rc;
+  for (i = 0; i < 3; i++) {
+    sqlite3_bind_int64(j->st[dels[i]], 1, tick);
+    rc = exec_st(j, dels[i], err, "truncating");
+    if (rc) goto fail;
+  }
+  rc = exec_st(j, ST_COMMIT, err, "truncating");
+  if (rc) goto fail;
+  return load_state(j, err);
+fail:
+  if (!sqlite3_get_autocommit(j->db)) {
+    sqlite3_step(j->st[ST_ROLLBACK]);
+    sqlite3_reset(j->st[ST_ROLLBACK]);
+  }
+  return rc;
+}

@@ -1,0 +1,1102 @@
+/* test_journal.c — the run journal: round trips, the hash chain against an
+ * independent recomputation, crash safety with killed writers, tampering,
+ * malformed files, checkpoints, truncation, filters.
+ *
+ * `test_journal --write-sample PATH` writes a small sample journal and prints
+ * its digest (used by tests/cli_inspect.sh). */
+#include <errno.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cohort/journal.h"
+#include "fuzz/fuzz_journal.c"
+#include "test.h"
+#include "util/util_int.h"
+
+static char tmpdir[256];
+static int tmp_counter;
+
+static const char *tmp_path(char *buf, size_t n, const char *name) {
+  snprintf(buf, n, "%s/%d-%s", tmpdir, tmp_counter++, name);
+  return buf;
+}
+
+static void rm_journal(const char *path) {
+  char b[600];
+  unlink(path);
+  snprintf(b, sizeof b, "%s-wal", path);
+  unlink(b);
+  snprintf(b, sizeof b, "%s-shm", path);
+  unlink(b);
+}
+
+static int sql_exec(const char *path, const char *sql) {
+  sqlite3 *db = NULL;
+  char *msg = NULL;
+  int rc = sqlite3_open(path, &db);
+  if (rc == SQLITE_OK) rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+  if (rc != SQLITE_OK)
+    fprintf(stderr, "sql_exec(%s): %s\n", sql, msg ? msg : sqlite3_errmsg(db));
+  sqlite3_free(msg);
+  sqlite3_close(db);
+  return rc;
+}
+
+/* ---- an independent chain: the header's definition, written out again --- */
+
+static void ref_le64(coh__sha256 *s, int64_t v) {
+  uint8_t b[8];
+  int i;
+  for (i = 0; i < 8; i++) b[i] = (uint8_t)((uint64_t)v >> (8 * i));
+  coh__sha256_update(s, b, 8);
+}
+
+static void ref_chain0(const char *inputs, uint8_t out[32]) {
+  coh__sha256 s;
+  coh__sha256_init(&s);
+  coh__sha256_update(&s, "cohort-journal-1", 17);
+  coh__sha256_update(&s, inputs, strlen(inputs));
+  coh__sha256_final(&s, out);
+}
+
+static void ref_step(uint8_t c[32], int64_t seq, int64_t tick, const char *kind,
+                     const char *source, const char *target, const void *p,
+                     size_t n) {
+  coh__sha256 s;
+  coh__sha256_init(&s);
+  coh__sha256_update(&s, c, 32);
+  ref_le64(&s, seq);
+  ref_le64(&s, tick);
+  coh__sha256_update(&s, kind, strlen(kind) + 1);
+  coh__sha256_update(&s, source, strlen(source) + 1);
+  coh__sha256_update(&s, target, strlen(target) + 1);
+  ref_le64(&s, (int64_t)n);
+  coh__sha256_update(&s, p, n);
+  coh__sha256_final(&s, c);
+}
+
+/* ---- a fixed event list ----------------------------------------------- */
+
+typedef struct tev {
+  int64_t tick;
+  const char *kind, *source, *target, *payload;
+  size_t len; /* 0: strlen(payload) */
+  int64_t wall_us;
+} tev;
+
+static const tev base_events[] = {
+    {0, "message", "scenario", "alice", "hello alice", 0, 10},
+    {0, "message", "scenario", "bob", "hello bob", 0, 11},
+    {1, "emit", "alice", "", "I think therefore I am", 0, 20},
+    {1, "llm_request", "alice", "tiny", "{\"prompt\":\"hi\"}", 0, 21},
+    {1, "message", "alice", "bob", "ping", 0, 22},
+    {2, "message", "bob", "alice", "pong", 0, 30},
+    {2, "log", "bob", "", "", 0, 31},
+    {3, "llm_result", "tiny", "alice", "\x00\x01\x02 binary", 10, 40},
+    {3, "exit", "alice", "", "0", 0, 41},
+};
+#define N_BASE (sizeof base_events / sizeof base_events[0])
+
+static size_t tev_len(const tev *e) {
+  return e->len ? e->len : strlen(e->payload);
+}
+
+/* Appends evs[0..n) tick by tick (ticks as given) and commits. */
+static int write_events(coh_journal *j, const tev *evs, size_t n,
+                        coh_err *err) {
+  size_t i = 0;
+  int rc;
+  while (i < n) {
+    int64_t t = evs[i].tick;
+    rc = coh_journal_tick_begin(j, t, err);
+    if (rc) return rc;
+    for (; i < n && evs[i].tick == t; i++) {
+      coh_jevent ev;
+      memset(&ev, 0, sizeof ev);
+      ev.tick = t;
+      ev.kind = evs[i].kind;
+      ev.source = evs[i].source;
+      ev.target = evs[i].target;
+      ev.payload = evs[i].payload;
+      ev.payload_len = tev_len(&evs[i]);
+      ev.wall_us = evs[i].wall_us;
+      rc = coh_journal_append(j, &ev, err);
+      if (rc) return rc;
+      if (ev.seq != (int64_t)i + 1) return -100;
+    }
+    rc = coh_journal_tick_commit(j, 1000 + t, err);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+/* Builds a journal from evs and returns its digest in hex. */
+static int build(const char *inputs, const tev *evs, size_t n, char hex[65]) {
+  char path[512];
+  coh_journal *j = NULL;
+  coh_err err;
+  int rc;
+  tmp_path(path, sizeof path, "build.db");
+  rc = coh_journal_create(path, inputs, strlen(inputs), &j, &err);
+  if (rc == 0) rc = write_events(j, evs, n, &err);
+  if (rc == 0) coh_journal_digest(j, hex);
+  if (rc) fprintf(stderr, "build: %s\n", err.msg);
+  coh_journal_close(j);
+  rm_journal(path);
+  return rc;
+}
+
+typedef struct collect {
+  coh_jevent ev[64];
+  char *str[64][4];
+  size_t n;
+  int stop_at; /* stop after this many (0: never) */
+} collect;
+
+static int collect_fn(void *ud, const coh_jevent *ev) {
+  collect *c = ud;
+  if (c->n >= 64) return 99;
+  c->ev[c->n] = *ev;
+  c->str[c->n][0] = coh__strdup(ev->kind);
+  c->str[c->n][1] = coh__strdup(ev->source);
+  c->str[c->n][2] = coh__strdup(ev->target);
+  c->str[c->n][3] = coh__malloc(ev->payload_len + 1);
+  memcpy(c->str[c->n][3], ev->payload, ev->payload_len);
+  c->ev[c->n].kind = c->str[c->n][0];
+  c->ev[c->n].source = c->str[c->n][1];
+  c->ev[c->n].target = c->str[c->n][2];
+  c->ev[c->n].payload = c->str[c->n][3];
+  c->n++;
+  if (c->stop_at && (int)c->n == c->stop_at) return 7;
+  return 0;
+}
+
+static void collect_free(collect *c) {
+  size_t i, k;
+  for (i = 0; i < c->n; i++)
+    for (k = 0; k < 4; k++) coh__free(c->str[i][k]);
+  c->n = 0;
+}
+
+/* ---- tests ------------------------------------------------------------ */
+
+static void test_roundtrip(void) {
+  char path[512], hex[65], hex2[65], want[65];
+  const char *inputs = "{\"scenario\":\"debate\",\"seed\":42}";
+  coh_journal *j = NULL;
+  coh_err err;
+  collect c;
+  uint8_t ref[32];
+  int64_t tick, nev;
+  char *v = NULL;
+  size_t len, i;
+
+  tmp_path(path, sizeof path, "rt.db");
+  REQUIRE(coh_journal_create(path, inputs, strlen(inputs), &j, &err) == 0);
+  /* before any event the digest is chain[0] */
+  ref_chain0(inputs, ref);
+  coh__hex32(ref, want);
+  coh_journal_digest(j, hex);
+  CHECK_STR(hex, want);
+  CHECK(coh_journal_last_tick(j, &tick, &nev, &err) == 0);
+  CHECK_EQ_INT(tick, -1);
+  CHECK_EQ_INT(nev, 0);
+  CHECK(coh_journal_meta_put(j, "seed", "42", 2, &err) == 0);
+  CHECK(coh_journal_meta_put(j, "inputs", "x", 1, &err) == COH_EINVAL);
+  CHECK(write_events(j, base_events, N_BASE, &err) == 0);
+  CHECK(coh_journal_last_tick(j, &tick, &nev, &err) == 0);
+  CHECK_EQ_INT(tick, 3);
+  CHECK_EQ_INT(nev, (int)N_BASE);
+  /* independent recomputation */
+  for (i = 0; i < N_BASE; i++) {
+    const tev *e = &base_events[i];
+    ref_step(ref, (int64_t)i + 1, e->tick, e->kind, e->source, e->target,
+             e->payload, tev_len(e));
+  }
+  coh__hex32(ref, want);
+  coh_journal_digest(j, hex);
+  CHECK_STR(hex, want);
+  CHECK(coh_journal_verify(j, &err) == 0);
+  coh_journal_close(j);
+  j = NULL;
+
+  /* a second create on the same path is refused */
+  CHECK(coh_journal_create(path, "", 0, &j, &err) == COH_EIO);
+  CHECK(strstr(err.msg, "already exists") != NULL);
+
+  REQUIRE(coh_journal_open(path, &j, &err) == 0);
+  coh_journal_digest(j, hex2);
+  CHECK_STR(hex2, want);
+  CHECK(coh_journal_last_tick(j, &tick, &nev, &err) == 0);
+  CHECK_EQ_INT(tick, 3);
+  CHECK_EQ_INT(nev, (int)N_BASE);
+  CHECK(coh_journal_meta_get(j, "seed", &v, &len, &err) == 0);
+  CHECK_STR(v, "42");
+  CHECK_EQ_INT(len, 2);
+  coh_free(v);
+  CHECK(coh_journal_meta_get(j, "inputs", &v, &len, &err) == 0);
+  CHECK_STR(v, inputs);
+  coh_free(v);
+  CHECK(coh_journal_meta_get(j, "nope", &v, &len, &err) == COH_ENOENT);
+  CHECK(v == NULL);
+
+  memset(&c, 0, sizeof c);
+  CHECK(coh_journal_events(j, INT64_MIN, INT64_MAX, NULL, collect_fn, &c,
+                           &err) == 0);
+  CHECK_EQ_INT(c.n, N_BASE);
+  ref_chain0(inputs, ref);
+  for (i = 0; i < c.n && i < N_BASE; i++) {
+    const tev *e = &base_events[i];
+    CHECK_EQ_INT(c.ev[i].seq, i + 1);
+    CHECK_EQ_INT(c.ev[i].tick, e->tick);
+    CHECK_STR(c.ev[i].kind, e->kind);
+    CHECK_STR(c.ev[i].source, e->source);
+    CHECK_STR(c.ev[i].target, e->target);
+    CHECK_EQ_INT(c.ev[i].payload_len, tev_len(e));
+    CHECK(memcmp(c.ev[i].payload, e->payload, tev_len(e)) == 0);
+    CHECK_EQ_INT(c.ev[i].wall_us, e->wall_us);
+    ref_step(ref, (int64_t)i + 1, e->tick, e->kind, e->source, e->target,
+             e->payload, tev_len(e));
+    CHECK(memcmp(ref, c.ev[i].chain, 32) == 0);
+  }
+  collect_free(&c);
+  CHECK(coh_journal_verify(j, &err) == 0);
+
+  /* appending after reopen continues the chain */
+  {
+    static const tev more[] = {{7, "message", "bob", "alice", "again", 0, 70}};
+    coh_jevent ev;
+    CHECK(coh_journal_tick_begin(j, 3, &err) == COH_EINVAL);
+    CHECK(coh_journal_tick_begin(j, 7, &err) == 0);
+    memset(&ev, 0, sizeof ev);
+    ev.tick = 7;
+    ev.kind = more[0].kind;
+    ev.source = more[0].source;
+    ev.target = more[0].target;
+    ev.payload = more[0].payload;
+    ev.payload_len = 5;
+    CHECK(coh_journal_append(j, &ev, &err) == 0);
+    CHECK_EQ_INT(ev.seq, N_BASE + 1);
+    CHECK(coh_journal_tick_commit(j, 5, &err) == 0);
+    ref_step(ref, ev.seq, 7, "message", "bob", "alice", "again", 5);
+    coh__hex32(ref, want);
+    coh_journal_digest(j, hex);
+    CHECK_STR(hex, want);
+    CHECK(memcmp(ev.chain, ref, 32) == 0);
+    CHECK(coh_journal_verify(j, &err) == 0);
+  }
+  coh_journal_close(j);
+  rm_journal(path);
+}
+
+static void test_state_errors(void) {
+  char path[512], hex[65], hex2[65];
+  coh_journal *j = NULL;
+  coh_err err;
+  coh_jevent ev;
+  int64_t tick, nev;
+
+  tmp_path(path, sizeof path, "state.db");
+  REQUIRE(coh_journal_create(path, "in", 2, &j, &err) == 0);
+  memset(&ev, 0, sizeof ev);
+  ev.kind = "log";
+  ev.source = "a";
+  ev.payload = "x";
+  ev.payload_len = 1;
+  CHECK(coh_journal_append(j, &ev, &err) == COH_ESTATE);
+  CHECK(coh_journal_tick_commit(j, 0, &err) == COH_ESTATE);
+  CHECK(coh_journal_checkpoint_put(j, "a", "s", 1, &err) == COH_ESTATE);
+  CHECK(coh_journal_tick_begin(j, -5, &err) == COH_EINVAL);
+  CHECK(coh_journal_tick_begin(j, 0, &err) == 0);
+  CHECK(coh_journal_tick_begin(j, 1, &err) == COH_ESTATE);
+  CHECK(coh_journal_verify(j, &err) == COH_ESTATE);
+  ev.tick = 4; /* not the open tick */
+  CHECK(coh_journal_append(j, &ev, &err) == COH_EINVAL);
+  ev.tick = 0;
+  ev.target = NULL; /* NULL target is "" */
+  CHECK(coh_journal_append(j, &ev, &err) == 0);
+  CHECK(coh_journal_tick_commit(j, 0, &err) == 0);
+  coh_journal_digest(j, hex);
+
+  /* a rolled-back tick leaves nothing behind */
+  CHECK(coh_journal_tick_begin(j, 1, &err) == 0);
+  ev.tick = 1;
+  CHECK(coh_journal_append(j, &ev, &err) == 0);
+  CHECK(coh_journal_checkpoint_put(j, "a", "s", 1, &err) == 0);
+  coh_journal_tick_rollback(j);
+  coh_journal_digest(j, hex2);
+  CHECK_STR(hex, hex2);
+  CHECK(coh_journal_last_tick(j, &tick, &nev, &err) == 0);
+  CHECK_EQ_INT(tick, 0);
+  CHECK_EQ_INT(nev, 1);
+  CHECK(coh_journal_checkpoint_tick(j, INT64_MAX, &tick, &err) == 0);
+  CHECK_EQ_INT(tick, -1);
+  /* the same tick can be begun again; seq continues from the commit */
+  CHECK(coh_journal_tick_begin(j, 1, &err) == 0);
+  CHECK(coh_journal_append(j, &ev, &err) == 0);
+  CHECK_EQ_INT(ev.seq, 2);
+  CHECK(coh_journal_tick_commit(j, 0, &err) == 0);
+  CHECK(coh_journal_verify(j, &err) == 0);
+  /* closing with a tick open rolls it back */
+  CHECK(coh_journal_tick_begin(j, 2, &err) == 0);
+  ev.tick = 2;
+  CHECK(coh_journal_append(j, &ev, &err) == 0);
+  coh_journal_digest(j, hex);
+  coh_journal_close(j);
+  REQUIRE(coh_journal_open(path, &j, &err) == 0);
+  coh_journal_digest(j, hex2);
+  CHECK_STR(hex, hex2);
+  CHECK(coh_journal_last_tick(j, &tick, &nev, &err) == 0);
+  CHECK_EQ_INT(tick, 1);
+  CHECK_EQ_INT(nev, 2);
+  coh_journal_close(j);
+  rm_journal(path);
+}
+
+/* Every deterministic column moves the digest; wall_us does not. */
+static void test_digest_columns(void) {
+  char base[65], hex[65];
+  tev evs[N_BASE + 1];
+  int field;
+  REQUIRE(build("inputs", base_events, N_BASE, base) == 0);
+  REQUIRE(build("inputs", base_events, N_BASE, hex) == 0);
+  CHECK_STR(hex, base); /* deterministic */
+  CHECK(build("inputs2", base_events, N_BASE, hex) == 0);
+  CHECK(strcmp(hex, base) != 0);
+  for (field = 0; field < 7; field++) {
+    memcpy(evs, base_events, sizeof base_events);
+    switch (field) {
+      case 0: evs[4].tick = 2; break; /* moves one event to the next tick */
+      case 1: evs[4].kind = "emit"; break;
+      case 2: evs[4].source = "alicf"; break;
+      case 3: evs[4].target = "bobb"; break;
+      case 4: evs[4].payload = "pinG"; break;
+      case 5: evs[7].len = 9; break; /* payload one byte shorter */
+      case 6: /* same rows, one more event: every later seq shifts */
+        memmove(&evs[3], &evs[2], (N_BASE - 2) * sizeof evs[0]);
+        break;
+    }
+    CHECK(build("inputs", evs, field == 6 ? N_BASE + 1 : N_BASE, hex) == 0);
+    if (strcmp(hex, base) == 0)
+      fprintf(stderr, "digest did not change with field %d\n", field);
+    CHECK(strcmp(hex, base) != 0);
+  }
+  /* the last event alone: digest still changes (no lag in the chain) */
+  memcpy(evs, base_events, sizeof base_events);
+  evs[N_BASE - 1].payload = "1";
+  CHECK(build("inputs", evs, N_BASE, hex) == 0);
+  CHECK(strcmp(hex, base) != 0);
+  /* wall-clock is outside the chain */
+  memcpy(evs, base_events, sizeof base_events);
+  {
+    size_t i;
+    for (i = 0; i < N_BASE; i++) evs[i].wall_us = 999999 + (int64_t)i * 7;
+  }
+  CHECK(build("inputs", evs, N_BASE, hex) == 0);
+  CHECK_STR(hex, base);
+}
+
+/* Writes ticks 0..n_ticks-1 with per_tick events each. */
+static int write_ticks(coh_journal *j, int64_t from, int64_t n_ticks,
+                       int per_tick, coh_err *err) {
+  int64_t t;
+  int k, rc;
+  char payload[64];
+  for (t = from; t < from + n_ticks; t++) {
+    rc = coh_journal_tick_begin(j, t, err);
+    if (rc) return rc;
+    for (k = 0; k < per_tick; k++) {
+      coh_jevent ev;
+      memset(&ev, 0, sizeof ev);
+      snprintf(payload, sizeof payload, "tick %lld event %d",
+               (long long)t, k);
+      ev.tick = t;
+      ev.kind = "message";
+      ev.source = k % 2 ? "a" : "b";
+      ev.target = k % 2 ? "b" : "a";
+      ev.payload = payload;
+      ev.payload_len = strlen(payload);
+      rc = coh_journal_append(j, &ev, err);
+      if (rc) return rc;
+    }
+    rc = coh_journal_tick_commit(j, t, err);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+/* A child that dies (by _exit or SIGKILL) with a tick open. */
+static void killed_before_commit(int how) {
+  char path[512], hex[65], hex2[65];
+  coh_journal *j = NULL;
+  coh_err err;
+  int64_t tick, nev;
+  pid_t pid;
+  int status;
+
+  tmp_path(path, sizeof path, "kill1.db");
+  REQUIRE(coh_journal_create(path, "in", 2, &j, &err) == 0);
+  REQUIRE(write_ticks(j, 0, 3, 10, &err) == 0);
+  coh_journal_digest(j, hex);
+  coh_journal_close(j);
+  j = NULL;
+
+  fflush(NULL);
+  pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    coh_journal *cj = NULL;
+    if (coh_journal_open(path, &cj, &err) != 0) _exit(3);
+    if (coh_journal_tick_begin(cj, 3, &err) != 0) _exit(4);
+    {
+      int k;
+      for (k = 0; k < 500; k++) {
+        coh_jevent ev;
+        memset(&ev, 0, sizeof ev);
+        ev.tick = 3;
+        ev.kind = "emit";
+        ev.source = "a";
+        ev.payload = "lost";
+        ev.payload_len = 4;
+        if (coh_journal_append(cj, &ev, &err) != 0) _exit(5);
+      }
+    }
+    if (coh_journal_checkpoint_put(cj, "a", "lost", 4, &err) != 0) _exit(6);
+    if (how == 0) _exit(0);
+    kill(getpid(), SIGKILL);
+    _exit(7);
+  }
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  if (how == 0)
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  else
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  REQUIRE(coh_journal_open(path, &j, &err) == 0);
+  CHECK(coh_journal_last_tick(j, &tick, &nev, &err) == 0);
+  CHECK_EQ_INT(tick, 2);
+  CHECK_EQ_INT(nev, 30);
+  coh_journal_digest(j, hex2);
+  CHECK_STR(hex2, hex);
+  CHECK(coh_journal_verify(j, &err) == 0);
+  CHECK(coh_journal_checkpoint_tick(j, INT64_MAX, &tick, &err) == 0);
+  CHECK_EQ_INT(tick, -1);
+  /* and the run can go on from there */
+  CHECK(write_ticks(j, 3, 1, 5, &err) == 0);
+  CHECK(coh_journal_verify(j, &err) == 0);
+  coh_journal_close(j);
+  rm_journal(path);
+}
+
+static void test_killed_before_commit(void) {
+  killed_before_commit(0);
+  killed_before_commit(1);
+}
+
+static int count_fn(void *ud, const coh_jevent *ev) {
+  (void)ev;
+  (*(int64_t *)ud)++;
+  return 0;
+}
+
+/* A child writing tick after tick, SIGKILLed from outside at an arbitrary
+ * point: the journal ends at a whole committed tick. */
+static void killed_midway(long delay_us) {
+  char path[512];
+  coh_journal *j = NULL;
+  coh_err err;
+  int64_t tick, nev, seen = -1;
+  int fds[2], status;
+  pid_t pid;
+  const int per_tick = 200; /* ~6 pages a tick: WAL checkpoints happen */
+
+  tmp_path(path, sizeof path, "kill2.db");
+  REQUIRE(pipe(fds) == 0);
+  fflush(NULL);
+  pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    coh_journal *cj = NULL;
+    int64_t t;
+    close(fds[0]);
+    if (coh_journal_create(path, "in", 2, &cj, &err) != 0) _exit(3);
+    for (t = 0; t < 1000000; t++) {
+      if (write_ticks(cj, t, 1, per_tick, &err) != 0) _exit(4);
+      if (write(fds[1], &t, sizeof t) != (ssize_t)sizeof t) _exit(5);
+    }
+    _exit(0);
+  }
+  close(fds[1]);
+  /* Wait until ~300 ticks are committed, then kill without warning; the
+   * child is by then in the middle of some later tick (or a commit). */
+  while (seen < 300 && read(fds[0], &seen, sizeof seen) == (ssize_t)sizeof seen)
+    ;
+  if (delay_us > 0) {
+    struct timespec d;
+    d.tv_sec = 0;
+    d.tv_nsec = delay_us * 1000;
+    nanosleep(&d, NULL);
+  }
+  kill(pid, SIGKILL);
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  close(fds[0]);
+  CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  REQUIRE(seen >= 300);
+  REQUIRE(coh_journal_open(path, &j, &err) == 0);
+  CHECK(coh_journal_last_tick(j, &tick, &nev, &err) == 0);
+  CHECK(tick >= seen);
+  CHECK_EQ_INT(nev, (tick + 1) * per_tick);
+  if (coh_journal_verify(j, &err) != 0) fprintf(stderr, "%s\n", err.msg);
+  CHECK(coh_journal_verify(j, &err) == 0);
+  {
+    int64_t n_last = 0;
+    CHECK(coh_journal_events(j, tick, tick, NULL, count_fn, &n_last, &err) ==
+          0);
+    CHECK_EQ_INT(n_last, per_tick);
+  }
+  /* continue the run and verify again */
+  CHECK(write_ticks(j, tick + 1, 3, per_tick, &err) == 0);
+  CHECK(coh_journal_verify(j, &err) == 0);
+  fprintf(stderr, "  killed after >= %lld ticks (+%ld us); journal ended at "
+          "tick %lld\n", (long long)seen, delay_us, (long long)tick);
+  coh_journal_close(j);
+  rm_journal(path);
+}
+
+static void test_killed_midway(void) {
+  /* three kill points: right away, and a little later (mid-tick, mid-
+   * commit or mid-checkpoint, wherever the child happens to be) */
+  killed_midway(0);
+  killed_midway(1500);
+  killed_midway(7000);
+}
+
+static int verify_path(const char *path, coh_err *err) {
+  coh_journal *j = NULL;
+  int rc = coh_journal_open(path, &j, err);
+  if (rc == 0) rc = coh_journal_verify(j, err);
+  coh_journal_close(j);
+  return rc;
+}
+
+static void make_sample(const char *path) {
+  coh_journal *j = NULL;
+  coh_err err;
+  int rc = coh_journal_create(path, "in", 2, &j, &err);
+  if (rc == 0) rc = write_ticks(j, 0, 3, 5, &err);
+  if (rc) fprintf(stderr, "make_sample: %s\n", err.msg);
+  coh_journal_close(j);
+}
+
+static void test_tamper(void) {
+  char path[512];
+  coh_err err;
+  static const struct {
+    const char *sql;
+    int ok;
+    const char *want;
+  } cases[] = {
+      {"UPDATE events SET payload = X'00' WHERE seq = 7", 0, "seq 7 "},
+      {"UPDATE events SET payload = 'tick 1 event 1 ' WHERE seq = 7", 0,
+       "seq 7 "},
+      {"UPDATE events SET kind = 'emit' WHERE seq = 3", 0, "seq 3 "},
+      {"UPDATE events SET source = 'z' WHERE seq = 12", 0, "seq 12 "},
+      {"UPDATE events SET target = 'z' WHERE seq = 1", 0, "seq 1 "},
+      {"UPDATE events SET tick = 1 WHERE seq = 5", 0, "seq 5"},
+      {"DELETE FROM events WHERE seq = 9", 0, "seq 9 "},
+      {"DELETE FROM events WHERE seq = 15", 0, "seq 15 "},
+      {"UPDATE events SET chain = zeroblob(32) WHERE seq = 4", 0, "seq 4 "},
+      {"UPDATE events SET chain = X'00' WHERE seq = 4", 0, "seq 4:"},
+      {"UPDATE ticks SET chain = zeroblob(32) WHERE tick = 1", 0, "tick 1"},
+      {"UPDATE meta SET value = 'other' WHERE key = 'inputs'", 0, "seq 1 "},
+      {"UPDATE events SET wall_us = 123456 WHERE seq = 7", 1, NULL},
+      {"UPDATE ticks SET wall_us = 77", 1, NULL},
+  };
+  size_t i;
+  for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    int rc;
+    tmp_path(path, sizeof path, "tamper.db");
+    make_sample(path);
+    REQUIRE(verify_path(path, &err) == 0);
+    REQUIRE(sql_exec(path, cases[i].sql) == SQLITE_OK);
+    rc = verify_path(path, &err);
+    if (cases[i].ok) {
+      CHECK_EQ_INT(rc, 0);
+    } else {
+      CHECK_EQ_INT(rc, COH_EJOURNAL);
+      if (strstr(err.msg, cases[i].want) == NULL)
+        fprintf(stderr, "case '%s': want '%s' in: %s\n", cases[i].sql,
+                cases[i].want, err.msg);
+      CHECK(strstr(err.msg, cases[i].want) != NULL);
+    }
+    rm_journal(path);
+  }
+}
+
+static int write_bytes(const char *path, const void *p, size_t n) {
+  FILE *f = fopen(path, "wb");
+  if (f == NULL) return -1;
+  if (n && fwrite(p, 1, n, f) != n) {
+    fclose(f);
+    return -1;
+  }
+  return fclose(f);
+}
+
+static char *slurp(const char *path, size_t *n) {
+  char *p = NULL;
+  coh_err err;
+  if (coh__read_file(path, &p, n, &err)) return NULL;
+  return p;
+}
+
+static void expect_open_error(const char *path, int code, const char *want) {
+  coh_journal *j = NULL;
+  coh_err err;
+  int rc = coh_journal_open(path, &j, &err);
+  CHECK_EQ_INT(rc, code);
+  CHECK(j == NULL);
+  if (rc && strstr(err.msg, want) == NULL)
+    fprintf(stderr, "want '%s' in: %s\n", want, err.msg);
+  CHECK(rc != 0 && strstr(err.msg, want) != NULL);
+  CHECK(rc != 0 && strstr(err.msg, path) != NULL);
+  coh_journal_close(j);
+}
+
+static void test_malformed(void) {
+  char path[512], good[512];
+  unsigned char rnd[8192];
+  uint32_t x = 12345;
+  size_t i, n;
+  char *bytes;
+  struct stat sb;
+
+  tmp_path(path, sizeof path, "missing.db");
+  expect_open_error(path, COH_ENOENT, "no such file");
+
+  tmp_path(path, sizeof path, "random.db");
+  for (i = 0; i < sizeof rnd; i++) {
+    x = x * 1103515245u + 12345u;
+    rnd[i] = (unsigned char)(x >> 16);
+  }
+  REQUIRE(write_bytes(path, rnd, sizeof rnd) == 0);
+  expect_open_error(path, COH_EJOURNAL, "not a SQLite file");
+  /* open() must not have turned it into a database */
+  CHECK(stat(path, &sb) == 0 && sb.st_size == (off_t)sizeof rnd);
+  rm_journal(path);
+
+  tmp_path(path, sizeof path, "empty.db");
+  REQUIRE(write_bytes(path, "", 0) == 0);
+  expect_open_error(path, COH_EJOURNAL, "empty file");
+  CHECK(stat(path, &sb) == 0 && sb.st_size == 0);
+  rm_journal(path);
+
+  tmp_path(path, sizeof path, "short.db");
+  REQUIRE(write_bytes(path, "SQLite format 3", 16) == 0);
+  expect_open_error(path, COH_EJOURNAL, "not a SQLite file");
+  rm_journal(path);
+
+  /* a directory */
+  expect_open_error(tmpdir, COH_EJOURNAL, "not a regular file");
+
+  tmp_path(path, sizeof path, "other.db");
+  REQUIRE(sql_exec(path, "CREATE TABLE foo(x); INSERT INTO foo VALUES(1);") ==
+          SQLITE_OK);
+  expect_open_error(path, COH_EJOURNAL, "not a cohort journal (no 'meta'");
+  rm_journal(path);
+
+  tmp_path(path, sizeof path, "othermeta.db");
+  REQUIRE(sql_exec(path, "CREATE TABLE meta(key, value);"
+                         "INSERT INTO meta VALUES('format', 'lol');") ==
+          SQLITE_OK);
+  expect_open_error(path, COH_EJOURNAL, "not a cohort journal (meta 'format' is 'lol')");
+  rm_journal(path);
+
+  tmp_path(path, sizeof path, "othermeta2.db");
+  REQUIRE(sql_exec(path, "CREATE TABLE meta(a, b);") == SQLITE_OK);
+  expect_open_error(path, COH_EJOURNAL, "not a cohort journal");
+  rm_journal(path);
+
+  tmp_path(path, sizeof path, "version.db");
+  make_sample(path);
+  REQUIRE(sql_exec(path, "UPDATE meta SET value = '99' WHERE key = "
+                         "'schema_version'") == SQLITE_OK);
+  expect_open_error(path, COH_EJOURNAL, "schema version '99'");
+  rm_journal(path);
+
+  tmp_path(path, sizeof path, "notable.db");
+  make_sample(path);
+  REQUIRE(sql_exec(path, "DROP TABLE checkpoints") == SQLITE_OK);
+  expect_open_error(path, COH_EJOURNAL, "table 'checkpoints' is missing");
+  rm_journal(path);
+
+  tmp_path(path, sizeof path, "nocolumn.db");
+  make_sample(path);
+  REQUIRE(sql_exec(path, "ALTER TABLE events DROP COLUMN wall_us") ==
+          SQLITE_OK);
+  expect_open_error(path, COH_EJOURNAL, "wall_us");
+  rm_journal(path);
+
+  tmp_path(path, sizeof path, "noinputs.db");
+  make_sample(path);
+  REQUIRE(sql_exec(path, "DELETE FROM meta WHERE key = 'inputs'") ==
+          SQLITE_OK);
+  expect_open_error(path, COH_EJOURNAL, "'inputs' is missing");
+  rm_journal(path);
+
+  /* truncated: a journal of several pages cut in half */
+  tmp_path(good, sizeof good, "big.db");
+  {
+    coh_journal *j = NULL;
+    coh_err err;
+    REQUIRE(coh_journal_create(good, "in", 2, &j, &err) == 0);
+    CHECK(write_ticks(j, 0, 50, 20, &err) == 0);
+    coh_journal_close(j);
+  }
+  bytes = slurp(good, &n);
+  REQUIRE(bytes != NULL && n > 8 * 4096);
+  tmp_path(path, sizeof path, "trunc.db");
+  REQUIRE(write_bytes(path, bytes, n / 2) == 0);
+  expect_open_error(path, COH_EJOURNAL, "truncated");
+  rm_journal(path);
+  /* cut at a page boundary with the header's page count rewritten to match:
+   * SQLite finds the damage when the missing pages are needed. */
+  {
+    size_t cut = (n / 2) & ~(size_t)4095;
+    uint32_t pages = (uint32_t)(cut / 4096);
+    coh_err err;
+    int rc;
+    bytes[28] = (char)(pages >> 24);
+    bytes[29] = (char)(pages >> 16);
+    bytes[30] = (char)(pages >> 8);
+    bytes[31] = (char)pages;
+    tmp_path(path, sizeof path, "trunc2.db");
+    REQUIRE(write_bytes(path, bytes, cut) == 0);
+    rc = verify_path(path, &err);
+    CHECK_EQ_INT(rc, COH_EJOURNAL);
+    if (rc) fprintf(stderr, "  truncated+patched: %s\n", err.msg);
+    CHECK(rc && strstr(err.msg, path) != NULL);
+    rm_journal(path);
+  }
+  coh__free(bytes);
+  rm_journal(good);
+}
+
+static int ck_collect(void *ud, const char *agent, const void *state,
+                      size_t len) {
+  char *out = ud;
+  size_t n = strlen(out);
+  snprintf(out + n, 256 - n, "%s=%.*s;", agent, (int)len, (const char *)state);
+  return 0;
+}
+
+static void test_checkpoints(void) {
+  char path[512], got[256];
+  coh_journal *j = NULL;
+  coh_err err;
+  int64_t t, tick;
+
+  tmp_path(path, sizeof path, "ck.db");
+  REQUIRE(coh_journal_create(path, "in", 2, &j, &err) == 0);
+  for (t = 0; t < 10; t++) {
+    char s[32];
+    CHECK(coh_journal_tick_begin(j, t, &err) == 0);
+    if (t % 4 == 0) {
+      snprintf(s, sizeof s, "b@%lld", (long long)t);
+      CHECK(coh_journal_checkpoint_put(j, "b", s, strlen(s), &err) == 0);
+      snprintf(s, sizeof s, "a@%lld", (long long)t);
+      CHECK(coh_journal_checkpoint_put(j, "a", "old", 3, &err) == 0);
+      CHECK(coh_journal_checkpoint_put(j, "a", s, strlen(s), &err) == 0);
+      CHECK(coh_journal_checkpoint_put(j, "empty", NULL, 0, &err) == 0);
+    }
+    CHECK(coh_journal_tick_commit(j, 0, &err) == 0);
+  }
+  CHECK(coh_journal_checkpoint_tick(j, INT64_MAX, &tick, &err) == 0);
+  CHECK_EQ_INT(tick, 8);
+  CHECK(coh_journal_checkpoint_tick(j, 7, &tick, &err) == 0);
+  CHECK_EQ_INT(tick, 4);
+  CHECK(coh_journal_checkpoint_tick(j, 4, &tick, &err) == 0);
+  CHECK_EQ_INT(tick, 4);
+  CHECK(coh_journal_checkpoint_tick(j, -1, &tick, &err) == 0);
+  CHECK_EQ_INT(tick, -1);
+  got[0] = '\0';
+  CHECK(coh_journal_checkpoints(j, 4, ck_collect, got, &err) == 0);
+  CHECK_STR(got, "a=a@4;b=b@4;empty=;");
+  got[0] = '\0';
+  CHECK(coh_journal_checkpoints(j, 5, ck_collect, got, &err) == 0);
+  CHECK_STR(got, "");
+  coh_journal_close(j);
+  REQUIRE(coh_journal_open(path, &j, &err) == 0);
+  got[0] = '\0';
+  CHECK(coh_journal_checkpoints(j, 8, ck_collect, got, &err) == 0);
+  CHECK_STR(got, "a=a@8;b=b@8;empty=;");
+  coh_journal_close(j);
+  rm_journal(path);
+}
+
+static void test_truncate_after(void) {
+  char path[512], at4[65], full[65], hex[65];
+  coh_journal *j = NULL;
+  coh_err err;
+  int64_t tick, nev;
+
+  tmp_path(path, sizeof path, "trunc_after.db");
+  REQUIRE(coh_journal_create(path, "in", 2, &j, &err) == 0);
+  CHECK(write_ticks(j, 0, 5, 3, &err) == 0);
+  coh_journal_digest(j, at4);
+  CHECK(coh_journal_tick_begin(j, 5, &err) == 0);
+  CHECK(coh_journal_checkpoint_put(j, "a", "s5", 2, &err) == 0);
+  CHECK(coh_journal_tick_commit(j, 0, &err) == 0);
+  CHECK(write_ticks(j, 6, 4, 3, &err) == 0);
+  coh_journal_digest(j, full);
+  coh_journal_close(j);
+  REQUIRE(coh_journal_open(path, &j, &err) == 0);
+  CHECK(coh_journal_truncate_after(j, 5, &err) == 0);
+  CHECK(coh_journal_checkpoint_tick(j, INT64_MAX, &tick, &err) == 0);
+  CHECK_EQ_INT(tick, 5);
+  CHECK(coh_journal_truncate_after(j, 4, &err) == 0);
+  CHECK(coh_journal_last_tick(j, &tick, &nev, &err) == 0);
+  CHECK_EQ_INT(tick, 4);
+  CHECK_EQ_INT(nev, 15);
+  coh_journal_digest(j, hex);
+  CHECK_STR(hex, at4);
+  CHECK(coh_journal_checkpoint_tick(j, INT64_MAX, &tick, &err) == 0);
+  CHECK_EQ_INT(tick, -1);
+  CHECK(coh_journal_verify(j, &err) == 0);
+  /* re-running the same ticks reproduces the same digest */
+  CHECK(coh_journal_tick_begin(j, 5, &err) == 0);
+  CHECK(coh_journal_tick_commit(j, 0, &err) == 0);
+  CHECK(write_ticks(j, 6, 4, 3, &err) == 0);
+  coh_journal_digest(j, hex);
+  CHECK_STR(hex, full);
+  CHECK(coh_journal_verify(j, &err) == 0);
+  /* truncate to nothing */
+  CHECK(coh_journal_truncate_after(j, -1, &err) == 0);
+  CHECK(coh_journal_last_tick(j, &tick, &nev, &err) == 0);
+  CHECK_EQ_INT(tick, -1);
+  CHECK_EQ_INT(nev, 0);
+  CHECK(coh_journal_verify(j, &err) == 0);
+  coh_journal_close(j);
+  rm_journal(path);
+}
+
+static void test_events_filters(void) {
+  char path[512];
+  coh_journal *j = NULL;
+  coh_err err;
+  collect c;
+  size_t i;
+
+  tmp_path(path, sizeof path, "filters.db");
+  REQUIRE(coh_journal_create(path, "in", 2, &j, &err) == 0);
+  REQUIRE(write_events(j, base_events, N_BASE, &err) == 0);
+  memset(&c, 0, sizeof c);
+  CHECK(coh_journal_events(j, 1, 2, NULL, collect_fn, &c, &err) == 0);
+  CHECK_EQ_INT(c.n, 5);
+  CHECK_EQ_INT(c.ev[0].seq, 3);
+  CHECK_EQ_INT(c.ev[4].seq, 7);
+  collect_free(&c);
+  CHECK(coh_journal_events(j, 3, INT64_MAX, NULL, collect_fn, &c, &err) == 0);
+  CHECK_EQ_INT(c.n, 2);
+  collect_free(&c);
+  CHECK(coh_journal_events(j, 5, 9, NULL, collect_fn, &c, &err) == 0);
+  CHECK_EQ_INT(c.n, 0);
+  /* agent: as source or as target */
+  CHECK(coh_journal_events(j, INT64_MIN, INT64_MAX, "bob", collect_fn, &c,
+                           &err) == 0);
+  CHECK_EQ_INT(c.n, 4); /* seqs 2, 5, 6, 7 */
+  {
+    static const int64_t want[] = {2, 5, 6, 7};
+    for (i = 0; i < c.n && i < 4; i++) CHECK_EQ_INT(c.ev[i].seq, want[i]);
+  }
+  collect_free(&c);
+  CHECK(coh_journal_events(j, 0, 1, "alice", collect_fn, &c, &err) == 0);
+  CHECK_EQ_INT(c.n, 4); /* seqs 1, 3, 4, 5 */
+  collect_free(&c);
+  CHECK(coh_journal_events(j, INT64_MIN, INT64_MAX, "nobody", collect_fn, &c,
+                           &err) == 0);
+  CHECK_EQ_INT(c.n, 0);
+  /* early stop returns the callback's value; the walk can be restarted */
+  c.stop_at = 2;
+  CHECK_EQ_INT(coh_journal_events(j, INT64_MIN, INT64_MAX, NULL, collect_fn,
+                                  &c, &err), 7);
+  CHECK_EQ_INT(c.n, 2);
+  collect_free(&c);
+  c.stop_at = 0;
+  CHECK(coh_journal_events(j, INT64_MIN, INT64_MAX, NULL, collect_fn, &c,
+                           &err) == 0);
+  CHECK_EQ_INT(c.n, N_BASE);
+  collect_free(&c);
+  coh_journal_close(j);
+  rm_journal(path);
+}
+
+/* The fuzz harness over valid, bit-flipped and truncated journals. */
+static void test_fuzz_seeds(void) {
+  char path[512];
+  char *good;
+  size_t n, i;
+  uint32_t x = 777;
+  int opened = 0;
+
+  tmp_path(path, sizeof path, "fuzzseed.db");
+  make_sample(path);
+  good = slurp(path, &n);
+  REQUIRE(good != NULL);
+  CHECK(coh__fuzz_journal_one((const uint8_t *)good, n) == 1);
+  coh__fuzz_journal_one((const uint8_t *)good, 0);
+  coh__fuzz_journal_one((const uint8_t *)good, 100);
+  coh__fuzz_journal_one((const uint8_t *)good, n / 3);
+  for (i = 0; i < 60; i++) {
+    char *m = coh__malloc(n);
+    size_t k, flips = 1 + i % 4;
+    REQUIRE(m != NULL);
+    memcpy(m, good, n);
+    for (k = 0; k < flips; k++) {
+      x = x * 1103515245u + 12345u;
+      /* keep most flips past the header so that SQLite parses the file */
+      m[100 + (x >> 8) % (n - 100)] ^= (char)(1u << (x % 8));
+    }
+    opened += coh__fuzz_journal_one((const uint8_t *)m, n);
+    coh__free(m);
+  }
+  fprintf(stderr, "  %d of 60 bit-flipped journals still opened\n", opened);
+  coh__free(good);
+  rm_journal(path);
+}
+
+/* Append rate, printed only (timings are never asserted). */
+static void test_append_rate(void) {
+  char path[512];
+  coh_journal *j = NULL;
+  coh_err err;
+  struct timespec a, b;
+  double s;
+  const int ticks = 50, per_tick = 1000;
+
+  tmp_path(path, sizeof path, "rate.db");
+  REQUIRE(coh_journal_create(path, "in", 2, &j, &err) == 0);
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  CHECK(write_ticks(j, 0, ticks, per_tick, &err) == 0);
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  s = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+  fprintf(stderr, "  append: %d events in ticks of %d: %.0f events/s\n",
+          ticks * per_tick, per_tick, ticks * per_tick / s);
+  coh_journal_close(j);
+  rm_journal(path);
+}
+
+/* A sample journal for tests/cli_inspect.sh: two agents, a scenario
+ * message, emits, an LLM request/result, a binary payload, a long one,
+ * checkpoints. */
+static int write_sample(const char *path) {
+  static const tev evs[] = {
+      {0, "message", "scenario", "alice", "Debate: is C11 enough?", 0, 5},
+      {0, "message", "scenario", "bob", "Debate: is C11 enough?", 0, 6},
+      {1, "emit", "alice", "", "alice: yes, with care\nsecond line", 0, 10},
+      {1, "llm_request", "alice", "tiny", "{\"prompt\":\"argue\",\"max\":8}", 0, 11},
+      {1, "message", "alice", "bob", "your turn", 0, 12},
+      {2, "llm_result", "tiny", "alice", "\x00\x01\x02\xff binary", 11, 20},
+      {2, "emit", "bob", "", "bob: no — we need \"atomics\"", 0, 21},
+      {3, "log", "bob", "", "", 0, 30},
+      {3, "exit", "alice", "", "0", 0, 31},
+  };
+  coh_journal *j = NULL;
+  coh_err err;
+  char hex[65], long_payload[600];
+  int rc, i;
+  rm_journal(path);
+  rc = coh_journal_create(path, "{\"scenario\":\"sample\"}", 21, &j, &err);
+  if (rc == 0) rc = write_events(j, evs, sizeof evs / sizeof evs[0], &err);
+  if (rc == 0) rc = coh_journal_tick_begin(j, 4, &err);
+  for (i = 0; i < (int)sizeof long_payload; i++)
+    long_payload[i] = (char)('a' + i % 26);
+  if (rc == 0) {
+    coh_jevent ev;
+    memset(&ev, 0, sizeof ev);
+    ev.tick = 4;
+    ev.kind = "emit";
+    ev.source = "bob";
+    ev.payload = long_payload;
+    ev.payload_len = sizeof long_payload;
+    rc = coh_journal_append(j, &ev, &err);
+  }
+  if (rc == 0) rc = coh_journal_checkpoint_put(j, "alice", "A", 1, &err);
+  if (rc == 0) rc = coh_journal_tick_commit(j, 40, &err);
+  if (rc == 0) {
+    coh_journal_digest(j, hex);
+    printf("%s\n", hex);
+  } else {
+    fprintf(stderr, "write-sample: %s\n", err.msg);
+  }
+  coh_journal_close(j);
+  return rc ? 1 : 0;
+}
+
+/* create_meta: the extra meta arrives with the journal, atomically; no
+ * temporary file is left; reserved keys and existing paths are refused. */
+static void test_create_meta(void) {
+  char path[600], tmpname[700];
+  coh_journal *j = NULL;
+  coh_err err;
+  const char *keys[2] = {"scenario_text", "status"};
+  const void *vals[2] = {"name: x\n", "running"};
+  size_t lens[2] = {8, 7};
+  const char *bad_keys[1] = {"inputs"};
+  char *v = NULL;
+  size_t vl = 0;
+  tmp_path(path, sizeof path, "meta.db");
+  REQUIRE(coh_journal_create_meta(path, "in", 2, keys, vals, lens, 2, &j, &err) == COH_OK);
+  REQUIRE(coh_journal_meta_get(j, "scenario_text", &v, &vl, &err) == COH_OK);
+  CHECK(vl == 8 && !memcmp(v, "name: x\n", 8));
+  coh_free(v);
+  coh_journal_close(j);
+  snprintf(tmpname, sizeof tmpname, "%s.creating", path);
+  CHECK(access(tmpname, F_OK) != 0);
+  CHECK_EQ_INT(coh_journal_create_meta(path, "in", 2, keys, vals, lens, 2, &j, &err), COH_EIO);
+  CHECK(strstr(err.msg, "already exists") != NULL);
+  unlink(path);
+  CHECK_EQ_INT(coh_journal_create_meta(path, "in", 2, bad_keys, vals, lens, 1, &j, &err),
+               COH_EINVAL);
+  CHECK(access(path, F_OK) != 0);
+  CHECK(access(tmpname, F_OK) != 0);
+}
+
+int main(int argc, char **argv) {
+  const char *base;
+  int rc;
+  if (argc == 3 && !strcmp(argv[1], "--write-sample"))
+    return write_sample(argv[2]);
+  TEST_MAIN_BEGIN(argc, argv);
+  base = getenv("TMPDIR");
+  snprintf(tmpdir, sizeof tmpdir, "%s/coh_journal_XXXXXX",
+           base && *base ? base : "/tmp");
+  if (mkdtemp(tmpdir) == NULL) {
+    perror("mkdtemp");
+    return 1;
+  }
+  RUN(test_roundtrip);
+  RUN(test_state_errors);
+  RUN(test_digest_columns);
+  RUN(test_killed_before_commit);
+  RUN(test_killed_midway);
+  RUN(test_tamper);
+  RUN(test_malformed);
+  RUN(test_checkpoints);
+  RUN(test_truncate_after);
+  RUN(test_events_filters);
+  RUN(test_fuzz_seeds);
+  RUN(test_append_rate);
+  RUN(test_create_meta);
+  rc = TEST_MAIN_END();
+  rmdir(tmpdir);
+  return rc;
+}
