@@ -93,7 +93,7 @@ typedef struct llm_req {
   coh__buf text;          /* collected by the engine thread */
   int32_t tokens;
   coh_finish finish;
-  char error[256];
+  char error[COH_ERRMSG_MAX];
   int64_t done_tick;      /* tick at which the engine finished it */
   char *body;             /* replay --no-model: the journaled result */
   size_t body_len;
