@@ -58,6 +58,10 @@ static inline int32_t coh_state_put(const char *key, const void *v,
                                     size_t n) {
   return cohort_state_put(key, (uint32_t)strlen(key), v, (uint32_t)n);
 }
+/* Asks the host for a new agent; see spawn() in cohort/abi.h. */
+static inline int32_t coh_spawn(const char *request_json) {
+  return cohort_spawn(request_json, (uint32_t)strlen(request_json));
+}
 
 /* Splits a payload into header and body (header missing its NUL: the whole
  * payload is the body and the header is empty). */

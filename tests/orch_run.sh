@@ -42,6 +42,9 @@ messages:
   - {to: d, body: "hello", tick: 2}
   - {to: d, body: "again", tick: 3}
   - {to: b, body: "too late", tick: 6}
+  - {to: e, body: "spawn kid", tick: 2}
+  - {to: d, body: "spawn a", tick: 2}
+  - {to: a, body: "flood 1 kid", tick: 4}
 YAML
 
 # 1. same digest for 1, 2 and 8 workers
@@ -65,6 +68,11 @@ grep -q "a: timer 1" "$tmp/out-1" && ok "timer fired" || bad "timer did not fire
 "$BIN" inspect "$tmp/mix-1.db" --json >"$tmp/ins.jsonl" || bad "inspect --json failed"
 grep -q '"kind":"refused"\|"kind": "refused"' "$tmp/ins.jsonl" && ok "refusals journaled" || bad "no refused events"
 grep -q "d: got: again (n=2)" "$tmp/out-1" && ok "key-value state kept between steps" || bad "state not kept"
+grep -q "e: spawn kid: 0" "$tmp/out-1" && grep -q "d: spawn a: -1" "$tmp/out-1" &&
+  ok "spawn accepted, duplicate id refused" || bad "spawn results"
+grep -q '"kind":"spawn"' "$tmp/ins.jsonl" && ok "spawn journaled" || bad "spawn not journaled"
+grep -q "kid: got: msg 0 (n=1)" "$tmp/out-1" && ok "spawned agent receives messages" ||
+  bad "spawned agent did not get its message"
 if grep -q "b: got: too late" "$tmp/out-1"; then bad "a failed agent still stepped"; else ok "failed agent no longer steps"; fi
 
 # 3. replay: full re-execution and --no-model both match

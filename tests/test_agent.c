@@ -101,7 +101,7 @@ static void rec_log(void *ud, coh_agent *a, int level, const char *m,
 
 static const coh_agent_host rec_host = {rec_emit, rec_send, rec_log, NULL,
                                         NULL,     NULL,     NULL,    NULL,
-                                        NULL};
+                                        NULL,     NULL};
 
 /* ---- validation ------------------------------------------------------------ */
 

@@ -5,6 +5,8 @@
  *                     (temperature 0.9, top_k 40); the result is emitted
  *   "timer N"         sets a timer N ticks ahead; emits when it fires
  *   "rand"            emits 8 bytes of its deterministic random stream (hex)
+ *   "spawn ID"        asks for a new agent ID like scenario agent "a";
+ *                     emits "spawn ID: <rc>"
  *   anything else     emits "got: <msg> (n=<count>)", keeping the count in
  *                     its key-value state
  */
@@ -37,7 +39,7 @@ static int chatter_event(const coh_event *ev) {
     char target[64] = "";
     sscanf((const char *)ev->body + 6, "%d %63s", &n, target);
     for (i = 0; i < n; i++) {
-      int k = snprintf(buf, sizeof buf, "flood message %d", i);
+      int k = snprintf(buf, sizeof buf, "msg %d", i);
       if (coh_send(target, buf, (size_t)k) == COH_ABI_OK) sent++;
       else refused++;
     }
@@ -54,6 +56,12 @@ static int chatter_event(const coh_event *ev) {
     if (coh_llm(buf) < 0) coh_emit_str("llm refused");
   } else if (starts(ev, "timer ")) {
     cohort_timer(atoi((const char *)ev->body + 6));
+  } else if (starts(ev, "spawn ")) {
+    char req[160];
+    int n = (int)(ev->body_len - 6 > 60 ? 60 : ev->body_len - 6);
+    snprintf(req, sizeof req, "{\"id\":\"%.*s\",\"like\":\"a\"}", n, (const char *)ev->body + 6);
+    n = snprintf(buf, sizeof buf, "spawn %.*s: %d", n, (const char *)ev->body + 6, (int)coh_spawn(req));
+    coh_emit(buf, (size_t)n);
   } else if (starts(ev, "rand")) {
     uint8_t r[8];
     int i, n = 0;

@@ -39,6 +39,13 @@
  *       larger than vcap) or COH_ABI_ENOTFOUND.
  *   state_put(kptr, klen, vptr, vlen)           [i32 i32 i32 i32 -> i32]
  *       Stores a value under the key; returns COH_ABI_OK or an error.
+ *   spawn(req_ptr, req_len)                     [i32 i32 -> i32]
+ *       Asks for a new agent.  req is JSON: {"id": "new-id", "like":
+ *       "scenario-agent-id", "config": {...}}: the new agent runs the module
+ *       (and the fuel, memory and inbox limits) of the scenario agent `like`,
+ *       initialised with `config` (default: `like`'s config).  It exists
+ *       from the next tick, when its init runs.  Returns COH_ABI_OK, or
+ *       COH_ABI_EINVAL (bad JSON, bad or taken id, unknown `like`).
  *
  * Exports an agent provides:
  *   memory                                      (its linear memory; required)
@@ -121,6 +128,8 @@ int32_t cohort_state_get(const char *key, uint32_t klen, void *val,
 COH__IMPORT(state_put)
 int32_t cohort_state_put(const char *key, uint32_t klen, const void *val,
                          uint32_t vlen);
+COH__IMPORT(spawn)
+int32_t cohort_spawn(const char *req, uint32_t req_len);
 #undef COH__IMPORT
 #endif /* __wasm__ */
 

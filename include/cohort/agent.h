@@ -160,6 +160,9 @@ typedef struct coh_agent_host {
                        uint8_t *v, size_t vcap);
   int32_t (*state_put)(void *ud, coh_agent *a, const char *key, size_t klen,
                        const uint8_t *v, size_t vlen);
+  /* Asks the host to start a new agent (request JSON, see abi.h spawn());
+   * returns COH_ABI_OK or a negative COH_ABI_E*. */
+  int32_t (*spawn)(void *ud, coh_agent *a, const char *req, size_t len);
 } coh_agent_host;
 
 /* Why an agent call stopped early. */

@@ -382,6 +382,11 @@ uint64_t coh__import_call(void *host, uint32_t id, const uint64_t *x) {
                   : COH_ABI_ENOSYS);
       break;
     }
+    case COH__IMP_SPAWN: {
+      const char *p = (const char *)mptr(a, x[0], x[1]);
+      v = I32(a->host.spawn ? a->host.spawn(a->ud, a, p, x[1]) : COH_ABI_ENOSYS);
+      break;
+    }
     case COH__IMP_STATE_PUT: {
       const char *k = (const char *)mptr(a, x[0], x[1]);
       const uint8_t *val = mptr(a, x[2], x[3]);

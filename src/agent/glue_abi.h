@@ -11,7 +11,7 @@
 #ifndef COH_GLUE_ABI_H
 #define COH_GLUE_ABI_H
 
-#define COH__GLUE_ABI 3
+#define COH__GLUE_ABI 4
 
 /* Import ids: the glue forwards every import through ops->import_call with
  * one of these ids and its arguments widened to uint64_t. */
@@ -23,6 +23,7 @@ enum {
   COH__IMP_FD_PRESTAT_DIR_NAME, COH__IMP_PROC_EXIT,
   COH__IMP_ENVIRON_SIZES_GET, COH__IMP_ENVIRON_GET, COH__IMP_ARGS_SIZES_GET,
   COH__IMP_ARGS_GET, COH__IMP_CLOCK_TIME_GET, COH__IMP_RANDOM_GET,
+  COH__IMP_SPAWN,
   COH__IMP_COUNT
 };
 

@@ -145,6 +145,7 @@ static const abi_import abi_imports[] = {
     {"cohort", "timer", "I", "I"},
     {"cohort", "state_get", "iiii", "i"},
     {"cohort", "state_put", "iiii", "i"},
+    {"cohort", "spawn", "ii", "i"},
     {"wasi_snapshot_preview1", "fd_write", "iiii", "i"},
     {"wasi_snapshot_preview1", "fd_close", "i", "i"},
     {"wasi_snapshot_preview1", "fd_seek", "iIii", "i"},

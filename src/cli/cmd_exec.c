@@ -328,7 +328,8 @@ int coh__cmd_exec(int argc, char **argv) {
   exec_ctx x;
   static const coh_agent_host host = {h_emit,  h_send,      h_log,
                                       h_llm,   h_now,       h_random,
-                                      h_timer, h_state_get, h_state_put};
+                                      h_timer, h_state_get, h_state_put,
+                                      NULL /* spawn: exec runs one agent */};
   memset(&x, 0, sizeof x);
   coh_agent_opts_default(&ao);
   coh_err_clear(&err);

@@ -8,7 +8,9 @@
  * only on state frozen at the start of the tick, so they are the same for
  * any number of workers.
  */
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "orch_int.h"
@@ -177,8 +179,67 @@ static int32_t h_state_put(void *ud, coh_agent *ag, const char *key,
   return COH_ABI_OK;
 }
 
+static int valid_id(const char *s) {
+  size_t n = strlen(s), i;
+  if (n < 1 || n > 64) return 0;
+  for (i = 0; i < n; i++) {
+    char c = s[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+          c == '_' || c == '.' || c == '-'))
+      return 0;
+  }
+  return 1;
+}
+
+/* spawn: checked against the state at the start of the tick (ids taken, the
+ * scenario's agents); a clash with another agent's spawn of the same id in
+ * the same tick is settled at commit, in agent order. */
+static int32_t h_spawn(void *ud, coh_agent *ag, const char *req, size_t len) {
+  agent_slot *a = ud;
+  orch *o = a->o;
+  json_error_t je;
+  json_t *root = json_loadb(req, len, 0, &je), *id, *like, *cfg;
+  const char *ids, *likes;
+  char *cfgs = NULL, *buf;
+  size_t i, il, cl;
+  int spec = -1;
+  out_item *it;
+  (void)ag;
+  if (root == NULL || !json_is_object(root)) goto bad;
+  id = json_object_get(root, "id");
+  like = json_object_get(root, "like");
+  cfg = json_object_get(root, "config");
+  if (!json_is_string(id) || !json_is_string(like) || (cfg && !json_is_object(cfg))) goto bad;
+  ids = json_string_value(id);
+  likes = json_string_value(like);
+  if (!valid_id(ids) || find_agent(o, ids, strlen(ids)) >= 0) goto bad;
+  for (i = 0; i < o->s->n_agents; i++)
+    if (!strcmp(o->s->agents[i].id, likes)) spec = (int)i;
+  if (spec < 0) goto bad;
+  for (i = 0; i < a->n_outs; i++)
+    if (a->outs[i].type == OUT_SPAWN && !strcmp(a->outs[i].data, ids)) goto bad;
+  cfgs = cfg ? json_dumps(cfg, JSON_COMPACT) : NULL;
+  il = strlen(ids);
+  cl = cfgs ? strlen(cfgs) : 0;
+  buf = coh__malloc(il + 1 + cl + 1);
+  if (buf == NULL) goto bad;
+  memcpy(buf, ids, il + 1);
+  if (cfgs) memcpy(buf + il + 1, cfgs, cl + 1);
+  else buf[il + 1] = '\0';
+  it = push_out(a, OUT_SPAWN, buf, il + 1 + cl);
+  coh__free(buf);
+  free(cfgs);
+  json_decref(root);
+  if (it == NULL) return COH_ABI_ETOOBIG;
+  it->target = spec;
+  return COH_ABI_OK;
+bad:
+  json_decref(root);
+  return COH_ABI_EINVAL;
+}
+
 const coh_agent_host coh__orch_host = {
-    h_emit, h_send, h_log, h_llm, h_now, NULL, h_timer, h_state_get, h_state_put,
+    h_emit, h_send, h_log, h_llm, h_now, NULL, h_timer, h_state_get, h_state_put, h_spawn,
 };
 
 /* Runs an agent's work for this tick: its init (tick 0) or the first
@@ -192,7 +253,7 @@ void coh__orch_run_step(agent_slot *a, int64_t tick) {
   a->trapped = a->exited = 0;
   a->last_rc = 0;
   if (a->is_init) {
-    const char *cfg = a->spec->config_json ? a->spec->config_json : "{}";
+    const char *cfg = a->config ? a->config : a->spec->config_json ? a->spec->config_json : "{}";
     rc = coh_agent_init(a->agent, cfg, strlen(cfg), &r);
     a->fuel_used = r.fuel_used;
     a->last_rc = r.rc;

@@ -70,8 +70,8 @@ int coh__orch_models_open(orch *o, coh_err *err) {
   for (i = 0; i <= o->n_models; i++) {
     model_slot *ms = &o->models[i];
     ms->o = o;
-    ms->wait_head = coh__calloc((size_t)o->n_agents + 1, sizeof *ms->wait_head);
-    ms->wait_tail = coh__calloc((size_t)o->n_agents + 1, sizeof *ms->wait_tail);
+    ms->wait_head = coh__calloc((size_t)o->cap_agents + 1, sizeof *ms->wait_head);
+    ms->wait_tail = coh__calloc((size_t)o->cap_agents + 1, sizeof *ms->wait_tail);
     if (ms->wait_head == NULL || ms->wait_tail == NULL)
       return coh__err(err, COH_ENOMEM, "out of memory");
     if (i == o->n_models) break;

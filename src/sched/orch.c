@@ -70,8 +70,9 @@ static int make_agents(orch *o, coh_err *err) {
   const coh_scenario *s = o->s;
   size_t i, total = coh_scenario_instances(s);
   int k = 0, c, rc;
-  o->agents = coh__calloc(total + 1, sizeof *o->agents);
-  o->by_id = coh__calloc(total + 1, sizeof *o->by_id);
+  o->cap_agents = (int)total + COH__MAX_SPAWNED;
+  o->agents = coh__calloc((size_t)o->cap_agents, sizeof *o->agents);
+  o->by_id = coh__calloc((size_t)o->cap_agents, sizeof *o->by_id);
   o->modules = coh__calloc(s->n_agents + 1, sizeof *o->modules);
   if (o->agents == NULL || o->by_id == NULL || o->modules == NULL)
     return coh__err(err, COH_ENOMEM, "out of memory");
@@ -158,8 +159,8 @@ static int start_workers(orch *o, coh_err *err) {
   for (i = 0; i < n; i++) {
     worker *w = &o->workers[i];
     w->o = o;
-    if (coh__ring_init(&w->tasks, (uint32_t)o->n_agents + 2) ||
-        coh__ring_init(&w->done, (uint32_t)o->n_agents + 2))
+    if (coh__ring_init(&w->tasks, (uint32_t)o->cap_agents + 2) ||
+        coh__ring_init(&w->done, (uint32_t)o->cap_agents + 2))
       return coh__err(err, COH_ENOMEM, "out of memory");
     if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
       return coh__err(err, COH_ENOMEM, "cannot start worker thread %d", i);
@@ -185,6 +186,8 @@ static void stop_workers(orch *o) {
 /* ---- events ---------------------------------------------------------------- */
 
 static int load_reference_tick(orch *o, int64_t tick, coh_err *err);
+static int spawn_agent(orch *o, int spec, const char *id, const char *config,
+                       coh_err *err);
 
 static void note_divergence(orch *o, const char *agent, const char *expected,
                             const char *actual) {
@@ -380,7 +383,10 @@ static int choose(orch *o, int *pending_llm) {
         if (ok && pending_llm[d] > 0) ok = 0;
       }
     a->to_deliver = ok ? (a->in.count < (size_t)quantum ? a->in.count : (size_t)quantum) : 0;
-    a->is_init = 0;
+    /* a spawned agent's first step is its init */
+    a->is_init = a->needs_init;
+    if (a->needs_init) a->to_deliver = 0;
+    a->needs_init = 0;
     n += ok;
   }
   return n;
@@ -399,8 +405,8 @@ static void dispatch(orch *o, int init) {
         coh__ring_push(&o->models[i].to_engine, &o->models[i]), o->models[i].stepping = 1;
   for (k = 0; k < o->n_agents; k++) {
     agent_slot *a = &o->agents[k];
-    if (!(init ? a->status == AGENT_ALIVE : a->to_deliver > 0)) continue;
-    a->is_init = init;
+    if (!(init ? a->status == AGENT_ALIVE : a->to_deliver > 0 || a->is_init)) continue;
+    a->is_init = init || a->is_init;
     coh__ring_push(&o->workers[w].tasks, a);
     counts[w]++;
     w = (w + 1) % o->n_workers;
@@ -484,6 +490,23 @@ static int commit_agent(orch *o, agent_slot *a, int *pending_llm, coh_err *err) 
         pending_llm[a->index]++;
         o->sum->llm_requests++;
         break;
+      case OUT_SPAWN: {
+        const char *nid = it->data, *cfg = it->data + strlen(it->data) + 1;
+        int ok = agent_index(o, nid) < 0 && o->n_agents < o->cap_agents;
+        j = json_object();
+        json_object_set_new(j, "like", json_string(o->s->agents[it->target].id));
+        json_object_set_new(j, "config", cfg[0] ? json_string(cfg) : json_null());
+        if (!ok)
+          json_object_set_new(j, "refused", json_string(o->n_agents < o->cap_agents ? "id_taken"
+                                                                                  : "agent_limit"));
+        s = dump(j);
+        if (s == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+        rc = produce(o, ok ? "spawn" : "spawn_refused", a->id, nid, s, strlen(s), err);
+        free(s);
+        if (rc) return rc;
+        if (ok && (rc = spawn_agent(o, it->target, nid, cfg, err))) return rc;
+        break;
+      }
       case OUT_TIMER:
         snprintf(buf, sizeof buf, "{\"id\":%lld,\"due\":%lld}", (long long)it->id,
                  (long long)it->due);
@@ -597,27 +620,64 @@ static int anything_pending(orch *o) {
   size_t i;
   int k;
   for (k = 0; k < o->n_agents; k++)
-    if (o->agents[k].status == AGENT_ALIVE && o->agents[k].in.count > 0) return 1;
+    if (o->agents[k].status == AGENT_ALIVE && (o->agents[k].in.count > 0 || o->agents[k].needs_init))
+      return 1;
   if (o->n_timers > 0 || coh__orch_llm_busy(o)) return 1;
   for (i = 0; i < s->n_messages; i++)
     if ((s->messages[i].tick < 1 ? 1 : s->messages[i].tick) > o->tick) return 1;
   return 0;
 }
 
+/* Instantiates slot k's agent with its spec's limits and its own seed. */
+static int instantiate(orch *o, int k, coh_err *err) {
+  agent_slot *a = &o->agents[k];
+  coh_agent_opts ao;
+  int rc;
+  coh_agent_opts_default(&ao);
+  ao.fuel = a->spec->fuel;
+  ao.max_memory_pages = a->spec->memory_mb * 16u > 65535u ? 65535u : a->spec->memory_mb * 16u;
+  ao.seed = coh__seed_derive(o->s->seed, (uint64_t)k, UINT64_MAX);
+  if ((rc = coh_agent_new(a->module, &ao, &coh__orch_host, a, &a->agent, err)))
+    coh__err_prefix(err, "%s:%d: agent '%s'", o->s->path, a->spec->line, a->id);
+  return rc;
+}
+
 static int create_agents(orch *o, coh_err *err) {
   int k, rc;
-  for (k = 0; k < o->n_agents; k++) {
-    agent_slot *a = &o->agents[k];
-    coh_agent_opts ao;
-    coh_agent_opts_default(&ao);
-    ao.fuel = a->spec->fuel;
-    ao.max_memory_pages = a->spec->memory_mb * 16u > 65535u ? 65535u : a->spec->memory_mb * 16u;
-    ao.seed = coh__seed_derive(o->s->seed, (uint64_t)k, UINT64_MAX);
-    if ((rc = coh_agent_new(a->module, &ao, &coh__orch_host, a, &a->agent, err))) {
-      coh__err_prefix(err, "%s:%d: agent '%s'", o->s->path, a->spec->line, a->id);
-      return rc;
-    }
+  for (k = 0; k < o->n_agents; k++)
+    if ((rc = instantiate(o, k, err))) return rc;
+  return COH_OK;
+}
+
+/* A spawn committed by another agent: a new slot at the end of the table
+ * (so indices, and with them seeds and commit order, stay deterministic),
+ * inserted into the id index; its init runs at the next tick.  An agent
+ * that cannot be instantiated is journaled as failed, like a trap. */
+static int spawn_agent(orch *o, int spec, const char *id, const char *config,
+                       coh_err *err) {
+  int k = o->n_agents, i;
+  agent_slot *a = &o->agents[k];
+  coh_err e;
+  memset(a, 0, sizeof *a);
+  a->o = o;
+  a->index = k;
+  a->spec = &o->s->agents[spec];
+  a->module = o->modules[spec];
+  a->id = coh__strdup(id);
+  a->config = config && config[0] ? coh__strdup(config) : NULL;
+  if (a->id == NULL || (config && config[0] && a->config == NULL))
+    return coh__err(err, COH_ENOMEM, "out of memory");
+  o->n_agents++;
+  for (i = k; i > 0 && strcmp(o->agents[o->by_id[i - 1]].id, id) > 0; i--)
+    o->by_id[i] = o->by_id[i - 1];
+  o->by_id[i] = k;
+  if (instantiate(o, k, &e) != COH_OK) {
+    char msg[COH_ERRMSG_MAX + 64];
+    snprintf(msg, sizeof msg, "{\"kind\":\"instantiate\",\"message\":\"could not start\"}");
+    a->status = AGENT_FAILED;
+    return produce(o, "trap", a->id, "", msg, strlen(msg), err);
   }
+  a->needs_init = 1;
   return COH_OK;
 }
 
@@ -639,6 +699,7 @@ static void teardown(orch *o) {
     }
     coh__free(a->kv);
     coh__free(a->after);
+    coh__free(a->config);
     coh__free(a->id);
   }
   for (i = 0; o->modules && i < o->s->n_agents; i++) coh_module_free(o->modules[i]);
@@ -715,7 +776,7 @@ int coh_run(const coh_scenario *s, const coh_run_options *opt,
   ro.cache_dir = opt->cache_dir;
   if ((rc = coh_agent_rt_new(&ro, &o.rt, err))) goto done;
   if ((rc = make_agents(&o, err)) || (rc = resolve_after(&o, err))) goto done;
-  pending_llm = coh__calloc((size_t)o.n_agents + 1, sizeof *pending_llm);
+  pending_llm = coh__calloc((size_t)o.cap_agents + 1, sizeof *pending_llm);
   if (pending_llm == NULL) {
     rc = coh__err(err, COH_ENOMEM, "out of memory");
     goto done;

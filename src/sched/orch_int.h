@@ -34,15 +34,22 @@ typedef struct inbox {
 
 /* Outputs an agent produced during one step, committed in order. */
 enum out_type {
-  OUT_SEND, OUT_REFUSED, OUT_EMIT, OUT_LOG, OUT_LLM, OUT_TIMER
+  OUT_SEND, OUT_REFUSED, OUT_EMIT, OUT_LOG, OUT_LLM, OUT_TIMER, OUT_SPAWN
 };
+
+/* Agents another agent may spawn during a run, beyond the scenario's: the
+ * agent table is allocated once with this much room, so slots never move
+ * (each agent's host callbacks hold a pointer to its slot). */
+#define COH__MAX_SPAWNED 4096
 typedef struct out_item {
   enum out_type type;
-  int target;       /* OUT_SEND/OUT_REFUSED: agent index (-1: unknown) */
+  int target;       /* OUT_SEND/OUT_REFUSED: agent index (-1: unknown);
+                       OUT_SPAWN: scenario agent index of `like` */
   int64_t id;       /* OUT_LLM: request number; OUT_TIMER: timer id */
   int64_t due;      /* OUT_TIMER: due tick */
   int level;        /* OUT_LOG */
-  char *data;       /* message body / emit / log text / request JSON / refused target name */
+  char *data;       /* message body / emit / log text / request JSON /
+                       refused target name / spawn: "id\0config" */
   size_t len;
 } out_item;
 
@@ -62,6 +69,8 @@ typedef struct agent_slot {
   const coh_scn_agent *spec;
   coh_module *module;     /* borrowed from the module table */
   coh_agent *agent;
+  char *config;           /* spawned agents: their config (else the spec's) */
+  int needs_init;         /* spawned this tick: init runs at the next */
   enum agent_status status;
   inbox in;
   size_t in_snapshot;     /* inbox length at the start of the tick */
@@ -151,8 +160,8 @@ typedef struct orch {
   const coh_run_options *opt;
   coh_agent_rt *rt;
   coh_module **modules;   /* per scenario agent spec (shared by its instances) */
-  agent_slot *agents;
-  int n_agents;
+  agent_slot *agents;     /* cap_agents slots, never reallocated */
+  int n_agents, cap_agents;
   model_slot *models;
   int n_models;
   worker *workers;
