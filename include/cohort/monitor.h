@@ -1,0 +1,130 @@
+/*
+ * cohort/monitor.h — the optional live view of a run: an embedded HTTP +
+ * WebSocket server (civetweb), started only when asked (`--ui ADDR:PORT`).
+ *
+ * The orchestrator never waits for it.  Between ticks the orchestrator
+ * *publishes* a snapshot (JSON text, schema below) into a triple buffer and
+ * appends trace spans; server threads read the latest snapshot whenever a
+ * client asks or a WebSocket needs an update.  Controls travel the other
+ * way through a queue the orchestrator polls between ticks.
+ *
+ * Endpoints:
+ *   GET  /                 the dashboard (static files embedded in the binary)
+ *   GET  /api/snapshot     the latest snapshot (application/json)
+ *   GET  /metrics          Prometheus text exposition, rendered from the snapshot
+ *   GET  /trace            Chrome trace event JSON (opens in Perfetto)
+ *   POST /api/control      body {"control": "pause"|"resume"|"step"|"stop"}
+ *   WS   /ws               the server pushes every new snapshot as a text
+ *                          frame; the client may send control JSON as above
+ * With a token (always, when bound to a non-loopback address), every request
+ * needs `Authorization: Bearer TOKEN` or `?token=TOKEN`, else 401.
+ *
+ * Snapshot schema (version 1; every field always present):
+ * {
+ *   "version": 1,
+ *   "run": {"scenario": str, "tick": int, "paused": bool, "finished": bool,
+ *           "stop_reason": str|null, "digest": str, "wall_seconds": num,
+ *           "workers": int, "mode": "run"|"replay"|"resume"|"journal"},
+ *   "counters": {"events": int, "agent_steps": int, "messages": int,
+ *                "refused": int, "traps": int, "llm_requests": int,
+ *                "llm_tokens": int},
+ *   "agents": [{"id": str, "state": "alive"|"exited"|"failed",
+ *               "inbox": int, "fuel_used": int, "steps": int,
+ *               "last_tick": int, "last_event": str}],
+ *   "models": [{"name": str, "provider": str, "batch": int, "queued": int,
+ *               "max_batch": int, "tokens": int, "tokens_per_second": num}],
+ *   "stages": {"queued": H, "agent_step": H, "inference": H,
+ *              "delivered": H},
+ *       H = {"count": int, "sum_ms": num, "p50_ms": num, "p95_ms": num,
+ *            "p99_ms": num, "jitter_ms": num (standard deviation),
+ *            "buckets": [[upper_bound_ms, cumulative_count], ...]}
+ *       (the last bucket's bound is null, meaning +Inf)
+ *   "transcript": [{"tick": int, "agent": str, "text": str}]  (latest 200)
+ *   "ticks": [{"tick": int, "wall_ms": num, "events": int, "steps": int}]
+ *            (latest 300)
+ * }
+ * Stages, per task, in wall-clock time (never part of the digest):
+ *   queued     a message or LLM result committed → the step that takes it
+ *              starts (or an LLM request committed → admitted to the engine)
+ *   agent_step one agent step (init or events), on its worker
+ *   inference  an LLM request admitted → its last token
+ *   delivered  an LLM request's last token → its result is in the inbox
+ */
+#ifndef COHORT_MONITOR_H
+#define COHORT_MONITOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cohort/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct coh_monitor coh_monitor;
+
+typedef struct coh_monitor_opts {
+  const char *listen;  /* "ADDR:PORT"; "PORT" alone means 127.0.0.1:PORT */
+  const char *token;   /* NULL: none on loopback, a generated one otherwise */
+} coh_monitor_opts;
+
+/* Starts the server.  *out: caller frees with coh_monitor_stop.  Errors:
+ * COH_EINVAL (malformed address), COH_EIO (cannot bind: the message says
+ * why, e.g. address in use), COH_ENOMEM. */
+int coh_monitor_start(const coh_monitor_opts *opts, coh_monitor **out,
+                      coh_err *err);
+/* Stops the server (closes connections, joins its threads) and frees m. */
+void coh_monitor_stop(coh_monitor *m);
+
+/* "http://ADDR:PORT/" (with "?token=..." when a token is required); and the
+ * token or NULL.  Borrowed, valid while m lives. */
+const char *coh_monitor_url(const coh_monitor *m);
+const char *coh_monitor_token(const coh_monitor *m);
+
+/* Orchestrator side.  Publishes a snapshot (JSON text, borrowed, copied):
+ * never blocks on server threads (triple buffer swapped with atomics). */
+void coh_monitor_publish(coh_monitor *m, const char *json, size_t len);
+
+/* One trace span: a complete event ("X") on a track, optionally a step of
+ * a flow that correlates the stages of one task. */
+typedef struct coh_trace_span {
+  const char *name;    /* e.g. "step", "inference", "tick" (copied) */
+  const char *track;   /* agent id or model name (copied) */
+  int track_kind;      /* 0: agent, 1: model, 2: orchestrator */
+  double ts_us;        /* start, microseconds since the run started */
+  double dur_us;
+  uint64_t flow;       /* task token; 0: none */
+  int flow_phase;      /* 0: none, 1: start, 2: step, 3: end */
+} coh_trace_span;
+
+/* Appends spans to the trace (bounded: the oldest are dropped beyond the
+ * capacity).  Never waits: if a server thread is serialising the trace at
+ * that moment, the spans are kept for the next call. */
+void coh_monitor_trace(coh_monitor *m, const coh_trace_span *spans, size_t n);
+
+typedef enum coh_control {
+  COH_CONTROL_NONE = 0,
+  COH_CONTROL_PAUSE,
+  COH_CONTROL_RESUME,
+  COH_CONTROL_STEP,   /* while paused: run exactly one tick */
+  COH_CONTROL_STOP
+} coh_control;
+
+/* The next control a client sent, or NONE.  Orchestrator thread only. */
+coh_control coh_monitor_next_control(coh_monitor *m);
+/* Blocks until a control arrives (for a paused run); returns it. */
+coh_control coh_monitor_wait_control(coh_monitor *m);
+
+/* Renderers, exposed for tests and for `inspect --ui`.  *out: caller frees
+ * with coh_free.  Errors: COH_EFORMAT (snapshot not of the schema above),
+ * COH_ENOMEM. */
+int coh_monitor_render_metrics(const char *snapshot_json, size_t len,
+                               char **out, size_t *out_len, coh_err *err);
+int coh_monitor_render_trace(const coh_trace_span *spans, size_t n,
+                             char **out, size_t *out_len, coh_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* COHORT_MONITOR_H */
