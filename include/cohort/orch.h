@@ -28,6 +28,7 @@
 
 #include "cohort/common.h"
 #include "cohort/journal.h"
+#include "cohort/monitor.h"
 #include "cohort/scenario.h"
 
 #ifdef __cplusplus
@@ -55,6 +56,8 @@ typedef struct coh_run_options {
   int no_model;              /* REPLAY: LLM results come from the journal */
   coh_run_event_fn on_event;
   void *ud;
+  coh_monitor *monitor;      /* borrowed, may be NULL: snapshots, trace spans,
+                                and pause/resume/step/stop between ticks */
 } coh_run_options;
 
 typedef struct coh_run_summary {
@@ -71,7 +74,8 @@ typedef struct coh_run_summary {
   char diverged_agent[80];
   char diverged_expected[512];
   char diverged_actual[512];
-  const char *stop_reason;   /* "max_ticks" | "quiescence" | "exit" | "journal_end" | "divergence" */
+  const char *stop_reason;   /* "max_ticks" | "quiescence" | "exit" | "journal_end" |
+                                "divergence" | "stopped" (a monitor's stop) */
 } coh_run_summary;
 
 /* Runs scenario s.  Errors: module/model load errors (naming the agent or

@@ -11,10 +11,12 @@
  *                     (verifying it) and continues it to the end
  */
 #include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli_int.h"
@@ -31,6 +33,7 @@ typedef struct cli_opts {
   int device_override;
   coh_device device;
   int no_model, quiet;
+  const char *ui, *ui_token;
 } cli_opts;
 
 static int parse(const char *cmd, int argc, char **argv, cli_opts *o,
@@ -63,6 +66,14 @@ static int parse(const char *cmd, int argc, char **argv, cli_opts *o,
       i++;
     } else if (!strcmp(a, "--no-model") && !strcmp(cmd, "replay")) {
       o->no_model = 1;
+    } else if (!strcmp(a, "--ui") && strcmp(cmd, "replay") != 0) {
+      if (val == NULL) return coh__usage_error(cmd, "--ui needs ADDR:PORT (e.g. 127.0.0.1:8080)");
+      o->ui = val;
+      i++;
+    } else if (!strcmp(a, "--ui-token") && strcmp(cmd, "replay") != 0) {
+      if (val == NULL || *val == '\0') return coh__usage_error(cmd, "--ui-token needs a token");
+      o->ui_token = val;
+      i++;
     } else if (!strcmp(a, "--quiet")) {
       o->quiet = 1;
     } else if (a[0] == '-' && a[1] == '-') {
@@ -73,6 +84,7 @@ static int parse(const char *cmd, int argc, char **argv, cli_opts *o,
       return coh__usage_error(cmd, "unexpected argument '%s'", a);
     }
   }
+  if (o->ui_token && !o->ui) return coh__usage_error(cmd, "--ui-token needs --ui");
   if (o->target == NULL)
     return coh__usage_error(cmd, "%s", !strcmp(cmd, "run") ? "give a SCENARIO file" : "give a RUN.db journal");
   return 0;
@@ -132,6 +144,42 @@ static int environment(const char *cmd, cli_opts *c, coh_run_options *ro,
   return 0;
 }
 
+static volatile sig_atomic_t interrupted;
+static void on_signal(int sig) {
+  (void)sig;
+  interrupted = 1;
+}
+
+/* Starts the dashboard server when --ui was given; prints where it is. */
+static int start_ui(const char *cmd, const cli_opts *c, coh_monitor **mon) {
+  coh_monitor_opts mo;
+  coh_err err;
+  *mon = NULL;
+  if (c->ui == NULL) return 0;
+  mo.listen = c->ui;
+  mo.token = c->ui_token;
+  if (coh_monitor_start(&mo, mon, &err))
+    return coh__runtime_error(cmd, "--ui %s: %s", c->ui, err.msg);
+  fprintf(stderr, "cohort %s: dashboard at %s\n", cmd, coh_monitor_url(*mon));
+  return 0;
+}
+
+/* After the run: the dashboard stays up until Ctrl-C or a stop control. */
+static void linger_ui(const char *cmd, coh_monitor *mon) {
+  struct sigaction sa;
+  if (mon == NULL) return;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  fprintf(stderr, "cohort %s: finished; the dashboard stays at %s until Ctrl-C\n", cmd,
+          coh_monitor_url(mon));
+  while (!interrupted && coh_monitor_next_control(mon) != COH_CONTROL_STOP) {
+    struct timespec ts = {0, 100 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+}
+
 /* A fresh journal name: runs/<scenario name>-<n>.db, the first free n. */
 static char *default_journal(const coh_scenario *s) {
   char *p = malloc(strlen(s->name) + 64);
@@ -148,7 +196,7 @@ static char *default_journal(const coh_scenario *s) {
 
 static const char run_usage[] =
     "usage: cohort run SCENARIO.yaml [--workers N] [--journal FILE] [--device auto|cpu|cuda]\n"
-    "                  [--cache-dir DIR] [--quiet]\n"
+    "                  [--cache-dir DIR] [--quiet] [--ui ADDR:PORT [--ui-token T]]\n"
     "Runs a scenario headless: prints emitted lines as they commit, then a summary\n"
     "whose last line is `digest: <hex>`.  The journal (default runs/NAME-N.db)\n"
     "can be replayed, resumed and inspected.\n";
@@ -159,6 +207,7 @@ int coh__cmd_run(int argc, char **argv) {
   coh_run_summary sum;
   coh_scenario *s = NULL;
   coh_journal *j = NULL;
+  coh_monitor *mon = NULL;
   coh_err err;
   char *cache_buf = NULL, *prompt_buf = NULL, *jpath = NULL, *inputs = NULL;
   size_t inputs_len = 0;
@@ -193,14 +242,20 @@ int coh__cmd_run(int argc, char **argv) {
   ro.mode = COH_RUN_FRESH;
   ro.journal = j;
   if (!c.quiet) fprintf(stderr, "cohort run: journal %s\n", jpath);
+  if (start_ui("run", &c, &mon)) goto done;
+  ro.monitor = mon;
   if (coh_run(s, &ro, &sum, &err)) {
     coh__runtime_error("run", "%s (the journal %s holds every committed tick)", err.msg, jpath);
     goto done;
   }
-  coh_journal_meta_put(j, "status", "complete", 8, &err);
+  coh_journal_meta_put(j, "status", !strcmp(sum.stop_reason, "stopped") ? "stopped" : "complete",
+                       !strcmp(sum.stop_reason, "stopped") ? 7 : 8, &err);
   print_summary(&sum);
+  fflush(stdout);
+  linger_ui("run", mon);
   status = COH_EXIT_OK;
 done:
+  coh_monitor_stop(mon);
   coh_journal_close(j);
   coh_scenario_free(s);
   coh_free(inputs);
@@ -292,6 +347,7 @@ static int replay_or_resume(const char *cmd, int argc, char **argv) {
   coh_run_summary sum;
   coh_scenario *s = NULL;
   coh_journal *j = NULL;
+  coh_monitor *mon = NULL;
   coh_err err;
   char *cache_buf = NULL, *prompt_buf = NULL, *status_text = NULL;
   size_t sl;
@@ -314,6 +370,8 @@ static int replay_or_resume(const char *cmd, int argc, char **argv) {
   }
   ro.mode = resume ? COH_RUN_RESUME : COH_RUN_REPLAY;
   ro.journal = j;
+  if (resume && start_ui(cmd, &c, &mon)) goto done;
+  ro.monitor = mon;
   if (coh_run(s, &ro, &sum, &err)) {
     coh__runtime_error(cmd, "%s", err.msg);
     goto done;
@@ -326,6 +384,8 @@ static int replay_or_resume(const char *cmd, int argc, char **argv) {
   if (resume) {
     coh_journal_meta_put(j, "status", "complete", 8, &err);
     print_summary(&sum);
+    fflush(stdout);
+    linger_ui(cmd, mon);
   } else {
     printf("replay matches: %lld events over %lld ticks\n", (long long)sum.events,
            (long long)sum.ticks);
@@ -333,6 +393,7 @@ static int replay_or_resume(const char *cmd, int argc, char **argv) {
   }
   status = COH_EXIT_OK;
 done:
+  coh_monitor_stop(mon);
   coh_free(status_text);
   coh_journal_close(j);
   coh_scenario_free(s);

@@ -242,6 +242,17 @@ const coh_agent_host coh__orch_host = {
     h_emit, h_send, h_log, h_llm, h_now, NULL, h_timer, h_state_get, h_state_put, h_spawn,
 };
 
+/* Room for one more queued-latency sample (timings only: on failure the
+ * sample is dropped). */
+static int grow_qlat(agent_slot *a) {
+  size_t ncap = a->cap_qlat ? a->cap_qlat * 2 : 8;
+  double *n = coh__realloc(a->qlat, ncap * sizeof *n);
+  if (n == NULL) return 0;
+  a->qlat = n;
+  a->cap_qlat = ncap;
+  return 1;
+}
+
 /* Runs an agent's work for this tick: its init (tick 0) or the first
  * `to_deliver` events of its inbox, stopping at a trap or an exit. */
 void coh__orch_run_step(agent_slot *a, int64_t tick) {
@@ -252,6 +263,8 @@ void coh__orch_run_step(agent_slot *a, int64_t tick) {
   a->delivered = 0;
   a->trapped = a->exited = 0;
   a->last_rc = 0;
+  a->n_qlat = 0;
+  a->step_t0 = coh__wall_seconds();
   if (a->is_init) {
     const char *cfg = a->config ? a->config : a->spec->config_json ? a->spec->config_json : "{}";
     rc = coh_agent_init(a->agent, cfg, strlen(cfg), &r);
@@ -265,6 +278,7 @@ void coh__orch_run_step(agent_slot *a, int64_t tick) {
                  "cohort_init returned %d (the agent refused to start)", r.rc);
     }
     if (r.exited) a->exited = 1;
+    a->step_t1 = coh__wall_seconds();
     return;
   }
   while (a->delivered < a->to_deliver && a->in.count > 0) {
@@ -272,6 +286,8 @@ void coh__orch_run_step(agent_slot *a, int64_t tick) {
     a->in.head = (a->in.head + 1) % a->in.cap;
     a->in.count--;
     a->delivered++;
+    if (a->n_qlat < a->cap_qlat || (a->n_qlat == a->cap_qlat && grow_qlat(a)))
+      a->qlat[a->n_qlat++] = (a->step_t0 - ev.queued_at) * 1e3;
     rc = coh_agent_step(a->agent, ev.kind, ev.payload, ev.len, &r);
     coh__free(ev.payload);
     a->fuel_used += r.fuel_used;
@@ -287,4 +303,5 @@ void coh__orch_run_step(agent_slot *a, int64_t tick) {
       break;
     }
   }
+  a->step_t1 = coh__wall_seconds();
 }

@@ -24,6 +24,7 @@ static void on_token(void *user, const coh_token_event *ev) {
   if (ev->finish == COH_FINISH_NONE) return;
   r->finish = ev->finish;
   r->done_tick = ms->o->tick;
+  r->t_done = coh__wall_seconds();
   r->next = NULL;
   ms->in_engine--;
   if (ms->n_done == ms->cap_done) {
@@ -46,6 +47,7 @@ static void fail_now(orch *o, model_slot *ms, llm_req *r, const char *msg) {
   snprintf(r->error, sizeof r->error, "%s", msg);
   r->finish = COH_FINISH_ERROR;
   r->done_tick = o->tick;
+  r->t_done = coh__wall_seconds();
   r->next = NULL;
   if (ms->n_done == ms->cap_done) {
     size_t ncap = ms->cap_done ? ms->cap_done * 2 : 16;
@@ -175,6 +177,7 @@ int coh__orch_llm_enqueue(orch *o, int agent, int64_t number, const char *json,
   r->agent = agent;
   r->number = number;
   r->seed = coh__seed_derive(o->s->seed, (uint64_t)agent, (uint64_t)number);
+  r->t_commit = coh__wall_seconds();
   mi = pick_model(o, json, len);
   ms = &o->models[mi];
   if (ms->wait_tail[agent]) ms->wait_tail[agent]->next = r;
@@ -189,6 +192,7 @@ static void admit_one(orch *o, model_slot *ms, llm_req *r) {
   coh_llm_request lr;
   coh_err e;
   uint64_t id;
+  r->t_admit = coh__wall_seconds();
   if (ms->spec == NULL) {
     fail_now(o, ms, r, "the request names no model of this scenario");
     return;
@@ -313,8 +317,10 @@ void *coh__orch_engine_thread(void *arg) {
     void *cmd = coh__ring_pop(&ms->to_engine);
     if (cmd == (void *)1) break;
     coh_err_clear(&ms->step_err);
+    ms->step_t0 = coh__wall_seconds();
     ms->step_rc = coh_engine_busy(ms->engine) ? coh_engine_step(ms->engine, &ms->step_err)
                                                : COH_OK;
+    ms->step_t1 = coh__wall_seconds();
     coh__ring_push(&ms->from_engine, ms);
   }
   return NULL;

@@ -36,6 +36,7 @@ static int inbox_push(inbox *in, uint32_t kind, const char *header,
   }
   ev = &in->items[(in->head + in->count) % in->cap];
   ev->kind = kind;
+  ev->queued_at = coh__wall_seconds();
   ev->len = hl + 1 + body_len;
   ev->payload = coh__malloc(ev->len + 1);
   if (ev->payload == NULL) return COH_ENOMEM;
@@ -423,6 +424,32 @@ static void dispatch(orch *o, int init) {
 
 /* ---- tick: commit ------------------------------------------------------------------ */
 
+/* A task token that correlates an LLM request's stages in the trace. */
+static uint64_t flow_id(int agent, int64_t number) {
+  return ((uint64_t)(agent + 1) << 32) | (uint64_t)(number & 0xffffffff);
+}
+
+/* "kind: payload" for the dashboard, printable ASCII only. */
+static void set_last_event(agent_slot *a, const char *kind, const char *p, size_t n) {
+  size_t k = (size_t)snprintf(a->last_event, sizeof a->last_event, "%s: ", kind), i;
+  for (i = 0; i < n && k + 1 < sizeof a->last_event; i++) {
+    unsigned char c = (unsigned char)p[i];
+    a->last_event[k++] = c >= 32 && c < 127 ? (char)c : c == '\n' ? ' ' : '?';
+  }
+  a->last_event[k] = '\0';
+}
+
+/* Timings and the dashboard's view of one committed step. */
+static void note_step(orch *o, agent_slot *a) {
+  size_t i;
+  a->steps++;
+  a->fuel_total += a->fuel_used;
+  a->last_tick = o->tick;
+  coh__hist_add(&o->stages[ST_STEP], (a->step_t1 - a->step_t0) * 1e3);
+  for (i = 0; i < a->n_qlat; i++) coh__hist_add(&o->stages[ST_QUEUED], a->qlat[i]);
+  coh__orch_span(o, a->is_init ? "init" : "step", a->id, 0, a->step_t0, a->step_t1, 0, 0);
+}
+
 static int commit_agent(orch *o, agent_slot *a, int *pending_llm, coh_err *err) {
   char buf[256];
   size_t i;
@@ -440,11 +467,13 @@ static int commit_agent(orch *o, agent_slot *a, int *pending_llm, coh_err *err) 
   free(s);
   if (rc) return rc;
   o->sum->agent_steps++;
+  if (o->mon) note_step(o, a);
   for (i = 0; i < a->n_outs; i++) {
     out_item *it = &a->outs[i];
     switch (it->type) {
       case OUT_SEND: {
         agent_slot *t = &o->agents[it->target];
+        o->messages++;
         if ((rc = produce(o, "message", a->id, t->id, it->data, it->len, err))) return rc;
         if (t->status == AGENT_ALIVE &&
             inbox_push(&t->in, COH_ABI_EV_MESSAGE, a->id, it->data, it->len))
@@ -452,6 +481,7 @@ static int commit_agent(orch *o, agent_slot *a, int *pending_llm, coh_err *err) 
         break;
       }
       case OUT_REFUSED:
+        o->refused++;
         j = json_object();
         json_object_set_new(j, "to", json_stringn(it->data ? it->data : "", it->len));
         json_object_set_new(j, "reason", json_string(it->target >= 0 ? "inbox_full" : "no_such_agent"));
@@ -464,6 +494,8 @@ static int commit_agent(orch *o, agent_slot *a, int *pending_llm, coh_err *err) 
         break;
       case OUT_EMIT:
         if ((rc = produce(o, "emit", a->id, "", it->data, it->len, err))) return rc;
+        coh__orch_transcript(o, a->index, it->data ? it->data : "", it->len);
+        set_last_event(a, "emit", it->data, it->len);
         break;
       case OUT_LOG:
         snprintf(buf, sizeof buf, "%d", it->level);
@@ -489,6 +521,10 @@ static int commit_agent(orch *o, agent_slot *a, int *pending_llm, coh_err *err) 
           return rc;
         pending_llm[a->index]++;
         o->sum->llm_requests++;
+        if (o->mon) {
+          double now = coh__wall_seconds();
+          coh__orch_span(o, "llm request", a->id, 0, now, now, flow_id(a->index, it->id), 1);
+        }
         break;
       case OUT_SPAWN: {
         const char *nid = it->data, *cfg = it->data + strlen(it->data) + 1;
@@ -582,6 +618,19 @@ static int commit_llm(orch *o, int *pending_llm, coh_err *err) {
         if (s == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
       }
       rc = produce(o, "llm_result", src, a->id, s, len, err);
+      if (o->mon && rc == COH_OK) {
+        double now = coh__wall_seconds();
+        uint64_t fl = flow_id(r->agent, r->number);
+        if (r->t_admit > 0) {
+          coh__hist_add(&o->stages[ST_QUEUED], (r->t_admit - r->t_commit) * 1e3);
+          coh__hist_add(&o->stages[ST_INFER], (r->t_done - r->t_admit) * 1e3);
+          coh__orch_span(o, "inference", src, 1, r->t_admit, r->t_done, fl, 2);
+        }
+        coh__hist_add(&o->stages[ST_DELIVER], (now - r->t_done) * 1e3);
+        coh__orch_span(o, "llm result", a->id, 0, now, now, fl, 3);
+        ms->tokens += (uint64_t)r->tokens;
+        set_last_event(a, "llm_result", s, len);
+      }
       snprintf(hdr, sizeof hdr, "%lld", (long long)r->number);
       if (rc == COH_OK && a->status == AGENT_ALIVE &&
           inbox_push(&a->in, COH_ABI_EV_LLM, hdr, s, len))
@@ -700,6 +749,7 @@ static void teardown(orch *o) {
     coh__free(a->kv);
     coh__free(a->after);
     coh__free(a->config);
+    coh__free(a->qlat);
     coh__free(a->id);
   }
   for (i = 0; o->modules && i < o->s->n_agents; i++) coh_module_free(o->modules[i]);
@@ -712,7 +762,43 @@ static void teardown(orch *o) {
   coh__free(o->ref);
   for (i = 0; i < o->n_recorded; i++) coh__free(o->recorded[i].body);
   coh__free(o->recorded);
+  coh__orch_stats_free(o);
   if (o->rt) coh_agent_rt_free(o->rt);
+}
+
+/* Pause / resume / single-step / stop from the monitor, between ticks: they
+ * change when ticks run, never what a tick does.  Returns 1 to stop. */
+static int handle_controls(orch *o) {
+  if (o->mon == NULL) return 0;
+  if (o->step_once) { /* a single step just ran: pause again */
+    o->step_once = 0;
+    o->paused = 1;
+    coh__orch_publish(o, 1, 0, NULL);
+  }
+  for (;;) {
+    coh_control c = o->paused ? coh_monitor_wait_control(o->mon) : coh_monitor_next_control(o->mon);
+    switch (c) {
+      case COH_CONTROL_NONE:
+        return 0;
+      case COH_CONTROL_PAUSE:
+        o->paused = 1;
+        coh__orch_publish(o, 1, 0, NULL);
+        break;
+      case COH_CONTROL_RESUME:
+        o->paused = 0;
+        coh__orch_publish(o, 1, 0, NULL);
+        return 0;
+      case COH_CONTROL_STEP:
+        if (o->paused) {
+          o->paused = 0;
+          o->step_once = 1;
+          return 0;
+        }
+        break;
+      case COH_CONTROL_STOP:
+        return 1;
+    }
+  }
 }
 
 /* replay --no-model: index every llm_result of the reference journal. */
@@ -769,6 +855,7 @@ int coh_run(const coh_scenario *s, const coh_run_options *opt,
   o.sum = sum;
   o.t0 = coh__wall_seconds();
   o.ref_last_tick = -1;
+  o.mon = opt->monitor;
   if (opt->cache_dir == NULL) return coh__err(err, COH_EINVAL, "no module cache folder given");
   if (opt->mode != COH_RUN_FRESH && opt->journal == NULL)
     return coh__err(err, COH_EINVAL, "replay and resume need a journal");
@@ -799,7 +886,13 @@ int coh_run(const coh_scenario *s, const coh_run_options *opt,
 
   for (o.tick = 0; o.tick < s->max_ticks; o.tick++) {
     double tick_t0 = coh__wall_seconds();
+    int64_t events_before = o.events;
     int k, writing;
+    if (handle_controls(&o)) {
+      stop = "stopped";
+      break;
+    }
+    tick_t0 = coh__wall_seconds();
     o.comparing = opt->mode != COH_RUN_FRESH && o.tick <= o.ref_last_tick;
     if (opt->mode == COH_RUN_REPLAY && o.tick > o.ref_last_tick) {
       stop = "journal_end";
@@ -836,6 +929,23 @@ int coh_run(const coh_scenario *s, const coh_run_options *opt,
       stop = "divergence";
       break;
     }
+    if (o.mon) {
+      struct tl_entry *e = &o.timeline[o.tl_pos];
+      int64_t steps = 0;
+      for (k = 0; k < o.n_models; k++)
+        if (o.models[k].step_t1 > tick_t0)
+          coh__orch_span(&o, "engine step", o.models[k].spec->name, 1, o.models[k].step_t0,
+                         o.models[k].step_t1, 0, 0);
+      for (k = 0; k < o.n_agents; k++) steps += o.agents[k].last_tick == o.tick;
+      e->tick = o.tick;
+      e->wall_ms = (coh__wall_seconds() - tick_t0) * 1e3;
+      e->events = o.events - events_before;
+      e->steps = steps;
+      o.tl_pos = (o.tl_pos + 1) % 300;
+      if (o.tl_n < 300) o.tl_n++;
+      coh__orch_span(&o, "tick", "orchestrator", 2, tick_t0, coh__wall_seconds(), 0, 0);
+      coh__orch_publish(&o, o.paused || o.step_once, 0, NULL);
+    }
     if (writing) {
       if (s->checkpoint_every > 0 && o.tick > 0 && o.tick % s->checkpoint_every == 0 &&
           (rc = checkpoint_agents(&o, err)))
@@ -859,6 +969,7 @@ int coh_run(const coh_scenario *s, const coh_run_options *opt,
     }
   }
   sum->ticks = o.tick;
+  coh__orch_publish(&o, 1, 1, stop);
 done:
   if (rc != COH_OK && opt->journal && opt->mode != COH_RUN_REPLAY)
     coh_journal_tick_rollback(opt->journal);
