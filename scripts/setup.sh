@@ -37,9 +37,9 @@ else SUDO=""; fi
 # from the npm registry (npm pack, no install scripts) and for the benchmark's
 # reference stack.
 PACKAGES=(build-essential cmake pkg-config clang lld git ca-certificates
-          libjansson-dev libpcre2-dev libyaml-dev libsqlite3-dev
+          libjansson-dev libpcre2-dev libyaml-dev libsqlite3-dev libcivetweb-dev
           python3 python3-numpy python3-onnx
-          nodejs npm
+          nodejs npm chromium
           wabt wasi-libc libclang-rt-14-dev-wasm32)
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -36,6 +36,6 @@ if [ $QUICK -eq 0 ]; then
   # and whole orchestrated runs (worker pool + engine threads).
   TSAN_OPTIONS=halt_on_error=1 \
     run_suite tsan -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
-      -DCOH_SANITIZE=thread -- -R "test_agent|test_ring|test_tokenizer|orch_run"
+      -DCOH_SANITIZE=thread -- -R "test_agent|test_ring|test_tokenizer|orch_run|test_monitor"
 fi
 echo "=== all test suites passed ==="

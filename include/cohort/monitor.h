@@ -64,6 +64,9 @@ extern "C" {
 
 typedef struct coh_monitor coh_monitor;
 
+/* Frees memory cohort returned (also declared in cohort/tokenizer.h). */
+void coh_free(void *ptr);
+
 typedef struct coh_monitor_opts {
   const char *listen;  /* "ADDR:PORT"; "PORT" alone means 127.0.0.1:PORT */
   const char *token;   /* NULL: none on loopback, a generated one otherwise */

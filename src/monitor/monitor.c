@@ -1,0 +1,929 @@
+/*
+ * monitor.c — the monitor server (civetweb) and the three channels between
+ * it and the orchestrator, each built so that the orchestrator never waits
+ * on a server thread:
+ *
+ *  - Snapshots: a triple buffer.  The publisher owns one buffer (`back`),
+ *    one sits in the middle (`state`: its index plus a DIRTY bit), the
+ *    server owns the third (`front`).  Publishing writes `back` and swaps it
+ *    into the middle with one atomic exchange; the server side takes the
+ *    middle the same way.  Only one server thread at a time takes and reads
+ *    `front` (under snap_lock, a server-side mutex), so the buffer a reader
+ *    copies from can never be the one being written.  Readers copy the
+ *    snapshot out under snap_lock and send from their copy, so a slow client
+ *    holds nothing shared.
+ *  - Trace spans: a bounded ring under span_lock.  The orchestrator appends
+ *    to its own pending list and moves it into the ring only when
+ *    pthread_mutex_trylock succeeds; otherwise the spans wait for the next
+ *    call.
+ *  - Controls: a bounded ring; server threads push under ctl_lock (several
+ *    producers), the orchestrator pops without a lock (one consumer), and a
+ *    paused orchestrator sleeps on the ring's tail with a futex.
+ *
+ * WebSocket clients each get a sender thread that waits (futex on the
+ * publish counter) for a new snapshot, copies the latest one out and writes
+ * it.  Snapshots published while a client is still being written to are
+ * skipped for that client (it always gets the latest), and pushes are at
+ * most PUSH_INTERVAL_MS apart, so a slow client only slows itself.
+ */
+#include <arpa/inet.h>
+#include <civetweb.h>
+#include <errno.h>
+#include <jansson.h>
+#include <linux/futex.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cohort/monitor.h"
+#include "monitor_int.h"
+
+#define TB_DIRTY 4u
+#define SPAN_CAPACITY 200000     /* spans kept for /trace */
+#define PENDING_CAPACITY 200000  /* spans waiting for the lock */
+#define INTERN_MAX 65536         /* distinct span/track names kept */
+#define CTL_CAPACITY 64
+#define WS_MAX_CLIENTS 16
+#define PUSH_INTERVAL_MS 100
+#define CONTROL_BODY_MAX 1024
+
+/* ---- futex helpers ------------------------------------------------------- */
+
+static void futex_wait_ms(_Atomic uint32_t *word, uint32_t expected, int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, expected,
+          ms >= 0 ? &ts : NULL, NULL, 0);
+}
+
+static void futex_wake_all(_Atomic uint32_t *word) {
+  syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, 0x7fffffff, NULL,
+          NULL, 0);
+}
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+/* ---- structures ----------------------------------------------------------- */
+
+typedef struct snapbuf {
+  char *p;
+  size_t len, cap;
+} snapbuf;
+
+/* A stored span: names are indexes into the intern table. */
+typedef struct span_rec {
+  uint32_t name, track;
+  int kind, phase;
+  double ts, dur;
+  uint64_t flow;
+} span_rec;
+
+/* A pending span (orchestrator-owned): names are offsets into an arena. */
+typedef struct pend_rec {
+  size_t name, track;
+  int kind, phase;
+  double ts, dur;
+  uint64_t flow;
+} pend_rec;
+
+typedef struct ws_client ws_client;
+
+struct coh_monitor {
+  struct mg_context *ctx;
+  char *url, *token;
+  char addr[16]; /* the bound IPv4 address */
+  int port;
+  _Atomic int stopped; /* mg_stop has returned (ends the nudger) */
+
+  /* snapshots */
+  snapbuf buf[3];
+  _Atomic uint32_t tb_state; /* middle index | TB_DIRTY */
+  uint32_t tb_back;          /* publisher's */
+  pthread_mutex_t snap_lock; /* server side: front and version */
+  uint32_t tb_front;
+  uint64_t snap_version;     /* number of snapshots taken */
+  _Atomic uint32_t pub_seq;  /* futex word, bumped by every publish */
+  _Atomic uint32_t pub_waiters;
+  _Atomic uint64_t published, publish_dropped;
+
+  /* spans: store under span_lock; pending is the orchestrator's */
+  pthread_mutex_t span_lock;
+  span_rec *ring;
+  size_t ring_start, ring_n;
+  char **strs;        /* interned names, each its own allocation */
+  size_t n_strs, cap_strs;
+  uint32_t *str_slot; /* open addressing: index+1, 0 empty */
+  size_t n_str_slot;
+  pend_rec *pend;
+  size_t n_pend, cap_pend;
+  coh__buf pend_arena;
+  _Atomic uint64_t spans_dropped;
+
+  /* controls */
+  pthread_mutex_t ctl_lock;
+  int ctl_slots[CTL_CAPACITY];
+  _Atomic uint32_t ctl_head, ctl_tail, ctl_waiters;
+
+  /* websocket clients */
+  pthread_mutex_t ws_lock;
+  int n_ws;
+  _Atomic int stopping;
+};
+
+struct ws_client {
+  coh_monitor *m;
+  struct mg_connection *conn;
+  pthread_t thread;
+  int started;
+  _Atomic int closing;
+  char *buf;
+  size_t cap;
+};
+
+/* ---- snapshots ------------------------------------------------------------ */
+
+void coh_monitor_publish(coh_monitor *m, const char *json, size_t len) {
+  snapbuf *b = &m->buf[m->tb_back];
+  uint32_t old;
+  if (len + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 4096;
+    char *p;
+    while (cap < len + 1) cap *= 2;
+    p = coh__realloc(b->p, cap);
+    if (p == NULL) { /* keep the previous snapshot; count the loss */
+      atomic_fetch_add_explicit(&m->publish_dropped, 1, memory_order_relaxed);
+      return;
+    }
+    b->p = p;
+    b->cap = cap;
+  }
+  memcpy(b->p, json, len);
+  b->p[len] = '\0';
+  b->len = len;
+  old = atomic_exchange_explicit(&m->tb_state, m->tb_back | TB_DIRTY,
+                                 memory_order_acq_rel);
+  m->tb_back = old & 3u;
+  atomic_fetch_add_explicit(&m->published, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&m->pub_seq, 1, memory_order_seq_cst);
+  if (atomic_load_explicit(&m->pub_waiters, memory_order_seq_cst) != 0)
+    futex_wake_all(&m->pub_seq);
+}
+
+/* Under snap_lock: makes `front` the newest published snapshot. */
+static void take_latest(coh_monitor *m) {
+  uint32_t old;
+  if (!(atomic_load_explicit(&m->tb_state, memory_order_acquire) & TB_DIRTY))
+    return;
+  old = atomic_exchange_explicit(&m->tb_state, m->tb_front,
+                                 memory_order_acq_rel);
+  m->tb_front = old & 3u;
+  m->snap_version++;
+}
+
+/* Copies the latest snapshot into *buf (grown as needed; the caller's).
+ * Returns its version (0: nothing published yet, or out of memory) and its
+ * length in *len.  If the version equals `have`, nothing is copied. */
+static uint64_t copy_latest(coh_monitor *m, char **buf, size_t *cap,
+                            size_t *len, uint64_t have) {
+  uint64_t v;
+  snapbuf *f;
+  pthread_mutex_lock(&m->snap_lock);
+  take_latest(m);
+  v = m->snap_version;
+  f = &m->buf[m->tb_front];
+  if (v != 0 && v != have) {
+    if (*cap < f->len + 1) {
+      char *p = coh__realloc(*buf, f->len + 1);
+      if (p == NULL) {
+        v = 0;
+        goto out;
+      }
+      *buf = p;
+      *cap = f->len + 1;
+    }
+    memcpy(*buf, f->p, f->len + 1);
+    *len = f->len;
+  }
+out:
+  pthread_mutex_unlock(&m->snap_lock);
+  return v;
+}
+
+/* ---- spans ----------------------------------------------------------------- */
+
+static uint64_t fnv(const char *s) {
+  uint64_t h = 1469598103934665603ull;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+
+/* Under span_lock.  Index of the interned copy of s, or UINT32_MAX when out
+ * of memory or the table is full. */
+static uint32_t intern(coh_monitor *m, const char *s) {
+  size_t k, i;
+  if ((m->n_strs + 1) * 2 > m->n_str_slot) {
+    size_t ns = m->n_str_slot ? m->n_str_slot * 2 : 256;
+    uint32_t *sl;
+    if (m->n_strs >= INTERN_MAX) goto lookup_only;
+    sl = coh__calloc(ns, sizeof *sl);
+    if (sl == NULL) goto lookup_only;
+    for (i = 0; i < m->n_strs; i++) {
+      k = fnv(m->strs[i]) & (ns - 1);
+      while (sl[k]) k = (k + 1) & (ns - 1);
+      sl[k] = (uint32_t)i + 1;
+    }
+    coh__free(m->str_slot);
+    m->str_slot = sl;
+    m->n_str_slot = ns;
+  }
+lookup_only:
+  if (m->n_str_slot == 0) return UINT32_MAX;
+  k = fnv(s) & (m->n_str_slot - 1);
+  while (m->str_slot[k]) {
+    if (strcmp(m->strs[m->str_slot[k] - 1], s) == 0) return m->str_slot[k] - 1;
+    k = (k + 1) & (m->n_str_slot - 1);
+  }
+  if ((m->n_strs + 1) * 2 > m->n_str_slot) return UINT32_MAX; /* full */
+  if (m->n_strs == m->cap_strs) {
+    size_t nc = m->cap_strs ? m->cap_strs * 2 : 64;
+    char **ns = coh__realloc(m->strs, nc * sizeof *ns);
+    if (ns == NULL) return UINT32_MAX;
+    m->strs = ns;
+    m->cap_strs = nc;
+  }
+  if ((m->strs[m->n_strs] = coh__strdup(s)) == NULL) return UINT32_MAX;
+  m->str_slot[k] = (uint32_t)m->n_strs + 1;
+  return (uint32_t)m->n_strs++;
+}
+
+/* Under span_lock: moves the pending spans into the ring. */
+static void flush_pending(coh_monitor *m) {
+  size_t i;
+  for (i = 0; i < m->n_pend; i++) {
+    pend_rec *p = &m->pend[i];
+    span_rec r;
+    r.name = intern(m, m->pend_arena.p + p->name);
+    r.track = intern(m, m->pend_arena.p + p->track);
+    if (r.name == UINT32_MAX || r.track == UINT32_MAX) {
+      atomic_fetch_add_explicit(&m->spans_dropped, 1, memory_order_relaxed);
+      continue;
+    }
+    r.kind = p->kind;
+    r.phase = p->phase;
+    r.ts = p->ts;
+    r.dur = p->dur;
+    r.flow = p->flow;
+    if (m->ring_n < SPAN_CAPACITY) {
+      m->ring[(m->ring_start + m->ring_n++) % SPAN_CAPACITY] = r;
+    } else { /* full: the oldest goes */
+      m->ring[m->ring_start] = r;
+      m->ring_start = (m->ring_start + 1) % SPAN_CAPACITY;
+      atomic_fetch_add_explicit(&m->spans_dropped, 1, memory_order_relaxed);
+    }
+  }
+  m->n_pend = 0;
+  m->pend_arena.n = 0;
+  m->pend_arena.oom = 0;
+}
+
+void coh_monitor_trace(coh_monitor *m, const coh_trace_span *spans, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i++) {
+    const coh_trace_span *s = &spans[i];
+    pend_rec *p;
+    if (s->name == NULL || s->track == NULL || s->track_kind < 0 ||
+        s->track_kind > 2 || s->flow_phase < 0 || s->flow_phase > 3 ||
+        m->n_pend >= PENDING_CAPACITY) {
+      atomic_fetch_add_explicit(&m->spans_dropped, 1, memory_order_relaxed);
+      continue;
+    }
+    if (m->n_pend == m->cap_pend) {
+      size_t nc = m->cap_pend ? m->cap_pend * 2 : 256;
+      pend_rec *np = coh__realloc(m->pend, nc * sizeof *np);
+      if (np == NULL) {
+        atomic_fetch_add_explicit(&m->spans_dropped, 1, memory_order_relaxed);
+        continue;
+      }
+      m->pend = np;
+      m->cap_pend = nc;
+    }
+    p = &m->pend[m->n_pend];
+    p->name = m->pend_arena.n;
+    coh__buf_add(&m->pend_arena, s->name, strlen(s->name) + 1);
+    p->track = m->pend_arena.n;
+    coh__buf_add(&m->pend_arena, s->track, strlen(s->track) + 1);
+    if (m->pend_arena.oom) {
+      atomic_fetch_add_explicit(&m->spans_dropped, 1, memory_order_relaxed);
+      break; /* the arena keeps its oom state until the next flush */
+    }
+    p->kind = s->track_kind;
+    p->phase = s->flow_phase;
+    p->ts = s->ts_us;
+    p->dur = s->dur_us;
+    p->flow = s->flow;
+    m->n_pend++;
+  }
+  if (m->n_pend == 0 && !m->pend_arena.oom) return;
+  if (pthread_mutex_trylock(&m->span_lock) != 0) return; /* next call */
+  flush_pending(m);
+  pthread_mutex_unlock(&m->span_lock);
+}
+
+/* Renders the stored spans (a server thread). */
+static int render_trace(coh_monitor *m, char **out, size_t *len,
+                        coh_err *err) {
+  coh_trace_span *v;
+  size_t i, n;
+  int rc;
+  pthread_mutex_lock(&m->span_lock);
+  n = m->ring_n;
+  v = coh__malloc((n ? n : 1) * sizeof *v);
+  if (v == NULL) {
+    pthread_mutex_unlock(&m->span_lock);
+    return coh__err(err, COH_ENOMEM, "trace: out of memory");
+  }
+  for (i = 0; i < n; i++) {
+    const span_rec *r = &m->ring[(m->ring_start + i) % SPAN_CAPACITY];
+    /* interned strings live until the monitor stops: safe after unlock */
+    v[i].name = m->strs[r->name];
+    v[i].track = m->strs[r->track];
+    v[i].track_kind = r->kind;
+    v[i].flow_phase = r->phase;
+    v[i].ts_us = r->ts;
+    v[i].dur_us = r->dur;
+    v[i].flow = r->flow;
+  }
+  pthread_mutex_unlock(&m->span_lock);
+  rc = coh_monitor_render_trace(v, n, out, len, err);
+  coh__free(v);
+  return rc;
+}
+
+/* ---- controls -------------------------------------------------------------- */
+
+/* Server threads.  0, or -1 if the queue is full. */
+static int push_control(coh_monitor *m, coh_control c) {
+  uint32_t t, h;
+  pthread_mutex_lock(&m->ctl_lock);
+  t = atomic_load_explicit(&m->ctl_tail, memory_order_relaxed);
+  h = atomic_load_explicit(&m->ctl_head, memory_order_acquire);
+  if (t - h >= CTL_CAPACITY) {
+    pthread_mutex_unlock(&m->ctl_lock);
+    return -1;
+  }
+  m->ctl_slots[t % CTL_CAPACITY] = (int)c;
+  atomic_store_explicit(&m->ctl_tail, t + 1, memory_order_seq_cst);
+  pthread_mutex_unlock(&m->ctl_lock);
+  if (atomic_load_explicit(&m->ctl_waiters, memory_order_seq_cst) != 0)
+    futex_wake_all(&m->ctl_tail);
+  return 0;
+}
+
+coh_control coh_monitor_next_control(coh_monitor *m) {
+  uint32_t h = atomic_load_explicit(&m->ctl_head, memory_order_relaxed);
+  uint32_t t = atomic_load_explicit(&m->ctl_tail, memory_order_acquire);
+  coh_control c;
+  if (h == t) return COH_CONTROL_NONE;
+  c = (coh_control)m->ctl_slots[h % CTL_CAPACITY];
+  atomic_store_explicit(&m->ctl_head, h + 1, memory_order_release);
+  return c;
+}
+
+coh_control coh_monitor_wait_control(coh_monitor *m) {
+  for (;;) {
+    coh_control c = coh_monitor_next_control(m);
+    uint32_t h;
+    if (c != COH_CONTROL_NONE) return c;
+    h = atomic_load_explicit(&m->ctl_head, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->ctl_waiters, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&m->ctl_tail, memory_order_seq_cst) == h)
+      futex_wait_ms(&m->ctl_tail, h, -1);
+    atomic_fetch_sub_explicit(&m->ctl_waiters, 1, memory_order_seq_cst);
+  }
+}
+
+/* {"control": "..."} → control, or NONE if malformed. */
+static coh_control parse_control(const char *data, size_t len) {
+  json_t *root = json_loadb(data, len, 0, NULL);
+  const char *s = json_string_value(json_object_get(root, "control"));
+  coh_control c = COH_CONTROL_NONE;
+  if (s != NULL) {
+    if (!strcmp(s, "pause")) c = COH_CONTROL_PAUSE;
+    else if (!strcmp(s, "resume")) c = COH_CONTROL_RESUME;
+    else if (!strcmp(s, "step")) c = COH_CONTROL_STEP;
+    else if (!strcmp(s, "stop")) c = COH_CONTROL_STOP;
+  }
+  json_decref(root);
+  return c;
+}
+
+/* ---- HTTP ------------------------------------------------------------------- */
+
+/* Constant-time comparison of a presented token with ours. */
+static int token_ok(const char *want, const char *got, size_t got_len) {
+  size_t n = strlen(want), i;
+  unsigned diff = (unsigned)(n ^ got_len);
+  for (i = 0; i < n; i++)
+    diff |= (unsigned char)want[i] ^ (unsigned char)(i < got_len ? got[i] : 0);
+  return diff == 0;
+}
+
+static int authorized(const coh_monitor *m, const struct mg_connection *conn) {
+  const struct mg_request_info *ri = mg_get_request_info(conn);
+  const char *h;
+  char q[128];
+  int n;
+  if (m->token == NULL) return 1;
+  h = mg_get_header(conn, "Authorization");
+  if (h != NULL && strncasecmp(h, "Bearer ", 7) == 0 &&
+      token_ok(m->token, h + 7, strlen(h + 7)))
+    return 1;
+  if (ri->query_string != NULL) {
+    n = mg_get_var(ri->query_string, strlen(ri->query_string), "token", q,
+                   sizeof q);
+    if (n >= 0 && token_ok(m->token, q, (size_t)n)) return 1;
+  }
+  return 0;
+}
+
+static int send_body(struct mg_connection *conn, int status, const char *reason,
+                     const char *mime, const void *body, size_t len) {
+  mg_printf(conn,
+            "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+            "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+            "Connection: close\r\n\r\n",
+            status, reason, mime, len);
+  if (len) mg_write(conn, body, len);
+  return status;
+}
+
+static int send_text(struct mg_connection *conn, int status, const char *reason,
+                     const char *msg) {
+  char body[256];
+  int n = snprintf(body, sizeof body, "{\"error\": \"%s\"}\n", msg);
+  return send_body(conn, status, reason, "application/json", body, (size_t)n);
+}
+
+static int auth_handler(struct mg_connection *conn, void *cbdata) {
+  coh_monitor *m = cbdata;
+  if (authorized(m, conn)) return 1;
+  static const char body[] =
+      "{\"error\": \"a token is required (Bearer or ?token=)\"}\n";
+  mg_printf(conn, "HTTP/1.1 401 Unauthorized\r\n"
+                  "WWW-Authenticate: Bearer realm=\"cohort\"\r\n"
+                  "Content-Type: application/json\r\nContent-Length: %zu\r\n"
+                  "Cache-Control: no-store\r\nConnection: close\r\n\r\n%s",
+            sizeof body - 1, body);
+  return 0;
+}
+
+static int handle_control(coh_monitor *m, struct mg_connection *conn) {
+  const struct mg_request_info *ri = mg_get_request_info(conn);
+  const char *ct = mg_get_header(conn, "Content-Type");
+  char body[CONTROL_BODY_MAX];
+  size_t got = 0;
+  int r;
+  coh_control c;
+  /* Demanding JSON makes a cross-site form post impossible (a browser
+   * preflights it, and no CORS headers are sent). */
+  if (ct == NULL || strncasecmp(ct, "application/json", 16) != 0)
+    return send_text(conn, 415, "Unsupported Media Type",
+                     "Content-Type must be application/json");
+  if (ri->content_length < 0 || ri->content_length > CONTROL_BODY_MAX)
+    return send_text(conn, 413, "Payload Too Large",
+                     "the body must be a small JSON object");
+  while (got < (size_t)ri->content_length &&
+         (r = mg_read(conn, body + got, (size_t)ri->content_length - got)) > 0)
+    got += (size_t)r;
+  c = parse_control(body, got);
+  if (c == COH_CONTROL_NONE)
+    return send_text(conn, 400, "Bad Request",
+                     "expected {\\\"control\\\": \\\"pause\\\"|\\\"resume\\\"|"
+                     "\\\"step\\\"|\\\"stop\\\"}");
+  if (push_control(m, c))
+    return send_text(conn, 503, "Service Unavailable",
+                     "too many controls waiting");
+  return send_body(conn, 202, "Accepted", "application/json",
+                   "{\"ok\": true}\n", 13);
+}
+
+static int request_handler(struct mg_connection *conn, void *cbdata) {
+  coh_monitor *m = cbdata;
+  const struct mg_request_info *ri = mg_get_request_info(conn);
+  const char *uri = ri->local_uri ? ri->local_uri : "";
+  int is_get = !strcmp(ri->request_method, "GET"),
+      is_head = !strcmp(ri->request_method, "HEAD");
+  char *out = NULL;
+  size_t len = 0, cap = 0;
+  coh_err err;
+  int status;
+  const coh__ui_asset *a;
+
+  if (!authorized(m, conn)) return auth_handler(conn, cbdata);
+  if (!strcmp(uri, "/api/control")) {
+    if (strcmp(ri->request_method, "POST"))
+      return send_text(conn, 405, "Method Not Allowed", "use POST");
+    return handle_control(m, conn);
+  }
+  if (!is_get && !is_head)
+    return send_text(conn, 405, "Method Not Allowed", "use GET");
+  if (!strcmp(uri, "/api/snapshot") || !strcmp(uri, "/metrics")) {
+    if (copy_latest(m, &out, &cap, &len, 0) == 0) {
+      coh__free(out);
+      return send_text(conn, 503, "Service Unavailable",
+                       "no snapshot published yet");
+    }
+    if (!strcmp(uri, "/api/snapshot")) {
+      status = send_body(conn, 200, "OK", "application/json",
+                         is_head ? "" : out, is_head ? 0 : len);
+    } else {
+      char *text = NULL;
+      size_t tlen = 0;
+      if (coh_monitor_render_metrics(out, len, &text, &tlen, &err))
+        status = send_text(conn, 500, "Internal Server Error",
+                           "the snapshot does not match the schema");
+      else
+        status = send_body(conn, 200, "OK",
+                           "text/plain; version=0.0.4; charset=utf-8",
+                           is_head ? "" : text, is_head ? 0 : tlen);
+      coh__free(text);
+    }
+    coh__free(out);
+    return status;
+  }
+  if (!strcmp(uri, "/trace")) {
+    if (render_trace(m, &out, &len, &err))
+      return send_text(conn, 500, "Internal Server Error", "out of memory");
+    status = send_body(conn, 200, "OK", "application/json",
+                       is_head ? "" : out, is_head ? 0 : len);
+    coh__free(out);
+    return status;
+  }
+  if (!strcmp(uri, "/")) uri = "/index.html";
+  for (a = coh__ui_assets; a->path != NULL; a++)
+    if (!strcmp(a->path, uri))
+      return send_body(conn, 200, "OK", a->mime, a->data, is_head ? 0 : a->len);
+  return send_text(conn, 404, "Not Found", "no such page");
+}
+
+/* ---- WebSocket ---------------------------------------------------------------- */
+
+static void *ws_sender(void *arg) {
+  ws_client *c = arg;
+  coh_monitor *m = c->m;
+  uint64_t have = 0, v;
+  size_t len = 0;
+  while (!atomic_load(&c->closing) && !atomic_load(&m->stopping)) {
+    uint32_t seq = atomic_load_explicit(&m->pub_seq, memory_order_seq_cst);
+    v = copy_latest(m, &c->buf, &c->cap, &len, have);
+    if (v != 0 && v != have) {
+      if (mg_websocket_write(c->conn, MG_WEBSOCKET_OPCODE_TEXT, c->buf, len) <=
+          0)
+        break; /* the client is gone or stuck past civetweb's timeout */
+      have = v;
+      sleep_ms(PUSH_INTERVAL_MS);
+      continue;
+    }
+    atomic_fetch_add_explicit(&m->pub_waiters, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&m->pub_seq, memory_order_seq_cst) == seq &&
+        !atomic_load(&c->closing) && !atomic_load(&m->stopping))
+      futex_wait_ms(&m->pub_seq, seq, 1000);
+    atomic_fetch_sub_explicit(&m->pub_waiters, 1, memory_order_seq_cst);
+  }
+  return NULL;
+}
+
+/* Cross-site WebSocket hijacking: a browser sends Origin; accept only our
+ * own page (same host:port). */
+static int origin_ok(const struct mg_connection *conn) {
+  const char *origin = mg_get_header(conn, "Origin");
+  const char *host = mg_get_header(conn, "Host");
+  const char *p;
+  if (origin == NULL) return 1; /* not a browser */
+  if (host == NULL) return 0;
+  p = strstr(origin, "://");
+  return p != NULL && strcmp(p + 3, host) == 0;
+}
+
+static int ws_connect(const struct mg_connection *conn, void *cbdata) {
+  coh_monitor *m = cbdata;
+  ws_client *c;
+  if (!authorized(m, conn) || !origin_ok(conn)) return 1;
+  pthread_mutex_lock(&m->ws_lock);
+  if (m->n_ws >= WS_MAX_CLIENTS || atomic_load(&m->stopping)) {
+    pthread_mutex_unlock(&m->ws_lock);
+    return 1;
+  }
+  m->n_ws++;
+  pthread_mutex_unlock(&m->ws_lock);
+  c = coh__calloc(1, sizeof *c);
+  if (c == NULL) {
+    pthread_mutex_lock(&m->ws_lock);
+    m->n_ws--;
+    pthread_mutex_unlock(&m->ws_lock);
+    return 1;
+  }
+  c->m = m;
+  mg_set_user_connection_data(conn, c);
+  return 0;
+}
+
+static void ws_ready(struct mg_connection *conn, void *cbdata) {
+  ws_client *c = mg_get_user_connection_data(conn);
+  (void)cbdata;
+  if (c == NULL) return;
+  c->conn = conn;
+  if (pthread_create(&c->thread, NULL, ws_sender, c) == 0) c->started = 1;
+}
+
+static int ws_data(struct mg_connection *conn, int bits, char *data,
+                   size_t len, void *cbdata) {
+  coh_monitor *m = cbdata;
+  int op = bits & 0x0f;
+  coh_control c;
+  static const char bad[] =
+      "{\"error\": \"expected {\\\"control\\\": \\\"pause\\\"|\\\"resume\\\"|"
+      "\\\"step\\\"|\\\"stop\\\"}\"}";
+  static const char full[] = "{\"error\": \"too many controls waiting\"}";
+  if (op == MG_WEBSOCKET_OPCODE_CONNECTION_CLOSE) return 0;
+  if (op != MG_WEBSOCKET_OPCODE_TEXT) return 1; /* pings are civetweb's */
+  c = parse_control(data, len);
+  if (c == COH_CONTROL_NONE)
+    mg_websocket_write(conn, MG_WEBSOCKET_OPCODE_TEXT, bad, sizeof bad - 1);
+  else if (push_control(m, c))
+    mg_websocket_write(conn, MG_WEBSOCKET_OPCODE_TEXT, full, sizeof full - 1);
+  return 1;
+}
+
+/* Ends a client's sender and frees it; from the close handler, or from
+ * connection_closed if civetweb never called that. */
+static void ws_release(const struct mg_connection *conn) {
+  ws_client *c = mg_get_user_connection_data(conn);
+  coh_monitor *m;
+  if (c == NULL) return;
+  m = c->m;
+  mg_set_user_connection_data(conn, NULL);
+  atomic_store(&c->closing, 1);
+  futex_wake_all(&m->pub_seq);
+  if (c->started) pthread_join(c->thread, NULL);
+  coh__free(c->buf);
+  coh__free(c);
+  pthread_mutex_lock(&m->ws_lock);
+  m->n_ws--;
+  pthread_mutex_unlock(&m->ws_lock);
+}
+
+static void ws_close(const struct mg_connection *conn, void *cbdata) {
+  (void)cbdata;
+  ws_release(conn);
+}
+
+static void connection_closed(const struct mg_connection *conn) {
+  ws_release(conn);
+}
+
+static int log_message(const struct mg_connection *conn, const char *msg) {
+  (void)conn;
+  (void)msg;
+  return 1; /* bad clients must not fill the run's stderr */
+}
+
+/* ---- start/stop ------------------------------------------------------------- */
+
+/* "PORT", "ADDR:PORT" → dotted IPv4 address and port. */
+static int parse_listen(const char *s, char addr[16], int *port, coh_err *err) {
+  const char *colon = strrchr(s, ':'), *ps = colon ? colon + 1 : s;
+  char host[256];
+  struct in_addr ia;
+  char *end;
+  long p;
+  if (s[0] == '[' || (colon && memchr(s, ':', (size_t)(colon - s))))
+    return coh__err(err, COH_EINVAL,
+                    "--ui '%s': IPv6 is not supported by this civetweb build; "
+                    "use an IPv4 address", s);
+  errno = 0;
+  p = strtol(ps, &end, 10);
+  if (*ps == '\0' || *end != '\0' || errno || p < 0 || p > 65535)
+    return coh__err(err, COH_EINVAL,
+                    "--ui '%s': expected ADDR:PORT or PORT (port 0..65535)", s);
+  *port = (int)p;
+  if (colon == NULL) {
+    strcpy(addr, "127.0.0.1");
+    return COH_OK;
+  }
+  if ((size_t)(colon - s) >= sizeof host || colon == s)
+    return coh__err(err, COH_EINVAL, "--ui '%s': expected ADDR:PORT", s);
+  memcpy(host, s, (size_t)(colon - s));
+  host[colon - s] = '\0';
+  if (!strcmp(host, "localhost")) strcpy(host, "127.0.0.1");
+  if (inet_pton(AF_INET, host, &ia) != 1)
+    return coh__err(err, COH_EINVAL,
+                    "--ui '%s': '%s' is not an IPv4 address (or localhost)", s,
+                    host);
+  inet_ntop(AF_INET, &ia, addr, 16);
+  return COH_OK;
+}
+
+static int token_chars_ok(const char *t) {
+  if (*t == '\0' || strlen(t) > 100) return 0;
+  for (; *t; t++)
+    if (!((*t >= 'a' && *t <= 'z') || (*t >= 'A' && *t <= 'Z') ||
+          (*t >= '0' && *t <= '9') || *t == '-' || *t == '_' || *t == '.' ||
+          *t == '~'))
+      return 0;
+  return 1;
+}
+
+static int gen_token(char **out, coh_err *err) {
+  unsigned char r[16];
+  size_t got = 0, i;
+  static const char hex[] = "0123456789abcdef";
+  while (got < sizeof r) {
+    ssize_t k = getrandom(r + got, sizeof r - got, 0);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0)
+      return coh__err(err, COH_EIO, "--ui: cannot generate a token: %s",
+                      strerror(errno));
+    got += (size_t)k;
+  }
+  if ((*out = coh__malloc(33)) == NULL)
+    return coh__err(err, COH_ENOMEM, "--ui: out of memory");
+  for (i = 0; i < 16; i++) {
+    (*out)[2 * i] = hex[r[i] >> 4];
+    (*out)[2 * i + 1] = hex[r[i] & 15];
+  }
+  (*out)[32] = '\0';
+  return COH_OK;
+}
+
+static void free_monitor(coh_monitor *m) {
+  size_t i;
+  for (i = 0; i < 3; i++) coh__free(m->buf[i].p);
+  for (i = 0; i < m->n_strs; i++) coh__free(m->strs[i]);
+  coh__free(m->strs);
+  coh__free(m->str_slot);
+  coh__free(m->ring);
+  coh__free(m->pend);
+  coh__buf_free(&m->pend_arena);
+  coh__free(m->url);
+  coh__free(m->token);
+  pthread_mutex_destroy(&m->snap_lock);
+  pthread_mutex_destroy(&m->span_lock);
+  pthread_mutex_destroy(&m->ctl_lock);
+  pthread_mutex_destroy(&m->ws_lock);
+  coh__free(m);
+}
+
+int coh_monitor_start(const coh_monitor_opts *opts, coh_monitor **out,
+                      coh_err *err) {
+  coh_monitor *m = NULL;
+  char addr[16], listen[40], etext[256] = "";
+  int port = 0, rc;
+  struct mg_callbacks cb;
+  struct mg_init_data init;
+  struct mg_error_data edata;
+  unsigned ecode = 0;
+  struct mg_server_port ports[2];
+  const char *options[] = {
+      "listening_ports", listen,
+      "num_threads", "32",
+      "connection_queue", "64",
+      "max_request_size", "16384",
+      "request_timeout_ms", "10000",
+      "keep_alive_timeout_ms", "500",
+      "websocket_timeout_ms", "30000",
+      "enable_websocket_ping_pong", "yes",
+      "enable_directory_listing", "no",
+      "access_control_allow_origin", "",
+      "access_control_allow_methods", "",
+      "access_control_allow_headers", "",
+      NULL};
+
+  *out = NULL;
+  if (opts == NULL || opts->listen == NULL)
+    return coh__err(err, COH_EINVAL, "--ui: no address given");
+  if ((rc = parse_listen(opts->listen, addr, &port, err))) return rc;
+  if (opts->token != NULL && !token_chars_ok(opts->token))
+    return coh__err(err, COH_EINVAL,
+                    "--ui-token: use 1..100 characters from A-Z a-z 0-9 - _ . ~");
+  m = coh__calloc(1, sizeof *m);
+  if (m == NULL) return coh__err(err, COH_ENOMEM, "--ui: out of memory");
+  pthread_mutex_init(&m->snap_lock, NULL);
+  pthread_mutex_init(&m->span_lock, NULL);
+  pthread_mutex_init(&m->ctl_lock, NULL);
+  pthread_mutex_init(&m->ws_lock, NULL);
+  m->tb_back = 0;
+  atomic_init(&m->tb_state, 1u);
+  m->tb_front = 2;
+  m->ring = coh__malloc(SPAN_CAPACITY * sizeof *m->ring);
+  if (m->ring == NULL) {
+    rc = coh__err(err, COH_ENOMEM, "--ui: out of memory");
+    goto fail;
+  }
+  if (opts->token != NULL) {
+    if ((m->token = coh__strdup(opts->token)) == NULL) {
+      rc = coh__err(err, COH_ENOMEM, "--ui: out of memory");
+      goto fail;
+    }
+  } else if (strncmp(addr, "127.", 4) != 0) {
+    if ((rc = gen_token(&m->token, err))) goto fail;
+  }
+  snprintf(listen, sizeof listen, "%s:%d", addr, port);
+
+  memset(&cb, 0, sizeof cb);
+  cb.log_message = log_message;
+  cb.connection_closed = connection_closed;
+  memset(&init, 0, sizeof init);
+  init.callbacks = &cb;
+  init.user_data = m;
+  init.configuration_options = options;
+  edata.code = &ecode;
+  edata.text = etext;
+  edata.text_buffer_size = sizeof etext;
+  mg_init_library(0);
+  m->ctx = mg_start2(&init, &edata);
+  if (m->ctx == NULL) {
+    mg_exit_library();
+    rc = coh__err(err, COH_EIO, "--ui %s: cannot listen: %s", opts->listen,
+                  etext[0] ? etext : "unknown error");
+    goto fail;
+  }
+  if (mg_get_server_ports(m->ctx, 2, ports) < 1) {
+    rc = coh__err(err, COH_EIO, "--ui %s: no listening port", opts->listen);
+    goto fail_ctx;
+  }
+  m->port = ports[0].port;
+  memcpy(m->addr, addr, sizeof m->addr);
+  mg_set_auth_handler(m->ctx, "/", auth_handler, m);
+  mg_set_request_handler(m->ctx, "/", request_handler, m);
+  mg_set_websocket_handler(m->ctx, "/ws", ws_connect, ws_ready, ws_data,
+                           ws_close, m);
+  {
+    coh__buf u = {0};
+    coh__buf_printf(&u, "http://%s:%d/", addr, m->port);
+    if (m->token) coh__buf_printf(&u, "?token=%s", m->token);
+    if (u.oom) {
+      coh__buf_free(&u);
+      rc = coh__err(err, COH_ENOMEM, "--ui: out of memory");
+      goto fail_ctx;
+    }
+    m->url = u.p;
+  }
+  *out = m;
+  return COH_OK;
+fail_ctx:
+  mg_stop(m->ctx);
+  mg_exit_library();
+fail:
+  free_monitor(m);
+  return rc;
+}
+
+/* civetweb's listening thread notices mg_stop only between polls, which
+ * last up to 2 s; a connection wakes it, so stopping takes milliseconds. */
+static void *nudger(void *arg) {
+  coh_monitor *m = arg;
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_port = htons((uint16_t)m->port);
+  if (strcmp(m->addr, "0.0.0.0") == 0 || inet_pton(AF_INET, m->addr, &a.sin_addr) != 1)
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  while (!atomic_load(&m->stopped)) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0) {
+      (void)connect(fd, (struct sockaddr *)&a, sizeof a);
+      close(fd);
+    }
+    sleep_ms(20);
+  }
+  return NULL;
+}
+
+void coh_monitor_stop(coh_monitor *m) {
+  pthread_t th;
+  int nudging;
+  if (m == NULL) return;
+  atomic_store(&m->stopping, 1);
+  futex_wake_all(&m->pub_seq);
+  nudging = pthread_create(&th, NULL, nudger, m) == 0;
+  mg_stop(m->ctx); /* joins civetweb's threads; close handlers join ours */
+  atomic_store(&m->stopped, 1);
+  if (nudging) pthread_join(th, NULL);
+  mg_exit_library();
+  free_monitor(m);
+}
+
+const char *coh_monitor_url(const coh_monitor *m) { return m->url; }
+const char *coh_monitor_token(const coh_monitor *m) { return m->token; }
