@@ -13,7 +13,9 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define COH_SHA_X86 1
+#include <cpuid.h>
 #include <immintrin.h>
+#include <stdatomic.h>
 #endif
 
 #include "util_int.h"
@@ -94,6 +96,22 @@ __attribute__((target("sha,sse4.1,ssse3"))) static void block_x86(uint32_t h[8],
   _mm_storeu_si128((__m128i *)&h[0], st0);
   _mm_storeu_si128((__m128i *)&h[4], st1);
 }
+
+/* Whether the CPU has SHA (CPUID.7.0:EBX[29]), SSE4.1 and SSSE3.  The answer
+ * is cached in a static: it is a fact about the hardware, the same for every
+ * caller, and cpuid traps to the hypervisor in a VM (too slow to ask per
+ * hash).  Racing first calls store the same value. */
+static int cpu_has_sha(void) {
+  static _Atomic int cached = -1;
+  int v = atomic_load_explicit(&cached, memory_order_relaxed);
+  if (v < 0) {
+    unsigned a, b, c, d;
+    v = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 29)) &&
+        __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 19)) && (c & (1u << 9));
+    atomic_store_explicit(&cached, v, memory_order_relaxed);
+  }
+  return v;
+}
 #endif
 
 static void compress(coh__sha256 *s, const uint8_t *p) {
@@ -114,9 +132,7 @@ void coh__sha256_init(coh__sha256 *s) {
   s->n = 0;
   s->fill = 0;
 #ifdef COH_SHA_X86
-  /* reads the feature bits libgcc/compiler-rt cached at start-up: no cpuid */
-  s->accel = __builtin_cpu_supports("sha") && __builtin_cpu_supports("sse4.1") &&
-             __builtin_cpu_supports("ssse3");
+  s->accel = cpu_has_sha();
 #else
   s->accel = 0;
 #endif
