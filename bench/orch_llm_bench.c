@@ -18,16 +18,19 @@
  *         one step.  A tick whose engine has nothing to do runs no step (as
  *         in cohort's dispatch).
  *
- * Prints one JSON line per mode: tokens, seconds (first submit to last
- * token; model load excluded), tokens/s, engine steps, mean decode batch.
+ * Prints one JSON line per run: tokens, seconds (first submit to last
+ * token; model load excluded), tokens/s, process CPU seconds (ONNX Runtime's
+ * threads included) and tokens per CPU second, logical steps (ticks),
+ * engine steps, mean decode batch.  --reps N runs N rounds of (free, tick).
  *
- * usage: orch_llm_bench MODEL_DIR [--mode free|tick|both] [--clients N]
- *          [--rounds R] [--min-tokens A] [--max-tokens B] [--max-batch M]
- *          [--threads T] [--device cpu|cuda|auto]
+ * usage: orch_llm_bench MODEL_DIR [--mode free|tick|both] [--reps N]
+ *          [--clients N] [--rounds R] [--min-tokens A] [--max-tokens B]
+ *          [--max-batch M] [--threads T] [--device cpu|cuda|auto]
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "cohort/infer.h"
@@ -61,6 +64,14 @@ typedef struct req_ctx {
   bench *b;
   client *c;
 } req_ctx;
+
+/* CPU seconds of the whole process (ONNX Runtime's threads included). */
+static double cpu(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
+         (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
+}
 
 static const char *const prompts[4] = {
     "Once upon a time, in a quiet village by the sea,",
@@ -123,11 +134,11 @@ static int submit(bench *b, client *c) {
   return rc;
 }
 
-static int run(coh_model *m, const char *mode, int n, int rounds, int min_tok,
+static int run(coh_model *m, const char *mode, int rep, int n, int rounds, int min_tok,
                int max_tok, int max_batch) {
   bench b;
   coh_engine_stats st;
-  double t0, secs;
+  double t0, c0, secs, cpus;
   int k, rc;
   memset(&b, 0, sizeof b);
   b.m = m;
@@ -145,6 +156,7 @@ static int run(coh_model *m, const char *mode, int n, int rounds, int min_tok,
     b.c[k].submit_at = -1;
   }
   t0 = wall();
+  c0 = cpu();
   for (k = 0; k < n; k++)
     if ((rc = submit(&b, &b.c[k]))) goto fail;
   for (b.step = 1;; b.step++) {
@@ -163,14 +175,17 @@ static int run(coh_model *m, const char *mode, int n, int rounds, int min_tok,
     if (!coh_engine_busy(b.e) && waiting == 0) break;
   }
   secs = wall() - t0;
+  cpus = cpu() - c0;
   coh_engine_get_stats(b.e, &st);
-  printf("{\"impl\":\"engine-api\",\"mode\":\"%s\",\"clients\":%d,\"rounds\":%d,\"max_batch\":%d,"
-         "\"tokens\":%lld,\"seconds\":%.4f,\"tokens_per_s\":%.2f,\"logical_steps\":%lld,"
-         "\"engine_steps\":%llu,\"decode_tokens\":%llu,\"prefill_runs\":%llu,"
+  printf("{\"impl\":\"engine-api\",\"mode\":\"%s\",\"rep\":%d,\"clients\":%d,\"rounds\":%d,"
+         "\"max_batch\":%d,\"tokens\":%lld,\"seconds\":%.4f,\"tokens_per_s\":%.2f,"
+         "\"cpu_seconds\":%.4f,\"tokens_per_cpu_s\":%.2f,\"logical_steps\":%lld,"
+         "\"engine_steps\":%llu,\"decode_tokens\":%llu,\"ort_runs\":%llu,"
          "\"batch_rebuilds\":%llu,\"mean_decode_batch\":%.2f,\"ort_seconds\":%.4f}\n",
-         mode, n, rounds, max_batch, (long long)b.tokens, secs, (double)b.tokens / secs,
-         (long long)b.step, (unsigned long long)st.steps, (unsigned long long)st.decode_tokens,
-         (unsigned long long)(st.ort_runs - st.steps), (unsigned long long)st.batch_rebuilds,
+         mode, rep, n, rounds, max_batch, (long long)b.tokens, secs, (double)b.tokens / secs, cpus,
+         cpus > 0 ? (double)b.tokens / cpus : 0.0, (long long)b.step,
+         (unsigned long long)st.steps, (unsigned long long)st.decode_tokens,
+         (unsigned long long)st.ort_runs, (unsigned long long)st.batch_rebuilds,
          st.steps ? (double)st.decode_tokens / (double)st.steps : 0.0, st.ort_seconds);
   fflush(stdout);
   rc = COH_OK;
@@ -193,7 +208,7 @@ static int arg_int(const char *s, int lo, int hi, const char *name) {
 
 int main(int argc, char **argv) {
   const char *dir = NULL, *mode = "both";
-  int n = 64, rounds = 4, min_tok = 8, max_tok = 24, max_batch = 64, i, rc = 0;
+  int n = 64, rounds = 4, min_tok = 8, max_tok = 24, max_batch = 64, reps = 3, i, rc = 0;
   coh_model_options mo;
   coh_model *m;
   coh_err err;
@@ -213,6 +228,7 @@ int main(int argc, char **argv) {
     if (!strcmp(a, "--mode")) mode = v;
     else if (!strcmp(a, "--clients")) n = arg_int(v, 1, 4096, a);
     else if (!strcmp(a, "--rounds")) rounds = arg_int(v, 1, 100000, a);
+    else if (!strcmp(a, "--reps")) reps = arg_int(v, 1, 1000, a);
     else if (!strcmp(a, "--min-tokens")) min_tok = arg_int(v, 1, 4096, a);
     else if (!strcmp(a, "--max-tokens")) max_tok = arg_int(v, 1, 4096, a);
     else if (!strcmp(a, "--max-batch")) max_batch = arg_int(v, 1, 1024, a);
@@ -229,7 +245,7 @@ int main(int argc, char **argv) {
   }
   if (dir == NULL || (strcmp(mode, "free") && strcmp(mode, "tick") && strcmp(mode, "both")) ||
       max_tok < min_tok) {
-    fprintf(stderr, "usage: orch_llm_bench MODEL_DIR [--mode free|tick|both] [--clients N] "
+    fprintf(stderr, "usage: orch_llm_bench MODEL_DIR [--mode free|tick|both] [--reps N] [--clients N] "
                     "[--rounds R] [--min-tokens A] [--max-tokens B] [--max-batch M] "
                     "[--threads T] [--device cpu|cuda|auto]\n");
     return 2;
@@ -243,16 +259,15 @@ int main(int argc, char **argv) {
     coh_model_close(m);
     return 1;
   }
-  /* both: free, tick, free, tick — interleaved so that load on a shared
-   * machine hits both alike; each line is printed */
-  if (!strcmp(mode, "both")) {
+  /* both: free, tick, free, tick, ... — adjacent pairs, so that load on a
+   * shared machine hits both alike; every run prints its line */
+  {
     int rep;
-    for (rep = 0; rep < 2 && rc == 0; rep++) {
-      rc = run(m, "free", n, rounds, min_tok, max_tok, max_batch);
-      if (rc == 0) rc = run(m, "tick", n, rounds, min_tok, max_tok, max_batch);
+    for (rep = 1; rep <= reps && rc == 0; rep++) {
+      if (strcmp(mode, "tick")) rc = run(m, "free", rep, n, rounds, min_tok, max_tok, max_batch);
+      if (rc == 0 && strcmp(mode, "free"))
+        rc = run(m, "tick", rep, n, rounds, min_tok, max_tok, max_batch);
     }
-  } else {
-    rc = run(m, mode, n, rounds, min_tok, max_tok, max_batch);
   }
   coh_model_close(m);
   return rc ? 1 : 0;

@@ -6,19 +6,22 @@
 #      HOPS times; `cohort run` at several worker counts, journal on disk and
 #      on tmpfs (/dev/shm), against the original design's stack in the same
 #      run: Node.js worker_threads + MessagePort (bench/orch_route_node.mjs)
-#      doing the same routing.  Ratio target >= 10x.
+#      doing the same routing.  Ratio target >= 10x.  Also the same cohort
+#      tick loop with no journal at all (bench/orch_nojournal.c), to show what
+#      the journal costs.
 #  (b) LLM: 64 llmloop agents (bench/agents/llmloop.c), each a closed loop of
-#      ROUNDS requests, on the demo fixture: `cohort run` with max_batch 64
-#      vs max_batch 1 (target >= 4x); and the cost of tick-boundary admission
-#      vs free-running admission on the engine API (bench/orch_llm_bench.c),
-#      target <= 10% loss.
+#      ROUNDS requests, on the 100M bench fixture (and again on the 20M demo
+#      fixture): `cohort run` with max_batch 64 vs max_batch 1 (target >= 4x);
+#      and the cost of tick-boundary admission vs free-running admission on
+#      the engine API (bench/orch_llm_bench.c), target <= 10% loss.
 #  (c) memory per agent: peak RSS (VmHWM) of `cohort run` with 1,000 and
 #      10,000 echo agents minus a 10-agent baseline, divided by N; peak
 #      virtual address space.
 #
 # usage: bench/run_orch.sh            (after cmake --build build)
-# env:   BUILD=build dir (default ./build)  REPS=2  HOPS=100  ROUNDS=4
-#        WORKERS="1 2 4"  MEM_N="1000 10000"  KEEP=1 keeps the work folder
+# env:   BUILD=build dir (default ./build)  REPS=2  HOPS=100  WORKERS="1 2 4"
+#        ROUNDS=2 (100M)  ROUNDS2=4 (demo)  LLM_PAIRS=3  MODEL2= (skip demo)
+#        MEM_N="1000 10000"  KEEP=1 keeps the work folder
 # Prints every measurement as it goes and a summary with the ratios at the
 # end; raw results (JSON lines) stay in the work folder with KEEP=1.
 set -euo pipefail
@@ -26,6 +29,7 @@ SRC=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-$SRC/build}
 BIN=$BUILD/cohort
 LLMB=$BUILD/bench/orch_llm_bench
+NOJ=$BUILD/bench/orch_nojournal
 PY=/usr/bin/python3
 UTIL="$PY $SRC/bench/orch_util.py"
 REPS=${REPS:-2}
@@ -33,21 +37,31 @@ AGENTS=${AGENTS:-1000}
 HOPS=${HOPS:-100}
 WORKERS=${WORKERS:-1 2 4}
 CLIENTS=${CLIENTS:-64}
-ROUNDS=${ROUNDS:-4}
+ROUNDS=${ROUNDS:-2}
+ROUNDS2=${ROUNDS2:-4}
+LLM_PAIRS=${LLM_PAIRS:-3}
 MIN_TOK=${MIN_TOK:-8}
 MAX_TOK=${MAX_TOK:-24}
 THREADS=${THREADS:-2}
 MEM_N=${MEM_N:-1000 10000}
-MODEL=${MODEL:-$BUILD/fixtures/llama-demo}
+MODEL=${MODEL-$BUILD/fixtures/llama-100m-plain}   # the bench fixture (100M)
+MODEL2=${MODEL2-$BUILD/fixtures/llama-demo}        # the demo fixture (20M); empty: skip
 
 die() { echo "run_orch.sh: $*" >&2; exit 1; }
 [ -x "$BIN" ] || die "no $BIN: build first (cmake --build build -j2)"
-[ -x "$LLMB" ] || die "no $LLMB: build first (target orch_llm_bench)"
+[ -x "$LLMB" ] && [ -x "$NOJ" ] || die "no $LLMB or $NOJ: build first (cmake --build build -j2)"
 command -v node >/dev/null || die "node (20) is needed for the reference"
 command -v clang >/dev/null || die "clang (wasm32-wasi) is needed for the bench agents"
-if [ ! -f "$MODEL/model.onnx" ]; then
-  echo "generating the demo fixture into $(dirname "$MODEL")"
-  $PY "$SRC/tools/mkfixture.py" --suite demo --out "$(dirname "$MODEL")" >/dev/null
+# the fixtures (deterministic; a folder whose stamp matches is kept)
+if [ ! -f "$BUILD/fixtures/llama-100m-plain/model.onnx" ]; then
+  echo "generating the 100M fixture (llama-100m-plain, as in --suite bench) into $BUILD/fixtures"
+  $PY "$SRC/tools/mkfixture.py" --name llama-100m-plain --layers 8 --hidden 768 --heads 12 \
+    --kv-heads 4 --intermediate 2048 --vocab 32000 --context 1024 --seed 42 --attention plain \
+    --dtype fp32 --layout genai --out "$BUILD/fixtures" >/dev/null
+fi
+if [ ! -f "$BUILD/fixtures/llama-demo/model.onnx" ]; then
+  echo "generating the demo fixture into $BUILD/fixtures"
+  $PY "$SRC/tools/mkfixture.py" --suite demo --out "$BUILD/fixtures" >/dev/null
 fi
 
 WORK=$(mktemp -d /tmp/orchbench.XXXXXX)   # on disk (/tmp is not tmpfs here)
@@ -102,6 +116,8 @@ for rep in $(seq 1 "$REPS"); do
         hops="$HOPS" rate="$rate" wall="$wall" wall_rate="$wrate" digest="$(sumline "$WORK/out" digest)" | tee -a "$RES"
       rm -f "$db" "$db-wal" "$db-shm"
     done
+    "$NOJ" "$ROUTE" "$CACHE" "$w" | $UTIL tag bench=route impl=cohort-nojournal workers="$w" rep="$rep" |
+      tee -a "$RES"
     node "$SRC/bench/orch_route_node.mjs" "$AGENTS" "$HOPS" "$w" >"$WORK/node.out"
     rate=$(jget "$(cat "$WORK/node.out")" deliveries_per_s)
     $UTIL tag bench=route impl=node rep="$rep" rate="$rate" <"$WORK/node.out" | tee -a "$RES"
@@ -109,41 +125,54 @@ for rep in $(seq 1 "$REPS"); do
 done
 
 # ---- (b) LLM ----------------------------------------------------------------------
-llm_yaml() { # $1 max_batch
-  echo "name: llm$1"
+llm_yaml() { # $1 model dir, $2 max_batch, $3 rounds
+  echo "name: llm$2"
   echo "seed: 3"
   echo "models:"
-  echo "  - {name: demo, path: $MODEL, device: cpu, max_batch: $1, threads: $THREADS}"
+  echo "  - {name: m, path: $1, device: cpu, max_batch: $2, threads: $THREADS}"
   echo "policy: {kind: round_robin, quantum: 1}"
   echo "stop: {max_ticks: 100000, quiescence: true}"
   echo "agents:"
   echo "  - {id: c, module: $WORK/agents/llmloop.wasm, count: $CLIENTS,"
-  echo "     config: {rounds: $ROUNDS, min_tokens: $MIN_TOK, max_tokens: $MAX_TOK}}"
+  echo "     config: {rounds: $3, min_tokens: $MIN_TOK, max_tokens: $MAX_TOK}}"
   echo "messages:"
   local prompts=("Once upon a time, in a quiet village by the sea," "The committee met at dawn to decide"
     "Here is a short story about a robot who" "In the year 2050 the city of")
   for ((k = 0; k < CLIENTS; k++)); do echo "  - {to: c-$k, body: \"$k ${prompts[k % 4]}\"}"; done
 }
-echo
-echo "== (b) LLM: $CLIENTS agents x $ROUNDS requests, $(basename "$MODEL"), $THREADS ORT threads"
-for rep in $(seq 1 "$REPS"); do
-  for mb in 64 1; do
-    llm_yaml $mb >"$WORK/llm$mb.yaml"
-    db=$WORK/llm-$mb-$rep.db
-    "$BIN" run "$WORK/llm$mb.yaml" --journal "$db" --workers 1 --quiet --cache-dir "$CACHE" >"$WORK/out"
-    st=$($UTIL journal "$db")
-    tokens=$(sumline "$WORK/out" llm | sed 's/.*requests, \([0-9]*\) tokens.*/\1/')
-    loop=$(jget "$st" loop_seconds); wall=$(sumline "$WORK/out" wall | cut -d' ' -f1)
-    rate=$(awk -v s="$tokens" -v l="$loop" 'BEGIN{printf "%.2f", s / l}')
-    wrate=$(awk -v s="$tokens" -v l="$wall" 'BEGIN{printf "%.2f", s / l}')
-    echo "$st" | $UTIL tag bench=llm impl=cohort max_batch=$mb rep="$rep" clients="$CLIENTS" rounds="$ROUNDS" \
-      tokens="$tokens" threads="$THREADS" model="$(basename "$MODEL")" rate="$rate" wall="$wall" \
-      wall_rate="$wrate" digest="$(sumline "$WORK/out" digest)" | tee -a "$RES"
-    rm -f "$db" "$db-wal" "$db-shm"
+llm_suite() { # $1 model dir, $2 rounds
+  local model=$1 rounds=$2 name rep mb db st tokens loop wall rate wrate
+  name=$(basename "$model")
+  echo
+  echo "== (b) LLM: $CLIENTS agents x $rounds requests, $name, $THREADS ORT threads"
+  for rep in $(seq 1 "$REPS"); do
+    for mb in 64 1; do
+      llm_yaml "$model" $mb "$rounds" >"$WORK/llm.yaml"
+      db=$WORK/llm-$name-$mb-$rep.db
+      "$BIN" run "$WORK/llm.yaml" --journal "$db" --workers 1 --quiet --cache-dir "$CACHE" >"$WORK/out"
+      st=$($UTIL journal "$db")
+      tokens=$(sumline "$WORK/out" llm | sed 's/.*requests, \([0-9]*\) tokens.*/\1/')
+      loop=$(jget "$st" loop_seconds); wall=$(sumline "$WORK/out" wall | cut -d' ' -f1)
+      rate=$(awk -v s="$tokens" -v l="$loop" 'BEGIN{printf "%.2f", s / l}')
+      wrate=$(awk -v s="$tokens" -v l="$wall" 'BEGIN{printf "%.2f", s / l}')
+      echo "$st" | $UTIL tag bench=llm impl=cohort model="$name" max_batch=$mb rep="$rep" clients="$CLIENTS" \
+        rounds="$rounds" tokens="$tokens" threads="$THREADS" rate="$rate" wall="$wall" \
+        wall_rate="$wrate" digest="$(sumline "$WORK/out" digest)" | tee -a "$RES"
+      rm -f "$db" "$db-wal" "$db-shm"
+    done
   done
-done
-"$LLMB" "$MODEL" --mode both --clients "$CLIENTS" --rounds "$ROUNDS" --min-tokens "$MIN_TOK" \
-  --max-tokens "$MAX_TOK" --max-batch 64 --threads "$THREADS" | $UTIL tag bench=llm | tee -a "$RES"
+  # the engine alone: free vs tick admission in adjacent pairs, and one
+  # request at a time (free) to separate the engine's batching gain from
+  # cohort's per-tick cost
+  "$LLMB" "$model" --mode both --reps "$LLM_PAIRS" --clients "$CLIENTS" --rounds "$rounds" \
+    --min-tokens "$MIN_TOK" --max-tokens "$MAX_TOK" --max-batch 64 --threads "$THREADS" |
+    $UTIL tag bench=llm model="$name" | tee -a "$RES"
+  "$LLMB" "$model" --mode free --reps 1 --clients "$CLIENTS" --rounds "$rounds" \
+    --min-tokens "$MIN_TOK" --max-tokens "$MAX_TOK" --max-batch 1 --threads "$THREADS" |
+    $UTIL tag bench=llm model="$name" | tee -a "$RES"
+}
+llm_suite "$MODEL" "$ROUNDS"
+if [ -n "$MODEL2" ]; then llm_suite "$MODEL2" "$ROUNDS2"; fi
 
 # ---- (c) memory ---------------------------------------------------------------------
 echo
