@@ -229,7 +229,7 @@ def summary(path):
             if r is base:
                 continue
             if r["rc"] != 0:
-                p(f"    {r['agents']:6d} agents: FAILED (exit {r['rc']})")
+                p(f"    {r['agents']:6d} agents: does not run (exit {r['rc']}): {r.get('error') or '?'}")
                 continue
             per = (r["vm_hwm_kb"] - base["vm_hwm_kb"]) / r["agents"]
             p(f"    {r['agents']:6d} agents: peak RSS {r['vm_hwm_kb'] / 1024:8.1f} MiB, "

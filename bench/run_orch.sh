@@ -16,7 +16,8 @@
 #      the engine API (bench/orch_llm_bench.c), target <= 10% loss.
 #  (c) memory per agent: peak RSS (VmHWM) of `cohort run` with 1,000 and
 #      10,000 echo agents minus a 10-agent baseline, divided by N; peak
-#      virtual address space.
+#      virtual address space; and a run past the address-space ceiling
+#      (16,400 agents), which must fail with a clear error.
 #
 # usage: bench/run_orch.sh            (after cmake --build build)
 # env:   BUILD=build dir (default ./build)  REPS=2  HOPS=100  WORKERS="1 2 4"
@@ -44,6 +45,7 @@ MIN_TOK=${MIN_TOK:-8}
 MAX_TOK=${MAX_TOK:-24}
 THREADS=${THREADS:-2}
 MEM_N=${MEM_N:-1000 10000}
+MEM_LIMIT_N=${MEM_LIMIT_N:-16400}   # past the address-space ceiling: expected to fail cleanly
 MODEL=${MODEL-$BUILD/fixtures/llama-100m-plain}   # the bench fixture (100M)
 MODEL2=${MODEL2-$BUILD/fixtures/llama-demo}        # the demo fixture (20M); empty: skip
 
@@ -177,7 +179,7 @@ if [ -n "$MODEL2" ]; then llm_suite "$MODEL2" "$ROUNDS2"; fi
 # ---- (c) memory ---------------------------------------------------------------------
 echo
 echo "== (c) memory: echo agents"
-for n in 10 $MEM_N; do
+for n in 10 $MEM_N $MEM_LIMIT_N; do
   {
     echo "name: mem$n"
     echo "seed: 1"
@@ -189,7 +191,9 @@ for n in 10 $MEM_N; do
   } >"$WORK/mem$n.yaml"
   [ "$n" = 10 ] && "$BIN" run "$WORK/mem$n.yaml" --journal "$SHM/warm.db" --quiet --cache-dir "$CACHE" >/dev/null
   $UTIL mem -- "$BIN" run "$WORK/mem$n.yaml" --journal "$SHM/mem$n.db" --workers 1 --quiet \
-    --cache-dir "$CACHE" 2>"$WORK/mem.err" | $UTIL tag bench=mem agents="$n" | tee -a "$RES"
+    --cache-dir "$CACHE" 2>"$WORK/mem.err" >"$WORK/mem.out"
+  why=$(grep -o "agent '[^']*': .*Cannot allocate memory" "$WORK/mem.err" | head -n 1 || true)
+  $UTIL tag bench=mem agents="$n" error="$why" <"$WORK/mem.out" | tee -a "$RES"
   rm -f "$SHM/mem$n.db"*
 done
 
