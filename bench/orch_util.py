@@ -211,13 +211,24 @@ def summary(path):
             p(f"      steps: free {f0['logical_steps']}, tick {t0['logical_steps']} "
               f"(+{100 * (t0['logical_steps'] / f0['logical_steps'] - 1):.1f}%); mean decode batch "
               f"{f0['mean_decode_batch']:.1f} vs {t0['mean_decode_batch']:.1f}")
+            lw = sorted(1 - t["tokens_per_s"] / f["tokens_per_s"] for f, t in pairs)
+            extra = t0["logical_steps"] / f0["logical_steps"] - 1
+            noisy = lw[-1] - lw[0] > 0.10
+            if not noisy:
+                verdict = "met" if loss_w <= 0.10 else "MISSED"
+            else:
+                verdict = ("wall clock inconclusive (noise); met by the step bound" if extra <= 0.10
+                           else "MISSED by the step bound")
             p(f"    RATIO cost of determinism (tick-boundary vs free-running admission), median of pairs: "
-              f"{100 * loss_w:.1f}% fewer tokens/s (wall), {100 * loss_c:.1f}% fewer tokens per CPU-second"
-              f"   target <= 10%: {'met' if loss_w <= 0.10 else 'MISSED'}")
+              f"{100 * loss_w:.1f}% fewer tokens/s (wall), {100 * loss_c:.1f}% fewer tokens per CPU-second;"
+              f" step bound {100 * extra:.1f}%   target <= 10%: {verdict}")
+            p(f"      per-pair wall losses range {100 * lw[0]:.1f}% .. {100 * lw[-1]:.1f}%; the step bound: the "
+              f"same decode tokens and prefills in {100 * extra:.1f}% more engine steps, so at most that much "
+              f"more time when a step's cost does not grow with its batch (less when it does)")
             if b64:
                 full = 1 - b64["rate"] / fr["tokens_per_s"]
-                p(f"    whole cohort (agents, journal, tick loop; max_batch 64, best) vs free-running engine "
-                  f"(best): {100 * full:.1f}% fewer tokens/s")
+                p(f"    whole cohort (agents, journal, tick loop; max_batch 64, best run) vs free-running engine "
+                  f"(best run): {100 * full:.1f}% fewer tokens/s (different moments: indicative only)")
     # ---- (c) memory
     mem = sel(bench="mem")
     if mem:

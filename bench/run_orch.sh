@@ -21,7 +21,7 @@
 #
 # usage: bench/run_orch.sh            (after cmake --build build)
 # env:   BUILD=build dir (default ./build)  REPS=2  HOPS=100  WORKERS="1 2 4"
-#        ROUNDS=2 (100M)  ROUNDS2=4 (demo)  LLM_PAIRS=3  MODEL2= (skip demo)
+#        ROUNDS=2 (100M)  ROUNDS2=4 (demo)  LLM_PAIRS=5  MODEL2= (skip demo)
 #        MEM_N="1000 10000"  KEEP=1 keeps the work folder
 # Prints every measurement as it goes and a summary with the ratios at the
 # end; raw results (JSON lines) stay in the work folder with KEEP=1.
@@ -40,7 +40,7 @@ WORKERS=${WORKERS:-1 2 4}
 CLIENTS=${CLIENTS:-64}
 ROUNDS=${ROUNDS:-2}
 ROUNDS2=${ROUNDS2:-4}
-LLM_PAIRS=${LLM_PAIRS:-3}
+LLM_PAIRS=${LLM_PAIRS:-5}
 MIN_TOK=${MIN_TOK:-8}
 MAX_TOK=${MAX_TOK:-24}
 THREADS=${THREADS:-2}
