@@ -141,10 +141,10 @@ static int resolve_after(orch *o, coh_err *err) {
 static void *worker_main(void *arg) {
   worker *w = arg;
   for (;;) {
-    agent_slot *a = coh__ring_pop(&w->tasks);
-    if ((void *)a == QUIT) break;
-    coh__orch_run_step(a, w->o->tick);
-    coh__ring_push(&w->done, a);
+    size_t i;
+    if (coh__ring_pop(&w->tasks) == QUIT) break;
+    for (i = 0; i < w->n_batch; i++) coh__orch_run_step(w->batch[i], w->o->tick);
+    coh__ring_push(&w->done, w);
   }
   return NULL;
 }
@@ -160,11 +160,14 @@ static int start_workers(orch *o, coh_err *err) {
   for (i = 0; i < n; i++) {
     worker *w = &o->workers[i];
     w->o = o;
-    if (coh__ring_init(&w->tasks, (uint32_t)o->cap_agents + 2) ||
-        coh__ring_init(&w->done, (uint32_t)o->cap_agents + 2))
-      return coh__err(err, COH_ENOMEM, "out of memory");
-    if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+    w->batch = coh__calloc((size_t)o->cap_agents + 1, sizeof *w->batch);
+    if (w->batch == NULL || coh__ring_init(&w->tasks, 2) || coh__ring_init(&w->done, 2) ||
+        pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+      coh__ring_destroy(&w->tasks); /* a ring never initialised is all zeros */
+      coh__ring_destroy(&w->done);
+      coh__free(w->batch);
       return coh__err(err, COH_ENOMEM, "cannot start worker thread %d", i);
+    }
     o->n_workers = i + 1;
   }
   return COH_OK;
@@ -179,6 +182,7 @@ static void stop_workers(orch *o) {
   for (i = 0; o->workers && i < o->n_workers + 1 && i < o->n_workers; i++) {
     coh__ring_destroy(&o->workers[i].tasks);
     coh__ring_destroy(&o->workers[i].done);
+    coh__free(o->workers[i].batch);
   }
   coh__free(o->workers);
   o->workers = NULL;
@@ -397,8 +401,7 @@ static int choose(orch *o, int *pending_llm) {
 
 static void dispatch(orch *o, int init) {
   int k, w = 0, i;
-  int *counts = o->dispatch_counts;
-  for (i = 0; i < o->n_workers; i++) counts[i] = 0;
+  for (i = 0; i < o->n_workers; i++) o->workers[i].n_batch = 0;
   /* engines first: they overlap the agent steps */
   if (!init && !o->opt->no_model)
     for (i = 0; i < o->n_models; i++)
@@ -408,12 +411,13 @@ static void dispatch(orch *o, int init) {
     agent_slot *a = &o->agents[k];
     if (!(init ? a->status == AGENT_ALIVE : a->to_deliver > 0 || a->is_init)) continue;
     a->is_init = init || a->is_init;
-    coh__ring_push(&o->workers[w].tasks, a);
-    counts[w]++;
+    o->workers[w].batch[o->workers[w].n_batch++] = a;
     w = (w + 1) % o->n_workers;
   }
   for (i = 0; i < o->n_workers; i++)
-    while (counts[i]-- > 0) (void)coh__ring_pop(&o->workers[i].done);
+    if (o->workers[i].n_batch > 0) coh__ring_push(&o->workers[i].tasks, &o->workers[i]);
+  for (i = 0; i < o->n_workers; i++)
+    if (o->workers[i].n_batch > 0) (void)coh__ring_pop(&o->workers[i].done);
   for (i = 0; i < o->n_models; i++)
     if (o->models[i].stepping) {
       (void)coh__ring_pop(&o->models[i].from_engine);
@@ -757,7 +761,6 @@ static void teardown(orch *o) {
   coh__free(o->agents);
   coh__free(o->by_id);
   coh__free(o->timers);
-  coh__free(o->dispatch_counts);
   ref_clear(o);
   coh__free(o->ref);
   for (i = 0; i < o->n_recorded; i++) coh__free(o->recorded[i].body);
@@ -878,11 +881,6 @@ int coh_run(const coh_scenario *s, const coh_run_options *opt,
   if ((rc = coh__orch_models_open(&o, err)) || (rc = create_agents(&o, err)) ||
       (rc = start_workers(&o, err)))
     goto done;
-  o.dispatch_counts = coh__calloc((size_t)o.n_workers, sizeof *o.dispatch_counts);
-  if (o.dispatch_counts == NULL) {
-    rc = coh__err(err, COH_ENOMEM, "out of memory");
-    goto done;
-  }
 
   for (o.tick = 0; o.tick < s->max_ticks; o.tick++) {
     double tick_t0 = coh__wall_seconds();

@@ -166,11 +166,17 @@ typedef struct model_slot {
   coh__ring to_engine, from_engine;
 } model_slot;
 
-/* A task for a worker: step one agent (or initialise it). */
+/* A worker thread.  Each tick the orchestrator fills `batch` with the agents
+ * this worker steps (or initialises) and pushes the worker itself through
+ * `tasks`; the worker runs the whole batch and pushes itself back through
+ * `done`.  One hand-over per worker per tick, not one per agent: a futex
+ * wake-up costs microseconds, an agent step often less. */
 typedef struct worker {
   struct orch *o;
   pthread_t thread;
   coh__ring tasks, done;
+  agent_slot **batch;     /* [cap_agents]; orchestrator-written between ticks */
+  size_t n_batch;
 } worker;
 
 typedef struct timer_ev {
@@ -206,7 +212,6 @@ typedef struct orch {
   recorded_llm *recorded;
   size_t n_recorded;
   int *by_id;             /* agent indices sorted by id (binary search) */
-  int *dispatch_counts;   /* [n_workers] tasks handed out this tick */
   /* monitor (all NULL/0 without --ui) */
   coh_monitor *mon;
   stage_hist stages[ST_COUNT];

@@ -64,6 +64,8 @@ typedef struct coh__sha256 {
   uint64_t n;
   uint8_t blk[64];
   size_t fill;
+  int accel;  /* set by init: 1 = x86 SHA extensions; a test may clear it to
+                 force the portable code (both give the same digest) */
 } coh__sha256;
 void coh__sha256_init(coh__sha256 *s);
 void coh__sha256_update(coh__sha256 *s, const void *p, size_t n);
