@@ -27,30 +27,11 @@ static const char usage[] =
 
 #define TEXT_MAX 160
 
-/* Length of the valid UTF-8 sequence at p (at most n bytes), 0 if invalid. */
-static size_t utf8_seq(const unsigned char *p, size_t n) {
-  uint32_t cp;
-  size_t len, i;
-  if (p[0] < 0x80) return 1;
-  if (p[0] >= 0xc2 && p[0] <= 0xdf) len = 2, cp = p[0] & 0x1f;
-  else if (p[0] >= 0xe0 && p[0] <= 0xef) len = 3, cp = p[0] & 0x0f;
-  else if (p[0] >= 0xf0 && p[0] <= 0xf4) len = 4, cp = p[0] & 0x07;
-  else return 0;
-  if (len > n) return 0;
-  for (i = 1; i < len; i++) {
-    if ((p[i] & 0xc0) != 0x80) return 0;
-    cp = cp << 6 | (p[i] & 0x3f);
-  }
-  if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-      (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-    return 0;
-  return len;
-}
 
 static int is_utf8(const unsigned char *p, size_t n) {
   size_t i = 0, k;
   while (i < n) {
-    k = utf8_seq(p + i, n - i);
+    k = coh__utf8_seq(p + i, n - i);
     if (k == 0) return 0;
     i += k;
   }
@@ -72,7 +53,7 @@ static void print_payload(const unsigned char *p, size_t n) {
     return;
   }
   while (i < n && shown < TEXT_MAX) {
-    size_t k = utf8_seq(p + i, n - i);
+    size_t k = coh__utf8_seq(p + i, n - i);
     unsigned char c = p[i];
     if (c == '\n') fputs("\\n", stdout);
     else if (c == '\t') fputs("\\t", stdout);

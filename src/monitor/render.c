@@ -15,25 +15,6 @@
 
 /* ---- small text helpers ------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at p (at most n bytes), 0 if invalid. */
-static size_t utf8_len(const unsigned char *p, size_t n) {
-  uint32_t cp;
-  size_t len, i;
-  if (p[0] < 0x80) return 1;
-  if (p[0] >= 0xc2 && p[0] <= 0xdf) len = 2, cp = p[0] & 0x1f;
-  else if (p[0] >= 0xe0 && p[0] <= 0xef) len = 3, cp = p[0] & 0x0f;
-  else if (p[0] >= 0xf0 && p[0] <= 0xf4) len = 4, cp = p[0] & 0x07;
-  else return 0;
-  if (len > n) return 0;
-  for (i = 1; i < len; i++) {
-    if ((p[i] & 0xc0) != 0x80) return 0;
-    cp = cp << 6 | (p[i] & 0x3f);
-  }
-  if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-      (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-    return 0;
-  return len;
-}
 
 void coh__json_str(coh__buf *b, const char *s, size_t n) {
   const unsigned char *p = (const unsigned char *)s;
@@ -53,7 +34,7 @@ void coh__json_str(coh__buf *b, const char *s, size_t n) {
       coh__buf_add(b, "\\r", 2), i++;
     } else if (c < 0x20 || c == 0x7f) {
       coh__buf_printf(b, "\\u%04x", c), i++;
-    } else if ((k = utf8_len(p + i, n - i)) == 0) {
+    } else if ((k = coh__utf8_seq(p + i, n - i)) == 0) {
       coh__buf_add(b, "\\ufffd", 6), i++;
     } else {
       coh__buf_add(b, p + i, k), i += k;

@@ -75,6 +75,11 @@ void coh__hex32(const uint8_t in[32], char out[65]);
 /* SHA-256 of a file's bytes, streamed, as 64 hex digits in hex[65]. */
 int coh__sha256_file(const char *path, char hex[65], coh_err *err);
 
+/* Length of the valid UTF-8 sequence at p (at most n bytes; n >= 1), or 0
+ * if the bytes there are not valid UTF-8 (overlongs and surrogates
+ * included). */
+size_t coh__utf8_seq(const unsigned char *p, size_t n);
+
 /* Monotonic wall-clock seconds.  The one wall clock of the library: used
  * for timing columns, statistics and traces only, never on the
  * deterministic path. */
