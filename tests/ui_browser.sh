@@ -47,6 +47,13 @@ else
   exit 1
 fi
 
+# bad --ui arguments are usage errors (exit 2), before anything is served
+"$BIN" inspect "$tmp/swarm.db" --ui nowhere:1 >/dev/null 2>"$tmp/err.txt"
+[ $? -eq 2 ] && grep -q "nowhere" "$tmp/err.txt" && ok "inspect --ui bad address: exit 2" \
+  || bad "inspect --ui bad address: $(cat "$tmp/err.txt")"
+"$BIN" inspect "$tmp/swarm.db" --ui 127.0.0.1:0 --json >/dev/null 2>&1
+[ $? -eq 2 ] && ok "inspect --ui with --json: exit 2" || bad "inspect --ui with --json was accepted"
+
 # serve it on an ephemeral port; the URL is printed on start
 "$BIN" inspect "$tmp/swarm.db" --ui 127.0.0.1:0 >"$tmp/ui.log" 2>&1 &
 server=$!
