@@ -189,8 +189,9 @@ static int on_event(void *ud, const coh_jevent *ev) {
     r->fuel += json_integer_value(json_object_get(pl, "fuel"));
     r->steps++;
     b->steps++;
-    add_span(b, ev->kind, r->id, 0, b->tick_start_us, wall - b->tick_start_us,
-             0, 0);
+    /* span names must outlive the walk: ev->kind is the journal's */
+    add_span(b, ev->kind[0] == 'i' ? "init" : "step", r->id, 0,
+             b->tick_start_us, wall - b->tick_start_us, 0, 0);
     /* what arrived before this tick ends its arrow here */
     for (i = 0; i < r->n_in; i++) {
       if (r->in[i].tick < ev->tick)
