@@ -5,6 +5,12 @@
 //   node browser_test.mjs --url URL --scenario NAME [--agents N]
 //                         [--screenshot PATH]
 //
+// Scenarios: `recorded` (`cohort inspect RUN.db --ui`, a finished run) and
+// `live` (`cohort run SCENARIO --ui`, a run that goes on until it is
+// stopped: ticks and counters must advance over the WebSocket, Pause must
+// hold the tick, Step must run exactly one tick, Resume must go on, and Stop
+// must finish the run with stop reason "stopped").
+//
 // Each scenario is a list of checks; each check is an async function
 // (page, opts) that throws with a message when what it looks for is not
 // there.  To add a scenario (e.g. a live run), add an entry to `scenarios`.
@@ -113,12 +119,101 @@ async function checkEndpoints(page, o) {
   if (!(r.events > 0 && r.flows > 0)) throw new Error(`/trace: ${r.events} events, ${r.flows} flows`);
 }
 
+// ---- live run checks ------------------------------------------------------------
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const tickShown = async (page) => num(await text(page, '#tick'));
+const runState = (page) => text(page, '#runstate');
+
+// The tick and the event counter grow while the page just listens: the
+// updates can only come from the WebSocket pushes (the page never polls).
+async function checkLiveAdvance(page, o) {
+  const t0 = await waitFor('a tick number is shown', async () => {
+    const t = await tickShown(page);
+    return t > 0 ? t : false;
+  }, o.timeout);
+  const e0 = num(await text(page, '#c-events'));
+  await waitFor(`the tick advances past ${t0}`, async () => (await tickShown(page)) > t0 + 5, o.timeout);
+  await waitFor(`the event counter advances past ${e0}`,
+    async () => num(await text(page, '#c-events')) > e0, o.timeout);
+  if (!/running/.test(await runState(page))) throw new Error(`run state: ${await runState(page)}`);
+}
+
+async function checkModelsLive(page, o) {
+  await waitFor('the models table shows the tiny model with tokens', async () => {
+    const row = page.locator('#models tbody tr').first();
+    if ((await page.locator('#models tbody tr').count()) !== 1) return false;
+    const cells = await row.locator('td').allTextContents();
+    return cells[0] === 'tiny' && num(cells[4]) > 0 ? cells.join(' | ') : false;
+  }, o.timeout);
+}
+
+async function checkStagesLive(page, o) {
+  // a live run has per-stage timings: the agent_step stage has a count
+  const r = await page.evaluate(async () =>
+    (await fetch('api/snapshot' + location.search).then((x) => x.json())).stages);
+  if (!(r.agent_step.count > 0 && r.queued.count > 0))
+    throw new Error(`stage counts: ${JSON.stringify(Object.fromEntries(
+      Object.entries(r).map(([k, v]) => [k, v.count])))}`);
+  if (await page.locator('#stages-note').isVisible()) throw new Error('a live run shows the recorded-run note');
+}
+
+// Pause: the tick must stay put (two samples ~1 s apart, both after the
+// page says paused).  Step: exactly one more tick, then it holds again.
+async function checkPauseStep(page, o) {
+  await page.click('#btn-pause');
+  await waitFor('the run says paused', async () => /paused/.test(await runState(page)), o.timeout);
+  const t1 = await tickShown(page);
+  await sleep(1100);
+  const t2 = await tickShown(page);
+  if (t2 !== t1) throw new Error(`tick moved while paused: ${t1} -> ${t2}`);
+  // the server agrees (not just a frozen page)
+  const srv = await page.evaluate(async () =>
+    (await fetch('api/snapshot' + location.search).then((x) => x.json())).run);
+  if (!srv.paused || srv.tick !== t1) throw new Error(`server snapshot while paused: ${JSON.stringify(srv)}`);
+  if (!(await page.locator('#btn-pause').isDisabled()) || await page.locator('#btn-step').isDisabled())
+    throw new Error('while paused, Pause should be disabled and Step enabled');
+  await page.click('#btn-step');
+  await waitFor(`one step: tick ${t1 + 1}`, async () => (await tickShown(page)) === t1 + 1, o.timeout);
+  await sleep(1100);
+  const t3 = await tickShown(page);
+  if (t3 !== t1 + 1) throw new Error(`after one step the tick is ${t3}, expected ${t1 + 1}`);
+  if (!/paused/.test(await runState(page))) throw new Error(`after a step: ${await runState(page)}`);
+  o.pausedAt = t3;
+}
+
+async function checkResume(page, o) {
+  await page.click('#btn-resume');
+  await waitFor('the run says running', async () => /running/.test(await runState(page)), o.timeout);
+  await waitFor(`the tick advances past ${o.pausedAt}`,
+    async () => (await tickShown(page)) > o.pausedAt + 5, o.timeout);
+}
+
+async function takeScreenshot(page, o) {
+  if (!o.screenshot) return;
+  mkdirSync(dirname(o.screenshot), { recursive: true });
+  await page.screenshot({ path: o.screenshot, fullPage: true });
+  o.shot = true;
+  console.log(`screenshot: ${o.screenshot}`);
+}
+
+async function checkStop(page, o) {
+  await page.click('#btn-stop');
+  await waitFor('the run says finished: stopped',
+    async () => /finished: stopped/.test(await runState(page)), o.timeout);
+  if (!(await page.locator('#btn-pause').isDisabled())) throw new Error('controls still enabled after stop');
+}
+
 // ---- scenarios -----------------------------------------------------------------
 
 const scenarios = {
   // `cohort inspect RUN.db --ui` on a finished swarm run
   recorded: [checkConnected, checkAgentsTable, checkCounters, checkTicksChart,
              checkTranscript, checkRecordedNote, checkEndpoints],
+  // `cohort run SCENARIO --ui` on a run that lasts until it is stopped; the
+  // screenshot is taken while it is live, before Stop
+  live: [checkConnected, checkAgentsTable, checkLiveAdvance, checkModelsLive, checkStagesLive,
+         checkTranscript, checkPauseStep, checkResume, checkEndpoints, takeScreenshot, checkStop],
 };
 
 async function main() {
@@ -150,7 +245,7 @@ async function main() {
         console.log(`FAIL ${o.scenario}: ${check.name}: ${e.message}`);
       }
     }
-    if (o.screenshot) {
+    if (o.screenshot && !o.shot) {
       mkdirSync(dirname(o.screenshot), { recursive: true });
       await page.screenshot({ path: o.screenshot, fullPage: true });
       console.log(`screenshot: ${o.screenshot}`);
