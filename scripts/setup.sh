@@ -32,7 +32,8 @@ else SUDO=""; fi
 
 # ---- Debian packages --------------------------------------------------------
 # Build: compilers, cmake, pkg-config.  Libraries: jansson (JSON), PCRE2
-# (tokenizer pre-tokenizer regexes with Unicode classes).  Tools: Python with
+# (tokenizer pre-tokenizer regexes with Unicode classes), civetweb (the
+# monitor's HTTP + WebSocket server).  chromium: the dashboard's browser test.  Tools: Python with
 # numpy + onnx for the fixture-model tool; Node.js + npm to fetch ONNX Runtime
 # from the npm registry (npm pack, no install scripts) and for the benchmark's
 # reference stack.
@@ -130,6 +131,20 @@ if [ $WANT_GPU -eq 1 ]; then
     rm -rf "$tmpg"
     [ -f "$ORT/lib/libonnxruntime_providers_cuda.so" ] || die "CUDA provider library not found in $ORT_GPU_PKG"
     say "CUDA provider libraries installed (they need CUDA 13: libcudart.so.13, libcublas.so.13, libcurand.so.10)"
+  fi
+fi
+
+# ---- browser test dependencies (tests/ui) ------------------------------------
+# playwright-core, pinned by tests/ui/package-lock.json; no install scripts
+# (it drives Debian's /usr/bin/chromium, so no browser download is needed).
+if [ -f "$ROOT/tests/ui/package-lock.json" ]; then
+  if [ -f "$ROOT/tests/ui/node_modules/playwright-core/package.json" ] &&
+     [ "$ROOT/tests/ui/node_modules/.package-lock.json" -nt "$ROOT/tests/ui/package-lock.json" ]; then
+    say "browser test dependencies: present (tests/ui/node_modules)"
+  else
+    say "installing the browser test's npm dependencies (npm ci --ignore-scripts in tests/ui)"
+    (cd "$ROOT/tests/ui" && npm ci --ignore-scripts --no-audit --no-fund --silent) ||
+      die "npm ci in tests/ui failed (is the npm registry reachable?)"
   fi
 fi
 

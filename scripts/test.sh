@@ -33,8 +33,9 @@ if [ $QUICK -eq 0 ]; then
       -DCOH_SANITIZE=address,undefined
   # ThreadSanitizer over everything that runs threads: the agent runtime's
   # concurrent traps, the SPSC rings, the tokenizer's concurrent encodes,
-  # and whole orchestrated runs (worker pool + engine threads).
-  TSAN_OPTIONS=halt_on_error=1 \
+  # whole orchestrated runs (worker pool + engine threads), and the monitor
+  # (server threads against a publishing thread).
+  TSAN_OPTIONS="halt_on_error=1 suppressions=$ROOT/tests/tsan.supp" \
     run_suite tsan -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
       -DCOH_SANITIZE=thread -- -R "test_agent|test_ring|test_tokenizer|orch_run|test_monitor"
 fi

@@ -888,6 +888,53 @@ static void test_truncate_after(void) {
   rm_journal(path);
 }
 
+typedef struct tick_walk {
+  int n;
+  int64_t tick[8], last_seq[8], wall_us[8];
+  int stop_at;
+} tick_walk;
+
+static int on_tick_row(void *ud, int64_t tick, int64_t last_seq,
+                       int64_t wall_us) {
+  tick_walk *w = ud;
+  if (w->n < 8) {
+    w->tick[w->n] = tick;
+    w->last_seq[w->n] = last_seq;
+    w->wall_us[w->n] = wall_us;
+  }
+  w->n++;
+  return w->n == w->stop_at ? 7 : 0;
+}
+
+/* coh_journal_ticks: every committed tick in order, with its last seq and
+ * wall time; a non-zero return stops the walk. */
+static void test_ticks_walk(void) {
+  char path[512];
+  coh_journal *j = NULL;
+  coh_err err;
+  tick_walk w;
+  int i;
+  tmp_path(path, sizeof path, "ticks_walk.db");
+  REQUIRE(coh_journal_create(path, "in", 2, &j, &err) == 0);
+  memset(&w, 0, sizeof w);
+  CHECK(coh_journal_ticks(j, on_tick_row, &w, &err) == 0);
+  CHECK_EQ_INT(w.n, 0);
+  CHECK(write_ticks(j, 0, 5, 3, &err) == 0);
+  CHECK(coh_journal_ticks(j, on_tick_row, &w, &err) == 0);
+  CHECK_EQ_INT(w.n, 5);
+  for (i = 0; i < 5; i++) {
+    CHECK_EQ_INT(w.tick[i], i);
+    CHECK_EQ_INT(w.last_seq[i], 3 * (i + 1));
+    CHECK_EQ_INT(w.wall_us[i], i); /* write_ticks commits with wall_us = t */
+  }
+  memset(&w, 0, sizeof w);
+  w.stop_at = 2;
+  CHECK_EQ_INT(coh_journal_ticks(j, on_tick_row, &w, &err), 7);
+  CHECK_EQ_INT(w.n, 2);
+  coh_journal_close(j);
+  rm_journal(path);
+}
+
 static void test_events_filters(void) {
   char path[512];
   coh_journal *j = NULL;
@@ -1092,6 +1139,7 @@ int main(int argc, char **argv) {
   RUN(test_malformed);
   RUN(test_checkpoints);
   RUN(test_truncate_after);
+  RUN(test_ticks_walk);
   RUN(test_events_filters);
   RUN(test_fuzz_seeds);
   RUN(test_append_rate);

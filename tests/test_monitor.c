@@ -584,6 +584,16 @@ static void test_endpoints(void) {
   CHECK_EQ_INT(http_get(port, "/nope", NULL, &body, &len), 404);
   coh__free(body);
   CHECK_EQ_INT(http_post(port, "/metrics", "application/json", "{}", NULL), 405);
+  { /* DNS rebinding: another site's name as Host is refused */
+    static const char req[] = "GET /api/snapshot HTTP/1.1\r\nHost: evil.example:80"
+                              "\r\nConnection: close\r\n\r\n";
+    static const char req2[] = "GET /api/snapshot HTTP/1.1\r\nHost: localhost"
+                               "\r\nConnection: close\r\n\r\n";
+    CHECK_EQ_INT(http_raw(port, req, sizeof req - 1, &body, &len), 403);
+    coh__free(body);
+    CHECK_EQ_INT(http_raw(port, req2, sizeof req2 - 1, &body, &len), 200);
+    coh__free(body);
+  }
   coh_monitor_stop(m);
 }
 

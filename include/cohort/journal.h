@@ -125,6 +125,15 @@ int coh_journal_events(coh_journal *j, int64_t from_tick, int64_t to_tick,
                        const char *agent, coh_jevent_fn fn, void *ud,
                        coh_err *err);
 
+/* Calls fn for every committed tick in order: its number, the seq of its
+ * last event and its wall-clock duration in microseconds (not hashed).  fn
+ * returning non-zero stops the walk (that value is returned); fn must not
+ * start another walk (COH_ESTATE).  A non-integer column (a damaged file):
+ * COH_EJOURNAL. */
+typedef int (*coh_jtick_fn)(void *ud, int64_t tick, int64_t last_seq,
+                            int64_t wall_us);
+int coh_journal_ticks(coh_journal *j, coh_jtick_fn fn, void *ud, coh_err *err);
+
 /* The latest tick <= at_most that has checkpoints (-1 if none), and a walk
  * over the checkpoints of that tick (agent id, state). */
 int coh_journal_checkpoint_tick(coh_journal *j, int64_t at_most,

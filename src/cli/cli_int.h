@@ -20,6 +20,11 @@ int coh__cmd_tokenize(int argc, char **argv);
 int coh__cmd_models(int argc, char **argv);
 int coh__cmd_exec(int argc, char **argv);
 int coh__cmd_inspect(int argc, char **argv);
+/* inspect_ui.c: serves the monitor dashboard over journal j (borrowed) at
+ * listen ("ADDR:PORT") until SIGINT/SIGTERM; returns the exit status. */
+struct coh_journal;
+int coh__inspect_ui(const char *path, struct coh_journal *j, const char *listen,
+                    const char *token);
 
 /* exec_llm.c: the inference engine behind `cohort exec --model DIR`.
  * The returned function and its user data answer agents' llm() requests;

@@ -14,6 +14,7 @@
 
 static const char usage[] =
     "usage: cohort inspect RUN.db [--agent ID] [--tick A..B] [--json] [--verify]\n"
+    "       cohort inspect RUN.db --ui ADDR:PORT [--ui-token T]\n"
     "Prints the journal's events in commit order, one line each:\n"
     "  TICK SEQ KIND SOURCE -> TARGET  PAYLOAD\n"
     "Payloads are shown as text (escaped, truncated at 160 bytes) or, if not\n"
@@ -23,7 +24,11 @@ static const char usage[] =
     "  --json       one JSON object per event, with the whole payload\n"
     "               (\"payload\" if UTF-8, else \"payload_hex\") and its chain\n"
     "  --verify     recompute the hash chain over the whole journal and print\n"
-    "               the digest (exit 1 naming the first bad seq)\n";
+    "               the digest (exit 1 naming the first bad seq)\n"
+    "  --ui ADDR:PORT  serve the monitor dashboard, /metrics and /trace for\n"
+    "               this journal (PORT alone: 127.0.0.1) until Ctrl-C\n"
+    "  --ui-token T required as Bearer or ?token= (generated when ADDR is not\n"
+    "               loopback and no token is given)\n";
 
 #define TEXT_MAX 160
 
@@ -168,7 +173,7 @@ static int parse_ticks(const char *s, int64_t *from, int64_t *to) {
 }
 
 int coh__cmd_inspect(int argc, char **argv) {
-  const char *path = NULL, *agent = NULL;
+  const char *path = NULL, *agent = NULL, *ui = NULL, *ui_token = NULL;
   int64_t from = INT64_MIN, to = INT64_MAX, tick, n_events;
   int json = 0, verify = 0, have_tick = 0, i, rc, status = COH_EXIT_OK;
   coh_journal *j = NULL;
@@ -184,6 +189,14 @@ int coh__cmd_inspect(int argc, char **argv) {
       json = 1;
     } else if (!strcmp(argv[i], "--verify")) {
       verify = 1;
+    } else if (!strcmp(argv[i], "--ui")) {
+      if (i + 1 >= argc || argv[i + 1][0] == '\0')
+        return coh__usage_error("inspect", "--ui needs ADDR:PORT or PORT");
+      ui = argv[++i];
+    } else if (!strcmp(argv[i], "--ui-token")) {
+      if (i + 1 >= argc || argv[i + 1][0] == '\0')
+        return coh__usage_error("inspect", "--ui-token needs a token");
+      ui_token = argv[++i];
     } else if (!strcmp(argv[i], "--agent")) {
       if (i + 1 >= argc || argv[i + 1][0] == '\0')
         return coh__usage_error("inspect", "--agent needs an agent id");
@@ -212,8 +225,17 @@ int coh__cmd_inspect(int argc, char **argv) {
     return coh__usage_error("inspect", "--verify checks the whole journal; "
                                        "drop --agent and --tick");
 
+  if (ui_token && !ui)
+    return coh__usage_error("inspect", "--ui-token goes with --ui");
+  if (ui && (verify || json || agent || have_tick))
+    return coh__usage_error("inspect", "--ui serves the whole journal; drop "
+                                       "--verify, --json, --agent and --tick");
   if (coh_journal_open(path, &j, &err))
     return coh__runtime_error("inspect", "%s", err.msg);
+  if (ui) {
+    status = coh__inspect_ui(path, j, ui, ui_token);
+    goto done;
+  }
   if (verify) {
     rc = coh_journal_verify(j, &err);
     if (rc == 0) rc = coh_journal_last_tick(j, &tick, &n_events, &err);

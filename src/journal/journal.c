@@ -108,6 +108,7 @@ enum {
   ST_DEL_EVENTS,
   ST_DEL_TICKS,
   ST_DEL_CKPTS,
+  ST_TICKS,
   ST_COUNT
 };
 
@@ -146,6 +147,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_DEL_EVENTS] = "DELETE FROM events WHERE tick > ?",
     [ST_DEL_TICKS] = "DELETE FROM ticks WHERE tick > ?",
     [ST_DEL_CKPTS] = "DELETE FROM checkpoints WHERE tick > ?",
+    [ST_TICKS] = "SELECT tick, last_seq, wall_us FROM ticks ORDER BY tick",
 };
 
 static const char schema_sql[] =
@@ -973,6 +975,41 @@ int coh_journal_checkpoint_tick(coh_journal *j, int64_t at_most,
               : sqlite3_column_int64(st, 0);
   sqlite3_reset(st);
   return COH_OK;
+}
+
+int coh_journal_ticks(coh_journal *j, coh_jtick_fn fn, void *ud,
+                      coh_err *err) {
+  sqlite3_stmt *st = j->st[ST_TICKS];
+  int rc;
+  if (j->walking)
+    return coh__err(err, COH_ESTATE,
+                    "journal %s: ticks() called from inside a walk", j->path);
+  j->walking = 1;
+  for (;;) {
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+      rc = COH_OK;
+      break;
+    }
+    if (rc != SQLITE_ROW) {
+      rc = sqlfail(j, err, rc, "reading ticks");
+      break;
+    }
+    if (sqlite3_column_type(st, 0) != SQLITE_INTEGER ||
+        sqlite3_column_type(st, 1) != SQLITE_INTEGER ||
+        sqlite3_column_type(st, 2) != SQLITE_INTEGER) {
+      rc = coh__err(err, COH_EJOURNAL,
+                    "journal %s: a ticks row has a non-integer column",
+                    j->path);
+      break;
+    }
+    rc = fn(ud, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+            sqlite3_column_int64(st, 2));
+    if (rc) break;
+  }
+  sqlite3_reset(st);
+  j->walking = 0;
+  return rc;
 }
 
 int coh_journal_checkpoints(coh_journal *j, int64_t tick,

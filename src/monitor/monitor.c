@@ -457,6 +457,24 @@ static int authorized(const coh_monitor *m, const struct mg_connection *conn) {
   return 0;
 }
 
+/* Without a token, only requests naming the server by an IP address or
+ * "localhost": a page whose own domain was rebound to 127.0.0.1 (DNS
+ * rebinding) sends that domain as Host. */
+static int host_ok(const coh_monitor *m, const struct mg_connection *conn) {
+  const char *h = mg_get_header(conn, "Host"), *colon;
+  char host[64];
+  size_t n;
+  struct in_addr ia;
+  if (m->token != NULL || h == NULL) return 1; /* no Host: not a browser */
+  colon = strrchr(h, ':');
+  n = colon ? (size_t)(colon - h) : strlen(h);
+  if (n == 0 || n >= sizeof host) return 0;
+  memcpy(host, h, n);
+  host[n] = '\0';
+  return strcasecmp(host, "localhost") == 0 ||
+         inet_pton(AF_INET, host, &ia) == 1;
+}
+
 static int send_body(struct mg_connection *conn, int status, const char *reason,
                      const char *mime, const void *body, size_t len) {
   mg_printf(conn,
@@ -477,6 +495,10 @@ static int send_text(struct mg_connection *conn, int status, const char *reason,
 
 static int auth_handler(struct mg_connection *conn, void *cbdata) {
   coh_monitor *m = cbdata;
+  if (!host_ok(m, conn)) {
+    send_text(conn, 403, "Forbidden", "Host must be an IP address or localhost");
+    return 0;
+  }
   if (authorized(m, conn)) return 1;
   static const char body[] =
       "{\"error\": \"a token is required (Bearer or ?token=)\"}\n";
@@ -530,7 +552,8 @@ static int request_handler(struct mg_connection *conn, void *cbdata) {
   int status;
   const coh__ui_asset *a;
 
-  if (!authorized(m, conn)) return auth_handler(conn, cbdata);
+  if (!host_ok(m, conn) || !authorized(m, conn))
+    return auth_handler(conn, cbdata) ? 0 : 401;
   if (!strcmp(uri, "/api/control")) {
     if (strcmp(ri->request_method, "POST"))
       return send_text(conn, 405, "Method Not Allowed", "use POST");
@@ -619,7 +642,7 @@ static int origin_ok(const struct mg_connection *conn) {
 static int ws_connect(const struct mg_connection *conn, void *cbdata) {
   coh_monitor *m = cbdata;
   ws_client *c;
-  if (!authorized(m, conn) || !origin_ok(conn)) return 1;
+  if (!host_ok(m, conn) || !authorized(m, conn) || !origin_ok(conn)) return 1;
   pthread_mutex_lock(&m->ws_lock);
   if (m->n_ws >= WS_MAX_CLIENTS || atomic_load(&m->stopping)) {
     pthread_mutex_unlock(&m->ws_lock);
