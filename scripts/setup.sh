@@ -134,6 +134,18 @@ if [ $WANT_GPU -eq 1 ]; then
   fi
 fi
 
+# ---- Node reference stack (bench/node_ref) ----------------------------------
+# onnxruntime-node 1.29.0, pinned by bench/node_ref/package-lock.json, no
+# install scripts: the benchmark's reference, and what the fixture tool's
+# test uses to check models against its float64 numpy reference.
+if [ -f "$ROOT/bench/node_ref/node_modules/onnxruntime-node/package.json" ]; then
+  say "Node reference dependencies: present (bench/node_ref/node_modules)"
+else
+  say "installing the Node reference's npm dependencies (npm ci --ignore-scripts in bench/node_ref)"
+  (cd "$ROOT/bench/node_ref" && npm ci --ignore-scripts --no-audit --no-fund --silent) ||
+    die "npm ci in bench/node_ref failed (is the npm registry reachable?)"
+fi
+
 # ---- browser test dependencies (tests/ui) ------------------------------------
 # playwright-core, pinned by tests/ui/package-lock.json; no install scripts
 # (it drives Debian's /usr/bin/chromium, so no browser download is needed).

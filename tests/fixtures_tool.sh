@@ -51,10 +51,12 @@ set -e
 [ $rc = 2 ] && grep -q 'not a multiple of --heads' "$tmp/err" && [ ! -e "$tmp/x" ] &&
   ok "bad shape: exit 2 with a message" || bad "bad shape: rc=$rc $(cat "$tmp/err")"
 
+# onnxruntime-node comes with the benchmark's Node reference (scripts/setup.sh)
+export COH_ORT_NODE_DIR=${COH_ORT_NODE_DIR:-$SRC/bench/node_ref/node_modules/onnxruntime-node}
 check_out=$("$PY" "$TOOL" --check "$FX/llama-tiny-plain-fp32" "$FX/llama-tiny-gqa-fp32" 2>&1) && rc=0 || rc=$?
 echo "$check_out"
 if grep -q -- '--check skipped' <<<"$check_out"; then
-  echo "skip: ONNX Runtime check (node or onnxruntime-node not installed)"
+  bad "ONNX Runtime check could not run: onnxruntime-node is missing (run scripts/setup.sh)"
 elif [ $rc = 0 ] && grep -q 'check: all passed' <<<"$check_out"; then
   ok "ONNX Runtime matches the numpy reference"
 else
