@@ -8,7 +8,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 QUICK=0
 [ "${1:-}" = "--quick" ] && QUICK=1
-[ -f third_party/onnxruntime/lib/libonnxruntime.so.1 ] || bash scripts/setup.sh --no-build
+# Dependencies first (idempotent: it only checks when everything is there).
+bash scripts/setup.sh --no-build
 J=$(nproc)
 
 run_suite() { # name, cmake args... [-- ctest args...]
