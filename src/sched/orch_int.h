@@ -223,6 +223,7 @@ typedef struct orch {
   coh_trace_span *spans;
   size_t n_spans, cap_spans;
   double last_publish;
+  coh__buf snap; /* the snapshot JSON, reused from one publish to the next */
   int paused, step_once, stopped;
 } orch;
 
