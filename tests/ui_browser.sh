@@ -183,7 +183,11 @@ else
     fi
     kill -0 "$pid" 2>/dev/null && ok "the dashboard stays up after the run" || bad "run --ui exited after stop"
     kill -TERM "$pid"
-    if wait "$pid"; then ok "run --ui exits 0 on SIGTERM"; else bad "run --ui exit status $? on SIGTERM"; fi
+    if wait "$pid"; then ok "run --ui exits 0 on SIGTERM"; else
+      bad "run --ui exit status $? on SIGTERM (stderr kept in artifacts/live-run.err)"
+      mkdir -p "$BUILD/artifacts" && cp "$tmp/live.err" "$BUILD/artifacts/live-run.err"
+      grep -A12 "leak of\|ERROR" "$tmp/live.err" | head -60
+    fi
     server=""
   fi
 fi

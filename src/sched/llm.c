@@ -27,6 +27,14 @@ static void on_token(void *user, const coh_token_event *ev) {
   r->t_done = coh__wall_seconds();
   r->next = NULL;
   ms->in_engine--;
+  {
+    size_t i;
+    for (i = 0; i < ms->n_live; i++)
+      if (ms->live[i] == r) {
+        ms->live[i] = ms->live[--ms->n_live];
+        break;
+      }
+  }
   if (ms->n_done == ms->cap_done) {
     size_t ncap = ms->cap_done ? ms->cap_done * 2 : 16;
     llm_req **n = coh__realloc(ms->done, ncap * sizeof *n);
@@ -132,6 +140,8 @@ void coh__orch_models_close(orch *o) {
       }
     }
     for (k = 0; k < ms->n_done; k++) coh__orch_llm_free(ms->done[k]);
+    for (k = 0; k < ms->n_live; k++) coh__orch_llm_free(ms->live[k]);
+    coh__free(ms->live);
     for (k = 0; k < ms->n_replay; k++) coh__orch_llm_free(ms->replay[k]);
     coh__free(ms->done);
     coh__free(ms->replay);
@@ -242,6 +252,14 @@ static void admit_one(orch *o, model_slot *ms, llm_req *r) {
   }
   coh_llm_request_free(&lr);
   ms->in_engine++;
+  if (ms->n_live == ms->cap_live) {
+    size_t ncap = ms->cap_live ? ms->cap_live * 2 : 16;
+    llm_req **n = coh__realloc(ms->live, ncap * sizeof *n);
+    if (n == NULL) return; /* only bookkeeping for an early stop is lost */
+    ms->live = n;
+    ms->cap_live = ncap;
+  }
+  ms->live[ms->n_live++] = r;
 }
 
 void coh__orch_llm_admit(orch *o) {

@@ -154,6 +154,9 @@ typedef struct model_slot {
   /* completions of the current engine step, in completion order */
   llm_req **done;
   size_t n_done, cap_done;
+  llm_req **live;         /* in the engine now (freed at close if the run
+                             stops with requests in flight) */
+  size_t n_live, cap_live;
   llm_req **replay;       /* --no-model: admitted, waiting for their tick */
   size_t n_replay, cap_replay;
   int step_rc;
