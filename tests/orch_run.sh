@@ -158,6 +158,22 @@ for point in 3 40 150 400; do
 done
 [ $resumed -ge 3 ] && ok "$resumed runs really resumed mid-way" || bad "only $resumed kills landed mid-run"
 
+# 5b. a run that stops (max_ticks) while a generation is still in the engine
+# ends cleanly: under AddressSanitizer a leaked request fails this exit code
+cat >"$tmp/inflight.yaml" <<YAML
+name: inflight
+models:
+  - {name: tiny, path: $FIX/llama-tiny-plain-fp32, device: cpu, max_batch: 2, threads: 1}
+stop: {max_ticks: 4}
+agents:
+  - {id: talker, module: $A/chatter.wasm}
+messages:
+  - {to: talker, body: "llm Once upon a time", tick: 1}
+YAML
+"$BIN" run "$tmp/inflight.yaml" --journal "$tmp/inflight.db" --cache-dir "$CACHE" --quiet >"$tmp/if.out" 2>&1 &&
+  grep -q "stopped: max_ticks" "$tmp/if.out" && ok "stop with a generation in flight ends cleanly" ||
+  { bad "stop with a generation in flight"; tail -20 "$tmp/if.out"; }
+
 # 6. bad inputs: scenario errors name file:line:column; journals that are not
 # journals are refused; usage errors exit 2
 printf 'name: x\nagents:\n  - id: a\n    modle: x.wasm\n' >"$tmp/bad.yaml"
