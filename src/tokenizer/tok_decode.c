@@ -21,6 +21,13 @@ static int one_char(json_t *j, const char *path, const char *key,
   return COH_OK;
 }
 
+int coh__decoder_parse(json_t *j, const char *path, coh__decoder *out, coh_err *err);
+
+/* The Sequence element parser, typed for coh__json_parse_list. */
+static int seq_item(json_t *j, const char *path, void *out, coh_err *err) {
+  return coh__decoder_parse(j, path, out, err);
+}
+
 int coh__decoder_parse(json_t *j, const char *path, coh__decoder *d,
                        coh_err *err) {
   const char *type;
@@ -29,26 +36,14 @@ int coh__decoder_parse(json_t *j, const char *path, coh__decoder *d,
   rc = coh__json_type(j, path, &type, err);
   if (rc) return rc;
   if (!strcmp(type, "Sequence")) {
-    json_t *arr;
-    char sub[COH__PATH_MAX];
-    size_t i;
+    void *kids = NULL;
     d->type = COH__DEC_SEQUENCE;
-    rc = coh__json_member(j, path, "decoders", &arr, err);
-    if (rc) return rc;
-    coh__path_key(sub, path, "decoders");
-    if (!json_is_array(arr))
-      return coh__err(err, COH_EFORMAT, "%s: expected an array", sub);
-    d->kids = coh__calloc(json_array_size(arr) + 1, sizeof *d->kids);
-    if (d->kids == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
-    for (i = 0; i < json_array_size(arr); i++) {
-      char item[COH__PATH_MAX];
-      coh__path_index(item, sub, i);
-      rc = coh__decoder_parse(json_array_get(arr, i), item, &d->kids[i], err);
-      d->n_kids = i + 1;
-      if (rc) return rc;
-    }
-    return COH_OK;
+    rc = coh__json_parse_list(j, path, "decoders", sizeof *d->kids, seq_item, &kids,
+                              &d->n_kids, err);
+    d->kids = kids;
+    return rc;
   }
+
   if (!strcmp(type, "ByteLevel")) {
     d->type = COH__DEC_BYTELEVEL;
     return COH_OK;

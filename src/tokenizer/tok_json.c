@@ -6,15 +6,20 @@
 
 #include "tokenizer_int.h"
 
+/* Paths only name fields in error messages: a path too long for the buffer
+ * is cut short on purpose (the return values say so, and are ignored). */
 void coh__path_key(char *out, const char *parent, const char *key) {
+  int n;
   if (parent == NULL || parent[0] == '\0')
-    snprintf(out, COH__PATH_MAX, "%s", key);
+    n = snprintf(out, COH__PATH_MAX, "%s", key);
   else
-    snprintf(out, COH__PATH_MAX, "%s.%s", parent, key);
+    n = snprintf(out, COH__PATH_MAX, "%s.%s", parent, key);
+  (void)n;
 }
 
 void coh__path_index(char *out, const char *parent, size_t i) {
-  snprintf(out, COH__PATH_MAX, "%s[%zu]", parent, i);
+  /* the parent is cut so that "[index]" always fits */
+  snprintf(out, COH__PATH_MAX, "%.*s[%zu]", COH__PATH_MAX - 24, parent, i);
 }
 
 static const char *kind(const json_t *j) {
@@ -125,4 +130,29 @@ int coh__json_type(json_t *obj, const char *path, const char **type,
     return coh__err(err, COH_EFORMAT, "%s: expected an object, found %s",
                     path, kind(obj));
   return coh__json_string(obj, path, "type", type, NULL, err);
+}
+
+int coh__json_parse_list(json_t *obj, const char *parent, const char *key,
+                         size_t elem_size, coh__parse_fn parse, void **items,
+                         size_t *n, coh_err *err) {
+  json_t *arr;
+  char sub[COH__PATH_MAX];
+  char *out;
+  size_t i;
+  int rc = coh__json_member(obj, parent, key, &arr, err);
+  if (rc) return rc;
+  coh__path_key(sub, parent, key);
+  if (!json_is_array(arr))
+    return coh__err(err, COH_EFORMAT, "%s: expected an array", sub);
+  out = coh__calloc(json_array_size(arr) + 1, elem_size);
+  if (out == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+  *items = out;
+  for (i = 0; i < json_array_size(arr); i++) {
+    char item[COH__PATH_MAX];
+    coh__path_index(item, sub, i);
+    rc = parse(json_array_get(arr, i), item, out + i * elem_size, err);
+    *n = i + 1; /* the failed element is freed with the others */
+    if (rc) return rc;
+  }
+  return COH_OK;
 }

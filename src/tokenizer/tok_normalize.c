@@ -15,6 +15,15 @@ static int dup_str(const char *s, size_t n, char **out, size_t *out_len) {
   return COH_OK;
 }
 
+int coh__normalizer_parse(json_t *j, const char *path, coh__normalizer *out,
+                          coh_err *err);
+
+/* The Sequence element parser, typed for coh__json_parse_list. */
+static int seq_item(json_t *j, const char *path, void *out,
+                                      coh_err *err) {
+  return coh__normalizer_parse(j, path, out, err);
+}
+
 int coh__normalizer_parse(json_t *j, const char *path, coh__normalizer *n,
                           coh_err *err) {
   const char *type, *s;
@@ -24,27 +33,14 @@ int coh__normalizer_parse(json_t *j, const char *path, coh__normalizer *n,
   rc = coh__json_type(j, path, &type, err);
   if (rc) return rc;
   if (!strcmp(type, "Sequence")) {
-    json_t *arr;
-    char sub[COH__PATH_MAX];
-    size_t i;
+    void *kids = NULL;
     n->type = COH__NORM_SEQUENCE;
-    rc = coh__json_member(j, path, "normalizers", &arr, err);
-    if (rc) return rc;
-    coh__path_key(sub, path, "normalizers");
-    if (!json_is_array(arr))
-      return coh__err(err, COH_EFORMAT, "%s: expected an array", sub);
-    n->kids = coh__calloc(json_array_size(arr) + 1, sizeof *n->kids);
-    if (n->kids == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
-    for (i = 0; i < json_array_size(arr); i++) {
-      char item[COH__PATH_MAX];
-      coh__path_index(item, sub, i);
-      rc = coh__normalizer_parse(json_array_get(arr, i), item, &n->kids[i],
-                                 err);
-      n->n_kids = i + 1; /* the failed kid is freed with the others */
-      if (rc) return rc;
-    }
-    return COH_OK;
+    rc = coh__json_parse_list(j, path, "normalizers", sizeof *n->kids,
+                              seq_item, &kids, &n->n_kids, err);
+    n->kids = kids;
+    return rc;
   }
+
   if (!strcmp(type, "Prepend")) {
     n->type = COH__NORM_PREPEND;
     rc = coh__json_string(j, path, "prepend", &s, &len, err);

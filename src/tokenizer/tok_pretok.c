@@ -44,6 +44,13 @@ static int one_char(json_t *j, const char *path, const char *key,
   return COH_OK;
 }
 
+int coh__pretok_parse(json_t *j, const char *path, coh__pretok *out, coh_err *err);
+
+/* The Sequence element parser, typed for coh__json_parse_list. */
+static int seq_item(json_t *j, const char *path, void *out, coh_err *err) {
+  return coh__pretok_parse(j, path, out, err);
+}
+
 int coh__pretok_parse(json_t *j, const char *path, coh__pretok *p,
                       coh_err *err) {
   const char *type;
@@ -52,26 +59,14 @@ int coh__pretok_parse(json_t *j, const char *path, coh__pretok *p,
   rc = coh__json_type(j, path, &type, err);
   if (rc) return rc;
   if (!strcmp(type, "Sequence")) {
-    json_t *arr;
-    char sub[COH__PATH_MAX];
-    size_t i;
+    void *kids = NULL;
     p->type = COH__PRE_SEQUENCE;
-    rc = coh__json_member(j, path, "pretokenizers", &arr, err);
-    if (rc) return rc;
-    coh__path_key(sub, path, "pretokenizers");
-    if (!json_is_array(arr))
-      return coh__err(err, COH_EFORMAT, "%s: expected an array", sub);
-    p->kids = coh__calloc(json_array_size(arr) + 1, sizeof *p->kids);
-    if (p->kids == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
-    for (i = 0; i < json_array_size(arr); i++) {
-      char item[COH__PATH_MAX];
-      coh__path_index(item, sub, i);
-      rc = coh__pretok_parse(json_array_get(arr, i), item, &p->kids[i], err);
-      p->n_kids = i + 1;
-      if (rc) return rc;
-    }
-    return COH_OK;
+    rc = coh__json_parse_list(j, path, "pretokenizers", sizeof *p->kids, seq_item, &kids,
+                              &p->n_kids, err);
+    p->kids = kids;
+    return rc;
   }
+
   if (!strcmp(type, "ByteLevel")) {
     p->type = COH__PRE_BYTELEVEL;
     p->use_pat = 1;

@@ -158,6 +158,16 @@ void coh__path_index(char *out, const char *parent, size_t i);
 /* Required member of an object; COH_EFORMAT if missing. */
 int coh__json_member(json_t *obj, const char *parent, const char *key,
                      json_t **out, coh_err *err);
+/* Parses the array member obj[key] (required) element by element with
+ * parse(element, "parent.key[i]", &items[i], err) into a new array of
+ * elem_size-byte items.  *items: the owner frees it (and its elements);
+ * *n counts the elements handed to parse, also after a failure, so that
+ * the caller's cleanup frees exactly those.  Used for every "Sequence". */
+typedef int (*coh__parse_fn)(json_t *j, const char *path, void *out,
+                             coh_err *err);
+int coh__json_parse_list(json_t *obj, const char *parent, const char *key,
+                         size_t elem_size, coh__parse_fn parse, void **items,
+                         size_t *n, coh_err *err);
 /* Typed members.  `opt` variants leave *out untouched when the member is
  * absent or null. */
 int coh__json_string(json_t *obj, const char *parent, const char *key,
