@@ -21,8 +21,6 @@ static int one_char(json_t *j, const char *path, const char *key,
   return COH_OK;
 }
 
-int coh__decoder_parse(json_t *j, const char *path, coh__decoder *out, coh_err *err);
-
 /* The Sequence element parser, typed for coh__json_parse_list. */
 static int seq_item(json_t *j, const char *path, void *out, coh_err *err) {
   return coh__decoder_parse(j, path, out, err);

@@ -15,9 +15,6 @@ static int dup_str(const char *s, size_t n, char **out, size_t *out_len) {
   return COH_OK;
 }
 
-int coh__normalizer_parse(json_t *j, const char *path, coh__normalizer *out,
-                          coh_err *err);
-
 /* The Sequence element parser, typed for coh__json_parse_list. */
 static int seq_item(json_t *j, const char *path, void *out,
                                       coh_err *err) {

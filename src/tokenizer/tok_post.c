@@ -117,8 +117,6 @@ static int pair_id(json_t *j, const char *path, const char *key, int32_t **v,
   return COH_OK;
 }
 
-int coh__post_parse(json_t *j, const char *path, coh__post *out, coh_err *err);
-
 /* The Sequence element parser, typed for coh__json_parse_list. */
 static int seq_item(json_t *j, const char *path, void *out, coh_err *err) {
   return coh__post_parse(j, path, out, err);
