@@ -748,7 +748,9 @@ def find_ort_node():
     node = shutil.which("node")
     if not node:
         raise FixtureError("node is not installed (apt-get install nodejs npm)")
-    cands = [os.environ.get("COH_ORT_NODE_DIR", ""), "/tmp/ortnode/node_modules/onnxruntime-node",
+    cands = [os.environ.get("COH_ORT_NODE_DIR", ""),
+             os.path.join(REPO_DIR, "bench", "node_ref", "node_modules", "onnxruntime-node"),
+             "/tmp/ortnode/node_modules/onnxruntime-node",
              os.path.join(REPO_DIR, ".cache", "ortnode", "node_modules", "onnxruntime-node")]
     for c in cands:
         if c and os.path.isfile(os.path.join(c, "package.json")):

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli_int.h"
 #include "cohort/infer.h"
@@ -67,7 +69,10 @@ static int check_default_model(const char *dir) {
   size_t len = 0;
   int n = 0, rc = 1;
   coh_err err = {0};
-  snprintf(path, sizeof path, "%s/SHA256SUMS", dir);
+  if ((size_t)snprintf(path, sizeof path, "%s/SHA256SUMS", dir) >= sizeof path) {
+    coh__runtime_error("generate", "default model: folder path too long");
+    return 1;
+  }
   if (coh__read_file(path, &sums, &len, &err)) {
     coh__runtime_error("generate", "default model: %s", err.msg);
     return 1;
@@ -86,7 +91,10 @@ static int check_default_model(const char *dir) {
     }
     memcpy(want, line, 64);
     want[64] = '\0';
-    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path) {
+      coh__runtime_error("generate", "default model: path of %s too long", name);
+      goto done;
+    }
     if (coh__sha256_file(path, got, &err)) {
       coh__runtime_error("generate", "default model: %s (restore it with: git checkout -- models/)",
                          err.msg);
@@ -109,6 +117,24 @@ static int check_default_model(const char *dir) {
 done:
   coh__free(sums);
   return rc;
+}
+
+/* The default model folder: models/shakespeare beside the directory that
+ * holds the executable (build/cohort -> models/shakespeare in a checkout, or
+ * a relocated bin/ + models/ pair), else the source tree it was built from. */
+static const char *default_model_dir(char *buf, size_t cap) {
+  ssize_t n = readlink("/proc/self/exe", buf, cap - 1);
+  char *slash;
+  struct stat st;
+  if (n > 0 && (size_t)n < cap - 32) {
+    buf[n] = '\0';
+    slash = strrchr(buf, '/');
+    if (slash != NULL) {
+      snprintf(slash, cap - (size_t)(slash - buf), "/../models/shakespeare");
+      if (stat(buf, &st) == 0 && S_ISDIR(st.st_mode)) return buf;
+    }
+  }
+  return COH_DEFAULT_MODEL_DIR;
 }
 
 /* Parses "1,2,3" into a malloc'd array. */
@@ -149,6 +175,7 @@ int coh__cmd_generate(int argc, char **argv) {
   coh_model_options mo;
   coh_request req;
   coh_model *model = NULL;
+  char default_dir[4096];
   coh_engine *engine = NULL;
   int32_t *ids = NULL;
   gen_state g;
@@ -256,7 +283,7 @@ int coh__cmd_generate(int argc, char **argv) {
 #undef NEED_VALUE
   }
   if (model_dir == NULL) {
-    model_dir = COH_DEFAULT_MODEL_DIR;
+    model_dir = default_model_dir(default_dir, sizeof default_dir);
     if (check_default_model(model_dir)) return 1;
   }
   if (prompt == NULL && prompt_ids == NULL)

@@ -12,6 +12,7 @@ the embedding once.  Refuses a folder whose files add up to more than
 """
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -22,6 +23,17 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 import mkfixture  # noqa: E402
+
+sys.path.insert(0, HERE)
+import bpe_encode  # noqa: E402
+
+# Prompts whose greedy continuations are recorded in greedy.json, computed by
+# the reference stack (ONNX Runtime through node + onnxruntime-node, the
+# graph run as a plain ONNX model), not by cohort; the tests check that
+# cohort reproduces them.
+GREEDY_PROMPTS = ["ROMEO:\n", "First Citizen:\nBefore we proceed any further, hear me speak.\n\n",
+                  "JULIET:\nO Romeo, Romeo! wherefore art thou Romeo?\n"]
+GREEDY_TOKENS = 32
 
 # torch module names (train.py) -> Hugging Face Llama names (mkfixture's plan)
 LAYER_NAMES = {
@@ -55,7 +67,7 @@ def hf_weights(state):
 
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--workdir", required=True, help="train.py's --workdir (final.pt)")
+    ap.add_argument("--workdir", required=True, help="train.py's --workdir (exports best.pt: the lowest validation loss)")
     ap.add_argument("--checkpoint", help="export this checkpoint instead (e.g. W/ckpt.pt of a run in progress)")
     ap.add_argument("--tokenizer", required=True)
     ap.add_argument("--out", required=True, help="model folder to write (replaced)")
@@ -65,7 +77,7 @@ def main(argv):
     ap.add_argument("--max-bytes", type=int, default=16 * 1000 * 1000)
     a = ap.parse_args(argv)
     import torch
-    path = a.checkpoint or os.path.join(a.workdir, "final.pt")
+    path = a.checkpoint or os.path.join(a.workdir, "best.pt")
     if not os.path.isfile(path):
         sys.exit("export: %s: no such file (has train.py finished?)" % path)
     ck = torch.load(path)
@@ -81,6 +93,21 @@ def main(argv):
     out_parent = os.path.dirname(os.path.abspath(a.out))
     path, _ = mkfixture.write_model(spec, out_parent, force=True, weights=hf_weights(ck["model"]))
     os.remove(os.path.join(path, mkfixture.STAMP))  # the stamp marks random fixtures only
+    enc = bpe_encode.Encoder(os.path.join(path, "tokenizer.json"))
+    ort = mkfixture.OrtRunner(path)
+    cases = []
+    for p in GREEDY_PROMPTS:
+        ids = enc.encode(p)
+        cases.append({"prompt": p, "prompt_ids": ids, "greedy_ids": ort.generate(ids, GREEDY_TOKENS)})
+    with open(os.path.join(path, "greedy.json"), "w") as f:
+        json.dump({"generator": "onnxruntime-node 1.29.0 (tools/ort_run.mjs), greedy, KV cache, batch 1",
+                   "cases": cases}, f, indent=1)
+        f.write("\n")
+    names = sorted(f for f in os.listdir(path) if f != "SHA256SUMS")
+    with open(os.path.join(path, "SHA256SUMS"), "w") as f:
+        for n in names:
+            with open(os.path.join(path, n), "rb") as g:
+                f.write("%s  %s\n" % (hashlib.sha256(g.read()).hexdigest(), n))
     total = sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
     if total > a.max_bytes:
         shutil.rmtree(path)

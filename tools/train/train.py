@@ -6,7 +6,7 @@ and python3-numpy; libopenblas0-pthread makes it ~10x faster.
 
   train.py --corpus data/tinyshakespeare.txt --tokenizer T.json --workdir W
            [--layers 4 --hidden 256 --heads 8 --kv-heads 2 --intermediate 768]
-           [--seq 256 --batch 8 --steps 2000 --lr 1e-3 --seed 1 --threads 2]
+           [--seq 256 --batch 8 --steps 2000 --lr 1e-3 --seed 1 --threads 1]
 
 Architecture: token embedding (tied with the output head), per layer RMSNorm
 -> grouped-query attention with rotary embeddings (rotate-half, theta 1e4) ->
@@ -26,14 +26,30 @@ steps, with optimizer and RNG state; W/log.csv gets a row per evaluation.
 """
 
 import argparse
-import csv
 import json
 import math
 import os
 import sys
 import time
 
-import numpy as np
+
+def _thread_count(argv):
+    for i, a in enumerate(argv):
+        if a == "--threads" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--threads="):
+            return a.split("=", 1)[1]
+    return "1"
+
+
+# Fix the BLAS pool before numpy or torch load it.  Debian's OpenBLAS
+# (libopenblas0-pthread) otherwise starts its own threads beside torch's
+# OpenMP ones; on a busy 2-core machine they spin against each other:
+# measured 199 tokens/s with the default pools against 2,371 with one thread
+# (tools/train/MEASUREMENTS in models/shakespeare/MODEL.md).
+os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = _thread_count(sys.argv[1:])
+
+import numpy as np  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -192,7 +208,8 @@ def main(argv):
     ap.add_argument("--dropout", type=float, default=0.1)
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch and BLAS threads (default 1: the fastest on a shared 2-core machine)")
     ap.add_argument("--max-params", type=int, default=MAX_PARAMS)
     a = ap.parse_args(argv)
 
@@ -224,7 +241,7 @@ def main(argv):
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=a.lr, betas=(0.9, 0.95))
     rng = np.random.default_rng(a.seed)
-    step, elapsed = 0, 0.0
+    step, elapsed, best_val = 0, 0.0, float("inf")
     ckpt = os.path.join(a.workdir, "ckpt.pt")
     logp = os.path.join(a.workdir, "log.csv")
     run_args = {k: v for k, v in vars(a).items() if k not in ("workdir", "eval_every")}
@@ -236,7 +253,7 @@ def main(argv):
         opt.load_state_dict(st["opt"])
         rng.bit_generator.state = st["rng"]
         torch.set_rng_state(st["torch_rng"])
-        step, elapsed = st["step"], st["elapsed"]
+        step, elapsed, best_val = st["step"], st["elapsed"], st["best_val"]
         print("train: resumed at step %d (%.0f s so far)" % (step, elapsed), flush=True)
     else:
         with open(logp, "w") as f:
@@ -281,10 +298,19 @@ def main(argv):
             print("train: step %d  train %.4f  val %.4f  (%.3f bits/char)  %.0f s" %
                   (step, window_loss / window_n, vl, bpc, elapsed), flush=True)
             window_loss, window_n = 0.0, 0
+            if vl < best_val:
+                # the weights with the lowest validation loss so far: what
+                # export.py writes, so a run that goes on past its best
+                # (overfitting) still exports its best step
+                best_val = vl
+                tmpb = os.path.join(a.workdir, "best.pt.tmp")
+                torch.save({"cfg": cfg, "model": model.state_dict(), "step": step, "val_loss": vl,
+                            "val_bpc": bpc}, tmpb)
+                os.replace(tmpb, os.path.join(a.workdir, "best.pt"))
             tmp = ckpt + ".tmp"
             torch.save({"args": run_args, "model": model.state_dict(), "opt": opt.state_dict(),
                         "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                        "step": step, "elapsed": elapsed}, tmp)
+                        "step": step, "elapsed": elapsed, "best_val": best_val}, tmp)
             os.replace(tmp, ckpt)
     torch.save({"cfg": cfg, "model": model.state_dict()}, os.path.join(a.workdir, "final.pt"))
     print("train: done, %d steps" % step, flush=True)
