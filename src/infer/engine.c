@@ -8,8 +8,10 @@
  *   3. decode: every request that was already DECODE at the start of the
  *      step feeds its last sampled token, all in one batched OrtRun;
  *   4. prefill: every PREFILL request runs one prompt chunk on its own
- *      (batch 1); when its prompt is complete it samples its first token and
- *      becomes DECODE, joining the decode batch at the next step.
+ *      (batch 1) — or its whole prompt, on models that cannot continue a
+ *      prefill (probe_continuation); when its prompt is complete it samples
+ *      its first token and becomes DECODE, joining the decode batch at the
+ *      next step.
  * Rows of the decode batch are ordered by request id, callbacks run in that
  * order, so the tokens produced are a function of the submit/step sequence.
  *
