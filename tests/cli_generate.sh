@@ -50,7 +50,7 @@ expect "prompt ids outside vocab" 1 "$BIN" generate --model "$TINY" --device cpu
 expect_err "vocab message" "outside the vocabulary"
 long=$(seq -s, 1 300)
 expect "prompt longer than context" 1 "$BIN" generate --model "$TINY" --device cpu --prompt-ids "$long"
-expect_err "context message" "context is 256"
+expect_err "context message" "prompt has 300 tokens but the model.s context is 256"
 
 # max-tokens 0: nothing generated, empty id list
 expect "max-tokens 0" 0 "$BIN" generate --model "$TINY" --device cpu --max-tokens 0 --print-ids --prompt-ids 1,2,3
@@ -81,25 +81,46 @@ if [ $bad -eq 0 ] && [ $n -gt 20 ]; then echo "ok   $n third-party greedy cases 
 # streaming text: the streamed text equals the decode of the printed ids
 expect "text generation" 0 "$BIN" generate --model "$TP" --device cpu --max-tokens 12 --ignore-eos --print-ids "Hello world"
 ids=$(tail -n 1 "$tmp/out")
-text=$(head -n -1 "$tmp/out" | head -c -1)
+head -n -1 "$tmp/out" | head -c -1 >"$tmp/streamed"
 printf '{"ids": %s}\n' "$ids" >"$tmp/ids.jsonl"
-if "$BIN" tokenize --tokenizer "$TP/tokenizer.json" --decode <"$tmp/ids.jsonl" >"$tmp/dec" 2>/dev/null; then
-  "$PY" - "$tmp/dec" "$text" <<'PYEOF' || { echo "FAIL: streamed text != decoded ids"; fails=$((fails+1)); }
+if ! "$BIN" tokenize --tokenizer "$TP/tokenizer.json" --decode <"$tmp/ids.jsonl" >"$tmp/dec" 2>"$tmp/dec.err"; then
+  echo "FAIL: cohort tokenize --decode failed: $(cat "$tmp/dec.err")"; fails=$((fails+1))
+elif "$PY" - "$tmp/dec" "$tmp/streamed" "$ids" <<'PYEOF'; then
 import json, sys
 dec = json.loads(open(sys.argv[1]).read())["text"]
-streamed = sys.argv[2]
+streamed = open(sys.argv[2], encoding="utf-8").read()
+ids = json.loads(sys.argv[3])
+assert len(ids) == 12, ids
+assert dec.strip() != "", "the 12 tokens decode to nothing"
 # the stream keeps the space between prompt and continuation
 assert streamed.strip() == dec.strip(), (streamed, dec)
 PYEOF
   echo "ok   streamed text matches decoded ids"
+else
+  echo "FAIL: streamed text != decoded ids"; fails=$((fails+1))
 fi
 
-# stop string: output ends before it
-first=$("$BIN" generate --model "$TINY" --device cpu --max-tokens 8 --ignore-eos "The" 2>/dev/null | head -c 40)
-word=$(printf '%s' "$first" | awk '{print $2}')
-if [ -n "$word" ]; then
+# stop string: the output is the unstopped output cut just before the first
+# occurrence of a word that it contains
+"$BIN" generate --model "$TINY" --device cpu --max-tokens 8 --ignore-eos "The" >"$tmp/full" 2>/dev/null
+word=$(awk '{print $2; exit}' "$tmp/full")
+if [ -z "$word" ]; then
+  echo "FAIL: stop string: the unstopped output has no second word: $(cat "$tmp/full")"; fails=$((fails+1))
+else
   expect "stop string" 0 "$BIN" generate --model "$TINY" --device cpu --max-tokens 8 --ignore-eos --stop "$word" "The"
-  if grep -q -- "$word" "$tmp/out"; then echo "FAIL: stop string '$word' was printed"; fails=$((fails+1)); else echo "ok   stop string not printed"; fi
+  if "$PY" - "$tmp/full" "$tmp/out" "$word" <<'PYEOF'; then
+import sys
+full = open(sys.argv[1], encoding="utf-8").read()
+got = open(sys.argv[2], encoding="utf-8").read()
+word = sys.argv[3]
+cut = full.index(word)
+assert got.rstrip("\n") == full[:cut].rstrip("\n"), (got, full[:cut])
+assert word not in got
+PYEOF
+    echo "ok   stop string: output ends just before '$word'"
+  else
+    echo "FAIL: stop string '$word'"; fails=$((fails+1))
+  fi
 fi
 
 # --device cuda without CUDA: error with the reason, exit 1

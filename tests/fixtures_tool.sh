@@ -10,7 +10,8 @@ PY=${COH_PYTHON:-/usr/bin/python3}
 SRC=${COH_SOURCE_DIR:?}
 FX=${COH_FIXTURES:?}
 TOOL="$SRC/tools/mkfixture.py"
-MODELS=(llama-tiny-plain-fp32 llama-tiny-gqa-fp32 llama-tiny-plain-fp16 llama-tiny-optimum-fp32)
+MODELS=(llama-tiny-plain-fp32 llama-tiny-gqa-fp32 llama-tiny-plain-fp16 llama-tiny-optimum-fp32
+        llama-long-plain-fp32 llama-long-gqa-fp32 llama-long-plain-fp16 llama-long-optimum-fp32)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 pass=0; fail=0
@@ -22,7 +23,7 @@ if "$PY" "$TOOL" --verify "${dirs[@]}"; then ok "verify"; else bad "verify"; fi
 
 for m in "${MODELS[@]}"; do
   want=(config.json model.onnx model.safetensors tokenizer.json)
-  [ "$m" = llama-tiny-optimum-fp32 ] || want+=(genai_config.json)
+  case $m in *optimum*) ;; *) want+=(genai_config.json) ;; esac
   for f in "${want[@]}"; do [ -s "$FX/$m/$f" ] || bad "$m/$f missing"; done
 done
 [ ! -e "$FX/llama-tiny-optimum-fp32/genai_config.json" ] && ok "optimum layout has no genai_config.json" ||
@@ -43,7 +44,7 @@ cmp -s "$tmp/other/model.safetensors" "$FX/llama-tiny-plain-fp32/model.safetenso
   bad "seed 99 gave the same weights as seed 1234" || ok "seed changes the weights"
 
 out=$("$PY" "$TOOL" --suite tests --out "$tmp/again")
-[ "$(grep -c 'up to date' <<<"$out")" = 4 ] && ok "rerun skips up-to-date models" || bad "rerun regenerated: $out"
+[ "$(grep -c 'up to date' <<<"$out")" = ${#MODELS[@]} ] && ok "rerun skips up-to-date models" || bad "rerun regenerated: $out"
 
 set +e
 "$PY" "$TOOL" --name x --heads 3 --out "$tmp" 2>"$tmp/err"; rc=$?

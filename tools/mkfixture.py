@@ -93,6 +93,13 @@ SUITES = {
         dict(BASE_TINY, name="llama-tiny-gqa-fp32", attention="gqa", dtype="fp32", layout="genai"),
         dict(BASE_TINY, name="llama-tiny-plain-fp16", attention="plain", dtype="fp16", layout="genai"),
         dict(BASE_TINY, name="llama-tiny-optimum-fp32", attention="plain", dtype="fp32", layout="optimum"),
+        # the same weights with a context of 2048, for prompts longer than one
+        # prefill chunk (tests/long_prompt.sh)
+        dict(BASE_TINY, name="llama-long-plain-fp32", attention="plain", dtype="fp32", layout="genai", context=2048),
+        dict(BASE_TINY, name="llama-long-gqa-fp32", attention="gqa", dtype="fp32", layout="genai", context=2048),
+        dict(BASE_TINY, name="llama-long-plain-fp16", attention="plain", dtype="fp16", layout="genai", context=2048),
+        dict(BASE_TINY, name="llama-long-optimum-fp32", attention="plain", dtype="fp32", layout="optimum",
+             context=2048),
     ],
     "demo": [
         dict(name="llama-demo", layers=4, hidden=256, heads=8, kv_heads=4, intermediate=768,

@@ -17,6 +17,14 @@
 // REQUEST  {"model": ..., "generate": {"input_ids": [1, ...], "max_new_tokens": N}}
 // RESPONSE {"ort_version", "tokens": [N ids], "prefill_ms", "step_ms": [N-1 values]}
 //
+// Or greedy generation by full recompute (no KV cache: every step runs the
+// whole sequence on empty past tensors), the reference for cohort's chunked
+// prefill and KV cache (tools/longref.py):
+// REQUEST  {"model": ..., "recompute": {"input_ids": [...], "max_new_tokens": N,
+//           "past": {"type": "float32"|"float16", "kv_heads": K, "head_dim": D}}}
+// RESPONSE {"ort_version", "tokens": [N ids],
+//           "logits": [N x {"type": "float32", "dims": [V], "b64"}]  (last row per step)}
+//
 // onnxruntime-node is found in $COH_ORT_NODE_DIR (its package folder), else
 // /tmp/ortnode/node_modules/onnxruntime-node.  Install it outside the repo:
 //   mkdir -p /tmp/ortnode && cd /tmp/ortnode &&
@@ -138,12 +146,49 @@ async function generate(session, modelPath, g) {
   return { tokens, prefill_ms: prefillMs, step_ms: stepMs };
 }
 
+async function recompute(session, r) {
+  const seq = r.input_ids.slice();
+  const tokens = [];
+  const logits = [];
+  const pastSpec = r.past;
+  const Ctor = ARRAYS[pastSpec.type];
+  if (!Ctor) throw new Error(`recompute: unsupported past type ${pastSpec.type}`);
+  for (let step = 0; step < r.max_new_tokens; step++) {
+    const T = seq.length;
+    const feeds = {
+      input_ids: new ort.Tensor('int64', BigInt64Array.from(seq.map(BigInt)), [1, T]),
+      attention_mask: new ort.Tensor('int64', new BigInt64Array(T).fill(1n), [1, T]),
+    };
+    if (session.inputNames.includes('position_ids')) {
+      feeds.position_ids = new ort.Tensor('int64', BigInt64Array.from(seq.map((_, i) => BigInt(i))), [1, T]);
+    }
+    for (const name of session.inputNames) {
+      if (name.startsWith('past_key_values.')) {
+        feeds[name] = new ort.Tensor(pastSpec.type, new Ctor(0), [1, pastSpec.kv_heads, 0, pastSpec.head_dim]);
+      }
+    }
+    const res = await session.run(feeds);
+    const t = res.logits;
+    const V = t.dims[t.dims.length - 1];
+    const row = new Float32Array(V);
+    const base = t.data.length - V;
+    for (let i = 0; i < V; i++) row[i] = t.type === 'float16' ? halfToFloat(t.data[base + i]) : t.data[base + i];
+    let best = 0;
+    for (let i = 1; i < V; i++) if (row[i] > row[best]) best = i;
+    tokens.push(best);
+    logits.push({ type: 'float32', dims: [V], b64: Buffer.from(row.buffer).toString('base64') });
+    seq.push(best);
+  }
+  return { tokens, logits };
+}
+
 const req = JSON.parse(readFileSync(reqPath, 'utf8'));
 const opts = Object.assign({ intraOpNumThreads: 1, interOpNumThreads: 1, logSeverityLevel: 3 },
                            req.options || {});
 const session = await ort.InferenceSession.create(req.model, opts);
 const out = { ort_version: ort.env.versions.common, runs: [], run_ms: [] };
 if (req.generate) Object.assign(out, await generate(session, req.model, req.generate));
+if (req.recompute) Object.assign(out, await recompute(session, req.recompute));
 for (const feedsSpec of req.runs || []) {
   const feeds = {};
   for (const [name, spec] of Object.entries(feedsSpec)) feeds[name] = toTensor(spec, name);

@@ -132,6 +132,10 @@ typedef struct coh_token_event {
   const char *text;
   size_t text_len;
   coh_finish finish;       /* != NONE on the request's last event */
+  /* The raw logits (vocab floats, before temperature, penalties or any
+   * filter) that token was sampled from; NULL on an event without a token.
+   * Lets a caller check the model's output against a reference. */
+  const float *logits;
 } coh_token_event;
 
 typedef void (*coh_token_fn)(void *user, const coh_token_event *ev);
@@ -163,6 +167,11 @@ typedef struct coh_engine_stats {
   double step_seconds;       /* wall time inside coh_engine_step */
   int active, queued;        /* now */
   int last_decode_batch;
+  uint64_t prefill_runs;     /* prompt chunks run (one OrtRun each) */
+  /* Whether prompt chunks may continue a cache (see "Long prompts" in
+   * docs/inference.md): 1 yes, 0 no (every prompt runs whole, in one run),
+   * -1 not yet known (decided by the first prompt longer than a chunk). */
+  int prefill_continues;
 } coh_engine_stats;
 
 /* Creates an engine over model m (borrowed: must outlive the engine) that

@@ -8,8 +8,10 @@
  *   3. decode: every request that was already DECODE at the start of the
  *      step feeds its last sampled token, all in one batched OrtRun;
  *   4. prefill: every PREFILL request runs one prompt chunk on its own
- *      (batch 1); when its prompt is complete it samples its first token and
- *      becomes DECODE, joining the decode batch at the next step.
+ *      (batch 1) — or its whole prompt, on models that cannot continue a
+ *      prefill (probe_continuation); when its prompt is complete it samples
+ *      its first token and becomes DECODE, joining the decode batch at the
+ *      next step.
  * Rows of the decode batch are ordered by request id, callbacks run in that
  * order, so the tokens produced are a function of the submit/step sequence.
  *
@@ -85,6 +87,10 @@ struct coh_engine {
   int alloc_owned;
   const char **in_names, **out_names; /* borrowed from the model */
   size_t n_in, n_out;
+  /* Whether a prompt chunk may continue a cache: -1 not yet probed, 1 yes,
+   * 0 no (every prompt is prefilled whole).  See probe_continuation(). */
+  int continues;
+  const float *cur_logits; /* the row just sampled from, for its event */
   coh_engine_stats stats;
 };
 
@@ -183,6 +189,7 @@ static void emit(coh_engine *e, seq *s, int32_t token, coh_finish finish) {
   memset(&ev, 0, sizeof ev);
   ev.request_id = s->id;
   ev.token = token;
+  ev.logits = token >= 0 ? e->cur_logits : NULL;
   ev.index = token >= 0 ? s->n_generated - 1 : s->n_generated;
   /* Text is decoded only when someone reads it: the callback, or the
    * stop-string matcher. */
@@ -271,12 +278,13 @@ static size_t kv_elem(const coh_engine *e) {
 }
 
 /* Runs the session with the standard inputs.  past: [2*layers] values.
- * present (output): [2*layers] new values; *logits: output. */
+ * present (output): [2*layers] new values; *logits: output.  ro: run
+ * options, may be NULL. */
 static int run_model(coh_engine *e, int64_t rows, int64_t new_len,
                      int64_t total_cols, const int64_t *ids,
                      const int64_t *pos, const int64_t *mask, OrtValue **past,
                      int use_cache, OrtValue **present, OrtValue **logits,
-                     coh_err *err) {
+                     OrtRunOptions *ro, coh_err *err) {
   const OrtApi *api = e->api;
   coh_model *m = e->m;
   const int L = m->info.n_layers;
@@ -321,7 +329,7 @@ static int run_model(coh_engine *e, int64_t rows, int64_t new_len,
   for (i = 0; i < (size_t)(1 + 2 * L); i++) out_vals[i] = NULL;
 
   t0 = coh__wall_seconds();
-  rc = COH_ORT_CALL(api->Run(m->session, NULL, e->in_names, (const OrtValue *const *)in_vals,
+  rc = COH_ORT_CALL(api->Run(m->session, ro, e->in_names, (const OrtValue *const *)in_vals,
                              n_in, e->out_names, (size_t)(1 + 2 * L), out_vals),
                     "OrtRun");
   e->stats.ort_seconds += coh__wall_seconds() - t0;
@@ -357,6 +365,7 @@ static int sample_from(coh_engine *e, seq *s, OrtValue *logits, int64_t row,
   } else {
     lf = (const float *)base + (row * seq_len + pos) * V;
   }
+  e->cur_logits = lf;
   rc = coh__sample(e->sampler, &s->sampling, lf, s->tokens, s->n_tokens,
                    &s->rng, out, err);
   if (rc) coh__err_prefix(err, "request %llu", (unsigned long long)s->id);
@@ -374,6 +383,109 @@ static int empty_kv(coh_engine *e, OrtValue **kv, coh_err *err) {
   return COH_OK;
 }
 
+/* Copies position `pos` of a batch-1 logits tensor [1, seq, V] to out as
+ * float32. */
+static int logits_row(coh_engine *e, OrtValue *logits, int64_t pos, float *out) {
+  const int64_t V = e->m->info.vocab;
+  const void *base = tensor_data(e, logits);
+  if (base == NULL) return -1;
+  if (e->m->logits_type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16)
+    coh__half_to_float_array((const uint16_t *)base + pos * V, out, (size_t)V);
+  else
+    memcpy(out, (const float *)base + pos * V, (size_t)V * sizeof *out);
+  return 0;
+}
+
+/* Decides whether this model can continue a prefill: run a prompt chunk of
+ * several tokens on top of a non-empty cache.  Not every export can.  The
+ * ONNX Runtime GenAI builder's attention-mask subgraph
+ * (/model/attn_mask_reformat) builds the causal mask as a [seq, seq]
+ * triangle and Expands it to [batch, 1, seq, past + seq]: that broadcast
+ * only exists when past is 0 (a whole prompt) or seq is 1 (a decode step),
+ * so a second chunk of 2..n tokens fails with "invalid expand shape".
+ *
+ * The probe asks the model itself, with three fixed tokens: one run of all
+ * three (A), then one of the first token (B1) followed by one of the other
+ * two on B1's cache (B2).  The model can continue when B2 runs and its
+ * logits equal A's last two rows within a tolerance (so a graph that
+ * accepts the shapes but masks wrongly is caught too).  Otherwise every
+ * prompt is prefilled in one run, which is what a full recompute does and
+ * is right on every export; only the peak memory of a long prompt grows.
+ * A failing probe run is the expected answer, not an error, so its ONNX
+ * Runtime log line is silenced.  Errors: out of memory only. */
+static int probe_continuation(coh_engine *e, coh_err *err) {
+  const coh_model_info *info = &e->m->info;
+  const int L2 = 2 * info->n_layers;
+  const int64_t V = info->vocab;
+  /* ids, positions, mask of the three-token prompt */
+  int64_t ids[3], pos[3] = {0, 1, 2}, mask[3] = {1, 1, 1};
+  OrtValue **kv = NULL, **pa = NULL, **pb = NULL, **pc = NULL;
+  OrtValue *la = NULL, *lb = NULL, *lc = NULL;
+  OrtRunOptions *ro = NULL;
+  float *fa = NULL, *fc = NULL;
+  coh_err perr;
+  int rc = COH_OK, ok = 0, i;
+  OrtStatus *st;
+
+  for (i = 0; i < 3; i++) ids[i] = (1 + 7 * i) % V;
+  kv = coh__calloc((size_t)L2, sizeof *kv);
+  pa = coh__calloc((size_t)L2, sizeof *pa);
+  pb = coh__calloc((size_t)L2, sizeof *pb);
+  pc = coh__calloc((size_t)L2, sizeof *pc);
+  fa = coh__malloc((size_t)V * sizeof *fa);
+  fc = coh__malloc((size_t)V * sizeof *fc);
+  if (kv == NULL || pa == NULL || pb == NULL || pc == NULL || fa == NULL || fc == NULL) {
+    rc = coh__err(err, COH_ENOMEM, "out of memory");
+    goto done;
+  }
+  st = e->api->CreateRunOptions(&ro);
+  if (st == NULL) st = e->api->RunOptionsSetRunLogSeverityLevel(ro, ORT_LOGGING_LEVEL_FATAL);
+  if (st != NULL) e->api->ReleaseStatus(st); /* then the log line shows: harmless */
+  if (empty_kv(e, kv, &perr) ||
+      run_model(e, 1, 3, 3, ids, pos, mask, kv, 0, pa, &la, ro, &perr) ||
+      run_model(e, 1, 1, 1, ids, pos, mask, kv, 0, pb, &lb, ro, &perr) ||
+      run_model(e, 1, 2, 3, ids + 1, pos + 1, mask, pb, 1, pc, &lc, ro, &perr))
+    goto done; /* ok stays 0 */
+  ok = 1;
+  for (i = 0; ok && i < 2; i++) {
+    /* fp32 kernels differ by reassociation only (~1e-5 here); fp16 by
+     * about one half-precision ulp of the largest logit.  A wrong mask or
+     * wrong positions move logits by whole units. */
+    const float rel = e->m->logits_type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16 ? 2e-2f : 1e-3f;
+    float scale = 1.0f, worst = 0.0f;
+    int64_t v;
+    if (logits_row(e, la, 1 + i, fa) || logits_row(e, lc, i, fc)) {
+      ok = 0;
+      break;
+    }
+    for (v = 0; v < V; v++) {
+      float a = fa[v] < 0 ? -fa[v] : fa[v], d = fa[v] - fc[v];
+      if (a > scale) scale = a;
+      if (d < 0) d = -d;
+      if (d != d) d = 3.0e38f; /* NaN counts as the worst */
+      if (d > worst) worst = d;
+    }
+    ok = worst <= rel * scale;
+  }
+done:
+  if (rc == COH_OK) e->continues = ok;
+  release_kv(e, kv);
+  release_kv(e, pa);
+  release_kv(e, pb);
+  release_kv(e, pc);
+  if (la) e->api->ReleaseValue(la);
+  if (lb) e->api->ReleaseValue(lb);
+  if (lc) e->api->ReleaseValue(lc);
+  if (ro) e->api->ReleaseRunOptions(ro);
+  coh__free(kv);
+  coh__free(pa);
+  coh__free(pb);
+  coh__free(pc);
+  coh__free(fa);
+  coh__free(fc);
+  return rc;
+}
+
 /* Runs the next prompt chunk of s (batch 1). */
 static int prefill_chunk(coh_engine *e, seq *s, coh_err *err) {
   const coh_model_info *info = &e->m->info;
@@ -382,7 +494,16 @@ static int prefill_chunk(coh_engine *e, seq *s, coh_err *err) {
   int64_t *ids = NULL, *pos, *mask, i;
   OrtValue **present = NULL, *logits = NULL;
   int rc;
-  if (chunk > e->m->prefill_chunk) chunk = e->m->prefill_chunk;
+  if (chunk > e->m->prefill_chunk) {
+    /* Only a prompt's first chunk decides: a prompt never switches mode
+     * half-way (the probe runs before any prompt has been chunked). */
+    if (e->continues < 0) {
+      if (s->n_cached != 0)
+        return coh__err(err, COH_ESTATE, "internal: chunked prefill before the probe");
+      if ((rc = probe_continuation(e, err))) return rc;
+    }
+    if (e->continues) chunk = e->m->prefill_chunk;
+  }
   if (chunk <= 0) return coh__err(err, COH_ESTATE, "internal: empty prefill chunk");
   if (s->own_kv == NULL) {
     s->own_kv = coh__calloc((size_t)L2, sizeof *s->own_kv);
@@ -403,8 +524,9 @@ static int prefill_chunk(coh_engine *e, seq *s, coh_err *err) {
   }
   for (i = 0; i < s->n_cached + chunk; i++) mask[i] = 1;
   rc = run_model(e, 1, chunk, s->n_cached + chunk, ids, pos, mask, s->own_kv,
-                 s->n_cached > 0, present, &logits, err);
+                 s->n_cached > 0, present, &logits, NULL, err);
   if (rc) goto done;
+  e->stats.prefill_runs++;
   release_kv(e, s->own_kv);
   memcpy(s->own_kv, present, (size_t)L2 * sizeof *present);
   s->n_cached += chunk;
@@ -563,7 +685,7 @@ static int decode_step(coh_engine *e, seq **rows, int n, coh_err *err) {
       mrow[cols] = 1;
     }
   }
-  rc = run_model(e, n, 1, cols + 1, ids, pos, mask, b->kv, 1, present, &logits, err);
+  rc = run_model(e, n, 1, cols + 1, ids, pos, mask, b->kv, 1, present, &logits, NULL, err);
   if (rc) goto done;
 
   /* The presents become the batch's cache: one more column per row. */
@@ -618,6 +740,7 @@ int coh_engine_new(coh_model *m, int max_batch, coh_engine **out,
   e->api = m->api;
   e->max_batch = max_batch;
   e->next_id = 1;
+  e->continues = -1;
   e->n_in = 4 + 2 * (size_t)m->info.n_layers;
   e->n_out = 1 + 2 * (size_t)m->info.n_layers;
   e->in_names = coh__calloc(e->n_in, sizeof *e->in_names);
@@ -692,10 +815,13 @@ int coh_engine_submit(coh_engine *e, const coh_request *r, uint64_t *id,
     if (r->prompt[i] < 0 || r->prompt[i] >= info->vocab)
       return coh__err(err, COH_EINVAL, "prompt token %zu is %d, outside the vocabulary [0, %lld)",
                       i, r->prompt[i], (long long)info->vocab);
+  /* The prompt and the generated tokens share the context; the prompt
+   * must leave room for at least one. */
   if ((int64_t)r->n_prompt >= info->context)
     return coh__err(err, COH_ECONTEXT,
-                    "the prompt has %zu tokens but the model's context is %lld",
-                    r->n_prompt, (long long)info->context);
+                    "the prompt has %zu tokens but the model's context is %lld "
+                    "(at most %lld prompt tokens, leaving room for one generated)",
+                    r->n_prompt, (long long)info->context, (long long)info->context - 1);
   if ((rc = coh_sampling_validate(&r->sampling, err))) return rc;
   if (r->n_stop_strings > 0 && e->m->tok == NULL)
     return coh__err(err, COH_EINVAL, "stop strings need a tokenizer.json in the model folder");
@@ -848,6 +974,7 @@ int coh_engine_step(coh_engine *e, coh_err *err) {
 void coh_engine_get_stats(const coh_engine *e, coh_engine_stats *out) {
   const seq *s;
   *out = e->stats;
+  out->prefill_continues = e->continues;
   out->active = e->active;
   out->queued = 0;
   for (s = e->head; s; s = s->next) out->queued += s->state == SEQ_QUEUED;
