@@ -375,6 +375,50 @@ static void write_text(const char *path, const char *text) {
   }
 }
 
+/* Copies the folder's pristine genai_config.json from src and sets the
+ * field at dotted path (under "model") to the JSON text value. */
+static void config_with(const char *src, const char *path, const char *field,
+                        const char *value) {
+  json_error_t je;
+  json_t *cfg = json_load_file(src, 0, &je), *obj, *v;
+  char key[128], *dot;
+  const char *p = field;
+  if (cfg == NULL) return;
+  obj = json_object_get(cfg, "model");
+  while ((dot = strchr(p, '.')) != NULL) {
+    snprintf(key, sizeof key, "%.*s", (int)(dot - p), p);
+    obj = json_object_get(obj, key);
+    p = dot + 1;
+  }
+  v = json_loads(value, JSON_DECODE_ANY, &je);
+  if (obj != NULL && v != NULL) json_object_set_new(obj, p, v);
+  json_dump_file(cfg, path, 0);
+  json_decref(cfg);
+}
+
+/* Opens dir expecting code and every needle (|-separated) in the message. */
+static void open_fails(const char *dir, const coh_model_options *o, int code,
+                       const char *needles) {
+  coh_model *m = NULL;
+  coh_err err;
+  char word[160];
+  const char *w = needles;
+  coh_err_clear(&err);
+  CHECK_EQ_INT(coh_model_open(dir, o, &m, &err), code);
+  CHECK(m == NULL);
+  while (*w) {
+    size_t n = strcspn(w, "|");
+    snprintf(word, sizeof word, "%.*s", (int)n, w);
+    if (strstr(err.msg, word) == NULL) {
+      fprintf(stderr, "  message \"%s\" lacks \"%s\"\n", err.msg, word);
+      CHECK(!"error message");
+    }
+    w += n;
+    if (*w == '|') w++;
+  }
+  coh_model_close(m);
+}
+
 static void test_bad_model_folders(void) {
   char tmpl[] = "/tmp/cohort-badmodel-XXXXXX";
   char *dir = mkdtemp(tmpl);
@@ -439,6 +483,64 @@ static void test_bad_model_folders(void) {
   write_text(path, "{\"model\": {\"decoder\": {\"head_size\": 16}}}");
   CHECK_EQ_INT(coh_model_open(dir, &o, &m, &err), COH_EFORMAT);
   CHECK(strstr(err.msg, "model.decoder.num_hidden_layers") != NULL);
+
+  /* Files the config names stay inside the folder: no '..', no absolute
+   * path, no symbolic link out of it (../../../../etc/passwd used to be
+   * opened). */
+  snprintf(src, sizeof src, "%s/genai_config.json", plain_dir);
+  config_with(src, path, "decoder.filename", "\"../../../../etc/passwd\"");
+  open_fails(dir, &o, COH_EFORMAT,
+             "genai_config.json: field 'model.decoder.filename' = "
+             "\"../../../../etc/passwd\" goes up with '..'");
+  config_with(src, path, "decoder.filename", "\"/etc/passwd\"");
+  open_fails(dir, &o, COH_EFORMAT,
+             "field 'model.decoder.filename' = \"/etc/passwd\" is an "
+             "absolute path");
+  {
+    char link[1200], target[1200];
+    snprintf(link, sizeof link, "%s/elsewhere.onnx", dir);
+    snprintf(target, sizeof target, "%s/model.onnx", plain_dir);
+    REQUIRE(symlink(target, link) == 0);
+    config_with(src, path, "decoder.filename", "\"elsewhere.onnx\"");
+    open_fails(dir, &o, COH_EFORMAT,
+               "field 'model.decoder.filename' = \"elsewhere.onnx\" "
+               "resolves to|outside the folder");
+    /* the configuration itself, as a link to a device: refused, no hang */
+    unlink(path);
+    REQUIRE(symlink("/dev/zero", path) == 0);
+    open_fails(dir, &o, COH_EFORMAT, "genai_config.json|outside the folder");
+    unlink(path);
+  }
+  /* token ids outside the vocabulary (vocab_size 32000) */
+  config_with(src, path, "eos_token_id", "-1");
+  open_fails(dir, &o, COH_EFORMAT,
+             "field 'model.eos_token_id' = -1 is outside the vocabulary; "
+             "expected a token id in [0, 32000)");
+  config_with(src, path, "eos_token_id", "99999999");
+  open_fails(dir, &o, COH_EFORMAT,
+             "field 'model.eos_token_id' = 99999999 is outside the vocabulary");
+  config_with(src, path, "eos_token_id", "[2, 32000]");
+  open_fails(dir, &o, COH_EFORMAT, "field 'model.eos_token_id[1]' = 32000");
+  config_with(src, path, "bos_token_id", "99999999");
+  open_fails(dir, &o, COH_EFORMAT,
+             "field 'model.bos_token_id' = 99999999 is outside the "
+             "vocabulary|or -1 for none");
+  config_with(src, path, "pad_token_id", "32000");
+  open_fails(dir, &o, COH_EFORMAT, "field 'model.pad_token_id' = 32000");
+  /* the good config opens; a tokenizer.json linked from outside does not */
+  config_with(src, path, "eos_token_id", "2");
+  {
+    char link[1200], target[1200];
+    snprintf(link, sizeof link, "%s/tokenizer.json", dir);
+    snprintf(target, sizeof target, "%s/tokenizer.json", plain_dir);
+    REQUIRE(symlink(target, link) == 0);
+    open_fails(dir, &o, COH_EFORMAT, "tokenizer.json|outside the folder");
+    unlink(link);
+    copy_file(target, link, -1);
+    CHECK_EQ_INT(coh_model_open(dir, &o, &m, &err), COH_OK);
+    coh_model_close(m);
+    m = NULL;
+  }
 
   /* --device cuda on a machine without CUDA libraries is an error, with why */
   if (access("/usr/local/cuda", F_OK) != 0) {
