@@ -60,6 +60,13 @@ truncate -s $((64 * 1024 * 1024 + 1)) "$CACHE/huge.wasm"   # sparse: no disk use
 check module_too_big 1 'huge.wasm: file is 67108865 bytes; expected at most 67108864 bytes' \
   "${X[@]}" "$CACHE/huge.wasm"
 rm -f "$CACHE/huge.wasm" "$CACHE/fifo.wasm"
+# the same through a scenario: cohort run names the scenario line and agent
+printf 'agents:\n  - id: z\n    module: /dev/zero\n' > "$CACHE/zero.yaml"
+check run_module_dev_zero 1 "zero.yaml:2: agent 'z': /dev/zero: is a character device" \
+  "$BIN" run "$CACHE/zero.yaml" --journal "$CACHE/zero.db"
+printf 'agents:\n  - id: p\n    kind: prompt\n    config: {max_tokens: -5}\n' > "$CACHE/p.yaml"
+check run_prompt_max_tokens 1 "p.yaml:4:26: agent 'p': config.max_tokens is -5, out of range" \
+  "$BIN" run "$CACHE/p.yaml" --journal "$CACHE/p.db"
 # the stock prompt agent refuses a bad max_tokens or an over-long field at init
 check prompt_max_tokens_negative 1 "config field 'max_tokens' must be an integer in [0, 1048576]" \
   "${X[@]}" "$A/prompt.wasm" --config '{"max_tokens":-5}' --input '"q"'
