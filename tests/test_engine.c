@@ -341,6 +341,46 @@ static void test_bad_requests(void) {
   r.stop_strings = empty_stop;
   r.n_stop_strings = 1;
   CHECK_EQ_INT(coh_engine_submit(e, &r, &id, &err), COH_EINVAL);
+  {
+    /* a stop string past COH_STOP_STRING_MAX: each token would compare
+     * against every prefix of it */
+    char *long_stop = malloc(COH_STOP_STRING_MAX + 2);
+    const char *stops[1];
+    REQUIRE(long_stop != NULL);
+    memset(long_stop, 's', COH_STOP_STRING_MAX + 1);
+    long_stop[COH_STOP_STRING_MAX + 1] = '\0';
+    stops[0] = long_stop;
+    r.stop_strings = stops;
+    CHECK_EQ_INT(coh_engine_submit(e, &r, &id, &err), COH_EINVAL);
+    CHECK(strstr(err.msg, "stop string 0 is 1025 bytes; expected at most "
+                          "1024") != NULL);
+    long_stop[COH_STOP_STRING_MAX] = '\0'; /* exactly the cap: accepted */
+    CHECK_EQ_INT(coh_engine_submit(e, &r, &id, &err), COH_OK);
+    while (coh_engine_busy(e)) REQUIRE(coh_engine_step(e, &err) == COH_OK);
+    free(long_stop);
+    r.stop_strings = empty_stop;
+  }
+  {
+    /* the same bounds through an agent's llm() request */
+    char json[1200];
+    coh_llm_request lr;
+    int n = snprintf(json, sizeof json, "{\"prompt\":\"hi\",\"stop\":[\"");
+    memset(json + n, 's', COH_STOP_STRING_MAX + 1);
+    strcpy(json + n + COH_STOP_STRING_MAX + 1, "\"]}");
+    CHECK_EQ_INT(coh_llm_request_parse(json, strlen(json),
+                                       coh_model_tokenizer(m), 1, &lr, &err),
+                 COH_EFORMAT);
+    CHECK(strstr(err.msg, "field 'stop[0]' must be a non-empty string of at "
+                          "most 1024 bytes") != NULL);
+    coh_llm_request_free(&lr);
+    strcpy(json, "{\"prompt\":\"hi\",\"max_tokens\":-5}");
+    CHECK_EQ_INT(coh_llm_request_parse(json, strlen(json),
+                                       coh_model_tokenizer(m), 1, &lr, &err),
+                 COH_EFORMAT);
+    CHECK(strstr(err.msg, "field 'max_tokens' must be an integer in [0, "
+                          "1048576]") != NULL);
+    coh_llm_request_free(&lr);
+  }
   CHECK_EQ_INT(coh_engine_busy(e), 0);
   coh_engine_free(e);
   coh_model_close(m);

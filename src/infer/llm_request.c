@@ -110,8 +110,12 @@ int coh_llm_request_parse(const char *json, size_t len,
       if (out->stops == NULL) goto oom;
       for (i = 0; i < json_array_size(v); i++) {
         json_t *sv = json_array_get(v, i);
-        if (!json_is_string(sv) || json_string_length(sv) == 0) {
-          rc = coh__err(err, COH_EFORMAT, "llm request: field 'stop[%zu]' must be a non-empty string", i);
+        if (!json_is_string(sv) || json_string_length(sv) == 0 ||
+            json_string_length(sv) > COH_STOP_STRING_MAX) {
+          rc = coh__err(err, COH_EFORMAT,
+                        "llm request: field 'stop[%zu]' must be a non-empty "
+                        "string of at most %d bytes",
+                        i, COH_STOP_STRING_MAX);
           goto done;
         }
         if ((out->stops[out->n_stops] = coh__strdup(json_string_value(sv))) == NULL) goto oom;
