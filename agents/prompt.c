@@ -7,13 +7,16 @@
  *     "prompt": "{role}\nUser ({from}): {input}\nAssistant:",
  *     "model": "tiny-llama",
  *     "max_tokens": 64,
+ *     "temperature": 0.8, "top_k": 40, "stop": ["\n\n"],
  *     "routes": [ {"match": "ESCALATE", "to": "supervisor"} ],
  *     "reply": true
  *   }
  *
  * On a message it fills the template ({role}, {from}, {input}; {input} is
  * the message text: a JSON string input is decoded, anything else is used
- * verbatim) and requests a generation.  When the result arrives it emits the
+ * verbatim) and requests a generation.  The sampling keys temperature,
+ * top_k, top_p, min_p, repetition_penalty and stop (a string or a list of
+ * strings) are passed to the request as written; the host validates them.  When the result arrives it emits the
  * text, sends it to the first route whose "match" occurs in the text, or
  * (with "reply": true, the default) back to the sender of the message.
  * A failed generation is logged and emitted as "[llm error] ...".
@@ -123,6 +126,25 @@ static size_t fill(char *out, size_t len, size_t cap, const char *from,
   return len;
 }
 
+/* Appends ,"key":value for each sampling key present in the configuration,
+ * copying the value's JSON text; a value that does not fit is left out and the
+ * request keeps the host's default. */
+static size_t add_sampling(char *out, size_t len, size_t cap) {
+  static const char *const keys[] = {"temperature", "top_k", "top_p", "min_p",
+                                     "repetition_penalty", "stop"};
+  size_t i;
+  for (i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+    cj_val v = cj_get(conf, keys[i]);
+    size_t need;
+    if (!cj_ok(v)) continue;
+    need = strlen(keys[i]) + v.n + 4;
+    if (len + need >= cap / 2) continue; /* leave room for the prompt */
+    len += (size_t)snprintf(out + len, cap - len, ",\"%s\":%.*s", keys[i],
+                            (int)v.n, v.p);
+  }
+  return len;
+}
+
 static int on_message(const coh_event *ev) {
   static char req[16384], text[8192];
   const char *input = (const char *)ev->body;
@@ -140,7 +162,9 @@ static int on_message(const coh_event *ev) {
   len = (size_t)snprintf(req, sizeof req, "{\"model\":\"");
   len = cj_escape(req, len, sizeof req, model, strlen(model));
   len += (size_t)snprintf(req + len, sizeof req - len,
-                          "\",\"max_tokens\":%ld,\"prompt\":\"", max_tokens);
+                          "\",\"max_tokens\":%ld", max_tokens);
+  len = add_sampling(req, len, sizeof req);
+  len += (size_t)snprintf(req + len, sizeof req - len, ",\"prompt\":\"");
   len = fill(req, len, sizeof req - 3, ev->header, input, input_len);
   memcpy(req + len, "\"}", 3);
   id = coh_llm(req);

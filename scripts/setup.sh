@@ -160,6 +160,20 @@ if [ -f "$ROOT/tests/ui/package-lock.json" ]; then
   fi
 fi
 
+# ---- tokenizer reference (tests/tokref) ------------------------------------------
+# Hugging Face tokenizers 0.23.2 (npm, pinned with its integrity hash by
+# tests/tokref/package-lock.json; the Linux x64 binary is inside the package,
+# no install scripts run): the independent reference the tokenizer tests
+# compare cohort with.  Used by tests only.
+if [ -f "$ROOT/tests/tokref/node_modules/tokenizers/package.json" ] &&
+   [ "$ROOT/tests/tokref/node_modules/.package-lock.json" -nt "$ROOT/tests/tokref/package-lock.json" ]; then
+  say "tokenizer reference: present (tests/tokref/node_modules)"
+else
+  say "installing the tokenizer reference (npm ci --ignore-scripts in tests/tokref)"
+  (cd "$ROOT/tests/tokref" && npm ci --ignore-scripts --no-audit --no-fund --silent) ||
+    die "npm ci in tests/tokref failed (is the npm registry reachable?)"
+fi
+
 # ---- build -------------------------------------------------------------------
 if [ $WANT_BUILD -eq 1 ]; then
   say "building (cmake, Release) into build/"

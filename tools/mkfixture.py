@@ -162,7 +162,9 @@ def tensor_plan(s):
             (p + "mlp.up_proj.weight", (I, H)),
             (p + "mlp.down_proj.weight", (H, I)),
         ]
-    plan += [("model.norm.weight", (H,)), ("lm_head.weight", (V, H))]
+    plan += [("model.norm.weight", (H,))]
+    if not s.get("tied"):
+        plan.append(("lm_head.weight", (V, H)))
     return plan
 
 
@@ -420,7 +422,13 @@ def build_graph(s, initializers):
         x = node("Add", [x, down], name=tag + "/mlp_residual")
 
     xn = rmsnorm(x, "model.norm.weight", "final_norm")
-    nodes.append(helper.make_node("MatMul", [xn, "lm_head.weight"], ["logits"], name="lm_head"))
+    if s.get("tied"):
+        # the output head shares the embedding: the file holds it once, and
+        # ONNX Runtime's constant folding transposes it once, at session load
+        head = node("Transpose", ["model.embed_tokens.weight"], name="lm_head/tied_t", perm=[1, 0])
+    else:
+        head = "lm_head.weight"
+    nodes.append(helper.make_node("MatMul", [xn, head], ["logits"], name="lm_head"))
 
     graph = helper.make_graph(nodes, "cohort_llama_fixture", inputs, outputs, initializer=initializers + consts)
     opsets = [helper.make_opsetid("", 17)]
@@ -477,11 +485,11 @@ def hf_config(s):
         "rope_scaling": None,
         "max_position_embeddings": s["context"],
         "vocab_size": s["vocab"],
-        "bos_token_id": BOS_ID,
-        "eos_token_id": EOS_ID,
-        "pad_token_id": PAD_ID,
+        "bos_token_id": s.get("bos", BOS_ID),
+        "eos_token_id": s.get("eos", EOS_ID),
+        "pad_token_id": s.get("pad", PAD_ID),
         "torch_dtype": "float16" if s["dtype"] == "fp16" else "float32",
-        "tie_word_embeddings": False,
+        "tie_word_embeddings": bool(s.get("tied")),
         "use_cache": True,
     }
 
@@ -490,7 +498,7 @@ def genai_config(s, filename="model.onnx"):
     D = s["hidden"] // s["heads"]
     cfg = {
         "model": {
-            "bos_token_id": BOS_ID,
+            "bos_token_id": s.get("bos", BOS_ID),
             "context_length": s["context"],
             "decoder": {
                 "session_options": {"log_id": "onnxruntime-genai", "provider_options": []},
@@ -513,8 +521,8 @@ def genai_config(s, filename="model.onnx"):
                 "num_hidden_layers": s["layers"],
                 "num_key_value_heads": s["kv_heads"],
             },
-            "eos_token_id": EOS_ID,
-            "pad_token_id": PAD_ID,
+            "eos_token_id": s.get("eos", EOS_ID),
+            "pad_token_id": s.get("pad", PAD_ID),
             "type": "llama",
             "vocab_size": s["vocab"],
         },
@@ -524,7 +532,7 @@ def genai_config(s, filename="model.onnx"):
         },
     }
     note = {
-        "generator": "tools/mkfixture.py",
+        "generator": s.get("generator", "tools/mkfixture.py"),
         "seed": s["seed"],
         "attention": s["attention"],
         "dtype": s["dtype"],
@@ -542,8 +550,13 @@ def genai_config(s, filename="model.onnx"):
     return cfg
 
 
-def write_model(s, out_dir, force=False, quiet=False):
-    """Generate one model folder atomically.  Returns (path, generated: bool)."""
+def write_model(s, out_dir, force=False, quiet=False, weights=None):
+    """Generate one model folder atomically.  Returns (path, generated: bool).
+
+    weights: None for the seeded random weights, or a dict of HF tensor name
+    -> float32 array of the tensor_plan shape (a trained model, see
+    tools/train/export.py); s["tokenizer"] then names its tokenizer.json.
+    """
     validate_spec(s)
     final = os.path.join(out_dir, s["name"])
     stamp = spec_stamp(s)
@@ -576,7 +589,7 @@ def write_model(s, out_dir, force=False, quiet=False):
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     try:
-        _write_model_files(s, tmp, external)
+        _write_model_files(s, tmp, external, weights)
         with open(os.path.join(tmp, STAMP), "w") as f:
             f.write(stamp)
         trash = None
@@ -593,7 +606,7 @@ def write_model(s, out_dir, force=False, quiet=False):
     return final, True
 
 
-def _write_model_files(s, d, external):
+def _write_model_files(s, d, external, weights=None):
     from onnx import TensorProto, numpy_helper
 
     dt = np_dtype(s["dtype"])
@@ -607,7 +620,13 @@ def _write_model_files(s, d, external):
     with open(st_path, "wb") as st:
         st.write(safetensors_header([(n, shape, dt) for n, shape in plan]))
         for name, shape in plan:
-            w = make_weight(s, name, shape)
+            if weights is None:
+                w = make_weight(s, name, shape)
+            else:
+                w = np.asarray(weights[name], np.float32)
+                if tuple(w.shape) != tuple(shape):
+                    raise FixtureError("weight %s has shape %s, expected %s" % (name, w.shape, shape))
+                w = w.astype(np_dtype(s["dtype"]))
             st.write(np.ascontiguousarray(w).tobytes())
             # ONNX MatMul wants [in, out]: the transpose of HF's [out, in]; the
             # embedding stays [vocab, hidden] for Gather.
@@ -655,7 +674,7 @@ def _write_model_files(s, d, external):
     dump("config.json", hf_config(s))
     if s["layout"] == "genai":
         dump("genai_config.json", genai_config(s))
-    shutil.copyfile(TOKENIZER_SRC, os.path.join(d, "tokenizer.json"))
+    shutil.copyfile(s.get("tokenizer", TOKENIZER_SRC), os.path.join(d, "tokenizer.json"))
 
 
 # ---------------------------------------------------------------------------
@@ -713,7 +732,7 @@ def ref_forward(cfg, w, ids, mask, pos):
         u = h2 @ w[p + "mlp.up_proj.weight"].T
         x = x + ((g / (1.0 + np.exp(-g))) * u) @ w[p + "mlp.down_proj.weight"].T
     x = rms(x, w["model.norm.weight"])
-    return x @ w["lm_head.weight"].T
+    return x @ w.get("lm_head.weight", w["model.embed_tokens.weight"]).T
 
 
 # ---------------------------------------------------------------------------
@@ -1033,7 +1052,8 @@ def verify_model(d):
                     cfg["num_hidden_layers"])
     D, V = H // NH, cfg["vocab_size"]
     s = dict(layers=L, hidden=H, heads=NH, kv_heads=KV, intermediate=cfg["intermediate_size"], vocab=V,
-             context=cfg["max_position_embeddings"], dtype="fp16" if cfg["torch_dtype"] == "float16" else "fp32")
+             context=cfg["max_position_embeddings"], dtype="fp16" if cfg["torch_dtype"] == "float16" else "fp32",
+             tied=bool(cfg["tie_word_embeddings"]))
     gpath = os.path.join(d, "genai_config.json")
     if os.path.isfile(gpath):
         with open(gpath) as f:
@@ -1045,9 +1065,12 @@ def verify_model(d):
                 fail("genai_config.json: model.decoder.%s is %r, config.json says %r" % (key, dec.get(key), want))
         if g["model"].get("context_length") != s["context"] or g["model"].get("vocab_size") != V:
             fail("genai_config.json: context_length/vocab_size disagree with config.json")
-    with open(os.path.join(d, "tokenizer.json"), "rb") as f, open(TOKENIZER_SRC, "rb") as g2:
-        if f.read() != g2.read():
-            fail("tokenizer.json differs from %s" % TOKENIZER_SRC)
+    # random-weight fixtures all carry the Llama test tokenizer; a trained
+    # model (tied embeddings, tools/train/) carries its own
+    if not s["tied"]:
+        with open(os.path.join(d, "tokenizer.json"), "rb") as f, open(TOKENIZER_SRC, "rb") as g2:
+            if f.read() != g2.read():
+                fail("tokenizer.json differs from %s" % TOKENIZER_SRC)
 
     model = onnx.load(os.path.join(d, "model.onnx"))  # loads model.onnx.data too
     T = TensorProto.FLOAT16 if s["dtype"] == "fp16" else TensorProto.FLOAT

@@ -7,10 +7,13 @@
 
 #include "cli_int.h"
 #include "cohort/infer.h"
+#include "util/util_int.h"
 
 static const char usage[] =
-    "usage: cohort generate --model DIR [options] PROMPT\n"
-    "       cohort generate --model DIR [options] --prompt-ids 1,2,3\n"
+    "usage: cohort generate [--model DIR] [options] PROMPT\n"
+    "       cohort generate [--model DIR] [options] --prompt-ids 1,2,3\n"
+    "  --model DIR              model folder (default: the embedded Shakespeare\n"
+    "                           model, models/shakespeare, checked against its SHA256SUMS)\n"
     "  --device auto|cpu|cuda   execution provider (default auto)\n"
     "  --max-tokens N           tokens to generate (default 64)\n"
     "  --seed N                 sampling seed (default 0)\n"
@@ -53,6 +56,59 @@ static void on_token(void *user, const coh_token_event *ev) {
     g->ids[g->n_ids++] = ev->token;
   }
   if (ev->finish != COH_FINISH_NONE) g->finish = ev->finish;
+}
+
+/* Checks the default model folder against its SHA256SUMS ("HEX  NAME" lines,
+ * as sha256sum writes them), so a missing or damaged file of the checkout is
+ * named before ONNX Runtime sees it.  Returns 0, or 1 after printing the
+ * error.  The number of lines is bounded by the file's size (64 KiB). */
+static int check_default_model(const char *dir) {
+  char path[4096], *sums = NULL, *line, *save = NULL;
+  size_t len = 0;
+  int n = 0, rc = 1;
+  coh_err err = {0};
+  snprintf(path, sizeof path, "%s/SHA256SUMS", dir);
+  if (coh__read_file(path, &sums, &len, &err)) {
+    coh__runtime_error("generate", "default model: %s", err.msg);
+    return 1;
+  }
+  if (len > 64 * 1024) {
+    coh__runtime_error("generate", "%s: %zu bytes, more than a checksum list (64 KiB)", path, len);
+    coh__free(sums);
+    return 1;
+  }
+  for (line = strtok_r(sums, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+    char want[65], got[65];
+    const char *name = line + 66;
+    if (strlen(line) < 67 || line[64] != ' ' || line[65] != ' ' || strchr(name, '/') != NULL) {
+      coh__runtime_error("generate", "%s: line %d is not 'SHA256  FILE'", path, n + 1);
+      goto done;
+    }
+    memcpy(want, line, 64);
+    want[64] = '\0';
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (coh__sha256_file(path, got, &err)) {
+      coh__runtime_error("generate", "default model: %s (restore it with: git checkout -- models/)",
+                         err.msg);
+      goto done;
+    }
+    if (strcmp(want, got) != 0) {
+      coh__runtime_error("generate",
+                         "default model: %s is corrupted: sha256 %s, expected %s "
+                         "(restore it with: git checkout -- models/)",
+                         path, got, want);
+      goto done;
+    }
+    n++;
+  }
+  if (n == 0) {
+    coh__runtime_error("generate", "%s/SHA256SUMS lists no files", dir);
+    goto done;
+  }
+  rc = 0;
+done:
+  coh__free(sums);
+  return rc;
 }
 
 /* Parses "1,2,3" into a malloc'd array. */
@@ -199,7 +255,10 @@ int coh__cmd_generate(int argc, char **argv) {
     }
 #undef NEED_VALUE
   }
-  if (model_dir == NULL) return coh__usage_error("generate", "--model DIR is required");
+  if (model_dir == NULL) {
+    model_dir = COH_DEFAULT_MODEL_DIR;
+    if (check_default_model(model_dir)) return 1;
+  }
   if (prompt == NULL && prompt_ids == NULL)
     return coh__usage_error("generate", "give a PROMPT or --prompt-ids");
   if (prompt != NULL && prompt_ids != NULL)

@@ -1,0 +1,92 @@
+#!/usr/bin/python3
+"""export.py - write a trained checkpoint as a cohort model folder (ONNX Runtime GenAI layout).
+
+  export.py --workdir W --tokenizer T.json --out models/shakespeare [--dtype fp16] [--context 512]
+            [--max-bytes 16000000]
+
+The graph, config.json, genai_config.json and model.safetensors are written
+by tools/mkfixture.py (the project's one ONNX graph writer), from the trained
+weights instead of seeded random ones.  Embeddings are tied: the files hold
+the embedding once.  Refuses a folder whose files add up to more than
+--max-bytes (the repository's budget for the committed model).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+import mkfixture  # noqa: E402
+
+# torch module names (train.py) -> Hugging Face Llama names (mkfixture's plan)
+LAYER_NAMES = {
+    "input_layernorm.weight": "input_layernorm.weight",
+    "post_attention_layernorm.weight": "post_attention_layernorm.weight",
+    "q_proj.weight": "self_attn.q_proj.weight",
+    "k_proj.weight": "self_attn.k_proj.weight",
+    "v_proj.weight": "self_attn.v_proj.weight",
+    "o_proj.weight": "self_attn.o_proj.weight",
+    "gate_proj.weight": "mlp.gate_proj.weight",
+    "up_proj.weight": "mlp.up_proj.weight",
+    "down_proj.weight": "mlp.down_proj.weight",
+}
+
+
+def hf_weights(state):
+    out = {}
+    for k, v in state.items():
+        a = v.detach().cpu().float().numpy()
+        if k == "embed_tokens.weight":
+            out["model.embed_tokens.weight"] = a
+        elif k == "norm.weight":
+            out["model.norm.weight"] = a
+        elif k.startswith("layers."):
+            _, n, rest = k.split(".", 2)
+            out["model.layers.%s.%s" % (n, LAYER_NAMES[rest])] = a
+        else:
+            raise SystemExit("export: unexpected tensor %s in the checkpoint" % k)
+    return out
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--workdir", required=True, help="train.py's --workdir (final.pt)")
+    ap.add_argument("--checkpoint", help="export this checkpoint instead (e.g. W/ckpt.pt of a run in progress)")
+    ap.add_argument("--tokenizer", required=True)
+    ap.add_argument("--out", required=True, help="model folder to write (replaced)")
+    ap.add_argument("--dtype", choices=["fp32", "fp16"], default="fp16")
+    ap.add_argument("--context", type=int, default=512)
+    ap.add_argument("--seed", type=int, default=1, help="the training seed, recorded in genai_config.json")
+    ap.add_argument("--max-bytes", type=int, default=16 * 1000 * 1000)
+    a = ap.parse_args(argv)
+    import torch
+    path = a.checkpoint or os.path.join(a.workdir, "final.pt")
+    if not os.path.isfile(path):
+        sys.exit("export: %s: no such file (has train.py finished?)" % path)
+    ck = torch.load(path)
+    if "cfg" not in ck:  # a resumable checkpoint: the config is beside it
+        with open(os.path.join(a.workdir, "config.json")) as f:
+            ck["cfg"] = json.load(f)
+    cfg = ck["cfg"]
+    spec = dict(name=os.path.basename(os.path.normpath(a.out)), layers=cfg["layers"], hidden=cfg["hidden"],
+                heads=cfg["heads"], kv_heads=cfg["kv_heads"], intermediate=cfg["intermediate"],
+                vocab=cfg["vocab"], context=a.context, attention="plain", dtype=a.dtype, layout="genai",
+                seed=a.seed, tied=True, bos=0, eos=0, pad=0, tokenizer=a.tokenizer,
+                generator="tools/train/train.py + tools/train/export.py")
+    out_parent = os.path.dirname(os.path.abspath(a.out))
+    path, _ = mkfixture.write_model(spec, out_parent, force=True, weights=hf_weights(ck["model"]))
+    os.remove(os.path.join(path, mkfixture.STAMP))  # the stamp marks random fixtures only
+    total = sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
+    if total > a.max_bytes:
+        shutil.rmtree(path)
+        sys.exit("export: the model folder would be %d bytes, over the budget of %d" % (total, a.max_bytes))
+    print("export: %s (%d bytes, %s)" % (path, total, a.dtype))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
