@@ -373,6 +373,18 @@ static void test_bad_requests(void) {
     CHECK(strstr(err.msg, "field 'stop[0]' must be a non-empty string of at "
                           "most 1024 bytes") != NULL);
     coh_llm_request_free(&lr);
+    /* a single string is one stop string */
+    strcpy(json, "{\"prompt\":\"hi\",\"stop\":\"\\n\\n\"}");
+    REQUIRE(coh_llm_request_parse(json, strlen(json), coh_model_tokenizer(m),
+                                  1, &lr, &err) == COH_OK);
+    CHECK_EQ_INT(lr.req.n_stop_strings, 1);
+    CHECK_STR(lr.req.stop_strings[0], "\n\n");
+    coh_llm_request_free(&lr);
+    strcpy(json, "{\"prompt\":\"hi\",\"stop\":7}");
+    CHECK_EQ_INT(coh_llm_request_parse(json, strlen(json),
+                                       coh_model_tokenizer(m), 1, &lr, &err),
+                 COH_EFORMAT);
+    coh_llm_request_free(&lr);
     strcpy(json, "{\"prompt\":\"hi\",\"max_tokens\":-5}");
     CHECK_EQ_INT(coh_llm_request_parse(json, strlen(json),
                                        coh_model_tokenizer(m), 1, &lr, &err),

@@ -578,6 +578,34 @@ static void test_prompt_config(void) {
              "config.routes[0] has no 'to'");
   EXPECT_ERR(PCFG("{routes: [{match: a, to: \"no way\"}]}"), COH_EFORMAT,
              "5:38", "config.routes[0].to 'no way' is not a valid id");
+  /* the sampling keys the agent passes to its requests, in the ranges the
+   * request parser takes */
+  s = parse(PCFG("{model: m, temperature: 0.7, top_k: 40, top_p: 0.9, "
+                 "min_p: 0, repetition_penalty: 1.1, stop: [\"\\n\\n\", x]}"),
+            &err);
+  if (s == NULL) fprintf(stderr, "  %s\n", err.msg);
+  CHECK(s != NULL);
+  coh_scenario_free(s);
+  s = parse(PCFG("{model: m, stop: end}"), &err);
+  CHECK(s != NULL);
+  coh_scenario_free(s);
+  EXPECT_ERR(PCFG("{temperature: -1}"), COH_EFORMAT, "5:27",
+             "config.temperature is -1, out of range; expected [0, 100]");
+  EXPECT_ERR(PCFG("{temperature: hot}"), COH_EFORMAT, "5:27",
+             "config.temperature is a string; expected a number");
+  EXPECT_ERR(PCFG("{top_p: 0}"), COH_EFORMAT, "5:21",
+             "config.top_p is 0, out of range; expected (0, 1]");
+  EXPECT_ERR(PCFG("{top_k: 2.5}"), COH_EFORMAT, "5:21",
+             "config.top_k is a number; expected an integer");
+  EXPECT_ERR(PCFG("{min_p: 2}"), COH_EFORMAT, "5:21", "config.min_p is 2");
+  EXPECT_ERR(PCFG("{repetition_penalty: 0}"), COH_EFORMAT, "5:34",
+             "config.repetition_penalty is 0, out of range");
+  EXPECT_ERR(PCFG("{stop: [a, \"\"]}"), COH_EFORMAT, "5:24",
+             "config.stop[1] is empty");
+  EXPECT_ERR(PCFG("{stop: [[a]]}"), COH_EFORMAT, "5:21",
+             "config.stop[0] is a sequence; expected a string");
+  EXPECT_ERR(PCFG("{stop: [a,a,a,a,a,a,a,a,a,a,a,a,a,a,a,a,a]}"), COH_EFORMAT,
+             "5:20", "config.stop has 17 strings; expected at most 16");
   EXPECT_ERR(PCFG("{routes: [{match: a, to: b, when: c}]}"), COH_EFORMAT,
              "5:41", "unknown key 'when' in agent 'p': config.routes[0]");
 #undef PCFG

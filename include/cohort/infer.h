@@ -207,8 +207,9 @@ void coh_engine_get_stats(const coh_engine *e, coh_engine_stats *out);
  *   "prompt" (string, required), "model" (string), "max_tokens" (int >= 0,
  *   default 64), "temperature", "top_k", "top_p", "min_p",
  *   "repetition_penalty" (numbers; greedy unless temperature > 0 or another
- *   sampling field is given, then temperature defaults to 1), "stop" (array
- *   of strings), "ignore_eos" (bool).
+ *   sampling field is given, then temperature defaults to 1), "stop" (a
+ *   string, or an array of at most 16; each 1..COH_STOP_STRING_MAX bytes),
+ *   "ignore_eos" (bool).
  * Unknown fields are refused, so a typo is an error rather than a silently
  * ignored setting. */
 typedef struct coh_llm_request {

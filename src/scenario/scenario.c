@@ -364,6 +364,7 @@ static int read_models(ctx *c, yaml_node_t *seq) {
 #define PROMPT_MODEL_MAX 127
 #define PROMPT_MATCH_MAX 255
 #define PROMPT_MAX_TOKENS 1048576  /* as the llm request parser */
+#define PROMPT_MAX_STOPS 16        /* as the llm request parser */
 
 /* A JSON string (a YAML scalar that resolves to a string) of at most max
  * bytes. */
@@ -379,16 +380,86 @@ static int prompt_str(ctx *c, yaml_node_t *n, const char *what, size_t max) {
   return COH_OK;
 }
 
+/* A number in [lo, hi] (lo excluded when lo_open), as the llm request
+ * parser (src/infer/llm_request.c) and the sampler take it. */
+static int prompt_num(ctx *c, yaml_node_t *n, const char *what, double lo,
+                      int lo_open, double hi) {
+  coh__yscalar v;
+  double d;
+  if (n->type == YAML_SCALAR_NODE) coh__yaml_resolve(n, &v);
+  if (n->type != YAML_SCALAR_NODE ||
+      (v.kind != COH__Y_INT && v.kind != COH__Y_FLOAT))
+    return fail(c, n->start_mark, "%s is %s; expected a number in %s%g, %g]",
+                what, type_name(n), lo_open ? "(" : "[", lo, hi);
+  d = v.kind == COH__Y_INT ? (double)v.i : v.d;
+  if (d < lo || (lo_open && d == lo) || d > hi)
+    return fail(c, n->start_mark, "%s is %.32s, out of range; expected %s%g, "
+                "%g]", what, (const char *)n->data.scalar.value,
+                lo_open ? "(" : "[", lo, hi);
+  return COH_OK;
+}
+
+/* One stop string: a non-empty string of at most COH_STOP_STRING_MAX. */
+static int prompt_stop1(ctx *c, yaml_node_t *n, const char *what) {
+  int rc = prompt_str(c, n, what, COH_STOP_STRING_MAX);
+  if (rc == COH_OK && n->data.scalar.length == 0)
+    rc = fail(c, n->start_mark, "%s is empty; expected a non-empty string",
+              what);
+  return rc;
+}
+
+/* stop: one string or a sequence of at most 16 of them. */
+static int prompt_stop(ctx *c, yaml_node_t *n, const char *what) {
+  yaml_node_item_t *it;
+  char field[220];
+  int rc;
+  if (n->type == YAML_SCALAR_NODE) return prompt_stop1(c, n, what);
+  if (n->type != YAML_SEQUENCE_NODE)
+    return fail(c, n->start_mark, "%s is %s; expected a string or a sequence "
+                "of at most %d strings", what, type_name(n),
+                PROMPT_MAX_STOPS);
+  if (n->data.sequence.items.top - n->data.sequence.items.start >
+      PROMPT_MAX_STOPS)
+    return fail(c, n->start_mark, "%s has %ld strings; expected at most %d",
+                what,
+                (long)(n->data.sequence.items.top -
+                       n->data.sequence.items.start),
+                PROMPT_MAX_STOPS);
+  for (it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+       it++) {
+    yaml_node_t *e = node_at(c, *it);
+    snprintf(field, sizeof field, "%.180s[%ld]", what,
+             (long)(it - n->data.sequence.items.start));
+    if ((rc = prompt_stop1(c, e, field))) return rc;
+  }
+  return COH_OK;
+}
+
 static int check_prompt_config(ctx *c, yaml_node_t *map, const char *what) {
-  static const char *const keys[] = {"role", "prompt", "model",
-                                     "max_tokens", "reply", "routes", NULL};
+  static const char *const keys[] = {
+      "role", "prompt", "model", "max_tokens", "reply", "routes",
+      "temperature", "top_k", "top_p", "min_p", "repetition_penalty", "stop",
+      NULL};
   static const char *const rkeys[] = {"match", "to", NULL};
-  yaml_node_t *v[6], *rv[2];
+  yaml_node_t *v[12], *rv[2];
   yaml_node_item_t *it;
   char field[200];
   int64_t mt;
   int rc, b;
   if ((rc = take_keys(c, map, what, keys, v))) return rc;
+  /* sampling keys: the ranges the llm request parser accepts */
+  snprintf(field, sizeof field, "%s.temperature", what);
+  if (v[6] && (rc = prompt_num(c, v[6], field, 0, 0, 100))) return rc;
+  snprintf(field, sizeof field, "%s.top_k", what);
+  if (v[7] && (rc = get_i64(c, v[7], field, 0, INT32_MAX, &mt))) return rc;
+  snprintf(field, sizeof field, "%s.top_p", what);
+  if (v[8] && (rc = prompt_num(c, v[8], field, 0, 1, 1))) return rc;
+  snprintf(field, sizeof field, "%s.min_p", what);
+  if (v[9] && (rc = prompt_num(c, v[9], field, 0, 0, 1))) return rc;
+  snprintf(field, sizeof field, "%s.repetition_penalty", what);
+  if (v[10] && (rc = prompt_num(c, v[10], field, 0, 1, 100))) return rc;
+  snprintf(field, sizeof field, "%s.stop", what);
+  if (v[11] && (rc = prompt_stop(c, v[11], field))) return rc;
   snprintf(field, sizeof field, "%s.role", what);
   if (v[0] && (rc = prompt_str(c, v[0], field, PROMPT_ROLE_MAX))) return rc;
   snprintf(field, sizeof field, "%s.prompt", what);
