@@ -28,6 +28,7 @@
 
 #define MAX_CFG 8192
 #define MAX_PENDING 64
+#define PROMPT_MAX_TOKENS 1048576 /* as the llm request parser */
 
 static char cfg[MAX_CFG];
 static cj_val conf;
@@ -39,6 +40,29 @@ static struct {
   int64_t id;
   char from[64];
 } pending[MAX_PENDING];
+
+/* Copies the string field key of conf into out (dflt when absent); logs
+ * and returns 0 when it is not a string or does not fit. */
+static int get_str(cj_val obj, const char *key, char *out, size_t cap,
+                   const char *dflt) {
+  static char msg[160], scratch[MAX_CFG]; /* a field fits the config */
+  cj_val v = cj_get(obj, key);
+  long n;
+  if (!cj_ok(v)) {
+    snprintf(out, cap, "%s", dflt);
+    return 1;
+  }
+  /* cj_str truncates to fit: decode in full first to see the length */
+  n = cj_str(v, scratch, sizeof scratch);
+  if (n >= 0 && (size_t)n < cap) {
+    memcpy(out, scratch, (size_t)n + 1);
+    return 1;
+  }
+  snprintf(msg, sizeof msg, "prompt agent: config field '%s' must be a "
+           "string of at most %zu bytes", key, cap - 1);
+  coh_log(COH_ABI_LOG_ERROR, msg);
+  return 0;
+}
 
 static int prompt_init(const char *config, size_t len) {
   cj_val v;
@@ -54,11 +78,27 @@ static int prompt_init(const char *config, size_t len) {
                                "object");
     return 1;
   }
-  if (cj_str(cj_get(conf, "role"), role, sizeof role) < 0) role[0] = '\0';
-  if (cj_str(cj_get(conf, "prompt"), tmpl, sizeof tmpl) < 0)
-    strcpy(tmpl, "{role}\n{input}");
-  if (cj_str(cj_get(conf, "model"), model, sizeof model) < 0) model[0] = '\0';
-  max_tokens = cj_int(cj_get(conf, "max_tokens"), 64);
+  /* The scenario loader checks these fields with file and line
+   * (src/scenario/scenario.c, check_prompt_config); this repeats the checks
+   * for `cohort exec` and any other host, so that a bad field fails init
+   * instead of turning into a default or a refused request later. */
+  if (!get_str(conf, "role", role, sizeof role, "") ||
+      !get_str(conf, "prompt", tmpl, sizeof tmpl, "{role}\n{input}") ||
+      !get_str(conf, "model", model, sizeof model, ""))
+    return 1;
+  v = cj_get(conf, "max_tokens");
+  if (cj_ok(v)) {
+    size_t i;
+    int digits = v.n > 0 && v.n <= 7;
+    for (i = 0; digits && i < v.n; i++)
+      digits = v.p[i] >= '0' && v.p[i] <= '9';
+    max_tokens = digits ? cj_int(v, -1) : -1;
+    if (max_tokens < 0 || max_tokens > PROMPT_MAX_TOKENS) {
+      coh_log(COH_ABI_LOG_ERROR, "prompt agent: config field 'max_tokens' "
+                                 "must be an integer in [0, 1048576]");
+      return 1;
+    }
+  }
   v = cj_get(conf, "reply");
   if (cj_ok(v) && v.n == 5 && !memcmp(v.p, "false", 5)) reply = 0;
   return 0;

@@ -50,6 +50,32 @@ check memory_cap_ok 0 '{"status":"ok"}' "${X[@]}" "$A/big_memory.wasm" --memory-
 check unknown_import 1 "unknown import 'env'.'system'" "${X[@]}" "$A/unknown_import.wasm"
 check not_wasm 1 'not a WebAssembly module' "${X[@]}" /etc/hostname
 check missing 1 'No such file' "${X[@]}" /nonexistent.wasm
+# modules must be regular files of at most 64 MiB: devices, FIFOs and
+# folders are refused without reading (these used to hang)
+check module_dev_zero 1 '/dev/zero: is a character device; expected a regular file' \
+  "${X[@]}" /dev/zero
+check module_dev_urandom 1 '/dev/urandom: is a character device' "${X[@]}" /dev/urandom
+check module_folder 1 ': is a folder; expected a regular file' "${X[@]}" "$CACHE"
+mkfifo "$CACHE/fifo.wasm"
+check module_fifo 1 'fifo.wasm: is a FIFO; expected a regular file' "${X[@]}" "$CACHE/fifo.wasm"
+truncate -s $((64 * 1024 * 1024 + 1)) "$CACHE/huge.wasm"   # sparse: no disk used
+check module_too_big 1 'huge.wasm: file is 67108865 bytes; expected at most 67108864 bytes' \
+  "${X[@]}" "$CACHE/huge.wasm"
+rm -f "$CACHE/huge.wasm" "$CACHE/fifo.wasm"
+# the same through a scenario: cohort run names the scenario line and agent
+printf 'agents:\n  - id: z\n    module: /dev/zero\n' > "$CACHE/zero.yaml"
+check run_module_dev_zero 1 "zero.yaml:2: agent 'z': /dev/zero: is a character device" \
+  "$BIN" run "$CACHE/zero.yaml" --journal "$CACHE/zero.db"
+printf 'agents:\n  - id: p\n    kind: prompt\n    config: {max_tokens: -5}\n' > "$CACHE/p.yaml"
+check run_prompt_max_tokens 1 "p.yaml:4:26: agent 'p': config.max_tokens is -5, out of range" \
+  "$BIN" run "$CACHE/p.yaml" --journal "$CACHE/p.db"
+# the stock prompt agent refuses a bad max_tokens or an over-long field at init
+check prompt_max_tokens_negative 1 "config field 'max_tokens' must be an integer in [0, 1048576]" \
+  "${X[@]}" "$A/prompt.wasm" --config '{"max_tokens":-5}' --input '"q"'
+check prompt_max_tokens_string 1 "config field 'max_tokens' must be an integer" \
+  "${X[@]}" "$A/prompt.wasm" --config '{"max_tokens":"x"}' --input '"q"'
+check prompt_role_not_string 1 "config field 'role' must be a string of at most 1023 bytes" \
+  "${X[@]}" "$A/prompt.wasm" --config '{"role":5}' --input '"q"'
 check usage_nomod 2 'no module given' "${X[@]}"
 check usage_json 2 'invalid JSON' "${X[@]}" "$A/echo.wasm" --input '{'
 check usage_flag 2 "unknown flag '--bogus'" "${X[@]}" "$A/echo.wasm" --bogus 1

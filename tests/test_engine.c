@@ -346,6 +346,58 @@ static void test_bad_requests(void) {
   r.stop_strings = empty_stop;
   r.n_stop_strings = 1;
   CHECK_EQ_INT(coh_engine_submit(e, &r, &id, &err), COH_EINVAL);
+  {
+    /* a stop string past COH_STOP_STRING_MAX: each token would compare
+     * against every prefix of it */
+    char *long_stop = malloc(COH_STOP_STRING_MAX + 2);
+    const char *stops[1];
+    REQUIRE(long_stop != NULL);
+    memset(long_stop, 's', COH_STOP_STRING_MAX + 1);
+    long_stop[COH_STOP_STRING_MAX + 1] = '\0';
+    stops[0] = long_stop;
+    r.stop_strings = stops;
+    CHECK_EQ_INT(coh_engine_submit(e, &r, &id, &err), COH_EINVAL);
+    CHECK(strstr(err.msg, "stop string 0 is 1025 bytes; expected at most "
+                          "1024") != NULL);
+    long_stop[COH_STOP_STRING_MAX] = '\0'; /* exactly the cap: accepted */
+    CHECK_EQ_INT(coh_engine_submit(e, &r, &id, &err), COH_OK);
+    while (coh_engine_busy(e)) REQUIRE(coh_engine_step(e, &err) == COH_OK);
+    free(long_stop);
+    r.stop_strings = empty_stop;
+  }
+  {
+    /* the same bounds through an agent's llm() request */
+    char json[1200];
+    coh_llm_request lr;
+    int n = snprintf(json, sizeof json, "{\"prompt\":\"hi\",\"stop\":[\"");
+    memset(json + n, 's', COH_STOP_STRING_MAX + 1);
+    strcpy(json + n + COH_STOP_STRING_MAX + 1, "\"]}");
+    CHECK_EQ_INT(coh_llm_request_parse(json, strlen(json),
+                                       coh_model_tokenizer(m), 1, &lr, &err),
+                 COH_EFORMAT);
+    CHECK(strstr(err.msg, "field 'stop[0]' must be a non-empty string of at "
+                          "most 1024 bytes") != NULL);
+    coh_llm_request_free(&lr);
+    /* a single string is one stop string */
+    strcpy(json, "{\"prompt\":\"hi\",\"stop\":\"\\n\\n\"}");
+    REQUIRE(coh_llm_request_parse(json, strlen(json), coh_model_tokenizer(m),
+                                  1, &lr, &err) == COH_OK);
+    CHECK_EQ_INT(lr.req.n_stop_strings, 1);
+    CHECK_STR(lr.req.stop_strings[0], "\n\n");
+    coh_llm_request_free(&lr);
+    strcpy(json, "{\"prompt\":\"hi\",\"stop\":7}");
+    CHECK_EQ_INT(coh_llm_request_parse(json, strlen(json),
+                                       coh_model_tokenizer(m), 1, &lr, &err),
+                 COH_EFORMAT);
+    coh_llm_request_free(&lr);
+    strcpy(json, "{\"prompt\":\"hi\",\"max_tokens\":-5}");
+    CHECK_EQ_INT(coh_llm_request_parse(json, strlen(json),
+                                       coh_model_tokenizer(m), 1, &lr, &err),
+                 COH_EFORMAT);
+    CHECK(strstr(err.msg, "field 'max_tokens' must be an integer in [0, "
+                          "1048576]") != NULL);
+    coh_llm_request_free(&lr);
+  }
   CHECK_EQ_INT(coh_engine_busy(e), 0);
   coh_engine_free(e);
   coh_model_close(m);
@@ -378,6 +430,50 @@ static void write_text(const char *path, const char *text) {
     fputs(text, f);
     fclose(f);
   }
+}
+
+/* Copies the folder's pristine genai_config.json from src and sets the
+ * field at dotted path (under "model") to the JSON text value. */
+static void config_with(const char *src, const char *path, const char *field,
+                        const char *value) {
+  json_error_t je;
+  json_t *cfg = json_load_file(src, 0, &je), *obj, *v;
+  char key[128], *dot;
+  const char *p = field;
+  if (cfg == NULL) return;
+  obj = json_object_get(cfg, "model");
+  while ((dot = strchr(p, '.')) != NULL) {
+    snprintf(key, sizeof key, "%.*s", (int)(dot - p), p);
+    obj = json_object_get(obj, key);
+    p = dot + 1;
+  }
+  v = json_loads(value, JSON_DECODE_ANY, &je);
+  if (obj != NULL && v != NULL) json_object_set_new(obj, p, v);
+  json_dump_file(cfg, path, 0);
+  json_decref(cfg);
+}
+
+/* Opens dir expecting code and every needle (|-separated) in the message. */
+static void open_fails(const char *dir, const coh_model_options *o, int code,
+                       const char *needles) {
+  coh_model *m = NULL;
+  coh_err err;
+  char word[160];
+  const char *w = needles;
+  coh_err_clear(&err);
+  CHECK_EQ_INT(coh_model_open(dir, o, &m, &err), code);
+  CHECK(m == NULL);
+  while (*w) {
+    size_t n = strcspn(w, "|");
+    snprintf(word, sizeof word, "%.*s", (int)n, w);
+    if (strstr(err.msg, word) == NULL) {
+      fprintf(stderr, "  message \"%s\" lacks \"%s\"\n", err.msg, word);
+      CHECK(!"error message");
+    }
+    w += n;
+    if (*w == '|') w++;
+  }
+  coh_model_close(m);
 }
 
 static void test_bad_model_folders(void) {
@@ -444,6 +540,64 @@ static void test_bad_model_folders(void) {
   write_text(path, "{\"model\": {\"decoder\": {\"head_size\": 16}}}");
   CHECK_EQ_INT(coh_model_open(dir, &o, &m, &err), COH_EFORMAT);
   CHECK(strstr(err.msg, "model.decoder.num_hidden_layers") != NULL);
+
+  /* Files the config names stay inside the folder: no '..', no absolute
+   * path, no symbolic link out of it (../../../../etc/passwd used to be
+   * opened). */
+  snprintf(src, sizeof src, "%s/genai_config.json", plain_dir);
+  config_with(src, path, "decoder.filename", "\"../../../../etc/passwd\"");
+  open_fails(dir, &o, COH_EFORMAT,
+             "genai_config.json: field 'model.decoder.filename' = "
+             "\"../../../../etc/passwd\" goes up with '..'");
+  config_with(src, path, "decoder.filename", "\"/etc/passwd\"");
+  open_fails(dir, &o, COH_EFORMAT,
+             "field 'model.decoder.filename' = \"/etc/passwd\" is an "
+             "absolute path");
+  {
+    char link[1200], target[1200];
+    snprintf(link, sizeof link, "%s/elsewhere.onnx", dir);
+    snprintf(target, sizeof target, "%s/model.onnx", plain_dir);
+    REQUIRE(symlink(target, link) == 0);
+    config_with(src, path, "decoder.filename", "\"elsewhere.onnx\"");
+    open_fails(dir, &o, COH_EFORMAT,
+               "field 'model.decoder.filename' = \"elsewhere.onnx\" "
+               "resolves to|outside the folder");
+    /* the configuration itself, as a link to a device: refused, no hang */
+    unlink(path);
+    REQUIRE(symlink("/dev/zero", path) == 0);
+    open_fails(dir, &o, COH_EFORMAT, "genai_config.json|outside the folder");
+    unlink(path);
+  }
+  /* token ids outside the vocabulary (vocab_size 32000) */
+  config_with(src, path, "eos_token_id", "-1");
+  open_fails(dir, &o, COH_EFORMAT,
+             "field 'model.eos_token_id' = -1 is outside the vocabulary; "
+             "expected a token id in [0, 32000)");
+  config_with(src, path, "eos_token_id", "99999999");
+  open_fails(dir, &o, COH_EFORMAT,
+             "field 'model.eos_token_id' = 99999999 is outside the vocabulary");
+  config_with(src, path, "eos_token_id", "[2, 32000]");
+  open_fails(dir, &o, COH_EFORMAT, "field 'model.eos_token_id[1]' = 32000");
+  config_with(src, path, "bos_token_id", "99999999");
+  open_fails(dir, &o, COH_EFORMAT,
+             "field 'model.bos_token_id' = 99999999 is outside the "
+             "vocabulary|or -1 for none");
+  config_with(src, path, "pad_token_id", "32000");
+  open_fails(dir, &o, COH_EFORMAT, "field 'model.pad_token_id' = 32000");
+  /* the good config opens; a tokenizer.json linked from outside does not */
+  config_with(src, path, "eos_token_id", "2");
+  {
+    char link[1200], target[1200];
+    snprintf(link, sizeof link, "%s/tokenizer.json", dir);
+    snprintf(target, sizeof target, "%s/tokenizer.json", plain_dir);
+    REQUIRE(symlink(target, link) == 0);
+    open_fails(dir, &o, COH_EFORMAT, "tokenizer.json|outside the folder");
+    unlink(link);
+    copy_file(target, link, -1);
+    CHECK_EQ_INT(coh_model_open(dir, &o, &m, &err), COH_OK);
+    coh_model_close(m);
+    m = NULL;
+  }
 
   /* --device cuda on a machine without CUDA libraries is an error, with why */
   if (access("/usr/local/cuda", F_OK) != 0) {

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cohort/scenario.h"
 #include "test.h"
@@ -86,7 +88,7 @@ static const char full_yaml[] =
     "checkpoint_every: 10\n"                                    /* 17 */
     "agents:\n"                                                 /* 18 */
     "  - id: alice\n"                                           /* 19 */
-    "    kind: prompt\n"                                        /* 20 */
+    "    module: alice.wasm\n"                                  /* 20 */
     "    config:\n"                                             /* 21 */
     "      role: \"You are Alice.\"\n"                          /* 22 */
     "      model: demo\n"                                       /* 23 */
@@ -161,8 +163,8 @@ static void test_full(void) {
   REQUIRE(s->n_agents == 3);
   a = &s->agents[0];
   CHECK_STR(a->id, "alice");
-  CHECK(a->is_prompt);
-  CHECK(a->module == NULL);
+  CHECK(!a->is_prompt); /* a wasm agent's config may hold anything */
+  CHECK_STR(a->module, "/base/alice.wasm");
   CHECK_EQ_INT(a->line, 19);
   CHECK_STR(a->config_json,
             "{\"role\":\"You are Alice.\",\"model\":\"demo\","
@@ -322,7 +324,8 @@ static void test_wrong_types(void) {
   EXPECT_ERR("agents: [{id: a, kind: python}]\n", COH_EFORMAT, "1:24",
              "kind|'python'|wasm | prompt");
   EXPECT_ERR("agents: [{id: a, kind: prompt, config: {model: 3}}]\n",
-             COH_EFORMAT, "1:40", "config.model is not a string");
+             COH_EFORMAT, "1:48",
+             "agent 'a': config.model is an integer; expected a string");
   EXPECT_ERR("agents: [{id: a, module: a, config: {x: .inf}}]\n",
              COH_EFORMAT, "1:41", "'.inf'|finite number");
   EXPECT_ERR("agents: [{id: a, module: a, config: {x: 99999999999999999999}}]"
@@ -531,6 +534,170 @@ static void test_aliases(void) {
              COH_EFORMAT, NULL, "too much data");
 }
 
+/* The stock prompt agent's config is checked at load, with the field and
+ * its position. */
+static void test_prompt_config(void) {
+  coh_err err;
+  coh_scenario *s;
+  char *big;
+  size_t i;
+  const char *head = "models: [{name: m, path: m}]\nagents:\n  - id: p\n"
+                     "    kind: prompt\n    config: ";
+  char y[512];
+#define PCFG(cfg) (snprintf(y, sizeof y, "%s%s\n", head, cfg), y)
+  s = parse(PCFG("{role: r, prompt: \"{role} {input}\", model: m, "
+                 "max_tokens: 0, reply: false, routes: [{match: X, to: "
+                 "boss-1}]}"), &err);
+  if (s == NULL) fprintf(stderr, "  %s\n", err.msg);
+  CHECK(s != NULL);
+  coh_scenario_free(s);
+  EXPECT_ERR(PCFG("{model: m, max_tokens: -5}"), COH_EFORMAT, "5:36",
+             "agent 'p': config.max_tokens is -5, out of range|0..1048576");
+  EXPECT_ERR(PCFG("{model: m, max_tokens: \"x\"}"), COH_EFORMAT, "5:36",
+             "agent 'p': config.max_tokens is a quoted string|expected an "
+             "integer");
+  EXPECT_ERR(PCFG("{model: m, max_tokens: x}"), COH_EFORMAT, "5:36",
+             "config.max_tokens is a string|expected an integer");
+  EXPECT_ERR(PCFG("{model: m, max_tokens: 1048577}"), COH_EFORMAT, "5:36",
+             "config.max_tokens is 1048577, out of range");
+  EXPECT_ERR(PCFG("{model: m, max_tokens: 2.5}"), COH_EFORMAT, "5:36",
+             "config.max_tokens is a number");
+  EXPECT_ERR(PCFG("{model: m, max_token: 5}"), COH_EFORMAT, "5:24",
+             "unknown key 'max_token' in agent 'p': config|role, prompt, "
+             "model, max_tokens, reply, routes");
+  EXPECT_ERR(PCFG("{role: 12}"), COH_EFORMAT, "5:20",
+             "config.role is an integer; expected a string");
+  EXPECT_ERR(PCFG("{role: ~}"), COH_EFORMAT, "5:20", "config.role is null");
+  EXPECT_ERR(PCFG("{prompt: [a]}"), COH_EFORMAT, "5:22",
+             "config.prompt is a sequence");
+  EXPECT_ERR(PCFG("{reply: yes}"), COH_EFORMAT, "5:21",
+             "config.reply is a string; expected true or false");
+  EXPECT_ERR(PCFG("{routes: {match: a, to: b}}"), COH_EFORMAT, "5:22",
+             "config.routes is a mapping|sequence");
+  EXPECT_ERR(PCFG("{routes: [{match: a}]}"), COH_EFORMAT, "5:23",
+             "config.routes[0] has no 'to'");
+  EXPECT_ERR(PCFG("{routes: [{match: a, to: \"no way\"}]}"), COH_EFORMAT,
+             "5:38", "config.routes[0].to 'no way' is not a valid id");
+  /* the sampling keys the agent passes to its requests, in the ranges the
+   * request parser takes */
+  s = parse(PCFG("{model: m, temperature: 0.7, top_k: 40, top_p: 0.9, "
+                 "min_p: 0, repetition_penalty: 1.1, stop: [\"\\n\\n\", x]}"),
+            &err);
+  if (s == NULL) fprintf(stderr, "  %s\n", err.msg);
+  CHECK(s != NULL);
+  coh_scenario_free(s);
+  s = parse(PCFG("{model: m, stop: end}"), &err);
+  CHECK(s != NULL);
+  coh_scenario_free(s);
+  EXPECT_ERR(PCFG("{temperature: -1}"), COH_EFORMAT, "5:27",
+             "config.temperature is -1, out of range; expected [0, 100]");
+  EXPECT_ERR(PCFG("{temperature: hot}"), COH_EFORMAT, "5:27",
+             "config.temperature is a string; expected a number");
+  EXPECT_ERR(PCFG("{top_p: 0}"), COH_EFORMAT, "5:21",
+             "config.top_p is 0, out of range; expected (0, 1]");
+  EXPECT_ERR(PCFG("{top_k: 2.5}"), COH_EFORMAT, "5:21",
+             "config.top_k is a number; expected an integer");
+  EXPECT_ERR(PCFG("{min_p: 2}"), COH_EFORMAT, "5:21", "config.min_p is 2");
+  EXPECT_ERR(PCFG("{repetition_penalty: 0}"), COH_EFORMAT, "5:34",
+             "config.repetition_penalty is 0, out of range");
+  EXPECT_ERR(PCFG("{stop: [a, \"\"]}"), COH_EFORMAT, "5:24",
+             "config.stop[1] is empty");
+  EXPECT_ERR(PCFG("{stop: [[a]]}"), COH_EFORMAT, "5:21",
+             "config.stop[0] is a sequence; expected a string");
+  EXPECT_ERR(PCFG("{stop: [a,a,a,a,a,a,a,a,a,a,a,a,a,a,a,a,a]}"), COH_EFORMAT,
+             "5:20", "config.stop has 17 strings; expected at most 16");
+  EXPECT_ERR(PCFG("{routes: [{match: a, to: b, when: c}]}"), COH_EFORMAT,
+             "5:41", "unknown key 'when' in agent 'p': config.routes[0]");
+#undef PCFG
+  /* too long for the agent's buffers: a field, then the whole config */
+  big = malloc(16384);
+  REQUIRE(big != NULL);
+  strcpy(big, "agents: [{id: p, kind: prompt, config: {role: \"");
+  for (i = 0; i < 1024; i++) strcat(big, "r");
+  strcat(big, "\"}}]\n");
+  EXPECT_ERR(big, COH_EFORMAT, "1:47",
+             "config.role is 1024 bytes long; expected at most 1023");
+  strcpy(big, "agents: [{id: p, kind: prompt, config: {routes: [");
+  for (i = 0; i < 400; i++) strcat(big, "{match: abcdefgh, to: x},");
+  strcat(big, "]}}]\n");
+  EXPECT_ERR(big, COH_EFORMAT, "1:40",
+             "agent 'p': config is 12012 bytes as JSON; expected at most 8191");
+  free(big);
+  /* a wasm agent's config is its own business */
+  s = parse("agents: [{id: w, module: w, config: {max_tokens: -5, x: y}}]\n",
+            &err);
+  CHECK(s != NULL);
+  coh_scenario_free(s);
+}
+
+/* Inputs that used to hang or that have no business being read: deep
+ * nesting (libyaml is quadratic in flow depth), oversized text, and paths
+ * that name devices or FIFOs.  A regression hangs until the CTest
+ * timeout. */
+static void test_bounds(void) {
+  coh_err err;
+  coh_scenario *s = NULL;
+  size_t n = 200000, i, len;
+  char *y = malloc(2 * n + 16), path[128], *dir;
+  REQUIRE(y != NULL);
+  /* 200,000 '[' on one line: refused at the 101st level */
+  len = (size_t)sprintf(y, "agents: ");
+  for (i = 0; i < n; i++) y[len++] = '[';
+  for (i = 0; i < n; i++) y[len++] = ']';
+  y[len++] = '\n';
+  y[len] = '\0';
+  EXPECT_ERR(y, COH_EFORMAT, "1:108",
+             "nesting deeper than 100 levels; expected at most 100");
+  /* flow mappings, then block sequences on one line */
+  len = (size_t)sprintf(y, "agents: ");
+  for (i = 0; i < n / 4; i++) len += (size_t)sprintf(y + len, "{a: ");
+  y[len++] = '\n';
+  y[len] = '\0';
+  EXPECT_ERR(y, COH_EFORMAT, "1:405", "nesting deeper than 100 levels");
+  len = (size_t)sprintf(y, "agents:\n  ");
+  for (i = 0; i < n / 2; i++) len += (size_t)sprintf(y + len, "- ");
+  y[len++] = '\n';
+  y[len] = '\0';
+  EXPECT_ERR(y, COH_EFORMAT, "2:201", "nesting deeper than 100 levels");
+  /* exactly 100 levels pass the parser's cap; the config's own cap of 64
+   * then speaks */
+  len = (size_t)sprintf(y, "agents: [{id: a, module: a, config: {k: ");
+  for (i = 0; i < 96; i++) y[len++] = '[';
+  for (i = 0; i < 96; i++) y[len++] = ']';
+  len += (size_t)sprintf(y + len, "}}]\n");
+  EXPECT_ERR(y, COH_EFORMAT, NULL, "nesting deeper than 64 levels");
+  y[36 + 4 + 96] = '\0';
+  strcat(y, "[[]]}}]\n"); /* one more level: the parser's cap */
+  EXPECT_ERR(y, COH_EFORMAT, "1:137", "nesting deeper than 100 levels");
+  free(y);
+  /* size: refused before parsing */
+  len = COH_SCENARIO_MAX_BYTES + 1;
+  y = malloc(len + 1);
+  REQUIRE(y != NULL);
+  memset(y, '#', len);
+  y[len] = '\0';
+  CHECK_EQ_INT(coh_scenario_parse(y, len, "big.yaml", ".", &s, &err),
+               COH_ERANGE);
+  CHECK(s == NULL);
+  CHECK(strstr(err.msg, "big.yaml: the scenario is 16777217 bytes; expected "
+                        "at most 16777216") != NULL);
+  free(y);
+  /* a device or a FIFO as the scenario file: refused without reading */
+  CHECK_EQ_INT(coh_scenario_load("/dev/zero", &s, &err), COH_EINVAL);
+  CHECK(strstr(err.msg, "/dev/zero: is a character device; expected a "
+                        "regular file") != NULL);
+  snprintf(path, sizeof path, "/tmp/coh_scn_XXXXXX");
+  dir = mkdtemp(path);
+  REQUIRE(dir != NULL);
+  strcat(path, "/fifo.yaml");
+  REQUIRE(mkfifo(path, 0600) == 0);
+  CHECK_EQ_INT(coh_scenario_load(path, &s, &err), COH_EINVAL);
+  CHECK(strstr(err.msg, "fifo.yaml: is a FIFO") != NULL);
+  unlink(path);
+  *strrchr(path, '/') = '\0';
+  rmdir(path);
+}
+
 static void test_floats(void) {
   coh_err err;
   coh_scenario *s = parse("agents: [{id: a, module: a, config: "
@@ -679,6 +846,8 @@ int main(int argc, char **argv) {
   RUN(test_prompt_models);
   RUN(test_dag);
   RUN(test_aliases);
+  RUN(test_prompt_config);
+  RUN(test_bounds);
   RUN(test_floats);
   RUN(test_load_examples);
   RUN(test_out_of_memory);

@@ -446,6 +446,206 @@ static void test_missing_file(void) {
   CHECK(strstr(err.msg, "/nonexistent/tokenizer.json") != NULL);
 }
 
+/* ---- bounds on work: hostile tokenizer.json files ------------------------ */
+
+/* "{MODEL_OK,<field>:<json>}" with a string of n copies of ch spliced in
+ * where <json> has "@" (malloc'd; the caller frees). */
+static char *with_long(const char *field_json, char ch, size_t n) {
+  const char *at = strchr(field_json, '@');
+  size_t pre = (size_t)(at - field_json), len;
+  char *j = malloc(strlen(field_json) + n + 64);
+  if (j == NULL) return NULL;
+  len = (size_t)sprintf(j, "{" MODEL_OK ",%.*s", (int)pre, field_json);
+  memset(j + len, ch, n);
+  len += n;
+  sprintf(j + len, "%s}", at + 1);
+  return j;
+}
+
+static void test_bounds_at_load(void) {
+  char *j;
+  /* a 1 MB Prepend (it used to be accepted, and to slow every encode) */
+  j = with_long("\"normalizer\":{\"type\":\"Prepend\",\"prepend\":\"@\"}", 'p',
+                1 << 20);
+  REQUIRE(j != NULL);
+  bad(j, COH_EFORMAT, "normalizer.prepend: 1048576 bytes; expected at most "
+      "1024", NULL);
+  free(j);
+  j = with_long("\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":["
+                "{\"type\":\"Strip\"},{\"type\":\"Replace\",\"pattern\":"
+                "{\"String\":\"a\"},\"content\":\"@\"}]}", 'r', 1025);
+  REQUIRE(j != NULL);
+  bad(j, COH_EFORMAT, "normalizer.normalizers[1].content: 1025 bytes", NULL);
+  free(j);
+  j = with_long("\"decoder\":{\"type\":\"Sequence\",\"decoders\":["
+                "{\"type\":\"Replace\",\"pattern\":{\"String\":\"a\"},"
+                "\"content\":\"@\"}]}", 'r', 5000);
+  REQUIRE(j != NULL);
+  bad(j, COH_EFORMAT, "decoder.decoders[0].content: 5000 bytes", NULL);
+  free(j);
+  j = with_long("\"added_tokens\":[{\"id\":1,\"content\":\"<s>\"},{\"id\":2,"
+                "\"content\":\"@\"}]", 'x', 2000);
+  REQUIRE(j != NULL);
+  bad(j, COH_EFORMAT, "added_tokens[1].content: 2000 bytes; expected at most "
+      "1024", NULL);
+  free(j);
+  /* exactly at the cap is fine */
+  j = with_long("\"normalizer\":{\"type\":\"Prepend\",\"prepend\":\"@\"}", 'p',
+                1024);
+  REQUIRE(j != NULL);
+  {
+    coh_err err;
+    coh_tokenizer *tok = load_str(j, &err);
+    CHECK(tok != NULL);
+    coh_tokenizer_free(tok);
+  }
+  free(j);
+  /* an added token that the normalizer blows up is refused at load */
+  j = with_long("\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":["
+                "{\"type\":\"Replace\",\"pattern\":{\"String\":\"a\"},"
+                "\"content\":\"@\"},{\"type\":\"Replace\",\"pattern\":"
+                "{\"String\":\"a\"},\"content\":\"@\"}]},\"added_tokens\":["
+                "{\"id\":1,\"content\":\"aaaa\",\"normalized\":true}]", 'a',
+                1000);
+  REQUIRE(j != NULL);
+  {
+    /* with_long fills only the first '@': write the second by hand */
+    char *at = strchr(j, '@');
+    REQUIRE(at != NULL);
+    {
+      char *k = malloc(strlen(j) + 1001);
+      REQUIRE(k != NULL);
+      memcpy(k, j, (size_t)(at - j));
+      memset(k + (at - j), 'a', 1000);
+      strcpy(k + (at - j) + 1000, at + 1);
+      bad(k, COH_EFORMAT, "added_tokens[0].content: the normalizer turns its "
+          "4 bytes into more than 4160", NULL);
+      free(k);
+    }
+  }
+  free(j);
+  /* the file itself: devices and FIFOs are refused without reading */
+  {
+    coh_tokenizer *tok = NULL;
+    coh_err err;
+    CHECK_EQ_INT(coh_tokenizer_load("/dev/zero", &tok, &err), COH_EINVAL);
+    CHECK(tok == NULL);
+    CHECK(strstr(err.msg, "/dev/zero: is a character device") != NULL);
+  }
+}
+
+/* Encodes text expecting COH_ERANGE and a message with needle. */
+static void enc_over(const coh_tokenizer *tok, const char *text,
+                     const char *needle) {
+  int32_t *ids = NULL;
+  size_t n = 0;
+  coh_err err;
+  coh_err_clear(&err);
+  CHECK_EQ_INT(coh_tokenizer_encode(tok, text, strlen(text), 0, &ids, &n,
+                                    &err),
+               COH_ERANGE);
+  CHECK(ids == NULL);
+  if (strstr(err.msg, needle) == NULL) {
+    fprintf(stderr, "  message \"%s\" lacks \"%s\"\n", err.msg, needle);
+    CHECK(!"error message");
+  }
+}
+
+static void test_bounds_at_run(void) {
+  coh_err err;
+  coh_tokenizer *tok;
+  char *j, *big;
+  size_t i, len;
+  int32_t *ids = NULL, ids3[3] = {0, 0, 0};
+  size_t n = 0;
+  /* ten Replaces of "a" by 1000 "a"s: 1000^10 bytes if nothing stops it */
+  j = malloc(16 * 1024);
+  REQUIRE(j != NULL);
+  len = (size_t)sprintf(j, "{" MODEL_OK ",\"normalizer\":{\"type\":"
+                        "\"Sequence\",\"normalizers\":[");
+  for (i = 0; i < 10; i++) {
+    len += (size_t)sprintf(j + len, "%s{\"type\":\"Replace\",\"pattern\":"
+                           "{\"String\":\"a\"},\"content\":\"", i ? "," : "");
+    memset(j + len, 'a', 1000);
+    len += 1000;
+    len += (size_t)sprintf(j + len, "\"}");
+  }
+  sprintf(j + len, "]}}");
+  tok = load_str(j, &err);
+  free(j);
+  if (tok == NULL) fprintf(stderr, "  %s\n", err.msg);
+  REQUIRE(tok != NULL);
+  enc_over(tok, "aaaa", "encode: the tokenizer's normalizer turns 4 bytes of "
+           "text into more than 4160; expected at most 16 times the input "
+           "plus 4096 bytes (tokenizer.json field 'normalizer')");
+  coh_tokenizer_free(tok);
+  /* an empty regex match inserts at every position */
+  j = with_long("\"normalizer\":{\"type\":\"Replace\",\"pattern\":{\"Regex\":"
+                "\"\"},\"content\":\"@\"}", 'z', 1024);
+  REQUIRE(j != NULL);
+  tok = load_str(j, &err);
+  free(j);
+  REQUIRE(tok != NULL);
+  enc_over(tok, "0123456789", "normalizer turns 10 bytes");
+  coh_tokenizer_free(tok);
+  /* thirty ByteLevels: each doubles every byte >= 0x80 */
+  j = malloc(4096);
+  REQUIRE(j != NULL);
+  len = (size_t)sprintf(j, "{" MODEL_OK ",\"pre_tokenizer\":{\"type\":"
+                        "\"Sequence\",\"pretokenizers\":[");
+  for (i = 0; i < 30; i++)
+    len += (size_t)sprintf(j + len, "%s{\"type\":\"ByteLevel\","
+                           "\"add_prefix_space\":false,\"use_regex\":false}",
+                           i ? "," : "");
+  sprintf(j + len, "]}}");
+  tok = load_str(j, &err);
+  free(j);
+  if (tok == NULL) fprintf(stderr, "  %s\n", err.msg);
+  REQUIRE(tok != NULL);
+  enc_over(tok, "          ", "the tokenizer's pre_tokenizer turns 10 bytes "
+           "of text into more than 4256");
+  coh_tokenizer_free(tok);
+  /* a decoder chain of Replaces multiplies too */
+  j = malloc(16 * 1024);
+  REQUIRE(j != NULL);
+  len = (size_t)sprintf(j, "{" MODEL_OK ",\"decoder\":{\"type\":"
+                        "\"Sequence\",\"decoders\":[");
+  for (i = 0; i < 10; i++) {
+    len += (size_t)sprintf(j + len, "%s{\"type\":\"Replace\",\"pattern\":"
+                           "{\"String\":\"a\"},\"content\":\"", i ? "," : "");
+    memset(j + len, 'a', 1000);
+    len += 1000;
+    len += (size_t)sprintf(j + len, "\"}");
+  }
+  sprintf(j + len, "]}}");
+  tok = load_str(j, &err);
+  free(j);
+  REQUIRE(tok != NULL);
+  {
+    char *text = (char *)1;
+    size_t tl = 0;
+    CHECK_EQ_INT(coh_tokenizer_decode(tok, ids3, 3, 0, &text, &tl, &err),
+                 COH_ERANGE);
+    CHECK(text == NULL);
+    CHECK(strstr(err.msg, "decode: the tokenizer's decoder turns 3 bytes of "
+                          "tokens into more than 4144") != NULL);
+  }
+  coh_tokenizer_free(tok);
+  /* the bound is relative: 1 MB through a 3x Replace is fine */
+  tok = load_str("{" MODEL_OK ",\"normalizer\":{\"type\":\"Replace\","
+                 "\"pattern\":{\"String\":\" \"},\"content\":\"\\u2581\"}}",
+                 &err);
+  REQUIRE(tok != NULL);
+  big = malloc(1 << 20);
+  REQUIRE(big != NULL);
+  memset(big, ' ', 1 << 20);
+  CHECK_EQ_INT(coh_tokenizer_encode(tok, big, 1 << 20, 0, &ids, &n, &err),
+               COH_OK);
+  coh_free(ids);
+  free(big);
+  coh_tokenizer_free(tok);
+}
+
 /* ---- the real tokenizers on edge cases ---------------------------------- */
 
 static int same_encoding(const coh_tokenizer *tok, const char *a, size_t na,
@@ -794,6 +994,8 @@ int main(int argc, char **argv) {
   RUN(test_bad_fields);
   RUN(test_unsupported);
   RUN(test_missing_file);
+  RUN(test_bounds_at_load);
+  RUN(test_bounds_at_run);
   RUN(test_invalid_utf8);
   RUN(test_empty);
   RUN(test_decode_range);

@@ -1,5 +1,8 @@
-/* test_util.c — error tables and the replaceable allocator. */
+/* test_util.c — error tables, the replaceable allocator, bounded file
+ * reads and paths kept inside a folder. */
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "test.h"
 #include "util/util_int.h"
@@ -42,10 +45,129 @@ static void test_allocator_replace(void) {
   coh_replace_allocator(malloc, realloc, calloc, free);
 }
 
+/* A private temporary folder (removed by the caller with rm_tree). */
+static char *tmp_dir(void) {
+  static char tmpl[64];
+  snprintf(tmpl, sizeof tmpl, "/tmp/coh_util_XXXXXX");
+  return mkdtemp(tmpl);
+}
+
+static void rm_tree(const char *dir) {
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
+
+static void write_bytes(const char *path, const char *s, size_t n) {
+  FILE *f = fopen(path, "wb");
+  if (f == NULL) return;
+  fwrite(s, 1, n, f);
+  fclose(f);
+}
+
+/* Devices, FIFOs and folders are refused without blocking; a cap holds. */
+static void test_read_file_bounded(void) {
+  coh_err e;
+  char *buf = NULL, path[256], hex[65];
+  size_t len = 0;
+  char *dir = tmp_dir();
+  REQUIRE(dir != NULL);
+  CHECK_EQ_INT(coh__read_file("/dev/zero", &buf, &len, &e), COH_EINVAL);
+  CHECK(strstr(e.msg, "/dev/zero: is a character device; expected a regular "
+                      "file") != NULL);
+  CHECK(buf == NULL);
+  CHECK_EQ_INT(coh__sha256_file("/dev/urandom", hex, &e), COH_EINVAL);
+  CHECK(strstr(e.msg, "/dev/urandom") != NULL);
+  CHECK_EQ_INT(coh__read_file(dir, &buf, &len, &e), COH_EINVAL);
+  CHECK(strstr(e.msg, "is a folder") != NULL);
+  snprintf(path, sizeof path, "%s/fifo", dir);
+  REQUIRE(mkfifo(path, 0600) == 0);
+  /* no writer ever comes: a blocking open would hang here */
+  CHECK_EQ_INT(coh__read_file(path, &buf, &len, &e), COH_EINVAL);
+  CHECK(strstr(e.msg, "is a FIFO") != NULL);
+  CHECK_EQ_INT(coh__sha256_file(path, hex, &e), COH_EINVAL);
+  snprintf(path, sizeof path, "%s/ten", dir);
+  write_bytes(path, "0123456789", 10);
+  CHECK_EQ_INT(coh__read_file_max(path, 9, &buf, &len, &e), COH_ERANGE);
+  CHECK(strstr(e.msg, "file is 10 bytes; expected at most 9 bytes") != NULL);
+  REQUIRE(coh__read_file_max(path, 10, &buf, &len, &e) == COH_OK);
+  CHECK_EQ_INT(len, 10);
+  CHECK_STR(buf, "0123456789");
+  coh__free(buf);
+  buf = NULL;
+  snprintf(path, sizeof path, "%s/empty", dir);
+  write_bytes(path, "", 0);
+  REQUIRE(coh__read_file_max(path, 0, &buf, &len, &e) == COH_OK);
+  CHECK_EQ_INT(len, 0);
+  CHECK_STR(buf, "");
+  coh__free(buf);
+  rm_tree(dir);
+}
+
+static void test_path_inside(void) {
+  coh_err e;
+  char *out = NULL, path[320], target[256];
+  char *dir = tmp_dir();
+  REQUIRE(dir != NULL);
+  snprintf(path, sizeof path, "%s/model.onnx", dir);
+  write_bytes(path, "x", 1);
+  snprintf(path, sizeof path, "%s/sub", dir);
+  REQUIRE(mkdir(path, 0700) == 0);
+  snprintf(path, sizeof path, "%s/sub/w.bin", dir);
+  write_bytes(path, "x", 1);
+  REQUIRE(coh__path_inside(dir, "model.onnx", "cfg: field 'f'", &out, &e) ==
+          COH_OK);
+  snprintf(path, sizeof path, "%s/model.onnx", dir);
+  CHECK_STR(out, path);
+  coh__free(out);
+  REQUIRE(coh__path_inside(dir, "sub/w.bin", "cfg: field 'f'", &out, &e) ==
+          COH_OK);
+  coh__free(out);
+  CHECK_EQ_INT(coh__path_inside(dir, "../../../../etc/passwd",
+                                "cfg: field 'f'", &out, &e),
+               COH_EFORMAT);
+  CHECK(strstr(e.msg, "cfg: field 'f' = \"../../../../etc/passwd\" goes up "
+                      "with '..'") != NULL);
+  CHECK(out == NULL);
+  CHECK_EQ_INT(coh__path_inside(dir, "sub/../model.onnx", "w", &out, &e),
+               COH_EFORMAT);
+  CHECK_EQ_INT(coh__path_inside(dir, "/etc/passwd", "w", &out, &e),
+               COH_EFORMAT);
+  CHECK(strstr(e.msg, "is an absolute path") != NULL);
+  CHECK_EQ_INT(coh__path_inside(dir, "", "w", &out, &e), COH_EFORMAT);
+  /* a symbolic link out of the folder, and one that stays inside */
+  snprintf(path, sizeof path, "%s/out.onnx", dir);
+  REQUIRE(symlink("/etc/passwd", path) == 0);
+  CHECK_EQ_INT(coh__path_inside(dir, "out.onnx", "cfg: field 'f'", &out, &e),
+               COH_EFORMAT);
+  CHECK(strstr(e.msg, "resolves to /etc/passwd, outside the folder") != NULL);
+  snprintf(path, sizeof path, "%s/in.onnx", dir);
+  REQUIRE(symlink("sub/w.bin", path) == 0);
+  CHECK_EQ_INT(coh__path_inside(dir, "in.onnx", "w", &out, &e), COH_OK);
+  coh__free(out);
+  /* a sibling folder whose name extends this one's is still outside */
+  snprintf(target, sizeof target, "%sx", dir);
+  REQUIRE(mkdir(target, 0700) == 0);
+  snprintf(path, sizeof path, "%s/f", target);
+  write_bytes(path, "x", 1);
+  snprintf(path, sizeof path, "%s/sib", dir);
+  snprintf(target, sizeof target, "%sx/f", dir);
+  REQUIRE(symlink(target, path) == 0);
+  CHECK_EQ_INT(coh__path_inside(dir, "sib", "w", &out, &e), COH_EFORMAT);
+  CHECK_EQ_INT(coh__path_inside(dir, "missing.onnx", "w", &out, &e),
+               COH_ENOENT);
+  CHECK(strstr(e.msg, "missing.onnx") != NULL);
+  snprintf(target, sizeof target, "%sx", dir);
+  rm_tree(target);
+  rm_tree(dir);
+}
+
 int main(int argc, char **argv) {
   TEST_MAIN_BEGIN(argc, argv);
   RUN(test_error_tables);
   RUN(test_err_format);
   RUN(test_allocator_replace);
+  RUN(test_read_file_bounded);
+  RUN(test_path_inside);
   return TEST_MAIN_END();
 }

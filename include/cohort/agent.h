@@ -81,6 +81,11 @@ void coh_agent_rt_free(coh_agent_rt *rt);
 
 /* ---- modules ------------------------------------------------------------ */
 
+/* The largest module accepted, in bytes (64 MiB).  wasm2c and the C
+ * compiler take time and memory in proportion to a module's size; real
+ * agents are far smaller (the stock prompt agent is about 40 KB). */
+#define COH_MODULE_MAX_BYTES ((size_t)64 << 20)
+
 /* Validates, instruments, translates and compiles `bytes` (borrowed), or
  * loads the compiled object from the cache.  A cache entry whose recorded
  * hash does not match its file (corrupt or partial) is rebuilt.  *out:
@@ -88,10 +93,14 @@ void coh_agent_rt_free(coh_agent_rt *rt);
  * Errors: COH_EFORMAT (not wasm / malformed, message names section and
  * offset), COH_EUNSUPPORTED (unknown import, with its module and name;
  * unsupported feature), COH_ECOMPILE (wasm2c or cc failed; message has the
- * tool's last output lines), COH_EIO (cache folder), COH_ENOMEM. */
+ * tool's last output lines), COH_EIO (cache folder), COH_ERANGE (more than
+ * COH_MODULE_MAX_BYTES), COH_ENOMEM. */
 int coh_module_load(coh_agent_rt *rt, const uint8_t *bytes, size_t len,
                     coh_module **out, coh_err *err);
-/* Same, reading the module from a file (the message names the path). */
+/* Same, reading the module from a file (the message names the path).  The
+ * file must be a regular file (a device such as /dev/zero, a FIFO or a
+ * folder: COH_EINVAL, without blocking) of at most COH_MODULE_MAX_BYTES
+ * (COH_ERANGE). */
 int coh_module_load_file(coh_agent_rt *rt, const char *path, coh_module **out,
                          coh_err *err);
 void coh_module_free(coh_module *m);

@@ -140,6 +140,11 @@ typedef struct coh_token_event {
 
 typedef void (*coh_token_fn)(void *user, const coh_token_event *ev);
 
+/* The longest stop string a request may carry.  Each generated token is
+ * checked against every stop string's prefixes (to hold back text that may
+ * start one), so the work per token grows with their lengths. */
+#define COH_STOP_STRING_MAX 1024
+
 typedef struct coh_request {
   const int32_t *prompt;   /* borrowed; copied by submit */
   size_t n_prompt;
@@ -147,7 +152,8 @@ typedef struct coh_request {
   int32_t max_tokens;      /* >= 0; 0 finishes at the next step with no token */
   const int32_t *stop_ids; /* borrowed; copied */
   size_t n_stop_ids;
-  const char *const *stop_strings; /* borrowed; copied */
+  const char *const *stop_strings; /* borrowed; copied; each non-empty and
+                                      at most COH_STOP_STRING_MAX bytes */
   size_t n_stop_strings;
   int ignore_eos;          /* do not stop on the model's EOS ids */
   coh_token_fn on_token;   /* may be NULL */
@@ -210,8 +216,9 @@ void coh_engine_get_stats(const coh_engine *e, coh_engine_stats *out);
  *   "prompt" (string, required), "model" (string), "max_tokens" (int >= 0,
  *   default 64), "temperature", "top_k", "top_p", "min_p",
  *   "repetition_penalty" (numbers; greedy unless temperature > 0 or another
- *   sampling field is given, then temperature defaults to 1), "stop" (array
- *   of strings), "ignore_eos" (bool).
+ *   sampling field is given, then temperature defaults to 1), "stop" (a
+ *   string, or an array of at most 16; each 1..COH_STOP_STRING_MAX bytes),
+ *   "ignore_eos" (bool).
  * Unknown fields are refused, so a typo is an error rather than a silently
  * ignored setting. */
 typedef struct coh_llm_request {

@@ -122,13 +122,22 @@ typedef struct coh_scenario {
   size_t n_messages;
 } coh_scenario;
 
+/* Bounds on a scenario file, checked before it is parsed: its size, and
+ * the nesting of mappings and sequences (the scenario's own structure
+ * takes 3 levels; config and message bodies keep their own cap of 64). */
+#define COH_SCENARIO_MAX_BYTES ((size_t)16 << 20)
+#define COH_SCENARIO_MAX_DEPTH 100
+
 /* Reads and validates a scenario file.  *out: caller frees with
  * coh_scenario_free.  Errors: COH_ENOENT/COH_EIO (file), COH_EFORMAT with
  * "FILE:LINE:COLUMN: what was expected" for YAML syntax errors, unknown or
  * mistyped keys, values out of range, duplicate ids, messages to unknown
  * agents, unknown models named in a prompt agent's config, dag cycles or
  * unknown dependencies, more than 1,000,000 agent instances in all, YAML
- * aliases expanding far beyond the file's size; COH_ENOMEM. */
+ * aliases expanding far beyond the file's size, nesting deeper than
+ * COH_SCENARIO_MAX_DEPTH, a stock prompt agent's config field that is
+ * unknown, mistyped, out of range or too long; COH_EINVAL (not a regular
+ * file), COH_ERANGE (more than COH_SCENARIO_MAX_BYTES); COH_ENOMEM. */
 int coh_scenario_load(const char *path, coh_scenario **out, coh_err *err);
 
 /* Same from a buffer (borrowed); path is used for messages and base_dir to

@@ -40,7 +40,9 @@ typedef struct coh_tokenizer coh_tokenizer;
  * Errors: COH_ENOENT/COH_EIO (file), COH_EFORMAT (bad JSON: line and column;
  * missing or mistyped field: its JSON path), COH_EUNSUPPORTED (a model,
  * normalizer, pre-tokenizer, decoder or post-processor type we do not
- * implement: named), COH_ENOMEM. */
+ * implement: named; a Prepend/Replace string or an added token longer than
+ * 1024 bytes: its JSON path named), COH_EINVAL (not a regular file),
+ * COH_ERANGE (a file over 128 MiB), COH_ENOMEM. */
 int coh_tokenizer_load(const char *path, coh_tokenizer **out, coh_err *err);
 
 /* Same, from a buffer (borrowed; need not be NUL-terminated).  name is used
@@ -60,7 +62,10 @@ void coh_tokenizer_free(coh_tokenizer *tok);
  * covered by byte fallback becomes the model's unk token, or is dropped if
  * the model has none.  add_special: apply the post-processor (e.g. prepend
  * BOS).  *ids: caller frees with coh_free (NULL-safe; *n_ids may be 0).
- * Errors: COH_ENOMEM. */
+ * Errors: COH_ENOMEM; COH_ERANGE when the normalizer or the pre-tokenizer
+ * makes the text longer than 16 times its input plus 4096 bytes (a
+ * Sequence of Replaces can multiply text without limit; the message names
+ * the component). */
 int coh_tokenizer_encode(const coh_tokenizer *tok, const char *text,
                          size_t len, int add_special, int32_t **ids,
                          size_t *n_ids, coh_err *err);
@@ -70,7 +75,8 @@ int coh_tokenizer_encode(const coh_tokenizer *tok, const char *text,
  * invalid UTF-8 become U+FFFD, as in HF.  skip_special: drop special tokens
  * (HF's default for decode is to skip them).  Ids out of range: COH_ERANGE
  * naming the id and its position, *text NULL.  *text: caller frees with
- * coh_free.  Errors: COH_ERANGE, COH_ENOMEM. */
+ * coh_free.  Errors: COH_ERANGE (also when the decoder makes the text
+ * longer than 16 times the tokens' bytes plus 4096), COH_ENOMEM. */
 int coh_tokenizer_decode(const coh_tokenizer *tok, const int32_t *ids,
                          size_t n_ids, int skip_special, char **text,
                          size_t *len, coh_err *err);

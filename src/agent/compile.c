@@ -391,6 +391,11 @@ int coh_module_load(coh_agent_rt *rt, const uint8_t *bytes, size_t len,
   char *so_path = NULL, *sum_path = NULL, name[80];
   int rc, locked = 0;
   *out = NULL;
+  if (len > COH_MODULE_MAX_BYTES)
+    return coh__err(err, COH_ERANGE,
+                    "module is %zu bytes; expected at most %zu bytes "
+                    "(COH_MODULE_MAX_BYTES)",
+                    len, COH_MODULE_MAX_BYTES);
   m = coh__calloc(1, sizeof *m);
   if (m == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
   m->rt = rt;
@@ -478,7 +483,7 @@ int coh_module_load_file(coh_agent_rt *rt, const char *path, coh_module **out,
                          coh_err *err) {
   char *data = NULL;
   size_t len = 0;
-  int rc = coh__read_file(path, &data, &len, err);
+  int rc = coh__read_file_max(path, COH_MODULE_MAX_BYTES, &data, &len, err);
   *out = NULL;
   if (rc) return rc;
   rc = coh_module_load(rt, (const uint8_t *)data, len, out, err);

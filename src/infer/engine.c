@@ -828,6 +828,10 @@ int coh_engine_submit(coh_engine *e, const coh_request *r, uint64_t *id,
   for (i = 0; i < r->n_stop_strings; i++)
     if (r->stop_strings[i] == NULL || r->stop_strings[i][0] == '\0')
       return coh__err(err, COH_EINVAL, "stop string %zu is empty", i);
+    else if (strlen(r->stop_strings[i]) > COH_STOP_STRING_MAX)
+      return coh__err(err, COH_EINVAL,
+                      "stop string %zu is %zu bytes; expected at most %d", i,
+                      strlen(r->stop_strings[i]), COH_STOP_STRING_MAX);
 
   s = coh__calloc(1, sizeof *s);
   if (s == NULL) return coh__err(err, COH_ENOMEM, "out of memory");

@@ -101,17 +101,23 @@ int coh_llm_request_parse(const char *json, size_t len,
       }
       out->req.ignore_eos = json_is_true(v);
     } else if (!strcmp(key, "stop")) {
-      size_t i;
-      if (!json_is_array(v) || json_array_size(v) > 16) {
-        rc = coh__err(err, COH_EFORMAT, "llm request: field 'stop' must be an array of at most 16 strings");
+      /* a string is one stop string (as in the OpenAI API, and as the
+       * stock prompt agent documents its "stop" key) */
+      size_t i, n = json_is_string(v) ? 1 : json_array_size(v);
+      if (!(json_is_array(v) || json_is_string(v)) || n > 16) {
+        rc = coh__err(err, COH_EFORMAT, "llm request: field 'stop' must be a string or an array of at most 16 strings");
         goto done;
       }
-      out->stops = coh__calloc(json_array_size(v) + 1, sizeof *out->stops);
+      out->stops = coh__calloc(n + 1, sizeof *out->stops);
       if (out->stops == NULL) goto oom;
-      for (i = 0; i < json_array_size(v); i++) {
-        json_t *sv = json_array_get(v, i);
-        if (!json_is_string(sv) || json_string_length(sv) == 0) {
-          rc = coh__err(err, COH_EFORMAT, "llm request: field 'stop[%zu]' must be a non-empty string", i);
+      for (i = 0; i < n; i++) {
+        json_t *sv = json_is_string(v) ? v : json_array_get(v, i);
+        if (!json_is_string(sv) || json_string_length(sv) == 0 ||
+            json_string_length(sv) > COH_STOP_STRING_MAX) {
+          rc = coh__err(err, COH_EFORMAT,
+                        "llm request: field 'stop[%zu]' must be a non-empty "
+                        "string of at most %d bytes",
+                        i, COH_STOP_STRING_MAX);
           goto done;
         }
         if ((out->stops[out->n_stops] = coh__strdup(json_string_value(sv))) == NULL) goto oom;

@@ -460,8 +460,13 @@ int coh_model_open(const char *dir, const coh_model_options *opts,
     rc = coh__err(err, COH_ENOMEM, "out of memory");
     goto fail;
   }
-  if (access(tok_path, F_OK) == 0 && (rc = coh_tokenizer_load(tok_path, &m->tok, err)))
-    goto fail;
+  if (access(tok_path, F_OK) == 0) {
+    char *inside = NULL; /* no symbolic link out of the folder */
+    rc = coh__path_inside(m->dir, "tokenizer.json", "tokenizer.json",
+                          &inside, err);
+    coh__free(inside);
+    if (rc || (rc = coh_tokenizer_load(tok_path, &m->tok, err))) goto fail;
+  }
   coh__free(tok_path);
   *out = m;
   return COH_OK;

@@ -17,16 +17,23 @@ typedef struct cfgdoc {
   json_t *root;
 } cfgdoc;
 
+/* The largest configuration file read (real ones are a few KB). */
+#define CONFIG_MAX_BYTES ((size_t)16 << 20)
+
 static int load_json(const char *path, cfgdoc *doc, coh_err *err) {
   json_error_t je;
+  char *text = NULL;
+  size_t len = 0;
+  int rc;
   doc->path = path;
-  doc->root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-  if (doc->root == NULL) {
-    if (access(path, R_OK) != 0)
-      return coh__err(err, COH_ENOENT, "%s: cannot read file", path);
+  /* a regular file of bounded size: a symlink to /dev/zero must not hang */
+  if ((rc = coh__read_file_max(path, CONFIG_MAX_BYTES, &text, &len, err)))
+    return rc;
+  doc->root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+  coh__free(text);
+  if (doc->root == NULL)
     return coh__err(err, COH_EFORMAT, "%s:%d:%d: invalid JSON: %s", path,
                     je.line, je.column, je.text);
-  }
   if (!json_is_object(doc->root)) {
     json_decref(doc->root);
     doc->root = NULL;
@@ -85,13 +92,30 @@ static int get_str(cfgdoc *doc, const char *field, const char **out,
   return COH_OK;
 }
 
-/* eos may be an integer or an array of integers. */
+/* A token id field: -1 (none) when allowed, else in [0, vocab). */
+static int check_id(cfgdoc *doc, const char *field, json_int_t id,
+                    int64_t vocab, int none_ok, coh_err *err) {
+  if ((none_ok && id == -1) || (id >= 0 && id < vocab)) return COH_OK;
+  return coh__err(err, COH_EFORMAT,
+                  "%s: field '%s' = %lld is outside the vocabulary; expected "
+                  "a token id in [0, %lld)%s",
+                  doc->path, field, (long long)id, (long long)vocab,
+                  none_ok ? " or -1 for none" : "");
+}
+
+/* eos may be an integer or an array of integers, each a token id in
+ * [0, vocab): an id outside it can never be sampled, so generation would
+ * never stop on it. */
 static int get_eos(cfgdoc *doc, const char *field, coh_model_info *info,
                    coh_err *err) {
   json_t *v = get_path(doc->root, field);
   size_t i;
+  int rc;
   if (v == NULL || json_is_null(v)) return COH_OK;
   if (json_is_integer(v)) {
+    if ((rc = check_id(doc, field, json_integer_value(v), info->vocab, 0,
+                       err)))
+      return rc;
     info->eos_ids[0] = (int32_t)json_integer_value(v);
     info->n_eos = 1;
     return COH_OK;
@@ -104,9 +128,14 @@ static int get_eos(cfgdoc *doc, const char *field, coh_model_info *info,
   info->n_eos = 0;
   for (i = 0; i < json_array_size(v); i++) {
     json_t *x = json_array_get(v, i);
+    char name[160];
+    snprintf(name, sizeof name, "%s[%zu]", field, i);
     if (!json_is_integer(x))
-      return coh__err(err, COH_EFORMAT, "%s: field '%s[%zu]' must be an integer",
-                      doc->path, field, i);
+      return coh__err(err, COH_EFORMAT, "%s: field '%s' must be an integer",
+                      doc->path, name);
+    if ((rc = check_id(doc, name, json_integer_value(x), info->vocab, 0,
+                       err)))
+      return rc;
     info->eos_ids[info->n_eos++] = (int32_t)json_integer_value(x);
   }
   return COH_OK;
@@ -191,18 +220,29 @@ static int read_genai(coh_model *m, cfgdoc *doc, coh_err *err) {
       (rc = get_int(doc, "model.context_length", 1, 2, INT32_MAX, &info->context, err)))
     return rc;
   v = -1;
-  if ((rc = get_int(doc, "model.bos_token_id", 0, -1, INT32_MAX, &v, err))) return rc;
+  if ((rc = get_int(doc, "model.bos_token_id", 0, -1, INT32_MAX, &v, err)) ||
+      (rc = check_id(doc, "model.bos_token_id", v, info->vocab, 1, err)))
+    return rc;
   info->bos_id = (int32_t)v;
   v = -1;
-  if ((rc = get_int(doc, "model.pad_token_id", 0, -1, INT32_MAX, &v, err))) return rc;
+  if ((rc = get_int(doc, "model.pad_token_id", 0, -1, INT32_MAX, &v, err)) ||
+      (rc = check_id(doc, "model.pad_token_id", v, info->vocab, 1, err)))
+    return rc;
   info->pad_id = (int32_t)v;
   if ((rc = get_eos(doc, "model.eos_token_id", info, err))) return rc;
 
   share = get_path(doc->root, "search.past_present_share_buffer");
   m->gqa = share != NULL && json_is_true(share);
 
-  m->onnx_path = coh__path_join(m->dir, filename);
-  if (m->onnx_path == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+  {
+    /* a name from the file: it must stay inside the model folder (no
+     * absolute path, no '..', no symbolic link out) */
+    char what[COH_ERRMSG_MAX / 2];
+    snprintf(what, sizeof what, "%s: field 'model.decoder.filename'",
+             doc->path);
+    if ((rc = coh__path_inside(m->dir, filename, what, &m->onnx_path, err)))
+      return rc;
+  }
   if ((rc = set_name(&m->name_input_ids, t_ids, err)) ||
       (rc = set_name(&m->name_mask, t_mask, err)) ||
       (rc = set_name(&m->name_position_ids, t_pos, err)) ||
@@ -253,10 +293,14 @@ static int read_optimum(coh_model *m, cfgdoc *doc, coh_err *err) {
                     &info->context, err)))
     return rc;
   v = -1;
-  if ((rc = get_int(doc, "bos_token_id", 0, -1, INT32_MAX, &v, err))) return rc;
+  if ((rc = get_int(doc, "bos_token_id", 0, -1, INT32_MAX, &v, err)) ||
+      (rc = check_id(doc, "bos_token_id", v, info->vocab, 1, err)))
+    return rc;
   info->bos_id = (int32_t)v;
   v = -1;
-  if ((rc = get_int(doc, "pad_token_id", 0, -1, INT32_MAX, &v, err))) return rc;
+  if ((rc = get_int(doc, "pad_token_id", 0, -1, INT32_MAX, &v, err)) ||
+      (rc = check_id(doc, "pad_token_id", v, info->vocab, 1, err)))
+    return rc;
   info->pad_id = (int32_t)v;
   if ((rc = get_eos(doc, "eos_token_id", info, err))) return rc;
 
@@ -264,7 +308,11 @@ static int read_optimum(coh_model *m, cfgdoc *doc, coh_err *err) {
     char *p = coh__path_join(m->dir, candidates[i]);
     if (p == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
     if (file_exists(p)) {
-      m->onnx_path = p;
+      coh__free(p);
+      /* a symbolic link out of the folder is refused here too */
+      if ((rc = coh__path_inside(m->dir, candidates[i], "model file",
+                                 &m->onnx_path, err)))
+        return rc;
       break;
     }
     coh__free(p);
@@ -288,6 +336,14 @@ static int read_optimum(coh_model *m, cfgdoc *doc, coh_err *err) {
   return COH_OK;
 }
 
+/* A file the folder holds under a fixed name must resolve inside it too. */
+static int inside(coh_model *m, const char *name, coh_err *err) {
+  char *p = NULL;
+  int rc = coh__path_inside(m->dir, name, name, &p, err);
+  coh__free(p);
+  return rc;
+}
+
 int coh__model_read_config(coh_model *m, coh_err *err) {
   char *genai = coh__path_join(m->dir, "genai_config.json");
   char *hf = coh__path_join(m->dir, "config.json");
@@ -299,9 +355,13 @@ int coh__model_read_config(coh_model *m, coh_err *err) {
   }
   m->info.n_eos = 0;
   if (file_exists(genai)) {
-    if ((rc = load_json(genai, &doc, err)) == COH_OK) rc = read_genai(m, &doc, err);
+    if ((rc = inside(m, "genai_config.json", err)) == COH_OK &&
+        (rc = load_json(genai, &doc, err)) == COH_OK)
+      rc = read_genai(m, &doc, err);
   } else if (file_exists(hf)) {
-    if ((rc = load_json(hf, &doc, err)) == COH_OK) rc = read_optimum(m, &doc, err);
+    if ((rc = inside(m, "config.json", err)) == COH_OK &&
+        (rc = load_json(hf, &doc, err)) == COH_OK)
+      rc = read_optimum(m, &doc, err);
   } else if (access(m->dir, R_OK) != 0) {
     rc = coh__err(err, COH_ENOENT, "%s: no such model folder", m->dir);
   } else {
@@ -316,9 +376,6 @@ int coh__model_read_config(coh_model *m, coh_err *err) {
                     "%s: num_attention_heads %d is not a multiple of "
                     "num_key_value_heads %d",
                     doc.path, m->info.n_heads, m->info.n_kv_heads);
-    else if (m->info.bos_id >= m->info.vocab || m->info.pad_id >= m->info.vocab)
-      rc = coh__err(err, COH_EFORMAT, "%s: bos/pad token id outside vocab_size %lld",
-                    doc.path, (long long)m->info.vocab);
     if (rc == COH_OK && !file_exists(m->onnx_path))
       rc = coh__err(err, COH_ENOENT, "%s: model file is missing (named by %s)",
                     m->onnx_path, doc.path);

@@ -352,10 +352,156 @@ static int read_models(ctx *c, yaml_node_t *seq) {
   return COH_OK;
 }
 
+/* ---- the stock prompt agent's configuration ------------------------------
+ * agents/prompt.c reads its configuration into fixed buffers; a field that
+ * is mistyped, too long or unknown would there become a default, a
+ * truncation or a request the engine refuses at run time.  It is checked
+ * here instead, with FILE:LINE:COLUMN and the field.  The sizes are the
+ * agent's buffers less the terminating NUL; keep them in step. */
+#define PROMPT_CFG_MAX 8191        /* the whole config, as compact JSON */
+#define PROMPT_ROLE_MAX 1023
+#define PROMPT_TEMPLATE_MAX 2047
+#define PROMPT_MODEL_MAX 127
+#define PROMPT_MATCH_MAX 255
+#define PROMPT_MAX_TOKENS 1048576  /* as the llm request parser */
+#define PROMPT_MAX_STOPS 16        /* as the llm request parser */
+
+/* A JSON string (a YAML scalar that resolves to a string) of at most max
+ * bytes. */
+static int prompt_str(ctx *c, yaml_node_t *n, const char *what, size_t max) {
+  coh__yscalar v;
+  if (n->type == YAML_SCALAR_NODE) coh__yaml_resolve(n, &v);
+  if (n->type != YAML_SCALAR_NODE || v.kind != COH__Y_STR)
+    return fail(c, n->start_mark, "%s is %s; expected a string", what,
+                type_name(n));
+  if (n->data.scalar.length > max)
+    return fail(c, n->start_mark, "%s is %zu bytes long; expected at most "
+                "%zu", what, n->data.scalar.length, max);
+  return COH_OK;
+}
+
+/* A number in [lo, hi] (lo excluded when lo_open), as the llm request
+ * parser (src/infer/llm_request.c) and the sampler take it. */
+static int prompt_num(ctx *c, yaml_node_t *n, const char *what, double lo,
+                      int lo_open, double hi) {
+  coh__yscalar v;
+  double d;
+  if (n->type == YAML_SCALAR_NODE) coh__yaml_resolve(n, &v);
+  if (n->type != YAML_SCALAR_NODE ||
+      (v.kind != COH__Y_INT && v.kind != COH__Y_FLOAT))
+    return fail(c, n->start_mark, "%s is %s; expected a number in %s%g, %g]",
+                what, type_name(n), lo_open ? "(" : "[", lo, hi);
+  d = v.kind == COH__Y_INT ? (double)v.i : v.d;
+  if (d < lo || (lo_open && d == lo) || d > hi)
+    return fail(c, n->start_mark, "%s is %.32s, out of range; expected %s%g, "
+                "%g]", what, (const char *)n->data.scalar.value,
+                lo_open ? "(" : "[", lo, hi);
+  return COH_OK;
+}
+
+/* One stop string: a non-empty string of at most COH_STOP_STRING_MAX. */
+static int prompt_stop1(ctx *c, yaml_node_t *n, const char *what) {
+  int rc = prompt_str(c, n, what, COH_STOP_STRING_MAX);
+  if (rc == COH_OK && n->data.scalar.length == 0)
+    rc = fail(c, n->start_mark, "%s is empty; expected a non-empty string",
+              what);
+  return rc;
+}
+
+/* stop: one string or a sequence of at most 16 of them. */
+static int prompt_stop(ctx *c, yaml_node_t *n, const char *what) {
+  yaml_node_item_t *it;
+  char field[220];
+  int rc;
+  if (n->type == YAML_SCALAR_NODE) return prompt_stop1(c, n, what);
+  if (n->type != YAML_SEQUENCE_NODE)
+    return fail(c, n->start_mark, "%s is %s; expected a string or a sequence "
+                "of at most %d strings", what, type_name(n),
+                PROMPT_MAX_STOPS);
+  if (n->data.sequence.items.top - n->data.sequence.items.start >
+      PROMPT_MAX_STOPS)
+    return fail(c, n->start_mark, "%s has %ld strings; expected at most %d",
+                what,
+                (long)(n->data.sequence.items.top -
+                       n->data.sequence.items.start),
+                PROMPT_MAX_STOPS);
+  for (it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+       it++) {
+    yaml_node_t *e = node_at(c, *it);
+    snprintf(field, sizeof field, "%.180s[%ld]", what,
+             (long)(it - n->data.sequence.items.start));
+    if ((rc = prompt_stop1(c, e, field))) return rc;
+  }
+  return COH_OK;
+}
+
+static int check_prompt_config(ctx *c, yaml_node_t *map, const char *what) {
+  static const char *const keys[] = {
+      "role", "prompt", "model", "max_tokens", "reply", "routes",
+      "temperature", "top_k", "top_p", "min_p", "repetition_penalty", "stop",
+      NULL};
+  static const char *const rkeys[] = {"match", "to", NULL};
+  yaml_node_t *v[12], *rv[2];
+  yaml_node_item_t *it;
+  char field[200];
+  int64_t mt;
+  int rc, b;
+  if ((rc = take_keys(c, map, what, keys, v))) return rc;
+  /* sampling keys: the ranges the llm request parser accepts */
+  snprintf(field, sizeof field, "%s.temperature", what);
+  if (v[6] && (rc = prompt_num(c, v[6], field, 0, 0, 100))) return rc;
+  snprintf(field, sizeof field, "%s.top_k", what);
+  if (v[7] && (rc = get_i64(c, v[7], field, 0, INT32_MAX, &mt))) return rc;
+  snprintf(field, sizeof field, "%s.top_p", what);
+  if (v[8] && (rc = prompt_num(c, v[8], field, 0, 1, 1))) return rc;
+  snprintf(field, sizeof field, "%s.min_p", what);
+  if (v[9] && (rc = prompt_num(c, v[9], field, 0, 0, 1))) return rc;
+  snprintf(field, sizeof field, "%s.repetition_penalty", what);
+  if (v[10] && (rc = prompt_num(c, v[10], field, 0, 1, 100))) return rc;
+  snprintf(field, sizeof field, "%s.stop", what);
+  if (v[11] && (rc = prompt_stop(c, v[11], field))) return rc;
+  snprintf(field, sizeof field, "%s.role", what);
+  if (v[0] && (rc = prompt_str(c, v[0], field, PROMPT_ROLE_MAX))) return rc;
+  snprintf(field, sizeof field, "%s.prompt", what);
+  if (v[1] && (rc = prompt_str(c, v[1], field, PROMPT_TEMPLATE_MAX)))
+    return rc;
+  snprintf(field, sizeof field, "%s.model", what);
+  if (v[2] && (rc = prompt_str(c, v[2], field, PROMPT_MODEL_MAX))) return rc;
+  snprintf(field, sizeof field, "%s.max_tokens", what);
+  if (v[3] &&
+      (rc = get_i64(c, v[3], field, 0, PROMPT_MAX_TOKENS, &mt)))
+    return rc;
+  snprintf(field, sizeof field, "%s.reply", what);
+  if (v[4] && (rc = get_bool(c, v[4], field, &b))) return rc;
+  if (v[5] == NULL) return COH_OK;
+  if (v[5]->type != YAML_SEQUENCE_NODE)
+    return fail(c, v[5]->start_mark, "%s.routes is %s; expected a sequence "
+                "of {match, to} mappings", what, type_name(v[5]));
+  for (it = v[5]->data.sequence.items.start;
+       it < v[5]->data.sequence.items.top; it++) {
+    yaml_node_t *r = node_at(c, *it);
+    size_t i = (size_t)(it - v[5]->data.sequence.items.start);
+    char *to = NULL;
+    snprintf(field, sizeof field, "%.150s.routes[%zu]", what, i);
+    if ((rc = take_keys(c, r, field, rkeys, rv))) return rc;
+    if (rv[0] == NULL || rv[1] == NULL)
+      return fail(c, r->start_mark, "%s has no '%s'; expected both 'match' "
+                  "and 'to'", field, rv[0] == NULL ? "match" : "to");
+    snprintf(field, sizeof field, "%.150s.routes[%zu].match", what, i);
+    if ((rc = prompt_str(c, rv[0], field, PROMPT_MATCH_MAX))) return rc;
+    snprintf(field, sizeof field, "%.150s.routes[%zu].to", what, i);
+    if ((rc = prompt_str(c, rv[1], field, ID_MAX))) return rc;
+    if ((rc = get_id(c, rv[1], field, &to))) return rc;
+    coh__free(to);
+  }
+  return COH_OK;
+}
+
 static int read_config(ctx *c, yaml_node_t *n, const char *what,
                        coh_scn_agent *a, agent_aux *ax) {
   json_t *j = NULL, *model;
   coh__yscalar sv;
+  size_t len = 0;
   int rc;
   if (n != NULL && n->type == YAML_SCALAR_NODE) coh__yaml_resolve(n, &sv);
   if (n == NULL || (n->type == YAML_SCALAR_NODE && sv.kind == COH__Y_NULL)) {
@@ -365,6 +511,7 @@ static int read_config(ctx *c, yaml_node_t *n, const char *what,
   if (n->type != YAML_MAPPING_NODE)
     return fail(c, n->start_mark, "%s is %s; expected a mapping", what,
                 type_name(n));
+  if (a->is_prompt && (rc = check_prompt_config(c, n, what))) return rc;
   c->yj.prec = 0;
   rc = coh__yaml_to_json(&c->yj, n, 0, &j);
   if (rc) return rc;
@@ -389,7 +536,11 @@ static int read_config(ctx *c, yaml_node_t *n, const char *what,
         ax->model_mark = node_at(c, p->value)->start_mark;
     }
   }
-  rc = coh__json_compact(j, c->yj.prec, &a->config_json, NULL);
+  rc = coh__json_compact(j, c->yj.prec, &a->config_json, &len);
+  if (rc == COH_OK && a->is_prompt && len > PROMPT_CFG_MAX)
+    rc = fail(c, n->start_mark, "%s is %zu bytes as JSON; expected at most "
+              "%d (the stock prompt agent's buffer)", what, len,
+              PROMPT_CFG_MAX);
 done:
   json_decref(j);
   return rc;
@@ -883,6 +1034,47 @@ static int yaml_failure(ctx *c, const yaml_parser_t *p, const char *text,
   return fail(c, m, "YAML syntax error: %s", problem);
 }
 
+/* One pass over the parser's events, before the document is loaded, that
+ * refuses nesting deeper than COH_SCENARIO_MAX_DEPTH.  libyaml's scanner
+ * re-examines every open flow level for each token it reads, so a line of
+ * 200,000 '[' makes yaml_parser_load run for hours; counting levels on
+ * events stops such a file within the first few hundred bytes.  Syntax
+ * errors found here are the ones the load would report. */
+static int check_depth(ctx *c, const char *text, size_t len) {
+  yaml_parser_t p;
+  yaml_event_t ev;
+  int depth = 0, rc = COH_OK, end = 0;
+  if (!yaml_parser_initialize(&p)) return COH_ENOMEM;
+  yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
+  while (!end && rc == COH_OK) {
+    if (!yaml_parser_parse(&p, &ev)) {
+      rc = yaml_failure(c, &p, text, len);
+      break;
+    }
+    switch (ev.type) {
+    case YAML_SEQUENCE_START_EVENT:
+    case YAML_MAPPING_START_EVENT:
+      if (++depth > COH_SCENARIO_MAX_DEPTH)
+        rc = fail(c, ev.start_mark,
+                  "nesting deeper than %d levels; expected at most %d",
+                  COH_SCENARIO_MAX_DEPTH, COH_SCENARIO_MAX_DEPTH);
+      break;
+    case YAML_SEQUENCE_END_EVENT:
+    case YAML_MAPPING_END_EVENT:
+      depth--;
+      break;
+    case YAML_STREAM_END_EVENT:
+      end = 1;
+      break;
+    default:
+      break;
+    }
+    yaml_event_delete(&ev);
+  }
+  yaml_parser_delete(&p);
+  return rc;
+}
+
 /* The file name without folder and .yaml/.yml: the default run name. */
 static char *default_name(const char *path) {
   const char *b = strrchr(path, '/');
@@ -914,6 +1106,10 @@ int coh_scenario_parse(const char *text, size_t len, const char *path,
     return coh__err(err, COH_EINVAL, "scenario: NULL text");
   if (path == NULL) path = "<scenario>";
   if (base_dir == NULL || base_dir[0] == '\0') base_dir = ".";
+  if (len > COH_SCENARIO_MAX_BYTES)
+    return coh__err(err, COH_ERANGE,
+                    "%s: the scenario is %zu bytes; expected at most %zu",
+                    path, len, (size_t)COH_SCENARIO_MAX_BYTES);
   memset(&c, 0, sizeof c);
   c.path = path;
   c.err = err;
@@ -937,6 +1133,7 @@ int coh_scenario_parse(const char *text, size_t len, const char *path,
   s->max_ticks = 1000;
   s->quiescence = 1;
 
+  if ((rc = check_depth(&c, s->text, len))) goto fail_scenario;
   if (!yaml_parser_initialize(&parser)) {
     rc = COH_ENOMEM;
     goto fail_scenario;
@@ -1006,7 +1203,7 @@ int coh_scenario_load(const char *path, coh_scenario **out, coh_err *err) {
   int rc;
   *out = NULL;
   if (path == NULL) return coh__err(err, COH_EINVAL, "scenario: NULL path");
-  rc = coh__read_file(path, &text, &len, err);
+  rc = coh__read_file_max(path, COH_SCENARIO_MAX_BYTES, &text, &len, err);
   if (rc) return rc;
   slash = strrchr(path, '/');
   if (slash == NULL) {

@@ -98,6 +98,7 @@ int coh__added_parse(json_t *arr, coh__added *a, coh_err *err) {
       return coh__err(err, COH_EFORMAT, "%s: expected an object", path);
     rc = coh__json_int(o, path, "id", 0, INT32_MAX - 2, &id, err);
     if (!rc) rc = coh__json_string(o, path, "content", &content, &len, err);
+    if (!rc) rc = coh__tok_check_len(path, "content", len, err);
     if (!rc) rc = coh__json_opt_bool(o, path, "special", &t->special, err);
     t->normalized = !t->special;
     if (!rc)
@@ -133,6 +134,17 @@ int coh__added_build(coh__added *a, const coh__normalizer *nz, coh_err *err) {
     }
     if (nz != NULL) {
       rc = coh__normalize(nz, t->content, t->len, &normed[i]);
+      if (rc == COH_ERANGE) {
+        char path[COH__PATH_MAX];
+        coh__path_index(path, "added_tokens", i);
+        rc = coh__err(err, COH_EFORMAT,
+                      "%s.content: the normalizer turns its %zu bytes into "
+                      "more than %zu; expected at most %d times the input "
+                      "plus %d bytes",
+                      path, t->len, coh__tok_out_max(t->len),
+                      COH__TOK_GROWTH, COH__TOK_SLACK);
+        goto fail_msg;
+      }
       if (rc) goto fail;
     } else {
       coh__buf_add(&normed[i], t->content, t->len);
@@ -167,10 +179,11 @@ int coh__added_build(coh__added *a, const coh__normalizer *nz, coh_err *err) {
     if (a->word_re == NULL) rc = COH_ENOMEM;
   }
 fail:
+  if (rc) rc = coh__err(err, rc, "added_tokens: out of memory");
+fail_msg:
   for (i = 0; i < a->n; i++) coh__buf_free(&normed[i]);
   coh__free(normed);
-  if (rc) return coh__err(err, rc, "added_tokens: out of memory");
-  return COH_OK;
+  return rc;
 }
 
 void coh__added_free(coh__added *a) {

@@ -65,6 +65,7 @@ int coh__decoder_parse(json_t *j, const char *path, coh__decoder *d,
     coh__path_key(sub, path, "pattern");
     rc = coh__pattern_parse(pat, sub, &d->pat, err);
     if (!rc) rc = coh__json_string(j, path, "content", &s, &n, err);
+    if (!rc) rc = coh__tok_check_len(path, "content", n, err);
     if (rc) return rc;
     d->str = coh__malloc(n + 1);
     if (d->str == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
@@ -268,7 +269,7 @@ static void dec_metaspace(const coh__decoder *d, const coh__pieces *in,
 }
 
 static int dec_replace(const coh__decoder *d, const coh__pieces *in,
-                       coh__pieces *out) {
+                       coh__pieces *out, size_t max) {
   size_t i, j;
   coh__spans m = {0};
   for (i = 0; i < in->spans.n; i++) {
@@ -285,6 +286,10 @@ static int dec_replace(const coh__decoder *d, const coh__pieces *in,
       coh__buf_add(&out->text, t + last, m.v[j].start - last);
       coh__buf_add(&out->text, d->str, d->str_len);
       last = m.v[j].end;
+      if (out->text.n > max) {
+        coh__spans_free(&m);
+        return COH_ERANGE;
+      }
     }
     coh__buf_add(&out->text, t + last, n - last);
     coh__spans_push(&out->spans, off, out->text.n, 0);
@@ -293,15 +298,17 @@ static int dec_replace(const coh__decoder *d, const coh__pieces *in,
   return COH_OK;
 }
 
-int coh__decode_chain(const coh__decoder *d, coh__pieces *toks,
-                      const uint16_t *char_byte) {
+/* One decoder (or Sequence) over toks, in place; no step's text may pass
+ * max bytes. */
+static int chain(const coh__decoder *d, coh__pieces *toks,
+                 const uint16_t *char_byte, size_t max) {
   coh__pieces out = {0};
   size_t i;
   int rc = COH_OK;
   switch (d->type) {
     case COH__DEC_SEQUENCE:
       for (i = 0; i < d->n_kids && rc == COH_OK; i++)
-        rc = coh__decode_chain(&d->kids[i], toks, char_byte);
+        rc = chain(&d->kids[i], toks, char_byte, max);
       return rc;
     case COH__DEC_BYTELEVEL:
       dec_bytelevel(toks, &out, char_byte);
@@ -323,10 +330,11 @@ int coh__decode_chain(const coh__decoder *d, coh__pieces *toks,
       dec_metaspace(d, toks, &out);
       break;
     case COH__DEC_REPLACE:
-      rc = dec_replace(d, toks, &out);
+      rc = dec_replace(d, toks, &out, max);
       break;
   }
   if (rc == COH_OK && (out.text.oom || out.spans.oom)) rc = COH_ENOMEM;
+  if (rc == COH_OK && out.text.n > max) rc = COH_ERANGE;
   if (rc) {
     coh__pieces_free(&out);
     return rc;
@@ -334,6 +342,11 @@ int coh__decode_chain(const coh__decoder *d, coh__pieces *toks,
   coh__pieces_free(toks);
   *toks = out;
   return COH_OK;
+}
+
+int coh__decode_chain(const coh__decoder *d, coh__pieces *toks,
+                      const uint16_t *char_byte) {
+  return chain(d, toks, char_byte, coh__tok_out_max(toks->text.n));
 }
 
 /* ---- public --------------------------------------------------------------- */
@@ -362,7 +375,17 @@ int coh_tokenizer_decode(const coh_tokenizer *tok, const int32_t *ids,
   }
   if (toks.text.oom || toks.spans.oom) goto oom;
   if (tok->has_dec) {
+    size_t in_bytes = toks.text.n;
     rc = coh__decode_chain(&tok->dec, &toks, tok->char_byte);
+    if (rc == COH_ERANGE) {
+      rc = coh__err(err, COH_ERANGE,
+                    "decode: the tokenizer's decoder turns %zu bytes of "
+                    "tokens into more than %zu; expected at most %d times "
+                    "the input plus %d bytes",
+                    in_bytes, coh__tok_out_max(in_bytes),
+                    COH__TOK_GROWTH, COH__TOK_SLACK);
+      goto done;
+    }
     if (rc) goto oom;
     for (i = 0; i < toks.spans.n; i++)
       coh__buf_add(&out, TOK(&toks, i), TOKLEN(&toks, i));

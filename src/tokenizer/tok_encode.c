@@ -6,6 +6,8 @@
 
 typedef struct enc_ctx {
   const coh_tokenizer *tok;
+  const char *over; /* the component that passed its output bound */
+  size_t over_in;   /* ... and the bytes it was given */
   coh__buf normed;
   coh__spans segs2;
   coh__pieces words, pre_in;
@@ -26,6 +28,10 @@ static int encode_piece(enc_ctx *c, const char *s, size_t n, int at_start) {
   if (c->pre_in.text.oom || c->pre_in.spans.oom) return COH_ENOMEM;
   rc = coh__pretokenize(&tok->pre, &c->pre_in, &c->words,
                         (const char(*)[4])tok->byte_chars);
+  if (rc == COH_ERANGE) {
+    c->over = "pre_tokenizer";
+    c->over_in = n;
+  }
   for (i = 0; rc == COH_OK && i < c->words.spans.n; i++)
     rc = coh__bpe_encode(&tok->bpe, c->words.text.p + c->words.spans.v[i].start,
                          c->words.spans.v[i].end - c->words.spans.v[i].start,
@@ -41,6 +47,10 @@ static int encode_segment(enc_ctx *c, const char *s, size_t n, int at_start) {
   int rc;
   if (tok->has_norm) {
     rc = coh__normalize(&tok->norm, s, n, &c->normed);
+    if (rc == COH_ERANGE) {
+      c->over = "normalizer";
+      c->over_in = n;
+    }
     if (rc) return rc;
     s = c->normed.p ? c->normed.p : "";
     n = c->normed.n;
@@ -97,6 +107,15 @@ int coh_tokenizer_encode(const coh_tokenizer *tok, const char *text,
   if (rc == COH_OK && out.oom) rc = COH_ENOMEM;
   if (rc == COH_OK && add_special && tok->has_post)
     rc = coh__post_apply(&tok->post, &out);
+  if (rc == COH_ERANGE && c.over != NULL) {
+    rc = coh__err(err, COH_ERANGE,
+                  "encode: the tokenizer's %s turns %zu bytes of text into "
+                  "more than %zu; expected at most %d times the input plus "
+                  "%d bytes (tokenizer.json field '%s')",
+                  c.over, c.over_in, coh__tok_out_max(c.over_in),
+                  COH__TOK_GROWTH, COH__TOK_SLACK, c.over);
+    goto done;
+  }
   if (rc) goto oom;
   *ids = out.v;
   *n_ids = out.n;

@@ -22,6 +22,17 @@ void coh__path_index(char *out, const char *parent, size_t i) {
   snprintf(out, COH__PATH_MAX, "%.*s[%zu]", COH__PATH_MAX - 24, parent, i);
 }
 
+int coh__tok_check_len(const char *path, const char *key, size_t len,
+                       coh_err *err) {
+  char p[COH__PATH_MAX];
+  if (len <= COH__TOK_STR_MAX) return COH_OK;
+  coh__path_key(p, path, key);
+  return coh__err(err, COH_EFORMAT,
+                  "%s: %zu bytes; expected at most %d (a string a tokenizer "
+                  "inserts into text)",
+                  p, len, COH__TOK_STR_MAX);
+}
+
 static const char *kind(const json_t *j) {
   switch (json_typeof(j)) {
     case JSON_OBJECT: return "an object";

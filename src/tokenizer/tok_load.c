@@ -151,7 +151,7 @@ int coh_tokenizer_load(const char *path, coh_tokenizer **out, coh_err *err) {
   size_t len;
   int rc;
   *out = NULL;
-  rc = coh__read_file(path, &buf, &len, err);
+  rc = coh__read_file_max(path, COH__TOK_FILE_MAX, &buf, &len, err);
   if (rc) return rc;
   rc = coh_tokenizer_load_buffer(buf, len, path, out, err);
   coh__free(buf);

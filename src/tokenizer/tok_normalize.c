@@ -41,6 +41,7 @@ int coh__normalizer_parse(json_t *j, const char *path, coh__normalizer *n,
   if (!strcmp(type, "Prepend")) {
     n->type = COH__NORM_PREPEND;
     rc = coh__json_string(j, path, "prepend", &s, &len, err);
+    if (!rc) rc = coh__tok_check_len(path, "prepend", len, err);
     if (rc) return rc;
     if (dup_str(s, len, &n->str, &n->str_len))
       return coh__err(err, COH_ENOMEM, "out of memory");
@@ -56,6 +57,7 @@ int coh__normalizer_parse(json_t *j, const char *path, coh__normalizer *n,
     rc = coh__pattern_parse(pat, sub, &n->pat, err);
     if (rc) return rc;
     rc = coh__json_string(j, path, "content", &s, &len, err);
+    if (!rc) rc = coh__tok_check_len(path, "content", len, err);
     if (rc) return rc;
     if (dup_str(s, len, &n->str, &n->str_len))
       return coh__err(err, COH_ENOMEM, "out of memory");
@@ -82,20 +84,24 @@ void coh__normalizer_free(coh__normalizer *n) {
 }
 
 /* Applies one normalizer to the string in *cur, using *tmp as the output,
- * then swaps them so that *cur always holds the current text. */
-static int apply(const coh__normalizer *nz, coh__buf *cur, coh__buf *tmp) {
+ * then swaps them so that *cur always holds the current text.  No step's
+ * output may pass max bytes (COH_ERANGE): checked inside Replace's loop
+ * too, so one step cannot allocate more than max plus one insertion. */
+static int apply(const coh__normalizer *nz, coh__buf *cur, coh__buf *tmp,
+                 size_t max) {
   coh__buf t;
   size_t i;
   tmp->n = 0;
   switch (nz->type) {
     case COH__NORM_SEQUENCE:
       for (i = 0; i < nz->n_kids; i++) {
-        int rc = apply(&nz->kids[i], cur, tmp);
+        int rc = apply(&nz->kids[i], cur, tmp, max);
         if (rc) return rc;
       }
       return COH_OK;
     case COH__NORM_PREPEND:
       if (cur->n == 0) return COH_OK; /* HF: only non-empty strings */
+      if (cur->n + nz->str_len > max) return COH_ERANGE;
       coh__buf_add(tmp, nz->str, nz->str_len);
       coh__buf_add(tmp, cur->p, cur->n);
       break;
@@ -111,6 +117,10 @@ static int apply(const coh__normalizer *nz, coh__buf *cur, coh__buf *tmp) {
         coh__buf_add(tmp, cur->p + last, m.v[i].start - last);
         coh__buf_add(tmp, nz->str, nz->str_len);
         last = m.v[i].end;
+        if (tmp->n > max) {
+          coh__spans_free(&m);
+          return COH_ERANGE;
+        }
       }
       coh__buf_add(tmp, cur->p + last, cur->n - last);
       coh__spans_free(&m);
@@ -136,6 +146,7 @@ static int apply(const coh__normalizer *nz, coh__buf *cur, coh__buf *tmp) {
   }
   coh__buf_add(tmp, "", 0); /* keeps the buffer NUL-terminated */
   if (tmp->oom) return COH_ENOMEM;
+  if (tmp->n > max) return COH_ERANGE;
   t = *cur;
   *cur = *tmp;
   *tmp = t;
@@ -149,7 +160,7 @@ int coh__normalize(const coh__normalizer *nz, const char *s, size_t n,
   out->n = 0;
   coh__buf_add(out, s, n);
   if (out->oom) return COH_ENOMEM;
-  rc = apply(nz, out, &tmp);
+  rc = apply(nz, out, &tmp, coh__tok_out_max(n));
   coh__buf_free(&tmp);
   return rc;
 }

@@ -250,21 +250,26 @@ static void push_piece(coh__pieces *out, const char *s, size_t n,
 
 static int pre_one(const coh__pretok *pt, const char *s, size_t n,
                    int at_start, coh__pieces *out,
-                   const char byte_chars[256][4]);
+                   const char byte_chars[256][4], size_t max);
 
+/* Each kid runs over every piece the previous one produced.  No step's
+ * text may pass max bytes: a ByteLevel doubles the bytes it is given, so a
+ * Sequence of them would otherwise grow the text geometrically. */
 static int pre_sequence(const coh__pretok *pt, const char *s, size_t n,
                         int at_start, coh__pieces *out,
-                        const char byte_chars[256][4]) {
+                        const char byte_chars[256][4], size_t max) {
   coh__pieces a = {0}, b = {0}, t;
   size_t k, i;
   int rc = COH_OK;
   push_piece(&a, s, n, at_start);
   for (k = 0; k < pt->n_kids && rc == COH_OK; k++) {
     coh__pieces_clear(&b);
-    for (i = 0; i < a.spans.n && rc == COH_OK; i++)
+    for (i = 0; i < a.spans.n && rc == COH_OK; i++) {
       rc = pre_one(&pt->kids[k], a.text.p + a.spans.v[i].start,
                    a.spans.v[i].end - a.spans.v[i].start, a.spans.v[i].val, &b,
-                   byte_chars);
+                   byte_chars, max);
+      if (rc == COH_OK && b.text.n > max) rc = COH_ERANGE;
+    }
     t = a;
     a = b;
     b = t;
@@ -359,12 +364,12 @@ done:
 
 static int pre_one(const coh__pretok *pt, const char *s, size_t n,
                    int at_start, coh__pieces *out,
-                   const char byte_chars[256][4]) {
+                   const char byte_chars[256][4], size_t max) {
   coh__spans m = {0};
   int rc = COH_OK;
   switch (pt->type) {
     case COH__PRE_SEQUENCE:
-      return pre_sequence(pt, s, n, at_start, out, byte_chars);
+      return pre_sequence(pt, s, n, at_start, out, byte_chars, max);
     case COH__PRE_BYTELEVEL:
       return pre_bytelevel(pt, s, n, at_start, out, byte_chars);
     case COH__PRE_METASPACE:
@@ -386,13 +391,15 @@ static int pre_one(const coh__pretok *pt, const char *s, size_t n,
 
 int coh__pretokenize(const coh__pretok *pt, const coh__pieces *in,
                      coh__pieces *out, const char byte_chars[256][4]) {
-  size_t i;
+  size_t i, max = coh__tok_out_max(in->text.n);
   int rc = COH_OK;
   coh__pieces_clear(out);
-  for (i = 0; i < in->spans.n && rc == COH_OK; i++)
+  for (i = 0; i < in->spans.n && rc == COH_OK; i++) {
     rc = pre_one(pt, in->text.p + in->spans.v[i].start,
                  in->spans.v[i].end - in->spans.v[i].start, in->spans.v[i].val,
-                 out, byte_chars);
+                 out, byte_chars, max);
+    if (rc == COH_OK && out->text.n > max) rc = COH_ERANGE;
+  }
   if (rc == COH_OK && (out->text.oom || out->spans.oom)) rc = COH_ENOMEM;
   return rc;
 }

@@ -44,6 +44,33 @@
 
 /* coh__buf (growable byte buffer) lives in util/util_int.h. */
 
+/* ---- bounds on work (docs/reliability.md, "Bounds on input") --------------
+ * A tokenizer.json comes from a stranger, and the text it is given from
+ * another.  At load, every string the file asks to insert into text
+ * (Prepend's prepend, Replace's content in normalizers and decoders) and
+ * every added token's content is at most COH__TOK_STR_MAX bytes, and the
+ * file at most COH__TOK_FILE_MAX.  Insertions compose — each Replace of a
+ * Sequence multiplies the text again — so at run time the text that a
+ * normalizer, a pre-tokenizer or a decoder chain produces, at any step, is
+ * at most coh__tok_out_max(input bytes): COH__TOK_GROWTH times its input
+ * plus COH__TOK_SLACK.  Real tokenizers stay under 4 times (Metaspace turns
+ * a 1-byte space into a 3-byte U+2581).  Past the bound the step stops and
+ * encode/decode fail with COH_ERANGE naming the component. */
+#define COH__TOK_STR_MAX 1024
+#define COH__TOK_GROWTH 16
+#define COH__TOK_SLACK 4096
+#define COH__TOK_FILE_MAX ((size_t)128 << 20)
+
+static inline size_t coh__tok_out_max(size_t n) {
+  if (n > (SIZE_MAX - COH__TOK_SLACK) / COH__TOK_GROWTH) return SIZE_MAX;
+  return n * COH__TOK_GROWTH + COH__TOK_SLACK;
+}
+
+/* COH_EFORMAT naming path.key when a string field is longer than
+ * COH__TOK_STR_MAX bytes. */
+int coh__tok_check_len(const char *path, const char *key, size_t len,
+                       coh_err *err);
+
 /* ---- span list: [start, end) byte ranges plus a per-span value ---------- */
 typedef struct coh__span {
   size_t start, end;
@@ -206,7 +233,8 @@ typedef struct coh__normalizer {
 int coh__normalizer_parse(json_t *j, const char *path, coh__normalizer *n,
                           coh_err *err);
 void coh__normalizer_free(coh__normalizer *n);
-/* Normalizes s[0..n) into out (cleared first).  Errors: COH_ENOMEM. */
+/* Normalizes s[0..n) into out (cleared first).  Errors: COH_ENOMEM,
+ * COH_ERANGE (the text grew past coh__tok_out_max(n)). */
 int coh__normalize(const coh__normalizer *nz, const char *s, size_t n,
                    coh__buf *out);
 
@@ -258,7 +286,9 @@ int coh__pretok_parse(json_t *j, const char *path, coh__pretok *p,
                       coh_err *err);
 void coh__pretok_free(coh__pretok *p);
 /* Pre-tokenizes pieces `in` into `out` (cleared first).  byte_chars: the
- * byte-level alphabet (byte → UTF-8 of its stand-in character). */
+ * byte-level alphabet (byte → UTF-8 of its stand-in character).  Errors:
+ * COH_ENOMEM, COH_ERANGE (the text grew past coh__tok_out_max of the
+ * input's bytes). */
 int coh__pretokenize(const coh__pretok *pt, const coh__pieces *in,
                      coh__pieces *out, const char byte_chars[256][4]);
 
@@ -359,7 +389,8 @@ int coh__decoder_parse(json_t *j, const char *path, coh__decoder *d,
                        coh_err *err);
 void coh__decoder_free(coh__decoder *d);
 /* Runs the decoder over a token list (pieces) in place.  Errors:
- * COH_ENOMEM. */
+ * COH_ENOMEM, COH_ERANGE (the text grew past coh__tok_out_max of the
+ * tokens' bytes). */
 int coh__decode_chain(const coh__decoder *d, coh__pieces *toks,
                       const uint16_t *char_byte);
 

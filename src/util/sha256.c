@@ -8,8 +8,10 @@
  * (about 5x faster per block); the choice is made per context at init from
  * the CPU's feature bits, never changes the result, and tests compare both
  * paths on random inputs. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define COH_SHA_X86 1
@@ -194,19 +196,35 @@ void coh__hex32(const uint8_t in[32], char out[65]) {
 }
 
 int coh__sha256_file(const char *path, char hex[65], coh_err *err) {
-  FILE *f = fopen(path, "rb");
   uint8_t h[32];
   char buf[1 << 16];
-  size_t n;
+  uint64_t size, done = 0;
   coh__sha256 s;
-  if (f == NULL) return coh__err(err, COH_ENOENT, "%s: cannot open file", path);
+  int fd, rc;
+  /* A regular file only, and no more than the size it had when opened:
+   * hashing /dev/zero (a module path) must fail, not run forever. */
+  if ((rc = coh__open_regular(path, &fd, &size, err))) return rc;
   coh__sha256_init(&s);
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) coh__sha256_update(&s, buf, n);
-  if (ferror(f)) {
-    fclose(f);
-    return coh__err(err, COH_EIO, "%s: read error", path);
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int e = errno;
+      close(fd);
+      return coh__err(err, COH_EIO, "%s: read error: %s", path, strerror(e));
+    }
+    if (n == 0) break;
+    done += (uint64_t)n;
+    if (done > size) {
+      close(fd);
+      return coh__err(err, COH_EIO,
+                      "%s: the file grew while it was hashed (%llu bytes "
+                      "when opened)",
+                      path, (unsigned long long)size);
+    }
+    coh__sha256_update(&s, buf, (size_t)n);
   }
-  fclose(f);
+  close(fd);
   coh__sha256_final(&s, h);
   coh__hex32(h, hex);
   return COH_OK;

@@ -32,10 +32,33 @@ int coh__verr(coh_err *err, int code, const char *fmt, va_list ap);
 /* Prepends "prefix: " to an error already in err (keeps its code). */
 void coh__err_prefix(coh_err *err, const char *fmt, ...) COH__PRINTF(2, 3);
 
-/* Reads a whole file into a NUL-terminated buffer.  *out: caller frees with
- * coh__free.  Errors: COH_ENOENT, COH_EIO, COH_ENOMEM, with the path in err. */
+/* Reads a whole file into a NUL-terminated buffer.  Only a regular file is
+ * read (a device such as /dev/zero, a FIFO or a folder is refused without
+ * blocking), and at most max bytes (a file that is larger, or grows past
+ * max while being read, is refused).  *out: caller frees with coh__free.
+ * Errors, with the path in err: COH_ENOENT, COH_EIO, COH_EINVAL (not a
+ * regular file), COH_ERANGE (over max: both sizes named), COH_ENOMEM. */
+int coh__read_file_max(const char *path, size_t max, char **out,
+                       size_t *out_len, coh_err *err);
+/* Same with the default cap COH__FILE_MAX, for files with no cap of their
+ * own (docs/reliability.md lists the caps). */
+#define COH__FILE_MAX ((size_t)256 << 20)
 int coh__read_file(const char *path, char **out, size_t *out_len,
                    coh_err *err);
+/* Opens path read-only (close-on-exec) if it is a regular file; *fd: the
+ * caller closes it; *size (may be NULL): its size when opened.  Never blocks
+ * on a FIFO.  Errors as coh__read_file_max's, less COH_ERANGE. */
+int coh__open_regular(const char *path, int *fd, uint64_t *size,
+                      coh_err *err);
+/* Resolves name (taken from a file in folder dir, e.g. a model's
+ * genai_config.json) to a path inside dir: refuses an empty or absolute
+ * name, a '..' component, and a name whose real location (symbolic links
+ * followed) is outside dir's real location.  `what` says where the name
+ * came from ("FILE: field 'F'") and starts each message.  *out: the joined
+ * path; caller frees with coh__free.  Errors: COH_EFORMAT, COH_ENOENT (the
+ * file or dir does not exist), COH_EIO, COH_ENOMEM. */
+int coh__path_inside(const char *dir, const char *name, const char *what,
+                     char **out, coh_err *err);
 
 /* ---- growable byte buffer ------------------------------------------------
  * Shared by the tokenizer (text) and the agent runtime (wasm binaries,
