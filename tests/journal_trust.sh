@@ -22,13 +22,16 @@ fails=0
 ok() { echo "ok   $*"; }
 bad() { echo "FAIL: $*"; fails=$((fails+1)); }
 digest_of() { tail -n 1 "$1" | sed -n 's/^digest: //p'; }
-# expect CODE NAME CMD...: runs CMD (output in $tmp/out), checks its exit code
+# expect CODE NAME CMD...: runs CMD, checks its exit code; stdout in
+# $tmp/out, stdout and stderr in $tmp/all (a sanitizer build may add lines
+# to stderr, so values are read from stdout only)
 expect() {
   local want=$1 name=$2; shift 2
-  "$@" >"$tmp/out" 2>&1
+  "$@" >"$tmp/out" 2>"$tmp/err"
   local got=$?
+  cat "$tmp/out" "$tmp/err" >"$tmp/all"
   if [ $got = "$want" ]; then return 0; fi
-  bad "$name: exit $got (want $want)"; sed 's/^/     /' "$tmp/out" | tail -5
+  bad "$name: exit $got (want $want)"; sed 's/^/     /' "$tmp/all" | tail -5
   return 1
 }
 sql() { "$PY" -c 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.executescript(sys.argv[2]); c.commit()' "$@"; }
@@ -54,8 +57,8 @@ messages:
   - {from: node-1, to: node-0, body: "ping"}
   - {from: node-3, to: node-2, body: "pong"}
 YAML
-(cd "$P" && "$BIN" run scn/trust.yaml --journal run.db --cache-dir "$CACHE" --quiet) >"$tmp/run.out" 2>&1 ||
-  { bad "run: $(tail -3 "$tmp/run.out")"; echo "$fails failures"; exit 1; }
+(cd "$P" && "$BIN" run scn/trust.yaml --journal run.db --cache-dir "$CACHE" --quiet) >"$tmp/run.out" 2>"$tmp/run.err" ||
+  { bad "run: $(tail -3 "$tmp/run.err")"; echo "$fails failures"; exit 1; }
 D=$(digest_of "$tmp/run.out")
 J="$P/run.db"
 [ -n "$D" ] && ok "run from the project folder ($D)" || bad "no digest"
@@ -69,25 +72,25 @@ expect 2 "inspect --digest --json" "$BIN" inspect "$J" --digest --json && ok "--
 # 2. the journal needs no file but the models, and no particular directory
 cp "$J" "$tmp/elsewhere/copy.db"
 rm -rf "$P/mods"
-(cd "$tmp/elsewhere" && "$BIN" replay copy.db --cache-dir "$CACHE") >"$tmp/rp" 2>&1 &&
+(cd "$tmp/elsewhere" && "$BIN" replay copy.db --cache-dir "$CACHE") >"$tmp/rp" 2>"$tmp/rp.err" &&
   grep -q "replay matches" "$tmp/rp" && [ "$(digest_of "$tmp/rp")" = "$D" ] &&
-  ok "replay from another directory, module files deleted: matches" || { bad "replay elsewhere"; cat "$tmp/rp"; }
+  ok "replay from another directory, module files deleted: matches" || { bad "replay elsewhere"; cat "$tmp/rp" "$tmp/rp.err"; }
 (cd / && "$BIN" replay "$tmp/elsewhere/copy.db" --no-model --cache-dir "$CACHE") >"$tmp/rp" 2>&1 &&
   grep -q "replay matches" "$tmp/rp" && ok "replay --no-model from / matches" || { bad "replay --no-model elsewhere"; cat "$tmp/rp"; }
 expect 0 "resume complete" "$BIN" resume "$tmp/elsewhere/copy.db" --cache-dir "$CACHE" &&
-  grep -q "complete; nothing to resume" "$tmp/out" && ok "resume of a complete, sound journal: nothing to resume"
+  grep -q "complete; nothing to resume" "$tmp/all" && ok "resume of a complete, sound journal: nothing to resume"
 
 # 3. models are checked by hash; the error names the model and the file
 printf ' ' >>"$P/models/tiny/tokenizer.json"
 expect 1 "replay with a changed model file" "$BIN" replay "$J" --cache-dir "$CACHE" &&
-  { grep -q "model 'tiny'.*file tokenizer.json differs" "$tmp/out" &&
-    ok "changed model file named: $(grep -o "model 'tiny'.*differs" "$tmp/out")" || { bad "model error"; cat "$tmp/out"; }; }
+  { grep -q "model 'tiny'.*file tokenizer.json differs" "$tmp/all" &&
+    ok "changed model file named: $(grep -o "model 'tiny'.*differs" "$tmp/all")" || { bad "model error"; cat "$tmp/all"; }; }
 expect 0 "replay --no-model ignores models" "$BIN" replay "$J" --no-model --cache-dir "$CACHE" &&
   ok "replay --no-model does not need the model files"
 mv "$P/models/tiny/tokenizer.json" "$tmp/tok.json"
 expect 1 "replay with a missing model file" "$BIN" replay "$J" --cache-dir "$CACHE" &&
-  { grep -q "file tokenizer.json of the recorded run is missing" "$tmp/out" && ok "missing model file named" ||
-    { bad "missing model file"; cat "$tmp/out"; }; }
+  { grep -q "file tokenizer.json of the recorded run is missing" "$tmp/all" && ok "missing model file named" ||
+    { bad "missing model file"; cat "$tmp/all"; }; }
 cp "$FIX/llama-tiny-plain-fp32/tokenizer.json" "$P/models/tiny/tokenizer.json"
 expect 0 "replay with the model restored" "$BIN" replay "$J" --cache-dir "$CACHE" && ok "model restored: replay matches"
 
@@ -99,8 +102,8 @@ sql "$tmp/seed.db" "UPDATE blobs SET bytes = CAST(replace(CAST(bytes AS TEXT), '
 assert c.execute("select count(*) from blobs where cast(bytes as text) like ?", ("%seed: 91%",)).fetchone()[0] == 1' \
   "$tmp/seed.db" || bad "the seed edit did not take"
 expect 1 "verify edited scenario" "$BIN" inspect "$tmp/seed.db" --verify &&
-  { grep -q "verify failed at table blobs" "$tmp/out" && ok "edited scenario text (seed 1 -> 91) rejected by --verify" ||
-    { bad "seed edit message"; cat "$tmp/out"; }; }
+  { grep -q "verify failed at table blobs" "$tmp/all" && ok "edited scenario text (seed 1 -> 91) rejected by --verify" ||
+    { bad "seed edit message"; cat "$tmp/all"; }; }
 expect 1 "replay edited scenario" "$BIN" replay "$tmp/seed.db" --cache-dir "$CACHE" && ok "... and by replay"
 
 # 5. edited checkpoint: checkpoints are on the chain
@@ -110,14 +113,14 @@ n_ck=$("$PY" -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(
 sql "$tmp/ck.db" "UPDATE checkpoints SET state = CAST(zeroblob(length(state)) AS BLOB)
                   WHERE tick = (SELECT MIN(tick) FROM checkpoints) AND n = 2;"
 expect 1 "verify edited checkpoint" "$BIN" inspect "$tmp/ck.db" --verify &&
-  { grep -q "verify failed at table checkpoints, tick 3, agent " "$tmp/out" && ok "edited checkpoint rejected: $(grep -o 'table checkpoints[^:]*' "$tmp/out")" ||
-    { bad "checkpoint message"; cat "$tmp/out"; }; }
+  { grep -q "verify failed at table checkpoints, tick 3, agent " "$tmp/all" && ok "edited checkpoint rejected: $(grep -o 'table checkpoints[^:]*' "$tmp/all")" ||
+    { bad "checkpoint message"; cat "$tmp/all"; }; }
 expect 1 "resume edited checkpoint" "$BIN" resume "$tmp/ck.db" --cache-dir "$CACHE" && ok "... and by resume"
 cp "$J" "$tmp/ck2.db"
 sql "$tmp/ck2.db" "DELETE FROM checkpoints WHERE tick = 3 AND n = 1;"
 expect 1 "verify deleted checkpoint" "$BIN" inspect "$tmp/ck2.db" --verify &&
-  { grep -q "verify failed at table checkpoints, tick 3" "$tmp/out" && ok "deleted checkpoint rejected" ||
-    { bad "deleted checkpoint message"; cat "$tmp/out"; }; }
+  { grep -q "verify failed at table checkpoints, tick 3" "$tmp/all" && ok "deleted checkpoint rejected" ||
+    { bad "deleted checkpoint message"; cat "$tmp/all"; }; }
 
 # 6. a complete journal with flipped bytes: resume refuses it (it used to
 # say "nothing to resume", exit 0); so do replay --no-model and inspect
@@ -133,12 +136,12 @@ c.commit()
 print(seq)
 PY
 expect 1 "resume flipped" "$BIN" resume "$tmp/flip.db" --cache-dir "$CACHE" &&
-  { grep -q "verify failed at table events, seq [0-9]*, tick [0-9]*" "$tmp/out" &&
-    ok "resume of a complete journal with flipped bytes: exit 1, $(grep -o 'table events, seq [0-9]*, tick [0-9]*' "$tmp/out")" ||
-    { bad "flip message"; cat "$tmp/out"; }; }
+  { grep -q "verify failed at table events, seq [0-9]*, tick [0-9]*" "$tmp/all" &&
+    ok "resume of a complete journal with flipped bytes: exit 1, $(grep -o 'table events, seq [0-9]*, tick [0-9]*' "$tmp/all")" ||
+    { bad "flip message"; cat "$tmp/all"; }; }
 expect 1 "replay --no-model tampered" "$BIN" replay "$tmp/flip.db" --no-model --cache-dir "$CACHE" &&
-  { grep -q "verify failed at table events" "$tmp/out" && ok "replay --no-model refuses a tampered chain" ||
-    { bad "replay --no-model message"; cat "$tmp/out"; }; }
+  { grep -q "verify failed at table events" "$tmp/all" && ok "replay --no-model refuses a tampered chain" ||
+    { bad "replay --no-model message"; cat "$tmp/all"; }; }
 expect 1 "inspect tampered" "$BIN" inspect "$tmp/flip.db" && ok "inspect (transcript) refuses a tampered chain"
 expect 1 "inspect --json tampered" "$BIN" inspect "$tmp/flip.db" --json && ok "inspect --json refuses it"
 expect 1 "inspect --digest tampered" "$BIN" inspect "$tmp/flip.db" --digest && ok "inspect --digest refuses it"
@@ -200,12 +203,12 @@ c.execute("delete from ticks where tick >= ?", (t,))
 c.commit()
 PY
 expect 1 "verify after deleting the last tick row" "$BIN" inspect "$tmp/k.db" --verify &&
-  { grep -q "belongs to no committed tick" "$tmp/out" &&
-    ok "--verify rejects it: $(grep -o 'table events, seq [0-9]*, tick [0-9]*' "$tmp/out")" ||
-    { bad "verify message"; cat "$tmp/out"; }; }
+  { grep -q "belongs to no committed tick" "$tmp/all" &&
+    ok "--verify rejects it: $(grep -o 'table events, seq [0-9]*, tick [0-9]*' "$tmp/all")" ||
+    { bad "verify message"; cat "$tmp/all"; }; }
 expect 1 "resume after deleting the last tick row" "$BIN" resume "$tmp/k.db" --cache-dir "$CACHE" --quiet &&
-  { grep -q "verify failed at table events, seq [0-9]*, tick [0-9]*: the event belongs to no committed tick" "$tmp/out" &&
-    ok "resume refuses it, naming the record" || { bad "resume message"; cat "$tmp/out"; }; }
+  { grep -q "verify failed at table events, seq [0-9]*, tick [0-9]*: the event belongs to no committed tick" "$tmp/all" &&
+    ok "resume refuses it, naming the record" || { bad "resume message"; cat "$tmp/all"; }; }
 expect 1 "verify after the refused resume" "$BIN" inspect "$tmp/k.db" --verify && ok "not laundered: --verify still rejects it"
 
 # 8. what a chain cannot show (docs/journal.md): the owner of the file edits
@@ -229,8 +232,8 @@ expect 0 "verify a re-chained forgery" "$BIN" inspect "$tmp/forged.db" --verify 
 expect 0 "digest of forgery" "$BIN" inspect "$tmp/forged.db" --digest &&
   { [ "$(cat "$tmp/out")" != "$D" ] && ok "... but its digest differs from the digest kept elsewhere" || bad "forged digest equal"; }
 expect 4 "replay of a forgery" "$BIN" replay "$tmp/forged.db" --cache-dir "$CACHE" &&
-  { grep -q "divergence at tick" "$tmp/out" && grep -q "forged" "$tmp/out" &&
-    ok "... and replay finds the divergence (exit 4)" || { bad "forgery replay output"; cat "$tmp/out"; }; }
+  { grep -q "divergence at tick" "$tmp/all" && grep -q "forged" "$tmp/all" &&
+    ok "... and replay finds the divergence (exit 4)" || { bad "forgery replay output"; cat "$tmp/all"; }; }
 
 echo "$fails failures"
 [ $fails = 0 ]
