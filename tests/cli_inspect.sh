@@ -66,7 +66,9 @@ assert rows[5]["payload_hex"] == "000102ff2062696e617279", rows[5]
 assert "payload" not in rows[5]
 assert rows[6]["payload"] == 'bob: no \u2014 we need "atomics"'
 assert len(rows[9]["payload"]) == 600 and rows[9]["payload_len"] == 600
-assert rows[9]["chain"] == sys.argv[2]          # last chain is the digest
+# the digest is the chain after the last tick record, which follows the last
+# event (and the tick's checkpoint), so it is none of the events' chains
+assert sys.argv[2] not in {r["chain"] for r in rows}
 assert all(len(r["chain"]) == 64 for r in rows)
 assert len({r["chain"] for r in rows}) == 10
 PYEOF
@@ -89,10 +91,17 @@ cp "$DB" "$TMP/bad.db"
 c=sqlite3.connect(sys.argv[1]); c.execute("UPDATE events SET payload=? WHERE seq=5",(b"your turn!",)); c.commit()' \
   "$TMP/bad.db"
 expect 1 "$COH_BIN" inspect "$TMP/bad.db" --verify
-grep -q "verify failed at seq 5 " "$TMP/err" || fail "tampered: $(cat "$TMP/err")"
-# the transcript still prints (inspect does not verify unless asked)
-expect 0 "$COH_BIN" inspect "$TMP/bad.db" --tick 1
-grep -Fq 'your turn!' "$TMP/out" || fail "tampered transcript"
+grep -q "verify failed at table events, seq 5, tick 1 " "$TMP/err" || fail "tampered: $(cat "$TMP/err")"
+# every mode verifies first: nothing of a tampered journal is shown
+expect 1 "$COH_BIN" inspect "$TMP/bad.db" --tick 1
+grep -q "verify failed at table events, seq 5, tick 1 " "$TMP/err" || fail "tampered transcript: $(cat "$TMP/err")"
+[ ! -s "$TMP/out" ] || fail "tampered transcript printed: $(cat "$TMP/out")"
+expect 1 "$COH_BIN" inspect "$TMP/bad.db" --digest
+[ ! -s "$TMP/out" ] || fail "tampered --digest printed: $(cat "$TMP/out")"
+# --digest: the digest alone, one line
+expect 0 "$COH_BIN" inspect "$DB" --digest
+[ "$(cat "$TMP/out")" = "$digest" ] || fail "--digest: $(cat "$TMP/out")"
+expect 2 "$COH_BIN" inspect "$DB" --digest --verify
 
 # --- usage errors: exit 2 -----------------------------------------------------
 expect 2 "$COH_BIN" inspect

@@ -60,12 +60,42 @@ static void ref_le64(coh__sha256 *s, int64_t v) {
   coh__sha256_update(s, b, 8);
 }
 
+/* A genesis with no blobs. */
 static void ref_chain0(const char *inputs, uint8_t out[32]) {
   coh__sha256 s;
   coh__sha256_init(&s);
-  coh__sha256_update(&s, "cohort-journal-1", 17);
+  coh__sha256_update(&s, "cohort-journal-2", 17);
+  coh__sha256_update(&s, "G", 1);
+  ref_le64(&s, (int64_t)strlen(inputs));
   coh__sha256_update(&s, inputs, strlen(inputs));
+  ref_le64(&s, 0);
   coh__sha256_final(&s, out);
+}
+
+static void ref_tick(uint8_t c[32], int64_t tick, int64_t last_seq,
+                     int64_t n_ckpt) {
+  coh__sha256 s;
+  coh__sha256_init(&s);
+  coh__sha256_update(&s, c, 32);
+  coh__sha256_update(&s, "T", 1);
+  ref_le64(&s, tick);
+  ref_le64(&s, last_seq);
+  ref_le64(&s, n_ckpt);
+  coh__sha256_final(&s, c);
+}
+
+static void ref_ckpt(uint8_t c[32], int64_t tick, int64_t n, const char *agent,
+                     const char *state) {
+  coh__sha256 s;
+  coh__sha256_init(&s);
+  coh__sha256_update(&s, c, 32);
+  coh__sha256_update(&s, "C", 1);
+  ref_le64(&s, tick);
+  ref_le64(&s, n);
+  coh__sha256_update(&s, agent, strlen(agent) + 1);
+  ref_le64(&s, (int64_t)strlen(state));
+  coh__sha256_update(&s, state, strlen(state));
+  coh__sha256_final(&s, c);
 }
 
 static void ref_step(uint8_t c[32], int64_t seq, int64_t tick, const char *kind,
@@ -74,6 +104,7 @@ static void ref_step(uint8_t c[32], int64_t seq, int64_t tick, const char *kind,
   coh__sha256 s;
   coh__sha256_init(&s);
   coh__sha256_update(&s, c, 32);
+  coh__sha256_update(&s, "E", 1);
   ref_le64(&s, seq);
   ref_le64(&s, tick);
   coh__sha256_update(&s, kind, strlen(kind) + 1);
@@ -216,11 +247,13 @@ static void test_roundtrip(void) {
   CHECK(coh_journal_last_tick(j, &tick, &nev, &err) == 0);
   CHECK_EQ_INT(tick, 3);
   CHECK_EQ_INT(nev, (int)N_BASE);
-  /* independent recomputation */
+  /* independent recomputation: events, and a tick record closing each tick */
   for (i = 0; i < N_BASE; i++) {
     const tev *e = &base_events[i];
     ref_step(ref, (int64_t)i + 1, e->tick, e->kind, e->source, e->target,
              e->payload, tev_len(e));
+    if (i + 1 == N_BASE || base_events[i + 1].tick != e->tick)
+      ref_tick(ref, e->tick, (int64_t)i + 1, 0);
   }
   coh__hex32(ref, want);
   coh_journal_digest(j, hex);
@@ -267,6 +300,8 @@ static void test_roundtrip(void) {
     ref_step(ref, (int64_t)i + 1, e->tick, e->kind, e->source, e->target,
              e->payload, tev_len(e));
     CHECK(memcmp(ref, c.ev[i].chain, 32) == 0);
+    if (i + 1 == N_BASE || base_events[i + 1].tick != e->tick)
+      ref_tick(ref, e->tick, (int64_t)i + 1, 0);
   }
   collect_free(&c);
   CHECK(coh_journal_verify(j, &err) == 0);
@@ -286,12 +321,17 @@ static void test_roundtrip(void) {
     ev.payload_len = 5;
     CHECK(coh_journal_append(j, &ev, &err) == 0);
     CHECK_EQ_INT(ev.seq, N_BASE + 1);
+    CHECK(coh_journal_checkpoint_put(j, "bob", "state", 5, &err) == 0);
+    /* the chain takes a tick's events first, then its checkpoints */
+    CHECK(coh_journal_append(j, &ev, &err) == COH_ESTATE);
     CHECK(coh_journal_tick_commit(j, 5, &err) == 0);
     ref_step(ref, ev.seq, 7, "message", "bob", "alice", "again", 5);
+    CHECK(memcmp(ev.chain, ref, 32) == 0);
+    ref_ckpt(ref, 7, 1, "bob", "state");
+    ref_tick(ref, 7, ev.seq, 1);
     coh__hex32(ref, want);
     coh_journal_digest(j, hex);
     CHECK_STR(hex, want);
-    CHECK(memcmp(ev.chain, ref, 32) == 0);
     CHECK(coh_journal_verify(j, &err) == 0);
   }
   coh_journal_close(j);
@@ -587,11 +627,34 @@ static int verify_path(const char *path, coh_err *err) {
   return rc;
 }
 
+/* Ticks 0..2 with 5 events each, a checkpoint of agent a in tick 1, and
+ * a "status" meta outside the chain. */
 static void make_sample(const char *path) {
   coh_journal *j = NULL;
   coh_err err;
   int rc = coh_journal_create(path, "in", 2, &j, &err);
-  if (rc == 0) rc = write_ticks(j, 0, 3, 5, &err);
+  if (rc == 0) rc = write_ticks(j, 0, 1, 5, &err);
+  if (rc == 0) rc = coh_journal_tick_begin(j, 1, &err);
+  if (rc == 0) {
+    int k;
+    for (k = 0; k < 5 && rc == 0; k++) {
+      coh_jevent ev;
+      char payload[64];
+      memset(&ev, 0, sizeof ev);
+      snprintf(payload, sizeof payload, "tick 1 event %d", k);
+      ev.tick = 1;
+      ev.kind = "message";
+      ev.source = k % 2 ? "a" : "b";
+      ev.target = k % 2 ? "b" : "a";
+      ev.payload = payload;
+      ev.payload_len = strlen(payload);
+      rc = coh_journal_append(j, &ev, &err);
+    }
+  }
+  if (rc == 0) rc = coh_journal_checkpoint_put(j, "a", "mem", 3, &err);
+  if (rc == 0) rc = coh_journal_tick_commit(j, 1, &err);
+  if (rc == 0) rc = write_ticks(j, 2, 1, 5, &err);
+  if (rc == 0) rc = coh_journal_meta_put(j, "status", "running", 7, &err);
   if (rc) fprintf(stderr, "make_sample: %s\n", err.msg);
   coh_journal_close(j);
 }
@@ -604,19 +667,56 @@ static void test_tamper(void) {
     int ok;
     const char *want;
   } cases[] = {
-      {"UPDATE events SET payload = X'00' WHERE seq = 7", 0, "seq 7 "},
+      {"UPDATE events SET payload = X'00' WHERE seq = 7", 0,
+       "table events, seq 7, tick 1 "},
       {"UPDATE events SET payload = 'tick 1 event 1 ' WHERE seq = 7", 0,
-       "seq 7 "},
-      {"UPDATE events SET kind = 'emit' WHERE seq = 3", 0, "seq 3 "},
-      {"UPDATE events SET source = 'z' WHERE seq = 12", 0, "seq 12 "},
-      {"UPDATE events SET target = 'z' WHERE seq = 1", 0, "seq 1 "},
-      {"UPDATE events SET tick = 1 WHERE seq = 5", 0, "seq 5"},
-      {"DELETE FROM events WHERE seq = 9", 0, "seq 9 "},
-      {"DELETE FROM events WHERE seq = 15", 0, "seq 15 "},
-      {"UPDATE events SET chain = zeroblob(32) WHERE seq = 4", 0, "seq 4 "},
+       "table events, seq 7, tick 1 "},
+      {"UPDATE events SET kind = 'emit' WHERE seq = 3", 0,
+       "table events, seq 3, tick 0 "},
+      {"UPDATE events SET source = 'z' WHERE seq = 12", 0,
+       "table events, seq 12, tick 2 "},
+      {"UPDATE events SET target = 'z' WHERE seq = 1", 0,
+       "table events, seq 1, tick 0 "},
+      {"UPDATE events SET tick = 1 WHERE seq = 5", 0, "table events, seq 5"},
+      {"DELETE FROM events WHERE seq = 9", 0, "table events, seq 9, tick 1:"},
+      {"DELETE FROM events WHERE seq = 15", 0,
+       "table events, seq 15, tick 2:"},
+      {"UPDATE events SET chain = zeroblob(32) WHERE seq = 4", 0,
+       "table events, seq 4, tick 0 "},
       {"UPDATE events SET chain = X'00' WHERE seq = 4", 0, "seq 4:"},
-      {"UPDATE ticks SET chain = zeroblob(32) WHERE tick = 1", 0, "tick 1"},
-      {"UPDATE meta SET value = 'other' WHERE key = 'inputs'", 0, "seq 1 "},
+      {"UPDATE ticks SET chain = zeroblob(32) WHERE tick = 1", 0,
+       "table ticks, tick 1:"},
+      /* the last tick row gone, its events kept (a killed run, edited):
+       * they belong to no committed tick */
+      {"DELETE FROM ticks WHERE tick = 2", 0,
+       "table events, seq 11, tick 2: the event belongs to no committed"},
+      /* a tick row in the middle gone, with its events */
+      {"DELETE FROM events WHERE tick = 1; DELETE FROM ticks WHERE tick = 1",
+       0, "table events, seq 6, tick 2: event missing"},
+      /* tick bookkeeping: one event moved to the next tick's range */
+      {"UPDATE ticks SET last_seq = 9 WHERE tick = 1", 0,
+       "table checkpoints, tick 1, agent a:"},
+      {"UPDATE meta SET value = 'other' WHERE key = 'inputs'", 0,
+       "table meta, key 'inputs' (the genesis record)"},
+      {"UPDATE meta SET value = 'x' WHERE key = 'genesis'", 0,
+       "table meta, key 'inputs' (the genesis record)"},
+      {"DELETE FROM meta WHERE key = 'genesis'", 0,
+       "table meta, key 'genesis': missing"},
+      /* a blob added after creation changes the genesis */
+      {"INSERT INTO blobs VALUES(zeroblob(32), X'01')", 0,
+       "table meta, key 'inputs'"},
+      {"UPDATE checkpoints SET state = X'00'", 0,
+       "table checkpoints, tick 1, agent a:"},
+      {"UPDATE checkpoints SET agent = 'b'", 0,
+       "table checkpoints, tick 1, agent b:"},
+      {"UPDATE checkpoints SET tick = 0", 0,
+       "table checkpoints, tick 0, agent a:"},
+      {"UPDATE checkpoints SET tick = 7", 0, "table ticks, tick 1:"},
+      {"INSERT INTO checkpoints VALUES(9, 1, 'z', X'00', zeroblob(32))", 0,
+       "table checkpoints, tick 9, agent z: it belongs to no committed tick"},
+      {"INSERT INTO checkpoints VALUES(1, 2, 'c', X'00', zeroblob(32))", 0,
+       "table checkpoints, tick 1, agent c:"},
+      {"UPDATE meta SET value = 'complete' WHERE key = 'status'", 1, NULL},
       {"UPDATE events SET wall_us = 123456 WHERE seq = 7", 1, NULL},
       {"UPDATE ticks SET wall_us = 77", 1, NULL},
   };
@@ -813,8 +913,11 @@ static void test_checkpoints(void) {
       snprintf(s, sizeof s, "b@%lld", (long long)t);
       CHECK(coh_journal_checkpoint_put(j, "b", s, strlen(s), &err) == 0);
       snprintf(s, sizeof s, "a@%lld", (long long)t);
-      CHECK(coh_journal_checkpoint_put(j, "a", "old", 3, &err) == 0);
       CHECK(coh_journal_checkpoint_put(j, "a", s, strlen(s), &err) == 0);
+      /* one per agent and tick: a checkpoint is a link of the chain, and
+       * replacing it would leave the links after it stale */
+      CHECK_EQ_INT(coh_journal_checkpoint_put(j, "a", "new", 3, &err), COH_EINVAL);
+      CHECK(strstr(err.msg, "already has a checkpoint") != NULL);
       CHECK(coh_journal_checkpoint_put(j, "empty", NULL, 0, &err) == 0);
     }
     CHECK(coh_journal_tick_commit(j, 0, &err) == 0);
@@ -871,8 +974,16 @@ static void test_truncate_after(void) {
   CHECK(coh_journal_checkpoint_tick(j, INT64_MAX, &tick, &err) == 0);
   CHECK_EQ_INT(tick, -1);
   CHECK(coh_journal_verify(j, &err) == 0);
-  /* re-running the same ticks reproduces the same digest */
+  /* re-running the same ticks reproduces the same digest; the checkpoint
+   * is on the chain, so without it the digest differs */
   CHECK(coh_journal_tick_begin(j, 5, &err) == 0);
+  CHECK(coh_journal_tick_commit(j, 0, &err) == 0);
+  CHECK(write_ticks(j, 6, 4, 3, &err) == 0);
+  coh_journal_digest(j, hex);
+  CHECK(strcmp(hex, full) != 0);
+  CHECK(coh_journal_truncate_after(j, 4, &err) == 0);
+  CHECK(coh_journal_tick_begin(j, 5, &err) == 0);
+  CHECK(coh_journal_checkpoint_put(j, "a", "s5", 2, &err) == 0);
   CHECK(coh_journal_tick_commit(j, 0, &err) == 0);
   CHECK(write_ticks(j, 6, 4, 3, &err) == 0);
   coh_journal_digest(j, hex);
@@ -1117,6 +1228,89 @@ static void test_create_meta(void) {
   CHECK(access(tmpname, F_OK) != 0);
 }
 
+/* Blobs: content-addressed, stored once, covered by the genesis, checked by
+ * verify and on every read. */
+static void test_blobs(void) {
+  char path[512], path2[512], d1[65], d2[65];
+  coh_journal *j = NULL;
+  coh_journal_init in;
+  coh_jblob blobs[3] = {{"module bytes", 12}, {"scenario", 8}, {"module bytes", 12}};
+  const char *keys[1] = {"genesis"};
+  const void *vals[1] = {"x"};
+  size_t lens[1] = {1};
+  uint8_t key[32], *bytes = NULL;
+  size_t len = 0;
+  coh__sha256 sh;
+  coh_err err;
+
+  memset(&in, 0, sizeof in);
+  in.inputs = "{}";
+  in.inputs_len = 2;
+  in.blobs = blobs;
+  in.n_blobs = 3;
+  tmp_path(path, sizeof path, "blobs.db");
+  REQUIRE(coh_journal_create_init(path, &in, &j, &err) == 0);
+  coh__sha256_init(&sh);
+  coh__sha256_update(&sh, "scenario", 8);
+  coh__sha256_final(&sh, key);
+  CHECK(coh_journal_blob_get(j, key, &bytes, &len, &err) == 0);
+  CHECK(len == 8 && bytes && memcmp(bytes, "scenario", 8) == 0);
+  coh_free(bytes);
+  key[0] ^= 1;
+  CHECK_EQ_INT(coh_journal_blob_get(j, key, &bytes, &len, &err), COH_ENOENT);
+  CHECK(bytes == NULL);
+  CHECK(coh_journal_verify(j, &err) == 0);
+  CHECK(write_ticks(j, 0, 2, 2, &err) == 0);
+  coh_journal_digest(j, d1);
+  coh_journal_close(j);
+  j = NULL;
+  /* equal blobs are stored once */
+  {
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
+    REQUIRE(sqlite3_prepare_v2(db, "SELECT count(*) FROM blobs", -1, &st, NULL) == SQLITE_OK);
+    CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 2);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+  }
+  /* the genesis covers the blobs: another blob set, another digest */
+  in.n_blobs = 1;
+  tmp_path(path2, sizeof path2, "blobs2.db");
+  REQUIRE(coh_journal_create_init(path2, &in, &j, &err) == 0);
+  CHECK(write_ticks(j, 0, 2, 2, &err) == 0);
+  coh_journal_digest(j, d2);
+  CHECK(strcmp(d1, d2) != 0);
+  coh_journal_close(j);
+  j = NULL;
+  rm_journal(path2);
+  /* reserved meta key */
+  in.meta_keys = keys;
+  in.meta_values = vals;
+  in.meta_lens = lens;
+  in.n_meta = 1;
+  CHECK_EQ_INT(coh_journal_create_init(path2, &in, &j, &err), COH_EINVAL);
+  CHECK(access(path2, F_OK) != 0);
+  /* changed bytes: verify names the blob, and a read refuses it */
+  REQUIRE(sql_exec(path, "UPDATE blobs SET bytes = CAST('scenarix' AS BLOB) "
+                         "WHERE length(bytes) = 8") == SQLITE_OK);
+  REQUIRE(coh_journal_open(path, &j, &err) == 0);
+  CHECK_EQ_INT(coh_journal_verify(j, &err), COH_EJOURNAL);
+  CHECK(strstr(err.msg, "verify failed at table blobs, sha256 ") != NULL);
+  key[0] ^= 1;
+  CHECK_EQ_INT(coh_journal_blob_get(j, key, &bytes, &len, &err), COH_EJOURNAL);
+  coh_journal_close(j);
+  j = NULL;
+  /* re-keyed to match the new bytes: the genesis no longer matches */
+  REQUIRE(sql_exec(path, "UPDATE blobs SET sha256 = zeroblob(32) WHERE length(bytes) = 8")
+          == SQLITE_OK);
+  REQUIRE(coh_journal_open(path, &j, &err) == 0);
+  CHECK_EQ_INT(coh_journal_verify(j, &err), COH_EJOURNAL);
+  CHECK(strstr(err.msg, "table meta, key 'inputs' (the genesis record)") != NULL);
+  coh_journal_close(j);
+  rm_journal(path);
+}
+
 int main(int argc, char **argv) {
   const char *base;
   int rc;
@@ -1144,6 +1338,7 @@ int main(int argc, char **argv) {
   RUN(test_fuzz_seeds);
   RUN(test_append_rate);
   RUN(test_create_meta);
+  RUN(test_blobs);
   rc = TEST_MAIN_END();
   rmdir(tmpdir);
   return rc;

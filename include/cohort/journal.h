@@ -1,23 +1,29 @@
 /*
  * cohort/journal.h — the run journal: one SQLite file (WAL mode) per run.
  *
- * It holds the run's inputs (meta), every committed event in commit order,
- * agent checkpoints, and wall-clock timings.  Events are committed one tick
- * at a time, in one transaction: a run killed at any point (kill -9
- * included) leaves the journal at the end of its last committed tick, never
- * in the middle of one.
+ * It holds the run's inputs (the genesis record in meta "inputs", and the
+ * scenario text and agent modules as content-addressed blobs), every
+ * committed event in commit order, agent checkpoints, and wall-clock
+ * timings.  Events are committed one tick at a time, in one transaction: a
+ * run killed at any point (kill -9 included) leaves the journal at the end
+ * of its last committed tick, never in the middle of one.
  *
- * Determinism: every event row carries `chain`, a SHA-256 hash chain over
- * the deterministic columns (seq, tick, kind, source, target, payload) of
- * that row and all rows before it, starting from a hash of the run's
- * inputs.  The digest of a run is the chain value of its last event.
- * Wall-clock columns (wall_us) are outside the chain.
- *
- * Row hash (all integers little-endian 64-bit, strings NUL-terminated, the
- * tag "cohort-journal-1" included, i.e. 17 bytes):
- *   chain[0]   = SHA256("cohort-journal-1" || inputs)
- *   chain[seq] = SHA256(chain[seq-1] || seq || tick || kind || source ||
+ * The chain.  Every record that matters is on one SHA-256 hash chain, in
+ * this order: the genesis, then for each tick its events (by seq), its
+ * checkpoints (in the order they were stored), and a tick record.  Each row
+ * stores the chain value after it (events.chain, checkpoints.chain,
+ * ticks.chain).  Integers are little-endian 64-bit, strings NUL-terminated,
+ * every step starts with a one-byte record type:
+ *   genesis    = SHA256("cohort-journal-2\0" || 'G' || len || inputs ||
+ *                       n_blobs || sorted 32-byte blob keys)
+ *   event      = SHA256(prev || 'E' || seq || tick || kind || source ||
  *                       target || payload_len || payload)
+ *   checkpoint = SHA256(prev || 'C' || tick || n || agent || len || state)
+ *   tick       = SHA256(prev || 'T' || tick || last_seq || n_checkpoints)
+ * The run digest is the chain value of the last tick record (the genesis
+ * if no tick was committed).  Wall-clock columns (wall_us) and meta other
+ * than "inputs" are outside the chain.  docs/journal.md says what this
+ * proves and what it does not.
  *
  * Threading: one thread at a time per journal handle.
  */
@@ -32,6 +38,10 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The journal format (tables and chain); recorded in every journal and in
+ * every run's genesis record.  open() refuses any other version. */
+#define COH_JOURNAL_FORMAT_VERSION 2
 
 typedef struct coh_journal coh_journal;
 
@@ -70,18 +80,51 @@ int coh_journal_create_meta(const char *path, const void *inputs,
                             const void *const *values, const size_t *lens,
                             size_t n_meta, coh_journal **out, coh_err *err);
 
+/* A blob to store at creation: its key is the SHA-256 of its bytes. */
+typedef struct coh_jblob {
+  const void *bytes; /* borrowed */
+  size_t len;
+} coh_jblob;
+
+/* Everything a journal holds from its creation on (all borrowed). */
+typedef struct coh_journal_init {
+  const void *inputs;          /* the genesis record (e.g. JSON) */
+  size_t inputs_len;
+  const char *const *meta_keys; /* extra meta, not in the chain */
+  const void *const *meta_values;
+  const size_t *meta_lens;
+  size_t n_meta;
+  const coh_jblob *blobs;      /* content-addressed, in the genesis; equal
+                                  blobs are stored once */
+  size_t n_blobs;
+} coh_journal_init;
+
+/* Creates a journal holding init's inputs, meta and blobs, all in one
+ * transaction, built under "PATH.creating" and linked into place when
+ * complete (see create_meta).  The meta keys "format", "schema_version",
+ * "inputs" and "genesis" are the journal's own: COH_EINVAL. */
+int coh_journal_create_init(const char *path, const coh_journal_init *init,
+                            coh_journal **out, coh_err *err);
+
+/* The bytes of the blob whose SHA-256 is sha256, checked against it.
+ * *bytes: caller frees with coh_free.  COH_ENOENT if there is none,
+ * COH_EJOURNAL if its bytes do not hash to its key. */
+int coh_journal_blob_get(coh_journal *j, const uint8_t sha256[32],
+                         uint8_t **bytes, size_t *len, coh_err *err);
+
 /* Opens an existing journal for reading and appending.  Errors:
  * COH_ENOENT, COH_EJOURNAL (empty, not a SQLite file, truncated, not a
  * cohort journal, schema version, missing tables or columns — the message
  * says which).  Checks structure only: the chain state is taken from the
- * last event row as stored; coh_journal_verify checks it. */
+ * last ticks row as stored; coh_journal_verify checks it.  Every command
+ * that trusts a journal verifies it first. */
 int coh_journal_open(const char *path, coh_journal **out, coh_err *err);
 
 void coh_journal_close(coh_journal *j);
 
-/* Key/value run metadata (scenario text, hashes, seed, version, config).
- * Inside an open tick the write belongs to that tick's transaction.  The
- * keys "format", "schema_version" and "inputs" are the journal's own:
+/* Key/value run metadata outside the chain (e.g. a run's status).  Inside
+ * an open tick the write belongs to that tick's transaction.  The keys
+ * "format", "schema_version", "inputs" and "genesis" are the journal's own:
  * COH_EINVAL. */
 int coh_journal_meta_put(coh_journal *j, const char *key, const void *value,
                          size_t len, coh_err *err);
@@ -94,13 +137,16 @@ int coh_journal_meta_get(coh_journal *j, const char *key, char **value,
 int coh_journal_tick_begin(coh_journal *j, int64_t tick, coh_err *err);
 /* Appends an event to the open tick; ev->seq and ev->chain are filled.
  * ev->tick must equal the open tick (COH_EINVAL); a NULL target is "".
- * COH_ESTATE outside a tick.  After a failure, roll the tick back. */
+ * COH_ESTATE outside a tick or after the tick's first checkpoint.  After a
+ * failure, roll the tick back. */
 int coh_journal_append(coh_journal *j, coh_jevent *ev, coh_err *err);
-/* Stores an agent checkpoint taken at the end of the open tick. */
+/* Stores an agent checkpoint taken at the end of the open tick, after its
+ * events, on the chain.  One per agent and tick (a second: COH_EINVAL). */
 int coh_journal_checkpoint_put(coh_journal *j, const char *agent,
                                const void *state, size_t len, coh_err *err);
-/* Commits the open tick atomically (events, checkpoints and a ticks row
- * with the wall-clock duration, not hashed). */
+/* Commits the open tick atomically: events, checkpoints and a ticks row
+ * holding the tick record's chain and the wall-clock duration (not
+ * hashed). */
 int coh_journal_tick_commit(coh_journal *j, int64_t wall_us, coh_err *err);
 /* Abandons the open tick (nothing of it is kept). */
 void coh_journal_tick_rollback(coh_journal *j);
@@ -110,8 +156,8 @@ void coh_journal_tick_rollback(coh_journal *j);
 int coh_journal_last_tick(coh_journal *j, int64_t *tick, int64_t *n_events,
                           coh_err *err);
 
-/* The current digest: hex of the last event's chain (or of chain[0]);
- * hex must hold 65 bytes. */
+/* The current digest: hex of the last committed tick record's chain (or of
+ * the genesis); hex must hold 65 bytes. */
 void coh_journal_digest(const coh_journal *j, char hex[65]);
 
 /* Calls fn for every event with from_tick <= tick <= to_tick (use
@@ -143,12 +189,16 @@ typedef int (*coh_jcheckpoint_fn)(void *ud, const char *agent,
 int coh_journal_checkpoints(coh_journal *j, int64_t tick,
                             coh_jcheckpoint_fn fn, void *ud, coh_err *err);
 
-/* Recomputes the hash chain from chain[0] over every event; COH_OK if every
- * stored chain matches, else COH_EJOURNAL naming the first bad seq/tick.
- * Also checks that seqs are contiguous, that each event lies in the tick
- * whose ticks row covers its seq, and each ticks row's chain (so deleted
- * trailing events are found).  On success the handle's digest is the
- * verified one.  COH_ESTATE with a tick open. */
+/* Recomputes the whole chain: the genesis against meta "genesis", every
+ * blob against its key, then every event, checkpoint and tick record.
+ * COH_OK if every stored value matches, else COH_EJOURNAL naming the first
+ * bad record as "table T, <row>, tick N".  Also checks that seqs are
+ * contiguous, that each event lies in the tick whose ticks row covers its
+ * seq, and that no event or checkpoint lies outside a committed tick (so a
+ * deleted ticks row is found).  Removing whole trailing ticks is not
+ * detectable from the file alone; compare the digest with one kept
+ * elsewhere.  On success the handle's digest is the verified one.
+ * COH_ESTATE with a tick open. */
 int coh_journal_verify(coh_journal *j, coh_err *err);
 
 /* Deletes every event, checkpoint and tick row with tick > tick (used by

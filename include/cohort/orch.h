@@ -42,6 +42,12 @@ typedef enum coh_run_mode {
                           (verifying it), then continue appending to it */
 } coh_run_mode;
 
+/* An agent module's bytes (borrowed). */
+typedef struct coh_run_module {
+  const uint8_t *bytes;
+  size_t len;
+} coh_run_module;
+
 /* Called for every committed event, in commit order (for transcripts). */
 typedef void (*coh_run_event_fn)(void *ud, const coh_jevent *ev);
 
@@ -51,6 +57,9 @@ typedef struct coh_run_options {
   int workers;               /* 0: online cores - 1, at least 1 */
   const char *cache_dir;     /* compiled-module cache (required) */
   const char *prompt_module; /* the stock prompt agent's .wasm (for kind: prompt) */
+  const coh_run_module *modules; /* NULL: each agent's module is read from
+                                    its path; else one per scenario agent
+                                    (a coh_run_record's), borrowed */
   int device_override;       /* 1: use `device` for every model */
   coh_device device;
   int no_model;              /* REPLAY: LLM results come from the journal */
@@ -85,12 +94,45 @@ typedef struct coh_run_summary {
 int coh_run(const coh_scenario *s, const coh_run_options *o,
             coh_run_summary *sum, coh_err *err);
 
-/* The canonical description of a run's inputs (JSON: cohort version, seed,
- * scenario bytes' hash, every module's and model file's SHA-256, the
- * inference configuration).  This is what the journal's hash chain starts
- * from.  *out: caller frees with coh_free. */
-int coh_run_inputs(const coh_scenario *s, const coh_run_options *o,
-                   char **out, size_t *len, coh_err *err);
+/* A run's record: the genesis (the canonical description of its inputs,
+ * from which the journal's hash chain starts: journal format and cohort
+ * versions, seed, the scenario text's SHA-256, every agent module's SHA-256,
+ * every model's identity and files, the inference configuration) and the
+ * blobs that make the journal self-contained (the scenario text and the
+ * distinct agent modules).  src/sched/inputs.c documents the format. */
+struct coh_run_record_priv;
+typedef struct coh_run_record {
+  char *genesis;             /* compact JSON */
+  size_t genesis_len;
+  coh_run_module *modules;   /* one per scenario agent (s->agents[i]); pass
+                                as coh_run_options.modules */
+  size_t n_modules;
+  coh_jblob *blobs;          /* for coh_journal_init.blobs */
+  size_t n_blobs;
+  struct coh_run_record_priv *priv;
+} coh_run_record;
+
+/* A fresh run's record: reads every agent's module (a regular file of at
+ * most 64 MiB; the prompt agent's is o->prompt_module) once, and hashes
+ * every regular file of every model folder.  The record borrows s->text:
+ * s must outlive it.  Errors name the scenario line and the agent or model.
+ * *out: caller frees with coh_run_record_free. */
+int coh_run_record_new(const coh_scenario *s, const coh_run_options *o,
+                       coh_run_record **out, coh_err *err);
+
+/* Replay and resume: rebuilds the scenario and the record from a journal
+ * (which the caller has verified) — the scenario from its recorded text,
+ * the modules from the journal's blobs, so no module file is read — and
+ * checks this machine against the genesis: every model folder's files
+ * (unless o->no_model; the error names the model and the first differing,
+ * missing or extra file), then versions, seed and inference configuration
+ * (the error names the first differing field).  *s: caller frees with
+ * coh_scenario_free; *out with coh_run_record_free. */
+int coh_run_record_load(coh_journal *j, const coh_run_options *o,
+                        coh_scenario **s, coh_run_record **out,
+                        coh_err *err);
+
+void coh_run_record_free(coh_run_record *r);
 
 #ifdef __cplusplus
 }

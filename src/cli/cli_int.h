@@ -50,6 +50,21 @@ char *coh__default_cache_dir(void);
  * file exists (e.g. "agents/prompt.wasm"), else NULL.  Caller frees. */
 char *coh__exe_relative(const char *rel);
 
+/* journal_open.c: opens the journal at path and verifies its whole chain
+ * (coh_journal_verify) before the caller reads anything from it.  Returns
+ * COH_EXIT_OK with *j (caller closes), or prints "cohort CMD: ..." naming
+ * the first bad record and returns COH_EXIT_RUNTIME. */
+int coh__journal_open_verified(const char *cmd, const char *path,
+                               struct coh_journal **j);
+/* run_journal.c: creates a run's journal at path holding rec's genesis and
+ * blobs and the scenario's path and absolute folder (meta, outside the
+ * chain).  *j: caller closes. */
+struct coh_scenario;
+struct coh_run_record;
+int coh__create_journal(const char *path, const struct coh_scenario *s,
+                        const struct coh_run_record *rec,
+                        struct coh_journal **j, struct coh_err *err);
+
 int coh__cmd_run(int argc, char **argv);
 int coh__cmd_replay(int argc, char **argv);
 int coh__cmd_resume(int argc, char **argv);

@@ -1,7 +1,8 @@
 /*
  * cmd_inspect.c — `cohort inspect RUN.db`: print a run journal's transcript
  * (optionally one agent's, over a tick range), as text or JSON lines, or
- * verify its hash chain and print the digest.
+ * print its verified digest.  Every mode verifies the whole chain first and
+ * refuses a journal that fails (exit 1, naming the first bad record).
  */
 #include <inttypes.h>
 #include <jansson.h>
@@ -14,8 +15,10 @@
 
 static const char usage[] =
     "usage: cohort inspect RUN.db [--agent ID] [--tick A..B] [--json] [--verify]\n"
+    "       cohort inspect RUN.db --digest\n"
     "       cohort inspect RUN.db --ui ADDR:PORT [--ui-token T]\n"
-    "Prints the journal's events in commit order, one line each:\n"
+    "First verifies the journal's whole hash chain (exit 1 naming the first bad\n"
+    "record: table, row, tick).  Then prints its events in commit order, one line each:\n"
     "  TICK SEQ KIND SOURCE -> TARGET  PAYLOAD\n"
     "Payloads are shown as text (escaped, truncated at 160 bytes) or, if not\n"
     "UTF-8, as the first bytes in hex.\n"
@@ -23,8 +26,10 @@ static const char usage[] =
     "  --tick R     only ticks in R: A..B, A.., ..B or N\n"
     "  --json       one JSON object per event, with the whole payload\n"
     "               (\"payload\" if UTF-8, else \"payload_hex\") and its chain\n"
-    "  --verify     recompute the hash chain over the whole journal and print\n"
-    "               the digest (exit 1 naming the first bad seq)\n"
+    "  --verify     print what was verified and the run digest\n"
+    "  --digest     print only the run digest (to compare with one kept\n"
+    "               elsewhere: a chain cannot show that a journal was rebuilt\n"
+    "               from scratch or cut at a tick boundary; docs/journal.md)\n"
     "  --ui ADDR:PORT  serve the monitor dashboard, /metrics and /trace for\n"
     "               this journal (PORT alone: 127.0.0.1) until Ctrl-C\n"
     "  --ui-token T required as Bearer or ?token= (generated when ADDR is not\n"
@@ -175,7 +180,7 @@ static int parse_ticks(const char *s, int64_t *from, int64_t *to) {
 int coh__cmd_inspect(int argc, char **argv) {
   const char *path = NULL, *agent = NULL, *ui = NULL, *ui_token = NULL;
   int64_t from = INT64_MIN, to = INT64_MAX, tick, n_events;
-  int json = 0, verify = 0, have_tick = 0, i, rc, status = COH_EXIT_OK;
+  int json = 0, verify = 0, digest = 0, have_tick = 0, i, rc, status = COH_EXIT_OK;
   coh_journal *j = NULL;
   coh_err err;
   char hex[65];
@@ -189,6 +194,8 @@ int coh__cmd_inspect(int argc, char **argv) {
       json = 1;
     } else if (!strcmp(argv[i], "--verify")) {
       verify = 1;
+    } else if (!strcmp(argv[i], "--digest")) {
+      digest = 1;
     } else if (!strcmp(argv[i], "--ui")) {
       if (i + 1 >= argc || argv[i + 1][0] == '\0')
         return coh__usage_error("inspect", "--ui needs ADDR:PORT or PORT");
@@ -224,21 +231,28 @@ int coh__cmd_inspect(int argc, char **argv) {
   if (verify && (agent || have_tick))
     return coh__usage_error("inspect", "--verify checks the whole journal; "
                                        "drop --agent and --tick");
+  if (digest && (verify || json || agent || have_tick || ui))
+    return coh__usage_error("inspect", "--digest prints only the digest; drop "
+                                       "--verify, --json, --agent, --tick and --ui");
 
   if (ui_token && !ui)
     return coh__usage_error("inspect", "--ui-token goes with --ui");
   if (ui && (verify || json || agent || have_tick))
     return coh__usage_error("inspect", "--ui serves the whole journal; drop "
                                        "--verify, --json, --agent and --tick");
-  if (coh_journal_open(path, &j, &err))
-    return coh__runtime_error("inspect", "%s", err.msg);
+  /* Nothing is shown from a journal whose chain does not verify. */
+  if ((status = coh__journal_open_verified("inspect", path, &j))) return status;
+  if (digest) {
+    coh_journal_digest(j, hex);
+    printf("%s\n", hex);
+    goto done;
+  }
   if (ui) {
     status = coh__inspect_ui(path, j, ui, ui_token);
     goto done;
   }
   if (verify) {
-    rc = coh_journal_verify(j, &err);
-    if (rc == 0) rc = coh_journal_last_tick(j, &tick, &n_events, &err);
+    rc = coh_journal_last_tick(j, &tick, &n_events, &err);
     if (rc) {
       status = coh__runtime_error("inspect", "%s", err.msg);
       goto done;

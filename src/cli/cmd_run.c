@@ -10,7 +10,6 @@
  *   resume RUN.db     re-executes the committed part of a killed run
  *                     (verifying it) and continues it to the end
  */
-#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -208,9 +207,9 @@ int coh__cmd_run(int argc, char **argv) {
   coh_scenario *s = NULL;
   coh_journal *j = NULL;
   coh_monitor *mon = NULL;
+  coh_run_record *rec = NULL;
   coh_err err;
-  char *cache_buf = NULL, *prompt_buf = NULL, *jpath = NULL, *inputs = NULL;
-  size_t inputs_len = 0;
+  char *cache_buf = NULL, *prompt_buf = NULL, *jpath = NULL;
   int rc, status = COH_EXIT_RUNTIME;
 
   if ((rc = parse("run", argc, argv, &c, run_usage))) return rc < 0 ? COH_EXIT_OK : rc;
@@ -220,7 +219,7 @@ int coh__cmd_run(int argc, char **argv) {
     coh__runtime_error("run", "%s", err.msg);
     goto done;
   }
-  if (coh_run_inputs(s, &ro, &inputs, &inputs_len, &err)) {
+  if (coh_run_record_new(s, &ro, &rec, &err)) {
     coh__runtime_error("run", "%s", err.msg);
     goto done;
   }
@@ -229,17 +228,12 @@ int coh__cmd_run(int argc, char **argv) {
     coh__runtime_error("run", "cannot choose a journal file name");
     goto done;
   }
-  {
-    /* Everything replay and resume need is written with the journal itself. */
-    const char *keys[4] = {"scenario_text", "scenario_path", "scenario_dir", "status"};
-    const void *vals[4] = {s->text, s->path, s->dir, "running"};
-    size_t lens[4] = {s->text_len, strlen(s->path), strlen(s->dir), 7};
-    if (coh_journal_create_meta(jpath, inputs, inputs_len, keys, vals, lens, 4, &j, &err)) {
-      coh__runtime_error("run", "%s", err.msg);
-      goto done;
-    }
+  if (coh__create_journal(jpath, s, rec, &j, &err)) {
+    coh__runtime_error("run", "%s", err.msg);
+    goto done;
   }
   ro.mode = COH_RUN_FRESH;
+  ro.modules = rec->modules; /* the bytes that were hashed and stored */
   ro.journal = j;
   if (!c.quiet) fprintf(stderr, "cohort run: journal %s\n", jpath);
   if (start_ui("run", &c, &mon)) goto done;
@@ -257,88 +251,27 @@ int coh__cmd_run(int argc, char **argv) {
 done:
   coh_monitor_stop(mon);
   coh_journal_close(j);
+  coh_run_record_free(rec);
   coh_scenario_free(s);
-  coh_free(inputs);
   free(jpath);
   free(cache_buf);
   free(prompt_buf);
   return status;
 }
 
-/* Opens a journal and rebuilds its scenario from the recorded text. */
-static int open_recorded(const char *cmd, const char *path, coh_journal **j,
-                         coh_scenario **s, coh_err *err) {
-  char *text = NULL, *spath = NULL, *sdir = NULL;
-  size_t len = 0, l2, l3;
-  int rc;
-  if ((rc = coh_journal_open(path, j, err))) return rc;
-  if ((rc = coh_journal_meta_get(*j, "scenario_text", &text, &len, err)) ||
-      (rc = coh_journal_meta_get(*j, "scenario_path", &spath, &l2, err)) ||
-      (rc = coh_journal_meta_get(*j, "scenario_dir", &sdir, &l3, err))) {
-    coh_free(text);
-    coh_free(spath);
-    coh_free(sdir);
-    return rc;
-  }
-  rc = coh_scenario_parse(text, len, spath, sdir, s, err);
-  (void)cmd;
-  coh_free(text);
-  coh_free(spath);
-  coh_free(sdir);
-  return rc;
-}
-
-/* Compares the journal's recorded inputs with the current files: a replay
- * of changed modules or models would diverge for a reason the user should
- * hear first.  With --no-model the model files are not compared. */
-static int check_inputs(coh_journal *j, const coh_scenario *s, const coh_run_options *ro,
-                        coh_err *err) {
-  char *now = NULL, *then = NULL;
-  size_t nl = 0, tl = 0;
-  int rc;
-  if ((rc = coh_run_inputs(s, ro, &now, &nl, err))) return rc;
-  if ((rc = coh_journal_meta_get(j, "inputs", &then, &tl, err))) {
-    coh_free(now);
-    return rc;
-  }
-  if (ro->no_model) {
-    /* drop models[].files from both sides */
-    json_error_t je;
-    json_t *a = json_loadb(now, nl, 0, &je), *b = json_loadb(then, tl, 0, &je);
-    size_t i;
-    json_t *m;
-    if (a && b) {
-      json_array_foreach(json_object_get(a, "models"), i, m) json_object_del(m, "files");
-      json_array_foreach(json_object_get(b, "models"), i, m) json_object_del(m, "files");
-      rc = json_equal(a, b) ? COH_OK : 1;
-    } else {
-      rc = 1;
-    }
-    json_decref(a);
-    json_decref(b);
-  } else {
-    rc = nl == tl && !memcmp(now, then, nl) ? COH_OK : 1;
-  }
-  if (rc != COH_OK)
-    rc = coh__err(err, COH_EJOURNAL,
-                  "the run's inputs changed since it was recorded (scenario, a module, a "
-                  "model file, the seed or the cohort version): recorded %.*s, now %.*s",
-                  (int)(tl > 160 ? 160 : tl), then, (int)(nl > 160 ? 160 : nl), now);
-  coh_free(now);
-  coh_free(then);
-  return rc;
-}
-
 static const char replay_usage[] =
     "usage: cohort replay RUN.db [--no-model] [--workers N] [--cache-dir DIR]\n"
-    "Re-executes a recorded run from its recorded inputs and compares every event\n"
-    "with the journal; stops at the first divergence (exit 4).  --no-model takes\n"
-    "LLM results from the journal instead of running the model.\n";
+    "Verifies the journal's chain (exit 1 naming the first bad record), then\n"
+    "re-executes the run from its recorded inputs (modules from the journal, models\n"
+    "checked by hash) and compares every event with the journal; stops at the first\n"
+    "divergence (exit 4).  --no-model takes LLM results from the journal instead of\n"
+    "running the model.\n";
 
 static const char resume_usage[] =
     "usage: cohort resume RUN.db [--workers N] [--device D] [--cache-dir DIR] [--quiet]\n"
-    "Continues a run that was killed: re-executes its committed ticks (verifying\n"
-    "them against the journal), then runs on, appending, to the end.\n";
+    "Continues a run that was killed: verifies the journal's chain (exit 1 naming\n"
+    "the first bad record), re-executes its committed ticks (comparing them with\n"
+    "the journal), then runs on, appending, to the end.\n";
 
 static int replay_or_resume(const char *cmd, int argc, char **argv) {
   int resume = !strcmp(cmd, "resume");
@@ -348,6 +281,7 @@ static int replay_or_resume(const char *cmd, int argc, char **argv) {
   coh_scenario *s = NULL;
   coh_journal *j = NULL;
   coh_monitor *mon = NULL;
+  coh_run_record *rec = NULL;
   coh_err err;
   char *cache_buf = NULL, *prompt_buf = NULL, *status_text = NULL;
   size_t sl;
@@ -358,10 +292,13 @@ static int replay_or_resume(const char *cmd, int argc, char **argv) {
   memset(&ro, 0, sizeof ro);
   if ((rc = environment(cmd, &c, &ro, &cache_buf, &prompt_buf))) return rc;
   if (!resume) c.quiet = 1; /* a replay prints its verdict, not the transcript */
-  if (open_recorded(cmd, c.target, &j, &s, &err) || check_inputs(j, s, &ro, &err)) {
-    coh__runtime_error(cmd, "%s", err.msg);
+  /* The whole chain is verified before anything in the journal is used. */
+  if (coh__journal_open_verified(cmd, c.target, &j)) goto done;
+  if (coh_run_record_load(j, &ro, &s, &rec, &err)) {
+    coh__runtime_error(cmd, "%s: %s", c.target, err.msg);
     goto done;
   }
+  ro.modules = rec->modules; /* from the journal, not from any file */
   if (resume && coh_journal_meta_get(j, "status", &status_text, &sl, &err) == COH_OK &&
       !strcmp(status_text, "complete")) {
     printf("the run in %s is complete; nothing to resume\n", c.target);
@@ -396,6 +333,7 @@ done:
   coh_monitor_stop(mon);
   coh_free(status_text);
   coh_journal_close(j);
+  coh_run_record_free(rec);
   coh_scenario_free(s);
   free(cache_buf);
   free(prompt_buf);

@@ -61,11 +61,18 @@ static void sha_str(coh__sha256 *s, const char *str) {
   coh__sha256_update(s, str, strlen(str) + 1); /* with its NUL */
 }
 
-void coh__journal_chain0(const void *inputs, size_t len, uint8_t out[32]) {
+void coh__journal_chain0(const void *inputs, size_t len,
+                         const uint8_t (*blob_keys)[32], size_t n_blobs,
+                         uint8_t out[32]) {
   coh__sha256 s;
+  size_t i;
   coh__sha256_init(&s);
-  sha_str(&s, "cohort-journal-1");
+  sha_str(&s, COH__JOURNAL_TAG);
+  coh__sha256_update(&s, "G", 1);
+  sha_i64(&s, (int64_t)len);
   if (len > 0) coh__sha256_update(&s, inputs, len);
+  sha_i64(&s, (int64_t)n_blobs);
+  for (i = 0; i < n_blobs; i++) coh__sha256_update(&s, blob_keys[i], 32);
   coh__sha256_final(&s, out);
 }
 
@@ -76,6 +83,7 @@ void coh__journal_chain_step(const uint8_t prev[32], int64_t seq, int64_t tick,
   coh__sha256 s;
   coh__sha256_init(&s);
   coh__sha256_update(&s, prev, 32);
+  coh__sha256_update(&s, "E", 1);
   sha_i64(&s, seq);
   sha_i64(&s, tick);
   sha_str(&s, kind);
@@ -83,6 +91,35 @@ void coh__journal_chain_step(const uint8_t prev[32], int64_t seq, int64_t tick,
   sha_str(&s, target);
   sha_i64(&s, (int64_t)payload_len);
   if (payload_len > 0) coh__sha256_update(&s, payload, payload_len);
+  coh__sha256_final(&s, out);
+}
+
+void coh__journal_chain_checkpoint(const uint8_t prev[32], int64_t tick,
+                                   int64_t n, const char *agent,
+                                   const void *state, size_t len,
+                                   uint8_t out[32]) {
+  coh__sha256 s;
+  coh__sha256_init(&s);
+  coh__sha256_update(&s, prev, 32);
+  coh__sha256_update(&s, "C", 1);
+  sha_i64(&s, tick);
+  sha_i64(&s, n);
+  sha_str(&s, agent);
+  sha_i64(&s, (int64_t)len);
+  if (len > 0) coh__sha256_update(&s, state, len);
+  coh__sha256_final(&s, out);
+}
+
+void coh__journal_chain_tick(const uint8_t prev[32], int64_t tick,
+                             int64_t last_seq, int64_t n_checkpoints,
+                             uint8_t out[32]) {
+  coh__sha256 s;
+  coh__sha256_init(&s);
+  coh__sha256_update(&s, prev, 32);
+  coh__sha256_update(&s, "T", 1);
+  sha_i64(&s, tick);
+  sha_i64(&s, last_seq);
+  sha_i64(&s, n_checkpoints);
   coh__sha256_final(&s, out);
 }
 
@@ -109,6 +146,11 @@ enum {
   ST_DEL_TICKS,
   ST_DEL_CKPTS,
   ST_TICKS,
+  ST_INS_BLOB,
+  ST_BLOB_GET,
+  ST_BLOB_KEYS,
+  ST_VERIFY_CKPTS,
+  ST_VERIFY_BLOBS,
   ST_COUNT
 };
 
@@ -120,8 +162,8 @@ static const char *const stmt_sql[ST_COUNT] = {
                      "payload, chain, wall_us) VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
     [ST_INS_TICK] = "INSERT INTO ticks(tick, last_seq, chain, wall_us) "
                     "VALUES(?, ?, ?, ?)",
-    [ST_INS_CKPT] = "INSERT OR REPLACE INTO checkpoints(tick, agent, state) "
-                    "VALUES(?, ?, ?)",
+    [ST_INS_CKPT] = "INSERT INTO checkpoints(tick, n, agent, state, chain) "
+                    "VALUES(?, ?, ?, ?, ?)",
     [ST_META_PUT] = "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)",
     [ST_META_GET] = "SELECT value FROM meta WHERE key = ?",
     /* "tick, seq" is seq order (ticks never decrease along seq) and is the
@@ -140,14 +182,21 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_CKPT_TICK] = "SELECT MAX(tick) FROM checkpoints WHERE tick <= ?",
     [ST_CKPTS] = "SELECT agent, state FROM checkpoints WHERE tick = ? "
                  "ORDER BY agent",
-    [ST_LAST_EVENT] = "SELECT seq, chain FROM events ORDER BY seq DESC "
-                      "LIMIT 1",
+    [ST_LAST_EVENT] = "SELECT tick, last_seq, chain FROM ticks "
+                      "ORDER BY tick DESC LIMIT 1",
     [ST_LAST_TICK] = "SELECT tick, last_seq FROM ticks ORDER BY tick DESC "
                      "LIMIT 1",
     [ST_DEL_EVENTS] = "DELETE FROM events WHERE tick > ?",
     [ST_DEL_TICKS] = "DELETE FROM ticks WHERE tick > ?",
     [ST_DEL_CKPTS] = "DELETE FROM checkpoints WHERE tick > ?",
     [ST_TICKS] = "SELECT tick, last_seq, wall_us FROM ticks ORDER BY tick",
+    [ST_INS_BLOB] = "INSERT OR IGNORE INTO blobs(sha256, bytes) VALUES(?, ?)",
+    [ST_BLOB_GET] = "SELECT bytes FROM blobs WHERE sha256 = ?",
+    /* BLOB order is memcmp order: the genesis hashes the keys this way. */
+    [ST_BLOB_KEYS] = "SELECT sha256 FROM blobs ORDER BY sha256",
+    [ST_VERIFY_CKPTS] = "SELECT tick, n, agent, state, chain FROM checkpoints "
+                        "ORDER BY tick, n",
+    [ST_VERIFY_BLOBS] = "SELECT sha256, bytes FROM blobs ORDER BY sha256",
 };
 
 static const char schema_sql[] =
@@ -169,11 +218,23 @@ static const char schema_sql[] =
     "CREATE INDEX events_tick ON events(tick);"
     "CREATE TABLE ticks(tick INTEGER PRIMARY KEY, last_seq INTEGER NOT NULL, "
     "  chain BLOB NOT NULL, wall_us INTEGER NOT NULL);"
-    "CREATE TABLE checkpoints(tick INTEGER NOT NULL, agent TEXT NOT NULL, "
-    "  state BLOB NOT NULL, PRIMARY KEY(tick, agent));"
-    "CREATE INDEX checkpoints_agent ON checkpoints(agent, tick);";
+    "CREATE TABLE checkpoints(tick INTEGER NOT NULL, n INTEGER NOT NULL, "
+    "  agent TEXT NOT NULL, state BLOB NOT NULL, chain BLOB NOT NULL, "
+    "  PRIMARY KEY(tick, n), UNIQUE(tick, agent));"
+    "CREATE INDEX checkpoints_agent ON checkpoints(agent, tick);"
+    /* Content-addressed inputs (scenario text, agent modules), written once
+     * with the journal and covered by the genesis. */
+    "CREATE TABLE blobs(sha256 BLOB PRIMARY KEY NOT NULL, "
+    "  bytes BLOB NOT NULL);";
 
-static const char *const tables[] = {"meta", "events", "ticks", "checkpoints"};
+static const char *const tables[] = {"meta", "events", "ticks", "checkpoints",
+                                     "blobs"};
+
+/* meta keys the journal owns: what the file is and where the chain starts. */
+static int reserved_key(const char *key) {
+  return !strcmp(key, "format") || !strcmp(key, "schema_version") ||
+         !strcmp(key, "inputs") || !strcmp(key, "genesis");
+}
 
 struct coh_journal {
   sqlite3 *db;
@@ -189,6 +250,7 @@ struct coh_journal {
   int64_t tick;
   uint8_t pchain[32];
   int64_t pseq;
+  int64_t pckpt; /* checkpoints stored in the open tick (events come first) */
   int walking; /* an events()/checkpoints()/verify() walk is under way */
 };
 
@@ -309,43 +371,82 @@ static int prepare_all(coh_journal *j, coh_err *err) {
   return COH_OK;
 }
 
-/* Loads the committed state: chain and seq from the last event row (nothing
- * is recomputed), last tick from the ticks table. */
+/* Loads the committed state from the last ticks row (nothing is
+ * recomputed; verify() does that): its tick, last seq and chain. */
 static int load_state(coh_journal *j, coh_err *err) {
   sqlite3_stmt *st = j->st[ST_LAST_EVENT];
   int rc = sqlite3_step(st);
   if (rc == SQLITE_ROW) {
-    const void *c = sqlite3_column_blob(st, 1);
-    j->seq = sqlite3_column_int64(st, 0);
-    if (sqlite3_column_type(st, 1) != SQLITE_BLOB ||
-        sqlite3_column_bytes(st, 1) != 32 || c == NULL) {
+    const void *c = sqlite3_column_blob(st, 2);
+    j->last_tick = sqlite3_column_int64(st, 0);
+    j->seq = sqlite3_column_int64(st, 1);
+    if (sqlite3_column_type(st, 2) != SQLITE_BLOB ||
+        sqlite3_column_bytes(st, 2) != 32 || c == NULL) {
       sqlite3_reset(st);
       return coh__err(err, COH_EJOURNAL,
-                      "journal %s: last event (seq %lld) has a malformed chain "
+                      "journal %s: table ticks, tick %lld: malformed chain "
                       "column (not a 32-byte blob)",
-                      j->path, (long long)j->seq);
+                      j->path, (long long)j->last_tick);
     }
     memcpy(j->chain, c, 32);
   } else if (rc == SQLITE_DONE) {
     j->seq = 0;
-    memcpy(j->chain, j->chain0, 32);
-  } else {
-    sqlite3_reset(st);
-    return sqlfail(j, err, rc, "reading the last event");
-  }
-  sqlite3_reset(st);
-  st = j->st[ST_LAST_TICK];
-  rc = sqlite3_step(st);
-  if (rc == SQLITE_ROW) {
-    j->last_tick = sqlite3_column_int64(st, 0);
-  } else if (rc == SQLITE_DONE) {
     j->last_tick = -1;
+    memcpy(j->chain, j->chain0, 32);
   } else {
     sqlite3_reset(st);
     return sqlfail(j, err, rc, "reading the last tick");
   }
   sqlite3_reset(st);
   return COH_OK;
+}
+
+/* Computes the genesis from meta "inputs" and the blobs' keys. */
+static int load_genesis(coh_journal *j, coh_err *err) {
+  sqlite3_stmt *st = j->st[ST_BLOB_KEYS];
+  uint8_t (*keys)[32] = NULL;
+  size_t n = 0, cap = 0;
+  char *inputs = NULL;
+  size_t len = 0;
+  int rc = coh_journal_meta_get(j, "inputs", &inputs, &len, err);
+  if (rc == COH_ENOENT)
+    return coh__err(err, COH_EJOURNAL, "journal %s: meta 'inputs' is missing",
+                    j->path);
+  if (rc) return rc;
+  for (;;) {
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) break;
+    if (rc != SQLITE_ROW) {
+      rc = sqlfail(j, err, rc, "reading blob keys");
+      goto done;
+    }
+    if (sqlite3_column_type(st, 0) != SQLITE_BLOB ||
+        sqlite3_column_bytes(st, 0) != 32) {
+      rc = coh__err(err, COH_EJOURNAL,
+                    "journal %s: table blobs: a key is not a 32-byte sha256",
+                    j->path);
+      goto done;
+    }
+    if (n == cap) {
+      uint8_t (*nk)[32];
+      /* the blob table is bounded by the file, which SQLite has read */
+      cap = cap ? cap * 2 : 16;
+      nk = coh__realloc(keys, cap * sizeof *keys);
+      if (nk == NULL) {
+        rc = coh__err(err, COH_ENOMEM, "journal %s: out of memory", j->path);
+        goto done;
+      }
+      keys = nk;
+    }
+    memcpy(keys[n++], sqlite3_column_blob(st, 0), 32);
+  }
+  coh__journal_chain0(inputs, len, (const uint8_t(*)[32])keys, n, j->chain0);
+  rc = COH_OK;
+done:
+  sqlite3_reset(st);
+  coh__free(keys);
+  coh__free(inputs);
+  return rc;
 }
 
 /* Deletes a file and its WAL companions. */
@@ -362,14 +463,37 @@ int coh_journal_create(const char *path, const void *inputs, size_t inputs_len,
                                  out, err);
 }
 
-/* Writes a complete new journal (schema, fixed meta, extra meta) into `tmp`
- * in one rollback-mode transaction and closes it. */
-static int create_file(const char *tmp, const void *inputs, size_t inputs_len,
-                       const char *const *keys, const void *const *values,
-                       const size_t *lens, size_t n_meta, coh_err *err) {
+int coh_journal_create_meta(const char *path, const void *inputs,
+                            size_t inputs_len, const char *const *keys,
+                            const void *const *values, const size_t *lens,
+                            size_t n_meta, coh_journal **out, coh_err *err) {
+  coh_journal_init init;
+  memset(&init, 0, sizeof init);
+  init.inputs = inputs;
+  init.inputs_len = inputs_len;
+  init.meta_keys = keys;
+  init.meta_values = values;
+  init.meta_lens = lens;
+  init.n_meta = n_meta;
+  return coh_journal_create_init(path, &init, out, err);
+}
+
+static int put_meta(coh_journal *j, const char *key, const void *value,
+                    size_t len, coh_err *err) {
+  sqlite3_stmt *st = j->st[ST_META_PUT];
+  sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+  sqlite3_bind_blob64(st, 2, len ? value : (const void *)empty_blob, len,
+                      SQLITE_STATIC);
+  return exec_st(j, ST_META_PUT, err, "writing meta");
+}
+
+/* Writes a complete new journal (schema, fixed meta, extra meta, blobs,
+ * genesis) into `tmp` in one rollback-mode transaction and closes it. */
+static int create_file(const char *tmp, const coh_journal_init *in,
+                       coh_err *err) {
   coh_journal *j = NULL;
   int fd, rc, created = 0;
-  char ver[16];
+  char ver[16], ghex[65];
   const char *path = tmp;
   size_t m;
 
@@ -406,33 +530,42 @@ static int create_file(const char *tmp, const void *inputs, size_t inputs_len,
   rc = prepare_all(j, err);
   if (rc) goto fail;
   snprintf(ver, sizeof ver, "%d", COH__JOURNAL_SCHEMA);
-  {
-    static const char *const keys[3] = {"format", "schema_version", "inputs"};
-    const void *vals[3] = {COH__JOURNAL_FORMAT, ver,
-                           inputs_len ? inputs : (const void *)empty_blob};
-    size_t lens[3] = {strlen(COH__JOURNAL_FORMAT), strlen(ver), inputs_len};
-    int i;
-    for (i = 0; i < 3; i++) {
-      sqlite3_stmt *st = j->st[ST_META_PUT];
-      sqlite3_bind_text(st, 1, keys[i], -1, SQLITE_STATIC);
-      sqlite3_bind_blob64(st, 2, vals[i], lens[i], SQLITE_STATIC);
-      rc = exec_st(j, ST_META_PUT, err, "writing meta");
-      if (rc) goto fail;
-    }
-  }
-  for (m = 0; m < n_meta; m++) {
-    sqlite3_stmt *st = j->st[ST_META_PUT];
-    if (!strcmp(keys[m], "format") || !strcmp(keys[m], "schema_version") ||
-        !strcmp(keys[m], "inputs")) {
-      rc = coh__err(err, COH_EINVAL, "journal: meta key '%s' is reserved", keys[m]);
+  if ((rc = put_meta(j, "format", COH__JOURNAL_FORMAT,
+                     strlen(COH__JOURNAL_FORMAT), err)) ||
+      (rc = put_meta(j, "schema_version", ver, strlen(ver), err)) ||
+      (rc = put_meta(j, "inputs", in->inputs, in->inputs_len, err)))
+    goto fail;
+  for (m = 0; m < in->n_meta; m++) {
+    if (reserved_key(in->meta_keys[m])) {
+      rc = coh__err(err, COH_EINVAL, "journal: meta key '%s' is reserved",
+                    in->meta_keys[m]);
       goto fail;
     }
-    sqlite3_bind_text(st, 1, keys[m], -1, SQLITE_STATIC);
-    sqlite3_bind_blob64(st, 2, lens[m] ? values[m] : (const void *)empty_blob, lens[m],
-                        SQLITE_STATIC);
-    rc = exec_st(j, ST_META_PUT, err, "writing meta");
+    rc = put_meta(j, in->meta_keys[m], in->meta_values[m], in->meta_lens[m],
+                  err);
     if (rc) goto fail;
   }
+  for (m = 0; m < in->n_blobs; m++) {
+    sqlite3_stmt *st = j->st[ST_INS_BLOB];
+    uint8_t key[32];
+    coh__sha256 sh;
+    coh__sha256_init(&sh);
+    if (in->blobs[m].len) coh__sha256_update(&sh, in->blobs[m].bytes, in->blobs[m].len);
+    coh__sha256_final(&sh, key);
+    sqlite3_bind_blob(st, 1, key, 32, SQLITE_TRANSIENT);
+    sqlite3_bind_blob64(st, 2, in->blobs[m].len ? in->blobs[m].bytes
+                                                : (const void *)empty_blob,
+                        in->blobs[m].len, SQLITE_STATIC);
+    rc = exec_st(j, ST_INS_BLOB, err, "storing a blob");
+    if (rc) goto fail;
+  }
+  /* The genesis, also kept in meta so that verify can tell a changed
+   * genesis record from a changed first event. */
+  rc = load_genesis(j, err);
+  if (rc) goto fail;
+  coh__hex32(j->chain0, ghex);
+  rc = put_meta(j, "genesis", ghex, 64, err);
+  if (rc) goto fail;
   rc = exec_sql(j, "COMMIT", err, "creating");
   if (rc) goto fail;
   close_db(j);
@@ -449,16 +582,26 @@ fail:
   return rc;
 }
 
-int coh_journal_create_meta(const char *path, const void *inputs,
-                            size_t inputs_len, const char *const *keys,
-                            const void *const *values, const size_t *lens,
-                            size_t n_meta, coh_journal **out, coh_err *err) {
+int coh_journal_create_init(const char *path, const coh_journal_init *init,
+                            coh_journal **out, coh_err *err) {
   char tmp[4096];
+  size_t m;
   int rc;
   *out = NULL;
-  if (path == NULL || (inputs == NULL && inputs_len > 0) ||
-      (n_meta > 0 && (keys == NULL || values == NULL || lens == NULL)))
-    return coh__err(err, COH_EINVAL, "journal: NULL path, inputs or meta");
+  if (path == NULL || init == NULL ||
+      (init->inputs == NULL && init->inputs_len > 0) ||
+      (init->n_meta > 0 && (init->meta_keys == NULL ||
+                            init->meta_values == NULL ||
+                            init->meta_lens == NULL)) ||
+      (init->n_blobs > 0 && init->blobs == NULL))
+    return coh__err(err, COH_EINVAL, "journal: NULL path, inputs, meta or blobs");
+  for (m = 0; m < init->n_meta; m++)
+    if (init->meta_keys[m] == NULL ||
+        (init->meta_values[m] == NULL && init->meta_lens[m] > 0))
+      return coh__err(err, COH_EINVAL, "journal: NULL meta key or value");
+  for (m = 0; m < init->n_blobs; m++)
+    if (init->blobs[m].bytes == NULL && init->blobs[m].len > 0)
+      return coh__err(err, COH_EINVAL, "journal: NULL blob");
   if (access(path, F_OK) == 0)
     return coh__err(err, COH_EIO, "journal %s already exists (refusing to "
                     "overwrite it)", path);
@@ -468,7 +611,7 @@ int coh_journal_create_meta(const char *path, const void *inputs,
    * its real name in one step (link, which also refuses an existing file):
    * a process killed while creating leaves no half-made journal behind. */
   unlink_all(tmp);
-  rc = create_file(tmp, inputs, inputs_len, keys, values, lens, n_meta, err);
+  rc = create_file(tmp, init, err);
   if (rc) return rc;
   if (link(tmp, path) != 0) {
     int e = errno;
@@ -619,11 +762,10 @@ done:
   return rc;
 }
 
-/* meta: format, schema version, inputs (→ chain[0]). */
+/* meta: format and schema version (the genesis is read after prepare). */
 static int check_meta(coh_journal *j, coh_err *err) {
   sqlite3_stmt *st = NULL;
   char *v = NULL;
-  size_t len;
   int rc;
 
   rc = sqlite3_prepare_v2(j->db, "SELECT value FROM meta WHERE key = ?", -1,
@@ -662,16 +804,7 @@ static int check_meta(coh_journal *j, coh_err *err) {
       goto done;
     }
   }
-  coh__free(v);
-  v = NULL;
-  rc = meta_read(j, st, "inputs", &v, &len, err);
-  if (rc == COH_ENOENT) {
-    rc = coh__err(err, COH_EJOURNAL, "journal %s: meta 'inputs' is missing",
-                  j->path);
-    goto done;
-  }
-  if (rc) goto done;
-  coh__journal_chain0(v, len, j->chain0);
+  rc = COH_OK;
 done:
   coh__free(v);
   sqlite3_finalize(st);
@@ -696,6 +829,8 @@ int coh_journal_open(const char *path, coh_journal **out, coh_err *err) {
   if (rc) goto fail;
   rc = prepare_all(j, err);
   if (rc) goto fail;
+  rc = load_genesis(j, err);
+  if (rc) goto fail;
   rc = load_state(j, err);
   if (rc) goto fail;
   *out = j;
@@ -713,9 +848,8 @@ int coh_journal_meta_put(coh_journal *j, const char *key, const void *value,
   if (key == NULL || (value == NULL && len > 0))
     return coh__err(err, COH_EINVAL, "journal %s: NULL meta key or value",
                     j->path);
-  /* These three define what the file is and where the chain starts. */
-  if (!strcmp(key, "format") || !strcmp(key, "schema_version") ||
-      !strcmp(key, "inputs"))
+  /* These define what the file is and where the chain starts. */
+  if (reserved_key(key))
     return coh__err(err, COH_EINVAL,
                     "journal %s: meta '%s' is set by the journal itself",
                     j->path, key);
@@ -752,6 +886,7 @@ int coh_journal_tick_begin(coh_journal *j, int64_t tick, coh_err *err) {
   j->in_tick = 1;
   j->tick = tick;
   j->pseq = j->seq;
+  j->pckpt = 0;
   memcpy(j->pchain, j->chain, 32);
   return COH_OK;
 }
@@ -775,6 +910,11 @@ int coh_journal_append(coh_journal *j, coh_jevent *ev, coh_err *err) {
     return coh__err(err, COH_EINVAL,
                     "journal %s: event for tick %lld appended to open tick "
                     "%lld", j->path, (long long)ev->tick, (long long)j->tick);
+  /* The chain takes a tick's events, then its checkpoints. */
+  if (j->pckpt > 0)
+    return coh__err(err, COH_ESTATE,
+                    "journal %s: event appended to tick %lld after its "
+                    "checkpoints", j->path, (long long)j->tick);
   target = ev->target ? ev->target : "";
   seq = j->pseq + 1;
   coh__journal_chain_step(j->pchain, seq, ev->tick, ev->kind, ev->source,
@@ -800,28 +940,46 @@ int coh_journal_append(coh_journal *j, coh_jevent *ev, coh_err *err) {
 int coh_journal_checkpoint_put(coh_journal *j, const char *agent,
                                const void *state, size_t len, coh_err *err) {
   sqlite3_stmt *st = j->st[ST_INS_CKPT];
+  uint8_t chain[32];
+  int rc;
   if (!j->in_tick)
     return coh__err(err, COH_ESTATE, "journal %s: checkpoint outside a tick",
                     j->path);
   if (agent == NULL || (state == NULL && len > 0))
     return coh__err(err, COH_EINVAL,
                     "journal %s: checkpoint with NULL agent or state", j->path);
+  coh__journal_chain_checkpoint(j->pchain, j->tick, j->pckpt + 1, agent,
+                                len ? state : (const void *)empty_blob, len,
+                                chain);
   sqlite3_bind_int64(st, 1, j->tick);
-  sqlite3_bind_text(st, 2, agent, -1, SQLITE_STATIC);
-  sqlite3_bind_blob64(st, 3, len ? state : (const void *)empty_blob, len,
+  sqlite3_bind_int64(st, 2, j->pckpt + 1);
+  sqlite3_bind_text(st, 3, agent, -1, SQLITE_STATIC);
+  sqlite3_bind_blob64(st, 4, len ? state : (const void *)empty_blob, len,
                       SQLITE_STATIC);
-  return exec_st(j, ST_INS_CKPT, err, "storing a checkpoint");
+  sqlite3_bind_blob(st, 5, chain, 32, SQLITE_STATIC);
+  rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  if ((rc & 0xff) == SQLITE_CONSTRAINT)
+    return coh__err(err, COH_EINVAL,
+                    "journal %s: agent '%s' already has a checkpoint in tick "
+                    "%lld", j->path, agent, (long long)j->tick);
+  if (rc != SQLITE_DONE) return sqlfail(j, err, rc, "storing a checkpoint");
+  j->pckpt++;
+  memcpy(j->pchain, chain, 32);
+  return COH_OK;
 }
 
 int coh_journal_tick_commit(coh_journal *j, int64_t wall_us, coh_err *err) {
   sqlite3_stmt *st = j->st[ST_INS_TICK];
+  uint8_t chain[32];
   int rc;
   if (!j->in_tick)
     return coh__err(err, COH_ESTATE, "journal %s: no open tick to commit",
                     j->path);
+  coh__journal_chain_tick(j->pchain, j->tick, j->pseq, j->pckpt, chain);
   sqlite3_bind_int64(st, 1, j->tick);
   sqlite3_bind_int64(st, 2, j->pseq);
-  sqlite3_bind_blob(st, 3, j->pchain, 32, SQLITE_STATIC);
+  sqlite3_bind_blob(st, 3, chain, 32, SQLITE_STATIC);
   sqlite3_bind_int64(st, 4, wall_us);
   rc = exec_st(j, ST_INS_TICK, err, "committing a tick");
   if (rc) return rc;
@@ -832,7 +990,7 @@ int coh_journal_tick_commit(coh_journal *j, int64_t wall_us, coh_err *err) {
   j->in_tick = 0;
   j->seq = j->pseq;
   j->last_tick = j->tick;
-  memcpy(j->chain, j->pchain, 32);
+  memcpy(j->chain, chain, 32);
   return COH_OK;
 }
 
@@ -1058,17 +1216,114 @@ int coh_journal_checkpoints(coh_journal *j, int64_t tick,
 
 /* ---- verification ----------------------------------------------------- */
 
-/* Walks ticks (by tick) and events (by seq) together: every event must
- * belong to the committed tick whose range of seqs holds it, every stored
- * chain must equal the recomputed one, and every tick row's chain must equal
- * the chain at its last seq. */
+/* The verify cursor over checkpoints (tick, n order). */
+typedef struct ck_cursor {
+  sqlite3_stmt *st;
+  int have;        /* a row is current */
+  int64_t tick, n;
+  const char *agent;
+  const void *state;
+  size_t len;
+  const void *chain;
+} ck_cursor;
+
+static int ck_next(coh_journal *j, ck_cursor *c, coh_err *err) {
+  int rc = sqlite3_step(c->st);
+  c->have = 0;
+  if (rc == SQLITE_DONE) return COH_OK;
+  if (rc != SQLITE_ROW) return sqlfail(j, err, rc, "verify: reading checkpoints");
+  c->tick = sqlite3_column_int64(c->st, 0);
+  c->n = sqlite3_column_int64(c->st, 1);
+  if (sqlite3_column_type(c->st, 0) != SQLITE_INTEGER ||
+      sqlite3_column_type(c->st, 1) != SQLITE_INTEGER ||
+      sqlite3_column_type(c->st, 2) != SQLITE_TEXT ||
+      (sqlite3_column_type(c->st, 3) != SQLITE_BLOB &&
+       sqlite3_column_type(c->st, 3) != SQLITE_TEXT) ||
+      sqlite3_column_type(c->st, 4) != SQLITE_BLOB ||
+      sqlite3_column_bytes(c->st, 4) != 32)
+    return coh__err(err, COH_EJOURNAL,
+                    "journal %s: verify failed at table checkpoints, tick "
+                    "%lld, #%lld: a column has the wrong type", j->path,
+                    (long long)c->tick, (long long)c->n);
+  /* Text state is accepted so that an edit made with the sqlite3 shell
+   * shows up as a chain mismatch, not as a type error. */
+  c->state = sqlite3_column_blob(c->st, 3);
+  c->len = (size_t)sqlite3_column_bytes(c->st, 3);
+  if (c->state == NULL) c->state = empty_blob;
+  c->chain = sqlite3_column_blob(c->st, 4);
+  c->agent = (const char *)sqlite3_column_text(c->st, 2);
+  if (c->agent == NULL || c->chain == NULL)
+    return coh__err(err, COH_ENOMEM, "journal %s: out of memory", j->path);
+  c->have = 1;
+  return COH_OK;
+}
+
+/* The genesis: meta "genesis" must name the hash of meta "inputs" and the
+ * blobs' keys, and every blob's bytes must hash to its key. */
+static int verify_inputs(coh_journal *j, coh_err *err) {
+  sqlite3_stmt *st = j->st[ST_VERIFY_BLOBS];
+  char *g = NULL, hex[65], got[65];
+  size_t len = 0;
+  int rc = coh_journal_meta_get(j, "genesis", &g, &len, err);
+  if (rc == COH_ENOENT)
+    return coh__err(err, COH_EJOURNAL,
+                    "journal %s: verify failed at table meta, key 'genesis': "
+                    "missing", j->path);
+  if (rc) return rc;
+  coh__hex32(j->chain0, hex);
+  rc = len == 64 && memcmp(g, hex, 64) == 0;
+  coh__free(g);
+  if (!rc)
+    return coh__err(err, COH_EJOURNAL,
+                    "journal %s: verify failed at table meta, key 'inputs' "
+                    "(the genesis record): the run's inputs or the set of "
+                    "blobs do not match the recorded genesis", j->path);
+  for (;;) {
+    uint8_t h[32];
+    coh__sha256 sh;
+    const void *p;
+    size_t n;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) break;
+    if (rc != SQLITE_ROW) return sqlfail(j, err, rc, "verify: reading blobs");
+    if (sqlite3_column_type(st, 0) != SQLITE_BLOB ||
+        sqlite3_column_bytes(st, 0) != 32)
+      return coh__err(err, COH_EJOURNAL,
+                      "journal %s: verify failed at table blobs: a key is not "
+                      "a 32-byte sha256", j->path);
+    coh__hex32(sqlite3_column_blob(st, 0), hex);
+    p = sqlite3_column_blob(st, 1);
+    n = (size_t)sqlite3_column_bytes(st, 1);
+    coh__sha256_init(&sh);
+    if (n > 0 && p != NULL) coh__sha256_update(&sh, p, n);
+    coh__sha256_final(&sh, h);
+    coh__hex32(h, got);
+    if (strcmp(hex, got) != 0)
+      return coh__err(err, COH_EJOURNAL,
+                      "journal %s: verify failed at table blobs, sha256 %.16s...: "
+                      "its bytes hash to %.16s... (the content was changed)",
+                      j->path, hex, got);
+  }
+  return COH_OK;
+}
+
+/* Walks ticks (by tick), events (by seq) and checkpoints (by tick, n)
+ * together, recomputing the chain: every event must belong to the committed
+ * tick whose range of seqs holds it, every checkpoint to a committed tick,
+ * every stored chain must equal the recomputed one, and every tick row's
+ * chain must equal the tick record that closes its events and checkpoints.
+ * Errors name the first bad record: table, row, tick. */
 static int verify_walk(coh_journal *j, coh_err *err) {
   sqlite3_stmt *te = j->st[ST_VERIFY_EVENTS], *tt = j->st[ST_VERIFY_TICKS];
+  ck_cursor ck;
   uint8_t cur[32];
-  int64_t next = 1, tick, last_seq;
+  int64_t next = 1, tick, last_seq, nck;
   coh_jevent ev;
   int rc;
 
+  memset(&ck, 0, sizeof ck);
+  ck.st = j->st[ST_VERIFY_CKPTS];
+  if ((rc = ck_next(j, &ck, err))) return rc;
   memcpy(cur, j->chain0, 32);
   for (;;) {
     rc = sqlite3_step(tt);
@@ -1076,63 +1331,100 @@ static int verify_walk(coh_journal *j, coh_err *err) {
     if (rc != SQLITE_ROW) return sqlfail(j, err, rc, "verify: reading ticks");
     tick = sqlite3_column_int64(tt, 0);
     last_seq = sqlite3_column_int64(tt, 1);
+    if (sqlite3_column_type(tt, 0) != SQLITE_INTEGER ||
+        sqlite3_column_type(tt, 1) != SQLITE_INTEGER)
+      return coh__err(err, COH_EJOURNAL,
+                      "journal %s: verify failed at table ticks, tick %lld: "
+                      "a column is not an integer", j->path, (long long)tick);
     if (last_seq < next - 1)
       return coh__err(err, COH_EJOURNAL,
-                      "journal %s: verify failed at tick %lld: its last seq "
-                      "%lld is before seq %lld of an earlier tick",
-                      j->path, (long long)tick, (long long)last_seq,
+                      "journal %s: verify failed at table ticks, tick %lld: "
+                      "its last seq %lld is before seq %lld of an earlier "
+                      "tick", j->path, (long long)tick, (long long)last_seq,
                       (long long)(next - 1));
     while (next <= last_seq) {
       rc = sqlite3_step(te);
       if (rc == SQLITE_DONE)
         return coh__err(err, COH_EJOURNAL,
-                        "journal %s: verify failed at seq %lld (tick %lld): "
-                        "event missing (tick %lld was committed through seq "
-                        "%lld)", j->path, (long long)next, (long long)tick,
-                        (long long)tick, (long long)last_seq);
+                        "journal %s: verify failed at table events, seq %lld, "
+                        "tick %lld: event missing (tick %lld was committed "
+                        "through seq %lld)", j->path, (long long)next,
+                        (long long)tick, (long long)tick, (long long)last_seq);
       if (rc != SQLITE_ROW)
         return sqlfail(j, err, rc, "verify: reading events");
       rc = read_event(j, te, &ev, err);
       if (rc) return rc;
       if (ev.seq != next)
         return coh__err(err, COH_EJOURNAL,
-                        "journal %s: verify failed at seq %lld (tick %lld): "
-                        "event missing (next stored event is seq %lld)",
-                        j->path, (long long)next, (long long)tick,
+                        "journal %s: verify failed at table events, seq %lld, "
+                        "tick %lld: event missing (next stored event is seq "
+                        "%lld)", j->path, (long long)next, (long long)tick,
                         (long long)ev.seq);
       if (ev.tick != tick)
         return coh__err(err, COH_EJOURNAL,
-                        "journal %s: verify failed at seq %lld: its tick is "
-                        "%lld but it was committed in tick %lld",
+                        "journal %s: verify failed at table events, seq %lld, "
+                        "tick %lld: it was committed in tick %lld",
                         j->path, (long long)ev.seq, (long long)ev.tick,
                         (long long)tick);
       coh__journal_chain_step(cur, ev.seq, ev.tick, ev.kind, ev.source,
                               ev.target, ev.payload, ev.payload_len, cur);
       if (memcmp(cur, ev.chain, 32) != 0)
         return coh__err(err, COH_EJOURNAL,
-                        "journal %s: verify failed at seq %lld (tick %lld, "
-                        "%s %s -> %s): the stored chain does not match the "
-                        "event's contents", j->path, (long long)ev.seq,
-                        (long long)ev.tick, ev.kind, ev.source,
-                        ev.target[0] ? ev.target : "-");
+                        "journal %s: verify failed at table events, seq %lld, "
+                        "tick %lld (%s %s -> %s): the stored chain does not "
+                        "match the event's contents", j->path,
+                        (long long)ev.seq, (long long)ev.tick, ev.kind,
+                        ev.source, ev.target[0] ? ev.target : "-");
       next++;
     }
+    if (ck.have && ck.tick < tick)
+      return coh__err(err, COH_EJOURNAL,
+                      "journal %s: verify failed at table checkpoints, tick "
+                      "%lld, agent %s: it belongs to no committed tick",
+                      j->path, (long long)ck.tick, ck.agent);
+    for (nck = 0; ck.have && ck.tick == tick;) {
+      nck++;
+      if (ck.n != nck)
+        return coh__err(err, COH_EJOURNAL,
+                        "journal %s: verify failed at table checkpoints, tick "
+                        "%lld, agent %s: it is #%lld, expected #%lld (one is "
+                        "missing)", j->path, (long long)tick, ck.agent,
+                        (long long)ck.n, (long long)nck);
+      coh__journal_chain_checkpoint(cur, tick, nck, ck.agent, ck.state, ck.len,
+                                    cur);
+      if (memcmp(cur, ck.chain, 32) != 0)
+        return coh__err(err, COH_EJOURNAL,
+                        "journal %s: verify failed at table checkpoints, tick "
+                        "%lld, agent %s: the stored chain does not match the "
+                        "checkpoint's contents", j->path, (long long)tick,
+                        ck.agent);
+      if ((rc = ck_next(j, &ck, err))) return rc;
+    }
+    coh__journal_chain_tick(cur, tick, last_seq, nck, cur);
     if (sqlite3_column_type(tt, 2) != SQLITE_BLOB ||
         sqlite3_column_bytes(tt, 2) != 32 ||
         memcmp(cur, sqlite3_column_blob(tt, 2), 32) != 0)
       return coh__err(err, COH_EJOURNAL,
-                      "journal %s: verify failed at tick %lld: the tick's "
-                      "recorded chain does not match its events (through seq "
-                      "%lld)", j->path, (long long)tick, (long long)last_seq);
+                      "journal %s: verify failed at table ticks, tick %lld: "
+                      "the tick's recorded chain does not match the chain "
+                      "through its events (to seq %lld) and its %lld "
+                      "checkpoint(s)", j->path, (long long)tick,
+                      (long long)last_seq, (long long)nck);
   }
   rc = sqlite3_step(te);
   if (rc == SQLITE_ROW)
     return coh__err(err, COH_EJOURNAL,
-                    "journal %s: verify failed at seq %lld (tick %lld): the "
-                    "event belongs to no committed tick", j->path,
+                    "journal %s: verify failed at table events, seq %lld, "
+                    "tick %lld: the event belongs to no committed tick (its "
+                    "ticks row is missing)", j->path,
                     (long long)sqlite3_column_int64(te, 0),
                     (long long)sqlite3_column_int64(te, 1));
   if (rc != SQLITE_DONE) return sqlfail(j, err, rc, "verify: reading events");
+  if (ck.have)
+    return coh__err(err, COH_EJOURNAL,
+                    "journal %s: verify failed at table checkpoints, tick "
+                    "%lld, agent %s: it belongs to no committed tick",
+                    j->path, (long long)ck.tick, ck.agent);
   return COH_OK;
 }
 
@@ -1145,19 +1437,72 @@ int coh_journal_verify(coh_journal *j, coh_err *err) {
   if (j->walking)
     return coh__err(err, COH_ESTATE,
                     "journal %s: verify() called from inside a walk", j->path);
-  /* One read transaction, so both cursors see the same snapshot. */
+  /* One read transaction, so every cursor sees the same snapshot. */
   rc = exec_sql(j, "BEGIN", err, "verify");
   if (rc) return rc;
   j->walking = 1;
-  rc = verify_walk(j, err);
+  rc = load_genesis(j, err);
+  if (rc == COH_OK) rc = verify_inputs(j, err);
+  if (rc == COH_OK) rc = verify_walk(j, err);
+  sqlite3_reset(j->st[ST_VERIFY_BLOBS]);
   sqlite3_reset(j->st[ST_VERIFY_EVENTS]);
   sqlite3_reset(j->st[ST_VERIFY_TICKS]);
+  sqlite3_reset(j->st[ST_VERIFY_CKPTS]);
   j->walking = 0;
   /* The digest now names the snapshot just verified (a reader's handle may
    * have been opened before a writer's later ticks). */
   if (rc == COH_OK) rc = load_state(j, err);
   sqlite3_exec(j->db, "COMMIT", NULL, NULL, NULL);
   return rc;
+}
+
+/* ---- blobs ------------------------------------------------------------ */
+
+int coh_journal_blob_get(coh_journal *j, const uint8_t sha256[32],
+                         uint8_t **bytes, size_t *len, coh_err *err) {
+  sqlite3_stmt *st = j->st[ST_BLOB_GET];
+  uint8_t h[32];
+  char hex[65];
+  coh__sha256 sh;
+  const void *p;
+  size_t n;
+  int rc;
+  *bytes = NULL;
+  *len = 0;
+  coh__hex32(sha256, hex);
+  sqlite3_bind_blob(st, 1, sha256, 32, SQLITE_STATIC);
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_DONE) {
+    sqlite3_reset(st);
+    return coh__err(err, COH_ENOENT, "journal %s: no blob with sha256 %s",
+                    j->path, hex);
+  }
+  if (rc != SQLITE_ROW) {
+    rc = sqlfail(j, err, rc, "reading a blob");
+    sqlite3_reset(st);
+    return rc;
+  }
+  p = sqlite3_column_blob(st, 0);
+  n = (size_t)sqlite3_column_bytes(st, 0);
+  /* checked again here: the bytes handed out are the bytes named */
+  coh__sha256_init(&sh);
+  if (n > 0 && p != NULL) coh__sha256_update(&sh, p, n);
+  coh__sha256_final(&sh, h);
+  if (memcmp(h, sha256, 32) != 0) {
+    sqlite3_reset(st);
+    return coh__err(err, COH_EJOURNAL,
+                    "journal %s: table blobs, sha256 %.16s...: its bytes do not "
+                    "hash to its key", j->path, hex);
+  }
+  *bytes = coh__malloc(n ? n : 1);
+  if (*bytes == NULL) {
+    sqlite3_reset(st);
+    return coh__err(err, COH_ENOMEM, "journal %s: out of memory", j->path);
+  }
+  if (n) memcpy(*bytes, p, n);
+  *len = n;
+  sqlite3_reset(st);
+  return COH_OK;
 }
 
 int coh_journal_truncate_after(coh_journal *j, int64_t tick, coh_err *err) {

@@ -80,10 +80,13 @@ static int make_agents(orch *o, coh_err *err) {
   for (i = 0; i < s->n_agents; i++) {
     const coh_scn_agent *sa = &s->agents[i];
     const char *path = sa->is_prompt ? o->opt->prompt_module : sa->module;
-    if (path == NULL)
+    if (path == NULL && o->opt->modules == NULL)
       return coh__err(err, COH_EINVAL, "%s:%d: agent '%s' is a prompt agent, but the "
                       "stock prompt agent's module was not found", s->path, sa->line, sa->id);
-    if ((rc = coh_module_load_file(o->rt, path, &o->modules[i], err))) {
+    if ((rc = o->opt->modules
+                  ? coh_module_load(o->rt, o->opt->modules[i].bytes, o->opt->modules[i].len,
+                                    &o->modules[i], err)
+                  : coh_module_load_file(o->rt, path, &o->modules[i], err))) {
       coh__err_prefix(err, "%s:%d: agent '%s'", s->path, sa->line, sa->id);
       return rc;
     }
