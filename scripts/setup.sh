@@ -151,8 +151,13 @@ fi
 # playwright-core, pinned by tests/ui/package-lock.json; no install scripts
 # (it drives Debian's /usr/bin/chromium, so no browser download is needed).
 if [ -f "$ROOT/tests/ui/package-lock.json" ]; then
+  # installed = the version the lock pins (by content, not by file times: a
+  # fresh checkout or worktree has a newer lock file than an install that is
+  # still right, and `npm ci` would wipe it, also through a symlink)
   if [ -f "$ROOT/tests/ui/node_modules/playwright-core/package.json" ] &&
-     [ "$ROOT/tests/ui/node_modules/.package-lock.json" -nt "$ROOT/tests/ui/package-lock.json" ]; then
+     node -e 'const [l, p] = process.argv.slice(1).map((f) => JSON.parse(require("fs").readFileSync(f)));
+              process.exit(l.packages["node_modules/playwright-core"].version === p.version ? 0 : 1)' \
+       "$ROOT/tests/ui/package-lock.json" "$ROOT/tests/ui/node_modules/playwright-core/package.json"; then
     say "browser test dependencies: present (tests/ui/node_modules)"
   else
     say "installing the browser test's npm dependencies (npm ci --ignore-scripts in tests/ui)"
