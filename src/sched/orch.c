@@ -661,7 +661,16 @@ static int checkpoint_agents(orch *o, coh_err *err) {
     uint8_t *snap = NULL;
     size_t len = 0;
     if (a->status != AGENT_ALIVE) continue;
-    if (coh_agent_checkpoint(a->agent, &snap, &len, err) != COH_OK) continue;
+    /* An agent whose state cannot be captured (a table slot set at run
+     * time: COH_EUNSUPPORTED) has no checkpoint, the same in every run;
+     * anything else (out of memory) fails the tick rather than leave out a
+     * checkpoint, which would change the chain and the digest. */
+    rc = coh_agent_checkpoint(a->agent, &snap, &len, err);
+    if (rc == COH_EUNSUPPORTED) continue;
+    if (rc) {
+      coh__err_prefix(err, "agent '%s': checkpoint", a->id);
+      return rc;
+    }
     rc = coh_journal_checkpoint_put(o->opt->journal, a->id, snap, len, err);
     coh_agent_buf_free(snap);
     if (rc) return rc;
