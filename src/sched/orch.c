@@ -100,6 +100,9 @@ static int make_agents(orch *o, coh_err *err) {
       a->spec = sa;
       a->module = o->modules[i];
       a->id = coh__strdup(id);
+      /* teardown() frees the first n_agents slots: count this one now, so
+       * that a failure later in this loop leaks nothing */
+      o->n_agents = k + 1;
       if (a->id == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
       o->by_id[k] = k;
     }
