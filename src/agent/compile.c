@@ -124,19 +124,34 @@ static void log_tail(const char *path, char *out, size_t max) {
 }
 
 /* First line of `tool --version`, or "?". */
-static void tool_version(const char *tool, const char *dir, char *out,
-                         size_t cap) {
+/* A tool's identity for the cache key: the first line of `tool --version`.
+ * The output goes to a private file (mkstemp) in the cache folder: several
+ * processes share one cache, and with a fixed name one could read another's
+ * output, or none, and so hash a different key — the key is in every agent
+ * checkpoint, so the run digest would change.  Any failure is an error for
+ * the same reason: a key must never depend on a transient failure. */
+static int tool_version(const char *tool, const char *dir, char *out,
+                        size_t cap, coh_err *err) {
   char *argv[3];
-  char *log = coh__path_join(dir, ".version.log");
+  char *log = coh__path_join(dir, ".version-XXXXXX");
   char *text = NULL;
   size_t len = 0, i;
-  snprintf(out, cap, "%s:?", tool);
-  if (log == NULL) return;
+  int fd, rc = COH_OK;
+  if (log == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+  fd = mkstemp(log);
+  if (fd < 0) {
+    rc = coh__err(err, COH_EIO, "cannot create a file in cache folder %s: %s", dir,
+                  strerror(errno));
+    coh__free(log);
+    return rc;
+  }
+  close(fd);
   argv[0] = (char *)tool;
   argv[1] = (char *)"--version";
   argv[2] = NULL;
-  if (run_tool(argv, log, NULL) == 0 &&
-      coh__read_file(log, &text, &len, NULL) == COH_OK) {
+  if (run_tool(argv, log, NULL) != 0) {
+    rc = coh__err(err, COH_ECOMPILE, "cannot identify %s: `%s --version` failed", tool, tool);
+  } else if ((rc = coh__read_file(log, &text, &len, err)) == COH_OK) {
     for (i = 0; i < len && text[i] != '\n'; i++) {
     }
     text[i] = '\0';
@@ -145,6 +160,7 @@ static void tool_version(const char *tool, const char *dir, char *out,
   }
   unlink(log);
   coh__free(log);
+  return rc;
 }
 
 static int mkdir_p(const char *path, coh_err *err) {
@@ -406,8 +422,9 @@ int coh_module_load(coh_agent_rt *rt, const uint8_t *bytes, size_t len,
   if ((rc = mkdir_p(rt->cache_dir, err))) goto fail;
   if (rt->tool_id == NULL) {
     char a[256], b[256], both[600];
-    tool_version(rt->cc, rt->cache_dir, a, sizeof a);
-    tool_version(rt->wasm2c, rt->cache_dir, b, sizeof b);
+    if ((rc = tool_version(rt->cc, rt->cache_dir, a, sizeof a, err)) ||
+        (rc = tool_version(rt->wasm2c, rt->cache_dir, b, sizeof b, err)))
+      goto fail;
     snprintf(both, sizeof both, "%s|%s|%s|%s", a, b, rt->opt, rt->rt_include);
     rt->tool_id = coh__strdup(both);
     if (rt->tool_id == NULL) {

@@ -181,11 +181,15 @@ static size_t utf8_holdback(const char *text, size_t len) {
 }
 
 /* Sends one event for s.  token -1: no token.  When finish is set, all text
- * not yet streamed (up to a stop string) is flushed. */
-static void emit(coh_engine *e, seq *s, int32_t token, coh_finish finish) {
+ * not yet streamed (up to a stop string) is flushed.  When the text cannot
+ * be decoded (out of memory), the event carries no text and finishes the
+ * request with ERROR, and the error is returned: streaming on without the
+ * text would skip the stop-string check and lose text silently. */
+static int emit(coh_engine *e, seq *s, int32_t token, coh_finish finish) {
   coh_token_event ev;
   char *text = NULL;
   size_t len = 0, limit = 0;
+  int rc = COH_OK;
   memset(&ev, 0, sizeof ev);
   ev.request_id = s->id;
   ev.token = token;
@@ -195,7 +199,10 @@ static void emit(coh_engine *e, seq *s, int32_t token, coh_finish finish) {
    * stop-string matcher. */
   if (e->m->tok != NULL && s->n_text > 0 &&
       (s->on_token != NULL || s->n_stop_strings > 0) &&
-      seq_text(e, s, &text, &len) == COH_OK) {
+      (rc = seq_text(e, s, &text, &len)) != COH_OK) {
+    text = NULL;
+    finish = COH_FINISH_ERROR;
+  } else if (text != NULL) {
     size_t body_start = s->prefix_len <= len ? s->prefix_len : len;
     const char *body = text + body_start;
     size_t body_len = len - body_start, i;
@@ -226,6 +233,7 @@ static void emit(coh_engine *e, seq *s, int32_t token, coh_finish finish) {
   if (s->on_token) s->on_token(s->user, &ev);
   coh__free(text);
   if (finish != COH_FINISH_NONE) s->cancelled = 2; /* marks "finished" */
+  return rc;
 }
 
 static int is_finished(const seq *s) { return s->cancelled == 2; }
@@ -250,8 +258,7 @@ static int accept_token(coh_engine *e, seq *s, int32_t tok) {
     fin = COH_FINISH_CONTEXT;
   /* A stop token is reported but contributes no text. */
   if (fin != COH_FINISH_EOS && fin != COH_FINISH_STOP_TOKEN) s->n_text++;
-  emit(e, s, tok, fin);
-  return COH_OK;
+  return emit(e, s, tok, fin);
 }
 
 /* ---- tensors ------------------------------------------------------------- */
@@ -865,12 +872,18 @@ int coh_engine_submit(coh_engine *e, const coh_request *r, uint64_t *id,
     }
   }
   if (e->m->tok != NULL) {
+    /* The text of the prompt's last token, which seq_text() decodes in
+     * front of the continuation: without its length the stream would
+     * begin with it, so a failure here fails the request. */
     char *t = NULL;
     size_t len = 0;
-    coh_err derr;
-    if (coh_tokenizer_decode(e->m->tok, s->tokens + s->n_prompt - 1, 1, 1, &t, &len, &derr) == COH_OK)
-      s->prefix_len = len;
+    rc = coh_tokenizer_decode(e->m->tok, s->tokens + s->n_prompt - 1, 1, 1, &t, &len, err);
     coh__free(t);
+    if (rc) {
+      seq_free(e, s);
+      return rc;
+    }
+    s->prefix_len = len;
   }
   s->id = e->next_id++;
   s->state = SEQ_QUEUED;
@@ -921,7 +934,7 @@ static void reap(coh_engine *e) {
 static void fail_rows(coh_engine *e, seq **rows, int n) {
   int i;
   for (i = 0; i < n; i++)
-    if (!is_finished(rows[i])) emit(e, rows[i], -1, COH_FINISH_ERROR);
+    if (!is_finished(rows[i])) (void)emit(e, rows[i], -1, COH_FINISH_ERROR);
 }
 
 int coh_engine_step(coh_engine *e, coh_err *err) {
@@ -929,9 +942,10 @@ int coh_engine_step(coh_engine *e, coh_err *err) {
   int n = 0, rc = COH_OK, i;
   double t0 = coh__wall_seconds();
 
-  /* 1. cancellations */
+  /* 1. cancellations (an error here still finishes the request) */
   for (s = e->head; s; s = s->next)
-    if (s->cancelled == 1) emit(e, s, -1, COH_FINISH_CANCELLED);
+    if (s->cancelled == 1 && (i = emit(e, s, -1, COH_FINISH_CANCELLED)) && rc == COH_OK)
+      rc = coh__err(err, i, "out of memory");
   reap(e);
 
   /* 2. admission, in id order */
@@ -939,7 +953,8 @@ int coh_engine_step(coh_engine *e, coh_err *err) {
     if (s->state != SEQ_QUEUED) continue;
     s->state = SEQ_PREFILL;
     e->active++;
-    if (s->max_tokens == 0) emit(e, s, -1, COH_FINISH_LENGTH);
+    if (s->max_tokens == 0 && (i = emit(e, s, -1, COH_FINISH_LENGTH)) && rc == COH_OK)
+      rc = coh__err(err, i, "out of memory");
   }
 
   /* 3. decode for requests that were decoding at the start of the step */
@@ -947,7 +962,7 @@ int coh_engine_step(coh_engine *e, coh_err *err) {
   if (rows == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
   for (s = e->head; s; s = s->next)
     if (s->state == SEQ_DECODE && !is_finished(s)) rows[n++] = s;
-  if (n > 0) {
+  if (rc == COH_OK && n > 0) {
     rc = decode_step(e, rows, n, err);
     if (rc) {
       fail_rows(e, rows, n);
@@ -959,7 +974,7 @@ int coh_engine_step(coh_engine *e, coh_err *err) {
   for (s = e->head; rc == COH_OK && s; s = s->next) {
     if (s->state != SEQ_PREFILL || is_finished(s)) continue;
     rc = prefill_chunk(e, s, err);
-    if (rc) emit(e, s, -1, COH_FINISH_ERROR);
+    if (rc && !is_finished(s)) (void)emit(e, s, -1, COH_FINISH_ERROR);
   }
 
   coh__free(rows);

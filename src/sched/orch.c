@@ -100,6 +100,9 @@ static int make_agents(orch *o, coh_err *err) {
       a->spec = sa;
       a->module = o->modules[i];
       a->id = coh__strdup(id);
+      /* teardown() frees the first n_agents slots: count this one now, so
+       * that a failure later in this loop leaks nothing */
+      o->n_agents = k + 1;
       if (a->id == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
       o->by_id[k] = k;
     }
@@ -661,7 +664,16 @@ static int checkpoint_agents(orch *o, coh_err *err) {
     uint8_t *snap = NULL;
     size_t len = 0;
     if (a->status != AGENT_ALIVE) continue;
-    if (coh_agent_checkpoint(a->agent, &snap, &len, err) != COH_OK) continue;
+    /* An agent whose state cannot be captured (a table slot set at run
+     * time: COH_EUNSUPPORTED) has no checkpoint, the same in every run;
+     * anything else (out of memory) fails the tick rather than leave out a
+     * checkpoint, which would change the chain and the digest. */
+    rc = coh_agent_checkpoint(a->agent, &snap, &len, err);
+    if (rc == COH_EUNSUPPORTED) continue;
+    if (rc) {
+      coh__err_prefix(err, "agent '%s': checkpoint", a->id);
+      return rc;
+    }
     rc = coh_journal_checkpoint_put(o->opt->journal, a->id, snap, len, err);
     coh_agent_buf_free(snap);
     if (rc) return rc;
