@@ -412,7 +412,7 @@ static int same_ids(const run *a, const run *b) {
 
 /* Every parameter, through the engine, against both references. */
 static void test_sampling_against_references(void) {
-  scase *g, *ga, *gp, *t07, *tk, *tp, *mp, *all, *tpen, *tnopen, *pre;
+  scase *g, *ga, *gp, *t07, *tk, *tp, *mp, *all, *tpen, *tnopen, *boost, *pre;
   int32_t longer[64];
   int i, borderline = 0, compared = 0;
   for (i = 0; i < MAX_CASES; i++) cases[i].r.logits = NULL;
@@ -447,6 +447,9 @@ static void test_sampling_against_references(void) {
   all = add_case("all filters, penalty", PROMPT, N_PROMPT, sampling(1.3f, 50, 0.9f, 0.05f, 1.2f, 15));
   tpen = add_case("temperature, penalty", longer, N_PROMPT + 1, sampling(0.5f, 0, 1, 0, 1.3f, 16));
   tnopen = add_case("temperature, no penalty", longer, N_PROMPT + 1, sampling(0.5f, 0, 1, 0, 1, 16));
+  /* a penalty below 1 boosts the history: the generated ids must be in it
+   * (a repeat of a generated id that is not in the prompt shows it) */
+  boost = add_case("penalty 0.5 (boost)", PROMPT, N_PROMPT, sampling(1.0f, 0, 1, 0, 0.5f, 17));
   pre = add_case("temperature 0.7 again", PROMPT, N_PROMPT, sampling(0.7f, 0, 1, 0, 1, 11));
   for (i = 1; i < n_cases; i++) {
     scase *c = &cases[i];
@@ -460,6 +463,18 @@ static void test_sampling_against_references(void) {
   CHECK(!same_ids(&g->r, &t07->r) && !same_ids(&t07->r, &tk->r) && !same_ids(&tk->r, &tp->r) &&
         !same_ids(&tp->r, &mp->r) && !same_ids(&mp->r, &all->r));
   CHECK(same_ids(&t07->r, &pre->r)); /* same seed, same tokens */
+  {
+    int a, b, repeat = 0;
+    size_t q;
+    for (a = 0; a < boost->r.n; a++)
+      for (b = a + 1; b < boost->r.n; b++)
+        if (boost->r.ids[a] == boost->r.ids[b]) {
+          int in_prompt = 0;
+          for (q = 0; q < N_PROMPT; q++) in_prompt |= PROMPT[q] == boost->r.ids[a];
+          repeat |= !in_prompt;
+        }
+    CHECK(repeat);
+  }
   CHECK(ga->r.ids[0] == g->r.ids[0] && gp->r.ids[0] != ga->r.ids[0]);
   CHECK(!same_ids(&tpen->r, &tnopen->r));
   for (i = 0; i < n_cases; i++) CHECK_EQ_INT(check_against_own_logits(&cases[i]), 0);
