@@ -13,10 +13,12 @@ ONNX Runtime's kernels, which depend on the CPU's instruction set (MLAS
 dispatches on AVX2/FMA/AVX-512/VNNI/AMX).  So each pin records:
   - cohort version and scenario sha256: if either differs, this test FAILS
     (the test's own inputs changed: re-pin, see below);
-  - the sha256 of every agent module and the identity of every model:
-    these depend on the toolchain (Debian clang + wasi-libc build the
-    modules; numpy/onnx write the fixtures), so when they differ the pinned
-    digest is NOT COMPARABLE, and the test says so;
+  - the sha256 of every agent module and the identity of every model, and
+    the toolchain that made them (clang + wasi-libc build the modules; numpy
+    writes the fixtures): when they differ under another toolchain, the
+    pinned digest is NOT COMPARABLE, and the test says so; when they differ
+    under the same toolchain, an agent, the SDK or the fixture tool changed,
+    and the test FAILS (re-pin);
   - for scenarios with a model, the CPU's instruction set: when it differs
     the pinned digest is NOT COMPARABLE either, and the test says so.
 Whether or not the pin is comparable, every scenario is run with --workers
@@ -65,6 +67,29 @@ def cpu_isa():
     return platform.machine() + " " + " ".join(f for f in ISA_FLAGS if f in flags)
 
 
+def command_line(args):
+    try:
+        p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, timeout=60)
+        return p.stdout.strip().split("\n")[0] if p.returncode == 0 else "unknown"
+    except OSError:
+        return "unknown"
+
+
+def toolchains():
+    """What builds the agent modules and writes the fixtures' bytes."""
+    cc = "clang"
+    try:
+        with open(os.path.join(BUILD, "CMakeCache.txt")) as f:
+            m = re.search(r"^COH_WASM_CC:FILEPATH=(.*)$", f.read(), re.M)
+            cc = m.group(1) if m else cc
+    except OSError:
+        pass
+    agents = "%s; wasi-libc %s" % (command_line([cc, "--version"]),
+                                   command_line(["dpkg-query", "-W", "-f=${Version}", "wasi-libc"]))
+    models = "numpy " + command_line([sys.executable, "-c", "import numpy; print(numpy.__version__)"])
+    return agents, models
+
+
 def scenarios():
     """(name, path of the scenario in the laid-out folder) for every case."""
     out = []
@@ -108,8 +133,10 @@ def run(root, rel, workers, db):
     return digest[0], int(events[0]), inputs
 
 
-def observed(name, digest, events, inputs, isa):
+def observed(name, digest, events, inputs, isa, tools):
     return {
+        "agents_toolchain": tools[0],
+        "models_toolchain": tools[1] if inputs["models"] else None,
         "digest": digest,
         "events": events,
         "cohort": inputs["cohort"],
@@ -122,6 +149,7 @@ def observed(name, digest, events, inputs, isa):
 
 def main():
     isa = cpu_isa()
+    tools = toolchains()
     printing = os.environ.get("COH_GOLDEN_PRINT") == "1"
     with open(PINS) as f:
         pins = json.load(f)["pins"]
@@ -133,6 +161,7 @@ def main():
         layout(root)
         cases = scenarios()
         print("this CPU's instruction set: %s" % isa)
+        print("agent modules built by: %s; fixtures written with: %s" % tools)
         for name, rel in cases:
             runs = []
             for i, w in enumerate(WORKERS):
@@ -145,7 +174,7 @@ def main():
                 print("FAIL: %s: digests differ across runs: %s" %
                       (name, ", ".join("w%d %s/%d" % (w, r[0], r[1]) for w, r in zip(WORKERS, runs))))
                 fails += 1
-            obs = observed(name, d, n, inputs, isa)
+            obs = observed(name, d, n, inputs, isa, tools)
             now[name] = obs
             pin = pins.get(name)
             if pin is None:
@@ -160,10 +189,25 @@ def main():
                 fails += 1
                 continue
             why = []
+            changed = []
             if pin["modules"] != obs["modules"]:
-                why.append("agent modules differ (another clang/wasi-libc built them)")
+                if pin.get("agents_toolchain") == obs["agents_toolchain"]:
+                    changed.append("agent module bytes changed with the same toolchain (%s): an agent "
+                                   "or sdk/ change" % obs["agents_toolchain"])
+                else:
+                    why.append("agent modules differ, built by [%s], pinned with [%s]" %
+                               (obs["agents_toolchain"], pin.get("agents_toolchain")))
             if pin["models"] != obs["models"]:
-                why.append("model files differ (another numpy/onnx wrote the fixtures)")
+                if pin.get("models_toolchain") == obs["models_toolchain"]:
+                    changed.append("fixture model files changed with the same %s: a tools/mkfixture.py "
+                                   "change" % obs["models_toolchain"])
+                else:
+                    why.append("model files differ, written with [%s], pinned with [%s]" %
+                               (obs["models_toolchain"], pin.get("models_toolchain")))
+            if changed:
+                print("FAIL: %s: %s; re-pin in a commit that says why" % (name, "; ".join(changed)))
+                fails += 1
+                continue
             if pin["isa"] != obs["isa"]:
                 why.append("pinned on CPU [%s], this CPU is [%s]" % (pin["isa"], obs["isa"]))
             if why:
