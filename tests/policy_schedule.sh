@@ -12,10 +12,11 @@
 # A schedule line is "TICK: agent(events) agent(events) ...", the `step`
 # events of that tick in journal order; tick 0 (every agent's init) is left
 # out.  Commit order is agent index order (scenario order), whatever the
-# policy, so a mutant that reorders the commit, steps a blocked agent, picks
-# the wrong priority or takes the wrong number of events fails here.
+# policy, so a mutant that reorders the commit, steps a blocked agent (a
+# dependency with events queued or an LLM answer outstanding), picks the
+# wrong priority or takes the wrong number of events fails here.
 set -u
-BIN=${COH_BIN:?} BUILD=${COH_BUILD_DIR:?}
+BIN=${COH_BIN:?} BUILD=${COH_BUILD_DIR:?} FIX=${COH_FIXTURES:?}
 PY=${COH_PYTHON:-/usr/bin/python3}
 A="$BUILD/agents"
 CACHE="$BUILD/test-module-cache"
@@ -230,6 +231,29 @@ import json, sys
 t = [(e["tick"], e["source"]) for e in map(json.loads, sys.stdin) if e["kind"] == "trap"]
 sys.exit(0 if t == [(2, "w-1")] else 1)' && ok "dag: the failing node is journaled at tick 2" ||
   bad "dag: trap not journaled as expected"
+
+# ---- dag: a dependency with an LLM answer outstanding ---------------------------
+# asker's request (chatter: max_tokens 12 on the fixture model) is committed
+# at t1, admitted at t2 (prefill: first token), decoded at t3..t13 (tokens
+# 2..12) and its result committed at t13, so asker steps again at t14.  dep
+# has had an event since t1, but waits while asker has an answer
+# outstanding (t2..t13) or an event queued (t1, t14): it steps at t15.
+cat >"$tmp/dagllm.yaml" <<YAML
+name: dagllm
+models:
+  - {name: tiny, path: $FIX/llama-tiny-plain-fp32, device: cpu, max_batch: 2, threads: 1}
+policy: {kind: dag}
+stop: {max_ticks: 60, quiescence: true}
+agents:
+  - {id: dep, module: $A/relay.wasm, after: asker}
+  - {id: asker, module: $A/chatter.wasm}
+messages:
+  - {to: asker, body: "llm Once upon a time"}
+  - {to: dep, body: ""}
+YAML
+check dagllm "1: asker(1)
+14: asker(1)
+15: dep(1)"
 
 echo "$fails failures"
 [ $fails = 0 ]
