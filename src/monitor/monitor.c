@@ -543,8 +543,8 @@ static int handle_control(coh_monitor *m, const coh__http_req *rq,
                   13);
 }
 
-int coh__monitor_http(coh_monitor *m, const coh__http_req *rq,
-                       coh__http_resp *rs) {
+static int route(coh_monitor *m, const coh__http_req *rq,
+                 coh__http_resp *rs) {
   const char *uri = rq->uri ? rq->uri : "";
   const char *method = rq->method ? rq->method : "";
   int is_get = !strcmp(method, "GET"), is_head = !strcmp(method, "HEAD");
@@ -598,6 +598,15 @@ int coh__monitor_http(coh_monitor *m, const coh__http_req *rq,
     if (!strcmp(a->path, uri))
       return set_body(rs, 200, "OK", a->mime, a->data, is_head ? 0 : a->len);
   return set_text(rs, 404, "Not Found", "no such page");
+}
+
+/* A response to HEAD has no body, errors included (a body there would be
+ * read by the client as the start of the next response). */
+int coh__monitor_http(coh_monitor *m, const coh__http_req *rq,
+                      coh__http_resp *rs) {
+  int status = route(m, rq, rs);
+  if (rq->method != NULL && !strcmp(rq->method, "HEAD")) rs->len = 0;
+  return status;
 }
 
 /* ---- civetweb adapter -------------------------------------------------------- */
