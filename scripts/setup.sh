@@ -33,14 +33,15 @@ else SUDO=""; fi
 # ---- Debian packages --------------------------------------------------------
 # Build: compilers, cmake, pkg-config.  Libraries: jansson (JSON), PCRE2
 # (tokenizer pre-tokenizer regexes with Unicode classes), civetweb (the
-# monitor's HTTP + WebSocket server).  chromium: the dashboard's browser test.  Tools: Python with
+# monitor's HTTP + WebSocket server).  chromium: the dashboard's browser test.
+# stress-ng: the load under which scripts/stress-tests.sh runs the tests.  Tools: Python with
 # numpy + onnx for the fixture-model tool; Node.js + npm to fetch ONNX Runtime
 # from the npm registry (npm pack, no install scripts) and for the benchmark's
 # reference stack.
 PACKAGES=(build-essential cmake pkg-config clang lld git ca-certificates
           libjansson-dev libpcre2-dev libyaml-dev libsqlite3-dev libcivetweb-dev
           python3 python3-numpy python3-onnx
-          nodejs npm chromium
+          nodejs npm chromium stress-ng
           wabt wasi-libc libclang-rt-14-dev-wasm32
           libclang-rt-14-dev)  # libFuzzer + sanitizer runtimes (scripts/fuzz.sh)
 missing=()
@@ -151,8 +152,13 @@ fi
 # playwright-core, pinned by tests/ui/package-lock.json; no install scripts
 # (it drives Debian's /usr/bin/chromium, so no browser download is needed).
 if [ -f "$ROOT/tests/ui/package-lock.json" ]; then
+  # installed = the version the lock pins (by content, not by file times: a
+  # fresh checkout or worktree has a newer lock file than an install that is
+  # still right, and `npm ci` would wipe it, also through a symlink)
   if [ -f "$ROOT/tests/ui/node_modules/playwright-core/package.json" ] &&
-     [ "$ROOT/tests/ui/node_modules/.package-lock.json" -nt "$ROOT/tests/ui/package-lock.json" ]; then
+     node -e 'const [l, p] = process.argv.slice(1).map((f) => JSON.parse(require("fs").readFileSync(f)));
+              process.exit(l.packages["node_modules/playwright-core"].version === p.version ? 0 : 1)' \
+       "$ROOT/tests/ui/package-lock.json" "$ROOT/tests/ui/node_modules/playwright-core/package.json"; then
     say "browser test dependencies: present (tests/ui/node_modules)"
   else
     say "installing the browser test's npm dependencies (npm ci --ignore-scripts in tests/ui)"
@@ -167,7 +173,9 @@ fi
 # no install scripts run): the independent reference the tokenizer tests
 # compare cohort with.  Used by tests only.
 if [ -f "$ROOT/tests/tokref/node_modules/tokenizers/package.json" ] &&
-   [ "$ROOT/tests/tokref/node_modules/.package-lock.json" -nt "$ROOT/tests/tokref/package-lock.json" ]; then
+   node -e 'const l = require(process.argv[1]), p = require(process.argv[2]);
+            process.exit(l.packages["node_modules/tokenizers"].version === p.version ? 0 : 1)' \
+     "$ROOT/tests/tokref/package-lock.json" "$ROOT/tests/tokref/node_modules/tokenizers/package.json"; then
   say "tokenizer reference: present (tests/tokref/node_modules)"
 else
   say "installing the tokenizer reference (npm ci --ignore-scripts in tests/tokref)"

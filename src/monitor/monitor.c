@@ -25,6 +25,18 @@
  * it.  Snapshots published while a client is still being written to are
  * skipped for that client (it always gets the latest), and pushes are at
  * most PUSH_INTERVAL_MS apart, so a slow client only slows itself.
+ *
+ * Flow control: a client that connects with `?ack=1` (the dashboard does)
+ * answers every snapshot with {"ack": true} once it has handled it, and is
+ * sent the next snapshot only then.  Without it the socket buffers fill
+ * with snapshots faster than a busy page handles them: the page shows a
+ * state seconds old, and a write stays blocked until civetweb's write
+ * timeout gives up on it, possibly half-way through a frame.  Every write
+ * to a connection holds that client's write_lock, and a write that does
+ * not complete ends all writing to the connection: a frame cut short can
+ * never be followed by another (the browser would read the next frame's
+ * bytes as the rest of the cut one: "Invalid frame header"); the
+ * connection is closed when the client next sends anything.
  */
 #include <arpa/inet.h>
 #include <civetweb.h>
@@ -147,6 +159,11 @@ struct ws_client {
   pthread_t thread;
   int started;
   _Atomic int closing;
+  int ack_mode;               /* connected with ?ack=1 */
+  _Atomic uint32_t acked;     /* acks received (futex word) */
+  uint32_t sent;              /* snapshots sent (sender thread) */
+  _Atomic int broken;         /* a write failed or was cut short */
+  pthread_mutex_t write_lock; /* one writer at a time, whole frames */
   char *buf;
   size_t cap;
 };
@@ -390,6 +407,13 @@ static int push_control(coh_monitor *m, coh_control c) {
   return 0;
 }
 
+int coh_monitor_post_control(coh_monitor *m, coh_control c) {
+  if (c != COH_CONTROL_PAUSE && c != COH_CONTROL_RESUME && c != COH_CONTROL_STEP &&
+      c != COH_CONTROL_STOP)
+    return -1;
+  return push_control(m, c);
+}
+
 coh_control coh_monitor_next_control(coh_monitor *m) {
   uint32_t h = atomic_load_explicit(&m->ctl_head, memory_order_relaxed);
   uint32_t t = atomic_load_explicit(&m->ctl_tail, memory_order_acquire);
@@ -413,11 +437,13 @@ coh_control coh_monitor_wait_control(coh_monitor *m) {
   }
 }
 
-/* {"control": "..."} → control, or NONE if malformed. */
-static coh_control parse_control(const char *data, size_t len) {
+/* {"control": "..."} → control, or NONE if malformed.  *is_ack (may be
+ * NULL) is set for a WebSocket flow-control message {"ack": ...}. */
+static coh_control parse_control(const char *data, size_t len, int *is_ack) {
   json_t *root = json_loadb(data, len, 0, NULL);
   const char *s = json_string_value(json_object_get(root, "control"));
   coh_control c = COH_CONTROL_NONE;
+  if (is_ack) *is_ack = json_is_object(root) && json_object_get(root, "ack") != NULL;
   if (s != NULL) {
     if (!strcmp(s, "pause")) c = COH_CONTROL_PAUSE;
     else if (!strcmp(s, "resume")) c = COH_CONTROL_RESUME;
@@ -531,7 +557,7 @@ static int handle_control(coh_monitor *m, const coh__http_req *rq,
     got += (size_t)r < (size_t)rq->content_length - got
                ? (size_t)r
                : (size_t)rq->content_length - got;
-  c = parse_control(body, got);
+  c = parse_control(body, got, NULL);
   if (c == COH_CONTROL_NONE)
     return set_text(rs, 400, "Bad Request",
                     "expected {\\\"control\\\": \\\"pause\\\"|\\\"resume\\\"|"
@@ -664,18 +690,42 @@ static int request_handler(struct mg_connection *conn, void *cbdata) {
 
 /* ---- WebSocket ---------------------------------------------------------------- */
 
+/* Writes one whole text frame to a client; 0, or -1 if the write failed or
+ * was cut short, after which nothing more is written to this connection. */
+static int ws_write(ws_client *c, const char *data, size_t len) {
+  int rc = -1;
+  pthread_mutex_lock(&c->write_lock);
+  if (!atomic_load(&c->broken)) {
+    /* civetweb returns the payload bytes written: fewer (or an error) when
+     * its write timeout expired with the socket still full */
+    if (mg_websocket_write(c->conn, MG_WEBSOCKET_OPCODE_TEXT, data, len) == (int)len)
+      rc = 0;
+    else
+      atomic_store(&c->broken, 1);
+  }
+  pthread_mutex_unlock(&c->write_lock);
+  return rc;
+}
+
 static void *ws_sender(void *arg) {
   ws_client *c = arg;
   coh_monitor *m = c->m;
   uint64_t have = 0, v;
   size_t len = 0;
   while (!atomic_load(&c->closing) && !atomic_load(&m->stopping)) {
-    uint32_t seq = atomic_load_explicit(&m->pub_seq, memory_order_seq_cst);
+    uint32_t seq;
+    if (c->ack_mode) { /* the previous snapshot not handled yet: wait */
+      uint32_t a = atomic_load_explicit(&c->acked, memory_order_seq_cst);
+      if ((int32_t)(a - c->sent) < 0) {
+        futex_wait_ms(&c->acked, a, 1000);
+        continue;
+      }
+    }
+    seq = atomic_load_explicit(&m->pub_seq, memory_order_seq_cst);
     v = copy_latest(m, &c->buf, &c->cap, &len, have);
     if (v != 0 && v != have) {
-      if (mg_websocket_write(c->conn, MG_WEBSOCKET_OPCODE_TEXT, c->buf, len) <=
-          0)
-        break; /* the client is gone or stuck past civetweb's timeout */
+      c->sent++;
+      if (ws_write(c, c->buf, len)) break; /* the client is gone or stuck */
       have = v;
       sleep_ms(PUSH_INTERVAL_MS);
       continue;
@@ -726,6 +776,13 @@ static int ws_connect(const struct mg_connection *conn, void *cbdata) {
     return 1;
   }
   c->m = m;
+  pthread_mutex_init(&c->write_lock, NULL);
+  {
+    const char *qs = mg_get_request_info(conn)->query_string;
+    char v[8];
+    c->ack_mode = qs != NULL && mg_get_var(qs, strlen(qs), "ack", v, sizeof v) > 0 &&
+                  !strcmp(v, "1");
+  }
   mg_set_user_connection_data(conn, c);
   return 0;
 }
@@ -739,12 +796,14 @@ static void ws_ready(struct mg_connection *conn, void *cbdata) {
 }
 
 const char *coh__monitor_ws_text(coh_monitor *m, const char *data,
-                                 size_t len, size_t *reply_len) {
+                                 size_t len, int *is_ack, size_t *reply_len) {
   static const char bad[] =
       "{\"error\": \"expected {\\\"control\\\": \\\"pause\\\"|\\\"resume\\\"|"
       "\\\"step\\\"|\\\"stop\\\"}\"}";
   static const char full[] = "{\"error\": \"too many controls waiting\"}";
-  coh_control c = parse_control(data, len);
+  coh_control c = parse_control(data, len, is_ack);
+  *reply_len = 0;
+  if (*is_ack) return NULL; /* flow control, not a control */
   if (c == COH_CONTROL_NONE) {
     *reply_len = sizeof bad - 1;
     return bad;
@@ -759,14 +818,22 @@ const char *coh__monitor_ws_text(coh_monitor *m, const char *data,
 
 static int ws_data(struct mg_connection *conn, int bits, char *data,
                    size_t len, void *cbdata) {
-  int op = bits & 0x0f;
+  ws_client *wc = mg_get_user_connection_data(conn);
+  int op = bits & 0x0f, ack = 0;
   const char *reply;
   size_t n = 0;
   if (op == MG_WEBSOCKET_OPCODE_CONNECTION_CLOSE) return 0;
+  if (wc == NULL || atomic_load(&wc->broken)) return 0; /* close it */
   if (op != MG_WEBSOCKET_OPCODE_TEXT) return 1; /* pings are civetweb's */
-  reply = coh__monitor_ws_text(cbdata, data, len, &n);
-  if (reply != NULL)
-    mg_websocket_write(conn, MG_WEBSOCKET_OPCODE_TEXT, reply, n);
+  reply = coh__monitor_ws_text(cbdata, data, len, &ack, &n);
+  if (ack) {
+    if (wc->ack_mode) {
+      atomic_fetch_add_explicit(&wc->acked, 1, memory_order_seq_cst);
+      futex_wake_all(&wc->acked);
+    }
+    return 1;
+  }
+  if (reply != NULL) ws_write(wc, reply, n);
   return 1;
 }
 
@@ -780,7 +847,9 @@ static void ws_release(const struct mg_connection *conn) {
   mg_set_user_connection_data(conn, NULL);
   atomic_store(&c->closing, 1);
   futex_wake_all(&m->pub_seq);
+  futex_wake_all(&c->acked);
   if (c->started) pthread_join(c->thread, NULL);
+  pthread_mutex_destroy(&c->write_lock);
   coh__free(c->buf);
   coh__free(c);
   pthread_mutex_lock(&m->ws_lock);

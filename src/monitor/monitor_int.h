@@ -69,8 +69,9 @@ void coh__http_resp_free(coh__http_resp *rs);
 /* May this WebSocket upgrade go ahead (Host, token, Origin)? */
 int coh__monitor_ws_allow(const coh_monitor *m, const coh__http_req *rq);
 /* A text frame from a client: queues its control; returns the reply frame
- * (*reply_len bytes, static) or NULL when none is due. */
+ * (*reply_len bytes, static) or NULL when none is due.  *is_ack: set when
+ * the frame is a flow-control ack ({"ack": ...}), which queues nothing. */
 const char *coh__monitor_ws_text(coh_monitor *m, const char *data,
-                                 size_t len, size_t *reply_len);
+                                 size_t len, int *is_ack, size_t *reply_len);
 
 #endif /* COH_MONITOR_INT_H */

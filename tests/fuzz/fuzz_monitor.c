@@ -18,8 +18,8 @@
  *    without one, a Host that is neither an IP address nor localhost gets
  *    403;
  *  - 202 (control accepted) queues exactly one control, and nothing else
- *    queues any; a WebSocket frame queues one control exactly when no reply
- *    (an error) comes back;
+ *    queues any; a WebSocket frame queues one control exactly when it is
+ *    not a flow-control ack and no reply (an error) comes back;
  *  - HEAD never carries a body.
  *
  * Built as a fuzzer with -DCOH_FUZZ=ON (clang). */
@@ -159,10 +159,13 @@ int coh__fuzz_monitor_one(const uint8_t *data, size_t size) {
 
   (void)coh__monitor_ws_allow(m, &rq);
   if (flags & 4) {
-    const char *reply = coh__monitor_ws_text(m, body.p, body.n, &n);
+    int ack = -1;
+    const char *reply = coh__monitor_ws_text(m, body.p, body.n, &ack, &n);
+    FUZZ_CHECK(ack == 0 || ack == 1);
     FUZZ_CHECK(reply == NULL ? n == 0 : n > 0 && n == strlen(reply));
+    FUZZ_CHECK(!ack || reply == NULL);
     queued = fuzz_drain(m);
-    FUZZ_CHECK(queued == (reply == NULL ? 1u : 0u));
+    FUZZ_CHECK(queued == (reply == NULL && !ack ? 1u : 0u));
   }
   coh__monitor_free(m);
   free(copy);
