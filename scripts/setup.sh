@@ -42,7 +42,8 @@ PACKAGES=(build-essential cmake pkg-config clang lld git ca-certificates
           libjansson-dev libpcre2-dev libyaml-dev libsqlite3-dev libcivetweb-dev
           python3 python3-numpy python3-onnx
           nodejs npm chromium stress-ng
-          wabt wasi-libc libclang-rt-14-dev-wasm32)
+          wabt wasi-libc libclang-rt-14-dev-wasm32
+          libclang-rt-14-dev)  # libFuzzer + sanitizer runtimes (scripts/fuzz.sh)
 missing=()
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
