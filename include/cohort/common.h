@@ -37,7 +37,8 @@ extern "C" {
   X(ESTATE, -13, "operation not valid in the current state")                  \
   X(ETRAP, -14, "agent trapped")                                              \
   X(ECOMPILE, -15, "module compilation failed")                               \
-  X(EJOURNAL, -16, "journal error")
+  X(EJOURNAL, -16, "journal error")                                          \
+  X(ERAISED, -17, "template raised an exception")
 
 typedef enum coh_errcode {
 #define COH__ERR_ENUM(name, val, desc) COH_##name = (val),
