@@ -477,7 +477,7 @@ int coh__ch_from_json(ch_render *r, json_t *j, ch_val *out, int depth) {
     }
     case JSON_REAL: {
       double d = json_real_value(j);
-      if (d == floor(d) && fabs(d) <= 9007199254740992.0 && !(d == 0 && signbit(d))) *out = coh__ch_int((int64_t)d);
+      if (d == floor(d) && fabs(d) <= 9007199254740992.0) *out = coh__ch_int((int64_t)d);
       else out->t = V_FLOAT, out->u.f = d;
       return 0;
     }
