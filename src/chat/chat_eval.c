@@ -19,6 +19,11 @@ int coh__ch_fail(ch_render *r, int code, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(what, sizeof what, fmt, ap);
   va_end(ap);
+  if (code == COH_ENOMEM && r->ar.over) {
+    code = COH_ERANGE;
+    snprintf(what, sizeof what, "render memory over %zu MiB (a template's memory is bounded)",
+             COH__CHAT_MEM_MAX >> 20);
+  }
   if (code == COH_ERAISED)
     coh__err(r->err, code, "%s", what);
   else if (r->at)
@@ -35,7 +40,7 @@ int coh__ch_step(ch_render *r, uint64_t n) {
     return coh__ch_fail(r, COH_ERANGE,
                         "over %llu evaluation steps (a template loop is bounded)",
                         (unsigned long long)COH__CHAT_STEPS_MAX);
-  if (r->ar.oom) return coh__ch_fail(r, COH_ENOMEM, "out of memory (render memory is bounded to %zu MiB)", COH__CHAT_MEM_MAX >> 20);
+  if (r->ar.oom) return coh__ch_fail(r, COH_ENOMEM, "out of memory");
   return 0;
 }
 
@@ -653,6 +658,7 @@ static int stmt_for(ch_render *r, ch_env *env, const ch_node *n, coh__buf *out) 
   ch_val it;
   const ch_node *test = NULL, *iter = n->b;
   ch_val *items;
+  ch_obj *loop;
   size_t ni = 0, i, total;
   int rc, any = 0;
   if (scope == NULL) return -1;
@@ -674,8 +680,9 @@ static int stmt_for(ch_render *r, ch_env *env, const ch_node *n, coh__buf *out) 
     return coh__ch_fail(r, COH_EFORMAT, "for loop over a %s (expected a list or a mapping)",
                         coh__ch_type_name(it.t));
   total = it.u.a->n;
-  items = coh__ch_alloc(&r->ar, (total ? total : 1) * sizeof *items);
-  if (items == NULL) return coh__ch_fail(r, COH_ENOMEM, "out of memory");
+  /* the list itself when there is no filter (no copy per loop) */
+  items = test ? coh__ch_alloc(&r->ar, (total ? total : 1) * sizeof *items) : it.u.a->v;
+  if (items == NULL && total) return coh__ch_fail(r, COH_ENOMEM, "out of memory");
   for (i = 0; i < total; i++) {
     ch_val cur = it.u.a->v[i];
     if (coh__ch_step(r, 1)) return -1;
@@ -692,12 +699,15 @@ static int stmt_for(ch_render *r, ch_env *env, const ch_node *n, coh__buf *out) 
       return coh__ch_fail(r, COH_EFORMAT, "too %s items to unpack",
                           n->a->l1.n > cur.u.a->n ? "few" : "many");
     }
-    items[ni++] = cur;
+    if (test) items[ni] = cur;
+    ni++;
   }
+  /* one loop object per for statement, updated in place each iteration (so
+   * that a long loop does not allocate per iteration) */
+  loop = coh__ch_obj_new(r);
+  if (loop == NULL) return coh__ch_fail(r, COH_ENOMEM, "out of memory");
   for (i = 0; i < ni; i++) {
-    ch_obj *loop = coh__ch_obj_new(r);
     ch_val lv;
-    if (loop == NULL) return coh__ch_fail(r, COH_ENOMEM, "out of memory");
     if (coh__ch_step(r, 1)) return -1;
     if (coh__ch_obj_set(r, loop, "index", 5, coh__ch_int((int64_t)i + 1)) ||
         coh__ch_obj_set(r, loop, "index0", 6, coh__ch_int((int64_t)i)) ||

@@ -562,10 +562,13 @@ static int range_fn(ch_render *r, ch_val *args, size_t na, ch_val *out) {
     if (na > 2) step = args[2].t == V_INT ? (double)args[2].u.i : args[2].u.f;
   }
   if (step == 0) return coh__ch_fail(r, COH_EFORMAT, "range() step must not be zero");
-  if ((a = coh__ch_arr_new(r, 0)) == NULL) return OOM();
+  {
+    double cnt = ceil((stop - start) / step);
+    if (cnt > 0 && coh__ch_step(r, cnt > 1e8 ? (uint64_t)1e8 : (uint64_t)cnt)) return -1;
+    if ((a = coh__ch_arr_new(r, cnt > 0 ? (size_t)cnt : 0)) == NULL) return OOM();
+  }
   for (; step > 0 ? start < stop : start > stop; start += step) {
     ch_val v;
-    if (coh__ch_step(r, 1)) return -1;
     if (start == floor(start)) v = coh__ch_int((int64_t)start);
     else v.t = V_FLOAT, v.u.f = start;
     if (coh__ch_arr_push(r, a, v)) return -1;

@@ -34,6 +34,7 @@ typedef struct ch_arena {
   ch_chunk *head;
   size_t total;
   int oom;   /* allocation failed or over COH__CHAT_MEM_MAX */
+  int over;  /* ... because of COH__CHAT_MEM_MAX */
 } ch_arena;
 void *coh__ch_alloc(ch_arena *a, size_t n); /* zeroed; NULL sets oom */
 char *coh__ch_strdup(ch_arena *a, const char *s, size_t n);

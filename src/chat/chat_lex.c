@@ -246,9 +246,9 @@ static int lex_string(lexer *L, size_t *pi, char q) {
       continue;
     }
     coh__buf_addc(&b, L->p[i++]);
-    if (i >= L->n) { rc = lex_err(L, start, "unterminated string"); goto out; }
+    if (i >= L->n) { rc = lex_err(L, start - 1, "unterminated string"); goto out; }
   }
-  if (i >= L->n) { rc = lex_err(L, start, "unterminated string"); goto out; }
+  if (i >= L->n) { rc = lex_err(L, start - 1, "unterminated string"); goto out; }
   if (b.oom) { rc = coh__err(L->err, COH_ENOMEM, "out of memory"); goto out; }
   rc = push(L, TK_STR, b.p ? b.p : "", b.n, start - 1);
   *pi = i + 1;

@@ -25,6 +25,7 @@ void *coh__ch_alloc(ch_arena *a, size_t n) {
   if (c == NULL || c->cap - c->used < n) {
     size_t cap = n > 65536 ? n : 65536;
     if (a->oom || a->total + cap > COH__CHAT_MEM_MAX) {
+      if (!a->oom) a->over = 1;
       a->oom = 1;
       return NULL;
     }
