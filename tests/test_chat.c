@@ -10,8 +10,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
 #include "cohort/chat.h"
+#include "fuzz/fuzz_chat.c"
 #include "test.h"
+#include "util/util_int.h"
 
 /* Renders src with vars; returns the text (static buffer) or the error
  * message prefixed with "ERR <code>: ". */
@@ -351,6 +355,34 @@ static void test_threads(void) {
   coh_chat_template_free(shared_t);
 }
 
+/* Replays the fuzz corpus (seeds and any crash regressions) through the
+ * fuzz harness, which aborts on a violated property. */
+static void test_fuzz_corpus(void) {
+  const char *dirs[2] = {COH_TEST_DATA "/../fuzz/corpus/chat",
+                         COH_TEST_DATA "/../fuzz/regressions/chat"};
+  int n = 0, k;
+  for (k = 0; k < 2; k++) {
+    DIR *d = opendir(dirs[k]);
+    struct dirent *e;
+    if (d == NULL) continue;
+    while ((e = readdir(d)) != NULL) {
+      char path[1024];
+      char *buf = NULL;
+      size_t len = 0;
+      coh_err err;
+      if (e->d_name[0] == '.') continue;
+      snprintf(path, sizeof path, "%s/%s", dirs[k], e->d_name);
+      if (coh__read_file(path, &buf, &len, &err) != COH_OK) continue;
+      coh__fuzz_chat_one((const uint8_t *)buf, len);
+      coh__free(buf);
+      n++;
+    }
+    closedir(d);
+  }
+  fprintf(stderr, "  %d corpus files replayed\n", n);
+  CHECK(n >= 20);
+}
+
 int main(int argc, char **argv) {
   TEST_MAIN_BEGIN(argc, argv);
   RUN(test_basics);
@@ -363,5 +395,6 @@ int main(int argc, char **argv) {
   RUN(test_load);
   RUN(test_plain);
   RUN(test_threads);
+  RUN(test_fuzz_corpus);
   return TEST_MAIN_END();
 }

@@ -961,6 +961,9 @@ int coh__ch_apply_filter(ch_render *r, ch_env *env, ch_val v, const ch_node *f,
   ch_val x;
   if (coh__ch_step(r, 1)) return -1;
   if (f->kind == N_IDENT) return filter_ident(r, v, f->s, out);
+  /* `x | f(a)(b)` or `x | f(a).b`: not a filter, as in @huggingface/jinja */
+  if (f->kind != N_CALL || f->a->kind != N_IDENT)
+    return coh__ch_fail(r, COH_EFORMAT, "a filter must be a name or a call of a name");
   name = f->a->s;
   if (!strcmp(name, "selectattr") || !strcmp(name, "rejectattr")) {
     if (!is_arr(v)) return coh__ch_fail(r, COH_EFORMAT, "cannot apply filter %s to a %s", name, coh__ch_type_name(v.t));

@@ -24,7 +24,9 @@
 
 #define COH__CHAT_SRC_MAX ((size_t)1 << 20)  /* template source */
 #define COH__CHAT_DEPTH_MAX 64               /* nesting: parse and calls */
+#ifndef COH__CHAT_STEPS_MAX /* the fuzz harness sets a lower one */
 #define COH__CHAT_STEPS_MAX 10000000ull      /* evaluation steps per render */
+#endif
 #define COH__CHAT_OUT_MAX ((size_t)4 << 20)  /* any rendered text */
 #define COH__CHAT_MEM_MAX ((size_t)256 << 20) /* render arena */
 
