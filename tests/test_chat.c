@@ -213,6 +213,31 @@ static void test_bounds(void) {
   free(src);
   CHECK(strstr(render("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", NULL),
                "macro calls nested deeper than 64") != NULL);
+  {
+    /* a variables object of 200,000 keys: loads in linear time, and the
+     * lookups count as steps (the loop ends at the bound) */
+    size_t n = 200000, k;
+    char *vars = malloc(n * 24 + 64), *p;
+    REQUIRE(vars != NULL);
+    p = vars + sprintf(vars, "{\"d\": {");
+    for (k = 0; k < n; k++) p += sprintf(p, "%s\"k%zu\": %zu", k ? ", " : "", k, k);
+    strcpy(p, "}}");
+    CHECK(strstr(render("{{ d | length }}{% for k in d %}{{ d[k] }}{% endfor %}", vars),
+                 "over 10000000 evaluation steps") != NULL);
+    CHECK_STR(render("{{ d | length }} {{ d.k199999 }} {{ 'k5' in d }}", vars), "200000 199999 true");
+    free(vars);
+  }
+  {
+    /* a template of nearly 1 MiB parses (positions are found in linear
+     * time) and its errors still say where */
+    size_t n = (1u << 20) - 64, k;
+    char *big = malloc(n + 64);
+    REQUIRE(big != NULL);
+    for (k = 0; k + 8 <= n; k += 8) memcpy(big + k, "{{ x }}\n", 8);
+    strcpy(big + k, "{{ ) }}");
+    CHECK(strstr(render(big, NULL), "ERR COH_EFORMAT: t.jinja:131065:4: unexpected token") != NULL);
+    free(big);
+  }
   /* source over 1 MiB */
   {
     size_t n = (1u << 20) + 1;

@@ -62,12 +62,21 @@ static ch_env *env_new(ch_render *r, ch_env *parent) {
   return e;
 }
 
-static ch_val lookup(ch_env *e, const char *name, size_t n) {
+/* A variable's value; lookups are linear in the scopes' sizes, which count
+ * as steps (a variables object of many keys stays bounded in time). */
+static ch_val lookup(ch_render *r, ch_env *e, const char *name, size_t n) {
+  size_t scanned = 0;
+  ch_val out = coh__ch_undef();
   for (; e; e = e->parent) {
     ch_val *v = coh__ch_obj_get(&e->vars, name, n);
-    if (v) return *v;
+    scanned += e->vars.n;
+    if (v) {
+      out = *v;
+      break;
+    }
   }
-  return coh__ch_undef();
+  if (scanned > 64) coh__ch_step(r, scanned / 64);
+  return out;
 }
 
 static int setvar(ch_render *r, ch_env *e, const char *name, size_t n, ch_val v) {
@@ -373,7 +382,9 @@ static int binary(ch_render *r, ch_env *env, const ch_node *n, ch_val *out) {
     return 0;
   }
   if (l.t == V_STR && (rv.t == V_OBJ || rv.t == V_KWARGS) && (op == OP_IN || op == OP_NOTIN)) {
-    int found = coh__ch_obj_get(rv.u.o, l.u.s.p, l.u.s.n) != NULL;
+    int found;
+    if (coh__ch_step(r, rv.u.o->n / 64)) return -1;
+    found = coh__ch_obj_get(rv.u.o, l.u.s.p, l.u.s.n) != NULL;
     *out = coh__ch_bool(op == OP_IN ? found : !found);
     return 0;
   }
@@ -461,6 +472,7 @@ static int member(ch_render *r, ch_env *env, const ch_node *n, ch_val *out) {
     if (p.t != V_STR)
       return coh__ch_fail(r, COH_EFORMAT, "cannot look up a %s key in a mapping",
                           coh__ch_type_name(p.t));
+    if (o.u.o->n > 64 && coh__ch_step(r, o.u.o->n / 64)) return -1;
     x = coh__ch_obj_get(o.u.o, p.u.s.p, p.u.s.n);
     if (x) *out = *x;
     else if (o.t != V_NS) return coh__ch_builtin(r, o, p.u.s.p, p.u.s.n, out);
@@ -511,7 +523,9 @@ int coh__ch_eval(ch_render *r, ch_env *env, const ch_node *n, ch_val *out) {
     case N_INT: *out = coh__ch_int(n->i); return 0;
     case N_FLOAT: out->t = V_FLOAT; out->u.f = n->f; return 0;
     case N_STR: *out = coh__ch_str(n->s, n->sn); return 0;
-    case N_IDENT: *out = lookup(env, n->s, n->sn); return 0;
+    case N_IDENT:
+      *out = lookup(r, env, n->s, n->sn);
+      return r->failed ? -1 : 0;
     case N_ARRAY: case N_TUPLE: {
       size_t i;
       ch_arr *a = coh__ch_arr_new(r, n->l1.n);
@@ -536,6 +550,7 @@ int coh__ch_eval(ch_render *r, ch_env *env, const ch_node *n, ch_val *out) {
                               coh__ch_type_name(k.t));
         }
         if (coh__ch_eval(r, env, n->l2.v[i], &v)) return -1;
+        if (o->n > 64 && coh__ch_step(r, o->n / 64)) return -1; /* the lookup */
         if (coh__ch_obj_set(r, o, k.u.s.p, k.u.s.n, v)) return -1;
       }
       out->t = V_OBJ;
@@ -648,6 +663,7 @@ static int stmt_set(ch_render *r, ch_env *env, const ch_node *n) {
                           coh__ch_type_name(o.t));
     if (t->flag || t->b->kind != N_IDENT)
       return coh__ch_fail(r, COH_EFORMAT, "cannot assign to a member that is not a name");
+    if (o.u.o->n > 64 && coh__ch_step(r, o.u.o->n / 64)) return -1;
     return coh__ch_obj_set(r, o.u.o, t->b->s, t->b->sn, v);
   }
   return assign_target(r, env, t, v, " in set");

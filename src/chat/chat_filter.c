@@ -586,13 +586,15 @@ static int namespace_fn(ch_render *r, ch_val *args, size_t na, ch_val *out) {
   if (na == 1) {
     ch_val s = args[0];
     if (s.t == V_OBJ || s.t == V_KWARGS) {
-      for (i = 0; i < s.u.o->n; i++)
-        if (coh__ch_obj_set(r, o, s.u.o->k[i], s.u.o->kn[i], s.u.o->v[i])) return -1;
+      if (coh__ch_step(r, s.u.o->n)) return -1;
+      for (i = 0; i < s.u.o->n; i++) /* unique keys: appended */
+        if (coh__ch_obj_append(r, o, s.u.o->k[i], s.u.o->kn[i], s.u.o->v[i])) return -1;
     } else if (s.t == V_ARR || s.t == V_TUPLE) {
       for (i = 0; i < s.u.a->n; i++) {
         ch_val p = s.u.a->v[i];
         if ((p.t != V_ARR && p.t != V_TUPLE) || p.u.a->n != 2 || p.u.a->v[0].t != V_STR)
           return coh__ch_fail(r, COH_EFORMAT, "namespace expected a mapping or [key, value] pairs");
+        if (coh__ch_step(r, 1 + o->n / 64)) return -1;
         if (coh__ch_obj_set(r, o, p.u.a->v[0].u.s.p, p.u.a->v[0].u.s.n, p.u.a->v[1])) return -1;
       }
     } else {
@@ -937,7 +939,7 @@ static int select_reject(ch_render *r, ch_env *env, ch_val v, const ch_node *cal
   for (i = 0; i < v.u.a->n; i++) {
     ch_val *x = coh__ch_obj_get(v.u.a->v[i].u.o, attr.u.s.p, attr.u.s.n);
     int res = 0;
-    if (coh__ch_step(r, 1)) return -1;
+    if (coh__ch_step(r, 1 + v.u.a->v[i].u.o->n / 64)) return -1;
     if (x) {
       if (test.t == V_STR) {
         if (coh__ch_apply_test(r, test.u.s.p, *x, val, call->l1.n > 2, &res)) return -1;

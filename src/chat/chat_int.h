@@ -136,6 +136,9 @@ ch_obj *coh__ch_obj_new(ch_render *r);
 ch_val *coh__ch_obj_get(const ch_obj *o, const char *k, size_t kn);
 int coh__ch_obj_set(ch_render *r, ch_obj *o, const char *k, size_t kn,
                     ch_val v);
+/* Appends a key known not to be in o. */
+int coh__ch_obj_append(ch_render *r, ch_obj *o, const char *k, size_t kn,
+                       ch_val v);
 int coh__ch_truthy(ch_val v);
 /* The text a value prints as ({{ v }}), into b. */
 int coh__ch_print(ch_render *r, coh__buf *b, ch_val v);

@@ -139,6 +139,11 @@ int coh__ch_obj_set(ch_render *r, ch_obj *o, const char *k, size_t kn,
     *p = v;
     return 0;
   }
+  return coh__ch_obj_append(r, o, k, kn, v);
+}
+
+int coh__ch_obj_append(ch_render *r, ch_obj *o, const char *k, size_t kn,
+                       ch_val v) {
   if (o->n == o->cap) {
     size_t nc = o->cap ? o->cap * 2 : 8;
     const char **nk = coh__ch_alloc(&r->ar, nc * sizeof *nk);
@@ -510,7 +515,9 @@ int coh__ch_from_json(ch_render *r, json_t *j, ch_val *out, int depth) {
         char *kc = coh__ch_strdup(&r->ar, k, kn);
         if (kc == NULL) return coh__ch_fail(r, COH_ENOMEM, "out of memory");
         if (coh__ch_from_json(r, x, &v, depth + 1)) return -1;
-        if (coh__ch_obj_set(r, o, kc, kn, v)) return -1;
+        /* jansson's keys are unique: no lookup (a large object stays
+         * linear to load) */
+        if (coh__ch_obj_append(r, o, kc, kn, v)) return -1;
       }
       out->t = V_OBJ;
       out->u.o = o;
