@@ -7,7 +7,8 @@
 # (every construct of the dialect) render every conversation of conversations.jsonl (plus the
 # own templates' cases) byte for byte as the reference does; an error is
 # compared with an error, and a raise_exception message with its message.
-# Then the CLI's own behaviour: output format, bad lines, bad files.
+# Then each line of expressions.txt as a template of its own, and the CLI's
+# own behaviour: output format, folders, bad lines, bad files.
 set -euo pipefail
 : "${COH_BIN:?}" "${COH_SOURCE_DIR:?}"
 PY=${COH_PYTHON:-/usr/bin/python3}
@@ -73,6 +74,42 @@ PYEOF
   total=$((total + 1))
 done
 echo "ok: ${total} templates compared"
+
+# ---- one-line templates: expressions, filters, statements, edge cases -----------
+# each line of expressions.txt is a template of its own (known, documented
+# differences are left out: docs/inference.md)
+vars='{"messages": [{"role": "user", "content": "hi"}], "add_generation_prompt": true}'
+printf '%s\n' "$vars" | node "$REF" --each "$DATA/expressions.txt" >"$TMP/ref"
+: >"$TMP/got"
+while IFS= read -r src; do
+  [ -n "$src" ] || continue
+  printf '%s' "$src" >"$TMP/one.jinja"
+  rc=0
+  printf '%s\n' "$vars" | "$COH_BIN" template --config "$TMP/one.jinja" >"$TMP/one.out" 2>/dev/null || rc=$?
+  if [ "$rc" = 0 ]; then cat "$TMP/one.out" >>"$TMP/got"; else echo '{"parse_error": true}' >>"$TMP/got"; fi
+done <"$DATA/expressions.txt"
+n=$("$PY" - "$TMP/ref" "$TMP/got" "$DATA/expressions.txt" <<'PYEOF'
+import json, sys
+ref = [json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]
+got = [json.loads(l) for l in open(sys.argv[2], encoding="utf-8")]
+src = [l.rstrip("\n") for l in open(sys.argv[3], encoding="utf-8") if l.strip()]
+if not (len(ref) == len(got) == len(src)):
+    sys.exit(f"expressions: {len(src)} templates, reference {len(ref)}, cohort {len(got)}")
+bad = 0
+for s, r, g in zip(src, ref, got):
+    if "parse_error" in r: ok = "parse_error" in g
+    elif "text" in r: ok = g.get("text") == r["text"]
+    elif r.get("raised"): ok = g.get("error") == r["error"]
+    else: ok = "error" in g
+    if not ok:
+        bad += 1
+        print(f"expressions: {s}\n  reference: {json.dumps(r, ensure_ascii=False)[:300]}\n"
+              f"  cohort:    {json.dumps(g, ensure_ascii=False)[:300]}", file=sys.stderr)
+if bad: sys.exit(f"expressions: {bad} of {len(src)} differ")
+print(len(src))
+PYEOF
+) || fail "one-line templates differ from @huggingface/jinja"
+echo "ok: $n one-line templates identical"
 
 # ---- the CLI itself ------------------------------------------------------------
 q="$DATA/shared-npm-qwen2_5.tokenizer_config.json"

@@ -156,6 +156,8 @@ static void test_errors(void) {
             "ERR COH_EFORMAT: t.jinja:1:8: cannot apply an operator to none");
   CHECK_STR(render("{% for x in 5 %}{% endfor %}", NULL),
             "ERR COH_EFORMAT: t.jinja:1:1: for loop over a integer (expected a list or a mapping)");
+  CHECK_STR(render("{{ [] | first }}", NULL), "ERR COH_EFORMAT: t.jinja:1:9: first of an empty list");
+  CHECK_STR(render("[{{ 'abc'[0:2:0] }}]", NULL), "[]");
   CHECK_STR(render("{{ (1, 2) | tojson }}", NULL),
             "ERR COH_EFORMAT: t.jinja:1:13: cannot convert a tuple to JSON");
   /* raise_exception: COH_ERAISED with the message as given */

@@ -404,7 +404,11 @@ static int slice_bounds(ch_render *r, ch_env *env, const ch_node *s, int64_t n,
       (c.t != V_INT && c.t != V_UNDEF))
     return coh__ch_fail(r, COH_EFORMAT, "slice bounds must be integers");
   *step = c.t == V_INT ? c.u.i : 1;
-  if (*step == 0) return coh__ch_fail(r, COH_EFORMAT, "slice step cannot be zero");
+  if (*step == 0) { /* empty, as in @huggingface/jinja */
+    *start = *stop = 0;
+    *step = 1;
+    return 0;
+  }
   if (*step > 0) {
     int64_t x = a.t == V_INT ? a.u.i : 0, y = b.t == V_INT ? b.u.i : n;
     *start = x < 0 ? (n + x > 0 ? n + x : 0) : (x < n ? x : n);

@@ -822,8 +822,11 @@ static int filter_ident(ch_render *r, ch_val v, const char *f, ch_val *out) {
   if (is_arr(v)) {
     ch_arr *a = v.u.a;
     if (!strcmp(f, "list")) { *out = v; return 0; }
-    if (!strcmp(f, "first")) { *out = a->n ? a->v[0] : coh__ch_undef(); return 0; }
-    if (!strcmp(f, "last")) { *out = a->n ? a->v[a->n - 1] : coh__ch_undef(); return 0; }
+    /* of an empty list: an error, as in @huggingface/jinja */
+    if ((!strcmp(f, "first") || !strcmp(f, "last")) && a->n == 0)
+      return coh__ch_fail(r, COH_EFORMAT, "%s of an empty list", f);
+    if (!strcmp(f, "first")) { *out = a->v[0]; return 0; }
+    if (!strcmp(f, "last")) { *out = a->v[a->n - 1]; return 0; }
     if (!strcmp(f, "length")) { *out = coh__ch_int((int64_t)a->n); return 0; }
     if (!strcmp(f, "reverse")) {
       ch_arr *b = coh__ch_arr_new(r, a->n);

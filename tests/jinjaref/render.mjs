@@ -16,14 +16,20 @@
 import { readFileSync } from "node:fs";
 import { Environment, Template } from "@huggingface/jinja";
 
-const path = process.argv[2];
+// With --each FILE: every line of FILE is a template of its own, rendered
+// with the first input line; one output line per template, {"parse_error":
+// ...} for one that does not parse.
+const each = process.argv[2] === "--each";
+const path = process.argv[each ? 3 : 2];
 if (!path) {
-  console.error("usage: node render.mjs FILE < lines.jsonl");
+  console.error("usage: node render.mjs FILE < lines.jsonl | node render.mjs --each FILE < line.json");
   process.exit(2);
 }
 let source;
 const specials = {};
-if (path.endsWith(".jinja")) {
+if (each) {
+  source = null;
+} else if (path.endsWith(".jinja")) {
   source = readFileSync(path, "utf8");
 } else {
   const cfg = JSON.parse(readFileSync(path, "utf8"));
@@ -59,7 +65,7 @@ function strftimeNow(fmt) {
        "%B": MONTHS[mo - 1], "%H": p2(h), "%M": p2(mi), "%%": "%" })[t]);
 }
 function raiseException(msg) {
-  raised = String(msg);
+  raised = msg === undefined ? "" : String(msg); // new Error(undefined).message
   throw new Error(msg);
 }
 const origSet = Environment.prototype.set;
@@ -69,6 +75,32 @@ Environment.prototype.set = function (name, value) {
   return origSet.call(this, name, value);
 };
 
+function renderOne(template, vars) {
+  dateTime = typeof vars.date_time === "string" ? vars.date_time : null;
+  raised = null;
+  try {
+    return { text: template.render(vars) };
+  } catch (e) {
+    return raised !== null ? { error: raised, raised: true } : { error: String(e.message), raised: false };
+  }
+}
+
+const lines = readFileSync(0, "utf8").split("\n").filter((l) => l.trim() !== "");
+if (each) {
+  const vars = JSON.parse(lines[0]);
+  for (const src of readFileSync(path, "utf8").split("\n")) {
+    if (src === "") continue;
+    let template;
+    try {
+      template = new Template(src);
+    } catch (e) {
+      process.stdout.write(JSON.stringify({ parse_error: e.message }) + "\n");
+      continue;
+    }
+    process.stdout.write(JSON.stringify(renderOne(template, vars)) + "\n");
+  }
+  process.exit(0);
+}
 let template;
 try {
   template = new Template(source);
@@ -76,17 +108,7 @@ try {
   console.error(`${path}: ${e.message}`);
   process.exit(3);
 }
-const lines = readFileSync(0, "utf8").split("\n");
 for (const line of lines) {
-  if (line.trim() === "") continue;
   const vars = { ...specials, ...JSON.parse(line) };
-  dateTime = typeof vars.date_time === "string" ? vars.date_time : null;
-  raised = null;
-  let out;
-  try {
-    out = { text: template.render(vars) };
-  } catch (e) {
-    out = raised !== null ? { error: raised, raised: true } : { error: String(e.message), raised: false };
-  }
-  process.stdout.write(JSON.stringify(out) + "\n");
+  process.stdout.write(JSON.stringify(renderOne(template, vars)) + "\n");
 }
