@@ -75,7 +75,11 @@ static int preprocess(lexer *L) {
   if (L->n > 0 && L->p[L->n - 1] == '\n') L->p[--L->n] = 0;
   /* lstrip_blocks: /^[ \t]*({[#%-])/gm */
   for (i = 0; i < L->n; i++) {
-    if (i == 0 || L->p[i - 1] == '\n' || L->p[i - 1] == '\r') {
+    /* a line starts after \n, \r, U+2028 or U+2029 (JavaScript's ^ with m) */
+    if (i == 0 || L->p[i - 1] == '\n' || L->p[i - 1] == '\r' ||
+        (i >= 3 && (unsigned char)L->p[i - 3] == 0xE2 &&
+         (unsigned char)L->p[i - 2] == 0x80 &&
+         ((unsigned char)L->p[i - 1] == 0xA8 || (unsigned char)L->p[i - 1] == 0xA9))) {
       j = i;
       while (j < L->n && (L->p[j] == ' ' || L->p[j] == '\t')) j++;
       if (j + 1 < L->n && L->p[j] == '{' &&
