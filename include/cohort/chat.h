@@ -76,8 +76,9 @@ const char *coh_chat_template_special(const coh_chat_template *t,
  * with coh_free; *text_len excludes the NUL (may be NULL).
  * Errors: COH_ERAISED (the template called raise_exception: its message, as
  * given), COH_EFORMAT (bad vars JSON; a template runtime error such as calling
- * a non-callable: "NAME:LINE:COL: what"), COH_ERANGE (output over 4 MiB, or
- * over 10 million evaluation steps: a template loop is bounded),
+ * a non-callable: "NAME:LINE:COL: what"), COH_ERANGE (output over 4 MiB,
+ * over 10 million evaluation steps: a template loop is bounded, macro calls
+ * nested over 64, or over 256 MiB of render memory),
  * COH_ENOMEM. */
 int coh_chat_render(const coh_chat_template *t, const char *vars_json,
                     size_t len, char **text, size_t *text_len, coh_err *err);
