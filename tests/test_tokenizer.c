@@ -418,23 +418,99 @@ static void test_bad_fields(void) {
 static void test_unsupported(void) {
   bad("{\"model\":{\"type\":\"WordPiece\",\"vocab\":{}}}", COH_EUNSUPPORTED,
       "model.type", "WordPiece");
-  bad("{" MODEL_OK ",\"normalizer\":{\"type\":\"NFC\"}}", COH_EUNSUPPORTED,
-      "normalizer.type", "NFC");
+  bad("{" MODEL_OK ",\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":["
+      "{\"type\":\"NFC\"},{\"type\":\"Precompiled\"}]}}",
+      COH_EUNSUPPORTED, "normalizer.normalizers[1].type", "Precompiled");
+  bad("{" MODEL_OK ",\"normalizer\":{\"type\":\"BertNormalizer\","
+      "\"strip_accents\":1}}",
+      COH_EFORMAT, "normalizer.strip_accents", "boolean");
   bad("{" MODEL_OK ",\"pre_tokenizer\":{\"type\":\"Sequence\","
       "\"pretokenizers\":[{\"type\":\"ByteLevel\"},{\"type\":"
-      "\"BertPreTokenizer\"}]}}",
+      "\"UnicodeScripts\"}]}}",
       COH_EUNSUPPORTED, "pre_tokenizer.pretokenizers[1].type",
-      "BertPreTokenizer");
+      "UnicodeScripts");
   bad("{" MODEL_OK ",\"decoder\":{\"type\":\"Sequence\",\"decoders\":["
       "{\"type\":\"Fuse\"},{\"type\":\"CTC\"}]}}",
       COH_EUNSUPPORTED, "decoder.decoders[1].type", "CTC");
   bad("{" MODEL_OK ",\"post_processor\":{\"type\":\"Whatever\"}}",
       COH_EUNSUPPORTED, "post_processor.type", "Whatever");
-  bad("{" MODEL_OK ",\"truncation\":{\"max_length\":5}}", COH_EUNSUPPORTED,
-      "truncation", NULL);
   bad("{\"model\":{\"type\":\"BPE\",\"vocab\":{},\"merges\":[],"
       "\"dropout\":0.1}}",
       COH_EUNSUPPORTED, "model.dropout", NULL);
+}
+
+/* The Unicode normalizers on a vocabulary of single characters (no merges,
+ * no unk: a character outside the vocabulary is dropped, so the ids show
+ * exactly which characters the normalizer produced).  The comparison with
+ * HF on real vocabularies is tests/tok_compare.py. */
+#define CHAR_VOCAB                                                          \
+  "\"model\":{\"type\":\"BPE\",\"merges\":[],\"vocab\":{\"e\":0,"           \
+  "\"\u00e9\":1,\"\u0301\":2,\"f\":3,\"i\":4,\"\u0307\":5,\" \":6,"         \
+  "\"\u4e2d\":7,\"x\":8,\"\u00c9\":9,\"E\":10}}"
+
+static void norm_case(const char *norm, const char *text, const int32_t *want,
+                      size_t n_want) {
+  char json[1024];
+  coh_err err;
+  coh_tokenizer *tok;
+  snprintf(json, sizeof json, "{" CHAR_VOCAB ",\"normalizer\":%s}", norm);
+  tok = load_str(json, &err);
+  CHECK(tok != NULL);
+  if (tok == NULL) {
+    fprintf(stderr, "  %s: %s\n", norm, err.msg);
+    return;
+  }
+  if (!enc_is(tok, text, 0, want, n_want)) {
+    fprintf(stderr, "  normalizer %s\n", norm);
+    CHECK(!"normalizer output");
+  }
+  coh_tokenizer_free(tok);
+}
+
+static void test_normalizers(void) {
+  static const int32_t composed[] = {1}, decomposed[] = {0, 2},
+                       fi[] = {3, 4}, i_dot[] = {4, 5}, e_only[] = {0},
+                       bert[] = {6, 6, 7, 6, 8, 6, 0}, upper[] = {9},
+                       upper_nfd[] = {10, 2};
+  norm_case("{\"type\":\"NFC\"}", "e\xcc\x81", composed, 1);
+  norm_case("{\"type\":\"NFD\"}", "\xc3\xa9", decomposed, 2);
+  norm_case("{\"type\":\"NFKC\"}", "\xef\xac\x81", fi, 2); /* U+FB01 */
+  norm_case("{\"type\":\"NFKD\"}", "\xc3\xa9", decomposed, 2);
+  norm_case("{\"type\":\"NFC\"}", "\xc3\x89", upper, 1);
+  norm_case("{\"type\":\"NFD\"}", "\xc3\x89", upper_nfd, 2);
+  /* U+0130 lowercases to two characters, as Rust's to_lowercase */
+  norm_case("{\"type\":\"Lowercase\"}", "\xc4\xb0", i_dot, 2);
+  norm_case("{\"type\":\"Lowercase\"}", "\xc3\x89", composed, 1);
+  norm_case("{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"NFD\"},"
+            "{\"type\":\"StripAccents\"}]}",
+            "\xc3\xa9", e_only, 1);
+  /* clean_text drops controls and makes whitespace a space; CJK padded;
+   * lowercase implies strip_accents */
+  norm_case("{\"type\":\"BertNormalizer\"}", "\x01\t\xe4\xb8\xadX\n\xc3\x89",
+            bert, 7);
+  norm_case("{\"type\":\"BertNormalizer\",\"lowercase\":false,"
+            "\"strip_accents\":false}",
+            "\xc3\x89", upper, 1);
+}
+
+/* truncation and padding are accepted, ignored, and reported once. */
+static void test_ignored_settings(void) {
+  coh_err err;
+  coh_tokenizer *tok = load_str(
+      "{" MODEL_OK ",\"truncation\":{\"max_length\":1},\"padding\":"
+      "{\"length\":9}}",
+      &err);
+  static const int32_t aaa[] = {0, 0, 0};
+  CHECK(tok != NULL);
+  if (tok == NULL) return;
+  CHECK(coh_tokenizer_notice(tok) != NULL &&
+        strstr(coh_tokenizer_notice(tok), "t.json") &&
+        strstr(coh_tokenizer_notice(tok), "truncation and padding"));
+  CHECK(enc_is(tok, "aaa", 0, aaa, 3)); /* not truncated to 1, not padded */
+  coh_tokenizer_free(tok);
+  tok = load_str("{" MODEL_OK ",\"truncation\":null}", &err);
+  CHECK(tok != NULL && coh_tokenizer_notice(tok) == NULL);
+  coh_tokenizer_free(tok);
 }
 
 static void test_missing_file(void) {
@@ -997,6 +1073,8 @@ int main(int argc, char **argv) {
   RUN(test_bad_json);
   RUN(test_bad_fields);
   RUN(test_unsupported);
+  RUN(test_normalizers);
+  RUN(test_ignored_settings);
   RUN(test_missing_file);
   RUN(test_bounds_at_load);
   RUN(test_bounds_at_run);

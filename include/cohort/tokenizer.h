@@ -81,6 +81,12 @@ int coh_tokenizer_decode(const coh_tokenizer *tok, const int32_t *ids,
                          size_t n_ids, int skip_special, char **text,
                          size_t *len, coh_err *err);
 
+/* A one-line note about settings in the file that cohort accepted but
+ * ignores (today: "truncation" and "padding", which are batching policy,
+ * not tokenization), naming the file; NULL when there is none.  Borrowed:
+ * valid until coh_tokenizer_free.  The CLI prints it once on stderr. */
+const char *coh_tokenizer_notice(const coh_tokenizer *tok);
+
 /* Number of ids (model vocab plus added tokens; the largest id + 1). */
 size_t coh_tokenizer_vocab_size(const coh_tokenizer *tok);
 

@@ -126,6 +126,8 @@ int coh__cmd_tokenize(int argc, char **argv) {
                             "--add-special only applies to encoding");
   if (coh_tokenizer_load(path, &tok, &err))
     return coh__runtime_error("tokenize", "%s", err.msg);
+  if (coh_tokenizer_notice(tok) != NULL)
+    fprintf(stderr, "cohort tokenize: warning: %s\n", coh_tokenizer_notice(tok));
   while ((got = getline(&line, &cap, stdin)) >= 0) {
     json_error_t jerr;
     json_t *in;

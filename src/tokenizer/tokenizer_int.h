@@ -17,7 +17,7 @@
  *   tok_table.c     hash tables: string→id vocab, (id,id)→merge
  *   tok_pattern.c   literal and PCRE2 patterns, match finding
  *   tok_json.c      JSON field access with error paths
- *   tok_normalize.c normalizers
+ *   tok_normalize.c normalizers (Unicode forms and case through libutf8proc)
  *   tok_pretok.c    pre-tokenizers
  *   tok_bpe.c       the BPE model (load + encode one word)
  *   tok_added.c     added tokens: trie, leftmost-longest split
@@ -110,6 +110,11 @@ size_t coh__utf8_prev_len(const char *s, size_t pos);
 int coh__utf8_repair(const char *s, size_t n, coh__buf *out);
 /* Unicode White_Space property. */
 int coh__is_whitespace(uint32_t cp);
+/* Punctuation as HF's BERT code sees it: ASCII punctuation or general
+ * category P* (libutf8proc's tables). */
+int coh__is_punct(uint32_t cp);
+/* The byte-level alphabet's stand-in code point for byte b (GPT-2). */
+uint32_t coh__byte_level_cp(unsigned b);
 
 /* ---- hash tables -----------------------------------------------------------
  * Open addressing, keys compared by content: iteration order is never used,
@@ -217,7 +222,15 @@ enum {
   COH__NORM_SEQUENCE,
   COH__NORM_PREPEND,
   COH__NORM_REPLACE,
-  COH__NORM_STRIP
+  COH__NORM_STRIP,
+  COH__NORM_NFC,
+  COH__NORM_NFD,
+  COH__NORM_NFKC,
+  COH__NORM_NFKD,
+  COH__NORM_LOWERCASE,
+  COH__NORM_STRIP_ACCENTS,
+  COH__NORM_BERT,
+  COH__NORM_BYTELEVEL
 };
 
 typedef struct coh__normalizer {
@@ -228,6 +241,8 @@ typedef struct coh__normalizer {
   size_t str_len;
   coh__pattern pat; /* Replace */
   int strip_left, strip_right;
+  /* BertNormalizer; strip_accents -1: follow lowercase (HF's None) */
+  int clean_text, chinese_chars, strip_accents, lowercase;
 } coh__normalizer;
 
 int coh__normalizer_parse(json_t *j, const char *path, coh__normalizer *n,
@@ -246,7 +261,9 @@ enum {
   COH__PRE_METASPACE,
   COH__PRE_DIGITS,
   COH__PRE_WHITESPACE,
-  COH__PRE_WHITESPACE_SPLIT
+  COH__PRE_WHITESPACE_SPLIT,
+  COH__PRE_PUNCTUATION,
+  COH__PRE_BERT
 };
 
 /* SplitDelimiterBehavior */
@@ -435,6 +452,10 @@ struct coh_tokenizer {
    * stand-in code point (< 324) → byte + 1 (0: not a stand-in). */
   char byte_chars[256][4];
   uint16_t char_byte[324];
+  /* What the file asked for that cohort ignores (coh_tokenizer_notice), or
+   * "" */
+  char notice[512];
+  int ignored_truncation, ignored_padding;
 };
 
 /* The token string of id (added token first, then model), or NULL. */
