@@ -416,8 +416,17 @@ static void test_bad_fields(void) {
 }
 
 static void test_unsupported(void) {
-  bad("{\"model\":{\"type\":\"WordPiece\",\"vocab\":{}}}", COH_EUNSUPPORTED,
-      "model.type", "WordPiece");
+  bad("{\"model\":{\"type\":\"WordLevel\",\"vocab\":{}}}", COH_EUNSUPPORTED,
+      "model.type", "WordLevel");
+  /* no "type" and no fields to tell the model by: unsupported, not a
+   * missing field */
+  bad("{\"model\":{\"vocab\":{\"a\":0},\"unk_token\":\"a\"}}",
+      COH_EUNSUPPORTED, "model", "no \"type\"");
+  bad("{\"model\":{\"type\":\"Unigram\",\"vocab\":[[\"a\",\"x\"]]}}",
+      COH_EFORMAT, "model.vocab[0]", "score");
+  bad("{\"model\":{\"type\":\"Unigram\",\"vocab\":[[\"a\",-1]],"
+      "\"unk_id\":3}}",
+      COH_EFORMAT, "model.unk_id", NULL);
   bad("{" MODEL_OK ",\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":["
       "{\"type\":\"NFC\"},{\"type\":\"Precompiled\"}]}}",
       COH_EUNSUPPORTED, "normalizer.normalizers[1].type", "Precompiled");
@@ -491,6 +500,68 @@ static void test_normalizers(void) {
   norm_case("{\"type\":\"BertNormalizer\",\"lowercase\":false,"
             "\"strip_accents\":false}",
             "\xc3\x89", upper, 1);
+}
+
+/* WordPiece: greedy longest match with "##" continuations; a word with an
+ * unmatched piece, or too long, is one [UNK]; the decoder joins pieces and
+ * cleans up " ." and the like. */
+static void test_wordpiece(void) {
+  static const char json[] =
+      "{\"normalizer\":{\"type\":\"BertNormalizer\"},"
+      "\"pre_tokenizer\":{\"type\":\"BertPreTokenizer\"},"
+      "\"decoder\":{\"type\":\"WordPiece\",\"prefix\":\"##\"},"
+      "\"model\":{\"type\":\"WordPiece\",\"unk_token\":\"[UNK]\","
+      "\"max_input_chars_per_word\":9,\"vocab\":{\"[UNK]\":0,\"un\":1,"
+      "\"##aff\":2,\"##able\":3,\"a\":4,\".\":5,\"##a\":6,\"caf\":7,"
+      "\"##e\":8}}}";
+  static const int32_t want[] = {1, 2, 3, 0, 5, 7, 8, 4, 0};
+  coh_err err;
+  coh_tokenizer *tok = load_str(json, &err);
+  char *text = NULL;
+  size_t len;
+  CHECK(tok != NULL);
+  if (tok == NULL) {
+    fprintf(stderr, "  %s\n", err.msg);
+    return;
+  }
+  /* "unaffable": un ##aff ##able; "unx": [UNK]; "Café" -> cafe; "a" * 10
+   * (10 characters > 9): [UNK] */
+  CHECK(enc_is(tok, "UnAffable unx. Caf\xc3\xa9 a aaaaaaaaaa", 0, want, 9));
+  CHECK_EQ_INT(coh_tokenizer_decode(tok, want, 9, 1, &text, &len, &err),
+               COH_OK);
+  CHECK(text != NULL && !strcmp(text, "unaffable [UNK]. cafe a [UNK]"));
+  coh_free(text);
+  coh_tokenizer_free(tok);
+}
+
+/* Unigram: the Viterbi path of highest total score; unknown characters
+ * fused into one unk. */
+static void test_unigram(void) {
+  static const char json[] =
+      "{\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":"
+      "\"\u2581\",\"prepend_scheme\":\"always\",\"split\":true},"
+      "\"decoder\":{\"type\":\"Metaspace\",\"replacement\":\"\u2581\","
+      "\"prepend_scheme\":\"always\",\"split\":true},"
+      "\"model\":{\"type\":\"Unigram\",\"unk_id\":0,\"vocab\":["
+      "[\"<unk>\",0],[\"\u2581\",-2],[\"a\",-3],[\"b\",-3],[\"ab\",-6],"
+      "[\"\u2581ab\",-9],[\"\u2581a\",-4]]}}";
+  /* "ab": _ab (-9) loses to _a b (-7); "xyb": _ then fused unk "xy", b */
+  static const int32_t want[] = {6, 3, 1, 0, 3};
+  coh_err err;
+  coh_tokenizer *tok = load_str(json, &err);
+  char *text = NULL;
+  size_t len;
+  CHECK(tok != NULL);
+  if (tok == NULL) {
+    fprintf(stderr, "  %s\n", err.msg);
+    return;
+  }
+  CHECK(enc_is(tok, "ab xyb", 0, want, 5));
+  CHECK_EQ_INT(coh_tokenizer_decode(tok, want, 5, 1, &text, &len, &err),
+               COH_OK);
+  CHECK(text != NULL && !strcmp(text, "ab <unk>b"));
+  coh_free(text);
+  coh_tokenizer_free(tok);
 }
 
 /* truncation and padding are accepted, ignored, and reported once. */
@@ -1075,6 +1146,8 @@ int main(int argc, char **argv) {
   RUN(test_unsupported);
   RUN(test_normalizers);
   RUN(test_ignored_settings);
+  RUN(test_wordpiece);
+  RUN(test_unigram);
   RUN(test_missing_file);
   RUN(test_bounds_at_load);
   RUN(test_bounds_at_run);

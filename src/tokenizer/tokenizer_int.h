@@ -20,6 +20,8 @@
  *   tok_normalize.c normalizers (Unicode forms and case through libutf8proc)
  *   tok_pretok.c    pre-tokenizers
  *   tok_bpe.c       the BPE model (load + encode one word)
+ *   tok_wordpiece.c the WordPiece model
+ *   tok_unigram.c   the Unigram model
  *   tok_added.c     added tokens: trie, leftmost-longest split
  *   tok_decode.c    decoders and coh_tokenizer_decode
  *   tok_post.c      post-processors
@@ -309,8 +311,15 @@ void coh__pretok_free(coh__pretok *p);
 int coh__pretokenize(const coh__pretok *pt, const coh__pieces *in,
                      coh__pieces *out, const char byte_chars[256][4]);
 
-/* ---- BPE model ------------------------------------------------------------ */
+/* ---- the model: BPE or WordPiece (tok_bpe.c, tok_wordpiece.c) ------------ */
+enum { COH__MODEL_BPE, COH__MODEL_WORDPIECE, COH__MODEL_UNIGRAM };
+
 typedef struct coh__bpe {
+  int kind;           /* COH__MODEL_* */
+  size_t max_chars;   /* WordPiece: max_input_chars_per_word */
+  size_t max_tok_len; /* WordPiece, Unigram: longest vocab entry, bytes */
+  double *scores;     /* Unigram: id → log probability */
+  double unk_score;   /* Unigram: lowest score minus 10 */
   coh__vocab vocab;   /* token → id */
   char **id_to_tok;   /* id → token (NUL-terminated), NULL for gaps */
   uint32_t *tok_len;  /* id → token length */
@@ -336,6 +345,22 @@ typedef struct coh__bpe_scratch {
 } coh__bpe_scratch;
 
 int coh__bpe_parse(json_t *model, coh__bpe *bpe, coh_err *err);
+/* Loads the vocab object model.vocab into bpe (shared by the models). */
+int coh__model_load_vocab(json_t *model, coh__bpe *bpe, coh_err *err);
+/* WordPiece: parse (type already checked) and encode one word, as HF's
+ * greedy longest-match-first with continuing_subword_prefix; a word longer
+ * than max_input_chars_per_word, or with a piece not in the vocab, becomes
+ * one unk token (dropped when the model has none). */
+int coh__wordpiece_parse(json_t *model, coh__bpe *wp, coh_err *err);
+int coh__wordpiece_encode(const coh__bpe *wp, const char *w, size_t n,
+                          coh__ids *out);
+/* Unigram (SentencePiece's model, T5/ALBERT): parse (type checked) and
+ * encode one word by HF's Viterbi search over the vocab's pieces, unknown
+ * characters fused into one unk piece, then byte fallback or unk for a
+ * piece outside the vocab. */
+int coh__unigram_parse(json_t *model, coh__bpe *ug, coh_err *err);
+int coh__unigram_encode(const coh__bpe *ug, const char *w, size_t n,
+                        coh__ids *out);
 void coh__bpe_free(coh__bpe *bpe);
 void coh__bpe_scratch_free(coh__bpe_scratch *s);
 /* Appends the ids of word w[0..n) (valid UTF-8) to out.  Characters that
@@ -387,7 +412,8 @@ enum {
   COH__DEC_BYTEFALLBACK,
   COH__DEC_FUSE,
   COH__DEC_STRIP,
-  COH__DEC_METASPACE
+  COH__DEC_METASPACE,
+  COH__DEC_WORDPIECE
 };
 
 typedef struct coh__decoder {
@@ -400,6 +426,7 @@ typedef struct coh__decoder {
   uint32_t ch; /* Strip content / Metaspace replacement */
   size_t start, stop;
   int prepend_scheme; /* Metaspace */
+  int cleanup;        /* WordPiece */
 } coh__decoder;
 
 int coh__decoder_parse(json_t *j, const char *path, coh__decoder *d,
