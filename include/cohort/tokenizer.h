@@ -1,13 +1,26 @@
 /*
- * cohort/tokenizer.h — Hugging Face tokenizer.json BPE tokenizers.
+ * cohort/tokenizer.h — Hugging Face tokenizer.json tokenizers.
  *
- * Supported: model type "BPE" in both flavours that matter in practice —
- * byte-level (GPT-2, Llama-3, Qwen: ByteLevel pre-tokenizer/decoder, regex
- * Split pre-tokenizers with Unicode classes) and SentencePiece-style
- * (Llama-2: Prepend/Replace normalizers or Metaspace, byte_fallback,
- * ByteFallback/Fuse/Strip decoders), plus added/special tokens and the
- * TemplateProcessing post-processor.  Anything else is refused at load time
- * with an error that names the field.
+ * Supported, and compared id for id with HF `tokenizers` (tests/tok_compare.py):
+ *   models          BPE — byte-level (GPT-2, Llama-3, Qwen, DeepSeek) and
+ *                   SentencePiece-style (Llama-2, Mistral, Gemma: byte
+ *                   fallback) — WordPiece (BERT and embedding models) and
+ *                   Unigram (T5/ALBERT-style; byte fallback, fused unk)
+ *   normalizers     Sequence, Prepend, Replace, Strip, NFC, NFD, NFKC, NFKD,
+ *                   Lowercase, StripAccents, BertNormalizer, ByteLevel
+ *                   (Unicode data from libutf8proc)
+ *   pre-tokenizers  Sequence, ByteLevel, Split (regex with Unicode classes),
+ *                   Metaspace, Digits, Whitespace, WhitespaceSplit,
+ *                   Punctuation, BertPreTokenizer
+ *   decoders        Sequence, ByteLevel, Replace, ByteFallback, Fuse, Strip,
+ *                   Metaspace, WordPiece
+ *   post-processors TemplateProcessing, BertProcessing, RobertaProcessing,
+ *                   ByteLevel, Sequence
+ * plus added/special tokens.  "truncation" and "padding" are accepted and
+ * ignored (coh_tokenizer_notice says so).  Any other component type — for
+ * instance the SentencePiece "Precompiled" normalizer of T5/ALBERT files —
+ * is refused at load time with COH_EUNSUPPORTED naming the type and its
+ * JSON path.
  *
  * Example:
  *   coh_err err;

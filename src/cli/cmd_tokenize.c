@@ -16,7 +16,7 @@ static const char usage[] =
     "  encode (default): {\"text\": \"...\"}  ->  {\"ids\": [...]}\n"
     "  --decode:         {\"ids\": [...]}   ->  {\"text\": \"...\"}\n"
     "\n"
-    "  --tokenizer FILE  Hugging Face tokenizer.json (BPE)\n"
+    "  --tokenizer FILE  Hugging Face tokenizer.json (BPE, WordPiece, Unigram)\n"
     "  --add-special     apply the post-processor (e.g. prepend BOS)\n"
     "  --decode          decode ids to text\n"
     "  --keep-special    with --decode: keep special tokens (default: skip,\n"
