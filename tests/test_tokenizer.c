@@ -1070,12 +1070,13 @@ static void *fail_calloc(size_t c, size_t n) {
 
 /* Every allocation of load, encode and decode fails in turn: each must end
  * in COH_ENOMEM (never a crash or leak), and the run without failures must
- * give the normal result. */
-static void test_out_of_memory(void) {
+ * give the normal result (want: the decoded text). */
+static void oom_sweep(const char *json, const char *in, const char *want,
+                      long max_k) {
   long k;
   int saw_ok = 0;
   coh_replace_allocator(fail_malloc, fail_realloc, fail_calloc, free);
-  for (k = 0; k < 400 && !saw_ok; k++) {
+  for (k = 0; k < max_k && !saw_ok; k++) {
     coh_tokenizer *tok = NULL;
     coh_err err;
     int32_t *ids = NULL;
@@ -1083,17 +1084,16 @@ static void test_out_of_memory(void) {
     char *text = NULL;
     int rc;
     fail_countdown = k;
-    rc = coh_tokenizer_load_buffer(tiny_json, strlen(tiny_json), "t.json",
-                                   &tok, &err);
+    rc = coh_tokenizer_load_buffer(json, strlen(json), "t.json", &tok, &err);
     if (rc == COH_OK)
-      rc = coh_tokenizer_encode(tok, "ab <sp> cat abc", 15, 1, &ids, &n, &err);
+      rc = coh_tokenizer_encode(tok, in, strlen(in), 1, &ids, &n, &err);
     if (rc == COH_OK) rc = coh_tokenizer_decode(tok, ids, n, 0, &text, NULL,
                                                 &err);
     if (rc != COH_OK) {
       CHECK_EQ_INT(rc, COH_ENOMEM);
     } else {
       saw_ok = 1;
-      CHECK_STR(text, "<sp> ab <sp> cat <unk> abc <sp>");
+      CHECK_STR(text, want);
     }
     fail_countdown = -1;
     coh_free(ids);
@@ -1102,6 +1102,24 @@ static void test_out_of_memory(void) {
   }
   coh_replace_allocator(malloc, realloc, calloc, free);
   CHECK(saw_ok);
+}
+
+static void test_out_of_memory(void) {
+  oom_sweep(tiny_json, "ab <sp> cat abc", "<sp> ab <sp> cat <unk> abc <sp>",
+            400);
+  /* the normalizers, pre-tokenizers and models added with libutf8proc */
+  oom_sweep("{\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":["
+            "{\"type\":\"NFKC\"},{\"type\":\"BertNormalizer\"}]},"
+            "\"pre_tokenizer\":{\"type\":\"BertPreTokenizer\"},"
+            "\"decoder\":{\"type\":\"WordPiece\"},"
+            "\"model\":{\"type\":\"WordPiece\",\"vocab\":{\"[UNK]\":0,"
+            "\"caf\":1,\"##e\":2,\".\":3}}}",
+            "Caf\xc3\xa9. \xef\xac\x81", "cafe. [UNK]", 600);
+  oom_sweep("{\"normalizer\":{\"type\":\"NFD\"},"
+            "\"pre_tokenizer\":{\"type\":\"Punctuation\"},"
+            "\"model\":{\"type\":\"Unigram\",\"unk_id\":0,\"vocab\":["
+            "[\"<unk>\",0],[\"a\",-1],[\"b\",-1],[\"ab\",-1]]}}",
+            "ab!xb", "ab <unk> <unk> b", 600);
 }
 
 /* Replays the fuzz corpus (seeds and crash regressions) through the
