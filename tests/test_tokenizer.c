@@ -427,6 +427,20 @@ static void test_unsupported(void) {
   bad("{\"model\":{\"type\":\"Unigram\",\"vocab\":[[\"a\",-1]],"
       "\"unk_id\":3}}",
       COH_EFORMAT, "model.unk_id", NULL);
+  {
+    /* a piece past COH__TOK_PIECE_MAX (256 bytes) */
+    char json[600];
+    snprintf(json, sizeof json,
+             "{\"model\":{\"type\":\"Unigram\",\"vocab\":[[\"a\",-1],"
+             "[\"%0300d\",-2]]}}",
+             0);
+    bad(json, COH_EUNSUPPORTED, "model.vocab[1]", "at most 256");
+    snprintf(json, sizeof json,
+             "{\"model\":{\"type\":\"WordPiece\",\"vocab\":{\"a\":0,"
+             "\"%0300d\":1}}}",
+             0);
+    bad(json, COH_EUNSUPPORTED, "model.vocab", "at most 256");
+  }
   bad("{" MODEL_OK ",\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":["
       "{\"type\":\"NFC\"},{\"type\":\"Precompiled\"}]}}",
       COH_EUNSUPPORTED, "normalizer.normalizers[1].type", "Precompiled");

@@ -46,6 +46,12 @@ int coh__unigram_parse(json_t *model, coh__bpe *ug, coh_err *err) {
                       "model.vocab[%zu]: expected [piece (string), score "
                       "(number)]",
                       i);
+    if (json_string_length(json_array_get(e, 0)) > COH__TOK_PIECE_MAX)
+      return coh__err(err, COH_EUNSUPPORTED,
+                      "model.vocab[%zu]: a piece of %zu bytes; Unigram "
+                      "pieces may have at most %d",
+                      i, json_string_length(json_array_get(e, 0)),
+                      COH__TOK_PIECE_MAX);
     total += json_string_length(json_array_get(e, 0)) + 1;
   }
   unk = json_object_get(model, "unk_id");

@@ -39,9 +39,16 @@ int coh__wordpiece_parse(json_t *model, coh__bpe *wp, coh_err *err) {
   /* HF fails at encode time when the unk token is not in the vocab; cohort
    * drops what would have been unk, as for BPE. */
   wp->unk_id = coh__vocab_get(&wp->vocab, unk, unk_len);
-  for (i = 0; i < wp->n_ids; i++)
-    if (wp->id_to_tok[i] != NULL && wp->tok_len[i] > wp->max_tok_len)
-      wp->max_tok_len = wp->tok_len[i];
+  for (i = 0; i < wp->n_ids; i++) {
+    if (wp->id_to_tok[i] == NULL) continue;
+    if (wp->tok_len[i] > COH__TOK_PIECE_MAX)
+      return coh__err(err, COH_EUNSUPPORTED,
+                      "model.vocab.\"%.40s...\": a piece of %u bytes; "
+                      "WordPiece pieces may have at most %d",
+                      wp->id_to_tok[i], (unsigned)wp->tok_len[i],
+                      COH__TOK_PIECE_MAX);
+    if (wp->tok_len[i] > wp->max_tok_len) wp->max_tok_len = wp->tok_len[i];
+  }
   return COH_OK;
 }
 

@@ -62,6 +62,11 @@
 #define COH__TOK_GROWTH 16
 #define COH__TOK_SLACK 4096
 #define COH__TOK_FILE_MAX ((size_t)128 << 20)
+/* WordPiece and Unigram try every vocab piece length at each position of a
+ * word, hashing the candidate each time: their pieces are at most
+ * COH__TOK_PIECE_MAX bytes (real ones stay under 100), so one position
+ * costs at most about 32 K bytes of hashing. */
+#define COH__TOK_PIECE_MAX 256
 
 static inline size_t coh__tok_out_max(size_t n) {
   if (n > (SIZE_MAX - COH__TOK_SLACK) / COH__TOK_GROWTH) return SIZE_MAX;
