@@ -416,8 +416,8 @@ static void test_bad_fields(void) {
 }
 
 static void test_unsupported(void) {
-  bad("{\"model\":{\"type\":\"WordLevel\",\"vocab\":{}}}", COH_EUNSUPPORTED,
-      "model.type", "WordLevel");
+  bad("{\"model\":{\"type\":\"Custom\",\"vocab\":{}}}", COH_EUNSUPPORTED,
+      "model.type", "Custom");
   /* no "type" and no fields to tell the model by: unsupported, not a
    * missing field */
   bad("{\"model\":{\"vocab\":{\"a\":0},\"unk_token\":\"a\"}}",

@@ -4,8 +4,9 @@
  * Supported, and compared id for id with HF `tokenizers` (tests/tok_compare.py):
  *   models          BPE — byte-level (GPT-2, Llama-3, Qwen, DeepSeek) and
  *                   SentencePiece-style (Llama-2, Mistral, Gemma: byte
- *                   fallback) — WordPiece (BERT and embedding models) and
- *                   Unigram (T5/ALBERT-style; byte fallback, fused unk)
+ *                   fallback) — WordPiece (BERT and embedding models),
+ *                   Unigram (T5/ALBERT-style; byte fallback, fused unk) and
+ *                   WordLevel
  *   normalizers     Sequence, Prepend, Replace, Strip, NFC, NFD, NFKC, NFKD,
  *                   Lowercase, StripAccents, BertNormalizer, ByteLevel
  *                   (Unicode data from libutf8proc)

@@ -202,10 +202,11 @@ int coh__bpe_parse(json_t *model, coh__bpe *bpe, coh_err *err) {
   }
   if (!strcmp(type, "WordPiece")) return coh__wordpiece_parse(model, bpe, err);
   if (!strcmp(type, "Unigram")) return coh__unigram_parse(model, bpe, err);
+  if (!strcmp(type, "WordLevel")) return coh__wordlevel_parse(model, bpe, err);
   if (strcmp(type, "BPE") != 0)
     return coh__err(err, COH_EUNSUPPORTED,
                     "model.type: unsupported model type \"%s\" (supported: "
-                    "BPE, WordPiece, Unigram)",
+                    "BPE, WordPiece, Unigram, WordLevel)",
                     type);
   dropout = json_object_get(model, "dropout");
   if (dropout != NULL && !json_is_null(dropout)) {
@@ -343,6 +344,13 @@ int coh__bpe_encode(const coh__bpe *bpe, const char *w, size_t n,
     return coh__wordpiece_encode(bpe, w, n, out);
   if (bpe->kind == COH__MODEL_UNIGRAM)
     return coh__unigram_encode(bpe, w, n, out);
+  if (bpe->kind == COH__MODEL_WORDLEVEL) {
+    int32_t id = n ? coh__vocab_get(&bpe->vocab, w, n) : -1;
+    if (n == 0) return COH_OK;
+    if (id < 0) id = bpe->unk_id;
+    if (id >= 0) coh__ids_push(out, id);
+    return out->oom ? COH_ENOMEM : COH_OK;
+  }
   if (n == 0) return COH_OK;
   if (n > UINT32_MAX / 4) return COH_ENOMEM; /* positions are 32-bit */
   if (bpe->ignore_merges) {

@@ -129,7 +129,16 @@ int coh__pretok_parse(json_t *j, const char *path, coh__pretok *p,
     p->use_pat = 1;
     p->behavior = COH__SPLIT_REMOVED;
     p->invert = 1;
-    return coh__pattern_regex("\\w+|[^\\w\\s]+", path, &p->pat, err);
+    /* HF's \w+|[^\w\s]+ runs in Oniguruma, whose Unicode \w is
+     * Unicode's (TR18): Alphabetic, Mark, Decimal_Number,
+     * Connector_Punctuation, Join_Control; and \s is tab..CR, NEL and Z*.
+     * PCRE2's \w and \s differ (letters and all numbers, no marks; no
+     * NEL), so the classes are spelled out. */
+    return coh__pattern_regex(
+        "[\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\x{200C}\\x{200D}]+|"
+        "[^\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\x{200C}\\x{200D}"
+        "\\t\\n\\x0B\\f\\r\\x{85}\\p{Z}]+",
+        path, &p->pat, err);
   }
   if (!strcmp(type, "WhitespaceSplit")) {
     p->type = COH__PRE_WHITESPACE_SPLIT;

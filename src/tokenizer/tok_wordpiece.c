@@ -1,5 +1,6 @@
 /* tok_wordpiece.c — the WordPiece model (BERT and its embedding-model
- * descendants): vocab from tokenizer.json and the encoding of one word.
+ * descendants): vocab from tokenizer.json and the encoding of one word;
+ * and WordLevel (a word is one vocab entry), which shares its fields.
  *
  * Encoding is HF's greedy longest-match-first: from the start of the word,
  * take the longest prefix that is in the vocab, then continue after it
@@ -49,6 +50,19 @@ int coh__wordpiece_parse(json_t *model, coh__bpe *wp, coh_err *err) {
                       COH__TOK_PIECE_MAX);
     if (wp->tok_len[i] > wp->max_tok_len) wp->max_tok_len = wp->tok_len[i];
   }
+  return COH_OK;
+}
+
+int coh__wordlevel_parse(json_t *model, coh__bpe *wl, coh_err *err) {
+  const char *unk = "<unk>";
+  size_t unk_len = 5, i;
+  int rc;
+  wl->kind = COH__MODEL_WORDLEVEL;
+  for (i = 0; i < 256; i++) wl->byte_ids[i] = -1;
+  rc = coh__json_opt_string(model, "model", "unk_token", &unk, &unk_len, err);
+  if (!rc) rc = coh__model_load_vocab(model, wl, err);
+  if (rc) return rc;
+  wl->unk_id = coh__vocab_get(&wl->vocab, unk, unk_len);
   return COH_OK;
 }
 

@@ -20,7 +20,7 @@
  *   tok_normalize.c normalizers (Unicode forms and case through libutf8proc)
  *   tok_pretok.c    pre-tokenizers
  *   tok_bpe.c       the BPE model (load + encode one word)
- *   tok_wordpiece.c the WordPiece model
+ *   tok_wordpiece.c the WordPiece and WordLevel models
  *   tok_unigram.c   the Unigram model
  *   tok_added.c     added tokens: trie, leftmost-longest split
  *   tok_decode.c    decoders and coh_tokenizer_decode
@@ -317,7 +317,12 @@ int coh__pretokenize(const coh__pretok *pt, const coh__pieces *in,
                      coh__pieces *out, const char byte_chars[256][4]);
 
 /* ---- the model: BPE or WordPiece (tok_bpe.c, tok_wordpiece.c) ------------ */
-enum { COH__MODEL_BPE, COH__MODEL_WORDPIECE, COH__MODEL_UNIGRAM };
+enum {
+  COH__MODEL_BPE,
+  COH__MODEL_WORDPIECE,
+  COH__MODEL_UNIGRAM,
+  COH__MODEL_WORDLEVEL
+};
 
 typedef struct coh__bpe {
   int kind;           /* COH__MODEL_* */
@@ -359,6 +364,9 @@ int coh__model_load_vocab(json_t *model, coh__bpe *bpe, coh_err *err);
 int coh__wordpiece_parse(json_t *model, coh__bpe *wp, coh_err *err);
 int coh__wordpiece_encode(const coh__bpe *wp, const char *w, size_t n,
                           coh__ids *out);
+/* WordLevel: a word is its vocab id, or the unk token (dropped when the
+ * vocab lacks it).  Parsed by the WordPiece code (same fields). */
+int coh__wordlevel_parse(json_t *model, coh__bpe *wl, coh_err *err);
 /* Unigram (SentencePiece's model, T5/ALBERT): parse (type checked) and
  * encode one word by HF's Viterbi search over the vocab's pieces, unknown
  * characters fused into one unk piece, then byte fallback or unk for a

@@ -5,15 +5,16 @@
 //   wordpiece: BERT's pipeline (BertNormalizer, BertPreTokenizer, WordPiece
 //              decoder), special tokens in the vocab as in BERT's files
 //   unigram:   T5/ALBERT-style (NFKC, Metaspace pre-tokenizer and decoder)
-//   node tests/tokref/train.mjs wordpiece|unigram CORPUS.txt OUT.json
+//   wordlevel: Lowercase, Whitespace pre-tokenizer, <unk> in the vocab
+//   node tests/tokref/train.mjs wordpiece|unigram|wordlevel CORPUS.txt OUT.json
 import { createRequire } from "node:module";
 import { readFileSync, writeFileSync } from "node:fs";
 const require = createRequire(import.meta.url);
 const tk = require("tokenizers");
 
 const [kind, corpus, out] = process.argv.slice(2);
-if (!["wordpiece", "unigram"].includes(kind) || !corpus || !out) {
-  console.error("usage: node train.mjs wordpiece|unigram CORPUS.txt OUT.json");
+if (!["wordpiece", "unigram", "wordlevel"].includes(kind) || !corpus || !out) {
+  console.error("usage: node train.mjs wordpiece|unigram|wordlevel CORPUS.txt OUT.json");
   process.exit(2);
 }
 let tok;
@@ -22,6 +23,10 @@ if (kind === "wordpiece") {
   tok.setNormalizer(tk.bertNormalizer({ cleanText: true, handleChineseChars: true, lowercase: true }));
   tok.setPreTokenizer(tk.bertPreTokenizer());
   tok.setDecoder(tk.wordPieceDecoder("##", true));
+} else if (kind === "wordlevel") {
+  tok = new tk.Tokenizer(tk.WordLevel.empty());
+  tok.setNormalizer(tk.lowercase());
+  tok.setPreTokenizer(tk.whitespacePreTokenizer());
 } else {
   tok = new tk.Tokenizer(tk.Unigram.empty());
   tok.setNormalizer(tk.nfkcNormalizer());
@@ -29,7 +34,11 @@ if (kind === "wordpiece") {
   tok.setDecoder(tk.metaspaceDecoder("\u2581", "always", true));
 }
 tok.train([corpus]);
-const specials = kind === "wordpiece" ? ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"] : ["<pad>", "</s>"];
+const specials = {
+  wordpiece: ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"],
+  unigram: ["<pad>", "</s>"],
+  wordlevel: ["<unk>", "<pad>"],
+}[kind];
 tok.addSpecialTokens(specials);
 tok.save(out, false);
 const j = JSON.parse(readFileSync(out, "utf8"));
@@ -39,7 +48,7 @@ if (kind === "unigram") {
   j.model.unk_id = j.model.vocab.length - 1;
   for (const t of j.added_tokens) t.id += 1;
 } else {
-  // BERT's files have the special tokens in the model's vocab too (the
+  // BERT's (and WordLevel's) files have the special tokens in the model's vocab too (the
   // WordPiece model needs its unk token there)
   for (const t of j.added_tokens) j.model.vocab[t.content] = t.id;
 }
