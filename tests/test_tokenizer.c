@@ -416,25 +416,186 @@ static void test_bad_fields(void) {
 }
 
 static void test_unsupported(void) {
-  bad("{\"model\":{\"type\":\"WordPiece\",\"vocab\":{}}}", COH_EUNSUPPORTED,
-      "model.type", "WordPiece");
-  bad("{" MODEL_OK ",\"normalizer\":{\"type\":\"NFC\"}}", COH_EUNSUPPORTED,
-      "normalizer.type", "NFC");
+  bad("{\"model\":{\"type\":\"Custom\",\"vocab\":{}}}", COH_EUNSUPPORTED,
+      "model.type", "Custom");
+  /* no "type" and no fields to tell the model by: unsupported, not a
+   * missing field */
+  bad("{\"model\":{\"vocab\":{\"a\":0},\"unk_token\":\"a\"}}",
+      COH_EUNSUPPORTED, "model", "no \"type\"");
+  bad("{\"model\":{\"type\":\"Unigram\",\"vocab\":[[\"a\",\"x\"]]}}",
+      COH_EFORMAT, "model.vocab[0]", "score");
+  bad("{\"model\":{\"type\":\"Unigram\",\"vocab\":[[\"a\",-1]],"
+      "\"unk_id\":3}}",
+      COH_EFORMAT, "model.unk_id", NULL);
+  {
+    /* a piece past COH__TOK_PIECE_MAX (256 bytes) */
+    char json[600];
+    snprintf(json, sizeof json,
+             "{\"model\":{\"type\":\"Unigram\",\"vocab\":[[\"a\",-1],"
+             "[\"%0300d\",-2]]}}",
+             0);
+    bad(json, COH_EUNSUPPORTED, "model.vocab[1]", "at most 256");
+    snprintf(json, sizeof json,
+             "{\"model\":{\"type\":\"WordPiece\",\"vocab\":{\"a\":0,"
+             "\"%0300d\":1}}}",
+             0);
+    bad(json, COH_EUNSUPPORTED, "model.vocab", "at most 256");
+  }
+  bad("{" MODEL_OK ",\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":["
+      "{\"type\":\"NFC\"},{\"type\":\"Precompiled\"}]}}",
+      COH_EUNSUPPORTED, "normalizer.normalizers[1].type", "Precompiled");
+  bad("{" MODEL_OK ",\"normalizer\":{\"type\":\"BertNormalizer\","
+      "\"strip_accents\":1}}",
+      COH_EFORMAT, "normalizer.strip_accents", "boolean");
   bad("{" MODEL_OK ",\"pre_tokenizer\":{\"type\":\"Sequence\","
       "\"pretokenizers\":[{\"type\":\"ByteLevel\"},{\"type\":"
-      "\"BertPreTokenizer\"}]}}",
+      "\"UnicodeScripts\"}]}}",
       COH_EUNSUPPORTED, "pre_tokenizer.pretokenizers[1].type",
-      "BertPreTokenizer");
+      "UnicodeScripts");
   bad("{" MODEL_OK ",\"decoder\":{\"type\":\"Sequence\",\"decoders\":["
       "{\"type\":\"Fuse\"},{\"type\":\"CTC\"}]}}",
       COH_EUNSUPPORTED, "decoder.decoders[1].type", "CTC");
   bad("{" MODEL_OK ",\"post_processor\":{\"type\":\"Whatever\"}}",
       COH_EUNSUPPORTED, "post_processor.type", "Whatever");
-  bad("{" MODEL_OK ",\"truncation\":{\"max_length\":5}}", COH_EUNSUPPORTED,
-      "truncation", NULL);
   bad("{\"model\":{\"type\":\"BPE\",\"vocab\":{},\"merges\":[],"
       "\"dropout\":0.1}}",
       COH_EUNSUPPORTED, "model.dropout", NULL);
+}
+
+/* The Unicode normalizers on a vocabulary of single characters (no merges,
+ * no unk: a character outside the vocabulary is dropped, so the ids show
+ * exactly which characters the normalizer produced).  The comparison with
+ * HF on real vocabularies is tests/tok_compare.py. */
+#define CHAR_VOCAB                                                          \
+  "\"model\":{\"type\":\"BPE\",\"merges\":[],\"vocab\":{\"e\":0,"           \
+  "\"\u00e9\":1,\"\u0301\":2,\"f\":3,\"i\":4,\"\u0307\":5,\" \":6,"         \
+  "\"\u4e2d\":7,\"x\":8,\"\u00c9\":9,\"E\":10}}"
+
+static void norm_case(const char *norm, const char *text, const int32_t *want,
+                      size_t n_want) {
+  char json[1024];
+  coh_err err;
+  coh_tokenizer *tok;
+  snprintf(json, sizeof json, "{" CHAR_VOCAB ",\"normalizer\":%s}", norm);
+  tok = load_str(json, &err);
+  CHECK(tok != NULL);
+  if (tok == NULL) {
+    fprintf(stderr, "  %s: %s\n", norm, err.msg);
+    return;
+  }
+  if (!enc_is(tok, text, 0, want, n_want)) {
+    fprintf(stderr, "  normalizer %s\n", norm);
+    CHECK(!"normalizer output");
+  }
+  coh_tokenizer_free(tok);
+}
+
+static void test_normalizers(void) {
+  static const int32_t composed[] = {1}, decomposed[] = {0, 2},
+                       fi[] = {3, 4}, i_dot[] = {4, 5}, e_only[] = {0},
+                       bert[] = {6, 6, 7, 6, 8, 6, 0}, upper[] = {9},
+                       upper_nfd[] = {10, 2};
+  norm_case("{\"type\":\"NFC\"}", "e\xcc\x81", composed, 1);
+  norm_case("{\"type\":\"NFD\"}", "\xc3\xa9", decomposed, 2);
+  norm_case("{\"type\":\"NFKC\"}", "\xef\xac\x81", fi, 2); /* U+FB01 */
+  norm_case("{\"type\":\"NFKD\"}", "\xc3\xa9", decomposed, 2);
+  norm_case("{\"type\":\"NFC\"}", "\xc3\x89", upper, 1);
+  norm_case("{\"type\":\"NFD\"}", "\xc3\x89", upper_nfd, 2);
+  /* U+0130 lowercases to two characters, as Rust's to_lowercase */
+  norm_case("{\"type\":\"Lowercase\"}", "\xc4\xb0", i_dot, 2);
+  norm_case("{\"type\":\"Lowercase\"}", "\xc3\x89", composed, 1);
+  norm_case("{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"NFD\"},"
+            "{\"type\":\"StripAccents\"}]}",
+            "\xc3\xa9", e_only, 1);
+  /* clean_text drops controls and makes whitespace a space; CJK padded;
+   * lowercase implies strip_accents */
+  norm_case("{\"type\":\"BertNormalizer\"}", "\x01\t\xe4\xb8\xadX\n\xc3\x89",
+            bert, 7);
+  norm_case("{\"type\":\"BertNormalizer\",\"lowercase\":false,"
+            "\"strip_accents\":false}",
+            "\xc3\x89", upper, 1);
+}
+
+/* WordPiece: greedy longest match with "##" continuations; a word with an
+ * unmatched piece, or too long, is one [UNK]; the decoder joins pieces and
+ * cleans up " ." and the like. */
+static void test_wordpiece(void) {
+  static const char json[] =
+      "{\"normalizer\":{\"type\":\"BertNormalizer\"},"
+      "\"pre_tokenizer\":{\"type\":\"BertPreTokenizer\"},"
+      "\"decoder\":{\"type\":\"WordPiece\",\"prefix\":\"##\"},"
+      "\"model\":{\"type\":\"WordPiece\",\"unk_token\":\"[UNK]\","
+      "\"max_input_chars_per_word\":9,\"vocab\":{\"[UNK]\":0,\"un\":1,"
+      "\"##aff\":2,\"##able\":3,\"a\":4,\".\":5,\"##a\":6,\"caf\":7,"
+      "\"##e\":8}}}";
+  static const int32_t want[] = {1, 2, 3, 0, 5, 7, 8, 4, 0};
+  coh_err err;
+  coh_tokenizer *tok = load_str(json, &err);
+  char *text = NULL;
+  size_t len;
+  CHECK(tok != NULL);
+  if (tok == NULL) {
+    fprintf(stderr, "  %s\n", err.msg);
+    return;
+  }
+  /* "unaffable": un ##aff ##able; "unx": [UNK]; "Café" -> cafe; "a" * 10
+   * (10 characters > 9): [UNK] */
+  CHECK(enc_is(tok, "UnAffable unx. Caf\xc3\xa9 a aaaaaaaaaa", 0, want, 9));
+  CHECK_EQ_INT(coh_tokenizer_decode(tok, want, 9, 1, &text, &len, &err),
+               COH_OK);
+  CHECK(text != NULL && !strcmp(text, "unaffable [UNK]. cafe a [UNK]"));
+  coh_free(text);
+  coh_tokenizer_free(tok);
+}
+
+/* Unigram: the Viterbi path of highest total score; unknown characters
+ * fused into one unk. */
+static void test_unigram(void) {
+  static const char json[] =
+      "{\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":"
+      "\"\u2581\",\"prepend_scheme\":\"always\",\"split\":true},"
+      "\"decoder\":{\"type\":\"Metaspace\",\"replacement\":\"\u2581\","
+      "\"prepend_scheme\":\"always\",\"split\":true},"
+      "\"model\":{\"type\":\"Unigram\",\"unk_id\":0,\"vocab\":["
+      "[\"<unk>\",0],[\"\u2581\",-2],[\"a\",-3],[\"b\",-3],[\"ab\",-6],"
+      "[\"\u2581ab\",-9],[\"\u2581a\",-4]]}}";
+  /* "ab": _ab (-9) loses to _a b (-7); "xyb": _ then fused unk "xy", b */
+  static const int32_t want[] = {6, 3, 1, 0, 3};
+  coh_err err;
+  coh_tokenizer *tok = load_str(json, &err);
+  char *text = NULL;
+  size_t len;
+  CHECK(tok != NULL);
+  if (tok == NULL) {
+    fprintf(stderr, "  %s\n", err.msg);
+    return;
+  }
+  CHECK(enc_is(tok, "ab xyb", 0, want, 5));
+  CHECK_EQ_INT(coh_tokenizer_decode(tok, want, 5, 1, &text, &len, &err),
+               COH_OK);
+  CHECK(text != NULL && !strcmp(text, "ab <unk>b"));
+  coh_free(text);
+  coh_tokenizer_free(tok);
+}
+
+/* truncation and padding are accepted, ignored, and reported once. */
+static void test_ignored_settings(void) {
+  coh_err err;
+  coh_tokenizer *tok = load_str(
+      "{" MODEL_OK ",\"truncation\":{\"max_length\":1},\"padding\":"
+      "{\"length\":9}}",
+      &err);
+  static const int32_t aaa[] = {0, 0, 0};
+  CHECK(tok != NULL);
+  if (tok == NULL) return;
+  CHECK(coh_tokenizer_notice(tok) != NULL &&
+        strstr(coh_tokenizer_notice(tok), "t.json") &&
+        strstr(coh_tokenizer_notice(tok), "truncation and padding"));
+  CHECK(enc_is(tok, "aaa", 0, aaa, 3)); /* not truncated to 1, not padded */
+  coh_tokenizer_free(tok);
+  tok = load_str("{" MODEL_OK ",\"truncation\":null}", &err);
+  CHECK(tok != NULL && coh_tokenizer_notice(tok) == NULL);
+  coh_tokenizer_free(tok);
 }
 
 static void test_missing_file(void) {
@@ -923,12 +1084,13 @@ static void *fail_calloc(size_t c, size_t n) {
 
 /* Every allocation of load, encode and decode fails in turn: each must end
  * in COH_ENOMEM (never a crash or leak), and the run without failures must
- * give the normal result. */
-static void test_out_of_memory(void) {
+ * give the normal result (want: the decoded text). */
+static void oom_sweep(const char *json, const char *in, const char *want,
+                      long max_k) {
   long k;
   int saw_ok = 0;
   coh_replace_allocator(fail_malloc, fail_realloc, fail_calloc, free);
-  for (k = 0; k < 400 && !saw_ok; k++) {
+  for (k = 0; k < max_k && !saw_ok; k++) {
     coh_tokenizer *tok = NULL;
     coh_err err;
     int32_t *ids = NULL;
@@ -936,17 +1098,16 @@ static void test_out_of_memory(void) {
     char *text = NULL;
     int rc;
     fail_countdown = k;
-    rc = coh_tokenizer_load_buffer(tiny_json, strlen(tiny_json), "t.json",
-                                   &tok, &err);
+    rc = coh_tokenizer_load_buffer(json, strlen(json), "t.json", &tok, &err);
     if (rc == COH_OK)
-      rc = coh_tokenizer_encode(tok, "ab <sp> cat abc", 15, 1, &ids, &n, &err);
+      rc = coh_tokenizer_encode(tok, in, strlen(in), 1, &ids, &n, &err);
     if (rc == COH_OK) rc = coh_tokenizer_decode(tok, ids, n, 0, &text, NULL,
                                                 &err);
     if (rc != COH_OK) {
       CHECK_EQ_INT(rc, COH_ENOMEM);
     } else {
       saw_ok = 1;
-      CHECK_STR(text, "<sp> ab <sp> cat <unk> abc <sp>");
+      CHECK_STR(text, want);
     }
     fail_countdown = -1;
     coh_free(ids);
@@ -955,6 +1116,24 @@ static void test_out_of_memory(void) {
   }
   coh_replace_allocator(malloc, realloc, calloc, free);
   CHECK(saw_ok);
+}
+
+static void test_out_of_memory(void) {
+  oom_sweep(tiny_json, "ab <sp> cat abc", "<sp> ab <sp> cat <unk> abc <sp>",
+            400);
+  /* the normalizers, pre-tokenizers and models added with libutf8proc */
+  oom_sweep("{\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":["
+            "{\"type\":\"NFKC\"},{\"type\":\"BertNormalizer\"}]},"
+            "\"pre_tokenizer\":{\"type\":\"BertPreTokenizer\"},"
+            "\"decoder\":{\"type\":\"WordPiece\"},"
+            "\"model\":{\"type\":\"WordPiece\",\"vocab\":{\"[UNK]\":0,"
+            "\"caf\":1,\"##e\":2,\".\":3}}}",
+            "Caf\xc3\xa9. \xef\xac\x81", "cafe. [UNK]", 600);
+  oom_sweep("{\"normalizer\":{\"type\":\"NFD\"},"
+            "\"pre_tokenizer\":{\"type\":\"Punctuation\"},"
+            "\"model\":{\"type\":\"Unigram\",\"unk_id\":0,\"vocab\":["
+            "[\"<unk>\",0],[\"a\",-1],[\"b\",-1],[\"ab\",-1]]}}",
+            "ab!xb", "ab <unk> <unk> b", 600);
 }
 
 /* Replays the fuzz corpus (seeds and crash regressions) through the
@@ -997,6 +1176,10 @@ int main(int argc, char **argv) {
   RUN(test_bad_json);
   RUN(test_bad_fields);
   RUN(test_unsupported);
+  RUN(test_normalizers);
+  RUN(test_ignored_settings);
+  RUN(test_wordpiece);
+  RUN(test_unigram);
   RUN(test_missing_file);
   RUN(test_bounds_at_load);
   RUN(test_bounds_at_run);

@@ -1,13 +1,27 @@
 /*
- * cohort/tokenizer.h — Hugging Face tokenizer.json BPE tokenizers.
+ * cohort/tokenizer.h — Hugging Face tokenizer.json tokenizers.
  *
- * Supported: model type "BPE" in both flavours that matter in practice —
- * byte-level (GPT-2, Llama-3, Qwen: ByteLevel pre-tokenizer/decoder, regex
- * Split pre-tokenizers with Unicode classes) and SentencePiece-style
- * (Llama-2: Prepend/Replace normalizers or Metaspace, byte_fallback,
- * ByteFallback/Fuse/Strip decoders), plus added/special tokens and the
- * TemplateProcessing post-processor.  Anything else is refused at load time
- * with an error that names the field.
+ * Supported, and compared id for id with HF `tokenizers` (tests/tok_compare.py):
+ *   models          BPE — byte-level (GPT-2, Llama-3, Qwen, DeepSeek) and
+ *                   SentencePiece-style (Llama-2, Mistral, Gemma: byte
+ *                   fallback) — WordPiece (BERT and embedding models),
+ *                   Unigram (T5/ALBERT-style; byte fallback, fused unk) and
+ *                   WordLevel
+ *   normalizers     Sequence, Prepend, Replace, Strip, NFC, NFD, NFKC, NFKD,
+ *                   Lowercase, StripAccents, BertNormalizer, ByteLevel
+ *                   (Unicode data from libutf8proc)
+ *   pre-tokenizers  Sequence, ByteLevel, Split (regex with Unicode classes),
+ *                   Metaspace, Digits, Whitespace, WhitespaceSplit,
+ *                   Punctuation, BertPreTokenizer
+ *   decoders        Sequence, ByteLevel, Replace, ByteFallback, Fuse, Strip,
+ *                   Metaspace, WordPiece
+ *   post-processors TemplateProcessing, BertProcessing, RobertaProcessing,
+ *                   ByteLevel, Sequence
+ * plus added/special tokens.  "truncation" and "padding" are accepted and
+ * ignored (coh_tokenizer_notice says so).  Any other component type — for
+ * instance the SentencePiece "Precompiled" normalizer of T5/ALBERT files —
+ * is refused at load time with COH_EUNSUPPORTED naming the type and its
+ * JSON path.
  *
  * Example:
  *   coh_err err;
@@ -80,6 +94,12 @@ int coh_tokenizer_encode(const coh_tokenizer *tok, const char *text,
 int coh_tokenizer_decode(const coh_tokenizer *tok, const int32_t *ids,
                          size_t n_ids, int skip_special, char **text,
                          size_t *len, coh_err *err);
+
+/* A one-line note about settings in the file that cohort accepted but
+ * ignores (today: "truncation" and "padding", which are batching policy,
+ * not tokenization), naming the file; NULL when there is none.  Borrowed:
+ * valid until coh_tokenizer_free.  The CLI prints it once on stderr. */
+const char *coh_tokenizer_notice(const coh_tokenizer *tok);
 
 /* Number of ids (model vocab plus added tokens; the largest id + 1). */
 size_t coh_tokenizer_vocab_size(const coh_tokenizer *tok);

@@ -303,6 +303,10 @@ int coh__cmd_generate(int argc, char **argv) {
     free(ids);
     return coh__runtime_error("generate", "%s", err.msg);
   }
+  if (coh_model_tokenizer(model) != NULL &&
+      coh_tokenizer_notice(coh_model_tokenizer(model)) != NULL)
+    fprintf(stderr, "cohort generate: warning: %s\n",
+            coh_tokenizer_notice(coh_model_tokenizer(model)));
   if (prompt != NULL) {
     const coh_tokenizer *tok = coh_model_tokenizer(model);
     int32_t *t = NULL;

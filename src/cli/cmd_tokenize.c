@@ -16,7 +16,7 @@ static const char usage[] =
     "  encode (default): {\"text\": \"...\"}  ->  {\"ids\": [...]}\n"
     "  --decode:         {\"ids\": [...]}   ->  {\"text\": \"...\"}\n"
     "\n"
-    "  --tokenizer FILE  Hugging Face tokenizer.json (BPE)\n"
+    "  --tokenizer FILE  Hugging Face tokenizer.json (BPE, WordPiece, Unigram)\n"
     "  --add-special     apply the post-processor (e.g. prepend BOS)\n"
     "  --decode          decode ids to text\n"
     "  --keep-special    with --decode: keep special tokens (default: skip,\n"
@@ -126,6 +126,8 @@ int coh__cmd_tokenize(int argc, char **argv) {
                             "--add-special only applies to encoding");
   if (coh_tokenizer_load(path, &tok, &err))
     return coh__runtime_error("tokenize", "%s", err.msg);
+  if (coh_tokenizer_notice(tok) != NULL)
+    fprintf(stderr, "cohort tokenize: warning: %s\n", coh_tokenizer_notice(tok));
   while ((got = getline(&line, &cap, stdin)) >= 0) {
     json_error_t jerr;
     json_t *in;

@@ -58,7 +58,7 @@ static int split_merge(json_t *m, const char *path, const char **a,
                   path);
 }
 
-static int load_vocab(json_t *model, coh__bpe *bpe, coh_err *err) {
+int coh__model_load_vocab(json_t *model, coh__bpe *bpe, coh_err *err) {
   json_t *vocab, *v;
   const char *key;
   size_t total = 0, off = 0, max_id = 0;
@@ -188,11 +188,25 @@ int coh__bpe_parse(json_t *model, coh__bpe *bpe, coh_err *err) {
     return coh__err(err, COH_EFORMAT, "model: expected an object");
   rc = coh__json_opt_string(model, "model", "type", &type, NULL, err);
   if (rc) return rc;
-  if (type == NULL && json_object_get(model, "merges") == NULL)
-    return coh__err(err, COH_EFORMAT, "model.type: missing field");
-  if (type != NULL && strcmp(type, "BPE") != 0)
+  if (type == NULL) {
+    /* Files without "type": HF tells the models apart by their fields. */
+    if (json_object_get(model, "merges") != NULL) type = "BPE";
+    else if (json_object_get(model, "max_input_chars_per_word") != NULL)
+      type = "WordPiece";
+    else if (json_is_array(json_object_get(model, "vocab")))
+      type = "Unigram";
+    else
+      return coh__err(err, COH_EUNSUPPORTED,
+                      "model: unsupported model (no \"type\", and neither "
+                      "BPE's merges nor WordPiece's fields)");
+  }
+  if (!strcmp(type, "WordPiece")) return coh__wordpiece_parse(model, bpe, err);
+  if (!strcmp(type, "Unigram")) return coh__unigram_parse(model, bpe, err);
+  if (!strcmp(type, "WordLevel")) return coh__wordlevel_parse(model, bpe, err);
+  if (strcmp(type, "BPE") != 0)
     return coh__err(err, COH_EUNSUPPORTED,
-                    "model.type: unsupported model type \"%s\" (only BPE)",
+                    "model.type: unsupported model type \"%s\" (supported: "
+                    "BPE, WordPiece, Unigram, WordLevel)",
                     type);
   dropout = json_object_get(model, "dropout");
   if (dropout != NULL && !json_is_null(dropout)) {
@@ -219,7 +233,7 @@ int coh__bpe_parse(json_t *model, coh__bpe *bpe, coh_err *err) {
                    err);
   if (!rc) rc = coh__json_opt_string(model, "model", "unk_token", &unk,
                                      &unk_len, err);
-  if (!rc) rc = load_vocab(model, bpe, err);
+  if (!rc) rc = coh__model_load_vocab(model, bpe, err);
   if (!rc) rc = load_merges(model, bpe, err);
   if (rc) return rc;
   /* An unk token missing from the vocab is treated as no unk token (HF
@@ -241,6 +255,7 @@ void coh__bpe_free(coh__bpe *bpe) {
   coh__free(bpe->arena);
   coh__free(bpe->prefix);
   coh__free(bpe->suffix);
+  coh__free(bpe->scores);
   memset(bpe, 0, sizeof *bpe);
 }
 
@@ -325,6 +340,17 @@ int coh__bpe_encode(const coh__bpe *bpe, const char *w, size_t n,
   int32_t unk_pending = 0; /* 1 while an unk symbol waits to be added */
   struct coh__bpe_sym *syms;
   struct coh__bpe_item *heap;
+  if (bpe->kind == COH__MODEL_WORDPIECE)
+    return coh__wordpiece_encode(bpe, w, n, out);
+  if (bpe->kind == COH__MODEL_UNIGRAM)
+    return coh__unigram_encode(bpe, w, n, out);
+  if (bpe->kind == COH__MODEL_WORDLEVEL) {
+    int32_t id = n ? coh__vocab_get(&bpe->vocab, w, n) : -1;
+    if (n == 0) return COH_OK;
+    if (id < 0) id = bpe->unk_id;
+    if (id >= 0) coh__ids_push(out, id);
+    return out->oom ? COH_ENOMEM : COH_OK;
+  }
   if (n == 0) return COH_OK;
   if (n > UINT32_MAX / 4) return COH_ENOMEM; /* positions are 32-bit */
   if (bpe->ignore_merges) {

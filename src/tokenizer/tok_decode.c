@@ -1,5 +1,5 @@
 /* tok_decode.c — decoders (Sequence, ByteLevel, Replace, ByteFallback,
- * Fuse, Strip, Metaspace) and coh_tokenizer_decode.
+ * Fuse, Strip, Metaspace, WordPiece) and coh_tokenizer_decode.
  *
  * As in HF, a decoder maps a list of token strings to a list of strings
  * (decode_chain) and the results are concatenated at the end. */
@@ -105,6 +105,22 @@ int coh__decoder_parse(json_t *j, const char *path, coh__decoder *d,
                         "%s.prepend_scheme: unknown value \"%s\"", path,
                         scheme);
     }
+    return COH_OK;
+  }
+  if (!strcmp(type, "WordPiece")) {
+    const char *prefix = "##";
+    size_t n = 2;
+    d->type = COH__DEC_WORDPIECE;
+    d->cleanup = 1;
+    rc = coh__json_opt_string(j, path, "prefix", &prefix, &n, err);
+    if (!rc) rc = coh__tok_check_len(path, "prefix", n, err);
+    if (!rc) rc = coh__json_opt_bool(j, path, "cleanup", &d->cleanup, err);
+    if (rc) return rc;
+    d->str = coh__malloc(n + 1);
+    if (d->str == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+    memcpy(d->str, prefix, n);
+    d->str[n] = '\0';
+    d->str_len = n;
     return COH_OK;
   }
   return coh__err(err, COH_EUNSUPPORTED,
@@ -298,6 +314,66 @@ static int dec_replace(const coh__decoder *d, const coh__pieces *in,
   return COH_OK;
 }
 
+/* HF's cleanup of English tokenization artefacts, applied per token: each
+ * pattern replaced everywhere, in this order. */
+static void cleanup_tok(const char *t, size_t n, coh__buf *out) {
+  static const char *const from[] = {" .", " ?", " !", " ,", " ' ", " n't",
+                                     " 'm", " do not", " 's", " 've", " 're"};
+  static const char *const to[] = {".", "?", "!", ",", "'", "n't",
+                                   "'m", " don't", "'s", "'ve", "'re"};
+  coh__buf a = {0}, b = {0}, tmp;
+  size_t k;
+  coh__buf_add(&a, t, n);
+  for (k = 0; k < sizeof from / sizeof from[0]; k++) {
+    size_t fl = strlen(from[k]), i = 0;
+    b.n = 0;
+    while (i < a.n) {
+      if (a.n - i >= fl && memcmp(a.p + i, from[k], fl) == 0) {
+        coh__buf_add(&b, to[k], strlen(to[k]));
+        i += fl;
+      } else {
+        coh__buf_addc(&b, a.p[i++]);
+      }
+    }
+    tmp = a;
+    a = b;
+    b = tmp;
+  }
+  coh__buf_add(out, a.p, a.n);
+  if (a.oom || b.oom) out->oom = 1;
+  coh__buf_free(&a);
+  coh__buf_free(&b);
+}
+
+/* WordPiece: a token after the first loses its prefix, or gains a leading
+ * space when it has none; then cleanup. */
+static void dec_wordpiece(const coh__decoder *d, const coh__pieces *in,
+                          coh__pieces *out) {
+  coh__buf t = {0};
+  size_t i;
+  for (i = 0; i < in->spans.n; i++) {
+    const char *s = TOK(in, i);
+    size_t n = TOKLEN(in, i), off = out->text.n;
+    t.n = 0;
+    if (i > 0) {
+      if (n >= d->str_len && memcmp(s, d->str, d->str_len) == 0) {
+        s += d->str_len;
+        n -= d->str_len;
+      } else {
+        coh__buf_addc(&t, ' ');
+      }
+    }
+    coh__buf_add(&t, s, n);
+    if (d->cleanup)
+      cleanup_tok(t.p ? t.p : "", t.n, &out->text);
+    else
+      coh__buf_add(&out->text, t.p, t.n);
+    coh__spans_push(&out->spans, off, out->text.n, 0);
+  }
+  if (t.oom) out->text.oom = 1;
+  coh__buf_free(&t);
+}
+
 /* One decoder (or Sequence) over toks, in place; no step's text may pass
  * max bytes. */
 static int chain(const coh__decoder *d, coh__pieces *toks,
@@ -331,6 +407,9 @@ static int chain(const coh__decoder *d, coh__pieces *toks,
       break;
     case COH__DEC_REPLACE:
       rc = dec_replace(d, toks, &out, max);
+      break;
+    case COH__DEC_WORDPIECE:
+      dec_wordpiece(d, toks, &out);
       break;
   }
   if (rc == COH_OK && (out.text.oom || out.spans.oom)) rc = COH_ENOMEM;

@@ -1,5 +1,6 @@
 /* tok_load.c — reading tokenizer.json into an immutable coh_tokenizer, and
  * the small accessors (vocab size, token ids, special flags). */
+#include <stdio.h>
 #include <string.h>
 
 #include "tokenizer_int.h"
@@ -40,15 +41,11 @@ static int load_root(coh_tokenizer *tok, json_t *root, coh_err *err) {
   int rc;
   if (!json_is_object(root))
     return coh__err(err, COH_EFORMAT, "(top level): expected an object");
-  /* Truncation and padding change what encode returns; cohort does its own
-   * context management, so a file that asks for them is refused rather
-   * than silently encoded differently. */
-  if (component(root, "truncation"))
-    return coh__err(err, COH_EUNSUPPORTED,
-                    "truncation: truncation is not supported (must be null)");
-  if (component(root, "padding"))
-    return coh__err(err, COH_EUNSUPPORTED,
-                    "padding: padding is not supported (must be null)");
+  /* Truncation and padding are batching policy, not tokenization: cohort
+   * manages context itself, so they are ignored and the fact is reported
+   * once, through coh_tokenizer_notice. */
+  tok->ignored_truncation = component(root, "truncation") != NULL;
+  tok->ignored_padding = component(root, "padding") != NULL;
   rc = coh__json_member(root, "", "model", &model, err);
   if (!rc) rc = coh__bpe_parse(model, &tok->bpe, err);
   if (rc) return rc;
@@ -137,6 +134,15 @@ int coh_tokenizer_load_buffer(const char *json, size_t len, const char *name,
   build_byte_alphabet(tok);
   rc = load_root(tok, root, err);
   json_decref(root);
+  if (rc == COH_OK && (tok->ignored_truncation || tok->ignored_padding)) {
+    int both = tok->ignored_truncation && tok->ignored_padding;
+    snprintf(tok->notice, sizeof tok->notice,
+             "%s: %s ignored (cohort neither truncates nor pads; it manages "
+             "context itself)",
+             name,
+             both ? "truncation and padding are"
+                  : tok->ignored_truncation ? "truncation is" : "padding is");
+  }
   if (rc) {
     coh__err_prefix(err, "%s", name);
     coh_tokenizer_free(tok);
@@ -184,6 +190,10 @@ const char *coh__token_str(const coh_tokenizer *tok, int32_t id,
     return tok->bpe.id_to_tok[id];
   }
   return NULL;
+}
+
+const char *coh_tokenizer_notice(const coh_tokenizer *tok) {
+  return tok->notice[0] != '\0' ? tok->notice : NULL;
 }
 
 size_t coh_tokenizer_vocab_size(const coh_tokenizer *tok) {

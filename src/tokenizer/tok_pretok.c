@@ -1,5 +1,5 @@
 /* tok_pretok.c — pre-tokenizers: Sequence, ByteLevel, Split, Metaspace,
- * Digits, Whitespace, WhitespaceSplit.  Each turns one piece of normalized
+ * Digits, Whitespace, WhitespaceSplit, Punctuation, BertPreTokenizer.  Each turns one piece of normalized
  * text into words for the model, exactly as HF's NormalizedString::split
  * does: find the matches, pair them with the text between them, apply the
  * delimiter behaviour, drop empty pieces. */
@@ -129,11 +129,31 @@ int coh__pretok_parse(json_t *j, const char *path, coh__pretok *p,
     p->use_pat = 1;
     p->behavior = COH__SPLIT_REMOVED;
     p->invert = 1;
-    return coh__pattern_regex("\\w+|[^\\w\\s]+", path, &p->pat, err);
+    /* HF's \w+|[^\w\s]+ runs in Oniguruma, whose Unicode \w is
+     * Unicode's (TR18): Alphabetic, Mark, Decimal_Number,
+     * Connector_Punctuation, Join_Control; and \s is tab..CR, NEL and Z*.
+     * PCRE2's \w and \s differ (letters and all numbers, no marks; no
+     * NEL), so the classes are spelled out. */
+    return coh__pattern_regex(
+        "[\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\x{200C}\\x{200D}]+|"
+        "[^\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\x{200C}\\x{200D}"
+        "\\t\\n\\x0B\\f\\r\\x{85}\\p{Z}]+",
+        path, &p->pat, err);
   }
   if (!strcmp(type, "WhitespaceSplit")) {
     p->type = COH__PRE_WHITESPACE_SPLIT;
     p->behavior = COH__SPLIT_REMOVED;
+    return COH_OK;
+  }
+  if (!strcmp(type, "Punctuation")) {
+    p->type = COH__PRE_PUNCTUATION;
+    p->behavior = COH__SPLIT_ISOLATED; /* HF's default */
+    if (json_object_get(j, "behavior") != NULL)
+      return parse_behavior(j, path, &p->behavior, err);
+    return COH_OK;
+  }
+  if (!strcmp(type, "BertPreTokenizer")) {
+    p->type = COH__PRE_BERT;
     return COH_OK;
   }
   return coh__err(err, COH_EUNSUPPORTED,
@@ -159,6 +179,17 @@ static void char_matches(const char *s, size_t n, uint32_t ch,
     size_t k = coh__utf8_next(s + i, n - i, &cp);
     if (ch ? cp == ch : coh__is_whitespace(cp))
       coh__spans_push(out, i, i + k, 1);
+    i += k;
+  }
+}
+
+/* Each punctuation character (coh__is_punct) its own match. */
+static void punct_matches(const char *s, size_t n, coh__spans *out) {
+  size_t i = 0;
+  while (i < n) {
+    uint32_t cp;
+    size_t k = coh__utf8_next(s + i, n - i, &cp);
+    if (coh__is_punct(cp)) coh__spans_push(out, i, i + k, 1);
     i += k;
   }
 }
@@ -377,6 +408,28 @@ static int pre_one(const coh__pretok *pt, const char *s, size_t n,
     case COH__PRE_WHITESPACE_SPLIT:
       char_matches(s, n, 0, &m);
       break;
+    case COH__PRE_PUNCTUATION:
+      punct_matches(s, n, &m);
+      break;
+    case COH__PRE_BERT: {
+      /* whitespace removed, then each punctuation character isolated */
+      coh__pieces words = {0};
+      size_t i;
+      char_matches(s, n, 0, &m);
+      split_by(s, n, &m, COH__SPLIT_REMOVED, 0, at_start, &words);
+      for (i = 0; i < words.spans.n; i++) {
+        const char *w = words.text.p + words.spans.v[i].start;
+        size_t wn = words.spans.v[i].end - words.spans.v[i].start;
+        m.n = 0;
+        punct_matches(w, wn, &m);
+        split_by(w, wn, &m, COH__SPLIT_ISOLATED, 0, words.spans.v[i].val,
+                 out);
+      }
+      if (m.oom || words.text.oom || words.spans.oom) rc = COH_ENOMEM;
+      coh__pieces_free(&words);
+      coh__spans_free(&m);
+      return rc;
+    }
     default: /* Split, Digits, Whitespace */
       rc = coh__pattern_find(&pt->pat, s, n, &m);
       break;

@@ -1,6 +1,7 @@
 /* tok_util.c — UTF-8 helpers and the small growable containers the
  * tokenizer's pipeline passes between stages. */
 #include <string.h>
+#include <utf8proc.h>
 
 #include "tokenizer_int.h"
 
@@ -168,4 +169,35 @@ void coh__pieces_free(coh__pieces *p) {
 void coh__pieces_clear(coh__pieces *p) {
   p->text.n = 0;
   p->spans.n = 0;
+}
+
+int coh__is_punct(uint32_t cp) {
+  if (cp < 0x80)
+    return (cp >= 0x21 && cp <= 0x2F) || (cp >= 0x3A && cp <= 0x40) ||
+           (cp >= 0x5B && cp <= 0x60) || (cp >= 0x7B && cp <= 0x7E);
+  switch (utf8proc_category((utf8proc_int32_t)cp)) {
+    case UTF8PROC_CATEGORY_PC:
+    case UTF8PROC_CATEGORY_PD:
+    case UTF8PROC_CATEGORY_PS:
+    case UTF8PROC_CATEGORY_PE:
+    case UTF8PROC_CATEGORY_PI:
+    case UTF8PROC_CATEGORY_PF:
+    case UTF8PROC_CATEGORY_PO:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+uint32_t coh__byte_level_cp(unsigned b) {
+  unsigned i, extra = 0;
+  int printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) ||
+                  (b >= 0xAE && b <= 0xFF);
+  if (printable) return b;
+  /* the non-printable bytes take U+0100.. in byte order */
+  for (i = 0; i < b; i++)
+    if (!((i >= 0x21 && i <= 0x7E) || (i >= 0xA1 && i <= 0xAC) ||
+          (i >= 0xAE && i <= 0xFF)))
+      extra++;
+  return 256 + extra;
 }

@@ -17,9 +17,11 @@
  *   tok_table.c     hash tables: string→id vocab, (id,id)→merge
  *   tok_pattern.c   literal and PCRE2 patterns, match finding
  *   tok_json.c      JSON field access with error paths
- *   tok_normalize.c normalizers
+ *   tok_normalize.c normalizers (Unicode forms and case through libutf8proc)
  *   tok_pretok.c    pre-tokenizers
  *   tok_bpe.c       the BPE model (load + encode one word)
+ *   tok_wordpiece.c the WordPiece and WordLevel models
+ *   tok_unigram.c   the Unigram model
  *   tok_added.c     added tokens: trie, leftmost-longest split
  *   tok_decode.c    decoders and coh_tokenizer_decode
  *   tok_post.c      post-processors
@@ -60,6 +62,11 @@
 #define COH__TOK_GROWTH 16
 #define COH__TOK_SLACK 4096
 #define COH__TOK_FILE_MAX ((size_t)128 << 20)
+/* WordPiece and Unigram try every vocab piece length at each position of a
+ * word, hashing the candidate each time: their pieces are at most
+ * COH__TOK_PIECE_MAX bytes (real ones stay under 100), so one position
+ * costs at most about 32 K bytes of hashing. */
+#define COH__TOK_PIECE_MAX 256
 
 static inline size_t coh__tok_out_max(size_t n) {
   if (n > (SIZE_MAX - COH__TOK_SLACK) / COH__TOK_GROWTH) return SIZE_MAX;
@@ -110,6 +117,11 @@ size_t coh__utf8_prev_len(const char *s, size_t pos);
 int coh__utf8_repair(const char *s, size_t n, coh__buf *out);
 /* Unicode White_Space property. */
 int coh__is_whitespace(uint32_t cp);
+/* Punctuation as HF's BERT code sees it: ASCII punctuation or general
+ * category P* (libutf8proc's tables). */
+int coh__is_punct(uint32_t cp);
+/* The byte-level alphabet's stand-in code point for byte b (GPT-2). */
+uint32_t coh__byte_level_cp(unsigned b);
 
 /* ---- hash tables -----------------------------------------------------------
  * Open addressing, keys compared by content: iteration order is never used,
@@ -217,7 +229,15 @@ enum {
   COH__NORM_SEQUENCE,
   COH__NORM_PREPEND,
   COH__NORM_REPLACE,
-  COH__NORM_STRIP
+  COH__NORM_STRIP,
+  COH__NORM_NFC,
+  COH__NORM_NFD,
+  COH__NORM_NFKC,
+  COH__NORM_NFKD,
+  COH__NORM_LOWERCASE,
+  COH__NORM_STRIP_ACCENTS,
+  COH__NORM_BERT,
+  COH__NORM_BYTELEVEL
 };
 
 typedef struct coh__normalizer {
@@ -228,6 +248,8 @@ typedef struct coh__normalizer {
   size_t str_len;
   coh__pattern pat; /* Replace */
   int strip_left, strip_right;
+  /* BertNormalizer; strip_accents -1: follow lowercase (HF's None) */
+  int clean_text, chinese_chars, strip_accents, lowercase;
 } coh__normalizer;
 
 int coh__normalizer_parse(json_t *j, const char *path, coh__normalizer *n,
@@ -246,7 +268,9 @@ enum {
   COH__PRE_METASPACE,
   COH__PRE_DIGITS,
   COH__PRE_WHITESPACE,
-  COH__PRE_WHITESPACE_SPLIT
+  COH__PRE_WHITESPACE_SPLIT,
+  COH__PRE_PUNCTUATION,
+  COH__PRE_BERT
 };
 
 /* SplitDelimiterBehavior */
@@ -292,8 +316,20 @@ void coh__pretok_free(coh__pretok *p);
 int coh__pretokenize(const coh__pretok *pt, const coh__pieces *in,
                      coh__pieces *out, const char byte_chars[256][4]);
 
-/* ---- BPE model ------------------------------------------------------------ */
+/* ---- the model: BPE or WordPiece (tok_bpe.c, tok_wordpiece.c) ------------ */
+enum {
+  COH__MODEL_BPE,
+  COH__MODEL_WORDPIECE,
+  COH__MODEL_UNIGRAM,
+  COH__MODEL_WORDLEVEL
+};
+
 typedef struct coh__bpe {
+  int kind;           /* COH__MODEL_* */
+  size_t max_chars;   /* WordPiece: max_input_chars_per_word */
+  size_t max_tok_len; /* WordPiece, Unigram: longest vocab entry, bytes */
+  double *scores;     /* Unigram: id → log probability */
+  double unk_score;   /* Unigram: lowest score minus 10 */
   coh__vocab vocab;   /* token → id */
   char **id_to_tok;   /* id → token (NUL-terminated), NULL for gaps */
   uint32_t *tok_len;  /* id → token length */
@@ -319,6 +355,25 @@ typedef struct coh__bpe_scratch {
 } coh__bpe_scratch;
 
 int coh__bpe_parse(json_t *model, coh__bpe *bpe, coh_err *err);
+/* Loads the vocab object model.vocab into bpe (shared by the models). */
+int coh__model_load_vocab(json_t *model, coh__bpe *bpe, coh_err *err);
+/* WordPiece: parse (type already checked) and encode one word, as HF's
+ * greedy longest-match-first with continuing_subword_prefix; a word longer
+ * than max_input_chars_per_word, or with a piece not in the vocab, becomes
+ * one unk token (dropped when the model has none). */
+int coh__wordpiece_parse(json_t *model, coh__bpe *wp, coh_err *err);
+int coh__wordpiece_encode(const coh__bpe *wp, const char *w, size_t n,
+                          coh__ids *out);
+/* WordLevel: a word is its vocab id, or the unk token (dropped when the
+ * vocab lacks it).  Parsed by the WordPiece code (same fields). */
+int coh__wordlevel_parse(json_t *model, coh__bpe *wl, coh_err *err);
+/* Unigram (SentencePiece's model, T5/ALBERT): parse (type checked) and
+ * encode one word by HF's Viterbi search over the vocab's pieces, unknown
+ * characters fused into one unk piece, then byte fallback or unk for a
+ * piece outside the vocab. */
+int coh__unigram_parse(json_t *model, coh__bpe *ug, coh_err *err);
+int coh__unigram_encode(const coh__bpe *ug, const char *w, size_t n,
+                        coh__ids *out);
 void coh__bpe_free(coh__bpe *bpe);
 void coh__bpe_scratch_free(coh__bpe_scratch *s);
 /* Appends the ids of word w[0..n) (valid UTF-8) to out.  Characters that
@@ -370,7 +425,8 @@ enum {
   COH__DEC_BYTEFALLBACK,
   COH__DEC_FUSE,
   COH__DEC_STRIP,
-  COH__DEC_METASPACE
+  COH__DEC_METASPACE,
+  COH__DEC_WORDPIECE
 };
 
 typedef struct coh__decoder {
@@ -383,6 +439,7 @@ typedef struct coh__decoder {
   uint32_t ch; /* Strip content / Metaspace replacement */
   size_t start, stop;
   int prepend_scheme; /* Metaspace */
+  int cleanup;        /* WordPiece */
 } coh__decoder;
 
 int coh__decoder_parse(json_t *j, const char *path, coh__decoder *d,
@@ -435,6 +492,10 @@ struct coh_tokenizer {
    * stand-in code point (< 324) → byte + 1 (0: not a stand-in). */
   char byte_chars[256][4];
   uint16_t char_byte[324];
+  /* What the file asked for that cohort ignores (coh_tokenizer_notice), or
+   * "" */
+  char notice[512];
+  int ignored_truncation, ignored_padding;
 };
 
 /* The token string of id (added token first, then model), or NULL. */
