@@ -1,7 +1,8 @@
 /*
  * llm_request.c — parses an agent's llm() request JSON into an engine
  * request.  Agents are untrusted: every field is type- and range-checked and
- * errors name the field.
+ * errors name the field.  The prompt is either "prompt" (text) or
+ * "messages" (a chat rendered with the model's template: build_chat_text).
  */
 #include <jansson.h>
 #include <math.h>
@@ -17,6 +18,7 @@ void coh_llm_request_free(coh_llm_request *r) {
   coh_free(r->ids);
   for (i = 0; i < r->n_stops; i++) coh__free(r->stops[i]);
   coh__free(r->stops);
+  coh_free(r->text); /* from coh__malloc or the chat module: both coh_free */
   memset(r, 0, sizeof *r);
 }
 
@@ -33,14 +35,123 @@ static int num_field(json_t *v, const char *name, double lo, double hi,
   return COH_OK;
 }
 
-int coh_llm_request_parse(const char *json, size_t len,
-                          const coh_tokenizer *tok, uint64_t seed,
-                          coh_llm_request *out, coh_err *err) {
+/* Checks one chat message: an object with a non-empty string "role", a
+ * string "content" (null allowed when the message carries "tool_calls"),
+ * and optionally "name", "tool_calls", "tool_call_id". */
+static int check_message(json_t *m, size_t i, coh_err *err) {
+  const char *key;
+  json_t *v;
+  if (!json_is_object(m))
+    return coh__err(err, COH_EFORMAT, "llm request: field 'messages[%zu]' must be an object", i);
+  json_object_foreach(m, key, v) {
+    if (!strcmp(key, "role")) {
+      if (!json_is_string(v) || json_string_length(v) == 0)
+        return coh__err(err, COH_EFORMAT,
+                        "llm request: field 'messages[%zu].role' must be a non-empty string", i);
+    } else if (!strcmp(key, "content")) {
+      if (!json_is_string(v) &&
+          !(json_is_null(v) && json_object_get(m, "tool_calls") != NULL))
+        return coh__err(err, COH_EFORMAT,
+                        "llm request: field 'messages[%zu].content' must be a string", i);
+    } else if (!strcmp(key, "name") || !strcmp(key, "tool_call_id")) {
+      if (!json_is_string(v))
+        return coh__err(err, COH_EFORMAT,
+                        "llm request: field 'messages[%zu].%s' must be a string", i, key);
+    } else if (!strcmp(key, "tool_calls")) {
+      if (!json_is_array(v))
+        return coh__err(err, COH_EFORMAT,
+                        "llm request: field 'messages[%zu].tool_calls' must be an array", i);
+    } else {
+      return coh__err(err, COH_EFORMAT,
+                      "llm request: unknown field 'messages[%zu].%s'", i, key);
+    }
+  }
+  if (json_object_get(m, "role") == NULL)
+    return coh__err(err, COH_EFORMAT, "llm request: field 'messages[%zu].role' is missing", i);
+  if (json_object_get(m, "content") == NULL)
+    return coh__err(err, COH_EFORMAT, "llm request: field 'messages[%zu].content' is missing", i);
+  return COH_OK;
+}
+
+/* Renders the request's "messages" (with "tools", "template_vars" and
+ * "add_generation_prompt") into out->text: with chat, or in the plain format
+ * when chat is NULL.  *add_special: whether tokenizing the text adds the
+ * tokenizer's special tokens (only for the plain format; a template prints
+ * bos_token itself). */
+static int build_chat_text(json_t *root, const coh_chat_template *chat,
+                           coh_llm_request *out, int *add_special,
+                           coh_err *err) {
+  json_t *msgs = json_object_get(root, "messages");
+  json_t *tools = json_object_get(root, "tools");
+  json_t *tv = json_object_get(root, "template_vars");
+  json_t *agp = json_object_get(root, "add_generation_prompt");
+  json_t *vars = NULL;
+  char *dump = NULL;
+  size_t i;
+  int rc = COH_OK, gen = agp == NULL || json_is_true(agp);
+
+  if (!json_is_array(msgs) || json_array_size(msgs) == 0 ||
+      json_array_size(msgs) > COH_LLM_MAX_MESSAGES)
+    return coh__err(err, COH_EFORMAT,
+                    "llm request: field 'messages' must be an array of 1 to %d messages",
+                    COH_LLM_MAX_MESSAGES);
+  for (i = 0; i < json_array_size(msgs); i++)
+    if ((rc = check_message(json_array_get(msgs, i), i, err))) return rc;
+  if (tools != NULL) {
+    if (!json_is_array(tools))
+      return coh__err(err, COH_EFORMAT, "llm request: field 'tools' must be an array of objects");
+    for (i = 0; i < json_array_size(tools); i++)
+      if (!json_is_object(json_array_get(tools, i)))
+        return coh__err(err, COH_EFORMAT, "llm request: field 'tools[%zu]' must be an object", i);
+  }
+  if (tv != NULL) {
+    if (!json_is_object(tv))
+      return coh__err(err, COH_EFORMAT, "llm request: field 'template_vars' must be an object");
+    if (json_object_get(tv, "messages") || json_object_get(tv, "tools") ||
+        json_object_get(tv, "add_generation_prompt"))
+      return coh__err(err, COH_EFORMAT,
+                      "llm request: field 'template_vars' may not set messages, tools or "
+                      "add_generation_prompt (they are fields of the request)");
+  }
+  if (chat == NULL) {
+    *add_special = 1;
+    if ((dump = json_dumps(msgs, JSON_COMPACT)) == NULL) goto oom;
+    rc = coh_chat_render_plain(dump, strlen(dump), gen, &out->text, &out->text_len, err);
+    goto done;
+  }
+  *add_special = 0;
+  vars = tv != NULL ? json_deep_copy(tv) : json_object();
+  if (vars == NULL ||
+      json_object_set(vars, "messages", msgs) ||
+      (tools != NULL && json_object_set(vars, "tools", tools)) ||
+      json_object_set_new(vars, "add_generation_prompt", json_boolean(gen)))
+    goto oom;
+  if ((dump = json_dumps(vars, JSON_COMPACT)) == NULL) goto oom;
+  rc = coh_chat_render(chat, dump, strlen(dump), &out->text, &out->text_len, err);
+  goto done;
+oom:
+  rc = coh__err(err, COH_ENOMEM, "out of memory");
+done:
+  if (vars) json_decref(vars);
+  free(dump); /* jansson's allocator */
+  return rc;
+}
+
+int coh_llm_request_parse(const char *json, size_t len, const coh_model *m,
+                          uint64_t seed, coh_llm_request *out, coh_err *err) {
+  return coh_llm_request_parse_with(json, len, coh_model_tokenizer(m),
+                                    coh_model_chat_template(m), seed, out, err);
+}
+
+int coh_llm_request_parse_with(const char *json, size_t len,
+                               const coh_tokenizer *tok,
+                               const coh_chat_template *chat, uint64_t seed,
+                               coh_llm_request *out, coh_err *err) {
   json_error_t je;
-  json_t *root, *v;
+  json_t *root, *v, *prompt, *msgs;
   const char *key;
   size_t n_ids = 0;
-  int rc = COH_OK, sampling_field = 0, have_temp = 0;
+  int rc = COH_OK, sampling_field = 0, have_temp = 0, add_special = 1;
   double d = 0;
 
   memset(out, 0, sizeof *out);
@@ -61,6 +172,14 @@ int coh_llm_request_parse(const char *json, size_t len,
     if (!strcmp(key, "prompt")) {
       if (!json_is_string(v)) {
         rc = coh__err(err, COH_EFORMAT, "llm request: field 'prompt' must be a string");
+        goto done;
+      }
+    } else if (!strcmp(key, "messages") || !strcmp(key, "tools") ||
+               !strcmp(key, "template_vars")) {
+      /* checked by build_chat_text */
+    } else if (!strcmp(key, "add_generation_prompt")) {
+      if (!json_is_boolean(v)) {
+        rc = coh__err(err, COH_EFORMAT, "llm request: field 'add_generation_prompt' must be true or false");
         goto done;
       }
     } else if (!strcmp(key, "model")) {
@@ -128,13 +247,30 @@ int coh_llm_request_parse(const char *json, size_t len,
       goto done;
     }
   }
-  v = json_object_get(root, "prompt");
-  if (v == NULL) {
-    rc = coh__err(err, COH_EFORMAT, "llm request: missing field 'prompt'");
+  prompt = json_object_get(root, "prompt");
+  msgs = json_object_get(root, "messages");
+  if ((prompt == NULL) == (msgs == NULL)) {
+    rc = coh__err(err, COH_EFORMAT, "llm request: give exactly one of the fields 'prompt' and 'messages'");
     goto done;
   }
   if (sampling_field && !have_temp) out->req.sampling.temperature = 1.0f;
-  if ((rc = coh_tokenizer_encode(tok, json_string_value(v), json_string_length(v), 1,
+  if (msgs != NULL) {
+    out->chat = 1;
+    if ((rc = build_chat_text(root, chat, out, &add_special, err))) goto done;
+  } else {
+    static const char *const chat_only[] = {"tools", "template_vars", "add_generation_prompt"};
+    size_t i;
+    for (i = 0; i < sizeof chat_only / sizeof *chat_only; i++)
+      if (json_object_get(root, chat_only[i]) != NULL) {
+        rc = coh__err(err, COH_EFORMAT, "llm request: field '%s' needs 'messages' (not 'prompt')",
+                      chat_only[i]);
+        goto done;
+      }
+    out->text_len = json_string_length(prompt);
+    if ((out->text = coh__malloc(out->text_len + 1)) == NULL) goto oom;
+    memcpy(out->text, json_string_value(prompt), out->text_len + 1);
+  }
+  if ((rc = coh_tokenizer_encode(tok, out->text, out->text_len, add_special,
                                  &out->ids, &n_ids, err)))
     goto done;
   out->req.prompt = out->ids;

@@ -236,7 +236,7 @@ static void admit_one(orch *o, model_slot *ms, llm_req *r) {
     ms->in_engine++;
     return;
   }
-  if (coh_llm_request_parse(r->json, r->len, coh_model_tokenizer(ms->model), r->seed,
+  if (coh_llm_request_parse(r->json, r->len, ms->model, r->seed,
                             &lr, &e) != COH_OK) {
     coh_llm_request_free(&lr);
     fail_now(o, ms, r, e.msg);
