@@ -250,6 +250,12 @@ void coh_engine_get_stats(const coh_engine *e, coh_engine_stats *out);
  *     "date_string" or "date_time" (never "messages", "tools" or
  *     "add_generation_prompt");
  *   "add_generation_prompt" (bool, default true; messages only);
+ *   "history_tokens" (int in [1, 2^24]; messages only): the most tokens the
+ *     rendered prompt may have; when it has more, the oldest turns are left
+ *     out (never the leading "system" messages nor the last message; the
+ *     kept history starts at a "user" message): the fewest that make it fit.
+ *     Counted exactly, with the model's tokenizer.  When even the system
+ *     messages and the last message exceed it: COH_EFORMAT;
  *   "model" (string), "max_tokens" (int >= 0, default 64), "temperature",
  *   "top_k", "top_p", "min_p", "repetition_penalty" (numbers; greedy unless
  *   temperature > 0 or another sampling field is given, then temperature
@@ -264,12 +270,14 @@ typedef struct coh_llm_request {
   coh_request req;   /* ready for coh_engine_submit (set on_token/user) */
   char *model;       /* NULL if not given */
   int32_t *ids;      /* the tokenized prompt (req.prompt points here) */
+  size_t n_ids;
   char **stops;      /* req.stop_strings points here */
   size_t n_stops;
   char *text;        /* the text that was tokenized: the prompt, or the
                         rendered chat (NUL-terminated) */
   size_t text_len;
   int chat;          /* 1: from "messages" */
+  size_t n_dropped;  /* messages left out to fit "history_tokens" */
 } coh_llm_request;
 
 /* Parses json (borrowed, len bytes) for model m (its tokenizer and chat
