@@ -33,6 +33,10 @@ extern "C" {
 
 typedef struct coh_chat_template coh_chat_template;
 
+/* Frees memory cohort returned (also declared in tokenizer.h and
+ * journal.h); NULL-safe. */
+void coh_free(void *ptr);
+
 /* Parses template source src (borrowed, len bytes).  name is the file name
  * used in error messages ("tokenizer_config.json:chat_template").
  * Errors: COH_EFORMAT "NAME:LINE:COL: what" for a syntax error or an unknown
