@@ -35,13 +35,14 @@
  *     "model": "demo", "max_tokens": 64, ...
  *   }
  *
- * Each request holds the system prompt, the configured "messages" (fixed
- * examples, sent every time), then the conversation: one user turn per
+ * Each request holds the system prompt, the configured "messages" (they
+ * open the conversation), then the conversation: one user turn per
  * incoming message ({"role": "user", "name": SENDER, "content": TEXT}) and
  * one assistant turn per reply of the agent's own, oldest first.
  * "history_tokens" is passed to the host, which leaves the oldest turns out
  * until the rendered prompt fits (counted exactly with the model's
- * tokenizer; the system prompt and configured messages always stay).  The
+ * tokenizer; the system prompt always stays, the configured messages are
+ * the oldest turns, so they go first).  The
  * conversation lives in the agent's linear memory, so checkpoints hold it
  * and replay rebuilds it; the agent keeps at most HIST_TURNS turns and
  * HIST_BYTES bytes of them, dropping the oldest first beyond that.

@@ -412,7 +412,7 @@ static const char *const turn_end_tokens[] = {
     "<end_of_turn>",   /* Gemma */
     "<|endoftext|>",   /* Qwen, Phi, GPT-2 family */
     "<|end_of_text|>", /* Llama 3 base */
-    "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>", /* DeepSeek */
+    "<\xef\xbd\x9c\x65nd\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>", /* DeepSeek (\x65: e) */
 };
 
 int coh__model_read_stop_ids(coh_model *m, coh_err *err) {
