@@ -192,5 +192,46 @@ else
   bad "raise: $(cat "$tmp/raise.err")"
 fi
 
+# the default model's own template (models/shakespeare/chat_template.jinja):
+# cohort and @huggingface/jinja render it alike, and the debate example runs
+# on it with its history budget
+T="$SRC/models/shakespeare/chat_template.jinja"
+cat >"$tmp/bard.jsonl" <<'JL'
+{"messages":[{"role":"system","content":" A street. "},{"role":"user","name":"bob","content":"Is the sea wet?"},{"role":"assistant","content":" Aye. "}],"add_generation_prompt":true,"speaker":"Alice"}
+{"messages":[{"role":"user","content":"Speak."},{"role":"assistant","content":"Nay."}],"add_generation_prompt":true}
+{"messages":[{"role":"user","name":"Ann","content":"x"}],"add_generation_prompt":false}
+JL
+cat >"$tmp/bard.mjs" <<'JS'
+import { readFileSync } from "node:fs";
+const { Template } = await import(process.argv[2]);
+const t = new Template(readFileSync(process.argv[3], "utf8"));
+for (const line of readFileSync(process.argv[4], "utf8").split("\n"))
+  if (line) console.log(JSON.stringify({ text: t.render(JSON.parse(line)) }));
+JS
+"$BIN" template --config "$T" <"$tmp/bard.jsonl" >"$tmp/bard.cohort" 2>&1
+node "$tmp/bard.mjs" "$JINJA" "$T" "$tmp/bard.jsonl" >"$tmp/bard.ref" 2>&1
+if "$PY" -c 'import json,sys; a=[json.loads(l) for l in open(sys.argv[1])]; b=[json.loads(l) for l in open(sys.argv[2])]; sys.exit(0 if a==b and len(a)==3 else 1)' \
+     "$tmp/bard.cohort" "$tmp/bard.ref"; then
+  ok "models/shakespeare/chat_template.jinja: cohort renders as @huggingface/jinja"
+else
+  bad "shakespeare template: cohort $(cat "$tmp/bard.cohort") vs $(cat "$tmp/bard.ref")"
+fi
+if "$BIN" run "$SRC/examples/debate.yaml" --device cpu --journal "$tmp/debate.db" --cache-dir "$CACHE" --quiet \
+     --trace-prompts "$tmp/debate.jsonl" >"$tmp/debate.out" 2>"$tmp/debate.err" &&
+   "$PY" - "$tmp/debate.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert len(rows) >= 6, rows
+for r in rows:
+    assert r["chat"] and r["tokens"] <= 240, r
+    assert r["text"].endswith("\n\n%s:\n" % r["agent"].upper()), r["text"][-40:]
+assert any(r["dropped"] > 0 for r in rows), "no prompt was cut to history_tokens"
+PY
+then
+  ok "examples/debate.yaml: chat prompts in the play format, cut to history_tokens"
+else
+  bad "debate example: $(tail -n 3 "$tmp/debate.err")"
+fi
+
 [ "$fails" -eq 0 ] || { echo "$fails failure(s)"; exit 1; }
 echo "all ok"
