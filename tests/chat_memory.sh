@@ -11,6 +11,9 @@
 set -u
 BIN=${COH_BIN:?} BUILD=${COH_BUILD_DIR:?} FIX=${COH_FIXTURES:?}
 PY=${COH_PYTHON:-/usr/bin/python3}
+# error messages are checked to be one line: under ASan (scripts/test.sh)
+# LeakSanitizer must not append its suppression statistics to stderr
+export LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}print_suppressions=0"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 CACHE="$BUILD/test-module-cache"
