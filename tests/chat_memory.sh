@@ -174,5 +174,19 @@ expect_fail "a tool that is not a mapping" "      tools: [f]" "tools[0] is a str
 expect_fail "prompt with chat keys" "      prompt: \"{input}\"" "prompt cannot be used with system"
 expect_fail "history_tokens out of range" "      history_tokens: 0" "history_tokens"
 
+# the agent repeats the shape checks at init for hosts without the scenario
+# loader (cohort exec): one log line naming the field, init fails
+exec_fails() { # $1: config, $2: needle
+  "$BIN" exec "$BUILD/agents/prompt.wasm" --config "$1" --cache-dir "$CACHE" >"$tmp/exec.out" 2>&1
+  local rc=$?
+  if [ $rc -ne 0 ] && grep -qF -- "$2" "$tmp/exec.out"; then ok "exec $1: init refused ($2)"
+  else bad "exec $1: rc $rc, $(cat "$tmp/exec.out")"; fi
+}
+exec_fails '{"messages":[{"content":"x"}]}' "config field 'messages[0].role' must be a non-empty string"
+exec_fails '{"system":"s","tools":{"a":1}}' "config field 'tools' must be a list of objects"
+exec_fails '{"system":"s","tools":[1]}' "config field 'tools[0]' must be an object"
+exec_fails '{"system":"s","history_tokens":0}' "config field 'history_tokens' must be an integer"
+exec_fails '{"system":"s","prompt":"{input}"}' "config field 'prompt' cannot be used with system"
+
 [ "$fails" -eq 0 ] || { echo "$fails failure(s)"; exit 1; }
 echo "all ok"
