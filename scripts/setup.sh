@@ -40,6 +40,7 @@ else SUDO=""; fi
 # reference stack.
 PACKAGES=(build-essential cmake pkg-config clang lld git ca-certificates
           libjansson-dev libpcre2-dev libyaml-dev libsqlite3-dev libcivetweb-dev
+          libutf8proc-dev
           python3 python3-numpy python3-onnx
           nodejs npm chromium stress-ng
           wabt wasi-libc libclang-rt-14-dev-wasm32
@@ -170,6 +171,10 @@ npm_ci_dir() {
 # playwright-core: the dashboard's browser test drives Debian's
 # /usr/bin/chromium with it (no browser download).
 npm_ci_dir tests/ui playwright-core "browser test dependencies"
+# @huggingface/jinja (what transformers.js renders chat templates with): the
+# independent reference tests/chat_template.sh compares `cohort template`
+# with.  Used by tests only.
+npm_ci_dir tests/jinjaref @huggingface/jinja "chat-template reference"
 # Hugging Face tokenizers 0.23.2 (its Linux x64 binary is inside the
 # package): the independent reference the tokenizer tests compare cohort
 # with.  Used by tests only.

@@ -56,8 +56,10 @@ int coh_chat_template_load_dir(const char *dir, coh_chat_template **out,
                                coh_err *err);
 
 /* Same, from one file: a .jinja file (template text) or a JSON file
- * (tokenizer_config.json or chat_template.json).  config_path, may be NULL:
- * a tokenizer_config.json whose special tokens become default variables. */
+ * (tokenizer_config.json or chat_template.json, whose own "*_token" fields
+ * count as in load_dir).  config_path, may be NULL: a tokenizer_config.json
+ * whose special tokens become default variables (they win over the first
+ * file's). */
 int coh_chat_template_load_file(const char *path, const char *config_path,
                                 coh_chat_template **out, coh_err *err);
 

@@ -19,6 +19,11 @@ int coh__ch_fail(ch_render *r, int code, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(what, sizeof what, fmt, ap);
   va_end(ap);
+  if (code == COH_ENOMEM && r->ar.over) {
+    code = COH_ERANGE;
+    snprintf(what, sizeof what, "render memory over %zu MiB (a template's memory is bounded)",
+             COH__CHAT_MEM_MAX >> 20);
+  }
   if (code == COH_ERAISED)
     coh__err(r->err, code, "%s", what);
   else if (r->at)
@@ -35,7 +40,7 @@ int coh__ch_step(ch_render *r, uint64_t n) {
     return coh__ch_fail(r, COH_ERANGE,
                         "over %llu evaluation steps (a template loop is bounded)",
                         (unsigned long long)COH__CHAT_STEPS_MAX);
-  if (r->ar.oom) return coh__ch_fail(r, COH_ENOMEM, "out of memory (render memory is bounded to %zu MiB)", COH__CHAT_MEM_MAX >> 20);
+  if (r->ar.oom) return coh__ch_fail(r, COH_ENOMEM, "out of memory");
   return 0;
 }
 
@@ -57,12 +62,21 @@ static ch_env *env_new(ch_render *r, ch_env *parent) {
   return e;
 }
 
-static ch_val lookup(ch_env *e, const char *name, size_t n) {
+/* A variable's value; lookups are linear in the scopes' sizes, which count
+ * as steps (a variables object of many keys stays bounded in time). */
+static ch_val lookup(ch_render *r, ch_env *e, const char *name, size_t n) {
+  size_t scanned = 0;
+  ch_val out = coh__ch_undef();
   for (; e; e = e->parent) {
     ch_val *v = coh__ch_obj_get(&e->vars, name, n);
-    if (v) return *v;
+    scanned += e->vars.n;
+    if (v) {
+      out = *v;
+      break;
+    }
   }
-  return coh__ch_undef();
+  if (scanned > 64) coh__ch_step(r, scanned / 64);
+  return out;
 }
 
 static int setvar(ch_render *r, ch_env *e, const char *name, size_t n, ch_val v) {
@@ -368,7 +382,9 @@ static int binary(ch_render *r, ch_env *env, const ch_node *n, ch_val *out) {
     return 0;
   }
   if (l.t == V_STR && (rv.t == V_OBJ || rv.t == V_KWARGS) && (op == OP_IN || op == OP_NOTIN)) {
-    int found = coh__ch_obj_get(rv.u.o, l.u.s.p, l.u.s.n) != NULL;
+    int found;
+    if (coh__ch_step(r, rv.u.o->n / 64)) return -1;
+    found = coh__ch_obj_get(rv.u.o, l.u.s.p, l.u.s.n) != NULL;
     *out = coh__ch_bool(op == OP_IN ? found : !found);
     return 0;
   }
@@ -456,6 +472,7 @@ static int member(ch_render *r, ch_env *env, const ch_node *n, ch_val *out) {
     if (p.t != V_STR)
       return coh__ch_fail(r, COH_EFORMAT, "cannot look up a %s key in a mapping",
                           coh__ch_type_name(p.t));
+    if (o.u.o->n > 64 && coh__ch_step(r, o.u.o->n / 64)) return -1;
     x = coh__ch_obj_get(o.u.o, p.u.s.p, p.u.s.n);
     if (x) *out = *x;
     else if (o.t != V_NS) return coh__ch_builtin(r, o, p.u.s.p, p.u.s.n, out);
@@ -506,7 +523,9 @@ int coh__ch_eval(ch_render *r, ch_env *env, const ch_node *n, ch_val *out) {
     case N_INT: *out = coh__ch_int(n->i); return 0;
     case N_FLOAT: out->t = V_FLOAT; out->u.f = n->f; return 0;
     case N_STR: *out = coh__ch_str(n->s, n->sn); return 0;
-    case N_IDENT: *out = lookup(env, n->s, n->sn); return 0;
+    case N_IDENT:
+      *out = lookup(r, env, n->s, n->sn);
+      return r->failed ? -1 : 0;
     case N_ARRAY: case N_TUPLE: {
       size_t i;
       ch_arr *a = coh__ch_arr_new(r, n->l1.n);
@@ -531,6 +550,7 @@ int coh__ch_eval(ch_render *r, ch_env *env, const ch_node *n, ch_val *out) {
                               coh__ch_type_name(k.t));
         }
         if (coh__ch_eval(r, env, n->l2.v[i], &v)) return -1;
+        if (o->n > 64 && coh__ch_step(r, o->n / 64)) return -1; /* the lookup */
         if (coh__ch_obj_set(r, o, k.u.s.p, k.u.s.n, v)) return -1;
       }
       out->t = V_OBJ;
@@ -643,6 +663,7 @@ static int stmt_set(ch_render *r, ch_env *env, const ch_node *n) {
                           coh__ch_type_name(o.t));
     if (t->flag || t->b->kind != N_IDENT)
       return coh__ch_fail(r, COH_EFORMAT, "cannot assign to a member that is not a name");
+    if (o.u.o->n > 64 && coh__ch_step(r, o.u.o->n / 64)) return -1;
     return coh__ch_obj_set(r, o.u.o, t->b->s, t->b->sn, v);
   }
   return assign_target(r, env, t, v, " in set");
@@ -653,6 +674,7 @@ static int stmt_for(ch_render *r, ch_env *env, const ch_node *n, coh__buf *out) 
   ch_val it;
   const ch_node *test = NULL, *iter = n->b;
   ch_val *items;
+  ch_obj *loop;
   size_t ni = 0, i, total;
   int rc, any = 0;
   if (scope == NULL) return -1;
@@ -674,8 +696,9 @@ static int stmt_for(ch_render *r, ch_env *env, const ch_node *n, coh__buf *out) 
     return coh__ch_fail(r, COH_EFORMAT, "for loop over a %s (expected a list or a mapping)",
                         coh__ch_type_name(it.t));
   total = it.u.a->n;
-  items = coh__ch_alloc(&r->ar, (total ? total : 1) * sizeof *items);
-  if (items == NULL) return coh__ch_fail(r, COH_ENOMEM, "out of memory");
+  /* the list itself when there is no filter (no copy per loop) */
+  items = test ? coh__ch_alloc(&r->ar, (total ? total : 1) * sizeof *items) : it.u.a->v;
+  if (items == NULL && total) return coh__ch_fail(r, COH_ENOMEM, "out of memory");
   for (i = 0; i < total; i++) {
     ch_val cur = it.u.a->v[i];
     if (coh__ch_step(r, 1)) return -1;
@@ -692,12 +715,15 @@ static int stmt_for(ch_render *r, ch_env *env, const ch_node *n, coh__buf *out) 
       return coh__ch_fail(r, COH_EFORMAT, "too %s items to unpack",
                           n->a->l1.n > cur.u.a->n ? "few" : "many");
     }
-    items[ni++] = cur;
+    if (test) items[ni] = cur;
+    ni++;
   }
+  /* one loop object per for statement, updated in place each iteration (so
+   * that a long loop does not allocate per iteration) */
+  loop = coh__ch_obj_new(r);
+  if (loop == NULL) return coh__ch_fail(r, COH_ENOMEM, "out of memory");
   for (i = 0; i < ni; i++) {
-    ch_obj *loop = coh__ch_obj_new(r);
     ch_val lv;
-    if (loop == NULL) return coh__ch_fail(r, COH_ENOMEM, "out of memory");
     if (coh__ch_step(r, 1)) return -1;
     if (coh__ch_obj_set(r, loop, "index", 5, coh__ch_int((int64_t)i + 1)) ||
         coh__ch_obj_set(r, loop, "index0", 6, coh__ch_int((int64_t)i)) ||

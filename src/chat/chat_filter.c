@@ -1,11 +1,11 @@
 /* chat_filter.c — filters, tests, the methods of strings and mappings, and
  * the global functions (namespace, range, raise_exception, strftime_now),
- * each with @huggingface/jinja's behaviour, errors included.  Case mapping
- * is ASCII (docs/inference.md). */
+ * each with @huggingface/jinja's behaviour, errors included. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
 
 #include "chat_int.h"
 
@@ -79,21 +79,84 @@ static int trim(ch_render *r, ch_val s, int left, int right, ch_val *out) {
   return 0;
 }
 
+static int is_letter(utf8proc_int32_t cp) {
+  utf8proc_category_t c = utf8proc_category(cp);
+  return c == UTF8PROC_CATEGORY_LU || c == UTF8PROC_CATEGORY_LL ||
+         c == UTF8PROC_CATEGORY_LT;
+}
+
+/* Case mapping as JavaScript's toUpperCase/toLowerCase: utf8proc's simple
+ * mappings, plus the unconditional special cases that change length for
+ * the characters chat text meets (ß -> SS, İ -> i̇) and the final sigma. */
+static void map_cp(coh__buf *b, const char *p, size_t n, size_t i,
+                   utf8proc_int32_t cp, int how) {
+  if (how == 'u') {
+    if (cp == 0xDF) coh__buf_add(b, "SS", 2);
+    else coh__buf_add_cp(b, (uint32_t)utf8proc_toupper(cp));
+    return;
+  }
+  if (cp == 0x130) {
+    coh__buf_add(b, "i\xCC\x87", 3);
+    return;
+  }
+  if (cp == 0x3A3) {
+    /* final sigma: after a letter and not before one */
+    int before = 0, after = 0;
+    size_t k = i;
+    while (k > 0) {
+      utf8proc_int32_t c;
+      size_t s = k - 1;
+      while (s > 0 && ((unsigned char)p[s] & 0xC0) == 0x80) s--;
+      if (utf8proc_iterate((const utf8proc_uint8_t *)p + s, (utf8proc_ssize_t)(k - s), &c) <= 0) break;
+      before = is_letter(c);
+      break;
+    }
+    {
+      size_t j = i + 2;
+      utf8proc_int32_t c;
+      if (j < n && utf8proc_iterate((const utf8proc_uint8_t *)p + j, (utf8proc_ssize_t)(n - j), &c) > 0)
+        after = is_letter(c);
+    }
+    coh__buf_add_cp(b, before && !after ? 0x3C2 : 0x3C3);
+    return;
+  }
+  coh__buf_add_cp(b, (uint32_t)utf8proc_tolower(cp));
+}
+
 static int casemap(ch_render *r, ch_val s, int how, ch_val *out) {
-  char *c = coh__ch_strdup(&r->ar, s.u.s.p, s.u.s.n);
-  size_t i;
-  if (c == NULL) return OOM();
-  if (coh__ch_step(r, s.u.s.n / 64)) return -1;
-  for (i = 0; i < s.u.s.n; i++) {
-    if (how == 'u') c[i] = up(c[i]);
-    else if (how == 'l') c[i] = low(c[i]);
-    else if (how == 't') {
+  coh__buf b = {0};
+  size_t i = 0;
+  const char *p = s.u.s.p;
+  size_t n = s.u.s.n;
+  if (coh__ch_step(r, n / 64)) return -1;
+  if (how == 't') {
+    /* JavaScript's /\b\w/g: ASCII word characters only */
+    char *c = coh__ch_strdup(&r->ar, p, n);
+    if (c == NULL) return OOM();
+    for (i = 0; i < n; i++)
       if (is_word((unsigned char)c[i]) && (i == 0 || !is_word((unsigned char)c[i - 1])))
         c[i] = up(c[i]);
-    } else if (how == 'c' && i == 0) c[i] = up(c[i]);
+    *out = coh__ch_str(c, n);
+    return 0;
   }
-  *out = coh__ch_str(c, s.u.s.n);
-  return 0;
+  while (i < n) {
+    utf8proc_int32_t cp;
+    utf8proc_ssize_t l = utf8proc_iterate((const utf8proc_uint8_t *)p + i, (utf8proc_ssize_t)(n - i), &cp);
+    if (l <= 0) {
+      coh__buf_addc(&b, p[i++]);
+      continue;
+    }
+    if (how == 'c') {
+      /* charAt(0).toUpperCase(): the first UTF-16 unit (a character outside
+       * the BMP is left as it is) */
+      if (i == 0 && cp < 0x10000) map_cp(&b, p, n, i, cp, 'u');
+      else coh__buf_add(&b, p + i, (size_t)l);
+    } else {
+      map_cp(&b, p, n, i, cp, how);
+    }
+    i += (size_t)l;
+  }
+  return bufstr(r, &b, out);
 }
 
 static int starts_ends(ch_render *r, ch_val s, ch_val *args, size_t na, int ends,
@@ -499,10 +562,13 @@ static int range_fn(ch_render *r, ch_val *args, size_t na, ch_val *out) {
     if (na > 2) step = args[2].t == V_INT ? (double)args[2].u.i : args[2].u.f;
   }
   if (step == 0) return coh__ch_fail(r, COH_EFORMAT, "range() step must not be zero");
-  if ((a = coh__ch_arr_new(r, 0)) == NULL) return OOM();
+  {
+    double cnt = ceil((stop - start) / step);
+    if (cnt > 0 && coh__ch_step(r, cnt > 1e8 ? (uint64_t)1e8 : (uint64_t)cnt)) return -1;
+    if ((a = coh__ch_arr_new(r, cnt > 0 ? (size_t)cnt : 0)) == NULL) return OOM();
+  }
   for (; step > 0 ? start < stop : start > stop; start += step) {
     ch_val v;
-    if (coh__ch_step(r, 1)) return -1;
     if (start == floor(start)) v = coh__ch_int((int64_t)start);
     else v.t = V_FLOAT, v.u.f = start;
     if (coh__ch_arr_push(r, a, v)) return -1;
@@ -520,13 +586,15 @@ static int namespace_fn(ch_render *r, ch_val *args, size_t na, ch_val *out) {
   if (na == 1) {
     ch_val s = args[0];
     if (s.t == V_OBJ || s.t == V_KWARGS) {
-      for (i = 0; i < s.u.o->n; i++)
-        if (coh__ch_obj_set(r, o, s.u.o->k[i], s.u.o->kn[i], s.u.o->v[i])) return -1;
+      if (coh__ch_step(r, s.u.o->n)) return -1;
+      for (i = 0; i < s.u.o->n; i++) /* unique keys: appended */
+        if (coh__ch_obj_append(r, o, s.u.o->k[i], s.u.o->kn[i], s.u.o->v[i])) return -1;
     } else if (s.t == V_ARR || s.t == V_TUPLE) {
       for (i = 0; i < s.u.a->n; i++) {
         ch_val p = s.u.a->v[i];
         if ((p.t != V_ARR && p.t != V_TUPLE) || p.u.a->n != 2 || p.u.a->v[0].t != V_STR)
           return coh__ch_fail(r, COH_EFORMAT, "namespace expected a mapping or [key, value] pairs");
+        if (coh__ch_step(r, 1 + o->n / 64)) return -1;
         if (coh__ch_obj_set(r, o, p.u.a->v[0].u.s.p, p.u.a->v[0].u.s.n, p.u.a->v[1])) return -1;
       }
     } else {
@@ -871,7 +939,7 @@ static int select_reject(ch_render *r, ch_env *env, ch_val v, const ch_node *cal
   for (i = 0; i < v.u.a->n; i++) {
     ch_val *x = coh__ch_obj_get(v.u.a->v[i].u.o, attr.u.s.p, attr.u.s.n);
     int res = 0;
-    if (coh__ch_step(r, 1)) return -1;
+    if (coh__ch_step(r, 1 + v.u.a->v[i].u.o->n / 64)) return -1;
     if (x) {
       if (test.t == V_STR) {
         if (coh__ch_apply_test(r, test.u.s.p, *x, val, call->l1.n > 2, &res)) return -1;
@@ -895,6 +963,9 @@ int coh__ch_apply_filter(ch_render *r, ch_env *env, ch_val v, const ch_node *f,
   ch_val x;
   if (coh__ch_step(r, 1)) return -1;
   if (f->kind == N_IDENT) return filter_ident(r, v, f->s, out);
+  /* `x | f(a)(b)` or `x | f(a).b`: not a filter, as in @huggingface/jinja */
+  if (f->kind != N_CALL || f->a->kind != N_IDENT)
+    return coh__ch_fail(r, COH_EFORMAT, "a filter must be a name or a call of a name");
   name = f->a->s;
   if (!strcmp(name, "selectattr") || !strcmp(name, "rejectattr")) {
     if (!is_arr(v)) return coh__ch_fail(r, COH_EFORMAT, "cannot apply filter %s to a %s", name, coh__ch_type_name(v.t));

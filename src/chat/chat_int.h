@@ -24,7 +24,9 @@
 
 #define COH__CHAT_SRC_MAX ((size_t)1 << 20)  /* template source */
 #define COH__CHAT_DEPTH_MAX 64               /* nesting: parse and calls */
+#ifndef COH__CHAT_STEPS_MAX /* the fuzz harness sets a lower one */
 #define COH__CHAT_STEPS_MAX 10000000ull      /* evaluation steps per render */
+#endif
 #define COH__CHAT_OUT_MAX ((size_t)4 << 20)  /* any rendered text */
 #define COH__CHAT_MEM_MAX ((size_t)256 << 20) /* render arena */
 
@@ -34,6 +36,7 @@ typedef struct ch_arena {
   ch_chunk *head;
   size_t total;
   int oom;   /* allocation failed or over COH__CHAT_MEM_MAX */
+  int over;  /* ... because of COH__CHAT_MEM_MAX */
 } ch_arena;
 void *coh__ch_alloc(ch_arena *a, size_t n); /* zeroed; NULL sets oom */
 char *coh__ch_strdup(ch_arena *a, const char *s, size_t n);
@@ -133,6 +136,9 @@ ch_obj *coh__ch_obj_new(ch_render *r);
 ch_val *coh__ch_obj_get(const ch_obj *o, const char *k, size_t kn);
 int coh__ch_obj_set(ch_render *r, ch_obj *o, const char *k, size_t kn,
                     ch_val v);
+/* Appends a key known not to be in o. */
+int coh__ch_obj_append(ch_render *r, ch_obj *o, const char *k, size_t kn,
+                       ch_val v);
 int coh__ch_truthy(ch_val v);
 /* The text a value prints as ({{ v }}), into b. */
 int coh__ch_print(ch_render *r, coh__buf *b, ch_val v);

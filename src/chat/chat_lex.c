@@ -19,17 +19,28 @@ typedef struct lexer {
   ch_token *t;
   size_t nt, cap;
   coh_err *err;
+  size_t pos_off; /* pos_of's cache */
+  uint32_t pos_line, pos_col;
 } lexer;
 
-static void pos_of(const lexer *L, size_t off, uint32_t *line, uint32_t *col) {
+/* Line and column (1-based, in characters) of processed offset off, in the
+ * original source.  Tokens ask in increasing order, so the scan resumes
+ * from the last answer (linear in the source overall). */
+static void pos_of(lexer *L, size_t off, uint32_t *line, uint32_t *col) {
   size_t o = off < L->n ? L->orig[off] : L->srclen, i;
-  uint32_t ln = 1, c = 1;
-  for (i = 0; i < o && i < L->srclen; i++) {
-    if (L->src[i] == '\n') ln++, c = 1;
-    else if (((unsigned char)L->src[i] & 0xC0) != 0x80) c++;
+  if (o > L->srclen) o = L->srclen;
+  if (o < L->pos_off) {
+    L->pos_off = 0;
+    L->pos_line = 1;
+    L->pos_col = 1;
   }
-  *line = ln;
-  *col = c;
+  for (i = L->pos_off; i < o; i++) {
+    if (L->src[i] == '\n') L->pos_line++, L->pos_col = 1;
+    else if (((unsigned char)L->src[i] & 0xC0) != 0x80) L->pos_col++;
+  }
+  L->pos_off = o;
+  *line = L->pos_line;
+  *col = L->pos_col;
 }
 
 static int lex_err(lexer *L, size_t off, const char *what) {
@@ -246,9 +257,9 @@ static int lex_string(lexer *L, size_t *pi, char q) {
       continue;
     }
     coh__buf_addc(&b, L->p[i++]);
-    if (i >= L->n) { rc = lex_err(L, start, "unterminated string"); goto out; }
+    if (i >= L->n) { rc = lex_err(L, start - 1, "unterminated string"); goto out; }
   }
-  if (i >= L->n) { rc = lex_err(L, start, "unterminated string"); goto out; }
+  if (i >= L->n) { rc = lex_err(L, start - 1, "unterminated string"); goto out; }
   if (b.oom) { rc = coh__err(L->err, COH_ENOMEM, "out of memory"); goto out; }
   rc = push(L, TK_STR, b.p ? b.p : "", b.n, start - 1);
   *pi = i + 1;
@@ -426,6 +437,7 @@ int coh__ch_lex(ch_arena *ar, const char *name, const char *src, size_t len,
   L.src = src;
   L.srclen = len;
   L.err = err;
+  L.pos_line = L.pos_col = 1;
   if (len > COH__CHAT_SRC_MAX)
     return coh__err(err, COH_ERANGE, "%s: template is %zu bytes, over the %zu limit",
                     name, len, COH__CHAT_SRC_MAX);

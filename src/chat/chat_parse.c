@@ -27,6 +27,13 @@ static int perr(parser *P, const char *what) {
                   P->i < P->n ? "')" : ")");
 }
 
+/* "unknown filter 'x'" at the name's position. */
+static int perr_name(parser *P, const char *what, const char *name) {
+  const ch_token *t = &P->t[P->i];
+  return coh__err(P->err, COH_EFORMAT, "%s:%u:%u: %s '%s'", P->name,
+                  (unsigned)t->line, (unsigned)t->col, what, name);
+}
+
 static ch_node *mk(parser *P, int kind, const ch_token *at) {
   ch_node *n = coh__ch_alloc(P->ar, sizeof *n);
   if (n == NULL) {
@@ -255,7 +262,7 @@ static ch_node *filter_expr(parser *P) {
     if (f->kind != N_IDENT) { P->i--; perr(P, "expected a filter name"); return NULL; }
     if (!coh__ch_filter_known(f->s)) {
       P->i--;
-      perr(P, "unknown filter");
+      perr_name(P, "unknown filter", f->s);
       return NULL;
     }
     if (is(P, TK_LPAREN) && (f = call(P, f)) == NULL) return NULL;
@@ -277,7 +284,7 @@ static ch_node *test_expr(parser *P) {
     if (neg) P->i++;
     if ((name = primary(P)) == NULL) return NULL;
     if (name->kind != N_IDENT) { P->i--; perr(P, "expected a test name"); return NULL; }
-    if (!coh__ch_test_known(name->s)) { P->i--; perr(P, "unknown test"); return NULL; }
+    if (!coh__ch_test_known(name->s)) { P->i--; perr_name(P, "unknown test", name->s); return NULL; }
     if ((t = mk(P, N_TEST, at)) == NULL) return NULL;
     t->a = o, t->flag = neg, t->s = name->s, t->sn = name->sn;
     o = t;
@@ -636,7 +643,7 @@ static ch_node *statement(parser *P) {
     P->i++;
     if ((n = mk(P, N_FILTERBLOCK, open)) == NULL || (f = primary(P)) == NULL) return NULL;
     if (f->kind != N_IDENT) { P->i--; perr(P, "expected a filter name"); return NULL; }
-    if (!coh__ch_filter_known(f->s)) { P->i--; perr(P, "unknown filter"); return NULL; }
+    if (!coh__ch_filter_known(f->s)) { P->i--; perr_name(P, "unknown filter", f->s); return NULL; }
     if (is(P, TK_LPAREN) && (f = call(P, f)) == NULL) return NULL;
     n->b = f;
     if (expect(P, TK_CLOSE_STMT, "expected '%}'")) return NULL;

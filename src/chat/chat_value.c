@@ -25,6 +25,7 @@ void *coh__ch_alloc(ch_arena *a, size_t n) {
   if (c == NULL || c->cap - c->used < n) {
     size_t cap = n > 65536 ? n : 65536;
     if (a->oom || a->total + cap > COH__CHAT_MEM_MAX) {
+      if (!a->oom) a->over = 1;
       a->oom = 1;
       return NULL;
     }
@@ -138,6 +139,11 @@ int coh__ch_obj_set(ch_render *r, ch_obj *o, const char *k, size_t kn,
     *p = v;
     return 0;
   }
+  return coh__ch_obj_append(r, o, k, kn, v);
+}
+
+int coh__ch_obj_append(ch_render *r, ch_obj *o, const char *k, size_t kn,
+                       ch_val v) {
   if (o->n == o->cap) {
     size_t nc = o->cap ? o->cap * 2 : 8;
     const char **nk = coh__ch_alloc(&r->ar, nc * sizeof *nk);
@@ -477,7 +483,7 @@ int coh__ch_from_json(ch_render *r, json_t *j, ch_val *out, int depth) {
     }
     case JSON_REAL: {
       double d = json_real_value(j);
-      if (d == floor(d) && fabs(d) <= 9007199254740992.0 && !(d == 0 && signbit(d))) *out = coh__ch_int((int64_t)d);
+      if (d == floor(d) && fabs(d) <= 9007199254740992.0) *out = coh__ch_int((int64_t)d);
       else out->t = V_FLOAT, out->u.f = d;
       return 0;
     }
@@ -509,7 +515,9 @@ int coh__ch_from_json(ch_render *r, json_t *j, ch_val *out, int depth) {
         char *kc = coh__ch_strdup(&r->ar, k, kn);
         if (kc == NULL) return coh__ch_fail(r, COH_ENOMEM, "out of memory");
         if (coh__ch_from_json(r, x, &v, depth + 1)) return -1;
-        if (coh__ch_obj_set(r, o, kc, kn, v)) return -1;
+        /* jansson's keys are unique: no lookup (a large object stays
+         * linear to load) */
+        if (coh__ch_obj_append(r, o, kc, kn, v)) return -1;
       }
       out->t = V_OBJ;
       out->u.o = o;
