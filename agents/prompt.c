@@ -20,6 +20,32 @@
  * text, sends it to the first route whose "match" occurs in the text, or
  * (with "reply": true, the default) back to the sender of the message.
  * A failed generation is logged and emitted as "[llm error] ...".
+ *
+ * Chat mode (conversation memory): with any of the keys "system",
+ * "messages", "history_tokens", "tools" or "template_vars" (and no
+ * "prompt"), the agent sends chat requests ("messages", rendered by the
+ * host with the model's chat template) instead of a filled template:
+ *
+ *   {
+ *     "system": "You are Alice. Answer in one sentence.",
+ *     "messages": [ {"role": "user", "content": "Is the sea wet?"},
+ *                   {"role": "assistant", "content": "Yes."} ],
+ *     "history_tokens": 512,
+ *     "tools": [ {...} ], "template_vars": {"date_string": "26 Jul 2024"},
+ *     "model": "demo", "max_tokens": 64, ...
+ *   }
+ *
+ * Each request holds the system prompt, the configured "messages" (they
+ * open the conversation), then the conversation: one user turn per
+ * incoming message ({"role": "user", "name": SENDER, "content": TEXT}) and
+ * one assistant turn per reply of the agent's own, oldest first.
+ * "history_tokens" is passed to the host, which leaves the oldest turns out
+ * until the rendered prompt fits (counted exactly with the model's
+ * tokenizer; the system prompt always stays, the configured messages are
+ * the oldest turns, so they go first).  The
+ * conversation lives in the agent's linear memory, so checkpoints hold it
+ * and replay rebuilds it; the agent keeps at most HIST_TURNS turns and
+ * HIST_BYTES bytes of them, dropping the oldest first beyond that.
  */
 #include <stdio.h>
 
@@ -30,8 +56,18 @@
 #define MAX_PENDING 64
 #define PROMPT_MAX_TOKENS 1048576 /* as the llm request parser */
 
+#define HIST_TURNS 256
+#define HIST_BYTES 65536
+#define MAX_REQ (HIST_BYTES + 2 * MAX_CFG + 1024)
+
 static char cfg[MAX_CFG];
 static cj_val conf;
+static int chat; /* chat mode: see the top of this file */
+
+/* The conversation (chat mode): each turn as the JSON object text of a
+ * message, packed in hist; turn i is hist[off[i] .. off[i] + len[i]). */
+static char hist[HIST_BYTES];
+static size_t hist_used, n_turns, turn_off[HIST_TURNS], turn_len[HIST_TURNS];
 static char role[1024], tmpl[2048], model[128];
 static long max_tokens = 64;
 static int reply = 1;
@@ -61,6 +97,56 @@ static int get_str(cj_val obj, const char *key, char *out, size_t cap,
   snprintf(msg, sizeof msg, "prompt agent: config field '%s' must be a "
            "string of at most %zu bytes", key, cap - 1);
   coh_log(COH_ABI_LOG_ERROR, msg);
+  return 0;
+}
+
+/* Logs "prompt agent: config field 'FIELD' WHAT" and returns 1. */
+static int bad_field(const char *field, const char *what) {
+  static char msg[256];
+  snprintf(msg, sizeof msg, "prompt agent: config field '%s' %s", field, what);
+  coh_log(COH_ABI_LOG_ERROR, msg);
+  return 1;
+}
+
+/* Chat mode's keys (the scenario loader checks them with file and line;
+ * this repeats the shape checks for other hosts). */
+static int chat_init(void) {
+  static const char *const keys[] = {"system", "messages", "history_tokens", "tools",
+                                     "template_vars"};
+  static char field[64], scratch[MAX_CFG];
+  cj_val v, it;
+  size_t i;
+  for (i = 0; i < sizeof keys / sizeof keys[0]; i++)
+    if (cj_ok(cj_get(conf, keys[i]))) chat = 1;
+  if (!chat) return 0;
+  if (cj_ok(cj_get(conf, "prompt")))
+    return bad_field("prompt", "cannot be used with system/messages/history_tokens "
+                               "(chat mode renders the model's chat template)");
+  v = cj_get(conf, "system");
+  if (cj_ok(v) && (v.p[0] != '"' || cj_str(v, scratch, sizeof scratch) < 0))
+    return bad_field("system", "must be a string");
+  v = cj_get(conf, "messages");
+  if (cj_ok(v) && v.p[0] != '[') return bad_field("messages", "must be a list of messages");
+  for (i = 0, it = cj_first(v); cj_ok(it); it = cj_next(v, it), i++) {
+    cj_val r = cj_get(it, "role"), c = cj_get(it, "content");
+    snprintf(field, sizeof field, "messages[%zu].role", i);
+    if (it.p[0] != '{' || !cj_ok(r) || r.p[0] != '"' || r.n < 3)
+      return bad_field(field, "must be a non-empty string");
+    snprintf(field, sizeof field, "messages[%zu].content", i);
+    if (!cj_ok(c) || c.p[0] != '"') return bad_field(field, "must be a string");
+  }
+  v = cj_get(conf, "tools");
+  if (cj_ok(v) && v.p[0] != '[') return bad_field("tools", "must be a list of objects");
+  for (i = 0, it = cj_first(v); cj_ok(it); it = cj_next(v, it), i++)
+    if (it.p[0] != '{') {
+      snprintf(field, sizeof field, "tools[%zu]", i);
+      return bad_field(field, "must be an object");
+    }
+  v = cj_get(conf, "template_vars");
+  if (cj_ok(v) && v.p[0] != '{') return bad_field("template_vars", "must be an object");
+  v = cj_get(conf, "history_tokens");
+  if (cj_ok(v) && (cj_int(v, 0) < 1 || cj_int(v, 0) > 16777216 || v.n > 8))
+    return bad_field("history_tokens", "must be an integer in [1, 16777216]");
   return 0;
 }
 
@@ -101,7 +187,7 @@ static int prompt_init(const char *config, size_t len) {
   }
   v = cj_get(conf, "reply");
   if (cj_ok(v) && v.n == 5 && !memcmp(v.p, "false", 5)) reply = 0;
-  return 0;
+  return chat_init();
 }
 
 /* Appends the template with its placeholders filled, JSON-escaped. */
@@ -145,8 +231,76 @@ static size_t add_sampling(char *out, size_t len, size_t cap) {
   return len;
 }
 
+/* Appends a turn (role, optional name, content) to the conversation,
+ * dropping the oldest turns while it does not fit. */
+static void remember(const char *role, const char *name, const char *content, size_t n) {
+  static char turn[HIST_BYTES];
+  size_t len = 0, i;
+  len = (size_t)snprintf(turn, sizeof turn, "{\"role\":\"%s\"", role);
+  if (name != NULL && name[0]) {
+    len += (size_t)snprintf(turn + len, sizeof turn - len, ",\"name\":\"");
+    len = cj_escape(turn, len, sizeof turn, name, strlen(name));
+    len += (size_t)snprintf(turn + len, sizeof turn - len, "\"");
+  }
+  len += (size_t)snprintf(turn + len, sizeof turn - len, ",\"content\":\"");
+  len = cj_escape(turn, len, sizeof turn - 3, content, n);
+  memcpy(turn + len, "\"}", 3);
+  len += 2;
+  while (n_turns > 0 && (n_turns == HIST_TURNS || hist_used + len > HIST_BYTES)) {
+    size_t drop = turn_len[0];
+    memmove(hist, hist + drop, hist_used - drop);
+    hist_used -= drop;
+    for (i = 1; i < n_turns; i++) {
+      turn_off[i - 1] = turn_off[i] - drop;
+      turn_len[i - 1] = turn_len[i];
+    }
+    n_turns--;
+  }
+  if (hist_used + len > HIST_BYTES) return; /* a turn larger than the whole memory */
+  memcpy(hist + hist_used, turn, len);
+  turn_off[n_turns] = hist_used;
+  turn_len[n_turns] = len;
+  hist_used += len;
+  n_turns++;
+}
+
+/* Appends ,"key":VALUE (VALUE's JSON text as configured) when present. */
+static size_t add_raw(char *out, size_t len, size_t cap, const char *key) {
+  cj_val v = cj_get(conf, key);
+  if (!cj_ok(v) || len + strlen(key) + v.n + 5 >= cap) return len;
+  return len + (size_t)snprintf(out + len, cap - len, ",\"%s\":%.*s", key, (int)v.n, v.p);
+}
+
+/* Appends the chat request's "messages" and chat fields. */
+static size_t add_chat(char *out, size_t len, size_t cap) {
+  static char sys[MAX_CFG];
+  cj_val v = cj_get(conf, "system"), msgs = cj_get(conf, "messages"), it;
+  const char *sep = "";
+  size_t i;
+  len += (size_t)snprintf(out + len, cap - len, ",\"messages\":[");
+  if (cj_ok(v) && cj_str(v, sys, sizeof sys) >= 0) {
+    len += (size_t)snprintf(out + len, cap - len, "{\"role\":\"system\",\"content\":\"");
+    len = cj_escape(out, len, cap, sys, strlen(sys));
+    len += (size_t)snprintf(out + len, cap - len, "\"}");
+    sep = ",";
+  }
+  for (it = cj_first(msgs); cj_ok(it); it = cj_next(msgs, it)) {
+    len += (size_t)snprintf(out + len, cap - len, "%s%.*s", sep, (int)it.n, it.p);
+    sep = ",";
+  }
+  for (i = 0; i < n_turns && len + turn_len[i] + 2 < cap; i++) {
+    len += (size_t)snprintf(out + len, cap - len, "%s%.*s", sep, (int)turn_len[i],
+                            hist + turn_off[i]);
+    sep = ",";
+  }
+  len += (size_t)snprintf(out + len, cap - len, "]");
+  len = add_raw(out, len, cap, "tools");
+  len = add_raw(out, len, cap, "template_vars");
+  return add_raw(out, len, cap, "history_tokens");
+}
+
 static int on_message(const coh_event *ev) {
-  static char req[16384], text[8192];
+  static char req[MAX_REQ], text[8192];
   const char *input = (const char *)ev->body;
   size_t input_len = ev->body_len, len = 0;
   cj_val body = cj_parse((const char *)ev->body, ev->body_len);
@@ -164,9 +318,15 @@ static int on_message(const coh_event *ev) {
   len += (size_t)snprintf(req + len, sizeof req - len,
                           "\",\"max_tokens\":%ld", max_tokens);
   len = add_sampling(req, len, sizeof req);
-  len += (size_t)snprintf(req + len, sizeof req - len, ",\"prompt\":\"");
-  len = fill(req, len, sizeof req - 3, ev->header, input, input_len);
-  memcpy(req + len, "\"}", 3);
+  if (chat) {
+    remember("user", ev->header, input, input_len);
+    len = add_chat(req, len, sizeof req - 2);
+    memcpy(req + len, "}", 2);
+  } else {
+    len += (size_t)snprintf(req + len, sizeof req - len, ",\"prompt\":\"");
+    len = fill(req, len, sizeof req - 3, ev->header, input, input_len);
+    memcpy(req + len, "\"}", 3);
+  }
   id = coh_llm(req);
   if (id < 0) {
     coh_log(COH_ABI_LOG_ERROR, "prompt agent: llm request refused");
@@ -203,6 +363,7 @@ static int on_llm(const coh_event *ev) {
     return 0;
   }
   coh_emit_str(text);
+  if (chat) remember("assistant", NULL, text, strlen(text));
   routes = cj_get(conf, "routes");
   for (it = cj_first(routes); cj_ok(it); it = cj_next(routes, it)) {
     if (cj_str(cj_get(it, "match"), match, sizeof match) < 0 ||

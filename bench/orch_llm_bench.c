@@ -111,7 +111,7 @@ static int submit(bench *b, client *c) {
            "{\"prompt\":\"%d %s\",\"max_tokens\":%d,\"ignore_eos\":true,"
            "\"temperature\":0.8,\"top_k\":40}",
            c->index, prompts[c->index % 4], ntok);
-  rc = coh_llm_request_parse(json, strlen(json), coh_model_tokenizer(b->m),
+  rc = coh_llm_request_parse(json, strlen(json), b->m,
                              (uint64_t)c->index * 1000003u + (uint64_t)c->sent, &lr, &b->err);
   if (rc == COH_OK) {
     x = malloc(sizeof *x);

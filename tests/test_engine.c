@@ -372,27 +372,24 @@ static void test_bad_requests(void) {
     int n = snprintf(json, sizeof json, "{\"prompt\":\"hi\",\"stop\":[\"");
     memset(json + n, 's', COH_STOP_STRING_MAX + 1);
     strcpy(json + n + COH_STOP_STRING_MAX + 1, "\"]}");
-    CHECK_EQ_INT(coh_llm_request_parse(json, strlen(json),
-                                       coh_model_tokenizer(m), 1, &lr, &err),
+    CHECK_EQ_INT(coh_llm_request_parse(json, strlen(json), m, 1, &lr, &err),
                  COH_EFORMAT);
     CHECK(strstr(err.msg, "field 'stop[0]' must be a non-empty string of at "
                           "most 1024 bytes") != NULL);
     coh_llm_request_free(&lr);
     /* a single string is one stop string */
     strcpy(json, "{\"prompt\":\"hi\",\"stop\":\"\\n\\n\"}");
-    REQUIRE(coh_llm_request_parse(json, strlen(json), coh_model_tokenizer(m),
+    REQUIRE(coh_llm_request_parse(json, strlen(json), m,
                                   1, &lr, &err) == COH_OK);
     CHECK_EQ_INT(lr.req.n_stop_strings, 1);
     CHECK_STR(lr.req.stop_strings[0], "\n\n");
     coh_llm_request_free(&lr);
     strcpy(json, "{\"prompt\":\"hi\",\"stop\":7}");
-    CHECK_EQ_INT(coh_llm_request_parse(json, strlen(json),
-                                       coh_model_tokenizer(m), 1, &lr, &err),
+    CHECK_EQ_INT(coh_llm_request_parse(json, strlen(json), m, 1, &lr, &err),
                  COH_EFORMAT);
     coh_llm_request_free(&lr);
     strcpy(json, "{\"prompt\":\"hi\",\"max_tokens\":-5}");
-    CHECK_EQ_INT(coh_llm_request_parse(json, strlen(json),
-                                       coh_model_tokenizer(m), 1, &lr, &err),
+    CHECK_EQ_INT(coh_llm_request_parse(json, strlen(json), m, 1, &lr, &err),
                  COH_EFORMAT);
     CHECK(strstr(err.msg, "field 'max_tokens' must be an integer in [0, "
                           "1048576]") != NULL);

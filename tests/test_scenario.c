@@ -751,8 +751,11 @@ static void test_load_examples(void) {
     coh__free(bytes);
     if (strcmp(ex[i].name, "swarm") != 0) {
       REQUIRE(s->n_models == 1);
+      /* the debate runs on the embedded default model */
       CHECK(strstr(s->models[0].path,
-                   "/examples/../build/fixtures/llama-demo") != NULL);
+                   strcmp(ex[i].name, "debate") == 0
+                       ? "/examples/../models/shakespeare"
+                       : "/examples/../build/fixtures/llama-demo") != NULL);
     }
     coh_scenario_free(s);
   }

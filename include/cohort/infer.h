@@ -31,6 +31,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cohort/chat.h"
 #include "cohort/common.h"
 #include "cohort/sampling.h"
 #include "cohort/tokenizer.h"
@@ -67,6 +68,9 @@ typedef struct coh_model_options {
 
 void coh_model_options_default(coh_model_options *o);
 
+/* The most end-of-sequence / end-of-turn ids a model may have. */
+#define COH_MODEL_MAX_EOS 16
+
 /* What a model folder turned out to hold.  Strings are owned by the model. */
 typedef struct coh_model_info {
   const char *dir;
@@ -80,7 +84,12 @@ typedef struct coh_model_info {
   int64_t vocab;
   int64_t context;          /* max total tokens of one sequence */
   int32_t bos_id, pad_id;
-  int32_t eos_ids[4];       /* generation stops on any of these */
+  /* Generation stops on any of these (unless ignore_eos): the end-of-
+   * sequence ids of the configuration (genai_config.json's
+   * model.eos_token_id or config.json's eos_token_id), of
+   * generation_config.json's eos_token_id, and the special added tokens of
+   * tokenizer.json that end a turn (see coh_model_open). */
+  int32_t eos_ids[COH_MODEL_MAX_EOS];
   int n_eos;
   int has_position_ids;
   int has_use_cache_branch; /* Optimum merged decoders */
@@ -92,9 +101,18 @@ typedef struct coh_model coh_model;
 /* Opens a model folder: reads its configuration, creates the ONNX Runtime
  * session on the chosen provider, checks every input and output the engine
  * needs against the configuration, and loads tokenizer.json when present.
+ * Also loads the folder's chat template (coh_chat_template_load_dir) and
+ * completes info.eos_ids: with generation_config.json's eos_token_id (an
+ * integer or a list) when the folder has one, and with every special added
+ * token of tokenizer.json whose content is one of the end-of-turn markers
+ * of common chat models: <|im_end|>, <|eot_id|>, <|eom_id|>, <|end|>,
+ * <end_of_turn>, <|endoftext|>, <|end_of_text|>, <｜end▁of▁sentence｜>
+ * (a token of that text that is not special is ordinary text and never
+ * stops generation).
  * *out: caller frees with coh_model_close.  Errors: COH_ENOENT (no
  * config/model file; the message lists what was looked for), COH_EFORMAT
- * (bad config: file and field), COH_EMODEL (the graph lacks or mistypes an
+ * (bad config, chat template or generation_config.json: file and field or
+ * template position; more than COH_MODEL_MAX_EOS stop ids), COH_EMODEL (the graph lacks or mistypes an
  * input/output: named), COH_EPROVIDER (cuda requested and unavailable: why),
  * COH_EORT (ONNX Runtime refused the file, e.g. truncated), COH_ENOMEM. */
 int coh_model_open(const char *dir, const coh_model_options *opts,
@@ -104,6 +122,9 @@ const coh_model_info *coh_model_get_info(const coh_model *m);
 /* The folder's tokenizer, or NULL when it has no tokenizer.json.  Borrowed:
  * lives as long as the model. */
 const coh_tokenizer *coh_model_tokenizer(const coh_model *m);
+/* The folder's chat template, or NULL when it has none (chat requests then
+ * use coh_chat_render_plain).  Borrowed: lives as long as the model. */
+const coh_chat_template *coh_model_chat_template(const coh_model *m);
 
 /* ---- engine ------------------------------------------------------------- */
 
@@ -212,30 +233,68 @@ void coh_engine_get_stats(const coh_engine *e, coh_engine_stats *out);
 
 /* ---- agents' LLM requests ------------------------------------------------ */
 
-/* An agent's llm() request, parsed.  The JSON object may hold:
- *   "prompt" (string, required), "model" (string), "max_tokens" (int >= 0,
- *   default 64), "temperature", "top_k", "top_p", "min_p",
- *   "repetition_penalty" (numbers; greedy unless temperature > 0 or another
- *   sampling field is given, then temperature defaults to 1), "stop" (a
- *   string, or an array of at most 16; each 1..COH_STOP_STRING_MAX bytes),
- *   "ignore_eos" (bool).
+/* An agent's llm() request, parsed.  The JSON object holds exactly one of
+ *   "prompt" (string): text, tokenized with the model's special tokens
+ *     (e.g. BOS) added by the tokenizer's post-processor;
+ *   "messages" (array of 1..COH_LLM_MAX_MESSAGES objects, each with "role"
+ *     (non-empty string) and "content" (string), and optionally "name"
+ *     (string), "tool_calls" (array), "tool_call_id" (string)): a chat,
+ *     rendered with the model's chat template (with add_generation_prompt)
+ *     and tokenized WITHOUT the post-processor's special tokens, as Hugging
+ *     Face's apply_chat_template does (the template prints bos_token itself
+ *     when the model wants one); a model without a template renders it with
+ *     coh_chat_render_plain, tokenized like a prompt;
+ * and may hold:
+ *   "tools" (array of objects; messages only): the template's `tools`;
+ *   "template_vars" (object; messages only): extra template variables, e.g.
+ *     "date_string" or "date_time" (never "messages", "tools" or
+ *     "add_generation_prompt");
+ *   "add_generation_prompt" (bool, default true; messages only);
+ *   "history_tokens" (int in [1, 2^24]; messages only): the most tokens the
+ *     rendered prompt may have; when it has more, the oldest turns are left
+ *     out (never the leading "system" messages nor the last message; the
+ *     kept history starts at a "user" message): the fewest that make it fit.
+ *     Counted exactly, with the model's tokenizer.  When even the system
+ *     messages and the last message exceed it: COH_EFORMAT;
+ *   "model" (string), "max_tokens" (int >= 0, default 64), "temperature",
+ *   "top_k", "top_p", "min_p", "repetition_penalty" (numbers; greedy unless
+ *   temperature > 0 or another sampling field is given, then temperature
+ *   defaults to 1), "stop" (a string, or an array of at most 16; each
+ *   1..COH_STOP_STRING_MAX bytes), "ignore_eos" (bool).
  * Unknown fields are refused, so a typo is an error rather than a silently
- * ignored setting. */
+ * ignored setting.  Generation stops at the model's eos_ids (which include
+ * its end-of-turn tokens, see coh_model_open) unless ignore_eos. */
+#define COH_LLM_MAX_MESSAGES 4096
+
 typedef struct coh_llm_request {
   coh_request req;   /* ready for coh_engine_submit (set on_token/user) */
   char *model;       /* NULL if not given */
   int32_t *ids;      /* the tokenized prompt (req.prompt points here) */
+  size_t n_ids;
   char **stops;      /* req.stop_strings points here */
   size_t n_stops;
+  char *text;        /* the text that was tokenized: the prompt, or the
+                        rendered chat (NUL-terminated) */
+  size_t text_len;
+  int chat;          /* 1: from "messages" */
+  size_t n_dropped;  /* messages left out to fit "history_tokens" */
 } coh_llm_request;
 
-/* Parses json (borrowed, len bytes) and tokenizes its prompt with tok (with
- * special tokens, e.g. BOS); seed becomes the sampling seed.  *out: release
- * with coh_llm_request_free, also after a failure.  Errors: COH_EFORMAT
- * naming the field, COH_ENOMEM. */
-int coh_llm_request_parse(const char *json, size_t len,
-                          const coh_tokenizer *tok, uint64_t seed,
-                          coh_llm_request *out, coh_err *err);
+/* Parses json (borrowed, len bytes) for model m (its tokenizer and chat
+ * template); seed becomes the sampling seed.  *out: release with
+ * coh_llm_request_free, also after a failure.  Errors: COH_EFORMAT naming
+ * the field (messages[2].role) or, from the template, its position;
+ * COH_ERAISED (the template raised: its message), COH_EINVAL (the model has
+ * no tokenizer.json), COH_ENOMEM. */
+int coh_llm_request_parse(const char *json, size_t len, const coh_model *m,
+                          uint64_t seed, coh_llm_request *out, coh_err *err);
+
+/* The same with an explicit tokenizer and template (chat: may be NULL, the
+ * plain format), for callers without a model (tools, fuzzing). */
+int coh_llm_request_parse_with(const char *json, size_t len,
+                               const coh_tokenizer *tok,
+                               const coh_chat_template *chat, uint64_t seed,
+                               coh_llm_request *out, coh_err *err);
 void coh_llm_request_free(coh_llm_request *r);
 
 #ifdef __cplusplus

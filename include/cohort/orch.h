@@ -24,6 +24,7 @@
 #define COHORT_ORCH_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "cohort/common.h"
@@ -72,6 +73,11 @@ typedef struct coh_run_options {
    * ticks before are committed.  The CLI's signal handling answers it. */
   int (*interrupted)(void *interrupted_ud);
   void *interrupted_ud;
+  /* May be NULL.  One JSON line per LLM request the engine admits, with the
+   * exact text it tokenized: {"agent","request","model","chat","dropped",
+   * "tokens","text"} (a debugging aid, `cohort run --trace-prompts FILE`;
+   * not journaled). */
+  FILE *trace_prompts;
 } coh_run_options;
 
 typedef struct coh_run_summary {

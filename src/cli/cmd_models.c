@@ -20,6 +20,7 @@ int coh__cmd_models(int argc, char **argv) {
   coh_err err;
   int json = 0, i;
   const coh_model_info *info;
+  char eos_list[16 * 12 + 1];
 
   coh_model_options_default(&mo);
   mo.device = COH_DEVICE_CPU;
@@ -45,17 +46,26 @@ int coh__cmd_models(int argc, char **argv) {
   if (coh_model_open(dir, &mo, &m, &err))
     return coh__runtime_error("models", "%s", err.msg);
   info = coh_model_get_info(m);
+  {
+    int k;
+    size_t len = 0;
+    eos_list[0] = '\0';
+    for (k = 0; k < info->n_eos; k++)
+      len += (size_t)snprintf(eos_list + len, sizeof eos_list - len, "%s%d", k ? ", " : "",
+                              (int)info->eos_ids[k]);
+  }
   if (json) {
     printf("{\"dir\": \"%s\", \"layout\": \"%s\", \"onnx\": \"%s\", \"dtype\": \"%s\", "
            "\"attention\": \"%s\", \"provider\": \"%s\", \"layers\": %d, \"heads\": %d, "
            "\"kv_heads\": %d, \"head_dim\": %d, \"hidden\": %d, \"vocab\": %lld, "
-           "\"context\": %lld, \"bos\": %d, \"eos\": %d, \"position_ids\": %s, "
-           "\"tokenizer\": %s}\n",
+           "\"context\": %lld, \"bos\": %d, \"eos\": %d, \"eos_ids\": [%s], "
+           "\"position_ids\": %s, \"tokenizer\": %s, \"chat_template\": %s}\n",
            info->dir, info->layout, info->onnx_path, info->dtype, info->attention,
            info->provider, info->n_layers, info->n_heads, info->n_kv_heads, info->head_dim,
            info->hidden, (long long)info->vocab, (long long)info->context, info->bos_id,
-           info->n_eos ? info->eos_ids[0] : -1, info->has_position_ids ? "true" : "false",
-           coh_model_tokenizer(m) ? "true" : "false");
+           info->n_eos ? info->eos_ids[0] : -1, eos_list,
+           info->has_position_ids ? "true" : "false", coh_model_tokenizer(m) ? "true" : "false",
+           coh_model_chat_template(m) ? "true" : "false");
   } else {
     printf("model folder   %s (%s layout)\n", info->dir, info->layout);
     printf("graph          %s\n", info->onnx_path);
@@ -68,6 +78,8 @@ int coh__cmd_models(int argc, char **argv) {
            info->has_position_ids ? ", position_ids" : "",
            info->has_use_cache_branch ? ", use_cache_branch" : "", info->n_layers);
     printf("tokenizer      %s\n", coh_model_tokenizer(m) ? "tokenizer.json" : "none (ids only)");
+    printf("stop ids       %s\n", info->n_eos ? eos_list : "none");
+    printf("chat template  %s\n", coh_model_chat_template(m) ? "yes" : "none (chat requests use the plain format)");
     printf("provider       %s\n", info->provider);
     printf("ok\n");
   }

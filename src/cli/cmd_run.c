@@ -10,6 +10,7 @@
  *   resume RUN.db     re-executes the committed part of a killed run
  *                     (verifying it) and continues it to the end
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,7 @@ typedef struct cli_opts {
   coh_device device;
   int no_model, quiet;
   const char *ui, *ui_token;
+  const char *trace_prompts;
 } cli_opts;
 
 static int parse(const char *cmd, int argc, char **argv, cli_opts *o,
@@ -48,6 +50,10 @@ static int parse(const char *cmd, int argc, char **argv, cli_opts *o,
       if (val == NULL || coh__parse_i64(val, 1, 1024, &v))
         return coh__usage_error(cmd, "--workers must be an integer in [1, 1024]");
       o->workers = (int)v;
+      i++;
+    } else if (!strcmp(a, "--trace-prompts") && !strcmp(cmd, "run")) {
+      if (val == NULL) return coh__usage_error(cmd, "--trace-prompts needs a file name");
+      o->trace_prompts = val;
       i++;
     } else if (!strcmp(a, "--journal") && !strcmp(cmd, "run")) {
       if (val == NULL) return coh__usage_error(cmd, "--journal needs a file name");
@@ -194,9 +200,12 @@ static char *default_journal(const coh_scenario *s) {
 static const char run_usage[] =
     "usage: cohort run SCENARIO.yaml [--workers N] [--journal FILE] [--device auto|cpu|cuda]\n"
     "                  [--cache-dir DIR] [--quiet] [--ui ADDR:PORT [--ui-token T]]\n"
+    "                  [--trace-prompts FILE]\n"
     "Runs a scenario headless: prints emitted lines as they commit, then a summary\n"
     "whose last line is `digest: <hex>`.  The journal (default runs/NAME-N.db)\n"
-    "can be replayed, resumed and inspected.\n";
+    "can be replayed, resumed and inspected.  --trace-prompts FILE writes one JSON\n"
+    "line per LLM request with the exact text the engine tokenized (see\n"
+    "docs/inference.md).\n";
 
 int coh__cmd_run(int argc, char **argv) {
   cli_opts c;
@@ -208,11 +217,17 @@ int coh__cmd_run(int argc, char **argv) {
   coh_run_record *rec = NULL;
   coh_err err;
   char *cache_buf = NULL, *prompt_buf = NULL, *jpath = NULL;
+  FILE *trace = NULL;
   int rc, status = COH_EXIT_RUNTIME;
 
   if ((rc = parse("run", argc, argv, &c, run_usage))) return rc < 0 ? COH_EXIT_OK : rc;
   memset(&ro, 0, sizeof ro);
   if ((rc = environment("run", &c, &ro, &cache_buf, &prompt_buf))) return rc;
+  if (c.trace_prompts && (trace = fopen(c.trace_prompts, "w")) == NULL) {
+    coh__runtime_error("run", "--trace-prompts %s: %s", c.trace_prompts, strerror(errno));
+    goto done;
+  }
+  ro.trace_prompts = trace;
   if (coh__interrupt_install()) {
     coh__runtime_error("run", "cannot set up signal handling");
     goto done;
@@ -268,6 +283,7 @@ done:
   free(jpath);
   free(cache_buf);
   free(prompt_buf);
+  if (trace) fclose(trace);
   return status;
 }
 

@@ -35,7 +35,7 @@ static int answer(void *ud, const char *request, size_t request_len,
   uint64_t id;
   int rc;
   memset(&c, 0, sizeof c);
-  rc = coh_llm_request_parse(request, request_len, coh_model_tokenizer(x->model),
+  rc = coh_llm_request_parse(request, request_len, x->model,
                              seed, &lr, err);
   if (rc == COH_OK) {
     lr.req.on_token = on_token;

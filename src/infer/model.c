@@ -53,6 +53,7 @@ void coh_model_close(coh_model *m) {
   if (m->cpu_mem) m->api->ReleaseMemoryInfo(m->cpu_mem);
   if (m->env) m->api->ReleaseEnv(m->env);
   if (m->tok) coh_tokenizer_free(m->tok);
+  if (m->chat) coh_chat_template_free(m->chat);
   free_names(m->past_key, m->info.n_layers);
   free_names(m->past_value, m->info.n_layers);
   free_names(m->present_key, m->info.n_layers);
@@ -70,6 +71,9 @@ void coh_model_close(coh_model *m) {
 
 const coh_model_info *coh_model_get_info(const coh_model *m) { return &m->info; }
 const coh_tokenizer *coh_model_tokenizer(const coh_model *m) { return m->tok; }
+const coh_chat_template *coh_model_chat_template(const coh_model *m) {
+  return m->chat;
+}
 
 /* Session options common to every provider: explicit thread count and no
  * spinning (a spinning ORT pool steals the cores the agent workers need). */
@@ -467,6 +471,9 @@ int coh_model_open(const char *dir, const coh_model_options *opts,
     coh__free(inside);
     if (rc || (rc = coh_tokenizer_load(tok_path, &m->tok, err))) goto fail;
   }
+  if ((rc = coh__model_read_stop_ids(m, err)) ||
+      (rc = coh_chat_template_load_dir(m->dir, &m->chat, err)))
+    goto fail;
   coh__free(tok_path);
   *out = m;
   return COH_OK;

@@ -103,9 +103,24 @@ static int check_id(cfgdoc *doc, const char *field, json_int_t id,
                   none_ok ? " or -1 for none" : "");
 }
 
+/* Adds id to the model's stop ids unless it is there already. */
+static int add_eos(coh_model_info *info, int32_t id, const char *path,
+                   const char *field, coh_err *err) {
+  int k;
+  for (k = 0; k < info->n_eos; k++)
+    if (info->eos_ids[k] == id) return COH_OK;
+  if (info->n_eos == COH_MODEL_MAX_EOS)
+    return coh__err(err, COH_EFORMAT,
+                    "%s: field '%s': the model would have more than %d "
+                    "end-of-sequence/end-of-turn ids",
+                    path, field, COH_MODEL_MAX_EOS);
+  info->eos_ids[info->n_eos++] = id;
+  return COH_OK;
+}
+
 /* eos may be an integer or an array of integers, each a token id in
  * [0, vocab): an id outside it can never be sampled, so generation would
- * never stop on it. */
+ * never stop on it.  The ids are added to those already known. */
 static int get_eos(cfgdoc *doc, const char *field, coh_model_info *info,
                    coh_err *err) {
   json_t *v = get_path(doc->root, field);
@@ -116,16 +131,14 @@ static int get_eos(cfgdoc *doc, const char *field, coh_model_info *info,
     if ((rc = check_id(doc, field, json_integer_value(v), info->vocab, 0,
                        err)))
       return rc;
-    info->eos_ids[0] = (int32_t)json_integer_value(v);
-    info->n_eos = 1;
-    return COH_OK;
+    return add_eos(info, (int32_t)json_integer_value(v), doc->path, field,
+                   err);
   }
-  if (!json_is_array(v) || json_array_size(v) > 4)
+  if (!json_is_array(v) || json_array_size(v) > COH_MODEL_MAX_EOS)
     return coh__err(err, COH_EFORMAT,
                     "%s: field '%s' must be an integer or an array of at "
-                    "most 4 integers",
-                    doc->path, field);
-  info->n_eos = 0;
+                    "most %d integers",
+                    doc->path, field, COH_MODEL_MAX_EOS);
   for (i = 0; i < json_array_size(v); i++) {
     json_t *x = json_array_get(v, i);
     char name[160];
@@ -134,9 +147,10 @@ static int get_eos(cfgdoc *doc, const char *field, coh_model_info *info,
       return coh__err(err, COH_EFORMAT, "%s: field '%s' must be an integer",
                       doc->path, name);
     if ((rc = check_id(doc, name, json_integer_value(x), info->vocab, 0,
-                       err)))
+                       err)) ||
+        (rc = add_eos(info, (int32_t)json_integer_value(x), doc->path, name,
+                      err)))
       return rc;
-    info->eos_ids[info->n_eos++] = (int32_t)json_integer_value(x);
   }
   return COH_OK;
 }
@@ -385,5 +399,45 @@ done:
   if (doc.root) json_decref(doc.root);
   coh__free(genai);
   coh__free(hf);
+  return rc;
+}
+
+/* The special added tokens that end a turn in common chat models (see
+ * coh_model_open in cohort/infer.h). */
+static const char *const turn_end_tokens[] = {
+    "<|im_end|>",      /* Qwen, SmolLM, ChatML */
+    "<|eot_id|>",      /* Llama 3 */
+    "<|eom_id|>",      /* Llama 3.1+ after a tool call */
+    "<|end|>",         /* Phi-3, Phi-4 */
+    "<end_of_turn>",   /* Gemma */
+    "<|endoftext|>",   /* Qwen, Phi, GPT-2 family */
+    "<|end_of_text|>", /* Llama 3 base */
+    "<\xef\xbd\x9c\x65nd\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>", /* DeepSeek (\x65: e) */
+};
+
+int coh__model_read_stop_ids(coh_model *m, coh_err *err) {
+  char *path = coh__path_join(m->dir, "generation_config.json");
+  cfgdoc doc = {NULL, NULL};
+  size_t i;
+  int rc = COH_OK;
+  if (path == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+  if (file_exists(path)) {
+    if ((rc = inside(m, "generation_config.json", err)) == COH_OK &&
+        (rc = load_json(path, &doc, err)) == COH_OK) {
+      if (!json_is_object(doc.root))
+        rc = coh__err(err, COH_EFORMAT, "%s: must be a JSON object", doc.path);
+      else
+        rc = get_eos(&doc, "eos_token_id", &m->info, err);
+    }
+  }
+  for (i = 0; rc == COH_OK && m->tok != NULL &&
+              i < sizeof turn_end_tokens / sizeof *turn_end_tokens;
+       i++) {
+    int32_t id = coh_tokenizer_token_id(m->tok, turn_end_tokens[i]);
+    if (id >= 0 && id < m->info.vocab && coh_tokenizer_is_special(m->tok, id))
+      rc = add_eos(&m->info, id, "tokenizer.json", turn_end_tokens[i], err);
+  }
+  if (doc.root) json_decref(doc.root);
+  coh__free(path);
   return rc;
 }

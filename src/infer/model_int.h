@@ -14,6 +14,7 @@ struct coh_model {
   OrtSession *session;
   OrtMemoryInfo *cpu_mem;
   coh_tokenizer *tok;
+  coh_chat_template *chat;                /* NULL: the folder has none */
   ONNXTensorElementDataType kv_type;     /* FLOAT or FLOAT16 */
   ONNXTensorElementDataType logits_type; /* FLOAT or FLOAT16 */
   int gqa;                               /* attention == "gqa" */
@@ -34,3 +35,6 @@ struct coh_model {
 /* model_config.c: fills m->info, m->onnx_path and the tensor names from the
  * folder m->dir.  Partial results are freed by coh_model_close. */
 int coh__model_read_config(coh_model *m, coh_err *err);
+/* Completes info.eos_ids from generation_config.json and the tokenizer's
+ * end-of-turn tokens (after the tokenizer is loaded). */
+int coh__model_read_stop_ids(coh_model *m, coh_err *err);

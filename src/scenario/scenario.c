@@ -435,18 +435,82 @@ static int prompt_stop(ctx *c, yaml_node_t *n, const char *what) {
   return COH_OK;
 }
 
+/* The chat-mode keys of the prompt agent (agents/prompt.c): system,
+ * messages (a sequence of {role, content, name?}), history_tokens, tools (a
+ * sequence of mappings), template_vars (a mapping).  v: their nodes or NULL;
+ * prompt: the "prompt" node, which chat mode excludes.  Whether the first
+ * prompt renders within history_tokens is checked once the model is open
+ * (src/sched/llm.c). */
+static int check_prompt_chat(ctx *c, yaml_node_t *const *v, yaml_node_t *prompt,
+                             const char *what) {
+  static const char *const mkeys[] = {"role", "content", "name", NULL};
+  yaml_node_t *mv[3];
+  yaml_node_item_t *it;
+  char field[220];
+  int64_t ht;
+  int rc, k;
+  for (k = 0; k < 5 && v[k] == NULL; k++) {}
+  if (k == 5) return COH_OK;
+  if (prompt != NULL)
+    return fail(c, prompt->start_mark, "%s.prompt cannot be used with system, messages, "
+                "history_tokens, tools or template_vars (chat mode renders the model's "
+                "chat template)", what);
+  snprintf(field, sizeof field, "%.180s.system", what);
+  if (v[0] && (rc = prompt_str(c, v[0], field, PROMPT_CFG_MAX))) return rc;
+  if (v[1] != NULL) {
+    if (v[1]->type != YAML_SEQUENCE_NODE)
+      return fail(c, v[1]->start_mark, "%s.messages is %s; expected a sequence of "
+                  "{role, content} mappings", what, type_name(v[1]));
+    for (it = v[1]->data.sequence.items.start; it < v[1]->data.sequence.items.top; it++) {
+      yaml_node_t *m = node_at(c, *it);
+      long i = (long)(it - v[1]->data.sequence.items.start);
+      snprintf(field, sizeof field, "%.150s.messages[%ld]", what, i);
+      if ((rc = take_keys(c, m, field, mkeys, mv))) return rc;
+      if (mv[0] == NULL || mv[1] == NULL)
+        return fail(c, m->start_mark, "%s has no '%s'; expected a role and a content",
+                    field, mv[0] == NULL ? "role" : "content");
+      snprintf(field, sizeof field, "%.150s.messages[%ld].role", what, i);
+      if ((rc = prompt_str(c, mv[0], field, PROMPT_CFG_MAX))) return rc;
+      if (mv[0]->data.scalar.length == 0)
+        return fail(c, mv[0]->start_mark, "%s is empty; expected a role such as user", field);
+      snprintf(field, sizeof field, "%.150s.messages[%ld].content", what, i);
+      if ((rc = prompt_str(c, mv[1], field, PROMPT_CFG_MAX))) return rc;
+      snprintf(field, sizeof field, "%.150s.messages[%ld].name", what, i);
+      if (mv[2] && (rc = prompt_str(c, mv[2], field, PROMPT_CFG_MAX))) return rc;
+    }
+  }
+  snprintf(field, sizeof field, "%.180s.history_tokens", what);
+  if (v[2] && (rc = get_i64(c, v[2], field, 1, 16777216, &ht))) return rc;
+  if (v[3] != NULL) {
+    if (v[3]->type != YAML_SEQUENCE_NODE)
+      return fail(c, v[3]->start_mark, "%s.tools is %s; expected a sequence of mappings",
+                  what, type_name(v[3]));
+    for (it = v[3]->data.sequence.items.start; it < v[3]->data.sequence.items.top; it++)
+      if (node_at(c, *it)->type != YAML_MAPPING_NODE)
+        return fail(c, node_at(c, *it)->start_mark, "%s.tools[%ld] is %s; expected a mapping",
+                    what, (long)(it - v[3]->data.sequence.items.start),
+                    type_name(node_at(c, *it)));
+  }
+  if (v[4] != NULL && v[4]->type != YAML_MAPPING_NODE)
+    return fail(c, v[4]->start_mark, "%s.template_vars is %s; expected a mapping", what,
+                type_name(v[4]));
+  return COH_OK;
+}
+
 static int check_prompt_config(ctx *c, yaml_node_t *map, const char *what) {
   static const char *const keys[] = {
       "role", "prompt", "model", "max_tokens", "reply", "routes",
       "temperature", "top_k", "top_p", "min_p", "repetition_penalty", "stop",
+      "system", "messages", "history_tokens", "tools", "template_vars",
       NULL};
   static const char *const rkeys[] = {"match", "to", NULL};
-  yaml_node_t *v[12], *rv[2];
+  yaml_node_t *v[17], *rv[2];
   yaml_node_item_t *it;
   char field[200];
   int64_t mt;
   int rc, b;
   if ((rc = take_keys(c, map, what, keys, v))) return rc;
+  if ((rc = check_prompt_chat(c, v + 12, v[1], what))) return rc;
   /* sampling keys: the ranges the llm request parser accepts */
   snprintf(field, sizeof field, "%s.temperature", what);
   if (v[6] && (rc = prompt_num(c, v[6], field, 0, 0, 100))) return rc;

@@ -69,6 +69,9 @@ static void fail_now(orch *o, model_slot *ms, llm_req *r, const char *msg) {
 
 /* ---- models -------------------------------------------------------------- */
 
+static int pick_model(orch *o, const char *json, size_t len);
+static int check_prompt_agents(orch *o, coh_err *err);
+
 int coh__orch_models_open(orch *o, coh_err *err) {
   const coh_scenario *s = o->s;
   int i, rc;
@@ -106,7 +109,68 @@ int coh__orch_models_open(orch *o, coh_err *err) {
                       ms->spec->name);
     ms->has_thread = 1;
   }
-  return COH_OK;
+  return o->opt->no_model ? COH_OK : check_prompt_agents(o, err);
+}
+
+/* A run never starts with a chat-mode prompt agent (agents/prompt.c) that
+ * cannot render its first prompt: for each, the request the agent sends on
+ * its first message (system prompt, configured messages, one user turn) is
+ * parsed for its model as the engine would: a template that raises, a
+ * history_tokens budget smaller than that prompt, a bad tool list fail the
+ * run here, naming the agent. */
+static int check_prompt_agents(orch *o, coh_err *err) {
+  static const char *const chat_keys[] = {"system", "messages", "history_tokens", "tools",
+                                          "template_vars"};
+  const coh_scenario *s = o->s;
+  size_t i, k;
+  int rc = COH_OK;
+  for (i = 0; i < s->n_agents && rc == COH_OK; i++) {
+    const coh_scn_agent *a = &s->agents[i];
+    json_t *cfg, *req = NULL, *msgs, *v;
+    char *text = NULL;
+    int chat = 0, slot;
+    coh_llm_request lr;
+    if (!a->is_prompt || a->config_json == NULL) continue;
+    if ((cfg = json_loads(a->config_json, 0, NULL)) == NULL) continue;
+    for (k = 0; k < sizeof chat_keys / sizeof *chat_keys; k++)
+      if (json_object_get(cfg, chat_keys[k])) chat = 1;
+    if (!chat) {
+      json_decref(cfg);
+      continue;
+    }
+    req = json_object();
+    msgs = json_array();
+    if (req == NULL || msgs == NULL || json_object_set_new(req, "messages", msgs)) goto oom;
+    if ((v = json_object_get(cfg, "system")) != NULL &&
+        json_array_append_new(msgs, json_pack("{s:s,s:O}", "role", "system", "content", v)))
+      goto oom;
+    if ((v = json_object_get(cfg, "messages")) != NULL && json_array_extend(msgs, v)) goto oom;
+    if (json_array_append_new(msgs, json_pack("{s:s,s:s,s:s}", "role", "user", "name",
+                                              "scenario", "content", "?")))
+      goto oom;
+    for (k = 2; k < sizeof chat_keys / sizeof *chat_keys; k++)
+      if ((v = json_object_get(cfg, chat_keys[k])) != NULL &&
+          json_object_set(req, chat_keys[k], v))
+        goto oom;
+    if ((v = json_object_get(cfg, "model")) != NULL && json_object_set(req, "model", v)) goto oom;
+    if ((text = json_dumps(req, JSON_COMPACT)) == NULL) goto oom;
+    slot = pick_model(o, text, strlen(text));
+    if (slot < o->n_models && o->models[slot].model != NULL) {
+      rc = coh_llm_request_parse(text, strlen(text), o->models[slot].model, 0, &lr, err);
+      coh_llm_request_free(&lr);
+      if (rc)
+        coh__err_prefix(err, "%s:%d: agent '%s' cannot render its first prompt with model '%s'",
+                        s->path, a->line, a->id, s->models[slot].name);
+    }
+    goto next;
+  oom:
+    rc = coh__err(err, COH_ENOMEM, "out of memory");
+  next:
+    free(text); /* jansson's allocator */
+    if (req) json_decref(req);
+    json_decref(cfg);
+  }
+  return rc;
 }
 
 void coh__orch_llm_free(llm_req *r) {
@@ -197,6 +261,19 @@ int coh__orch_llm_enqueue(orch *o, int agent, int64_t number, const char *json,
   return COH_OK;
 }
 
+/* --trace-prompts: one JSON line with the text the engine tokenized. */
+static void trace_prompt(orch *o, model_slot *ms, llm_req *r, const coh_llm_request *lr) {
+  json_t *line = json_pack("{s:s,s:I,s:s,s:b,s:I,s:I,s:s%}", "agent", o->agents[r->agent].id,
+                           "request", (json_int_t)r->number, "model", ms->spec->name, "chat",
+                           lr->chat, "dropped", (json_int_t)lr->n_dropped, "tokens",
+                           (json_int_t)lr->req.n_prompt, "text", lr->text, lr->text_len);
+  if (line == NULL) return;
+  json_dumpf(line, o->opt->trace_prompts, JSON_COMPACT);
+  fputc('\n', o->opt->trace_prompts);
+  fflush(o->opt->trace_prompts);
+  json_decref(line);
+}
+
 /* Starts r on ms's engine, or fails it at once. */
 static void admit_one(orch *o, model_slot *ms, llm_req *r) {
   coh_llm_request lr;
@@ -236,12 +313,13 @@ static void admit_one(orch *o, model_slot *ms, llm_req *r) {
     ms->in_engine++;
     return;
   }
-  if (coh_llm_request_parse(r->json, r->len, coh_model_tokenizer(ms->model), r->seed,
+  if (coh_llm_request_parse(r->json, r->len, ms->model, r->seed,
                             &lr, &e) != COH_OK) {
     coh_llm_request_free(&lr);
     fail_now(o, ms, r, e.msg);
     return;
   }
+  if (o->opt->trace_prompts) trace_prompt(o, ms, r, &lr);
   lr.req.on_token = on_token;
   lr.req.user = r;
   r->next = (llm_req *)ms; /* the callback finds its model through this */

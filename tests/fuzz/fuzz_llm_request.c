@@ -52,7 +52,7 @@ int coh__fuzz_llm_request_one(const uint8_t *data, size_t size) {
   fuzz_load_tok();
   vocab = coh_tokenizer_vocab_size(fuzz_tok);
   coh_err_clear(&err);
-  rc = coh_llm_request_parse((const char *)data, size, fuzz_tok, 42, &r, &err);
+  rc = coh_llm_request_parse_with((const char *)data, size, fuzz_tok, NULL, 42, &r, &err);
   if (rc != COH_OK) {
     FUZZ_CHECK(rc == COH_EFORMAT || rc == COH_ENOMEM);
     FUZZ_CHECK(err.code == rc);
@@ -77,7 +77,7 @@ int coh__fuzz_llm_request_one(const uint8_t *data, size_t size) {
   FUZZ_CHECK(r.req.prompt == r.ids);
   for (i = 0; i < r.req.n_prompt; i++)
     FUZZ_CHECK(r.ids[i] >= 0 && (size_t)r.ids[i] < vocab);
-  rc = coh_llm_request_parse((const char *)data, size, fuzz_tok, 42, &r2,
+  rc = coh_llm_request_parse_with((const char *)data, size, fuzz_tok, NULL, 42, &r2,
                              &err);
   FUZZ_CHECK(rc == COH_OK || rc == COH_ENOMEM);
   if (rc == COH_OK) {

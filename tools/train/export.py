@@ -94,11 +94,12 @@ def main(argv):
                 seed=a.seed, tied=True, bos=0, eos=0, pad=0, tokenizer=a.tokenizer,
                 generator="tools/train/train.py + tools/train/export.py")
     out_parent = os.path.dirname(os.path.abspath(a.out))
-    keep = {}  # the hand-written model card survives a re-export
-    card = os.path.join(a.out, "MODEL.md")
-    if os.path.isfile(card):
-        with open(card, "rb") as f:
-            keep["MODEL.md"] = f.read()
+    keep = {}  # the hand-written model card and chat template survive a re-export
+    for name in ("MODEL.md", "chat_template.jinja"):
+        card = os.path.join(a.out, name)
+        if os.path.isfile(card):
+            with open(card, "rb") as f:
+                keep[name] = f.read()
     path, _ = mkfixture.write_model(spec, out_parent, force=True, weights=hf_weights(ck["model"]))
     os.remove(os.path.join(path, mkfixture.STAMP))  # the stamp marks random fixtures only
     for name, data in keep.items():
