@@ -174,6 +174,9 @@ npm_ci_dir tests/ui playwright-core "browser test dependencies"
 # package): the independent reference the tokenizer tests compare cohort
 # with.  Used by tests only.
 npm_ci_dir tests/tokref tokenizers "tokenizer reference"
+# Ajv 8.20.0 with ajv-formats 3.0.1: the independent JSON Schema validator
+# that checks constrained generation's outputs.  Used by tests only.
+npm_ci_dir tests/ajvref ajv "JSON Schema reference validator"
 
 # ---- build -------------------------------------------------------------------
 if [ $WANT_BUILD -eq 1 ]; then
