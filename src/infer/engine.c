@@ -110,8 +110,8 @@ struct coh_engine {
    * 0 no (every prompt is prefilled whole).  See probe_continuation(). */
   int continues;
   const float *cur_logits; /* the row just sampled from, for its event */
-  /* constrained decoding, created at the first request with a grammar */
-  coh_grammar_vocab *gvocab;
+  /* constrained decoding, created at the first request with a grammar (the
+   * token trie lives in the model: m->gvocab) */
   coh__masker *masker;
   size_t mask_words;        /* (vocab + 31) / 32 */
   coh__mask_job *jobs;      /* [max_batch] */
@@ -942,7 +942,6 @@ void coh_engine_free(coh_engine *e) {
     next = s->next;
     seq_free(e, s);
   }
-  coh_grammar_vocab_free(e->gvocab);
   coh__free(e->jobs);
   coh__sampler_free(e->sampler);
   /* Last: every tensor from this allocator was released above. */
@@ -953,18 +952,19 @@ void coh_engine_free(coh_engine *e) {
   coh__free(e);
 }
 
-/* The token trie of the model's tokenizer, the helper thread and its job
- * list: made once, at the first constrained request. */
+/* The token trie of the model's tokenizer (once per model), the helper
+ * thread and its job list (once per engine): made at the first constrained
+ * request. */
 static int grammar_setup(coh_engine *e, coh_err *err) {
   const coh_model_info *info = &e->m->info;
   size_t gv;
   int rc;
   if (e->masker != NULL) return COH_OK;
-  if (e->gvocab == NULL &&
+  if (e->m->gvocab == NULL &&
       (rc = coh_grammar_vocab_new(e->m->tok, info->eos_ids, (size_t)info->n_eos,
-                                  &e->gvocab, err)))
+                                  &e->m->gvocab, err)))
     return rc;
-  gv = coh_grammar_vocab_size(e->gvocab);
+  gv = coh_grammar_vocab_size(e->m->gvocab);
   if ((int64_t)gv > info->vocab)
     return coh__err(err, COH_EMODEL,
                     "the tokenizer has %zu tokens but the model's logits only %lld; "
@@ -1049,7 +1049,7 @@ int coh_engine_submit(coh_engine *e, const coh_request *r, uint64_t *id,
   if (r->grammar != NULL) {
     s->gmask = coh__calloc(e->mask_words, sizeof *s->gmask);
     if (s->gmask == NULL) goto oom;
-    if ((rc = coh_grammar_state_new(r->grammar, e->gvocab, &s->gstate, err))) {
+    if ((rc = coh_grammar_state_new(r->grammar, e->m->gvocab, &s->gstate, err))) {
       seq_free(e, s);
       return rc;
     }

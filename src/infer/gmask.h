@@ -3,10 +3,11 @@
  * thread while ONNX Runtime runs the batch's forward pass.
  *
  * The engine hands the masker one job per constrained row (a parse state
- * and the buffer its mask goes to) before OrtRun and waits for them after.
- * The helper thread touches nothing but the jobs it was given, and the
- * engine touches no job between start and wait, so the hand-over under the
- * masker's mutex is the only synchronisation needed.  A mask is a pure
+ * and the buffer its mask goes to) before OrtRun; after OrtRun it computes
+ * the jobs the helper has not started yet itself and waits for the rest.
+ * Each job is claimed by exactly one thread under the masker's mutex and
+ * touched by no one else until coh__masker_wait returns, so that hand-over
+ * is the only synchronisation needed.  A mask is a pure
  * function of its state (cohort/grammar.h), so where and when it is
  * computed cannot change a token: batch invariance holds with grammars.
  */
@@ -45,8 +46,10 @@ void coh__mask_compute(const coh__masker *m, coh__mask_job *j);
  * thread and returns at once.  n may be 0. */
 void coh__masker_start(coh__masker *m, coh__mask_job *jobs, size_t n);
 
-/* Waits for the jobs of the last start.  *compute_s: seconds spent
- * computing them; *wait_s: seconds this call waited.  Returns the first
+/* Computes the jobs of the last start that the helper has not claimed,
+ * then waits for the ones it has.  *compute_s: seconds spent computing
+ * them (both threads); *wait_s: seconds this call took (its own share of
+ * the masks plus the wait).  Returns the first
  * failing job's rc with its message in *err, or COH_OK. */
 int coh__masker_wait(coh__masker *m, double *compute_s, double *wait_s,
                      coh_err *err);

@@ -14,6 +14,10 @@ struct coh_model {
   OrtSession *session;
   OrtMemoryInfo *cpu_mem;
   coh_tokenizer *tok;
+  /* the token trie of tok for constrained decoding: built by the first
+   * engine that gets a constrained request (engine.c), shared by every
+   * engine of this model, freed with it */
+  coh_grammar_vocab *gvocab;
   ONNXTensorElementDataType kv_type;     /* FLOAT or FLOAT16 */
   ONNXTensorElementDataType logits_type; /* FLOAT or FLOAT16 */
   int gqa;                               /* attention == "gqa" */
