@@ -8,11 +8,12 @@
  *
  * One round = one run without a constraint, then one with it (fresh engine,
  * max_batch B, B greedy requests with fixed pseudo-random prompts of 16
- * tokens, max_tokens D); rounds alternate so that drift on a shared machine
- * hits both alike.  Only decode steps at the full batch B are timed (a
- * constrained request may finish early; steps after that have a smaller
- * batch and are left out of both).  Per run: the median wall time of those
- * steps.  Reported: the median over rounds of each, the overhead
+ * tokens, max_tokens D); rounds alternate ABBA (odd rounds run the
+ * constrained engine first) so that drift on a shared machine hits both
+ * alike.  Only decode steps at the full batch B are timed, and only those
+ * that both runs of a round have (a constrained request may finish early;
+ * the later steps have a smaller batch; a later step also costs more than
+ * an earlier one).  Per run: the median wall time of those steps.  Reported: the median over rounds of each, the overhead
  * (constrained / unconstrained - 1) from the medians, the best of each, and
  * the engine's mask counters: masks computed, the time computing them (on
  * the helper thread, overlapping OrtRun) and the time the engine waited for
@@ -67,7 +68,7 @@ static double median(double *v, int n) {
 }
 
 typedef struct run_result {
-  double step_median; /* seconds per full-batch decode step */
+  double steps[MAX_STEPS]; /* wall seconds of the full-batch decode steps, in order */
   int full_steps;
   uint64_t masks, tokens;
   double mask_s, wait_s;
@@ -77,7 +78,6 @@ static int run_once(coh_model *m, const coh_grammar *g, int batch, int decode,
                     run_result *out, coh_err *err) {
   const coh_model_info *info = coh_model_get_info(m);
   coh_engine *e = NULL;
-  static double steps[MAX_STEPS];
   int32_t prompt[16];
   int r, i, n = 0, guard = 0, rc;
   coh_engine_stats st;
@@ -108,11 +108,10 @@ static int run_once(coh_model *m, const coh_grammar *g, int batch, int decode,
     coh_engine_get_stats(e, &st);
     if (st.decode_tokens - before == (uint64_t)batch && st.prefill_tokens == pbefore &&
         n < MAX_STEPS)
-      steps[n++] = t0;
+      out->steps[n++] = t0;
   }
   coh_engine_get_stats(e, &st);
   out->full_steps = n;
-  out->step_median = median(steps, n);
   out->masks = st.masks;
   out->tokens = st.decode_tokens;
   out->mask_s = st.mask_seconds;
@@ -131,7 +130,7 @@ int main(int argc, char **argv) {
   coh_grammar *g = NULL;
   coh_err err;
   double plain[MAX_ROUNDS], cons[MAX_ROUNDS], pbest = 1e30, cbest = 1e30;
-  run_result last;
+  static run_result last;
   char *text = NULL;
   size_t len = 0;
 
@@ -181,10 +180,14 @@ int main(int argc, char **argv) {
     coh_grammar_free(g);
     return 1;
   }
-  printf("round  plain ms/step  constrained ms/step  full-batch steps (plain/constrained)\n");
+  printf("round  plain ms/step  constrained ms/step  steps compared\n");
   for (k = 0; k < rounds; k++) {
-    run_result a, b;
-    if (run_once(m, NULL, batch, decode, &a, &err) || run_once(m, g, batch, decode, &b, &err)) {
+    static run_result a, b;
+    static double ta[MAX_STEPS], tb[MAX_STEPS];
+    int common, j;
+    /* ABBA: odd rounds run the constrained engine first */
+    if (k % 2 == 0 ? run_once(m, NULL, batch, decode, &a, &err) || run_once(m, g, batch, decode, &b, &err)
+                   : run_once(m, g, batch, decode, &b, &err) || run_once(m, NULL, batch, decode, &a, &err)) {
       fprintf(stderr, "bench_grammar: %s\n", err.msg);
       coh_model_close(m);
       coh_grammar_free(g);
@@ -197,13 +200,21 @@ int main(int argc, char **argv) {
       coh_grammar_free(g);
       return 1;
     }
-    plain[k] = a.step_median;
-    cons[k] = b.step_median;
-    if (a.step_median < pbest) pbest = a.step_median;
-    if (b.step_median < cbest) cbest = b.step_median;
+    /* Full-batch steps are a prefix of the decode (requests only leave);
+     * compare the same steps of both runs (a later step attends to more
+     * columns and costs more). */
+    common = a.full_steps < b.full_steps ? a.full_steps : b.full_steps;
+    for (j = 0; j < common; j++) {
+      ta[j] = a.steps[j];
+      tb[j] = b.steps[j];
+    }
+    plain[k] = median(ta, common);
+    cons[k] = median(tb, common);
+    if (plain[k] < pbest) pbest = plain[k];
+    if (cons[k] < cbest) cbest = cons[k];
     last = b;
-    printf("%5d  %13.3f  %19.3f  %d/%d\n", k, a.step_median * 1e3, b.step_median * 1e3,
-           a.full_steps, b.full_steps);
+    printf("%5d  %13.3f  %19.3f  %d%s\n", k, plain[k] * 1e3, cons[k] * 1e3, common,
+           k % 2 ? " (constrained ran first)" : "");
   }
   {
     double pm = median(plain, rounds), cm = median(cons, rounds);
