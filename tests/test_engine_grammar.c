@@ -229,26 +229,50 @@ static void test_fixed_sentence(void) {
   coh_model_close(m);
 }
 
-/* Any JSON object: every complete output parses (jansson) as an object. */
+/* Checks a complete output of BOUNDED against the schema by hand (jansson):
+ * exactly the keys a (boolean) and b ("x" or "y"). */
+static const char *BOUNDED =
+    "{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"boolean\"}, "
+    "\"b\": {\"enum\": [\"x\", \"y\"]}}, \"required\": [\"a\", \"b\"], "
+    "\"additionalProperties\": false}";
+
+static int bounded_ok(const char *text, size_t len) {
+  json_error_t je;
+  json_t *j = json_loadb(text, len, 0, &je), *b;
+  int ok = j != NULL && json_is_object(j) && json_object_size(j) == 2 &&
+           json_is_boolean(json_object_get(j, "a")) &&
+           json_is_string(b = json_object_get(j, "b")) &&
+           (!strcmp(json_string_value(b), "x") || !strcmp(json_string_value(b), "y"));
+  json_decref(j);
+  return ok;
+}
+
+/* Any JSON object, and a JSON Schema whose language is small: every complete
+ * output parses (jansson) as an object, and under the schema has exactly
+ * its keys and values.  The schema's outputs are short, so most complete
+ * even on random weights (any JSON object rarely does: strings go on). */
 static void test_json_object(void) {
   coh_model *m = open_model(fixture("llama-tiny-gqa-fp32"));
-  coh_grammar *g = NULL;
+  coh_grammar *g = NULL, *gs = NULL;
   coh_engine *e = NULL;
   coh_err err;
-  static out o[6];
-  int i, complete = 0;
+  static out o[12];
+  int i, complete = 0, complete_schema = 0;
   REQUIRE(m != NULL);
   REQUIRE(coh_grammar_any_json_object(&g, &err) == 0);
-  REQUIRE(coh_engine_new(m, 6, &e, &err) == 0);
-  for (i = 0; i < 6; i++) REQUIRE(submit(e, g, 200, i < 2 ? 0.0f : 0.7f, 100 + (uint64_t)i, &o[i]) == 0);
+  REQUIRE(coh_grammar_from_json_schema(BOUNDED, strlen(BOUNDED), "bounded", &gs, &err) == 0);
+  REQUIRE(coh_engine_new(m, 12, &e, &err) == 0);
+  for (i = 0; i < 12; i++)
+    REQUIRE(submit(e, i < 6 ? g : gs, 200, i % 6 < 2 ? 0.0f : 0.7f, 100 + (uint64_t)i, &o[i]) == 0);
   REQUIRE(run_all(e) == 0);
-  for (i = 0; i < 6; i++) {
+  for (i = 0; i < 12; i++) {
     if (o[i].finish == COH_FINISH_EOS) {
       json_error_t je;
       json_t *j = json_loadb(o[i].text, o[i].text_len, 0, &je);
-      complete++;
-      if (j == NULL || !json_is_object(j)) {
-        fprintf(stderr, "not a JSON object: '%.*s'\n", (int)o[i].text_len, o[i].text);
+      if (i < 6) complete++;
+      else complete_schema++;
+      if (j == NULL || !json_is_object(j) || (i >= 6 && !bounded_ok(o[i].text, o[i].text_len))) {
+        fprintf(stderr, "not a valid object: '%.*s'\n", (int)o[i].text_len, o[i].text);
         CHECK(0);
       }
       json_decref(j);
@@ -256,9 +280,12 @@ static void test_json_object(void) {
       CHECK_EQ_INT(o[i].finish, COH_FINISH_LENGTH);
     }
   }
-  fprintf(stderr, "  json object: %d of 6 complete\n", complete);
+  fprintf(stderr, "  json object: %d of 6 complete; bounded schema: %d of 6\n", complete,
+          complete_schema);
+  CHECK(complete_schema >= 3);
   coh_engine_free(e);
   coh_grammar_free(g);
+  coh_grammar_free(gs);
   coh_model_close(m);
 }
 
