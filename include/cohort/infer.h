@@ -24,6 +24,10 @@
  *
  * Threading: a model and its engine belong to one thread at a time (ONNX
  * Runtime's own intra-op thread pool does the parallel work inside a step).
+ * An engine that serves a constrained request (coh_request.grammar) starts
+ * one helper thread of its own, which computes the next grammar masks of
+ * the batch while ONNX Runtime runs the forward pass; coh_engine_free ends
+ * it.
  */
 #ifndef COHORT_INFER_H
 #define COHORT_INFER_H
@@ -33,6 +37,7 @@
 
 #include "cohort/chat.h"
 #include "cohort/common.h"
+#include "cohort/grammar.h"
 #include "cohort/sampling.h"
 #include "cohort/tokenizer.h"
 
@@ -131,7 +136,11 @@ const coh_chat_template *coh_model_chat_template(const coh_model *m);
 typedef enum coh_finish {
   COH_FINISH_NONE = 0,     /* still running */
   COH_FINISH_LENGTH,       /* max_tokens generated */
-  COH_FINISH_EOS,          /* the model's end-of-sequence token */
+  COH_FINISH_EOS,          /* the model's end-of-sequence token; with a
+                              grammar also: the output is complete and the
+                              grammar allows nothing but end-of-sequence
+                              (then the last event carries the last token
+                              of the output and no EOS is generated) */
   COH_FINISH_STOP_TOKEN,   /* one of the request's stop ids */
   COH_FINISH_STOP_STRING,  /* one of the request's stop strings appeared */
   COH_FINISH_CONTEXT,      /* the sequence reached the model's context */
@@ -179,6 +188,16 @@ typedef struct coh_request {
   int ignore_eos;          /* do not stop on the model's EOS ids */
   coh_token_fn on_token;   /* may be NULL */
   void *user;
+  /* Constrained decoding (cohort/grammar.h): NULL, or every generated token
+   * is one the grammar allows, and end-of-sequence is allowed exactly when
+   * the output so far is complete.  Borrowed: must outlive the request (its
+   * final event).  The engine keeps one parse state per request and one
+   * token trie per model, built at the first constrained request from the
+   * model's tokenizer and eos_ids.  The mask is step 0 of the sampling order
+   * (cohort/sampling.h).  Needs a tokenizer and excludes ignore_eos.  A
+   * request that reaches max_tokens or the context first ends incomplete
+   * (finish LENGTH / CONTEXT), as without a grammar. */
+  const coh_grammar *grammar;
 } coh_request;
 
 void coh_request_default(coh_request *r);
@@ -199,6 +218,12 @@ typedef struct coh_engine_stats {
    * docs/inference.md): 1 yes, 0 no (every prompt runs whole, in one run),
    * -1 not yet known (decided by the first prompt longer than a chunk). */
   int prefill_continues;
+  /* Constrained decoding: grammar masks computed, the time spent computing
+   * them (on the helper thread, overlapping the forward pass, or inline
+   * when a request completes), and the time the engine thread waited for
+   * masks after its forward pass had finished (the part not hidden). */
+  uint64_t masks;
+  double mask_seconds, mask_wait_seconds;
 } coh_engine_stats;
 
 /* Creates an engine over model m (borrowed: must outlive the engine) that
@@ -211,7 +236,8 @@ void coh_engine_free(coh_engine *e);
 /* Queues a request; it is admitted at the start of a later step.  *id:
  * output, unique per engine, assigned in submission order from 1.  Errors
  * (nothing queued): COH_EINVAL (empty prompt, negative max_tokens, token id
- * outside the vocabulary, bad sampling parameter — named), COH_ECONTEXT
+ * outside the vocabulary, bad sampling parameter — named; a grammar on a
+ * model without tokenizer.json, or with ignore_eos), COH_ECONTEXT
  * (prompt + max_tokens exceed the context; the message gives both),
  * COH_ENOMEM. */
 int coh_engine_submit(coh_engine *e, const coh_request *r, uint64_t *id,

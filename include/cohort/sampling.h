@@ -3,10 +3,11 @@
  * token.  One coh_sampling travels with every LLM request.
  *
  * The filters are applied in a fixed order (see src/infer/sampler.c):
- *   repetition penalty → temperature → top-k → softmax → top-p → min-p
+ *   grammar mask (a request's constraint, coh_request.grammar: disallowed
+ *   tokens become -inf) → repetition penalty → temperature → top-k → softmax → top-p → min-p
  *   → renormalise → one uniform draw → inverse-CDF pick.
- * A temperature <= 0 means greedy decoding (argmax after the repetition
- * penalty; ties go to the lowest token id) and ignores the other filters.
+ * A temperature <= 0 means greedy decoding (argmax over the allowed tokens
+ * after the repetition penalty; ties go to the lowest token id) and ignores the other filters.
  *
  * Sampling is deterministic: the same parameters, logits, history and seed
  * give the same token on every run.  The seed is per request; the runtime

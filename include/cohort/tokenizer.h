@@ -110,6 +110,17 @@ int32_t coh_tokenizer_token_id(const coh_tokenizer *tok, const char *token);
 /* Whether id is a special added token (e.g. <s>, </s>, <|endoftext|>). */
 int coh_tokenizer_is_special(const coh_tokenizer *tok, int32_t id);
 
+/* The exact bytes token id contributes to decoded text, for constrained
+ * decoding: the byte-level alphabet mapped back to bytes, SentencePiece's
+ * U+2581 to a space, a <0xNN> byte-fallback token to that byte; an added
+ * token's content as is (coh_tokenizer_is_special tells special ones).  A
+ * decoder's Strip of the text's first space is not applied (it depends on
+ * the position).  buf: cap bytes, at least the token string's length;
+ * when cap is too small, COH_ERANGE with *len set to the size needed.
+ * Errors: COH_ERANGE (id out of range, *len 0; or cap too small). */
+int coh_tokenizer_token_bytes(const coh_tokenizer *tok, int32_t id, char *buf,
+                              size_t cap, size_t *len, coh_err *err);
+
 /* Frees memory that a cohort function returned with "caller frees with
  * coh_free". */
 void coh_free(void *ptr);

@@ -18,6 +18,7 @@ typedef int (*coh__cmd_fn)(int argc, char **argv);
 int coh__cmd_generate(int argc, char **argv);
 int coh__cmd_tokenize(int argc, char **argv);
 int coh__cmd_template(int argc, char **argv);
+int coh__cmd_grammar(int argc, char **argv);
 int coh__cmd_models(int argc, char **argv);
 int coh__cmd_exec(int argc, char **argv);
 int coh__cmd_inspect(int argc, char **argv);

@@ -25,6 +25,15 @@ static const char usage[] =
     "  --stop S                 stop string (repeatable)\n"
     "  --stop-id N              stop token id (repeatable)\n"
     "  --ignore-eos             do not stop at the model's end-of-sequence token\n"
+    "  --json-schema FILE       constrain the output to JSON valid under this JSON Schema\n"
+    "                           (an unsupported keyword is an error naming it and its\n"
+    "                           JSON pointer; docs/grammar.md lists what is supported)\n"
+    "  --grammar FILE           constrain the output to this EBNF grammar (GBNF-style,\n"
+    "                           start rule 'root'; docs/grammar.md)\n"
+    "  --json-object            constrain the output to any JSON object\n"
+    "                           (the three constraints exclude each other and --ignore-eos;\n"
+    "                           the output ends when it is complete and nothing but\n"
+    "                           end-of-sequence may follow, or at --max-tokens)\n"
     "  --threads N              ONNX Runtime intra-op threads (default: all cores)\n"
     "  --print-ids              print the generated ids as a JSON array on the last line\n"
     "  --verbose                print timing and provider details on stderr\n";
@@ -166,6 +175,9 @@ bad:
 
 int coh__cmd_generate(int argc, char **argv) {
   const char *model_dir = NULL, *prompt = NULL, *prompt_ids = NULL;
+  const char *schema_path = NULL, *grammar_path = NULL;
+  int json_object = 0;
+  coh_grammar *grammar = NULL;
   const char *stops[MAX_STOPS];
   int32_t stop_ids[MAX_STOPS];
   size_t n_stops = 0, n_stop_ids = 0, n_prompt = 0, i;
@@ -267,6 +279,14 @@ int coh__cmd_generate(int argc, char **argv) {
     } else if (!strcmp(a, "--prompt-ids")) {
       NEED_VALUE();
       prompt_ids = v;
+    } else if (!strcmp(a, "--json-schema")) {
+      NEED_VALUE();
+      schema_path = v;
+    } else if (!strcmp(a, "--grammar")) {
+      NEED_VALUE();
+      grammar_path = v;
+    } else if (!strcmp(a, "--json-object")) {
+      json_object = 1;
     } else if (!strcmp(a, "--ignore-eos")) {
       req.ignore_eos = 1;
     } else if (!strcmp(a, "--print-ids")) {
@@ -290,10 +310,33 @@ int coh__cmd_generate(int argc, char **argv) {
     return coh__usage_error("generate", "give a PROMPT or --prompt-ids");
   if (prompt != NULL && prompt_ids != NULL)
     return coh__usage_error("generate", "give either a PROMPT or --prompt-ids, not both");
+  if ((schema_path != NULL) + (grammar_path != NULL) + json_object > 1)
+    return coh__usage_error("generate", "--json-schema, --grammar and --json-object exclude each other");
+  if ((schema_path != NULL || grammar_path != NULL || json_object) && req.ignore_eos)
+    return coh__usage_error("generate", "--ignore-eos cannot be combined with a constraint");
   if (sampling_flag && !have_temp) req.sampling.temperature = 1.0f;
+  if (schema_path != NULL || grammar_path != NULL) {
+    /* Compiled before the model is loaded: a bad constraint fails fast. */
+    const char *path = schema_path ? schema_path : grammar_path;
+    char *text = NULL;
+    size_t len = 0;
+    if (coh__read_file_max(path, (size_t)16 << 20, &text, &len, &err))
+      return coh__runtime_error("generate", "%s", err.msg);
+    rc = schema_path ? coh_grammar_from_json_schema(text, len, path, &grammar, &err)
+                     : coh_grammar_from_ebnf(text, len, path, &grammar, &err);
+    coh__free(text);
+    if (rc)
+      return coh__runtime_error("generate", "%s%s%s%s", rc == COH_EUNSUPPORTED ? "unsupported: " : "",
+                                strstr(err.msg, path) ? "" : path, strstr(err.msg, path) ? "" : ": ",
+                                err.msg);
+  } else if (json_object && (rc = coh_grammar_any_json_object(&grammar, &err))) {
+    return coh__runtime_error("generate", "--json-object: %s", err.msg);
+  }
+  req.grammar = grammar;
   if (prompt_ids != NULL) {
     if (parse_ids(prompt_ids, &ids, &n_prompt) || n_prompt == 0) {
       free(ids);
+      coh_grammar_free(grammar);
       return coh__usage_error("generate", "--prompt-ids must be a comma-separated list of token ids (got '%s')",
                               prompt_ids);
     }
@@ -301,6 +344,7 @@ int coh__cmd_generate(int argc, char **argv) {
 
   if ((rc = coh_model_open(model_dir, &mo, &model, &err))) {
     free(ids);
+    coh_grammar_free(grammar);
     return coh__runtime_error("generate", "%s", err.msg);
   }
   if (coh_model_tokenizer(model) != NULL &&
@@ -362,14 +406,19 @@ int coh__cmd_generate(int argc, char **argv) {
     coh_engine_get_stats(engine, &st);
     fprintf(stderr,
             "[cohort] %s, %s %s, %d threads; prompt %zu tokens, generated %zu (%s); "
-            "%llu steps, %.1f ms in OrtRun of %.1f ms total\n",
+            "%llu steps, %.1f ms in OrtRun of %.1f ms total",
             info->provider, info->dtype, info->attention, info->intra_op_threads, n_prompt,
             g.n_ids, coh_finish_name(g.finish), (unsigned long long)st.steps,
             st.ort_seconds * 1e3, st.step_seconds * 1e3);
+    if (grammar != NULL)
+      fprintf(stderr, "; %llu grammar masks, %.1f ms computing them, %.1f ms waited for",
+              (unsigned long long)st.masks, st.mask_seconds * 1e3, st.mask_wait_seconds * 1e3);
+    fputc('\n', stderr);
   }
   status = COH_EXIT_OK;
 done:
   coh_engine_free(engine);
+  coh_grammar_free(grammar); /* after the engine, which borrowed it */
   coh_model_close(model);
   free(ids);
   free(g.ids);

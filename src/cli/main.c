@@ -15,6 +15,7 @@ static const struct {
     {"models", coh__cmd_models, "validate a model folder and describe it"},
     {"tokenize", coh__cmd_tokenize, "encode/decode JSON lines with a tokenizer.json"},
     {"template", coh__cmd_template, "render a model's chat template for JSON lines"},
+    {"grammar", coh__cmd_grammar, "check JSON lines against a JSON Schema or grammar, token by token"},
     {"exec", coh__cmd_exec, "run one agent module headless"},
     {"run", coh__cmd_run, "run a scenario, journaled; prints the run digest"},
     {"replay", coh__cmd_replay, "re-execute a journaled run and report the first divergence"},

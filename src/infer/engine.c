@@ -15,6 +15,19 @@
  * Rows of the decode batch are ordered by request id, callbacks run in that
  * order, so the tokens produced are a function of the submit/step sequence.
  *
+ * Constrained decoding (a request with a grammar): each such request keeps a
+ * parse state and a mask buffer.  The state is advanced with every sampled
+ * token, so the mask for the next token is known before the forward pass
+ * that produces its logits; decode_step hands the masks of all constrained
+ * rows to the helper thread (gmask.h) right before OrtRun and collects them
+ * right after, so mask work overlaps the forward pass instead of adding to
+ * it (the last prefill chunk does the same for a request's first mask).
+ * Sampling then applies the mask as step 0 of the filter order
+ * (sampler.c).  A mask depends only on the state, so batch invariance is
+ * unaffected.  When a token completes the output, its mask is computed at
+ * once: if it allows nothing but end-of-sequence, the request finishes
+ * there (COH_FINISH_EOS) without another forward pass.
+ *
  * KV layout (kvcache.h): while the batch's composition is unchanged, the
  * present tensors of one step are fed back as the past of the next with no
  * copy.  "concat" models (past ++ new) append the new token's column at the
@@ -25,6 +38,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "gmask.h"
 #include "kvcache.h"
 #include "model_int.h"
 #include "sampler.h"
@@ -49,6 +63,11 @@ typedef struct seq {
   int ignore_eos, cancelled;
   coh_token_fn on_token;
   void *user;
+  /* constrained decoding: NULL without a grammar */
+  coh_grammar_state *gstate;
+  uint32_t *gmask;   /* [mask_words] mask for the next token */
+  int gmask_fresh;   /* gmask matches gstate */
+  int gdone;         /* complete and only EOS allowed: finish now */
   OrtValue **own_kv; /* [2*layers] batch-1 cache while prefilling/joining */
   int row;           /* row in the decode batch, -1 if none */
   /* text streaming: text of (last prompt token + generated), of which the
@@ -91,6 +110,11 @@ struct coh_engine {
    * 0 no (every prompt is prefilled whole).  See probe_continuation(). */
   int continues;
   const float *cur_logits; /* the row just sampled from, for its event */
+  /* constrained decoding, created at the first request with a grammar (the
+   * token trie lives in the model: m->gvocab) */
+  coh__masker *masker;
+  size_t mask_words;        /* (vocab + 31) / 32 */
+  coh__mask_job *jobs;      /* [max_batch] */
   coh_engine_stats stats;
 };
 
@@ -121,6 +145,8 @@ static void seq_free(coh_engine *e, seq *s) {
   if (s == NULL) return;
   release_kv(e, s->own_kv);
   coh__free(s->own_kv);
+  coh_grammar_state_free(s->gstate);
+  coh__free(s->gmask);
   for (i = 0; i < s->n_stop_strings; i++) coh__free(s->stop_strings[i]);
   coh__free(s->stop_strings);
   coh__free(s->stop_ids);
@@ -252,12 +278,15 @@ static int accept_token(coh_engine *e, seq *s, int32_t tok) {
       if (tok == info->eos_ids[k]) fin = COH_FINISH_EOS;
   for (i = 0; fin == COH_FINISH_NONE && i < s->n_stop_ids; i++)
     if (tok == s->stop_ids[i]) fin = COH_FINISH_STOP_TOKEN;
+  /* A stop token is reported but contributes no text. */
+  if (fin != COH_FINISH_EOS && fin != COH_FINISH_STOP_TOKEN) s->n_text++;
+  /* The grammar is complete and allows only EOS: this token, which has
+   * text, is the last. */
+  if (fin == COH_FINISH_NONE && s->gdone) fin = COH_FINISH_EOS;
   if (fin == COH_FINISH_NONE && s->n_generated >= s->max_tokens)
     fin = COH_FINISH_LENGTH;
   if (fin == COH_FINISH_NONE && (int64_t)s->n_tokens >= info->context)
     fin = COH_FINISH_CONTEXT;
-  /* A stop token is reported but contributes no text. */
-  if (fin != COH_FINISH_EOS && fin != COH_FINISH_STOP_TOKEN) s->n_text++;
   return emit(e, s, tok, fin);
 }
 
@@ -356,6 +385,91 @@ done:
   return rc;
 }
 
+/* ---- constrained decoding ------------------------------------------------- */
+
+static int is_eos(const coh_engine *e, int32_t tok) {
+  int k;
+  for (k = 0; k < e->m->info.n_eos; k++)
+    if (tok == e->m->info.eos_ids[k]) return 1;
+  return 0;
+}
+
+/* Advances s's parse state by the sampled token tok (an EOS id ends the
+ * request and is not fed to the grammar).  When the output is complete, the
+ * next mask is computed now; if it allows nothing but EOS, s->gdone. */
+static int grammar_advance(coh_engine *e, seq *s, int32_t tok, coh_err *err) {
+  int rc;
+  if (is_eos(e, tok)) return COH_OK;
+  s->gmask_fresh = 0;
+  if ((rc = coh_grammar_state_accept(s->gstate, tok, err))) {
+    coh__err_prefix(err, "grammar (token %ld was allowed by the mask)", (long)tok);
+    return rc;
+  }
+  if (coh_grammar_state_is_complete(s->gstate)) {
+    coh__mask_job j;
+    size_t w, k;
+    double t0 = coh__wall_seconds();
+    int other = 0;
+    memset(&j, 0, sizeof j);
+    j.state = s->gstate;
+    j.mask = s->gmask;
+    coh__mask_compute(e->masker, &j);
+    e->stats.mask_seconds += coh__wall_seconds() - t0;
+    e->stats.masks++;
+    if (j.rc) {
+      *err = j.err;
+      return j.rc;
+    }
+    s->gmask_fresh = 1;
+    for (w = 0; w < e->mask_words && !other; w++) {
+      uint32_t bits = s->gmask[w];
+      for (k = 0; k < (size_t)e->m->info.n_eos; k++) {
+        int32_t id = e->m->info.eos_ids[k];
+        if (id >= 0 && (size_t)id / 32 == w) bits &= ~(1u << (id % 32));
+      }
+      other = bits != 0;
+    }
+    s->gdone = !other;
+  }
+  return COH_OK;
+}
+
+/* Starts the helper thread on the masks that rows[0..n) need for their next
+ * token (none: nothing to do). */
+static void masks_start(coh_engine *e, seq **rows, int n) {
+  size_t k = 0;
+  int i;
+  if (e->masker == NULL) return;
+  for (i = 0; i < n; i++) {
+    seq *s = rows[i];
+    if (s->gstate == NULL || s->gmask_fresh) continue;
+    memset(&e->jobs[k], 0, sizeof e->jobs[k]);
+    e->jobs[k].state = s->gstate;
+    e->jobs[k].mask = s->gmask;
+    k++;
+  }
+  coh__masker_start(e->masker, e->jobs, k);
+}
+
+/* Waits for the masks of masks_start(rows, n) and marks them fresh. */
+static int masks_finish(coh_engine *e, seq **rows, int n, coh_err *err) {
+  double cs = 0.0, ws = 0.0;
+  size_t k = 0;
+  int i, rc;
+  if (e->masker == NULL) return COH_OK;
+  rc = coh__masker_wait(e->masker, &cs, &ws, err);
+  for (i = 0; i < n; i++)
+    if (rows[i]->gstate != NULL && !rows[i]->gmask_fresh) {
+      if (rc == COH_OK) rows[i]->gmask_fresh = 1;
+      k++;
+    }
+  e->stats.masks += k;
+  e->stats.mask_seconds += cs;
+  e->stats.mask_wait_seconds += ws;
+  if (rc) coh__err_prefix(err, "grammar mask");
+  return rc;
+}
+
 /* Samples from row `row`, position `pos` of a logits tensor [rows, seq, V]. */
 static int sample_from(coh_engine *e, seq *s, OrtValue *logits, int64_t row,
                        int64_t seq_len, int64_t pos, int32_t *out,
@@ -373,8 +487,13 @@ static int sample_from(coh_engine *e, seq *s, OrtValue *logits, int64_t row,
     lf = (const float *)base + (row * seq_len + pos) * V;
   }
   e->cur_logits = lf;
-  rc = coh__sample(e->sampler, &s->sampling, lf, s->tokens, s->n_tokens,
-                   &s->rng, out, err);
+  if (s->gstate != NULL && !s->gmask_fresh)
+    return coh__err(err, COH_ESTATE, "internal: request %llu has no grammar mask",
+                    (unsigned long long)s->id);
+  rc = coh__sample_masked(e->sampler, &s->sampling, lf,
+                          s->gstate ? s->gmask : NULL, s->tokens, s->n_tokens,
+                          &s->rng, out, err);
+  if (rc == COH_OK && s->gstate != NULL) rc = grammar_advance(e, s, *out, err);
   if (rc) coh__err_prefix(err, "request %llu", (unsigned long long)s->id);
   return rc;
 }
@@ -530,8 +649,22 @@ static int prefill_chunk(coh_engine *e, seq *s, coh_err *err) {
     pos[i] = s->n_cached + i;
   }
   for (i = 0; i < s->n_cached + chunk; i++) mask[i] = 1;
-  rc = run_model(e, 1, chunk, s->n_cached + chunk, ids, pos, mask, s->own_kv,
-                 s->n_cached > 0, present, &logits, NULL, err);
+  {
+    /* the first token's mask, computed during the last chunk's run */
+    const int last = s->n_cached + chunk == (int64_t)s->n_prompt;
+    int mrc;
+    if (last) masks_start(e, &s, 1);
+    rc = run_model(e, 1, chunk, s->n_cached + chunk, ids, pos, mask, s->own_kv,
+                   s->n_cached > 0, present, &logits, NULL, err);
+    if (last) {
+      coh_err merr;
+      mrc = masks_finish(e, &s, 1, &merr);
+      if (rc == COH_OK && mrc != COH_OK) {
+        *err = merr;
+        rc = mrc;
+      }
+    }
+  }
   if (rc) goto done;
   e->stats.prefill_runs++;
   release_kv(e, s->own_kv);
@@ -692,7 +825,16 @@ static int decode_step(coh_engine *e, seq **rows, int n, coh_err *err) {
       mrow[cols] = 1;
     }
   }
+  masks_start(e, rows, n);
   rc = run_model(e, n, 1, cols + 1, ids, pos, mask, b->kv, 1, present, &logits, NULL, err);
+  {
+    coh_err merr;
+    int mrc = masks_finish(e, rows, n, &merr);
+    if (rc == COH_OK && mrc != COH_OK) {
+      *err = merr;
+      rc = mrc;
+    }
+  }
   if (rc) goto done;
 
   /* The presents become the batch's cache: one more column per row. */
@@ -795,10 +937,12 @@ void coh_engine_free(coh_engine *e) {
   seq *s, *next;
   if (e == NULL) return;
   batch_clear(e);
+  coh__masker_free(e->masker); /* before the states its jobs point to */
   for (s = e->head; s; s = next) {
     next = s->next;
     seq_free(e, s);
   }
+  coh__free(e->jobs);
   coh__sampler_free(e->sampler);
   /* Last: every tensor from this allocator was released above. */
   if (e->alloc_owned && e->alloc) e->api->ReleaseAllocator(e->alloc);
@@ -806,6 +950,30 @@ void coh_engine_free(coh_engine *e) {
   coh__free(e->out_names);
   coh__free(e->logits_f32);
   coh__free(e);
+}
+
+/* The token trie of the model's tokenizer (once per model), the helper
+ * thread and its job list (once per engine): made at the first constrained
+ * request. */
+static int grammar_setup(coh_engine *e, coh_err *err) {
+  const coh_model_info *info = &e->m->info;
+  size_t gv;
+  int rc;
+  if (e->masker != NULL) return COH_OK;
+  if (e->m->gvocab == NULL &&
+      (rc = coh_grammar_vocab_new(e->m->tok, info->eos_ids, (size_t)info->n_eos,
+                                  &e->m->gvocab, err)))
+    return rc;
+  gv = coh_grammar_vocab_size(e->m->gvocab);
+  if ((int64_t)gv > info->vocab)
+    return coh__err(err, COH_EMODEL,
+                    "the tokenizer has %zu tokens but the model's logits only %lld; "
+                    "a grammar cannot be applied",
+                    gv, (long long)info->vocab);
+  e->mask_words = ((size_t)info->vocab + 31) / 32;
+  if (e->jobs == NULL) e->jobs = coh__calloc((size_t)e->max_batch, sizeof *e->jobs);
+  if (e->jobs == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+  return coh__masker_new(e->mask_words, (gv + 31) / 32, &e->masker, err);
 }
 
 int coh_engine_submit(coh_engine *e, const coh_request *r, uint64_t *id,
@@ -830,6 +998,13 @@ int coh_engine_submit(coh_engine *e, const coh_request *r, uint64_t *id,
                     "(at most %lld prompt tokens, leaving room for one generated)",
                     r->n_prompt, (long long)info->context, (long long)info->context - 1);
   if ((rc = coh_sampling_validate(&r->sampling, err))) return rc;
+  if (r->grammar != NULL && e->m->tok == NULL)
+    return coh__err(err, COH_EINVAL, "a grammar needs a tokenizer.json in the model folder");
+  if (r->grammar != NULL && r->ignore_eos)
+    return coh__err(err, COH_EINVAL,
+                    "ignore_eos cannot be combined with a grammar (end-of-sequence "
+                    "is what ends a complete output)");
+  if (r->grammar != NULL && (rc = grammar_setup(e, err))) return rc;
   if (r->n_stop_strings > 0 && e->m->tok == NULL)
     return coh__err(err, COH_EINVAL, "stop strings need a tokenizer.json in the model folder");
   for (i = 0; i < r->n_stop_strings; i++)
@@ -869,6 +1044,14 @@ int coh_engine_submit(coh_engine *e, const coh_request *r, uint64_t *id,
       s->n_stop_strings = i + 1;
       if (s->stop_strings[i] == NULL) goto oom;
       if (len > s->max_stop_len) s->max_stop_len = len;
+    }
+  }
+  if (r->grammar != NULL) {
+    s->gmask = coh__calloc(e->mask_words, sizeof *s->gmask);
+    if (s->gmask == NULL) goto oom;
+    if ((rc = coh_grammar_state_new(r->grammar, e->m->gvocab, &s->gstate, err))) {
+      seq_free(e, s);
+      return rc;
     }
   }
   if (e->m->tok != NULL) {

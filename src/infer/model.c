@@ -52,6 +52,7 @@ void coh_model_close(coh_model *m) {
   if (m->session) m->api->ReleaseSession(m->session);
   if (m->cpu_mem) m->api->ReleaseMemoryInfo(m->cpu_mem);
   if (m->env) m->api->ReleaseEnv(m->env);
+  coh_grammar_vocab_free(m->gvocab); /* borrows the tokenizer */
   if (m->tok) coh_tokenizer_free(m->tok);
   if (m->chat) coh_chat_template_free(m->chat);
   free_names(m->past_key, m->info.n_layers);

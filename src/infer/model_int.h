@@ -15,6 +15,10 @@ struct coh_model {
   OrtMemoryInfo *cpu_mem;
   coh_tokenizer *tok;
   coh_chat_template *chat;                /* NULL: the folder has none */
+  /* the token trie of tok for constrained decoding: built by the first
+   * engine that gets a constrained request (engine.c), shared by every
+   * engine of this model, freed with it */
+  coh_grammar_vocab *gvocab;
   ONNXTensorElementDataType kv_type;     /* FLOAT or FLOAT16 */
   ONNXTensorElementDataType logits_type; /* FLOAT or FLOAT16 */
   int gqa;                               /* attention == "gqa" */

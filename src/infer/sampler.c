@@ -5,6 +5,10 @@
  * Order of operations in coh__sample (fixed; part of the determinism
  * contract):
  *
+ *   0. grammar mask (coh__sample_masked, constrained decoding): a token whose
+ *      bit is clear counts as -inf, before anything else, on the greedy and
+ *      the sampling path alike, so no later filter can bring it back and the
+ *      filters rank only allowed tokens.
  *   1. repetition penalty: for every distinct id in the history, a logit
  *      > 0 is divided by the penalty, any other logit multiplied by it
  *      (CTRL, Keskar et al. 2019).  NaN logits are treated as -inf first.
@@ -273,6 +277,18 @@ static size_t pick(const double *w, size_t n, double z, double u) {
 int coh__sample(coh__sampler *s, const coh_sampling *p, const float *logits,
                 const int32_t *history, size_t n_history, coh__rng *rng,
                 int32_t *out_token, coh_err *err) {
+  return coh__sample_masked(s, p, logits, NULL, history, n_history, rng,
+                            out_token, err);
+}
+
+/* Whether bit i of the allowed-token mask is clear (NULL: all allowed). */
+#define MASKED_OUT(mask, i) \
+  ((mask) != NULL && !(((mask)[(i) >> 5] >> ((i) & 31)) & 1u))
+
+int coh__sample_masked(coh__sampler *s, const coh_sampling *p,
+                       const float *logits, const uint32_t *allowed,
+                       const int32_t *history, size_t n_history,
+                       coh__rng *rng, int32_t *out_token, coh_err *err) {
   const size_t vocab = s ? s->vocab : 0;
   int greedy, penalty, rc;
   float pen, m = -INFINITY;
@@ -308,7 +324,7 @@ int coh__sample(coh__sampler *s, const coh_sampling *p, const float *logits,
     int found = 0;
     for (i = 0; i < vocab; i++) {
       float x = logits[i];
-      if (isnan(x)) continue;
+      if (MASKED_OUT(allowed, i) || isnan(x)) continue;
       if (penalty && (s->seen[i >> 3] >> (i & 7) & 1)) x = penalise(x, pen);
       if (x == -INFINITY) continue;
       if (!found || x > m) { /* strict: ties keep the lowest id */
@@ -322,7 +338,7 @@ int coh__sample(coh__sampler *s, const coh_sampling *p, const float *logits,
   } else {
     for (i = 0; i < vocab; i++) {
       float x = logits[i];
-      if (isnan(x)) continue;
+      if (MASKED_OUT(allowed, i) || isnan(x)) continue;
       if (penalty && (s->seen[i >> 3] >> (i & 7) & 1)) x = penalise(x, pen);
       if (x == -INFINITY) continue;
       if (x > m) m = x;
@@ -335,7 +351,10 @@ int coh__sample(coh__sampler *s, const coh_sampling *p, const float *logits,
   if (penalty)
     for (i = 0; i < n_history; i++) s->seen[history[i] >> 3] = 0;
   if (n == 0)
-    return coh__err(err, COH_EINVAL, "sample: all logits are -inf/NaN");
+    return coh__err(err, COH_EINVAL,
+                    allowed ? "sample: every allowed token's logit is -inf/NaN "
+                              "(or the grammar mask allows no token)"
+                            : "sample: all logits are -inf/NaN");
   if (greedy) return COH_OK;
 
   {

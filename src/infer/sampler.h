@@ -66,6 +66,18 @@ int coh__sample(coh__sampler *s, const coh_sampling *p, const float *logits,
                 const int32_t *history, size_t n_history, coh__rng *rng,
                 int32_t *out_token, coh_err *err);
 
+/* coh__sample with a grammar mask first (step 0 of the order in
+ * sampler.c): allowed (borrowed; (vocab + 31) / 32 words, bit i % 32 of
+ * word i / 32 set when token i may be chosen; NULL: every token) turns every
+ * disallowed token's logit into -inf before the repetition penalty, on the
+ * greedy and the sampling path alike.  The rng is advanced exactly as by
+ * coh__sample.  Errors: those of coh__sample; "no allowed token with a
+ * finite logit" is COH_EINVAL. */
+int coh__sample_masked(coh__sampler *s, const coh_sampling *p,
+                       const float *logits, const uint32_t *allowed,
+                       const int32_t *history, size_t n_history,
+                       coh__rng *rng, int32_t *out_token, coh_err *err);
+
 /* ---- fp16 ---------------------------------------------------------------
  * IEEE 754 binary16.  half → float is exact for every input (subnormals,
  * ±0, ±inf; a NaN keeps its sign and payload).  float → half rounds to

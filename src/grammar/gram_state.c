@@ -1,0 +1,620 @@
+/*
+ * gram_state.c — the vocabulary trie, parse states and masks.
+ *
+ * A parse state is a set of stacks (gram_int.h).  A stack is a chain of
+ * nodes (position in elems, parent); every top is at a byte class.  A byte
+ * advances each top whose class holds it, then the new position is
+ * normalized: an END pops to the parent, a rule reference expands into its
+ * alternatives (its continuation is the parent itself when the reference is
+ * last in its alternative: tail calls, so loops keep a constant stack).
+ *
+ * The mask walks the vocabulary trie depth first, keeping the state after
+ * each prefix; a prefix that leaves no stack (and does not accept) cuts its
+ * whole subtree.  Masks are cached per state by the positions of its stacks
+ * (the mask depends on nothing else), so the long runs inside a string or a
+ * number reuse one walk.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "grammar/gram_int.h"
+
+#define NONE UINT32_MAX
+
+/* ---- vocabulary ------------------------------------------------------------ */
+
+struct coh_grammar_vocab {
+  size_t n_ids;
+  /* trie in preorder; node 0 is the root (empty string) */
+  uint8_t *byte;
+  uint16_t *depth;
+  uint32_t *end;      /* index after the node's subtree */
+  uint32_t *tok_off;  /* tokens ending here: ids[tok_off[i]..tok_off[i+1]) */
+  int32_t *ids;
+  size_t n_nodes;
+  int32_t *eos;
+  size_t n_eos;
+  unsigned char *is_eos; /* n_ids */
+  /* bytes of each id (for accept): off/len into text */
+  uint32_t *boff, *blen;
+  char *text;
+  uint16_t max_depth;
+};
+
+typedef struct vtok {
+  const char *s;
+  uint32_t n;
+  int32_t id;
+} vtok;
+
+static int cmp_vtok(const void *a, const void *b) {
+  const vtok *x = a, *y = b;
+  uint32_t n = x->n < y->n ? x->n : y->n;
+  int c = memcmp(x->s, y->s, n);
+  if (c) return c;
+  if (x->n != y->n) return x->n < y->n ? -1 : 1;
+  return x->id < y->id ? -1 : x->id > y->id;
+}
+
+void coh_grammar_vocab_free(coh_grammar_vocab *v) {
+  if (!v) return;
+  coh__free(v->byte);
+  coh__free(v->depth);
+  coh__free(v->end);
+  coh__free(v->tok_off);
+  coh__free(v->ids);
+  coh__free(v->eos);
+  coh__free(v->is_eos);
+  coh__free(v->boff);
+  coh__free(v->blen);
+  coh__free(v->text);
+  coh__free(v);
+}
+
+size_t coh_grammar_vocab_size(const coh_grammar_vocab *v) {
+  return v ? v->n_ids : 0;
+}
+
+#define TOK_MAX 1024 /* longer tokens are never allowed (none real are) */
+
+int coh_grammar_vocab_new(const coh_tokenizer *tok, const int32_t *eos_ids,
+                          size_t n_eos, coh_grammar_vocab **out,
+                          coh_err *err) {
+  coh_grammar_vocab *v = NULL;
+  vtok *t = NULL;
+  size_t n, i, nt = 0, tlen = 0, cap_text = 0;
+  uint32_t *path = NULL;
+  int rc = COH_OK;
+  char buf[TOK_MAX];
+  *out = NULL;
+  if (!tok || !out || (n_eos && !eos_ids))
+    return coh__err(err, COH_EINVAL, "grammar vocab: NULL argument");
+  n = coh_tokenizer_vocab_size(tok);
+  v = coh__calloc(1, sizeof *v);
+  if (!v) goto oom;
+  v->n_ids = n;
+  v->is_eos = coh__calloc(n + 1, 1);
+  v->boff = coh__calloc(n + 1, sizeof *v->boff);
+  v->blen = coh__calloc(n + 1, sizeof *v->blen);
+  v->eos = coh__malloc((n_eos + 1) * sizeof *v->eos);
+  t = coh__malloc((n + 1) * sizeof *t);
+  if (!v->is_eos || !v->boff || !v->blen || !v->eos || !t) goto oom;
+  for (i = 0; i < n_eos; i++) {
+    if (eos_ids[i] < 0 || (size_t)eos_ids[i] >= n) {
+      rc = coh__err(err, COH_ERANGE,
+                    "grammar vocab: eos id %ld out of range (vocab %zu)",
+                    (long)eos_ids[i], n);
+      goto done;
+    }
+    v->eos[i] = eos_ids[i];
+    v->is_eos[eos_ids[i]] = 1;
+  }
+  v->n_eos = n_eos;
+  /* the bytes of every token into one text buffer */
+  for (i = 0; i < n; i++) {
+    size_t len = 0;
+    coh_err e2;
+    if (coh_tokenizer_is_special(tok, (int32_t)i)) continue;
+    if (coh_tokenizer_token_bytes(tok, (int32_t)i, buf, sizeof buf, &len,
+                                  &e2))
+      continue; /* a gap in the ids, or a token over TOK_MAX bytes */
+    if (len == 0) continue;
+    if (tlen + len > cap_text) {
+      size_t c = cap_text ? cap_text * 2 : 1 << 16;
+      char *p;
+      while (c < tlen + len) c *= 2;
+      p = coh__realloc(v->text, c);
+      if (!p) goto oom;
+      v->text = p;
+      cap_text = c;
+    }
+    memcpy(v->text + tlen, buf, len);
+    v->boff[i] = (uint32_t)tlen;
+    v->blen[i] = (uint32_t)len;
+    tlen += len;
+  }
+  for (i = 0; i < n; i++)
+    if (v->blen[i]) {
+      t[nt].s = v->text + v->boff[i];
+      t[nt].n = v->blen[i];
+      t[nt].id = (int32_t)i;
+      nt++;
+    }
+  qsort(t, nt, sizeof *t, cmp_vtok);
+  /* preorder trie */
+  {
+    size_t cap = tlen + 2, sp = 0;
+    uint32_t prev_n = 0;
+    const char *prev = "";
+    v->byte = coh__malloc(cap);
+    v->depth = coh__malloc(cap * sizeof *v->depth);
+    v->end = coh__malloc(cap * sizeof *v->end);
+    v->tok_off = coh__malloc((cap + 1) * sizeof *v->tok_off);
+    v->ids = coh__malloc((nt + 1) * sizeof *v->ids);
+    path = coh__malloc((TOK_MAX + 2) * sizeof *path);
+    if (!v->byte || !v->depth || !v->end || !v->tok_off || !v->ids || !path)
+      goto oom;
+    v->byte[0] = 0;
+    v->depth[0] = 0;
+    v->tok_off[0] = 0;
+    v->n_nodes = 1;
+    path[0] = 0;
+    sp = 1; /* path[0..sp): nodes at depth 0..sp-1 */
+    for (i = 0; i < nt; i++) {
+      uint32_t l = 0, d;
+      while (l < prev_n && l < t[i].n && prev[l] == t[i].s[l]) l++;
+      while (sp > l + 1) { /* close nodes deeper than l */
+        sp--;
+        v->end[path[sp]] = (uint32_t)v->n_nodes;
+      }
+      for (d = l; d < t[i].n; d++) {
+        uint32_t k = (uint32_t)v->n_nodes++;
+        v->byte[k] = (uint8_t)t[i].s[d];
+        v->depth[k] = (uint16_t)(d + 1);
+        v->tok_off[k] = (uint32_t)i; /* tokens of k start at i (or later) */
+        path[sp++] = k;
+        if (d + 1 > v->max_depth) v->max_depth = (uint16_t)(d + 1);
+      }
+      v->ids[i] = t[i].id;
+      prev = t[i].s;
+      prev_n = t[i].n;
+    }
+    while (sp > 1) {
+      sp--;
+      v->end[path[sp]] = (uint32_t)v->n_nodes;
+    }
+    v->end[0] = (uint32_t)v->n_nodes;
+    /* tok ranges: a node's tokens are the consecutive sorted entries equal
+     * to its string; recompute by a second pass */
+    {
+      size_t node = 0, j = 0;
+      uint32_t *cnt = coh__calloc(v->n_nodes + 1, sizeof *cnt);
+      if (!cnt) goto oom;
+      /* walk again, mapping each token to its node */
+      sp = 1;
+      prev_n = 0;
+      prev = "";
+      node = 0;
+      for (i = 0; i < nt; i++) {
+        uint32_t l = 0, d;
+        while (l < prev_n && l < t[i].n && prev[l] == t[i].s[l]) l++;
+        if (sp > l + 1) sp = l + 1;
+        for (d = l; d < t[i].n; d++) path[sp++] = (uint32_t)++node;
+        if (l == t[i].n && t[i].n == prev_n) { /* same string */ }
+        cnt[path[sp - 1]]++;
+        prev = t[i].s;
+        prev_n = t[i].n;
+      }
+      v->tok_off[0] = 0;
+      for (j = 0; j < v->n_nodes; j++) v->tok_off[j + 1] = v->tok_off[j] + cnt[j];
+      coh__free(cnt);
+    }
+  }
+  *out = v;
+  v = NULL;
+  goto done;
+oom:
+  rc = coh__err(err, COH_ENOMEM, "grammar vocab: out of memory");
+done:
+  coh__free(t);
+  coh__free(path);
+  coh_grammar_vocab_free(v);
+  return rc;
+}
+
+/* ---- parse states ---------------------------------------------------------- */
+
+typedef struct gnode {
+  uint32_t pos, parent, depth;
+} gnode;
+
+/* A set of stacks: tops[0..n) are node indices; tops live in the tops
+ * arena from `at`. */
+typedef struct gset {
+  uint32_t at, n;
+  int accept;
+} gset;
+
+#define CACHE_N 16
+
+struct coh_grammar_state {
+  const coh_grammar *g;
+  const coh_grammar_vocab *v;
+  gnode *nodes;
+  size_t n_nodes, cap_nodes;
+  uint32_t *tops;
+  size_t n_tops, cap_tops;
+  gset cur; /* the committed state */
+  int finished;
+  int oom;
+  int overflow; /* stacks or depth were cut (never breaks the invariant) */
+  size_t n_bytes;
+  /* walk scratch: the set after each trie depth, and the node arena's
+   * size after it */
+  gset *lv;
+  size_t *lvn;
+  /* mask cache: key = positions of every stack, root first */
+  uint64_t key[CACHE_N];
+  uint32_t *cmask[CACHE_N];
+  uint32_t next_slot;
+  size_t mask_words;
+  /* text so far (for messages): the last bytes */
+  char tail[48];
+  size_t tail_n;
+};
+
+static uint32_t new_node(coh_grammar_state *s, uint32_t pos, uint32_t parent) {
+  if (s->n_nodes == s->cap_nodes) {
+    size_t cap = s->cap_nodes ? s->cap_nodes * 2 : 256;
+    gnode *p = coh__realloc(s->nodes, cap * sizeof *p);
+    if (!p) {
+      s->oom = 1;
+      return NONE;
+    }
+    s->nodes = p;
+    s->cap_nodes = cap;
+  }
+  s->nodes[s->n_nodes].pos = pos;
+  s->nodes[s->n_nodes].parent = parent;
+  s->nodes[s->n_nodes].depth =
+      parent == NONE ? 1 : s->nodes[parent].depth + 1;
+  return (uint32_t)s->n_nodes++;
+}
+
+static void add_top(coh_grammar_state *s, gset *o, uint32_t nd) {
+  uint32_t i, pos = s->nodes[nd].pos, par = s->nodes[nd].parent;
+  for (i = 0; i < o->n; i++) {
+    gnode *x = &s->nodes[s->tops[o->at + i]];
+    if (x->pos == pos && x->parent == par) return;
+  }
+  if (o->n >= COH__GRAM_MAX_STACKS) {
+    s->overflow = 1;
+    return;
+  }
+  if (s->n_tops == s->cap_tops) {
+    size_t cap = s->cap_tops ? s->cap_tops * 2 : 256;
+    uint32_t *p = coh__realloc(s->tops, cap * sizeof *p);
+    if (!p) {
+      s->oom = 1;
+      return;
+    }
+    s->tops = p;
+    s->cap_tops = cap;
+  }
+  s->tops[s->n_tops++] = nd;
+  o->n++;
+}
+
+/* Brings node nd (whose pos may be END or a reference) to byte-class tops
+ * in o.  rec bounds the recursion (no left recursion: it is finite). */
+static void normalize(coh_grammar_state *s, gset *o, uint32_t nd, int rec) {
+  const coh_grammar *g = s->g;
+  while (nd != NONE && !s->oom) {
+    uint32_t pos = s->nodes[nd].pos, e = g->elems[pos];
+    if (rec > COH__GRAM_MAX_DEPTH || s->nodes[nd].depth > COH__GRAM_MAX_DEPTH) {
+      s->overflow = 1;
+      return;
+    }
+    switch (COH__E_KIND(e)) {
+      case COH__E_CLS:
+        add_top(s, o, nd);
+        return;
+      case COH__E_END: {
+        uint32_t p = s->nodes[nd].parent;
+        if (p == NONE) {
+          o->accept = 1;
+          return;
+        }
+        nd = p;
+        continue;
+      }
+      default: { /* reference */
+        uint32_t r = COH__E_VAL(e), a, cont;
+        uint32_t nx = g->elems[pos + 1];
+        if (COH__E_KIND(nx) == COH__E_END)
+          cont = s->nodes[nd].parent;
+        else
+          cont = new_node(s, pos + 1, s->nodes[nd].parent);
+        if (s->oom) return;
+        for (a = g->alt_off[r]; a < g->alt_off[r + 1]; a++) {
+          uint32_t c = new_node(s, g->alts[a], cont);
+          if (c == NONE) return;
+          normalize(s, o, c, rec + 1);
+        }
+        return;
+      }
+    }
+  }
+}
+
+/* o := in advanced by byte c (o's tops appended at the arena's end). */
+static void step(coh_grammar_state *s, const gset *in, unsigned char c,
+                 gset *o) {
+  uint32_t i;
+  o->at = (uint32_t)s->n_tops;
+  o->n = 0;
+  o->accept = 0;
+  for (i = 0; i < in->n; i++) {
+    uint32_t nd = s->tops[in->at + i];
+    const gnode *x = &s->nodes[nd];
+    const coh__cls *k = &s->g->cls[COH__E_VAL(s->g->elems[x->pos])];
+    if (k->w[c >> 5] & (1u << (c & 31))) {
+      uint32_t nn = new_node(s, x->pos + 1, x->parent);
+      if (nn == NONE) return;
+      normalize(s, o, nn, 0);
+    }
+  }
+}
+
+/* Copies the stacks of set in into fresh arenas (dropping garbage). */
+static int compact(coh_grammar_state *s, gset *in) {
+  gnode *nodes = NULL;
+  uint32_t *tops = NULL, *map = NULL;
+  size_t nn = 0, i, cap;
+  cap = s->n_nodes + 1;
+  map = coh__malloc(cap * sizeof *map);
+  nodes = coh__malloc(cap * sizeof *nodes);
+  tops = coh__malloc((in->n + 1) * sizeof *tops);
+  if (!map || !nodes || !tops) goto oom;
+  for (i = 0; i < s->n_nodes; i++) map[i] = NONE;
+  /* nodes reachable from the tops, parents first: collect then order by
+   * index (a parent always has a smaller index than its child) */
+  {
+    unsigned char *live = coh__calloc(cap, 1);
+    if (!live) goto oom;
+    for (i = 0; i < in->n; i++) {
+      uint32_t x = s->tops[in->at + i];
+      while (x != NONE && !live[x]) {
+        live[x] = 1;
+        x = s->nodes[x].parent;
+      }
+    }
+    for (i = 0; i < s->n_nodes; i++)
+      if (live[i]) {
+        nodes[nn] = s->nodes[i];
+        nodes[nn].parent =
+            s->nodes[i].parent == NONE ? NONE : map[s->nodes[i].parent];
+        map[i] = (uint32_t)nn++;
+      }
+    coh__free(live);
+  }
+  for (i = 0; i < in->n; i++) tops[i] = map[s->tops[in->at + i]];
+  coh__free(s->nodes);
+  coh__free(s->tops);
+  s->nodes = nodes;
+  s->n_nodes = nn;
+  s->cap_nodes = cap;
+  s->tops = tops;
+  s->n_tops = in->n;
+  s->cap_tops = in->n + 1;
+  in->at = 0;
+  coh__free(map);
+  return COH_OK;
+oom:
+  coh__free(map);
+  coh__free(nodes);
+  coh__free(tops);
+  return COH_ENOMEM;
+}
+
+int coh_grammar_state_new(const coh_grammar *g, const coh_grammar_vocab *v,
+                          coh_grammar_state **out, coh_err *err) {
+  coh_grammar_state *s;
+  uint32_t a;
+  *out = NULL;
+  if (!g || !v) return coh__err(err, COH_EINVAL, "grammar state: NULL argument");
+  s = coh__calloc(1, sizeof *s);
+  if (!s) return coh__err(err, COH_ENOMEM, "grammar state: out of memory");
+  s->g = g;
+  s->v = v;
+  s->mask_words = (v->n_ids + 31) / 32;
+  s->lv = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lv);
+  s->lvn = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lvn);
+  if (!s->lv || !s->lvn) s->oom = 1;
+  s->cur.at = 0;
+  for (a = g->alt_off[g->root]; a < g->alt_off[g->root + 1] && !s->oom; a++) {
+    uint32_t c = new_node(s, g->alts[a], NONE);
+    if (c != NONE) normalize(s, &s->cur, c, 0);
+  }
+  if (s->oom) {
+    coh_grammar_state_free(s);
+    return coh__err(err, COH_ENOMEM, "grammar state: out of memory");
+  }
+  *out = s;
+  return COH_OK;
+}
+
+void coh_grammar_state_free(coh_grammar_state *s) {
+  int i;
+  if (!s) return;
+  coh__free(s->nodes);
+  coh__free(s->tops);
+  coh__free(s->lv);
+  coh__free(s->lvn);
+  for (i = 0; i < CACHE_N; i++) coh__free(s->cmask[i]);
+  coh__free(s);
+}
+
+int coh_grammar_state_is_complete(const coh_grammar_state *s) {
+  return s && !s->finished && s->cur.accept;
+}
+
+/* FNV-1a over the positions of every stack (top to root), in set order;
+ * the mask is a function of exactly these. */
+static uint64_t state_key(const coh_grammar_state *s) {
+  uint64_t h = 1469598103934665603ull;
+  uint32_t i;
+  h = (h ^ (uint64_t)(s->cur.accept + 7)) * 1099511628211ull;
+  for (i = 0; i < s->cur.n; i++) {
+    uint32_t x = s->tops[s->cur.at + i];
+    while (x != NONE) {
+      h = (h ^ s->nodes[x].pos) * 1099511628211ull;
+      x = s->nodes[x].parent;
+    }
+    h = (h ^ 0xffffffffu) * 1099511628211ull;
+  }
+  return h ? h : 1;
+}
+
+static void walk(coh_grammar_state *s, uint32_t *mask) {
+  const coh_grammar_vocab *v = s->v;
+  size_t base_nodes = s->n_nodes, base_tops = s->n_tops;
+  uint32_t i = 1, k;
+  s->lv[0] = s->cur;
+  s->lvn[0] = base_nodes;
+  while (i < v->n_nodes && !s->oom) {
+    uint16_t d = v->depth[i];
+    gset *o = &s->lv[d];
+    /* drop the scratch of deeper levels: lv[d-1] is the last kept */
+    /* levels deeper than d-1 are dead: reclaim their nodes and tops */
+    s->n_nodes = s->lvn[d - 1];
+    s->n_tops = d == 1 ? base_tops : s->lv[d - 1].at + s->lv[d - 1].n;
+    step(s, &s->lv[d - 1], v->byte[i], o);
+    s->lvn[d] = s->n_nodes;
+    if (o->n == 0 && !o->accept) {
+      i = v->end[i];
+      continue;
+    }
+    if (o->accept || o->n)
+      for (k = v->tok_off[i]; k < v->tok_off[i + 1]; k++) {
+        int32_t id = v->ids[k];
+        mask[id >> 5] |= 1u << (id & 31);
+      }
+    if (o->n == 0) {
+      i = v->end[i];
+      continue;
+    }
+    i++;
+  }
+  s->n_nodes = base_nodes;
+  s->n_tops = base_tops;
+}
+
+int coh_grammar_state_mask(coh_grammar_state *s, uint32_t *mask,
+                           coh_err *err) {
+  uint64_t key;
+  int i;
+  size_t k;
+  if (!s || !mask) return coh__err(err, COH_EINVAL, "grammar mask: NULL argument");
+  memset(mask, 0, s->mask_words * sizeof *mask);
+  if (s->finished) return COH_OK;
+  key = state_key(s);
+  for (i = 0; i < CACHE_N; i++)
+    if (s->key[i] == key && s->cmask[i]) {
+      memcpy(mask, s->cmask[i], s->mask_words * sizeof *mask);
+      goto eos;
+    }
+  walk(s, mask);
+  if (s->oom) {
+    s->oom = 0;
+    return coh__err(err, COH_ENOMEM, "grammar mask: out of memory");
+  }
+  {
+    uint32_t slot = s->next_slot++ % CACHE_N;
+    if (!s->cmask[slot])
+      s->cmask[slot] = coh__malloc(s->mask_words * sizeof *mask);
+    if (s->cmask[slot]) {
+      memcpy(s->cmask[slot], mask, s->mask_words * sizeof *mask);
+      s->key[slot] = key;
+    }
+  }
+eos:
+  if (s->cur.accept)
+    for (k = 0; k < s->v->n_eos; k++) {
+      int32_t id = s->v->eos[k];
+      mask[id >> 5] |= 1u << (id & 31);
+    }
+  return COH_OK;
+}
+
+static void tail_add(coh_grammar_state *s, const char *b, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i++) {
+    if (s->tail_n == sizeof s->tail - 1) {
+      memmove(s->tail, s->tail + 1, s->tail_n - 1);
+      s->tail_n--;
+    }
+    s->tail[s->tail_n++] = b[i];
+  }
+  s->tail[s->tail_n] = 0;
+}
+
+int coh_grammar_state_accept(coh_grammar_state *s, int32_t token,
+                             coh_err *err) {
+  const coh_grammar_vocab *v;
+  size_t base_nodes, base_tops, i, n;
+  gset a, b;
+  const char *bytes;
+  if (!s) return coh__err(err, COH_EINVAL, "grammar accept: NULL state");
+  v = s->v;
+  if (token < 0 || (size_t)token >= v->n_ids)
+    return coh__err(err, COH_EINVAL,
+                    "grammar accept: token %ld out of range (vocab %zu)",
+                    (long)token, v->n_ids);
+  if (s->finished)
+    return coh__err(err, COH_EINVAL,
+                    "grammar accept: token %ld after end of sequence",
+                    (long)token);
+  if (v->is_eos[token]) {
+    if (!s->cur.accept)
+      return coh__err(err, COH_EINVAL,
+                      "grammar accept: end-of-sequence token %ld before the "
+                      "output is complete (text so far ends '%s')",
+                      (long)token, s->tail);
+    s->finished = 1;
+    return COH_OK;
+  }
+  n = v->blen[token];
+  bytes = v->text + v->boff[token];
+  if (n == 0)
+    return coh__err(err, COH_EINVAL,
+                    "grammar accept: token %ld is special or empty and never "
+                    "allowed",
+                    (long)token);
+  base_nodes = s->n_nodes;
+  base_tops = s->n_tops;
+  a = s->cur;
+  for (i = 0; i < n; i++) {
+    step(s, &a, (unsigned char)bytes[i], &b);
+    if (s->oom) goto oom;
+    if (b.n == 0 && !(b.accept && i + 1 == n)) {
+      s->n_nodes = base_nodes;
+      s->n_tops = base_tops;
+      return coh__err(err, COH_EINVAL,
+                      "grammar accept: token %ld ('%.*s') not allowed after "
+                      "'%s' (byte %zu of the token)",
+                      (long)token, (int)(n < 40 ? n : 40), bytes, s->tail, i);
+    }
+    a = b;
+  }
+  if (compact(s, &a)) goto oom;
+  s->cur = a;
+  s->n_bytes += n;
+  tail_add(s, bytes, n);
+  return COH_OK;
+oom:
+  s->oom = 0;
+  s->n_nodes = base_nodes;
+  s->n_tops = base_tops;
+  return coh__err(err, COH_ENOMEM, "grammar accept: out of memory");
+}
