@@ -108,4 +108,11 @@ int coh__gb_finish(coh__gb *b, int32_t root, const char *what,
 int coh__gram_regex(coh__gb *b, const char *src, size_t n, const char *where,
                     int32_t *rule, coh_err *err);
 
+
+
+/* Tests: a shortest byte string completing state s (from its first stack;
+ * empty when s accepts).  COH_EINVAL when s has no stack and does not
+ * accept (never, if the invariant holds), COH_ERANGE past cap. */
+int coh__grammar_state_shortest(const coh_grammar_state *s, char *buf,
+                                size_t cap, size_t *len);
 #endif

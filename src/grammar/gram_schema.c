@@ -419,6 +419,18 @@ static void same_len(coh__gb *bd, int32_t r, const char *a, const char *b,
     coh__gb_push(bd, r, COH__G_END);
     return;
   }
+  {
+    int full = 1; /* a = d00..0, b = e99..9: [d-e][0-9]{n-1} */
+    for (i = 1; i < n; i++)
+      if (a[i] != '0' || b[i] != '9') full = 0;
+    if (full) {
+      for (i = 0; i < np; i++) coh__gb_push(bd, r, pre[i]);
+      coh__gb_push(bd, r, coh__gb_range(bd, (unsigned char)a[0], (unsigned char)b[0]));
+      for (i = 1; i < n; i++) coh__gb_push(bd, r, coh__gb_range(bd, '0', '9'));
+      coh__gb_push(bd, r, COH__G_END);
+      return;
+    }
+  }
   if (a[0] == b[0]) {
     pre[np] = coh__gb_byte(bd, (unsigned char)a[0]);
     same_len(bd, r, a + 1, b + 1, n - 1, pre, np + 1);
@@ -449,7 +461,7 @@ static void nonneg(coh__gb *bd, int32_t r, long long lo, long long hi,
   char a[24], z[24];
   int la, lz, L;
   int32_t pre[1];
-  int np = minus >= 0;
+  int np = minus != 0; /* 0: no prefix (elements are never 0 here) */
   pre[0] = minus;
   la = snprintf(a, sizeof a, "%lld", lo);
   lz = hi >= 0 ? snprintf(z, sizeof z, "%lld", hi) : 19;
@@ -495,7 +507,7 @@ static int32_t int_range(sc *c, int has_lo, long long lo, int has_hi,
   }
   if (!has_hi || hi >= 0) {
     long long plo = has_lo && lo > 0 ? lo : 0;
-    nonneg(b, r, plo, has_hi ? hi : -1, -1);
+    nonneg(b, r, plo, has_hi ? hi : -1, 0);
   }
   return r;
 }

@@ -236,6 +236,7 @@ typedef struct gset {
 } gset;
 
 #define CACHE_N 16
+#define HS 4096 /* dedup hash of one set's tops (> COH__GRAM_MAX_STACKS) */
 
 struct coh_grammar_state {
   const coh_grammar *g;
@@ -258,6 +259,9 @@ struct coh_grammar_state {
   uint32_t *cmask[CACHE_N];
   uint32_t next_slot;
   size_t mask_words;
+  /* dedup of the set being built: (pos, parent) with a generation */
+  uint32_t h_pos[HS], h_par[HS], h_gen[HS];
+  uint32_t gen;
   /* text so far (for messages): the last bytes */
   char tail[48];
   size_t tail_n;
@@ -282,15 +286,20 @@ static uint32_t new_node(coh_grammar_state *s, uint32_t pos, uint32_t parent) {
 }
 
 static void add_top(coh_grammar_state *s, gset *o, uint32_t nd) {
-  uint32_t i, pos = s->nodes[nd].pos, par = s->nodes[nd].parent;
-  for (i = 0; i < o->n; i++) {
-    gnode *x = &s->nodes[s->tops[o->at + i]];
-    if (x->pos == pos && x->parent == par) return;
+  uint32_t pos = s->nodes[nd].pos, par = s->nodes[nd].parent;
+  uint32_t h = (pos * 2654435761u) ^ (par * 40503u + 0x9e37u);
+  h &= HS - 1;
+  while (s->h_gen[h] == s->gen) {
+    if (s->h_pos[h] == pos && s->h_par[h] == par) return;
+    h = (h + 1) & (HS - 1);
   }
   if (o->n >= COH__GRAM_MAX_STACKS) {
     s->overflow = 1;
     return;
   }
+  s->h_gen[h] = s->gen;
+  s->h_pos[h] = pos;
+  s->h_par[h] = par;
   if (s->n_tops == s->cap_tops) {
     size_t cap = s->cap_tops ? s->cap_tops * 2 : 256;
     uint32_t *p = coh__realloc(s->tops, cap * sizeof *p);
@@ -354,6 +363,10 @@ static void step(coh_grammar_state *s, const gset *in, unsigned char c,
   o->at = (uint32_t)s->n_tops;
   o->n = 0;
   o->accept = 0;
+  if (++s->gen == 0) { /* wrapped: clear the stamps */
+    memset(s->h_gen, 0, sizeof s->h_gen);
+    s->gen = 1;
+  }
   for (i = 0; i < in->n; i++) {
     uint32_t nd = s->tops[in->at + i];
     const gnode *x = &s->nodes[nd];
@@ -432,6 +445,7 @@ int coh_grammar_state_new(const coh_grammar *g, const coh_grammar_vocab *v,
   s->lvn = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lvn);
   if (!s->lv || !s->lvn) s->oom = 1;
   s->cur.at = 0;
+  s->gen = 1;
   for (a = g->alt_off[g->root]; a < g->alt_off[g->root + 1] && !s->oom; a++) {
     uint32_t c = new_node(s, g->alts[a], NONE);
     if (c != NONE) normalize(s, &s->cur, c, 0);
@@ -617,4 +631,91 @@ oom:
   s->n_nodes = base_nodes;
   s->n_tops = base_tops;
   return coh__err(err, COH_ENOMEM, "grammar accept: out of memory");
+}
+
+/* ---- shortest completion (tests: the invariant) ------------------------------ */
+
+typedef struct emit {
+  const coh_grammar *g;
+  const uint32_t *best; /* rule → elems index of its shortest alternative */
+  char *buf;
+  size_t cap, n;
+  int over;
+} emit;
+
+static void emit_from(emit *e, uint32_t pos, int rec) {
+  const coh_grammar *g = e->g;
+  if (rec > COH__GRAM_MAX_DEPTH) {
+    e->over = 1;
+    return;
+  }
+  for (;; pos++) {
+    uint32_t x = g->elems[pos];
+    if (COH__E_KIND(x) == COH__E_END) return;
+    if (COH__E_KIND(x) == COH__E_CLS) {
+      const coh__cls *k = &g->cls[COH__E_VAL(x)];
+      unsigned c;
+      for (c = 0; c < 256; c++)
+        if (k->w[c >> 5] & (1u << (c & 31))) break;
+      if (e->n >= e->cap) {
+        e->over = 1;
+        return;
+      }
+      e->buf[e->n++] = (char)c;
+    } else {
+      emit_from(e, e->best[COH__E_VAL(x)], rec + 1);
+    }
+    if (e->over) return;
+  }
+}
+
+int coh__grammar_state_shortest(const coh_grammar_state *s, char *buf,
+                                size_t cap, size_t *len) {
+  const coh_grammar *g = s->g;
+  uint64_t *cost = coh__malloc((g->n_rules + 1) * sizeof *cost);
+  uint32_t *best = coh__malloc((g->n_rules + 1) * sizeof *best);
+  emit e;
+  size_t r;
+  int changed, rc = COH_OK;
+  *len = 0;
+  if (!cost || !best) {
+    coh__free(cost);
+    coh__free(best);
+    return COH_ENOMEM;
+  }
+  for (r = 0; r < g->n_rules; r++) cost[r] = UINT64_MAX, best[r] = 0;
+  do {
+    changed = 0;
+    for (r = 0; r < g->n_rules; r++) {
+      uint32_t a;
+      for (a = g->alt_off[r]; a < g->alt_off[r + 1]; a++) {
+        uint64_t c = 0;
+        uint32_t p;
+        for (p = g->alts[a]; COH__E_KIND(g->elems[p]) != COH__E_END; p++) {
+          uint32_t x = g->elems[p];
+          if (COH__E_KIND(x) == COH__E_CLS) c++;
+          else if (cost[COH__E_VAL(x)] == UINT64_MAX) { c = UINT64_MAX; break; }
+          else c += cost[COH__E_VAL(x)];
+        }
+        if (c < cost[r]) cost[r] = c, best[r] = g->alts[a], changed = 1;
+      }
+    }
+  } while (changed);
+  memset(&e, 0, sizeof e);
+  e.g = g;
+  e.best = best;
+  e.buf = buf;
+  e.cap = cap;
+  if (!s->cur.accept && s->cur.n) {
+    uint32_t x = s->tops[s->cur.at];
+    for (; x != NONE && !e.over; x = s->nodes[x].parent)
+      emit_from(&e, s->nodes[x].pos, 0);
+  } else if (!s->cur.accept) {
+    rc = COH_EINVAL; /* a dead state: the invariant is broken */
+  }
+  if (e.over) rc = COH_ERANGE;
+  *len = e.n;
+  coh__free(cost);
+  coh__free(best);
+  return rc;
 }
