@@ -784,6 +784,70 @@ static int32_t integer_rule(sc *c, json_t *s, const char *ptr, int is_int) {
   }
 }
 
+
+/* String content (no quotes) that is none of names[0..n): a trie over the
+ * names' bytes; leaving the trie anywhere (another byte, or ending at a
+ * node that is not a whole name) gives any string.  Names holding '"',
+ * '\\', control or non-ASCII bytes are not excluded (an escaped spelling
+ * of a name is not caught either; docs/grammar.md). */
+static int32_t key_except(sc *c, const char **names, size_t n, size_t depth,
+                          int32_t any_rest) {
+  coh__gb *b = c->b;
+  int32_t r = coh__gb_rule(b, "keyx");
+  coh__cls other;
+  unsigned ch;
+  size_t i, j;
+  int whole = 0;
+  memset(&other, 0, sizeof other);
+  for (ch = 0x20; ch < 0x80; ch++)
+    if (ch != '"' && ch != '\\') other.w[ch >> 5] |= 1u << (ch & 31);
+  for (i = 0; i < n; i++)
+    if (strlen(names[i]) == depth) whole = 1;
+  if (!whole) coh__gb_push(b, r, COH__G_END); /* end here: not a name */
+  for (i = 0; i < n; i++) {
+    unsigned char x;
+    const char *sub[256];
+    size_t ns = 0;
+    if (strlen(names[i]) <= depth) continue;
+    x = (unsigned char)names[i][depth];
+    if (!(other.w[x >> 5] & (1u << (x & 31)))) continue; /* done already */
+    other.w[x >> 5] &= ~(1u << (x & 31));
+    for (j = i; j < n && ns < 256; j++)
+      if (strlen(names[j]) > depth && (unsigned char)names[j][depth] == x)
+        sub[ns++] = names[j];
+    coh__gb_push(b, r, coh__gb_byte(b, x));
+    coh__gb_push(b, r, key_except(c, sub, ns, depth + 1, any_rest));
+    coh__gb_push(b, r, COH__G_END);
+  }
+  /* any other character, then anything */
+  coh__gb_push(b, r, coh__gb_cls(b, &other));
+  coh__gb_push(b, r, any_rest);
+  coh__gb_push(b, r, COH__G_END);
+  {
+    /* multi-byte characters and escapes: the json char rule's other
+     * alternatives, i.e. a char that is not printable ASCII */
+    int32_t nonascii = coh__gb_rule(b, "nonascii");
+    size_t k = 0, a = 0;
+    coh__gbr *jr = &b->rules[c->chr];
+    /* copy every alternative but the first (printable ASCII) */
+    while (k < jr->n) {
+      size_t st = k;
+      while (jr->e[k] != COH__G_END) k++;
+      if (a++ > 0) {
+        size_t q;
+        for (q = st; q < k; q++) coh__gb_push(b, nonascii, b->rules[c->chr].e[q]);
+        coh__gb_push(b, nonascii, COH__G_END);
+        jr = &b->rules[c->chr];
+      }
+      k++;
+    }
+    coh__gb_push(b, r, nonascii);
+    coh__gb_push(b, r, any_rest);
+    coh__gb_push(b, r, COH__G_END);
+  }
+  return r;
+}
+
 static int32_t object_rule(sc *c, json_t *s, const char *ptr, int depth) {
   coh__gb *b = c->b;
   json_t *props = json_object_get(s, "properties"), *req = json_object_get(s, "required");
@@ -848,13 +912,32 @@ static int32_t object_rule(sc *c, json_t *s, const char *ptr, int depth) {
     coh__gb_push(b, tail[i], COH__G_END);
   }
   if (addl_val >= 0) {
-    /* tail[f] ::= (f ? "," ws : "") string ws ":" ws V ws tail[1] | "}" */
+    /* tail[f] ::= (f ? "," ws : "") key ws ":" ws V ws tail[1] | "}"
+     * where key is a string that is not a listed property */
+    int32_t key = c->string;
+    if (n) {
+      const char **ex = coh__calloc(n + 1, sizeof *ex);
+      size_t ne = 0, q;
+      if (!ex) { b->oom = 1; goto out; }
+      for (i = 0; i < n; i++) {
+        int plain = 1;
+        for (q = 0; names[i][q]; q++) {
+          unsigned char ch = (unsigned char)names[i][q];
+          if (ch < 0x20 || ch >= 0x80 || ch == '"' || ch == '\\') plain = 0;
+        }
+        if (plain) ex[ne++] = names[i];
+      }
+      if (ne)
+        key = quoted(c, key_except(c, ex, ne, 0,
+                                   coh__gb_repeat(b, c->chr, 0, -1)));
+      coh__free(ex);
+    }
     for (i = 0; i < 2; i++) {
       if (i) {
         coh__gb_push(b, tail[i], coh__gb_byte(b, ','));
         push_ws(c, tail[i]);
       }
-      coh__gb_push(b, tail[i], c->string);
+      coh__gb_push(b, tail[i], key);
       push_ws(c, tail[i]);
       coh__gb_push(b, tail[i], coh__gb_byte(b, ':'));
       push_ws(c, tail[i]);
@@ -1010,6 +1093,31 @@ static int32_t type_rule(sc *c, json_t *s, const char *t, const char *ptr, int d
   return -1;
 }
 
+
+/* Whether value v has one of the types t (a string, a list, or NULL). */
+static int type_admits(json_t *t, json_t *v) {
+  size_t i;
+  if (!t) return 1;
+  if (json_is_array(t)) {
+    for (i = 0; i < json_array_size(t); i++)
+      if (type_admits(json_array_get(t, i), v)) return 1;
+    return 0;
+  }
+  if (!json_is_string(t)) return 1;
+  {
+    const char *n = json_string_value(t);
+    if (!strcmp(n, "string")) return json_is_string(v);
+    if (!strcmp(n, "object")) return json_is_object(v);
+    if (!strcmp(n, "array")) return json_is_array(v);
+    if (!strcmp(n, "boolean")) return json_is_boolean(v);
+    if (!strcmp(n, "null")) return json_is_null(v);
+    if (!strcmp(n, "number")) return json_is_number(v);
+    if (!strcmp(n, "integer"))
+      return json_is_integer(v) || (json_is_real(v) && json_real_value(v) == (double)(long long)json_real_value(v));
+  }
+  return 1;
+}
+
 static int has_any(json_t *s, const char **keys) {
   for (; *keys; keys++)
     if (json_object_get(s, *keys)) return 1;
@@ -1111,12 +1219,16 @@ static int32_t compile_obj(sc *c, json_t *s, const char *ptr, int depth) {
     }
     return r;
   }
-  if ((x = json_object_get(s, "const"))) return value_lit(c, x);
+  if ((x = json_object_get(s, "const"))) {
+    if (!type_admits(json_object_get(s, "type"), x)) return coh__gb_rule(c->b, "none");
+    return value_lit(c, x);
+  }
   if ((x = json_object_get(s, "enum"))) {
     size_t i;
     if (!json_is_array(x)) { fail(c, COH_EFORMAT, ptr, "enum is not an array", ""); return -1; }
     r = coh__gb_rule(c->b, "enum");
     for (i = 0; i < json_array_size(x); i++) {
+      if (!type_admits(json_object_get(s, "type"), json_array_get(x, i))) continue;
       coh__gb_push(c->b, r, value_lit(c, json_array_get(x, i)));
       coh__gb_push(c->b, r, COH__G_END);
     }
