@@ -361,11 +361,11 @@ static void maskbench(const coh_tokenizer *t, const coh_grammar_vocab *v,
 #endif
 #endif
 #ifdef COH_TEST_SANITIZED
-#define SUB_GPT2 8
-#define SUB_LLAMA 16
+#define SUB_GPT2 16
+#define SUB_LLAMA 32
 #else
-#define SUB_GPT2 2
-#define SUB_LLAMA 4
+#define SUB_GPT2 4
+#define SUB_LLAMA 8
 #endif
 
 static void test_maskbench(void) {
