@@ -322,7 +322,11 @@ static void base_rules(sc *c) {
   k.w['\r' >> 5] |= 1u << ('\r' & 31);
   c->ws = coh__gb_repeat(b, coh__gb_cls(b, &k), 0, -1);
   c->chr = json_char(b);
-  c->string = quoted(c, char_loop(c));
+  {
+    int32_t loop = char_loop(c);
+    c->string = quoted(c, loop);
+    b->str_loop = loop + 1;
+  }
   digits = coh__gb_repeat(b, coh__gb_range(b, '0', '9'), 0, -1);
   d19 = coh__gb_range(b, '1', '9');
   intp = coh__gb_rule(b, "intpart"); /* 0 | [1-9][0-9]* */
@@ -949,8 +953,7 @@ static int32_t object_rule(sc *c, json_t *s, const char *ptr, int depth) {
         if (plain) ex[ne++] = names[i];
       }
       if (ne)
-        key = quoted(c, key_except(c, ex, ne, 0,
-                                   coh__gb_repeat(b, c->chr, 0, -1)));
+        key = quoted(c, key_except(c, ex, ne, 0, b->str_loop - 1));
       coh__free(ex);
     }
     for (i = 0; i < 2; i++) {
