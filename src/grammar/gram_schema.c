@@ -675,9 +675,24 @@ static int32_t format_rule(sc *c, const char *f, const char *ptr) {
     snprintf(re, sizeof re, "^[a-zA-Z0-9!#$%%&'*+/=?^_`{|}~.-]+@[a-zA-Z0-9-]+(\\.[a-zA-Z0-9-]+)*$");
   else if (!strcmp(f, "uri"))
     snprintf(re, sizeof re, "^[a-zA-Z][a-zA-Z0-9+.-]*:[^ \\t\\n\\r\"\\\\<>{}|^`]*$");
+  else if (!strcmp(f, "ipv4"))
+    snprintf(re, sizeof re, "^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}"
+             "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$");
+  else if (!strcmp(f, "hostname"))
+    snprintf(re, sizeof re, "^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
+             "(\\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$");
   else {
-    fail(c, COH_EUNSUPPORTED, ptr, "unsupported format ", f);
-    return -1;
+    static const char *std[] = {"duration", "idn-email", "idn-hostname",
+                                "ipv6", "uri-reference", "iri",
+                                "iri-reference", "uri-template",
+                                "json-pointer", "relative-json-pointer",
+                                "regex", NULL};
+    if (in_list(std, f)) {
+      fail(c, COH_EUNSUPPORTED, ptr, "unsupported format ", f);
+      return -1;
+    }
+    /* not a JSON Schema format: an annotation (validators ignore it) */
+    return c->string;
   }
   if (coh__gram_regex(c->b, re, strlen(re), c->name, &r, c->err)) {
     c->rc = COH_EFORMAT;
