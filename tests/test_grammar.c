@@ -228,6 +228,9 @@ static void test_schema(void) {
   CHECK_EQ_INT(schema_ok(s1, "{\"id\": 0, \"tags\": []}"), 0);
   CHECK_EQ_INT(schema_ok(s1, "{\"id\": 0, \"tags\": [\"a\",\"a\",\"a\",\"a\"]}"), 0);
   CHECK_EQ_INT(schema_ok(s1, "{\"id\": 0, \"x\": 1}"), 0);
+  /* optional members may follow in any order; required ones keep theirs */
+  CHECK_EQ_INT(schema_ok(s1, "{\"id\": 0, \"tags\": [3], \"name\": \"ab\"}"), 1);
+  CHECK_EQ_INT(schema_ok(s1, "{\"name\": \"ab\", \"id\": 0}"), 0);
   CHECK_EQ_INT(schema_ok(s1, "{\"name\": \"ab\"}"), 0);
   CHECK_EQ_INT(schema_ok(s1, "{\"id\": 1.5}"), 0);
   /* the seven types, formats, patterns, $ref recursion, anyOf, allOf */
@@ -291,7 +294,8 @@ typedef struct mb_stats {
  * property order, which the compiler requires (docs/grammar.md): a known,
  * documented miss, not a bug. */
 static int known_order_miss(const char *id) {
-  static const char *known[] = {"Glaiveai2K---calculate_area_87069d3b", NULL};
+  static const char *known[] = {"Glaiveai2K---calculate_area_87069d3b",
+                                "Github_medium---o33696", NULL};
   int i;
   for (i = 0; known[i]; i++)
     if (!strcmp(id, known[i])) return 1;

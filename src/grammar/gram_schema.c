@@ -986,6 +986,25 @@ static int32_t object_rule(sc *c, json_t *s, const char *ptr, int depth) {
       coh__gb_push(b, tail[i], COH__G_END);
     }
   }
+  /* listed properties may also come after the ordered part, in any order
+   * (a member already given may then repeat: docs/grammar.md) */
+  for (i = 0; i < 2; i++) {
+    size_t q;
+    for (q = 0; q < n; q++) {
+      if (i) {
+        coh__gb_push(b, tail[i], coh__gb_byte(b, ','));
+        push_ws(c, tail[i]);
+      }
+      coh__gb_push(b, tail[i], str_lit(c, names[q], strlen(names[q])));
+      push_ws(c, tail[i]);
+      coh__gb_push(b, tail[i], coh__gb_byte(b, ':'));
+      push_ws(c, tail[i]);
+      coh__gb_push(b, tail[i], pr[q]);
+      push_ws(c, tail[i]);
+      coh__gb_push(b, tail[i], tail[1]);
+      coh__gb_push(b, tail[i], COH__G_END);
+    }
+  }
   /* from the last property back: rest_i[f] */
   rest[0] = tail[0];
   rest[1] = tail[1];
