@@ -9,7 +9,8 @@
 #                                            seed corpus plus generated inputs
 #                                            up to N runs (fixed seed), per
 #                                            target
-# Targets: tokenizer scenario journal wasm llm_request monitor chat.
+# Targets: tokenizer scenario journal wasm llm_request monitor chat
+# grammar_schema grammar_ebnf.
 # A crash leaves its input in build-fuzz/artifacts/TARGET/; once the bug is
 # fixed, commit the input as tests/fuzz/regressions/TARGET/NAME-what-it-broke
 # (replayed by every --runs). Environment: COH_FUZZ_BUILD (default build-fuzz),
@@ -17,7 +18,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-TARGETS=(tokenizer scenario journal wasm llm_request monitor chat)
+TARGETS=(tokenizer scenario journal wasm llm_request monitor chat grammar_schema grammar_ebnf)
 RUNS=0
 if [ "${1:-}" = "--runs" ]; then
   RUNS=${2:?--runs needs a number}

@@ -413,6 +413,26 @@ int coh__gb_finish(coh__gb *b, int32_t root, const char *what,
     g->n_elems = e;
   }
   g->root = (uint32_t)root;
+  if (b->str_loop > 0) {
+    uint32_t lr = (uint32_t)(b->str_loop - 1), a;
+    g->pflag = coh__calloc(g->n_elems + 1, 1);
+    if (!g->pflag) goto oom;
+    for (a = g->alt_off[lr]; a < g->alt_off[lr + 1]; a++)
+      if (COH__E_KIND(g->elems[g->alts[a]]) == COH__E_CLS)
+        g->pflag[g->alts[a]] = 1;
+    for (i = 1; i < g->n_elems; i++) {
+      uint32_t x = g->elems[i], pr = g->elems[i - 1];
+      if (COH__E_KIND(x) == COH__E_CLS && COH__E_KIND(pr) == COH__E_REF &&
+          COH__E_VAL(pr) == lr) {
+        const coh__cls *k = &g->cls[COH__E_VAL(x)];
+        int only_quote = 1;
+        unsigned c;
+        for (c = 0; c < 256; c++)
+          if (((k->w[c >> 5] >> (c & 31)) & 1) != (c == '"')) only_quote = 0;
+        if (only_quote) g->pflag[i] = 2;
+      }
+    }
+  }
   *out = g;
   g = NULL;
   goto done;
@@ -434,5 +454,6 @@ void coh_grammar_free(coh_grammar *g) {
   coh__free(g->alts);
   coh__free(g->alt_off);
   coh__free(g->cls);
+  coh__free(g->pflag);
   coh__free(g);
 }

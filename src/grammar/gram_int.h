@@ -54,6 +54,9 @@ typedef struct coh__gb {
   size_t n_cls, cap_cls;
   int oom;
   int too_big;
+  int32_t str_loop; /* the JSON string-content loop rule, or -1 (set 0
+                       means none: the builder zero-initializes, so the
+                       schema compiler stores rule + 1) */
 } coh__gb;
 
 /* Runtime element: kind in the top 2 bits, payload below. */
@@ -72,6 +75,11 @@ struct coh_grammar {
   coh__cls *cls;
   size_t n_cls;
   uint32_t root;
+  /* per position: 1 = first element of an alternative of the JSON string
+   * loop (between characters), 2 = the closing quote after that loop;
+   * NULL when the grammar has no such loop.  A state whose every top is
+   * so marked accepts every "string-safe" token (gram_state.c). */
+  uint8_t *pflag;
 };
 
 void coh__gb_free(coh__gb *b);
@@ -108,4 +116,15 @@ int coh__gb_finish(coh__gb *b, int32_t root, const char *what,
 int coh__gram_regex(coh__gb *b, const char *src, size_t n, const char *where,
                     int32_t *rule, coh_err *err);
 
+
+
+/* Tests: a shortest byte string completing state s (from its first stack;
+ * empty when s accepts).  COH_EINVAL when s has no stack and does not
+ * accept (never, if the invariant holds), COH_ERANGE past cap. */
+/* Tests: nonzero turns the string-safe fast path of the mask walk off (the
+ * masks must not change). */
+extern int coh__grammar_slow_masks;
+
+int coh__grammar_state_shortest(const coh_grammar_state *s, char *buf,
+                                size_t cap, size_t *len);
 #endif

@@ -129,6 +129,31 @@ int32_t coh__gram_set_elem(coh__gb *b, const uint32_t *v, size_t n, int json) {
   if (nh) {
     coh__gb_push(b, r, coh__gb_cp_set(b, hi, nh, 0));
     coh__gb_push(b, r, COH__G_END);
+    /* a set holding all of U+0080..U+FFFF ('.', most negated classes)
+     * also matches those characters written as \uXXXX escapes (Python's
+     * json.dumps writes every non-ASCII character so) */
+    if (json) {
+      size_t q;
+      for (q = 0; q < nh; q++)
+        if (hi[2 * q] <= 0x80 && hi[2 * q + 1] >= 0xFFFF) break;
+      if (q < nh) {
+        coh__cls hx;
+        int32_t he;
+        unsigned ch;
+        memset(&hx, 0, sizeof hx);
+        for (ch = 0; ch < 256; ch++)
+          if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') ||
+              (ch >= 'A' && ch <= 'F'))
+            hx.w[ch >> 5] |= 1u << (ch & 31);
+        he = coh__gb_cls(b, &hx);
+        coh__gb_lit(b, r, "\\u", 2);
+        coh__gb_push(b, r, he);
+        coh__gb_push(b, r, he);
+        coh__gb_push(b, r, he);
+        coh__gb_push(b, r, he);
+        coh__gb_push(b, r, COH__G_END);
+      }
+    }
   }
   if (esc_t) coh__gb_lit(b, r, "\\t", 2), coh__gb_push(b, r, COH__G_END);
   if (esc_n) coh__gb_lit(b, r, "\\n", 2), coh__gb_push(b, r, COH__G_END);

@@ -287,6 +287,27 @@ static int32_t value_lit(sc *c, json_t *v) {
   }
 }
 
+
+/* chars ::= <each alternative of char> chars | () — the char rule's
+ * alternatives inlined into the loop: one expansion per character instead
+ * of two, on the hottest path of a mask (the inside of a string). */
+static int32_t char_loop(sc *c) {
+  coh__gb *b = c->b;
+  int32_t r = coh__gb_rule(b, "chars");
+  size_t k = 0;
+  while (k < b->rules[c->chr].n) {
+    int32_t e = b->rules[c->chr].e[k++];
+    if (e == COH__G_END) {
+      coh__gb_push(b, r, r);
+      coh__gb_push(b, r, COH__G_END);
+    } else {
+      coh__gb_push(b, r, e);
+    }
+  }
+  coh__gb_push(b, r, COH__G_END);
+  return r;
+}
+
 /* ws ::= [ \t\n\r]* ; value ::= object | array | string | number | ... */
 static void base_rules(sc *c) {
   coh__gb *b = c->b;
@@ -301,7 +322,11 @@ static void base_rules(sc *c) {
   k.w['\r' >> 5] |= 1u << ('\r' & 31);
   c->ws = coh__gb_repeat(b, coh__gb_cls(b, &k), 0, -1);
   c->chr = json_char(b);
-  c->string = quoted(c, coh__gb_repeat(b, c->chr, 0, -1));
+  {
+    int32_t loop = char_loop(c);
+    c->string = quoted(c, loop);
+    b->str_loop = loop + 1;
+  }
   digits = coh__gb_repeat(b, coh__gb_range(b, '0', '9'), 0, -1);
   d19 = coh__gb_range(b, '1', '9');
   intp = coh__gb_rule(b, "intpart"); /* 0 | [1-9][0-9]* */
@@ -419,6 +444,18 @@ static void same_len(coh__gb *bd, int32_t r, const char *a, const char *b,
     coh__gb_push(bd, r, COH__G_END);
     return;
   }
+  {
+    int full = 1; /* a = d00..0, b = e99..9: [d-e][0-9]{n-1} */
+    for (i = 1; i < n; i++)
+      if (a[i] != '0' || b[i] != '9') full = 0;
+    if (full) {
+      for (i = 0; i < np; i++) coh__gb_push(bd, r, pre[i]);
+      coh__gb_push(bd, r, coh__gb_range(bd, (unsigned char)a[0], (unsigned char)b[0]));
+      for (i = 1; i < n; i++) coh__gb_push(bd, r, coh__gb_range(bd, '0', '9'));
+      coh__gb_push(bd, r, COH__G_END);
+      return;
+    }
+  }
   if (a[0] == b[0]) {
     pre[np] = coh__gb_byte(bd, (unsigned char)a[0]);
     same_len(bd, r, a + 1, b + 1, n - 1, pre, np + 1);
@@ -449,7 +486,7 @@ static void nonneg(coh__gb *bd, int32_t r, long long lo, long long hi,
   char a[24], z[24];
   int la, lz, L;
   int32_t pre[1];
-  int np = minus >= 0;
+  int np = minus != 0; /* 0: no prefix (elements are never 0 here) */
   pre[0] = minus;
   la = snprintf(a, sizeof a, "%lld", lo);
   lz = hi >= 0 ? snprintf(z, sizeof z, "%lld", hi) : 19;
@@ -495,7 +532,7 @@ static int32_t int_range(sc *c, int has_lo, long long lo, int has_hi,
   }
   if (!has_hi || hi >= 0) {
     long long plo = has_lo && lo > 0 ? lo : 0;
-    nonneg(b, r, plo, has_hi ? hi : -1, -1);
+    nonneg(b, r, plo, has_hi ? hi : -1, 0);
   }
   return r;
 }
@@ -638,9 +675,24 @@ static int32_t format_rule(sc *c, const char *f, const char *ptr) {
     snprintf(re, sizeof re, "^[a-zA-Z0-9!#$%%&'*+/=?^_`{|}~.-]+@[a-zA-Z0-9-]+(\\.[a-zA-Z0-9-]+)*$");
   else if (!strcmp(f, "uri"))
     snprintf(re, sizeof re, "^[a-zA-Z][a-zA-Z0-9+.-]*:[^ \\t\\n\\r\"\\\\<>{}|^`]*$");
+  else if (!strcmp(f, "ipv4"))
+    snprintf(re, sizeof re, "^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}"
+             "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$");
+  else if (!strcmp(f, "hostname"))
+    snprintf(re, sizeof re, "^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
+             "(\\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$");
   else {
-    fail(c, COH_EUNSUPPORTED, ptr, "unsupported format ", f);
-    return -1;
+    static const char *std[] = {"duration", "idn-email", "idn-hostname",
+                                "ipv6", "uri-reference", "iri",
+                                "iri-reference", "uri-template",
+                                "json-pointer", "relative-json-pointer",
+                                "regex", NULL};
+    if (in_list(std, f)) {
+      fail(c, COH_EUNSUPPORTED, ptr, "unsupported format ", f);
+      return -1;
+    }
+    /* not a JSON Schema format: an annotation (validators ignore it) */
+    return c->string;
   }
   if (coh__gram_regex(c->b, re, strlen(re), c->name, &r, c->err)) {
     c->rc = COH_EFORMAT;
@@ -772,6 +824,70 @@ static int32_t integer_rule(sc *c, json_t *s, const char *ptr, int is_int) {
   }
 }
 
+
+/* String content (no quotes) that is none of names[0..n): a trie over the
+ * names' bytes; leaving the trie anywhere (another byte, or ending at a
+ * node that is not a whole name) gives any string.  Names holding '"',
+ * '\\', control or non-ASCII bytes are not excluded (an escaped spelling
+ * of a name is not caught either; docs/grammar.md). */
+static int32_t key_except(sc *c, const char **names, size_t n, size_t depth,
+                          int32_t any_rest) {
+  coh__gb *b = c->b;
+  int32_t r = coh__gb_rule(b, "keyx");
+  coh__cls other;
+  unsigned ch;
+  size_t i, j;
+  int whole = 0;
+  memset(&other, 0, sizeof other);
+  for (ch = 0x20; ch < 0x80; ch++)
+    if (ch != '"' && ch != '\\') other.w[ch >> 5] |= 1u << (ch & 31);
+  for (i = 0; i < n; i++)
+    if (strlen(names[i]) == depth) whole = 1;
+  if (!whole) coh__gb_push(b, r, COH__G_END); /* end here: not a name */
+  for (i = 0; i < n; i++) {
+    unsigned char x;
+    const char *sub[256];
+    size_t ns = 0;
+    if (strlen(names[i]) <= depth) continue;
+    x = (unsigned char)names[i][depth];
+    if (!(other.w[x >> 5] & (1u << (x & 31)))) continue; /* done already */
+    other.w[x >> 5] &= ~(1u << (x & 31));
+    for (j = i; j < n && ns < 256; j++)
+      if (strlen(names[j]) > depth && (unsigned char)names[j][depth] == x)
+        sub[ns++] = names[j];
+    coh__gb_push(b, r, coh__gb_byte(b, x));
+    coh__gb_push(b, r, key_except(c, sub, ns, depth + 1, any_rest));
+    coh__gb_push(b, r, COH__G_END);
+  }
+  /* any other character, then anything */
+  coh__gb_push(b, r, coh__gb_cls(b, &other));
+  coh__gb_push(b, r, any_rest);
+  coh__gb_push(b, r, COH__G_END);
+  {
+    /* multi-byte characters and escapes: the json char rule's other
+     * alternatives, i.e. a char that is not printable ASCII */
+    int32_t nonascii = coh__gb_rule(b, "nonascii");
+    size_t k = 0, a = 0;
+    coh__gbr *jr = &b->rules[c->chr];
+    /* copy every alternative but the first (printable ASCII) */
+    while (k < jr->n) {
+      size_t st = k;
+      while (jr->e[k] != COH__G_END) k++;
+      if (a++ > 0) {
+        size_t q;
+        for (q = st; q < k; q++) coh__gb_push(b, nonascii, b->rules[c->chr].e[q]);
+        coh__gb_push(b, nonascii, COH__G_END);
+        jr = &b->rules[c->chr];
+      }
+      k++;
+    }
+    coh__gb_push(b, r, nonascii);
+    coh__gb_push(b, r, any_rest);
+    coh__gb_push(b, r, COH__G_END);
+  }
+  return r;
+}
+
 static int32_t object_rule(sc *c, json_t *s, const char *ptr, int depth) {
   coh__gb *b = c->b;
   json_t *props = json_object_get(s, "properties"), *req = json_object_get(s, "required");
@@ -836,17 +952,54 @@ static int32_t object_rule(sc *c, json_t *s, const char *ptr, int depth) {
     coh__gb_push(b, tail[i], COH__G_END);
   }
   if (addl_val >= 0) {
-    /* tail[f] ::= (f ? "," ws : "") string ws ":" ws V ws tail[1] | "}" */
+    /* tail[f] ::= (f ? "," ws : "") key ws ":" ws V ws tail[1] | "}"
+     * where key is a string that is not a listed property */
+    int32_t key = c->string;
+    if (n) {
+      const char **ex = coh__calloc(n + 1, sizeof *ex);
+      size_t ne = 0, q;
+      if (!ex) { b->oom = 1; goto out; }
+      for (i = 0; i < n; i++) {
+        int plain = 1;
+        for (q = 0; names[i][q]; q++) {
+          unsigned char ch = (unsigned char)names[i][q];
+          if (ch < 0x20 || ch >= 0x80 || ch == '"' || ch == '\\') plain = 0;
+        }
+        if (plain) ex[ne++] = names[i];
+      }
+      if (ne)
+        key = quoted(c, key_except(c, ex, ne, 0, b->str_loop - 1));
+      coh__free(ex);
+    }
     for (i = 0; i < 2; i++) {
       if (i) {
         coh__gb_push(b, tail[i], coh__gb_byte(b, ','));
         push_ws(c, tail[i]);
       }
-      coh__gb_push(b, tail[i], c->string);
+      coh__gb_push(b, tail[i], key);
       push_ws(c, tail[i]);
       coh__gb_push(b, tail[i], coh__gb_byte(b, ':'));
       push_ws(c, tail[i]);
       coh__gb_push(b, tail[i], addl_val);
+      push_ws(c, tail[i]);
+      coh__gb_push(b, tail[i], tail[1]);
+      coh__gb_push(b, tail[i], COH__G_END);
+    }
+  }
+  /* listed properties may also come after the ordered part, in any order
+   * (a member already given may then repeat: docs/grammar.md) */
+  for (i = 0; i < 2; i++) {
+    size_t q;
+    for (q = 0; q < n; q++) {
+      if (i) {
+        coh__gb_push(b, tail[i], coh__gb_byte(b, ','));
+        push_ws(c, tail[i]);
+      }
+      coh__gb_push(b, tail[i], str_lit(c, names[q], strlen(names[q])));
+      push_ws(c, tail[i]);
+      coh__gb_push(b, tail[i], coh__gb_byte(b, ':'));
+      push_ws(c, tail[i]);
+      coh__gb_push(b, tail[i], pr[q]);
       push_ws(c, tail[i]);
       coh__gb_push(b, tail[i], tail[1]);
       coh__gb_push(b, tail[i], COH__G_END);
@@ -998,6 +1151,31 @@ static int32_t type_rule(sc *c, json_t *s, const char *t, const char *ptr, int d
   return -1;
 }
 
+
+/* Whether value v has one of the types t (a string, a list, or NULL). */
+static int type_admits(json_t *t, json_t *v) {
+  size_t i;
+  if (!t) return 1;
+  if (json_is_array(t)) {
+    for (i = 0; i < json_array_size(t); i++)
+      if (type_admits(json_array_get(t, i), v)) return 1;
+    return 0;
+  }
+  if (!json_is_string(t)) return 1;
+  {
+    const char *n = json_string_value(t);
+    if (!strcmp(n, "string")) return json_is_string(v);
+    if (!strcmp(n, "object")) return json_is_object(v);
+    if (!strcmp(n, "array")) return json_is_array(v);
+    if (!strcmp(n, "boolean")) return json_is_boolean(v);
+    if (!strcmp(n, "null")) return json_is_null(v);
+    if (!strcmp(n, "number")) return json_is_number(v);
+    if (!strcmp(n, "integer"))
+      return json_is_integer(v) || (json_is_real(v) && json_real_value(v) == (double)(long long)json_real_value(v));
+  }
+  return 1;
+}
+
 static int has_any(json_t *s, const char **keys) {
   for (; *keys; keys++)
     if (json_object_get(s, *keys)) return 1;
@@ -1099,12 +1277,16 @@ static int32_t compile_obj(sc *c, json_t *s, const char *ptr, int depth) {
     }
     return r;
   }
-  if ((x = json_object_get(s, "const"))) return value_lit(c, x);
+  if ((x = json_object_get(s, "const"))) {
+    if (!type_admits(json_object_get(s, "type"), x)) return coh__gb_rule(c->b, "none");
+    return value_lit(c, x);
+  }
   if ((x = json_object_get(s, "enum"))) {
     size_t i;
     if (!json_is_array(x)) { fail(c, COH_EFORMAT, ptr, "enum is not an array", ""); return -1; }
     r = coh__gb_rule(c->b, "enum");
     for (i = 0; i < json_array_size(x); i++) {
+      if (!type_admits(json_object_get(s, "type"), json_array_get(x, i))) continue;
       coh__gb_push(c->b, r, value_lit(c, json_array_get(x, i)));
       coh__gb_push(c->b, r, COH__G_END);
     }

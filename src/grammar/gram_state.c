@@ -39,6 +39,9 @@ struct coh_grammar_vocab {
   uint32_t *boff, *blen;
   char *text;
   uint16_t max_depth;
+  /* node → every token in its subtree is "string-safe": complete JSON
+   * string characters, no '"', '\\' or control byte (see safe_bytes) */
+  uint8_t *all_safe;
 };
 
 typedef struct vtok {
@@ -68,11 +71,36 @@ void coh_grammar_vocab_free(coh_grammar_vocab *v) {
   coh__free(v->boff);
   coh__free(v->blen);
   coh__free(v->text);
+  coh__free(v->all_safe);
   coh__free(v);
 }
 
 size_t coh_grammar_vocab_size(const coh_grammar_vocab *v) {
   return v ? v->n_ids : 0;
+}
+
+/* Whether b[0..n) is a sequence of whole JSON string characters without
+ * quote, backslash or control bytes, with the same UTF-8 shapes as the
+ * schema compiler's character rule (gram_schema.c json_char). */
+static int safe_bytes(const unsigned char *b, size_t n) {
+  size_t i = 0, k, l;
+  while (i < n) {
+    unsigned char c = b[i];
+    if (c < 0x80) {
+      if (c < 0x20 || c == '"' || c == '\\') return 0;
+      i++;
+      continue;
+    }
+    if (c >= 0xC2 && c <= 0xDF) l = 2;
+    else if (c >= 0xE0 && c <= 0xEF) l = 3;
+    else if (c >= 0xF0 && c <= 0xF4) l = 4;
+    else return 0;
+    if (i + l > n) return 0;
+    for (k = 1; k < l; k++)
+      if (b[i + k] < 0x80 || b[i + k] > 0xBF) return 0;
+    i += l;
+  }
+  return 1;
 }
 
 #define TOK_MAX 1024 /* longer tokens are never allowed (none real are) */
@@ -210,6 +238,31 @@ int coh_grammar_vocab_new(const coh_tokenizer *tok, const int32_t *eos_ids,
       coh__free(cnt);
     }
   }
+  /* all_safe: clear on the node of every unsafe token and its ancestors
+   * (the ancestor at depth d-1 of a node is the last node before it at
+   * that depth, in preorder) */
+  v->all_safe = coh__malloc(v->n_nodes + 1);
+  if (!v->all_safe) goto oom;
+  memset(v->all_safe, 1, v->n_nodes + 1);
+  {
+    size_t k;
+    uint32_t *last = path; /* reuse: last node seen at each depth */
+    for (k = 0; k < v->n_nodes; k++) {
+      uint32_t q;
+      int bad = 0;
+      last[v->depth[k]] = (uint32_t)k;
+      for (q = v->tok_off[k]; q < v->tok_off[k + 1]; q++) {
+        int32_t id = v->ids[q];
+        if (!safe_bytes((const unsigned char *)v->text + v->boff[id], v->blen[id]))
+          bad = 1;
+      }
+      if (bad) {
+        int d;
+        for (d = v->depth[k]; d >= 0 && v->all_safe[last[d]]; d--)
+          v->all_safe[last[d]] = 0;
+      }
+    }
+  }
   *out = v;
   v = NULL;
   goto done;
@@ -236,6 +289,7 @@ typedef struct gset {
 } gset;
 
 #define CACHE_N 16
+#define HS 4096 /* dedup hash of one set's tops (> COH__GRAM_MAX_STACKS) */
 
 struct coh_grammar_state {
   const coh_grammar *g;
@@ -253,11 +307,15 @@ struct coh_grammar_state {
    * size after it */
   gset *lv;
   size_t *lvn;
+  uint8_t *lvb; /* between() of each level's set */
   /* mask cache: key = positions of every stack, root first */
   uint64_t key[CACHE_N];
   uint32_t *cmask[CACHE_N];
   uint32_t next_slot;
   size_t mask_words;
+  /* dedup of the set being built: (pos, parent) with a generation */
+  uint32_t h_pos[HS], h_par[HS], h_gen[HS];
+  uint32_t gen;
   /* text so far (for messages): the last bytes */
   char tail[48];
   size_t tail_n;
@@ -282,15 +340,20 @@ static uint32_t new_node(coh_grammar_state *s, uint32_t pos, uint32_t parent) {
 }
 
 static void add_top(coh_grammar_state *s, gset *o, uint32_t nd) {
-  uint32_t i, pos = s->nodes[nd].pos, par = s->nodes[nd].parent;
-  for (i = 0; i < o->n; i++) {
-    gnode *x = &s->nodes[s->tops[o->at + i]];
-    if (x->pos == pos && x->parent == par) return;
+  uint32_t pos = s->nodes[nd].pos, par = s->nodes[nd].parent;
+  uint32_t h = (pos * 2654435761u) ^ (par * 40503u + 0x9e37u);
+  h &= HS - 1;
+  while (s->h_gen[h] == s->gen) {
+    if (s->h_pos[h] == pos && s->h_par[h] == par) return;
+    h = (h + 1) & (HS - 1);
   }
   if (o->n >= COH__GRAM_MAX_STACKS) {
     s->overflow = 1;
     return;
   }
+  s->h_gen[h] = s->gen;
+  s->h_pos[h] = pos;
+  s->h_par[h] = par;
   if (s->n_tops == s->cap_tops) {
     size_t cap = s->cap_tops ? s->cap_tops * 2 : 256;
     uint32_t *p = coh__realloc(s->tops, cap * sizeof *p);
@@ -354,6 +417,10 @@ static void step(coh_grammar_state *s, const gset *in, unsigned char c,
   o->at = (uint32_t)s->n_tops;
   o->n = 0;
   o->accept = 0;
+  if (++s->gen == 0) { /* wrapped: clear the stamps */
+    memset(s->h_gen, 0, sizeof s->h_gen);
+    s->gen = 1;
+  }
   for (i = 0; i < in->n; i++) {
     uint32_t nd = s->tops[in->at + i];
     const gnode *x = &s->nodes[nd];
@@ -430,8 +497,10 @@ int coh_grammar_state_new(const coh_grammar *g, const coh_grammar_vocab *v,
   s->mask_words = (v->n_ids + 31) / 32;
   s->lv = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lv);
   s->lvn = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lvn);
-  if (!s->lv || !s->lvn) s->oom = 1;
+  s->lvb = coh__malloc((size_t)v->max_depth + 2);
+  if (!s->lv || !s->lvn || !s->lvb) s->oom = 1;
   s->cur.at = 0;
+  s->gen = 1;
   for (a = g->alt_off[g->root]; a < g->alt_off[g->root + 1] && !s->oom; a++) {
     uint32_t c = new_node(s, g->alts[a], NONE);
     if (c != NONE) normalize(s, &s->cur, c, 0);
@@ -451,6 +520,7 @@ void coh_grammar_state_free(coh_grammar_state *s) {
   coh__free(s->tops);
   coh__free(s->lv);
   coh__free(s->lvn);
+  coh__free(s->lvb);
   for (i = 0; i < CACHE_N; i++) coh__free(s->cmask[i]);
   coh__free(s);
 }
@@ -476,12 +546,29 @@ static uint64_t state_key(const coh_grammar_state *s) {
   return h ? h : 1;
 }
 
+/* Whether some stack of set x sits between two characters of the JSON
+ * string loop: its top is the first element of one of the loop's
+ * alternatives, and expansion put all of them there together, so that
+ * stack accepts every string-safe token.  (Not after a cut of stacks.) */
+int coh__grammar_slow_masks = 0;
+
+static int between(const coh_grammar_state *s, const gset *x) {
+  const uint8_t *f = s->g->pflag;
+  uint32_t i;
+  if (!f || s->overflow || coh__grammar_slow_masks) return 0;
+  for (i = 0; i < x->n; i++)
+    if (f[s->nodes[s->tops[x->at + i]].pos] == 1) return 1;
+  return 0;
+}
+
 static void walk(coh_grammar_state *s, uint32_t *mask) {
   const coh_grammar_vocab *v = s->v;
   size_t base_nodes = s->n_nodes, base_tops = s->n_tops;
   uint32_t i = 1, k;
+  uint8_t *lvb = s->lvb;
   s->lv[0] = s->cur;
   s->lvn[0] = base_nodes;
+  lvb[0] = (uint8_t)between(s, &s->lv[0]);
   while (i < v->n_nodes && !s->oom) {
     uint16_t d = v->depth[i];
     gset *o = &s->lv[d];
@@ -489,8 +576,18 @@ static void walk(coh_grammar_state *s, uint32_t *mask) {
     /* levels deeper than d-1 are dead: reclaim their nodes and tops */
     s->n_nodes = s->lvn[d - 1];
     s->n_tops = d == 1 ? base_tops : s->lv[d - 1].at + s->lv[d - 1].n;
+    if (v->all_safe[i] && lvb[d - 1]) {
+      /* every token below i is whole string characters: all allowed */
+      for (k = v->tok_off[i]; k < v->tok_off[v->end[i]]; k++) {
+        int32_t id = v->ids[k];
+        mask[id >> 5] |= 1u << (id & 31);
+      }
+      i = v->end[i];
+      continue;
+    }
     step(s, &s->lv[d - 1], v->byte[i], o);
     s->lvn[d] = s->n_nodes;
+    lvb[d] = (uint8_t)between(s, o);
     if (o->n == 0 && !o->accept) {
       i = v->end[i];
       continue;
@@ -617,4 +714,91 @@ oom:
   s->n_nodes = base_nodes;
   s->n_tops = base_tops;
   return coh__err(err, COH_ENOMEM, "grammar accept: out of memory");
+}
+
+/* ---- shortest completion (tests: the invariant) ------------------------------ */
+
+typedef struct emit {
+  const coh_grammar *g;
+  const uint32_t *best; /* rule → elems index of its shortest alternative */
+  char *buf;
+  size_t cap, n;
+  int over;
+} emit;
+
+static void emit_from(emit *e, uint32_t pos, int rec) {
+  const coh_grammar *g = e->g;
+  if (rec > COH__GRAM_MAX_DEPTH) {
+    e->over = 1;
+    return;
+  }
+  for (;; pos++) {
+    uint32_t x = g->elems[pos];
+    if (COH__E_KIND(x) == COH__E_END) return;
+    if (COH__E_KIND(x) == COH__E_CLS) {
+      const coh__cls *k = &g->cls[COH__E_VAL(x)];
+      unsigned c;
+      for (c = 0; c < 256; c++)
+        if (k->w[c >> 5] & (1u << (c & 31))) break;
+      if (e->n >= e->cap) {
+        e->over = 1;
+        return;
+      }
+      e->buf[e->n++] = (char)c;
+    } else {
+      emit_from(e, e->best[COH__E_VAL(x)], rec + 1);
+    }
+    if (e->over) return;
+  }
+}
+
+int coh__grammar_state_shortest(const coh_grammar_state *s, char *buf,
+                                size_t cap, size_t *len) {
+  const coh_grammar *g = s->g;
+  uint64_t *cost = coh__malloc((g->n_rules + 1) * sizeof *cost);
+  uint32_t *best = coh__malloc((g->n_rules + 1) * sizeof *best);
+  emit e;
+  size_t r;
+  int changed, rc = COH_OK;
+  *len = 0;
+  if (!cost || !best) {
+    coh__free(cost);
+    coh__free(best);
+    return COH_ENOMEM;
+  }
+  for (r = 0; r < g->n_rules; r++) cost[r] = UINT64_MAX, best[r] = 0;
+  do {
+    changed = 0;
+    for (r = 0; r < g->n_rules; r++) {
+      uint32_t a;
+      for (a = g->alt_off[r]; a < g->alt_off[r + 1]; a++) {
+        uint64_t c = 0;
+        uint32_t p;
+        for (p = g->alts[a]; COH__E_KIND(g->elems[p]) != COH__E_END; p++) {
+          uint32_t x = g->elems[p];
+          if (COH__E_KIND(x) == COH__E_CLS) c++;
+          else if (cost[COH__E_VAL(x)] == UINT64_MAX) { c = UINT64_MAX; break; }
+          else c += cost[COH__E_VAL(x)];
+        }
+        if (c < cost[r]) cost[r] = c, best[r] = g->alts[a], changed = 1;
+      }
+    }
+  } while (changed);
+  memset(&e, 0, sizeof e);
+  e.g = g;
+  e.best = best;
+  e.buf = buf;
+  e.cap = cap;
+  if (!s->cur.accept && s->cur.n) {
+    uint32_t x = s->tops[s->cur.at];
+    for (; x != NONE && !e.over; x = s->nodes[x].parent)
+      emit_from(&e, s->nodes[x].pos, 0);
+  } else if (!s->cur.accept) {
+    rc = COH_EINVAL; /* a dead state: the invariant is broken */
+  }
+  if (e.over) rc = COH_ERANGE;
+  *len = e.n;
+  coh__free(cost);
+  coh__free(best);
+  return rc;
 }
