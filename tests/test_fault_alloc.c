@@ -99,7 +99,7 @@ static void fa_free(void *p) {
 
 /* ---- the operations ----------------------------------------------------- */
 
-static char fixture[1024], tmp[512], cache[1024];
+static char fixture[1024], tmp[512], cache[1024], scenario_path[1024];
 static coh_model *gen_model; /* for op_generate, opened with no fault */
 
 static int open_model(coh_model **m, coh_err *err) {
@@ -179,6 +179,59 @@ done:
   return rc;
 }
 
+static int op_run(coh_err *err, char *sig) {
+  char path[1100];
+  coh_scenario *s = NULL;
+  coh_run_options o;
+  coh_run_summary sum;
+  coh_run_record *rec = NULL;
+  coh_journal *j = NULL;
+  coh_journal_init init;
+  const char *keys[2] = {"scenario_path", "scenario_dir"};
+  const void *vals[2];
+  size_t lens[2];
+  int rc;
+  snprintf(path, sizeof path, "%s/run.db", tmp);
+  unlink(path);
+  memset(&o, 0, sizeof o);
+  o.cache_dir = cache;
+  o.workers = 2;
+  if ((rc = coh_scenario_load(scenario_path, &s, err))) goto done;
+  if ((rc = coh_run_record_new(s, &o, &rec, err))) goto done;
+  vals[0] = s->path;
+  vals[1] = s->dir;
+  lens[0] = strlen(s->path);
+  lens[1] = strlen(s->dir);
+  memset(&init, 0, sizeof init);
+  init.inputs = rec->genesis;
+  init.inputs_len = rec->genesis_len;
+  init.meta_keys = keys;
+  init.meta_values = vals;
+  init.meta_lens = lens;
+  init.n_meta = 2;
+  init.blobs = rec->blobs;
+  init.n_blobs = rec->n_blobs;
+  if ((rc = coh_journal_create_init(path, &init, &j, err))) goto done;
+  o.mode = COH_RUN_FRESH;
+  o.journal = j;
+  o.modules = rec->modules;
+  rc = coh_run(s, &o, &sum, err);
+  if (rc == COH_OK) snprintf(sig, 128, "digest %s", sum.digest);
+done:
+  coh_journal_close(j);
+  coh_run_record_free(rec);
+  coh_scenario_free(s);
+  unlink(path);
+  {
+    char b[1200];
+    snprintf(b, sizeof b, "%s-wal", path);
+    unlink(b);
+    snprintf(b, sizeof b, "%s-shm", path);
+    unlink(b);
+  }
+  return rc;
+}
+
 /* ---- the sweep ---------------------------------------------------------- */
 
 static void sweep(const char *name, int (*op)(coh_err *, char *), long max) {
@@ -253,8 +306,26 @@ static void test_alloc_generate(void) {
   gen_model = NULL;
 }
 
+static const char scenario_fmt[] =
+    "name: oom\n"
+    "seed: 9\n"
+    "models:\n"
+    "  - {name: tiny, path: %s, device: cpu, max_batch: 2, threads: 1}\n"
+    "stop: {max_ticks: 40, quiescence: true}\n"
+    "checkpoint_every: 5\n"
+    "agents:\n"
+    "  - {id: node, module: %s/agents/echo.wasm, count: 2}\n"
+    "  - {id: c, module: %s/agents/chatter.wasm}\n"
+    "messages:\n"
+    "  - {from: node-1, to: node-0, body: \"ping\"}\n"
+    "  - {to: c, body: \"llm Once upon\"}\n"
+    "  - {to: c, body: \"timer 2\"}\n";
+
+static void test_alloc_run(void) { sweep("run (scenario, record, journal, 2 echo + 1 llm agent)", op_run, RUN_SAMPLE); }
+
 int main(int argc, char **argv) {
   const char *fix = getenv("COH_FIXTURES"), *build = getenv("COH_BUILD_DIR");
+  FILE *f;
   int rc;
   TEST_MAIN_BEGIN(argc, argv);
   if (fix == NULL || build == NULL) {
@@ -265,10 +336,17 @@ int main(int argc, char **argv) {
   snprintf(cache, sizeof cache, "%s/test-module-cache", build);
   snprintf(tmp, sizeof tmp, "/tmp/coh-faultalloc-XXXXXX");
   if (mkdtemp(tmp) == NULL) return 1;
+  snprintf(scenario_path, sizeof scenario_path, "%s/oom.yaml", tmp);
+  f = fopen(scenario_path, "w");
+  if (f == NULL) return 1;
+  fprintf(f, scenario_fmt, fixture, build, build);
+  fclose(f);
   if (coh_replace_allocator(fa_malloc, fa_realloc, fa_calloc, fa_free) != COH_OK) return 1;
   RUN(test_alloc_load);
   RUN(test_alloc_generate);
+  RUN(test_alloc_run);
   rc = TEST_MAIN_END();
+  unlink(scenario_path);
   rmdir(tmp);
   return rc;
 }
