@@ -33,15 +33,17 @@ else SUDO=""; fi
 # ---- Debian packages --------------------------------------------------------
 # Build: compilers, cmake, pkg-config.  Libraries: jansson (JSON), PCRE2
 # (tokenizer pre-tokenizer regexes with Unicode classes), civetweb (the
-# monitor's HTTP + WebSocket server).  chromium: the dashboard's browser test.  Tools: Python with
+# monitor's HTTP + WebSocket server).  chromium: the dashboard's browser test.
+# stress-ng: the load under which scripts/stress-tests.sh runs the tests.  Tools: Python with
 # numpy + onnx for the fixture-model tool; Node.js + npm to fetch ONNX Runtime
 # from the npm registry (npm pack, no install scripts) and for the benchmark's
 # reference stack.
 PACKAGES=(build-essential cmake pkg-config clang lld git ca-certificates
           libjansson-dev libpcre2-dev libyaml-dev libsqlite3-dev libcivetweb-dev
           python3 python3-numpy python3-onnx
-          nodejs npm chromium
-          wabt wasi-libc libclang-rt-14-dev-wasm32)
+          nodejs npm chromium stress-ng
+          wabt wasi-libc libclang-rt-14-dev-wasm32
+          libclang-rt-14-dev)  # libFuzzer + sanitizer runtimes (scripts/fuzz.sh)
 missing=()
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -146,33 +148,32 @@ else
     die "npm ci in bench/node_ref failed (is the npm registry reachable?)"
 fi
 
-# ---- browser test dependencies (tests/ui) ------------------------------------
-# playwright-core, pinned by tests/ui/package-lock.json; no install scripts
-# (it drives Debian's /usr/bin/chromium, so no browser download is needed).
-if [ -f "$ROOT/tests/ui/package-lock.json" ]; then
-  if [ -f "$ROOT/tests/ui/node_modules/playwright-core/package.json" ] &&
-     [ "$ROOT/tests/ui/node_modules/.package-lock.json" -nt "$ROOT/tests/ui/package-lock.json" ]; then
-    say "browser test dependencies: present (tests/ui/node_modules)"
+# ---- test-only npm packages ---------------------------------------------------
+# npm_ci_dir DIR PACKAGE WHAT: `npm ci --ignore-scripts` in DIR unless PACKAGE
+# is installed there at the version DIR/package-lock.json pins.  Checked by
+# content, not by file times: a fresh checkout or worktree has a newer lock
+# file than an install that is still right, and `npm ci` would wipe that
+# install (also through a symlink).
+npm_ci_dir() {
+  local dir=$ROOT/$1 pkg=$2 what=$3
+  if [ -f "$dir/node_modules/$pkg/package.json" ] &&
+     node -e 'const [l, p] = process.argv.slice(1, 3).map((f) => JSON.parse(require("fs").readFileSync(f)));
+              process.exit(l.packages["node_modules/" + process.argv[3]].version === p.version ? 0 : 1)' \
+       "$dir/package-lock.json" "$dir/node_modules/$pkg/package.json" "$pkg"; then
+    say "$what: present ($1/node_modules)"
   else
-    say "installing the browser test's npm dependencies (npm ci --ignore-scripts in tests/ui)"
-    (cd "$ROOT/tests/ui" && npm ci --ignore-scripts --no-audit --no-fund --silent) ||
-      die "npm ci in tests/ui failed (is the npm registry reachable?)"
+    say "installing $what (npm ci --ignore-scripts in $1)"
+    (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --silent) ||
+      die "npm ci in $1 failed (is the npm registry reachable?)"
   fi
-fi
-
-# ---- tokenizer reference (tests/tokref) ------------------------------------------
-# Hugging Face tokenizers 0.23.2 (npm, pinned with its integrity hash by
-# tests/tokref/package-lock.json; the Linux x64 binary is inside the package,
-# no install scripts run): the independent reference the tokenizer tests
-# compare cohort with.  Used by tests only.
-if [ -f "$ROOT/tests/tokref/node_modules/tokenizers/package.json" ] &&
-   [ "$ROOT/tests/tokref/node_modules/.package-lock.json" -nt "$ROOT/tests/tokref/package-lock.json" ]; then
-  say "tokenizer reference: present (tests/tokref/node_modules)"
-else
-  say "installing the tokenizer reference (npm ci --ignore-scripts in tests/tokref)"
-  (cd "$ROOT/tests/tokref" && npm ci --ignore-scripts --no-audit --no-fund --silent) ||
-    die "npm ci in tests/tokref failed (is the npm registry reachable?)"
-fi
+}
+# playwright-core: the dashboard's browser test drives Debian's
+# /usr/bin/chromium with it (no browser download).
+npm_ci_dir tests/ui playwright-core "browser test dependencies"
+# Hugging Face tokenizers 0.23.2 (its Linux x64 binary is inside the
+# package): the independent reference the tokenizer tests compare cohort
+# with.  Used by tests only.
+npm_ci_dir tests/tokref tokenizers "tokenizer reference"
 
 # ---- build -------------------------------------------------------------------
 if [ $WANT_BUILD -eq 1 ]; then

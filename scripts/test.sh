@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh — build and run the whole test suite the ways CI does: a normal
-# -Werror build with gcc, the same with clang, and AddressSanitizer + UBSan.
-#   scripts/test.sh           all three
+# -Werror build with gcc, the same with clang, AddressSanitizer + UBSan,
+# ThreadSanitizer, and the libFuzzer harnesses for a fixed number of runs.
+#   scripts/test.sh           all of them
 #   scripts/test.sh --quick   only the normal gcc build
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -39,5 +40,9 @@ if [ $QUICK -eq 0 ]; then
   TSAN_OPTIONS="halt_on_error=1 suppressions=$ROOT/tests/tsan.supp" \
     run_suite tsan -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
       -DCOH_SANITIZE=thread -- -R "test_agent|test_ring|test_tokenizer|orch_run|test_monitor"
+  # Every fuzz target: its regression inputs, then the seed corpus plus
+  # generated inputs up to a fixed number of runs with a fixed seed (long
+  # runs: scripts/fuzz.sh TARGET SECONDS; figures in docs/reliability.md).
+  bash scripts/fuzz.sh --runs "${COH_FUZZ_RUNS:-2000}" all
 fi
 echo "=== all test suites passed ==="

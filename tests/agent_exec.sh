@@ -64,7 +64,7 @@ check module_too_big 1 'huge.wasm: file is 67108865 bytes; expected at most 6710
 rm -f "$CACHE/huge.wasm" "$CACHE/fifo.wasm"
 # the same through a scenario: cohort run names the scenario line and agent
 printf 'agents:\n  - id: z\n    module: /dev/zero\n' > "$CACHE/zero.yaml"
-check run_module_dev_zero 1 "zero.yaml:2: agent 'z': /dev/zero: is a character device" \
+check run_module_dev_zero 1 "zero.yaml:2: agent 'z': module: /dev/zero: is a character device" \
   "$BIN" run "$CACHE/zero.yaml" --journal "$CACHE/zero.db"
 printf 'agents:\n  - id: p\n    kind: prompt\n    config: {max_tokens: -5}\n' > "$CACHE/p.yaml"
 check run_prompt_max_tokens 1 "p.yaml:4:26: agent 'p': config.max_tokens is -5, out of range" \

@@ -27,9 +27,10 @@ expect_err() { # description, pattern expected in stderr
 }
 
 # usage errors: exit 2 with one line
-expect "no model flag" 2 "$BIN" generate "hi"
-expect_err "no model flag message" "--model DIR is required"
+expect "no prompt" 2 "$BIN" generate
+expect_err "no prompt message" "give a PROMPT or --prompt-ids"
 [ "$(wc -l <"$tmp/err")" -eq 1 ] || { echo "FAIL: usage error is not one line"; fails=$((fails+1)); }
+# without --model, generate uses the embedded default (tests/default_model.sh)
 expect "unknown flag" 2 "$BIN" generate --model "$TINY" --frobnicate "hi"
 expect "bad max-tokens" 2 "$BIN" generate --model "$TINY" --max-tokens -3 "hi"
 expect "bad temperature" 2 "$BIN" generate --model "$TINY" --temperature abc "hi"

@@ -20,9 +20,19 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
 #include "cohort/monitor.h"
+#include "fuzz/fuzz_monitor.c"
+#include "monitor/monitor_int.h"
 #include "test.h"
 #include "util/util_int.h"
+
+/* How long a test waits for something that must come (a response, a
+ * frame, another thread's progress) before calling it missing.  Generous:
+ * it only matters when the thing never comes, and a loaded machine or a
+ * sanitized build is slow, not wrong (tests/README.md). */
+#define DEADLINE_MS 60000
 
 /* ---- snapshots built here ---------------------------------------------- */
 
@@ -324,14 +334,14 @@ static int send_all(int fd, const void *p, size_t n) {
   return 0;
 }
 
-/* Reads until EOF (or 10 s without data).  Caller frees. */
+/* Reads until EOF (or DEADLINE_MS without data).  Caller frees. */
 static char *read_all(int fd, size_t *len) {
   coh__buf b = {0};
   char tmp[4096];
   for (;;) {
     struct pollfd p = {fd, POLLIN, 0};
     ssize_t k;
-    if (poll(&p, 1, 10000) <= 0) break;
+    if (poll(&p, 1, DEADLINE_MS) <= 0) break;
     k = recv(fd, tmp, sizeof tmp, 0);
     if (k <= 0) break;
     coh__buf_add(&b, tmp, (size_t)k);
@@ -409,7 +419,7 @@ static int ws_open(int port, const char *path, const char *origin) {
   /* read the response headers byte by byte, so no frame is consumed */
   while (got < sizeof resp - 1) {
     struct pollfd p = {fd, POLLIN, 0};
-    if (poll(&p, 1, 5000) <= 0 || recv(fd, resp + got, 1, 0) != 1) goto fail;
+    if (poll(&p, 1, DEADLINE_MS) <= 0 || recv(fd, resp + got, 1, 0) != 1) goto fail;
     got++;
     resp[got] = '\0';
     if (got >= 4 && !memcmp(resp + got - 4, "\r\n\r\n", 4)) break;
@@ -648,7 +658,7 @@ static void test_token(void) {
 
 static void test_controls(void) {
   coh_monitor *m = start("127.0.0.1:0", NULL);
-  int port, fd, i;
+  int port, fd, fd2, i;
   char *f, *snap;
   REQUIRE(m != NULL);
   port = port_of(m);
@@ -690,13 +700,13 @@ static void test_controls(void) {
   REQUIRE(fd >= 0);
   snap = make_snapshot(31, 5);
   coh_monitor_publish(m, snap, strlen(snap));
-  f = ws_recv_until(fd, "\"tick\":31", 5000);
+  f = ws_recv_until(fd, "\"tick\":31", DEADLINE_MS);
   CHECK(f != NULL && !strcmp(f, snap));
   coh__free(f);
   coh__free(snap);
   snap = make_snapshot(32, 5);
   coh_monitor_publish(m, snap, strlen(snap));
-  f = ws_recv_until(fd, "\"tick\":32", 5000);
+  f = ws_recv_until(fd, "\"tick\":32", DEADLINE_MS);
   CHECK(f != NULL);
   coh__free(f);
   coh__free(snap);
@@ -704,12 +714,70 @@ static void test_controls(void) {
   /* wait_control blocks until the control arrives */
   CHECK_EQ_INT(coh_monitor_wait_control(m), COH_CONTROL_STOP);
   CHECK_EQ_INT(ws_send(fd, 1, "nonsense", 8), 0);
-  f = ws_recv_until(fd, "\"error\"", 5000);
+  f = ws_recv_until(fd, "\"error\"", DEADLINE_MS);
   CHECK(f != NULL);
   coh__free(f);
   CHECK_EQ_INT(ws_send(fd, 1, "{\"control\":\"step\"}", 18), 0);
   CHECK_EQ_INT(coh_monitor_wait_control(m), COH_CONTROL_STEP);
+  /* an ack from a client without flow control is ignored (no error) */
+  CHECK_EQ_INT(ws_send(fd, 1, "{\"ack\": true}", 13), 0);
+  CHECK_EQ_INT(ws_send(fd, 1, "{\"control\":\"pause\"}", 19), 0);
+  CHECK_EQ_INT(coh_monitor_wait_control(m), COH_CONTROL_PAUSE);
   close(fd);
+
+  /* Flow control (/ws?ack=1, what the dashboard uses): after a snapshot
+   * the next one is sent only once the client acks, and it is then the
+   * latest one; snapshots published meanwhile are never queued.  A second
+   * client without flow control receives each of 42, 43, 44 in turn (each
+   * is published only once it has the previous one), so the first client's
+   * sender has had every chance to send them too: it must not have. */
+  fd = ws_open(port, "/ws?ack=1", NULL);
+  fd2 = ws_open(port, "/ws", NULL);
+  REQUIRE(fd >= 0 && fd2 >= 0);
+  snap = make_snapshot(41, 5);
+  coh_monitor_publish(m, snap, strlen(snap));
+  /* the first frame may still be the older snapshot 32 (if the sender
+   * started before this publish): ack what is not 41 */
+  for (;;) {
+    size_t n = 0;
+    int op = ws_recv(fd, &f, &n, DEADLINE_MS);
+    if (op != 1 || f == NULL || strstr(f, "\"tick\":41,") != NULL) break;
+    coh__free(f);
+    f = NULL;
+    CHECK_EQ_INT(ws_send(fd, 1, "{\"ack\": true}", 13), 0);
+  }
+  CHECK(f != NULL && !strcmp(f, snap));
+  coh__free(f);
+  coh__free(snap);
+  for (i = 42; i <= 44; i++) { /* not acked yet: none of these goes out */
+    char want[32];
+    snap = make_snapshot(i, 5);
+    coh_monitor_publish(m, snap, strlen(snap));
+    coh__free(snap);
+    snprintf(want, sizeof want, "\"tick\":%d,", i);
+    f = ws_recv_until(fd2, want, DEADLINE_MS);
+    CHECK(f != NULL);
+    coh__free(f);
+  }
+  close(fd2);
+  CHECK_EQ_INT(ws_send(fd, 1, "{\"ack\": true}", 13), 0);
+  {
+    size_t n = 0;
+    int op = ws_recv(fd, &f, &n, DEADLINE_MS);
+    CHECK_EQ_INT(op, 1);
+    CHECK(f != NULL && strstr(f, "\"tick\":44,") != NULL); /* not 42 */
+    coh__free(f);
+  }
+  /* controls still work on a flow-controlled socket */
+  CHECK_EQ_INT(ws_send(fd, 1, "{\"control\":\"resume\"}", 20), 0);
+  CHECK_EQ_INT(coh_monitor_wait_control(m), COH_CONTROL_RESUME);
+  close(fd);
+
+  /* controls posted by the process itself (the CLI's signal handling) */
+  CHECK_EQ_INT(coh_monitor_post_control(m, COH_CONTROL_STOP), 0);
+  CHECK_EQ_INT(coh_monitor_post_control(m, COH_CONTROL_NONE), -1);
+  CHECK_EQ_INT(coh_monitor_next_control(m), COH_CONTROL_STOP);
+  CHECK_EQ_INT(coh_monitor_next_control(m), COH_CONTROL_NONE);
   coh_monitor_stop(m);
 }
 
@@ -718,7 +786,7 @@ static void test_controls(void) {
 typedef struct abuse {
   int port;
   atomic_int stop;
-  int rounds;
+  atomic_int rounds;
 } abuse;
 
 static void *abuse_http(void *arg) {
@@ -739,7 +807,7 @@ static void *abuse_http(void *arg) {
   char big[20000];
   memset(big, 'A', sizeof big);
   memcpy(big, "GET /", 5);
-  while (!atomic_load(&a->stop) && a->rounds < 40) {
+  while (!atomic_load(&a->stop) && atomic_load(&a->rounds) < 40) {
     size_t i;
     for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
       int fd = connect_port(a->port);
@@ -768,7 +836,7 @@ static void *abuse_http(void *arg) {
         close(fd);
       }
     }
-    a->rounds++;
+    atomic_fetch_add(&a->rounds, 1);
   }
   return NULL;
 }
@@ -821,10 +889,17 @@ static void test_abuse(void) {
   }
   fprintf(stderr, "  10000 publishes (60 KB) + spans under abuse: mean %.2f us, "
                   "worst %.1f us; %d abuse rounds\n",
-          total / 10000 * 1e6, worst * 1e6, a.rounds);
+          total / 10000 * 1e6, worst * 1e6, atomic_load(&a.rounds));
+  /* the abuse must have hit the server at least once: wait for its first
+   * round (a condition with a deadline, not a time) */
+  t = now_s() + DEADLINE_MS / 1000.0;
+  while (atomic_load(&a.rounds) == 0 && now_s() < t) {
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
   atomic_store(&a.stop, 1);
   pthread_join(th, NULL);
-  CHECK(a.rounds > 0);
+  CHECK(atomic_load(&a.rounds) > 0);
   /* still serving: the latest snapshot, metrics, trace */
   CHECK_EQ_INT(http_get(port, "/api/snapshot", NULL, &body, &len), 200);
   CHECK(body != NULL && !strcmp(body, snaps[1]));
@@ -840,7 +915,7 @@ static void test_abuse(void) {
   if (ok_fd >= 0) {
     char *s3 = make_snapshot(3, 10);
     coh_monitor_publish(m, s3, strlen(s3));
-    f = ws_recv_until(ok_fd, "\"tick\":3,", 10000);
+    f = ws_recv_until(ok_fd, "\"tick\":3,", DEADLINE_MS);
     CHECK(f != NULL);
     coh__free(f);
     coh__free(s3);
@@ -856,7 +931,7 @@ static void test_abuse(void) {
 typedef struct reader {
   int port;
   atomic_int stop;
-  int n;
+  atomic_int n;
 } reader;
 
 static void *trace_reader(void *arg) {
@@ -864,7 +939,7 @@ static void *trace_reader(void *arg) {
   while (!atomic_load(&r->stop)) {
     char *body = NULL;
     size_t len;
-    if (http_get(r->port, "/trace", NULL, &body, &len) == 200) r->n++;
+    if (http_get(r->port, "/trace", NULL, &body, &len) == 200) atomic_fetch_add(&r->n, 1);
     coh__free(body);
     http_get(r->port, "/api/snapshot", NULL, &body, &len);
     coh__free(body);
@@ -898,10 +973,14 @@ static void test_concurrent_spans(void) {
     }
   }
   /* an empty call flushes what a busy lock left pending */
-  while (r.n < 2) {
-    struct timespec ts = {0, 2000000};
-    nanosleep(&ts, NULL);
+  { /* the reader has read /trace twice while spans were appended */
+    double end = now_s() + DEADLINE_MS / 1000.0;
+    while (atomic_load(&r.n) < 2 && now_s() < end) {
+      struct timespec ts = {0, 2000000};
+      nanosleep(&ts, NULL);
+    }
   }
+  CHECK(atomic_load(&r.n) >= 2);
   atomic_store(&r.stop, 1);
   pthread_join(th, NULL);
   coh_monitor_trace(m, NULL, 0);
@@ -926,6 +1005,92 @@ static void test_concurrent_spans(void) {
   coh_monitor_stop(m);
 }
 
+/* The handlers called directly, as the fuzz harness calls them. */
+static void test_handlers_direct(void) {
+  coh_monitor *m = NULL;
+  coh__http_req rq;
+  coh__http_resp rs;
+  coh_err err;
+  size_t n = 0;
+  int ack = 0;
+  const char *reply;
+  REQUIRE(coh__monitor_new(NULL, &m, &err) == COH_OK);
+  memset(&rq, 0, sizeof rq);
+  rq.method = "GET";
+  rq.uri = "/nosuch";
+  rq.content_length = -1;
+  CHECK_EQ_INT(coh__monitor_http(m, &rq, &rs), 404);
+  CHECK(rs.len > 0 && strstr(rs.body, "no such page") != NULL);
+  coh__http_resp_free(&rs);
+  /* HEAD: no body on any response (found by fuzz_monitor: a 403 or 404
+   * to HEAD carried its JSON error body) */
+  rq.method = "HEAD";
+  CHECK_EQ_INT(coh__monitor_http(m, &rq, &rs), 404);
+  CHECK(rs.len == 0);
+  coh__http_resp_free(&rs);
+  rq.host = "[::1]:80";
+  CHECK_EQ_INT(coh__monitor_http(m, &rq, &rs), 403);
+  CHECK(rs.len == 0);
+  coh__http_resp_free(&rs);
+  rq.host = "127.0.0.1:80";
+  rq.method = "GET";
+  rq.uri = "/api/snapshot";
+  CHECK_EQ_INT(coh__monitor_http(m, &rq, &rs), 503);
+  coh__http_resp_free(&rs);
+  coh_monitor_publish(m, "{}", 2);
+  CHECK_EQ_INT(coh__monitor_http(m, &rq, &rs), 200);
+  CHECK(rs.len == 2 && memcmp(rs.body, "{}", 2) == 0);
+  coh__http_resp_free(&rs);
+  reply = coh__monitor_ws_text(m, "{\"control\": \"step\"}", 19, &ack, &n);
+  CHECK(reply == NULL && n == 0 && !ack);
+  CHECK(coh_monitor_next_control(m) == COH_CONTROL_STEP);
+  reply = coh__monitor_ws_text(m, "{\"control\": 1}", 14, &ack, &n);
+  CHECK(reply != NULL && n == strlen(reply) && !ack);
+  CHECK(coh_monitor_next_control(m) == COH_CONTROL_NONE);
+  reply = coh__monitor_ws_text(m, "{\"ack\": 3}", 10, &ack, &n);
+  CHECK(reply == NULL && ack);
+  CHECK(coh_monitor_next_control(m) == COH_CONTROL_NONE);
+  coh__monitor_free(m);
+  REQUIRE(coh__monitor_new("tok", &m, &err) == COH_OK);
+  rq.uri = "/";
+  CHECK_EQ_INT(coh__monitor_http(m, &rq, &rs), 401);
+  CHECK(rs.challenge);
+  coh__http_resp_free(&rs);
+  rq.query = "token=tok";
+  CHECK_EQ_INT(coh__monitor_http(m, &rq, &rs), 200);
+  coh__http_resp_free(&rs);
+  coh__monitor_free(m);
+}
+
+/* Replays the fuzz seeds and crash regressions through the harness. */
+static void test_fuzz_corpus(void) {
+  static const char *const dirs[] = {
+      COH_TEST_DATA "/../fuzz/corpus/monitor",
+      COH_TEST_DATA "/../fuzz/regressions/monitor"};
+  size_t i;
+  int n = 0;
+  for (i = 0; i < 2; i++) {
+    DIR *d = opendir(dirs[i]);
+    struct dirent *e;
+    REQUIRE(d != NULL);
+    while ((e = readdir(d)) != NULL) {
+      char path[1024];
+      char *buf = NULL;
+      size_t len = 0;
+      coh_err err;
+      if (e->d_name[0] == '.') continue;
+      snprintf(path, sizeof path, "%s/%s", dirs[i], e->d_name);
+      if (coh__read_file(path, &buf, &len, &err) != COH_OK) continue;
+      coh__fuzz_monitor_one((const uint8_t *)buf, len);
+      coh__free(buf);
+      n++;
+    }
+    closedir(d);
+  }
+  fprintf(stderr, "  %d corpus files replayed\n", n);
+  CHECK(n >= 8);
+}
+
 int main(int argc, char **argv) {
   TEST_MAIN_BEGIN(argc, argv);
   RUN(test_metrics_exact);
@@ -937,5 +1102,7 @@ int main(int argc, char **argv) {
   RUN(test_controls);
   RUN(test_abuse);
   RUN(test_concurrent_spans);
+  RUN(test_handlers_direct);
+  RUN(test_fuzz_corpus);
   return TEST_MAIN_END();
 }

@@ -496,6 +496,38 @@ static void test_top_p_nucleus(void) {
   coh__sampler_free(s);
 }
 
+/* The boundaries, where a filter's comparison is exact (all weights here
+ * are exactly 1 or 0, so every sum is exact): top-p keeps a token while the
+ * mass before it is < top_p * Z, min-p keeps a weight >= min_p.  Four equal
+ * logits and one far below: top_p 0.5 gives limit 2 of Z 4, so tokens 0 and
+ * 1 are kept and token 2, with exactly 2 before it, is not; min_p 1 keeps
+ * the four tied at weight 1.  Both with and without top-k (two code paths),
+ * and each from a fresh sampler (so no state of an earlier call can help). */
+static void test_filter_boundaries(void) {
+  const float tl[5] = {0, 0, 0, 0, -1000};
+  long c[5];
+  int with_k;
+  for (with_k = 0; with_k < 2; with_k++) {
+    coh__sampler *s = new_sampler(5);
+    coh_sampling p = params(1.0f);
+    REQUIRE(s != NULL);
+    p.top_k = with_k ? 4 : 0;
+    p.top_p = 0.5f;
+    CHECK_EQ_INT(draw_counts(s, &p, tl, 61, 4000, c, 5), 0);
+    CHECK(c[0] > 1700 && c[1] > 1700);
+    CHECK_EQ_INT(c[2] + c[3] + c[4], 0);
+    coh__sampler_free(s);
+    s = new_sampler(5);
+    REQUIRE(s != NULL);
+    p.top_p = 1.0f;
+    p.min_p = 1.0f;
+    CHECK_EQ_INT(draw_counts(s, &p, tl, 62, 4000, c, 5), 0);
+    CHECK(c[0] > 800 && c[1] > 800 && c[2] > 800 && c[3] > 800);
+    CHECK_EQ_INT(c[4], 0);
+    coh__sampler_free(s);
+  }
+}
+
 static void test_min_p(void) {
   float logits[8];
   long counts[8];
@@ -987,6 +1019,7 @@ int main(int argc, char **argv) {
   RUN(test_top_k_support);
   RUN(test_top_p_nucleus);
   RUN(test_min_p);
+  RUN(test_filter_boundaries);
   RUN(test_repetition_penalty);
   RUN(test_seed_determinism);
   RUN(test_distribution_matches);

@@ -32,6 +32,17 @@ UI="$SRC/tests/ui"
 fails=0
 ok() { echo "ok   $*"; }
 bad() { echo "FAIL: $*"; fails=$((fails+1)); }
+# wait_until SECONDS CMD...: runs CMD until it succeeds; 1 if the deadline
+# passes first.  Every wait here is for a condition; the deadline is
+# generous because it only matters when the condition never comes.
+wait_until() {
+  local deadline=$((SECONDS + $1)); shift
+  until "$@"; do
+    [ $SECONDS -ge $deadline ] && return 1
+    sleep 0.05
+  done
+}
+alive() { kill -0 "$1" 2>/dev/null; }
 
 if [ ! -x /usr/bin/chromium ]; then
   echo "FAIL: /usr/bin/chromium is missing (Debian package chromium; scripts/setup.sh installs it)"
@@ -74,13 +85,8 @@ fi
 # serve it on an ephemeral port; the URL is printed on start
 "$BIN" inspect "$tmp/swarm.db" --ui 127.0.0.1:0 >"$tmp/ui.log" 2>&1 &
 server=$!
-url=""
-for _ in $(seq 1 100); do
-  url=$(sed -n 's/^dashboard: //p' "$tmp/ui.log")
-  [ -n "$url" ] && break
-  kill -0 "$server" 2>/dev/null || break
-  sleep 0.1
-done
+wait_until 120 eval "grep -q '^dashboard: ' '$tmp/ui.log' || ! alive $server"
+url=$(sed -n 's/^dashboard: //p' "$tmp/ui.log")
 if [ -z "$url" ]; then
   bad "inspect --ui did not start: $(cat "$tmp/ui.log")"
   exit 1
@@ -137,13 +143,8 @@ start_run() {
   "$BIN" run "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
   pid=$!
   server=$pid
-  url=""
-  for _ in $(seq 1 100); do
-    url=$(sed -n 's/^cohort run: dashboard at //p' "$tmp/$name.err")
-    [ -n "$url" ] && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
+  wait_until 120 eval "grep -q '^cohort run: dashboard at ' '$tmp/$name.err' || ! alive $pid"
+  url=$(sed -n 's/^cohort run: dashboard at //p' "$tmp/$name.err")
 }
 
 if [ -z "$FIX" ] || [ ! -d "$FIX/llama-tiny-plain-fp32" ] || [ ! -f "$BUILD/agents/chatter.wasm" ]; then
@@ -160,11 +161,16 @@ else
     # open the page once the run has published its first snapshot (tick 0;
     # before that /api/snapshot answers 503, which Chromium logs as a console
     # error even though the page then gets the snapshot over the WebSocket)
-    for _ in $(seq 1 100); do
-      "$PY" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "api/snapshot", timeout=2)' \
-        "$url" 2>/dev/null && break
-      sleep 0.1
-    done
+    "$PY" - "$url" <<'PY'
+import sys, time, urllib.request
+deadline = time.time() + 120
+while time.time() < deadline:
+    try:
+        urllib.request.urlopen(sys.argv[1] + "api/snapshot", timeout=30)
+        break
+    except Exception:
+        time.sleep(0.05)
+PY
     rm -f "$BUILD/artifacts/dashboard-live.png"
     if (cd "$UI" && node browser_test.mjs --url "$url" --scenario live --agents 51 \
           --screenshot "$BUILD/artifacts/dashboard-live.png"); then
@@ -175,7 +181,7 @@ else
     [ -s "$BUILD/artifacts/dashboard-live.png" ] && ok "screenshot saved: $BUILD/artifacts/dashboard-live.png" \
       || bad "no live screenshot"
     # Stop was clicked: the summary is printed, the dashboard lingers
-    for _ in $(seq 1 100); do grep -q '^digest: ' "$tmp/live.out" && break; sleep 0.1; done
+    wait_until 120 eval "grep -q '^digest: ' '$tmp/live.out' || ! alive $pid"
     if grep -q '^ticks: [0-9]* (stopped: stopped)$' "$tmp/live.out" && grep -q '^digest: [0-9a-f]\{64\}$' "$tmp/live.out"; then
       ok "run stopped from the dashboard: $(grep '^ticks:' "$tmp/live.out")"
     else
@@ -203,7 +209,7 @@ if "$BIN" run "$tmp/flood.yaml" --journal "$tmp/headless.db" --quiet >"$tmp/head
   else
     port=$(echo "$url" | sed -n 's|^http://127.0.0.1:\([0-9]*\)/.*|\1|p')
     # the flood lasts until the summary is out (the process itself lingers)
-    ( while kill -0 "$pid" 2>/dev/null && ! grep -q '^digest: ' "$tmp/flood.out"; do sleep 0.2; done
+    ( wait_until 600 eval "grep -q '^digest: ' '$tmp/flood.out' || ! alive $pid"
       touch "$tmp/flood.done" ) &
     watcher=$!
     "$PY" "$SRC/tests/ui/flood.py" 127.0.0.1 "$port" "$watcher" --seconds 120 >"$tmp/flood.log" 2>&1
@@ -219,7 +225,7 @@ if "$BIN" run "$tmp/flood.yaml" --journal "$tmp/headless.db" --quiet >"$tmp/head
     # the server still answers, with the finished run's snapshot
     snap=$("$PY" - "$port" <<'PY'
 import json, sys, urllib.request
-s = json.load(urllib.request.urlopen("http://127.0.0.1:%s/api/snapshot" % sys.argv[1], timeout=15))
+s = json.load(urllib.request.urlopen("http://127.0.0.1:%s/api/snapshot" % sys.argv[1], timeout=60))
 print(s["run"]["tick"], s["run"]["finished"], s["run"]["digest"])
 PY
 )

@@ -100,16 +100,23 @@ async function generate(session, modelPath, g) {
   const dir = path.dirname(modelPath);
   const cfg = JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8'));
   let shared = false;
+  let gcNote = null;
   let maxLen = cfg.max_position_embeddings;
   try {
     const gc = JSON.parse(readFileSync(path.join(dir, 'genai_config.json'), 'utf8'));
     shared = !!(gc.search && gc.search.past_present_share_buffer);
+    gcNote = gc.cohort_fixture || null;
     if (gc.search && gc.search.max_length) maxLen = gc.search.max_length;
   } catch (e) { /* optimum layout: no genai_config.json */ }
   const L = cfg.num_hidden_layers;
   const KV = cfg.num_key_value_heads;
   const D = cfg.hidden_size / cfg.num_attention_heads;
-  const type = cfg.torch_dtype === 'float16' ? 'float16' : 'float32';
+  // the KV cache has the graph's dtype: genai_config.json's cohort_fixture
+  // note gives it where the weights are stored in another (fp16 weights under
+  // an fp32 graph); else config.json's torch_dtype
+  let graphDtype = cfg.torch_dtype === 'float16' ? 'fp16' : 'fp32';
+  if (gcNote && (gcNote.dtype === 'fp16' || gcNote.dtype === 'fp32')) graphDtype = gcNote.dtype;
+  const type = graphDtype === 'fp16' ? 'float16' : 'float32';
   const P0 = shared ? maxLen : 0;
   let past = {};
   for (let l = 0; l < L; l++) {

@@ -52,20 +52,32 @@ function connect() {
   const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
   setConn('connecting', 'connecting…');
   try {
-    ws = new WebSocket(`${proto}//${location.host}${withToken('/ws')}`);
+    // ack=1: the server sends the next snapshot only when this page says it
+    // has handled the previous one, so a busy page is never behind a queue
+    // of stale snapshots (see docs/monitor.md, flow control)
+    const path = withToken('/ws');
+    ws = new WebSocket(`${proto}//${location.host}${path}${path.includes('?') ? '&' : '?'}ack=1`);
   } catch (e) {
     scheduleReconnect();
     return;
   }
   ws.onopen = () => { backoff = 500; setConn('open', 'live'); };
   ws.onmessage = (ev) => {
-    let msg;
-    try { msg = JSON.parse(ev.data); } catch (e) { return; }
-    if (msg && msg.error) { toast(msg.error); return; }
-    if (msg && msg.version === 1) onSnapshot(msg);
+    let msg = null;
+    try { msg = JSON.parse(ev.data); } catch (e) { /* acked all the same */ }
+    if (msg && msg.error) { toast(msg.error); return; } // replies to controls: no ack
+    try {
+      if (msg && msg.version === 1) onSnapshot(msg);
+    } finally {
+      ackSnapshot(ev.target); // every other frame is a snapshot
+    }
   };
   ws.onclose = () => { ws = null; scheduleReconnect(); };
   ws.onerror = () => { /* onclose follows */ };
+}
+
+function ackSnapshot(sock) {
+  if (sock.readyState === WebSocket.OPEN) sock.send('{"ack": true}');
 }
 
 function scheduleReconnect() {

@@ -15,7 +15,10 @@
  *   GET  /trace            Chrome trace event JSON (opens in Perfetto)
  *   POST /api/control      body {"control": "pause"|"resume"|"step"|"stop"}
  *   WS   /ws               the server pushes every new snapshot as a text
- *                          frame; the client may send control JSON as above
+ *                          frame; the client may send control JSON as above.
+ *                          With /ws?ack=1 the client answers each snapshot
+ *                          with {"ack": true} once handled, and the next
+ *                          (newest) snapshot is sent only then
  * With a token (always, when bound to a non-loopback address), every request
  * needs `Authorization: Bearer TOKEN` or `?token=TOKEN`, else 401.
  *
@@ -118,6 +121,10 @@ typedef enum coh_control {
 coh_control coh_monitor_next_control(coh_monitor *m);
 /* Blocks until a control arrives (for a paused run); returns it. */
 coh_control coh_monitor_wait_control(coh_monitor *m);
+/* Queues control c as if a client had sent it; any thread (the CLI posts
+ * STOP when a signal interrupts a paused run).  0, or -1 if c is not a
+ * control or the queue (64) is full. */
+int coh_monitor_post_control(coh_monitor *m, coh_control c);
 
 /* Renderers, exposed for tests and for `inspect --ui`.  *out: caller frees
  * with coh_free.  Errors: COH_EFORMAT (snapshot not of the schema above),

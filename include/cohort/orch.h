@@ -67,6 +67,11 @@ typedef struct coh_run_options {
   void *ud;
   coh_monitor *monitor;      /* borrowed, may be NULL: snapshots, trace spans,
                                 and pause/resume/step/stop between ticks */
+  /* May be NULL.  Asked before every tick (and when a paused run receives
+   * STOP): nonzero stops the run there, with stop reason "interrupted"; the
+   * ticks before are committed.  The CLI's signal handling answers it. */
+  int (*interrupted)(void *interrupted_ud);
+  void *interrupted_ud;
 } coh_run_options;
 
 typedef struct coh_run_summary {
@@ -84,7 +89,8 @@ typedef struct coh_run_summary {
   char diverged_expected[512];
   char diverged_actual[512];
   const char *stop_reason;   /* "max_ticks" | "quiescence" | "exit" | "journal_end" |
-                                "divergence" | "stopped" (a monitor's stop) */
+                                "divergence" | "stopped" (a monitor's stop) |
+                                "interrupted" (o->interrupted said so) */
 } coh_run_summary;
 
 /* Runs scenario s.  Errors: module/model load errors (naming the agent or

@@ -14,7 +14,7 @@
  *       threads: 0            # ONNX Runtime intra-op threads; 0 = all cores
  *   policy:
  *     kind: round_robin       # round_robin | priority | dag
- *     quantum: 4              # events per agent per tick (round_robin)
+ *     quantum: 4              # events an agent takes per tick (every policy)
  *   stop:
  *     max_ticks: 200
  *     quiescence: true        # stop when nothing is pending anywhere
@@ -32,10 +32,12 @@
  *       memory_mb: 16
  *       priority: 1           # higher steps first (priority policy)
  *       inbox: 64             # inbox capacity; a send to a full inbox fails
- *       after: [planner]      # dag policy: steps only once these have stepped
- *                             # in an earlier tick (agent ids, meaning all
- *                             # their instances, or instance ids; a single
- *                             # id may be written without brackets)
+ *       after: [planner]      # dag policy: steps only while none of these
+ *                             # has events queued at the start of the tick
+ *                             # or an LLM answer outstanding (agent ids,
+ *                             # meaning all their instances, or instance
+ *                             # ids; a single id may be written without
+ *                             # brackets)
  *   messages:
  *     - to: alice
  *       from: user            # an id; default "scenario"

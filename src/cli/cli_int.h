@@ -64,6 +64,22 @@ struct coh_run_record;
 int coh__create_journal(const char *path, const struct coh_scenario *s,
                         const struct coh_run_record *rec,
                         struct coh_journal **j, struct coh_err *err);
+/* signals.c: SIGINT/SIGTERM and a closed stdout during run and resume.
+ * install: handlers for SIGINT and SIGTERM, SIGPIPE ignored, and a watcher
+ * thread; 0, or -1 if no pipe or thread could be made.  The first signal
+ * makes coh__interrupt_pending() return it (and posts a STOP control to the
+ * monitor given to coh__interrupt_monitor, which may be NULL); a second one
+ * exits the process at once with status 128 + signal.  request: the same
+ * as a first signal, from ordinary code (a write error on stdout passes
+ * SIGPIPE).  check: coh_run_options.interrupted.  uninstall: restores the
+ * previous dispositions and ends the thread. */
+struct coh_monitor;
+int coh__interrupt_install(void);
+void coh__interrupt_uninstall(void);
+void coh__interrupt_monitor(struct coh_monitor *m);
+int coh__interrupt_pending(void);
+void coh__interrupt_request(int sig);
+int coh__interrupt_check(void *ud);
 
 int coh__cmd_run(int argc, char **argv);
 int coh__cmd_replay(int argc, char **argv);

@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli_int.h"
@@ -102,7 +101,8 @@ static void print_event(void *ud, const coh_jevent *ev) {
   } else {
     return;
   }
-  fflush(stdout);
+  /* a closed stdout (EPIPE; SIGPIPE is ignored) stops the run like a signal */
+  if (fflush(stdout) == EOF || ferror(stdout)) coh__interrupt_request(SIGPIPE);
 }
 
 static void print_summary(const coh_run_summary *s) {
@@ -140,13 +140,17 @@ static int environment(const char *cmd, cli_opts *c, coh_run_options *ro,
   ro->no_model = c->no_model;
   ro->on_event = print_event;
   ro->ud = c;
+  ro->interrupted = coh__interrupt_check;
   return 0;
 }
 
-static volatile sig_atomic_t interrupted;
-static void on_signal(int sig) {
-  (void)sig;
-  interrupted = 1;
+/* A run stopped by a signal or a closed stdout: the journal (closed by the
+ * caller) holds ticks 0..N-1; says how to go on and returns 128 + signal. */
+static int report_interrupt(const char *cmd, const coh_run_summary *sum, const char *file) {
+  int sig = coh__interrupt_pending();
+  fprintf(stderr, "cohort %s: interrupted at tick %lld; continue with: cohort resume %s\n", cmd,
+          (long long)sum->ticks, file);
+  return 128 + (sig ? sig : SIGINT);
 }
 
 /* Starts the dashboard server when --ui was given; prints where it is. */
@@ -163,19 +167,13 @@ static int start_ui(const char *cmd, const cli_opts *c, coh_monitor **mon) {
   return 0;
 }
 
-/* After the run: the dashboard stays up until Ctrl-C or a stop control. */
+/* After the run: the dashboard stays up until a signal or a stop control
+ * (a signal posts STOP, see signals.c). */
 static void linger_ui(const char *cmd, coh_monitor *mon) {
-  struct sigaction sa;
-  if (mon == NULL) return;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal;
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
+  if (mon == NULL || coh__interrupt_pending()) return;
   fprintf(stderr, "cohort %s: finished; the dashboard stays at %s until Ctrl-C\n", cmd,
           coh_monitor_url(mon));
-  while (!interrupted && coh_monitor_next_control(mon) != COH_CONTROL_STOP) {
-    struct timespec ts = {0, 100 * 1000 * 1000};
-    nanosleep(&ts, NULL);
+  while (coh_monitor_wait_control(mon) != COH_CONTROL_STOP) {
   }
 }
 
@@ -215,6 +213,10 @@ int coh__cmd_run(int argc, char **argv) {
   if ((rc = parse("run", argc, argv, &c, run_usage))) return rc < 0 ? COH_EXIT_OK : rc;
   memset(&ro, 0, sizeof ro);
   if ((rc = environment("run", &c, &ro, &cache_buf, &prompt_buf))) return rc;
+  if (coh__interrupt_install()) {
+    coh__runtime_error("run", "cannot set up signal handling");
+    goto done;
+  }
   if (coh_scenario_load(c.target, &s, &err)) {
     coh__runtime_error("run", "%s", err.msg);
     goto done;
@@ -238,8 +240,16 @@ int coh__cmd_run(int argc, char **argv) {
   if (!c.quiet) fprintf(stderr, "cohort run: journal %s\n", jpath);
   if (start_ui("run", &c, &mon)) goto done;
   ro.monitor = mon;
+  coh__interrupt_monitor(mon);
   if (coh_run(s, &ro, &sum, &err)) {
     coh__runtime_error("run", "%s (the journal %s holds every committed tick)", err.msg, jpath);
+    goto done;
+  }
+  if (!strcmp(sum.stop_reason, "interrupted")) {
+    coh_journal_meta_put(j, "status", "interrupted", 11, &err);
+    coh_journal_close(j);
+    j = NULL;
+    status = report_interrupt("run", &sum, jpath);
     goto done;
   }
   coh_journal_meta_put(j, "status", !strcmp(sum.stop_reason, "stopped") ? "stopped" : "complete",
@@ -249,7 +259,9 @@ int coh__cmd_run(int argc, char **argv) {
   linger_ui("run", mon);
   status = COH_EXIT_OK;
 done:
+  coh__interrupt_monitor(NULL);
   coh_monitor_stop(mon);
+  coh__interrupt_uninstall();
   coh_journal_close(j);
   coh_run_record_free(rec);
   coh_scenario_free(s);
@@ -291,7 +303,13 @@ static int replay_or_resume(const char *cmd, int argc, char **argv) {
     return rc < 0 ? COH_EXIT_OK : rc;
   memset(&ro, 0, sizeof ro);
   if ((rc = environment(cmd, &c, &ro, &cache_buf, &prompt_buf))) return rc;
-  if (!resume) c.quiet = 1; /* a replay prints its verdict, not the transcript */
+  if (!resume) {
+    c.quiet = 1; /* a replay prints its verdict, not the transcript */
+    ro.interrupted = NULL; /* a replay writes nothing: a signal simply ends it */
+  } else if (coh__interrupt_install()) {
+    coh__runtime_error(cmd, "cannot set up signal handling");
+    goto done;
+  }
   /* The whole chain is verified before anything in the journal is used. */
   if (coh__journal_open_verified(cmd, c.target, &j)) goto done;
   if (coh_run_record_load(j, &ro, &s, &rec, &err)) {
@@ -309,8 +327,16 @@ static int replay_or_resume(const char *cmd, int argc, char **argv) {
   ro.journal = j;
   if (resume && start_ui(cmd, &c, &mon)) goto done;
   ro.monitor = mon;
+  coh__interrupt_monitor(mon);
   if (coh_run(s, &ro, &sum, &err)) {
     coh__runtime_error(cmd, "%s", err.msg);
+    goto done;
+  }
+  if (resume && !strcmp(sum.stop_reason, "interrupted")) {
+    coh_journal_meta_put(j, "status", "interrupted", 11, &err);
+    coh_journal_close(j);
+    j = NULL;
+    status = report_interrupt(cmd, &sum, c.target);
     goto done;
   }
   if (sum.diverged_tick >= 0) {
@@ -330,7 +356,9 @@ static int replay_or_resume(const char *cmd, int argc, char **argv) {
   }
   status = COH_EXIT_OK;
 done:
+  coh__interrupt_monitor(NULL);
   coh_monitor_stop(mon);
+  coh__interrupt_uninstall();
   coh_free(status_text);
   coh_journal_close(j);
   coh_run_record_free(rec);

@@ -25,6 +25,18 @@
  * it.  Snapshots published while a client is still being written to are
  * skipped for that client (it always gets the latest), and pushes are at
  * most PUSH_INTERVAL_MS apart, so a slow client only slows itself.
+ *
+ * Flow control: a client that connects with `?ack=1` (the dashboard does)
+ * answers every snapshot with {"ack": true} once it has handled it, and is
+ * sent the next snapshot only then.  Without it the socket buffers fill
+ * with snapshots faster than a busy page handles them: the page shows a
+ * state seconds old, and a write stays blocked until civetweb's write
+ * timeout gives up on it, possibly half-way through a frame.  Every write
+ * to a connection holds that client's write_lock, and a write that does
+ * not complete ends all writing to the connection: a frame cut short can
+ * never be followed by another (the browser would read the next frame's
+ * bytes as the rest of the cut one: "Invalid frame header"); the
+ * connection is closed when the client next sends anything.
  */
 #include <arpa/inet.h>
 #include <civetweb.h>
@@ -147,6 +159,11 @@ struct ws_client {
   pthread_t thread;
   int started;
   _Atomic int closing;
+  int ack_mode;               /* connected with ?ack=1 */
+  _Atomic uint32_t acked;     /* acks received (futex word) */
+  uint32_t sent;              /* snapshots sent (sender thread) */
+  _Atomic int broken;         /* a write failed or was cut short */
+  pthread_mutex_t write_lock; /* one writer at a time, whole frames */
   char *buf;
   size_t cap;
 };
@@ -390,6 +407,13 @@ static int push_control(coh_monitor *m, coh_control c) {
   return 0;
 }
 
+int coh_monitor_post_control(coh_monitor *m, coh_control c) {
+  if (c != COH_CONTROL_PAUSE && c != COH_CONTROL_RESUME && c != COH_CONTROL_STEP &&
+      c != COH_CONTROL_STOP)
+    return -1;
+  return push_control(m, c);
+}
+
 coh_control coh_monitor_next_control(coh_monitor *m) {
   uint32_t h = atomic_load_explicit(&m->ctl_head, memory_order_relaxed);
   uint32_t t = atomic_load_explicit(&m->ctl_tail, memory_order_acquire);
@@ -413,11 +437,13 @@ coh_control coh_monitor_wait_control(coh_monitor *m) {
   }
 }
 
-/* {"control": "..."} → control, or NONE if malformed. */
-static coh_control parse_control(const char *data, size_t len) {
+/* {"control": "..."} → control, or NONE if malformed.  *is_ack (may be
+ * NULL) is set for a WebSocket flow-control message {"ack": ...}. */
+static coh_control parse_control(const char *data, size_t len, int *is_ack) {
   json_t *root = json_loadb(data, len, 0, NULL);
   const char *s = json_string_value(json_object_get(root, "control"));
   coh_control c = COH_CONTROL_NONE;
+  if (is_ack) *is_ack = json_is_object(root) && json_object_get(root, "ack") != NULL;
   if (s != NULL) {
     if (!strcmp(s, "pause")) c = COH_CONTROL_PAUSE;
     else if (!strcmp(s, "resume")) c = COH_CONTROL_RESUME;
@@ -439,19 +465,16 @@ static int token_ok(const char *want, const char *got, size_t got_len) {
   return diff == 0;
 }
 
-static int authorized(const coh_monitor *m, const struct mg_connection *conn) {
-  const struct mg_request_info *ri = mg_get_request_info(conn);
-  const char *h;
+static int authorized(const coh_monitor *m, const coh__http_req *rq) {
+  const char *h = rq->authorization;
   char q[128];
   int n;
   if (m->token == NULL) return 1;
-  h = mg_get_header(conn, "Authorization");
   if (h != NULL && strncasecmp(h, "Bearer ", 7) == 0 &&
       token_ok(m->token, h + 7, strlen(h + 7)))
     return 1;
-  if (ri->query_string != NULL) {
-    n = mg_get_var(ri->query_string, strlen(ri->query_string), "token", q,
-                   sizeof q);
+  if (rq->query != NULL) {
+    n = mg_get_var(rq->query, strlen(rq->query), "token", q, sizeof q);
     if (n >= 0 && token_ok(m->token, q, (size_t)n)) return 1;
   }
   return 0;
@@ -460,8 +483,8 @@ static int authorized(const coh_monitor *m, const struct mg_connection *conn) {
 /* Without a token, only requests naming the server by an IP address or
  * "localhost": a page whose own domain was rebound to 127.0.0.1 (DNS
  * rebinding) sends that domain as Host. */
-static int host_ok(const coh_monitor *m, const struct mg_connection *conn) {
-  const char *h = mg_get_header(conn, "Host"), *colon;
+static int host_ok(const coh_monitor *m, const coh__http_req *rq) {
+  const char *h = rq->host, *colon;
   char host[64];
   size_t n;
   struct in_addr ia;
@@ -475,132 +498,214 @@ static int host_ok(const coh_monitor *m, const struct mg_connection *conn) {
          inet_pton(AF_INET, host, &ia) == 1;
 }
 
-static int send_body(struct mg_connection *conn, int status, const char *reason,
+static int set_body(coh__http_resp *rs, int status, const char *reason,
                      const char *mime, const void *body, size_t len) {
-  mg_printf(conn,
-            "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-            "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
-            "Connection: close\r\n\r\n",
-            status, reason, mime, len);
-  if (len) mg_write(conn, body, len);
+  rs->status = status;
+  rs->reason = reason;
+  rs->mime = mime;
+  rs->body = body;
+  rs->len = len;
   return status;
 }
 
-static int send_text(struct mg_connection *conn, int status, const char *reason,
+static int set_text(coh__http_resp *rs, int status, const char *reason,
                      const char *msg) {
-  char body[256];
-  int n = snprintf(body, sizeof body, "{\"error\": \"%s\"}\n", msg);
-  return send_body(conn, status, reason, "application/json", body, (size_t)n);
+  int n = snprintf(rs->text, sizeof rs->text, "{\"error\": \"%s\"}\n", msg);
+  return set_body(rs, status, reason, "application/json", rs->text,
+           n < 0 ? 0 : (size_t)n < sizeof rs->text ? (size_t)n
+                                                   : sizeof rs->text - 1);
 }
 
-static int auth_handler(struct mg_connection *conn, void *cbdata) {
-  coh_monitor *m = cbdata;
-  if (!host_ok(m, conn)) {
-    send_text(conn, 403, "Forbidden", "Host must be an IP address or localhost");
-    return 0;
-  }
-  if (authorized(m, conn)) return 1;
+void coh__http_resp_free(coh__http_resp *rs) {
+  coh__free(rs->owned);
+  rs->owned = NULL;
+}
+
+int coh__monitor_allow(const coh_monitor *m, const coh__http_req *rq,
+                       coh__http_resp *rs) {
   static const char body[] =
       "{\"error\": \"a token is required (Bearer or ?token=)\"}\n";
-  mg_printf(conn, "HTTP/1.1 401 Unauthorized\r\n"
-                  "WWW-Authenticate: Bearer realm=\"cohort\"\r\n"
-                  "Content-Type: application/json\r\nContent-Length: %zu\r\n"
-                  "Cache-Control: no-store\r\nConnection: close\r\n\r\n%s",
-            sizeof body - 1, body);
+  memset(rs, 0, sizeof *rs);
+  if (!host_ok(m, rq)) {
+    set_text(rs, 403, "Forbidden", "Host must be an IP address or localhost");
+    return 0;
+  }
+  if (authorized(m, rq)) return 1;
+  set_body(rs, 401, "Unauthorized", "application/json", body, sizeof body - 1);
+  rs->challenge = 1;
   return 0;
 }
 
-static int handle_control(coh_monitor *m, struct mg_connection *conn) {
-  const struct mg_request_info *ri = mg_get_request_info(conn);
-  const char *ct = mg_get_header(conn, "Content-Type");
+static int handle_control(coh_monitor *m, const coh__http_req *rq,
+                           coh__http_resp *rs) {
+  const char *ct = rq->content_type;
   char body[CONTROL_BODY_MAX];
   size_t got = 0;
-  int r;
+  long r;
   coh_control c;
   /* Demanding JSON makes a cross-site form post impossible (a browser
    * preflights it, and no CORS headers are sent). */
   if (ct == NULL || strncasecmp(ct, "application/json", 16) != 0)
-    return send_text(conn, 415, "Unsupported Media Type",
-                     "Content-Type must be application/json");
-  if (ri->content_length < 0 || ri->content_length > CONTROL_BODY_MAX)
-    return send_text(conn, 413, "Payload Too Large",
-                     "the body must be a small JSON object");
-  while (got < (size_t)ri->content_length &&
-         (r = mg_read(conn, body + got, (size_t)ri->content_length - got)) > 0)
-    got += (size_t)r;
-  c = parse_control(body, got);
+    return set_text(rs, 415, "Unsupported Media Type",
+                    "Content-Type must be application/json");
+  if (rq->content_length < 0 || rq->content_length > CONTROL_BODY_MAX)
+    return set_text(rs, 413, "Payload Too Large",
+                    "the body must be a small JSON object");
+  while (got < (size_t)rq->content_length && rq->read != NULL &&
+         (r = rq->read(rq->read_ctx, body + got,
+                       (size_t)rq->content_length - got)) > 0)
+    got += (size_t)r < (size_t)rq->content_length - got
+               ? (size_t)r
+               : (size_t)rq->content_length - got;
+  c = parse_control(body, got, NULL);
   if (c == COH_CONTROL_NONE)
-    return send_text(conn, 400, "Bad Request",
-                     "expected {\\\"control\\\": \\\"pause\\\"|\\\"resume\\\"|"
-                     "\\\"step\\\"|\\\"stop\\\"}");
+    return set_text(rs, 400, "Bad Request",
+                    "expected {\\\"control\\\": \\\"pause\\\"|\\\"resume\\\"|"
+                    "\\\"step\\\"|\\\"stop\\\"}");
   if (push_control(m, c))
-    return send_text(conn, 503, "Service Unavailable",
-                     "too many controls waiting");
-  return send_body(conn, 202, "Accepted", "application/json",
-                   "{\"ok\": true}\n", 13);
+    return set_text(rs, 503, "Service Unavailable",
+                    "too many controls waiting");
+  return set_body(rs, 202, "Accepted", "application/json", "{\"ok\": true}\n",
+                  13);
 }
 
-static int request_handler(struct mg_connection *conn, void *cbdata) {
-  coh_monitor *m = cbdata;
-  const struct mg_request_info *ri = mg_get_request_info(conn);
-  const char *uri = ri->local_uri ? ri->local_uri : "";
-  int is_get = !strcmp(ri->request_method, "GET"),
-      is_head = !strcmp(ri->request_method, "HEAD");
+static int route(coh_monitor *m, const coh__http_req *rq,
+                 coh__http_resp *rs) {
+  const char *uri = rq->uri ? rq->uri : "";
+  const char *method = rq->method ? rq->method : "";
+  int is_get = !strcmp(method, "GET"), is_head = !strcmp(method, "HEAD");
   char *out = NULL;
   size_t len = 0, cap = 0;
   coh_err err;
-  int status;
   const coh__ui_asset *a;
 
-  if (!host_ok(m, conn) || !authorized(m, conn))
-    return auth_handler(conn, cbdata) ? 0 : 401;
+  if (!coh__monitor_allow(m, rq, rs)) return rs->status;
   if (!strcmp(uri, "/api/control")) {
-    if (strcmp(ri->request_method, "POST"))
-      return send_text(conn, 405, "Method Not Allowed", "use POST");
-    return handle_control(m, conn);
+    if (strcmp(method, "POST"))
+      return set_text(rs, 405, "Method Not Allowed", "use POST");
+    return handle_control(m, rq, rs);
   }
   if (!is_get && !is_head)
-    return send_text(conn, 405, "Method Not Allowed", "use GET");
+    return set_text(rs, 405, "Method Not Allowed", "use GET");
   if (!strcmp(uri, "/api/snapshot") || !strcmp(uri, "/metrics")) {
     if (copy_latest(m, &out, &cap, &len, 0) == 0) {
       coh__free(out);
-      return send_text(conn, 503, "Service Unavailable",
-                       "no snapshot published yet");
+      return set_text(rs, 503, "Service Unavailable",
+                      "no snapshot published yet");
     }
     if (!strcmp(uri, "/api/snapshot")) {
-      status = send_body(conn, 200, "OK", "application/json",
-                         is_head ? "" : out, is_head ? 0 : len);
+      rs->owned = out;
+      return set_body(rs, 200, "OK", "application/json", out,
+                      is_head ? 0 : len);
     } else {
       char *text = NULL;
       size_t tlen = 0;
-      if (coh_monitor_render_metrics(out, len, &text, &tlen, &err))
-        status = send_text(conn, 500, "Internal Server Error",
-                           "the snapshot does not match the schema");
-      else
-        status = send_body(conn, 200, "OK",
-                           "text/plain; version=0.0.4; charset=utf-8",
-                           is_head ? "" : text, is_head ? 0 : tlen);
-      coh__free(text);
+      int bad = coh_monitor_render_metrics(out, len, &text, &tlen, &err);
+      coh__free(out);
+      if (bad) {
+        coh__free(text);
+        return set_text(rs, 500, "Internal Server Error",
+                        "the snapshot does not match the schema");
+      }
+      rs->owned = text;
+      return set_body(rs, 200, "OK",
+                      "text/plain; version=0.0.4; charset=utf-8", text,
+                      is_head ? 0 : tlen);
     }
-    coh__free(out);
-    return status;
   }
   if (!strcmp(uri, "/trace")) {
     if (render_trace(m, &out, &len, &err))
-      return send_text(conn, 500, "Internal Server Error", "out of memory");
-    status = send_body(conn, 200, "OK", "application/json",
-                       is_head ? "" : out, is_head ? 0 : len);
-    coh__free(out);
-    return status;
+      return set_text(rs, 500, "Internal Server Error", "out of memory");
+    rs->owned = out;
+    return set_body(rs, 200, "OK", "application/json", out, is_head ? 0 : len);
   }
   if (!strcmp(uri, "/")) uri = "/index.html";
   for (a = coh__ui_assets; a->path != NULL; a++)
     if (!strcmp(a->path, uri))
-      return send_body(conn, 200, "OK", a->mime, a->data, is_head ? 0 : a->len);
-  return send_text(conn, 404, "Not Found", "no such page");
+      return set_body(rs, 200, "OK", a->mime, a->data, is_head ? 0 : a->len);
+  return set_text(rs, 404, "Not Found", "no such page");
+}
+
+/* A response to HEAD has no body, errors included (a body there would be
+ * read by the client as the start of the next response). */
+int coh__monitor_http(coh_monitor *m, const coh__http_req *rq,
+                      coh__http_resp *rs) {
+  int status = route(m, rq, rs);
+  if (rq->method != NULL && !strcmp(rq->method, "HEAD")) rs->len = 0;
+  return status;
+}
+
+/* ---- civetweb adapter -------------------------------------------------------- */
+
+static void conn_req(const struct mg_connection *conn, coh__http_req *rq) {
+  const struct mg_request_info *ri = mg_get_request_info(conn);
+  memset(rq, 0, sizeof *rq);
+  rq->method = ri->request_method;
+  rq->uri = ri->local_uri;
+  rq->query = ri->query_string;
+  rq->host = mg_get_header(conn, "Host");
+  rq->authorization = mg_get_header(conn, "Authorization");
+  rq->content_type = mg_get_header(conn, "Content-Type");
+  rq->origin = mg_get_header(conn, "Origin");
+  rq->content_length = ri->content_length;
+}
+
+static long conn_read(void *ctx, char *buf, size_t n) {
+  return mg_read(ctx, buf, n);
+}
+
+static int send_resp(struct mg_connection *conn, const coh__http_resp *rs) {
+  mg_printf(conn,
+            "HTTP/1.1 %d %s\r\n%sContent-Type: %s\r\nContent-Length: %zu\r\n"
+            "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+            "Connection: close\r\n\r\n",
+            rs->status, rs->reason,
+            rs->challenge ? "WWW-Authenticate: Bearer realm=\"cohort\"\r\n" : "",
+            rs->mime, rs->len);
+  if (rs->len) mg_write(conn, rs->body, rs->len);
+  return rs->status;
+}
+
+static int auth_handler(struct mg_connection *conn, void *cbdata) {
+  coh__http_req rq;
+  coh__http_resp rs;
+  conn_req(conn, &rq);
+  if (coh__monitor_allow(cbdata, &rq, &rs)) return 1;
+  send_resp(conn, &rs);
+  return 0;
+}
+
+static int request_handler(struct mg_connection *conn, void *cbdata) {
+  coh__http_req rq;
+  coh__http_resp rs;
+  int status;
+  conn_req(conn, &rq);
+  rq.read = conn_read;
+  rq.read_ctx = conn;
+  coh__monitor_http(cbdata, &rq, &rs);
+  status = send_resp(conn, &rs);
+  coh__http_resp_free(&rs);
+  return status;
 }
 
 /* ---- WebSocket ---------------------------------------------------------------- */
+
+/* Writes one whole text frame to a client; 0, or -1 if the write failed or
+ * was cut short, after which nothing more is written to this connection. */
+static int ws_write(ws_client *c, const char *data, size_t len) {
+  int rc = -1;
+  pthread_mutex_lock(&c->write_lock);
+  if (!atomic_load(&c->broken)) {
+    /* civetweb returns the payload bytes written: fewer (or an error) when
+     * its write timeout expired with the socket still full */
+    if (mg_websocket_write(c->conn, MG_WEBSOCKET_OPCODE_TEXT, data, len) == (int)len)
+      rc = 0;
+    else
+      atomic_store(&c->broken, 1);
+  }
+  pthread_mutex_unlock(&c->write_lock);
+  return rc;
+}
 
 static void *ws_sender(void *arg) {
   ws_client *c = arg;
@@ -608,12 +713,19 @@ static void *ws_sender(void *arg) {
   uint64_t have = 0, v;
   size_t len = 0;
   while (!atomic_load(&c->closing) && !atomic_load(&m->stopping)) {
-    uint32_t seq = atomic_load_explicit(&m->pub_seq, memory_order_seq_cst);
+    uint32_t seq;
+    if (c->ack_mode) { /* the previous snapshot not handled yet: wait */
+      uint32_t a = atomic_load_explicit(&c->acked, memory_order_seq_cst);
+      if ((int32_t)(a - c->sent) < 0) {
+        futex_wait_ms(&c->acked, a, 1000);
+        continue;
+      }
+    }
+    seq = atomic_load_explicit(&m->pub_seq, memory_order_seq_cst);
     v = copy_latest(m, &c->buf, &c->cap, &len, have);
     if (v != 0 && v != have) {
-      if (mg_websocket_write(c->conn, MG_WEBSOCKET_OPCODE_TEXT, c->buf, len) <=
-          0)
-        break; /* the client is gone or stuck past civetweb's timeout */
+      c->sent++;
+      if (ws_write(c, c->buf, len)) break; /* the client is gone or stuck */
       have = v;
       sleep_ms(PUSH_INTERVAL_MS);
       continue;
@@ -629,9 +741,9 @@ static void *ws_sender(void *arg) {
 
 /* Cross-site WebSocket hijacking: a browser sends Origin; accept only our
  * own page (same host:port). */
-static int origin_ok(const struct mg_connection *conn) {
-  const char *origin = mg_get_header(conn, "Origin");
-  const char *host = mg_get_header(conn, "Host");
+static int origin_ok(const coh__http_req *rq) {
+  const char *origin = rq->origin;
+  const char *host = rq->host;
   const char *p;
   if (origin == NULL) return 1; /* not a browser */
   if (host == NULL) return 0;
@@ -639,10 +751,16 @@ static int origin_ok(const struct mg_connection *conn) {
   return p != NULL && strcmp(p + 3, host) == 0;
 }
 
+int coh__monitor_ws_allow(const coh_monitor *m, const coh__http_req *rq) {
+  return host_ok(m, rq) && authorized(m, rq) && origin_ok(rq);
+}
+
 static int ws_connect(const struct mg_connection *conn, void *cbdata) {
   coh_monitor *m = cbdata;
   ws_client *c;
-  if (!host_ok(m, conn) || !authorized(m, conn) || !origin_ok(conn)) return 1;
+  coh__http_req rq;
+  conn_req(conn, &rq);
+  if (!coh__monitor_ws_allow(m, &rq)) return 1;
   pthread_mutex_lock(&m->ws_lock);
   if (m->n_ws >= WS_MAX_CLIENTS || atomic_load(&m->stopping)) {
     pthread_mutex_unlock(&m->ws_lock);
@@ -658,6 +776,13 @@ static int ws_connect(const struct mg_connection *conn, void *cbdata) {
     return 1;
   }
   c->m = m;
+  pthread_mutex_init(&c->write_lock, NULL);
+  {
+    const char *qs = mg_get_request_info(conn)->query_string;
+    char v[8];
+    c->ack_mode = qs != NULL && mg_get_var(qs, strlen(qs), "ack", v, sizeof v) > 0 &&
+                  !strcmp(v, "1");
+  }
   mg_set_user_connection_data(conn, c);
   return 0;
 }
@@ -670,22 +795,45 @@ static void ws_ready(struct mg_connection *conn, void *cbdata) {
   if (pthread_create(&c->thread, NULL, ws_sender, c) == 0) c->started = 1;
 }
 
-static int ws_data(struct mg_connection *conn, int bits, char *data,
-                   size_t len, void *cbdata) {
-  coh_monitor *m = cbdata;
-  int op = bits & 0x0f;
-  coh_control c;
+const char *coh__monitor_ws_text(coh_monitor *m, const char *data,
+                                 size_t len, int *is_ack, size_t *reply_len) {
   static const char bad[] =
       "{\"error\": \"expected {\\\"control\\\": \\\"pause\\\"|\\\"resume\\\"|"
       "\\\"step\\\"|\\\"stop\\\"}\"}";
   static const char full[] = "{\"error\": \"too many controls waiting\"}";
+  coh_control c = parse_control(data, len, is_ack);
+  *reply_len = 0;
+  if (*is_ack) return NULL; /* flow control, not a control */
+  if (c == COH_CONTROL_NONE) {
+    *reply_len = sizeof bad - 1;
+    return bad;
+  }
+  if (push_control(m, c)) {
+    *reply_len = sizeof full - 1;
+    return full;
+  }
+  *reply_len = 0;
+  return NULL;
+}
+
+static int ws_data(struct mg_connection *conn, int bits, char *data,
+                   size_t len, void *cbdata) {
+  ws_client *wc = mg_get_user_connection_data(conn);
+  int op = bits & 0x0f, ack = 0;
+  const char *reply;
+  size_t n = 0;
   if (op == MG_WEBSOCKET_OPCODE_CONNECTION_CLOSE) return 0;
+  if (wc == NULL || atomic_load(&wc->broken)) return 0; /* close it */
   if (op != MG_WEBSOCKET_OPCODE_TEXT) return 1; /* pings are civetweb's */
-  c = parse_control(data, len);
-  if (c == COH_CONTROL_NONE)
-    mg_websocket_write(conn, MG_WEBSOCKET_OPCODE_TEXT, bad, sizeof bad - 1);
-  else if (push_control(m, c))
-    mg_websocket_write(conn, MG_WEBSOCKET_OPCODE_TEXT, full, sizeof full - 1);
+  reply = coh__monitor_ws_text(cbdata, data, len, &ack, &n);
+  if (ack) {
+    if (wc->ack_mode) {
+      atomic_fetch_add_explicit(&wc->acked, 1, memory_order_seq_cst);
+      futex_wake_all(&wc->acked);
+    }
+    return 1;
+  }
+  if (reply != NULL) ws_write(wc, reply, n);
   return 1;
 }
 
@@ -699,7 +847,9 @@ static void ws_release(const struct mg_connection *conn) {
   mg_set_user_connection_data(conn, NULL);
   atomic_store(&c->closing, 1);
   futex_wake_all(&m->pub_seq);
+  futex_wake_all(&c->acked);
   if (c->started) pthread_join(c->thread, NULL);
+  pthread_mutex_destroy(&c->write_lock);
   coh__free(c->buf);
   coh__free(c);
   pthread_mutex_lock(&m->ws_lock);
@@ -790,7 +940,7 @@ static int gen_token(char **out, coh_err *err) {
   return COH_OK;
 }
 
-static void free_monitor(coh_monitor *m) {
+void coh__monitor_free(coh_monitor *m) {
   size_t i;
   for (i = 0; i < 3; i++) coh__free(m->buf[i].p);
   for (i = 0; i < m->n_strs; i++) coh__free(m->strs[i]);
@@ -806,6 +956,27 @@ static void free_monitor(coh_monitor *m) {
   pthread_mutex_destroy(&m->ctl_lock);
   pthread_mutex_destroy(&m->ws_lock);
   coh__free(m);
+}
+
+int coh__monitor_new(const char *token, coh_monitor **out, coh_err *err) {
+  coh_monitor *m = coh__calloc(1, sizeof *m);
+  *out = NULL;
+  if (m == NULL) return coh__err(err, COH_ENOMEM, "--ui: out of memory");
+  pthread_mutex_init(&m->snap_lock, NULL);
+  pthread_mutex_init(&m->span_lock, NULL);
+  pthread_mutex_init(&m->ctl_lock, NULL);
+  pthread_mutex_init(&m->ws_lock, NULL);
+  m->tb_back = 0;
+  atomic_init(&m->tb_state, 1u);
+  m->tb_front = 2;
+  m->ring = coh__malloc(SPAN_CAPACITY * sizeof *m->ring);
+  if (m->ring == NULL ||
+      (token != NULL && (m->token = coh__strdup(token)) == NULL)) {
+    coh__monitor_free(m);
+    return coh__err(err, COH_ENOMEM, "--ui: out of memory");
+  }
+  *out = m;
+  return COH_OK;
 }
 
 int coh_monitor_start(const coh_monitor_opts *opts, coh_monitor **out,
@@ -840,26 +1011,8 @@ int coh_monitor_start(const coh_monitor_opts *opts, coh_monitor **out,
   if (opts->token != NULL && !token_chars_ok(opts->token))
     return coh__err(err, COH_EINVAL,
                     "--ui-token: use 1..100 characters from A-Z a-z 0-9 - _ . ~");
-  m = coh__calloc(1, sizeof *m);
-  if (m == NULL) return coh__err(err, COH_ENOMEM, "--ui: out of memory");
-  pthread_mutex_init(&m->snap_lock, NULL);
-  pthread_mutex_init(&m->span_lock, NULL);
-  pthread_mutex_init(&m->ctl_lock, NULL);
-  pthread_mutex_init(&m->ws_lock, NULL);
-  m->tb_back = 0;
-  atomic_init(&m->tb_state, 1u);
-  m->tb_front = 2;
-  m->ring = coh__malloc(SPAN_CAPACITY * sizeof *m->ring);
-  if (m->ring == NULL) {
-    rc = coh__err(err, COH_ENOMEM, "--ui: out of memory");
-    goto fail;
-  }
-  if (opts->token != NULL) {
-    if ((m->token = coh__strdup(opts->token)) == NULL) {
-      rc = coh__err(err, COH_ENOMEM, "--ui: out of memory");
-      goto fail;
-    }
-  } else if (strncmp(addr, "127.", 4) != 0) {
+  if ((rc = coh__monitor_new(opts->token, &m, err))) return rc;
+  if (opts->token == NULL && strncmp(addr, "127.", 4) != 0) {
     if ((rc = gen_token(&m->token, err))) goto fail;
   }
   snprintf(listen, sizeof listen, "%s:%d", addr, port);
@@ -909,7 +1062,7 @@ fail_ctx:
   mg_stop(m->ctx);
   mg_exit_library();
 fail:
-  free_monitor(m);
+  coh__monitor_free(m);
   return rc;
 }
 
@@ -945,7 +1098,7 @@ void coh_monitor_stop(coh_monitor *m) {
   atomic_store(&m->stopped, 1);
   if (nudging) pthread_join(th, NULL);
   mg_exit_library();
-  free_monitor(m);
+  coh__monitor_free(m);
 }
 
 const char *coh_monitor_url(const coh_monitor *m) { return m->url; }

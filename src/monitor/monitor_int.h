@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 
+#include "cohort/monitor.h"
 #include "util/util_int.h"
 
 /* One embedded dashboard file: path as served ("/index.html"), its MIME
@@ -29,5 +30,48 @@ void coh__json_str(coh__buf *b, const char *s, size_t n);
  * (integers without a fraction); NaN and infinities as Prometheus writes
  * them ("NaN", "+Inf", "-Inf"). */
 void coh__fmt_num(coh__buf *b, double x);
+
+/* ---- HTTP and WebSocket handlers, apart from civetweb --------------------
+ * monitor.c's civetweb callbacks only translate a connection into these
+ * structs and send the response; the decisions (Host and token checks,
+ * routing, controls) are made here, so tests and the fuzz harness
+ * (tests/fuzz/fuzz_monitor.c) call them without sockets. */
+typedef struct coh__http_req {
+  const char *method, *uri, *query; /* query: NULL if none */
+  const char *host, *authorization, *content_type, *origin; /* NULL: absent */
+  long long content_length;         /* -1: not given */
+  /* reads up to n body bytes; > 0 bytes read, <= 0 end or error */
+  long (*read)(void *ctx, char *buf, size_t n);
+  void *read_ctx;
+} coh__http_req;
+typedef struct coh__http_resp {
+  int status;
+  const char *reason, *mime;
+  const void *body; /* len bytes: text, owned or static */
+  size_t len;
+  int challenge;    /* 401: send WWW-Authenticate */
+  char *owned;      /* freed by coh__http_resp_free */
+  char text[256];   /* small error bodies */
+} coh__http_resp;
+
+/* A monitor without a server (coh_monitor_start adds civetweb); token may
+ * be NULL.  Free with coh__monitor_free.  Errors: COH_ENOMEM. */
+int coh__monitor_new(const char *token, coh_monitor **out, coh_err *err);
+void coh__monitor_free(coh_monitor *m);
+/* Host and token checks: 1 if allowed, else 0 with the 403/401 in *rs. */
+int coh__monitor_allow(const coh_monitor *m, const coh__http_req *rq,
+                       coh__http_resp *rs);
+/* Answers one request (checks included) into *rs; returns the status.
+ * Release *rs with coh__http_resp_free. */
+int coh__monitor_http(coh_monitor *m, const coh__http_req *rq,
+                      coh__http_resp *rs);
+void coh__http_resp_free(coh__http_resp *rs);
+/* May this WebSocket upgrade go ahead (Host, token, Origin)? */
+int coh__monitor_ws_allow(const coh_monitor *m, const coh__http_req *rq);
+/* A text frame from a client: queues its control; returns the reply frame
+ * (*reply_len bytes, static) or NULL when none is due.  *is_ack: set when
+ * the frame is a flow-control ack ({"ack": ...}), which queues nothing. */
+const char *coh__monitor_ws_text(coh_monitor *m, const char *data,
+                                 size_t len, int *is_ack, size_t *reply_len);
 
 #endif /* COH_MONITOR_INT_H */

@@ -35,7 +35,6 @@
 
 /* Largest agent module accepted (wasm modules of real agents are a few MB;
  * the bound keeps /dev/zero-like inputs from being read forever). */
-#define MODULE_MAX ((size_t)64 << 20)
 /* Files hashed per model folder (a bound on an input-driven loop). */
 #define MODEL_FILES_MAX 4096
 
@@ -106,45 +105,14 @@ static int unhex32(const char *hex, uint8_t out[32]) {
   return 0;
 }
 
-/* Reads an agent module: a regular file of at most MODULE_MAX bytes. */
+/* Reads an agent module: a regular file of at most COH_MODULE_MAX_BYTES
+ * (the one whole-file reader in util refuses devices, FIFOs and folders). */
 static int read_module(const char *path, uint8_t **out, size_t *len, coh_err *err) {
-  struct stat st;
-  uint8_t *buf = NULL;
-  size_t got = 0;
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  *out = NULL;
-  if (fd < 0)
-    return coh__err(err, errno == ENOENT ? COH_ENOENT : COH_EIO, "module %s: %s", path,
-                    strerror(errno));
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    close(fd);
-    return coh__err(err, COH_EINVAL, "module %s is not a regular file", path);
-  }
-  if ((uint64_t)st.st_size > MODULE_MAX) {
-    close(fd);
-    return coh__err(err, COH_EINVAL, "module %s is %lld bytes; the limit is %zu", path,
-                    (long long)st.st_size, MODULE_MAX);
-  }
-  buf = coh__malloc((size_t)st.st_size + 1);
-  if (buf == NULL) {
-    close(fd);
-    return coh__err(err, COH_ENOMEM, "module %s: out of memory", path);
-  }
-  while (got < (size_t)st.st_size) {
-    ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      close(fd);
-      coh__free(buf);
-      return coh__err(err, COH_EIO, "module %s: %s", path,
-                      n < 0 ? strerror(errno) : "the file shrank while it was read");
-    }
-    got += (size_t)n;
-  }
-  close(fd);
-  *out = buf;
-  *len = got;
-  return COH_OK;
+  char *buf = NULL;
+  int rc = coh__read_file_max(path, COH_MODULE_MAX_BYTES, &buf, len, err);
+  *out = (uint8_t *)buf;
+  if (rc) coh__err_prefix(err, "module");
+  return rc;
 }
 
 static int cmp_str(const void *a, const void *b) {

@@ -901,8 +901,12 @@ int coh_run(const coh_scenario *s, const coh_run_options *opt,
     double tick_t0 = coh__wall_seconds();
     int64_t events_before = o.events;
     int k, writing;
+    if (opt->interrupted && opt->interrupted(opt->interrupted_ud)) {
+      stop = "interrupted";
+      break;
+    }
     if (handle_controls(&o)) {
-      stop = "stopped";
+      stop = opt->interrupted && opt->interrupted(opt->interrupted_ud) ? "interrupted" : "stopped";
       break;
     }
     tick_t0 = coh__wall_seconds();

@@ -5,7 +5,11 @@
  * Properties checked beyond "no crash, no sanitizer report":
  *  - decode(encode(x)) with GPT-2 and special tokens kept reproduces x after
  *    UTF-8 repair (byte-level BPE loses nothing);
- *  - every id that encode returns decodes (no COH_ERANGE).
+ *  - every id that encode returns decodes (no COH_ERANGE);
+ *  - the bytes read as little-endian int32 ids (the other direction, as a
+ *    model could produce them) decode with both reference tokenizers
+ *    exactly when every id lies inside the vocabulary (COH_ERANGE naming
+ *    the id otherwise), to valid UTF-8 of the length reported.
  *
  * Built as a fuzzer with -DCOH_FUZZ=ON (clang); test_tokenizer also
  * includes this file and replays tests/fuzz/corpus/tokenizer/ through
@@ -72,6 +76,51 @@ static char *fuzz_cycle(const coh_tokenizer *tok, const char *text,
   return a;
 }
 
+/* Is s (n bytes) valid UTF-8 throughout? */
+static int fuzz_utf8_ok(const char *s, size_t n) {
+  size_t k = 0, l;
+  while (k < n) {
+    l = coh__utf8_valid_len((const unsigned char *)s + k, n - k);
+    if (l == 0) return 0;
+    k += l;
+  }
+  return 1;
+}
+
+/* Decodes the input read as little-endian int32 ids (at most 4096). */
+static void fuzz_decode_ids(const uint8_t *data, size_t size) {
+  int32_t ids[4096];
+  size_t n = size / 4, i, len;
+  int t, skip, in_range;
+  if (n > 4096) n = 4096;
+  for (i = 0; i < n; i++)
+    ids[i] = (int32_t)((uint32_t)data[4 * i] | (uint32_t)data[4 * i + 1] << 8 |
+                       (uint32_t)data[4 * i + 2] << 16 |
+                       (uint32_t)data[4 * i + 3] << 24);
+  for (t = 0; t < 2; t++) {
+    size_t vocab = coh_tokenizer_vocab_size(fuzz_ref[t]);
+    in_range = 1;
+    for (i = 0; i < n; i++)
+      if (ids[i] < 0 || (size_t)ids[i] >= vocab) in_range = 0;
+    for (skip = 0; skip < 2; skip++) {
+      char *out = NULL;
+      coh_err err;
+      int rc;
+      len = (size_t)-1;
+      rc = coh_tokenizer_decode(fuzz_ref[t], ids, n, skip, &out, &len, &err);
+      if (rc == COH_ENOMEM) continue;
+      if (!in_range) {
+        FUZZ_CHECK(rc == COH_ERANGE && out == NULL && err.msg[0] != '\0');
+        continue;
+      }
+      FUZZ_CHECK(rc == COH_OK && out != NULL);
+      FUZZ_CHECK(out[len] == '\0');
+      FUZZ_CHECK(fuzz_utf8_ok(out, len));
+      coh_free(out);
+    }
+  }
+}
+
 int coh__fuzz_tokenizer_one(const uint8_t *data, size_t size);
 int coh__fuzz_tokenizer_one(const uint8_t *data, size_t size) {
   const char *text = (const char *)data;
@@ -104,10 +153,19 @@ int coh__fuzz_tokenizer_one(const uint8_t *data, size_t size) {
   }
   coh_free(out);
   coh_free(fuzz_cycle(fuzz_ref[1], text, size, &len));
+  /* 3. the bytes as token ids */
+  fuzz_decode_ids(data, size);
   return 0;
 }
 
 #ifdef COH_FUZZ_MAIN
+/* The reference tokenizers load once, before the first input (under ASan
+ * that takes seconds, which must not count against -timeout). */
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+  fuzz_load_refs();
+  return 0;
+}
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   return coh__fuzz_tokenizer_one(data, size);

@@ -71,7 +71,8 @@ def main(argv):
     ap.add_argument("--checkpoint", help="export this checkpoint instead (e.g. W/ckpt.pt of a run in progress)")
     ap.add_argument("--tokenizer", required=True)
     ap.add_argument("--out", required=True, help="model folder to write (replaced)")
-    ap.add_argument("--dtype", choices=["fp32", "fp16"], default="fp16")
+    ap.add_argument("--dtype", choices=["fp32", "fp16", "fp16-weights"], default="fp16-weights",
+                    help="fp16-weights (default): fp16 in the files, an fp32 graph (fp32 speed at fp16 size)")
     ap.add_argument("--context", type=int, default=512)
     ap.add_argument("--seed", type=int, default=1, help="the training seed, recorded in genai_config.json")
     ap.add_argument("--max-bytes", type=int, default=16 * 1000 * 1000)
@@ -87,12 +88,22 @@ def main(argv):
     cfg = ck["cfg"]
     spec = dict(name=os.path.basename(os.path.normpath(a.out)), layers=cfg["layers"], hidden=cfg["hidden"],
                 heads=cfg["heads"], kv_heads=cfg["kv_heads"], intermediate=cfg["intermediate"],
-                vocab=cfg["vocab"], context=a.context, attention="plain", dtype=a.dtype, layout="genai",
+                vocab=cfg["vocab"], context=a.context, attention="plain",
+                dtype="fp32" if a.dtype == "fp16-weights" else a.dtype,
+                weights_dtype="fp16" if a.dtype.startswith("fp16") else "fp32", layout="genai",
                 seed=a.seed, tied=True, bos=0, eos=0, pad=0, tokenizer=a.tokenizer,
                 generator="tools/train/train.py + tools/train/export.py")
     out_parent = os.path.dirname(os.path.abspath(a.out))
+    keep = {}  # the hand-written model card survives a re-export
+    card = os.path.join(a.out, "MODEL.md")
+    if os.path.isfile(card):
+        with open(card, "rb") as f:
+            keep["MODEL.md"] = f.read()
     path, _ = mkfixture.write_model(spec, out_parent, force=True, weights=hf_weights(ck["model"]))
     os.remove(os.path.join(path, mkfixture.STAMP))  # the stamp marks random fixtures only
+    for name, data in keep.items():
+        with open(os.path.join(path, name), "wb") as f:
+            f.write(data)
     enc = bpe_encode.Encoder(os.path.join(path, "tokenizer.json"))
     ort = mkfixture.OrtRunner(path)
     cases = []
@@ -103,7 +114,7 @@ def main(argv):
         json.dump({"generator": "onnxruntime-node 1.29.0 (tools/ort_run.mjs), greedy, KV cache, batch 1",
                    "cases": cases}, f, indent=1)
         f.write("\n")
-    names = sorted(f for f in os.listdir(path) if f != "SHA256SUMS")
+    names = sorted(f for f in os.listdir(path) if f not in ("SHA256SUMS", "MODEL.md"))
     with open(os.path.join(path, "SHA256SUMS"), "w") as f:
         for n in names:
             with open(os.path.join(path, n), "rb") as g:

@@ -145,6 +145,13 @@ def build_model(torch, cfg):
     return Llama()
 
 
+def param_count(layers, hidden, heads, kv_heads, intermediate, vocab):
+    """Parameters of build_model's Llama (tied embedding), without building it."""
+    kvd = kv_heads * (hidden // heads)
+    per_layer = 2 * hidden + 2 * hidden * hidden + 2 * kvd * hidden + 3 * hidden * intermediate
+    return vocab * hidden + layers * per_layer + hidden
+
+
 def encode_splits(corpus, holdout, tokenizer, workdir):
     """Token ids of the training and validation text, cached in workdir."""
     train_txt, valid_txt = bpe_train.load_corpus(corpus, holdout)
@@ -219,22 +226,25 @@ def main(argv):
         die("tokenizer %s: no such file (make it with tools/train/bpe_train.py)" % a.tokenizer)
     if a.hidden % a.heads or a.heads % a.kv_heads or (a.hidden // a.heads) % 2:
         die("--hidden must divide into --heads of even size, and --heads into --kv-heads")
+    # every refusal comes before torch is loaded (and before any training)
+    vocab = bpe_encode.Encoder(a.tokenizer).vocab_size
+    n_params = param_count(a.layers, a.hidden, a.heads, a.kv_heads, a.intermediate, vocab)
+    if n_params > a.max_params:
+        die("the model would have %d parameters, over the budget of %d (--max-params)" % (n_params, a.max_params))
     os.makedirs(a.workdir, exist_ok=True)
+    train, valid, valid_chars, vocab = encode_splits(a.corpus, a.holdout, a.tokenizer, a.workdir)
+    if len(valid) < a.seq + 1:
+        die("the validation split holds %d tokens, fewer than one window of %d" % (len(valid), a.seq + 1))
 
     import torch
     torch.set_num_threads(a.threads)
     torch.use_deterministic_algorithms(True)
     torch.manual_seed(a.seed)
 
-    train, valid, valid_chars, vocab = encode_splits(a.corpus, a.holdout, a.tokenizer, a.workdir)
-    if len(valid) < a.seq + 1:
-        die("the validation split holds %d tokens, fewer than one window of %d" % (len(valid), a.seq + 1))
     cfg = dict(layers=a.layers, hidden=a.hidden, heads=a.heads, kv_heads=a.kv_heads,
                intermediate=a.intermediate, vocab=vocab, seq=a.seq, dropout=a.dropout)
     model = build_model(torch, cfg)
-    n_params = sum(p.numel() for p in model.parameters())
-    if n_params > a.max_params:
-        die("the model has %d parameters, over the budget of %d" % (n_params, a.max_params))
+    assert sum(p.numel() for p in model.parameters()) == n_params
 
     decay = [p for p in model.parameters() if p.dim() == 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
