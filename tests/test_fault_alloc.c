@@ -179,6 +179,19 @@ done:
   return rc;
 }
 
+static void remove_journal(const char *path) {
+  char b[1200];
+  unlink(path);
+  snprintf(b, sizeof b, "%s-wal", path);
+  unlink(b);
+  snprintf(b, sizeof b, "%s-shm", path);
+  unlink(b);
+}
+
+/* Set by op_run: whether the journal was created (a failure after that
+ * must leave a journal that verifies and resumes). */
+static int run_journal_made;
+
 static int op_run(coh_err *err, char *sig) {
   char path[1100];
   coh_scenario *s = NULL;
@@ -192,7 +205,8 @@ static int op_run(coh_err *err, char *sig) {
   size_t lens[2];
   int rc;
   snprintf(path, sizeof path, "%s/run.db", tmp);
-  unlink(path);
+  remove_journal(path);
+  run_journal_made = 0;
   memset(&o, 0, sizeof o);
   o.cache_dir = cache;
   o.workers = 2;
@@ -212,6 +226,7 @@ static int op_run(coh_err *err, char *sig) {
   init.blobs = rec->blobs;
   init.n_blobs = rec->n_blobs;
   if ((rc = coh_journal_create_init(path, &init, &j, err))) goto done;
+  run_journal_made = 1;
   o.mode = COH_RUN_FRESH;
   o.journal = j;
   o.modules = rec->modules;
@@ -221,23 +236,55 @@ done:
   coh_journal_close(j);
   coh_run_record_free(rec);
   coh_scenario_free(s);
-  unlink(path);
-  {
-    char b[1200];
-    snprintf(b, sizeof b, "%s-wal", path);
-    unlink(b);
-    snprintf(b, sizeof b, "%s-shm", path);
-    unlink(b);
+  /* the journal stays for resume_run; the next op_run removes it */
+  return rc;
+}
+
+/* `cohort resume` of op_run's journal, as the command does it: open,
+ * verify the whole chain, load the run's record from the journal, re-run
+ * the committed ticks comparing them, then run on to the end. */
+static int resume_run(coh_err *err, char *sig) {
+  char path[1100];
+  coh_scenario *s = NULL;
+  coh_run_options o;
+  coh_run_summary sum;
+  coh_run_record *rec = NULL;
+  coh_journal *j = NULL;
+  int rc;
+  snprintf(path, sizeof path, "%s/run.db", tmp);
+  memset(&o, 0, sizeof o);
+  o.cache_dir = cache;
+  o.workers = 2;
+  if ((rc = coh_journal_open(path, &j, err))) goto done;
+  if ((rc = coh_journal_verify(j, err))) goto done;
+  if ((rc = coh_run_record_load(j, &o, &s, &rec, err))) goto done;
+  o.mode = COH_RUN_RESUME;
+  o.journal = j;
+  o.modules = rec->modules;
+  rc = coh_run(s, &o, &sum, err);
+  if (rc == COH_OK && sum.diverged_tick >= 0) {
+    rc = COH_ESTATE;
+    snprintf(err->msg, sizeof err->msg, "resume diverged at tick %lld", (long long)sum.diverged_tick);
   }
+  if (rc == COH_OK) snprintf(sig, 128, "digest %s", sum.digest);
+done:
+  coh_journal_close(j);
+  coh_run_record_free(rec);
+  coh_scenario_free(s);
+  remove_journal(path);
   return rc;
 }
 
 /* ---- the sweep ---------------------------------------------------------- */
 
-static void sweep(const char *name, int (*op)(coh_err *, char *), long max) {
+/* resume: for op_run, after a trial that failed with COH_ENOMEM once the
+ * journal existed, the journal must verify and resume (with no fault) must
+ * end with the uninterrupted digest. */
+static void sweep(const char *name, int (*op)(coh_err *, char *), long max,
+                  int (*resume)(coh_err *, char *)) {
   coh_err err;
   char ref[128] = "", sig[128];
-  long base, total, points, i, enomem = 0, swept = 0, absorbed = 0;
+  long base, total, points, i, enomem = 0, swept = 0, absorbed = 0, resumed = 0;
   int rc, did_fire;
   /* A warm-up run first: a thread's first agent step allocates the
    * thread's trap state (src/agent/rt.c), kept until the thread exits.
@@ -257,6 +304,7 @@ static void sweep(const char *name, int (*op)(coh_err *, char *), long max) {
   CHECK_EQ_INT(atomic_load(&n_live), base);
   REQUIRE(total > 0);
   points = total <= max ? total : max;
+  if (getenv("COH_FAULT_ALL")) points = total; /* a long run: every N */
   if (getenv("COH_FAULT_AT")) points = 1; /* debugging one N */
   for (i = 0; i < points; i++) {
     long at = getenv("COH_FAULT_AT")  ? atol(getenv("COH_FAULT_AT"))
@@ -275,6 +323,21 @@ static void sweep(const char *name, int (*op)(coh_err *, char *), long max) {
       CHECK_EQ_INT(rc, COH_OK);
     } else if (rc == COH_ENOMEM) {
       enomem++;
+      if (resume && run_journal_made) {
+        coh_err rerr;
+        char rsig[128] = "";
+        int rrc;
+        coh_err_clear(&rerr);
+        rrc = resume(&rerr, rsig);
+        if (rrc != COH_OK || strcmp(rsig, ref) != 0) {
+          fprintf(stderr, "%s N=%ld (%s): resume: %s: %s [%s vs %s]\n", name, at, err.msg,
+                  coh_err_name(rrc), rerr.msg, rsig, ref);
+          CHECK_EQ_INT(rrc, COH_OK);
+          CHECK(strcmp(rsig, ref) == 0);
+        } else {
+          resumed++;
+        }
+      }
     } else if (rc == COH_OK && !strcmp(sig, ref)) {
       absorbed++; /* a failure with no effect on the result (e.g. a copy
                      that turned out not to be needed) */
@@ -290,18 +353,21 @@ static void sweep(const char *name, int (*op)(coh_err *, char *), long max) {
     }
   }
   printf("%s: %ld allocations; %ld N swept (%s); %ld ended with COH_ENOMEM, %ld succeeded "
-         "with the fault-free result; no block leaked\n",
+         "with the fault-free result; no other outcome; no block leaked\n",
          name, total, swept, points == total ? "all" : "even sample", enomem, absorbed);
+  if (resume)
+    printf("%s: %ld of the COH_ENOMEM runs had created the journal: each verified and resumed "
+           "to the uninterrupted digest\n", name, resumed);
   fflush(stdout);
 }
 
-static void test_alloc_load(void) { sweep("load (model folder + tokenizer.json)", op_load, SWEEP_MAX); }
+static void test_alloc_load(void) { sweep("load (model folder + tokenizer.json)", op_load, SWEEP_MAX, NULL); }
 
 static void test_alloc_generate(void) {
   coh_err err;
   if (open_model(&gen_model, &err)) fprintf(stderr, "open: %s\n", err.msg);
   REQUIRE(gen_model != NULL);
-  sweep("generate (engine, encode, 8 tokens, decode)", op_generate, SWEEP_MAX);
+  sweep("generate (engine, encode, 8 tokens, decode)", op_generate, SWEEP_MAX, NULL);
   coh_model_close(gen_model);
   gen_model = NULL;
 }
@@ -321,7 +387,12 @@ static const char scenario_fmt[] =
     "  - {to: c, body: \"llm Once upon\"}\n"
     "  - {to: c, body: \"timer 2\"}\n";
 
-static void test_alloc_run(void) { sweep("run (scenario, record, journal, 2 echo + 1 llm agent)", op_run, RUN_SAMPLE); }
+static void test_alloc_run(void) {
+  char path[1100];
+  sweep("run (scenario, record, journal, 2 echo + 1 llm agent)", op_run, RUN_SAMPLE, resume_run);
+  snprintf(path, sizeof path, "%s/run.db", tmp);
+  remove_journal(path);
+}
 
 int main(int argc, char **argv) {
   const char *fix = getenv("COH_FIXTURES"), *build = getenv("COH_BUILD_DIR");
