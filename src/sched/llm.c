@@ -319,8 +319,9 @@ void coh__orch_llm_replay_step(orch *o) {
         if (ms->n_done == ms->cap_done) {
           size_t ncap = ms->cap_done ? ms->cap_done * 2 : 16;
           llm_req **n = coh__realloc(ms->done, ncap * sizeof *n);
-          if (n == NULL) {
+          if (n == NULL) { /* a late result would be a false divergence: fail the tick */
             ms->replay[keep++] = r;
+            ms->step_rc = coh__err(&ms->step_err, COH_ENOMEM, "out of memory");
             continue;
           }
           ms->done = n;

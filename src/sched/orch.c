@@ -744,8 +744,12 @@ static int spawn_agent(orch *o, int spec, const char *id, const char *config,
   a->module = o->modules[spec];
   a->id = coh__strdup(id);
   a->config = config && config[0] ? coh__strdup(config) : NULL;
-  if (a->id == NULL || (config && config[0] && a->config == NULL))
+  if (a->id == NULL || (config && config[0] && a->config == NULL)) {
+    coh__free(a->id); /* the slot is not counted yet: teardown would miss them */
+    coh__free(a->config);
+    a->id = a->config = NULL;
     return coh__err(err, COH_ENOMEM, "out of memory");
+  }
   o->n_agents++;
   for (i = k; i > 0 && strcmp(o->agents[o->by_id[i - 1]].id, id) > 0; i--)
     o->by_id[i] = o->by_id[i - 1];

@@ -259,7 +259,8 @@ int coh__orch_llm_enqueue(orch *o, int agent, int64_t number, const char *json,
  * an error result for the agent, which would change the run. */
 int coh__orch_llm_admit(orch *o, coh_err *err);
 int coh__orch_llm_busy(const orch *o);
-/* --no-model: moves recorded results due at the current tick to `done`. */
+/* --no-model: moves recorded results due at the current tick to `done`
+ * (out of memory: step_rc COH_ENOMEM, which fails the tick). */
 void coh__orch_llm_replay_step(orch *o);
 void coh__orch_llm_free(llm_req *r);
 void *coh__orch_engine_thread(void *arg);
