@@ -325,6 +325,7 @@ static void sweep(const char *name, int (*op)(coh_err *, char *), long max,
     did_fire = atomic_load(&fired);
     fa_arm(0);
     swept++;
+    if (getenv("COH_FAULT_AT")) printf("%s N=%ld: %s: %s\n", name, at, coh_err_name(rc), err.msg);
     if (!did_fire) {
       /* fewer allocations this time (e.g. thread timing): must succeed */
       if (rc != COH_OK) fprintf(stderr, "%s N=%ld (no fault): %s\n", name, at, err.msg);
