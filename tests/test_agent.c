@@ -1,7 +1,8 @@
 /*
  * test_agent.c — the agent runtime: module validation, the compile cache,
  * every trap kind, fuel determinism, caps, host pointer validation,
- * snapshots, and many agents trapping concurrently on several threads.
+ * snapshots, a host failure abandoning a call (coh_agent_host_fail), and
+ * many agents trapping concurrently on several threads.
  *
  * Modules come from ${COH_BUILD_DIR}/agents (built by the `agents` target
  * from the C agents in agents/ and the .wat files in agents/testmods).
@@ -453,6 +454,50 @@ static void test_echo(void) {
   coh_module_free(m);
 }
 
+/* A host that cannot do what the agent asks (out of memory) abandons the
+ * call: the agent sees no result and runs no further (echo logs after its
+ * send: no log), the step returns the host's code with its message and no
+ * trap, and the agent refuses later calls and checkpoints. */
+static int32_t failing_send(void *ud, coh_agent *a, const char *to, size_t tl,
+                            const uint8_t *m, size_t ml) {
+  rec_send(ud, a, to, tl, m, ml);
+  coh_agent_host_fail(a, COH_ENOMEM, "out of memory in the host call send");
+  coh_agent_host_fail(a, COH_EIO, "a second failure is not kept");
+  return 0;
+}
+
+static void test_host_fail(void) {
+  coh_module *m = load("echo");
+  coh_agent *a = NULL;
+  coh_agent_result r;
+  coh_agent_host h = rec_host;
+  coh_err err;
+  rec rc;
+  uint8_t *snap = NULL;
+  size_t n = 0;
+  static const char ev[] = "alice\0hello there";
+  memset(&rc, 0, sizeof rc);
+  h.send = failing_send;
+  REQUIRE(m != NULL);
+  REQUIRE_OK(coh_agent_new(m, NULL, &h, &rc, &a, &err));
+  coh_agent_host_fail(a, COH_ENOMEM, "outside a call: ignored");
+  CHECK_EQ_INT(coh_agent_init(a, "{}", 2, &r), COH_OK);
+  rc.nlog = 0;
+  CHECK_EQ_INT(step_k(a, COH_ABI_EV_MESSAGE, ev, sizeof ev - 1, &r), COH_ENOMEM);
+  CHECK_EQ_INT(r.trap, COH_TRAP_NONE);
+  CHECK_STR(r.message, "out of memory in the host call send");
+  CHECK_STR(rc.out, "hello there|");
+  CHECK_STR(rc.sent_to, "alice");
+  CHECK_EQ_INT(rc.nlog, 0);
+  CHECK_EQ_INT(step_k(a, COH_ABI_EV_MESSAGE, ev, sizeof ev - 1, &r), COH_ESTATE);
+  CHECK(strstr(r.message, "abandoned by a host failure") != NULL);
+  CHECK_EQ_INT(rc.nlog, 0);
+  CHECK_EQ_INT(coh_agent_checkpoint(a, &snap, &n, &err), COH_ESTATE);
+  CHECK(snap == NULL);
+  coh_agent_free(a);
+  coh_module_free(m);
+}
+
 static void test_snapshot(void) {
   coh_module *m = load("counter");
   coh_agent *a = NULL, *b = NULL;
@@ -702,6 +747,7 @@ int main(int argc, char **argv) {
   RUN(test_fuel_paths);
   RUN(test_memory_cap);
   RUN(test_echo);
+  RUN(test_host_fail);
   RUN(test_snapshot);
   RUN(test_concurrent_traps);
   RUN(test_concurrent_load);

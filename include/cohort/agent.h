@@ -174,6 +174,21 @@ typedef struct coh_agent_host {
   int32_t (*spawn)(void *ud, coh_agent *a, const char *req, size_t len);
 } coh_agent_host;
 
+/* For a host callback that cannot do what the agent asked for a reason that
+ * is not the agent's doing (out of memory): whatever the callback returns,
+ * the agent never sees it.  The running call is abandoned as soon as the
+ * callback returns, and coh_agent_init/coh_agent_step (or coh_agent_new)
+ * return `code` (COH_ENOMEM, say; COH_OK or COH_ETRAP become COH_EINVAL)
+ * with msg (copied) in res->message and res->trap COH_TRAP_NONE.  The agent
+ * is left in the middle of a call: every later call and checkpoint is
+ * refused with COH_ESTATE, and the host should free it.  A deterministic
+ * host uses this instead of an error return the agent could act on, which
+ * would make the run depend on the machine's memory.  Only the first
+ * failure of a call is kept; outside a running call this does nothing.
+ * The runtime does the same for its own out of memory while the agent runs
+ * (buffering fd_write, growing the table). */
+void coh_agent_host_fail(coh_agent *a, int code, const char *msg);
+
 /* Why an agent call stopped early. */
 typedef enum coh_trap_kind {
   COH_TRAP_NONE = 0,
@@ -215,7 +230,8 @@ void coh_agent_free(coh_agent *a);
 /* Calls cohort_init with the configuration bytes (borrowed).  A module
  * without cohort_init succeeds with rc 0.  Returns COH_OK (result in *res,
  * rc may be non-zero), COH_ETRAP (res->trap, res->message), COH_ESTATE
- * (agent exited or already running), COH_ENOMEM. */
+ * (agent exited, already running, or abandoned by a host failure),
+ * COH_ENOMEM (also a host failure's code: see coh_agent_host_fail). */
 int coh_agent_init(coh_agent *a, const void *config, size_t len,
                    coh_agent_result *res);
 /* Delivers one event (kind, payload borrowed); same returns as init. */

@@ -110,6 +110,11 @@ static int run(coh_agent *a, int what, uint32_t kind, const void *data,
     snprintf(res->message, sizeof res->message, "agent has exited");
     return COH_ESTATE;
   }
+  if (a->host_rc) {
+    snprintf(res->message, sizeof res->message,
+             "agent's earlier call was abandoned by a host failure: %s", a->msg);
+    return COH_ESTATE;
+  }
   *g->fuel(a->inst) = budget;
   *g->depth(a->inst) = 0;
   *g->depth_max(a->inst) = a->opts.max_call_depth;
@@ -160,6 +165,11 @@ static int run(coh_agent *a, int what, uint32_t kind, const void *data,
   left = (int64_t)*g->fuel(a->inst);
   res->fuel_used = budget - (uint64_t)(left < 0 ? 0 : left);
   if (k == 0) return COH_OK;
+  if (k == COH__TRAP_HOST) { /* not the agent's doing: no trap, no result */
+    res->fuel_used = 0;
+    snprintf(res->message, sizeof res->message, "%s", a->msg);
+    return a->host_rc;
+  }
   if (k == COH_TRAP_UNREACHABLE && left < 0) k = COH_TRAP_FUEL;
   if (k == COH_TRAP_EXIT) {
     res->exited = 1;
@@ -301,7 +311,6 @@ static uint32_t get32(const uint8_t *p) {
 
 #define WASI_EBADF 8
 #define WASI_ESPIPE 70
-#define WASI_ENOMEM 48
 #define I32(v) ((uint64_t)(uint32_t)(int32_t)(v))
 
 static uint64_t wasi_fd_write(coh_agent *a, const uint64_t *x) {
@@ -320,9 +329,10 @@ static uint64_t wasi_fd_write(coh_agent *a, const uint64_t *x) {
     coh__buf_free(&line);
     return WASI_EBADF;
   }
-  if (line.oom) {
+  if (line.oom) { /* ours, not the agent's: abandon the call (after the switch) */
     coh__buf_free(&line);
-    return WASI_ENOMEM;
+    coh_agent_host_fail(a, COH_ENOMEM, "out of memory in the host call fd_write");
+    return 0;
   }
   if (a->host.log && line.n)
     a->host.log(a->ud, a, fd == 1 ? COH_ABI_LOG_INFO : COH_ABI_LOG_WARN,
@@ -330,6 +340,12 @@ static uint64_t wasi_fd_write(coh_agent *a, const uint64_t *x) {
   coh__buf_free(&line);
   put32(nw, (uint32_t)total);
   return 0;
+}
+
+void coh_agent_host_fail(coh_agent *a, int code, const char *msg) {
+  if (a == NULL || !a->running || a->host_rc) return; /* the first one stands */
+  a->host_rc = code != COH_OK && code != COH_ETRAP ? code : COH_EINVAL;
+  snprintf(a->msg, sizeof a->msg, "%s", msg ? msg : "host failure");
 }
 
 uint64_t coh__import_call(void *host, uint32_t id, const uint64_t *x) {
@@ -444,6 +460,7 @@ uint64_t coh__import_call(void *host, uint32_t id, const uint64_t *x) {
       snprintf(a->msg, sizeof a->msg, "unknown import id %u", id);
       coh__trap(COH_TRAP_UNREACHABLE);
   }
+  if (a->host_rc) coh__trap_host(); /* the host failed: the agent sees no result */
   t->in_wasm = 1;
   return v;
 }
@@ -463,6 +480,8 @@ int coh_agent_checkpoint(coh_agent *a, uint8_t **out, size_t *out_len,
   *out = NULL;
   *out_len = 0;
   if (a->running) return coh__err(err, COH_ESTATE, "agent is running");
+  if (a->host_rc)
+    return coh__err(err, COH_ESTATE, "agent's last call was abandoned by a host failure: %s", a->msg);
   coh__buf_add(&b, SNAP_MAGIC, 8);
   coh__buf_add(&b, a->mod->key, 64);
   u = (uint32_t)a->exited;

@@ -73,6 +73,10 @@ typedef struct coh__thread {
 coh__thread *coh__thread_get(void);
 /* Raise a trap of the given coh_trap_kind on the calling thread. */
 void coh__trap(coh_trap_kind k) __attribute__((noreturn));
+/* Abandons the running call for a host failure recorded in the agent's
+ * host_rc and msg: run() returns host_rc, not a trap. */
+#define COH__TRAP_HOST 0x100
+void coh__trap_host(void) __attribute__((noreturn));
 extern const struct coh__glue_ops coh__glue_ops_impl;
 
 /* Size of the address-space reservation behind each linear memory: every
@@ -95,6 +99,9 @@ struct coh_agent {
   int running, exited, exit_code;
   uint64_t rng;               /* default random stream state */
   char msg[256];              /* message of a trap raised in host code */
+  int host_rc;                /* non-zero: a host failure (out of memory)
+                                 abandoned a call (coh_agent_host_fail); the
+                                 agent accepts no further call */
 };
 
 /* Host side of the imports (agent.c). */

@@ -140,6 +140,22 @@ void coh__trap(coh_trap_kind k) {
   siglongjmp(*t->jb, (int)k);
 }
 
+void coh__trap_host(void) {
+  coh__thread *t = tls_thread;
+  if (t == NULL || t->jb == NULL) abort(); /* a runtime bug, not input */
+  t->in_wasm = 0;
+  siglongjmp(*t->jb, COH__TRAP_HOST);
+}
+
+/* Out of memory in the runtime while the agent runs: not the agent's doing,
+ * so not a trap it would see (a trap would change the run); the call is
+ * abandoned and coh_agent_* returns COH_ENOMEM. */
+static __attribute__((noreturn)) void host_oom(coh_agent *a, const char *what) {
+  a->host_rc = COH_ENOMEM;
+  snprintf(a->msg, sizeof a->msg, "out of memory %s", what);
+  coh__trap_host();
+}
+
 /* ---- ops called by generated code ---------------------------------------- */
 
 static __attribute__((noreturn)) void op_trap(int wk) {
@@ -231,10 +247,7 @@ static void op_alloc_table(wasm_rt_funcref_table_t *t, uint32_t n,
   t->data = NULL;
   if (n) {
     t->data = coh__calloc(n, sizeof *t->data);
-    if (t->data == NULL) {
-      snprintf(a->msg, sizeof a->msg, "out of memory for a table of %u", n);
-      coh__trap(COH_TRAP_LIMIT);
-    }
+    if (t->data == NULL) host_oom(a, "allocating the agent's table");
   }
   t->size = n;
   t->max_size = max;
@@ -249,7 +262,9 @@ static uint32_t op_grow_table(wasm_rt_funcref_table_t *t, uint32_t delta,
   if (delta == 0) return old;
   if (ns > t->max_size) return UINT32_MAX;
   nd = coh__realloc(t->data, (size_t)ns * sizeof *nd);
-  if (nd == NULL) return UINT32_MAX;
+  /* table.grow's -1 is for the agent's cap, which is the same in every run;
+   * our out of memory is not */
+  if (nd == NULL) host_oom(current(), "growing the agent's table");
   for (i = old; i < ns; i++) nd[i] = init;
   t->data = nd;
   t->size = (uint32_t)ns;

@@ -15,34 +15,47 @@
 
 #include "orch_int.h"
 
-static out_item *push_out(agent_slot *a, enum out_type type, const void *data,
-                          size_t len) {
+/* Out of memory in host call `call`: the agent must not see a result that
+ * an uninterrupted run would not give it, so its call is abandoned
+ * (coh_agent_host_fail) and the orchestrator fails the tick. */
+static void host_oom(agent_slot *a, coh_agent *ag, const char *call) {
+  if (a->fail_rc == COH_OK) {
+    a->fail_rc = COH_ENOMEM;
+    snprintf(a->fail_msg, sizeof a->fail_msg, "out of memory in the host call %s", call);
+  }
+  coh_agent_host_fail(ag, COH_ENOMEM, a->fail_msg);
+}
+
+/* Appends an output; NULL after host_oom (the caller returns at once). */
+static out_item *push_out(agent_slot *a, coh_agent *ag, const char *call, enum out_type type,
+                          const void *data, size_t len) {
   out_item *it;
-  if (a->oom) return NULL;
+  char *copy = NULL;
   if (a->n_outs == a->cap_outs) {
     size_t ncap = a->cap_outs ? a->cap_outs * 2 : 8;
     out_item *n = coh__realloc(a->outs, ncap * sizeof *n);
     if (n == NULL) {
-      a->oom = 1;
+      host_oom(a, ag, call);
       return NULL;
     }
     a->outs = n;
     a->cap_outs = ncap;
   }
+  if (len > 0 || data != NULL) {
+    copy = coh__malloc(len + 1);
+    if (copy == NULL) {
+      host_oom(a, ag, call);
+      return NULL;
+    }
+    if (len) memcpy(copy, data, len);
+    copy[len] = '\0';
+  }
   it = &a->outs[a->n_outs];
   memset(it, 0, sizeof *it);
   it->type = type;
   it->target = -1;
-  if (len > 0 || data != NULL) {
-    it->data = coh__malloc(len + 1);
-    if (it->data == NULL) {
-      a->oom = 1;
-      return NULL;
-    }
-    if (len) memcpy(it->data, data, len);
-    it->data[len] = '\0';
-    it->len = len;
-  }
+  it->data = copy;
+  it->len = copy ? len : 0;
   a->n_outs++;
   return it;
 }
@@ -51,7 +64,6 @@ void coh__orch_clear_outs(agent_slot *a) {
   size_t i;
   for (i = 0; i < a->n_outs; i++) coh__free(a->outs[i].data);
   a->n_outs = 0;
-  a->oom = 0;
 }
 
 /* Binary search in the orchestrator's id index (immutable during ticks). */
@@ -70,8 +82,7 @@ static int find_agent(const orch *o, const char *id, size_t len) {
 }
 
 static void h_emit(void *ud, coh_agent *ag, const uint8_t *data, size_t len) {
-  (void)ag;
-  push_out(ud, OUT_EMIT, data, len);
+  push_out(ud, ag, "emit", OUT_EMIT, data, len);
 }
 
 static int32_t h_send(void *ud, coh_agent *ag, const char *to, size_t to_len,
@@ -81,9 +92,8 @@ static int32_t h_send(void *ud, coh_agent *ag, const char *to, size_t to_len,
   int t = find_agent(o, to, to_len);
   size_t mine = 0, i;
   out_item *it;
-  (void)ag;
   if (t < 0 || o->agents[t].status != AGENT_ALIVE) {
-    it = push_out(a, OUT_REFUSED, to, to_len);
+    push_out(a, ag, "send", OUT_REFUSED, to, to_len);
     return COH_ABI_ENOTFOUND;
   }
   /* Backpressure, decided from the inbox as it was at the start of the tick
@@ -91,29 +101,26 @@ static int32_t h_send(void *ud, coh_agent *ag, const char *to, size_t to_len,
   for (i = 0; i < a->n_outs; i++)
     if (a->outs[i].type == OUT_SEND && a->outs[i].target == t) mine++;
   if (o->agents[t].in_snapshot + mine >= (size_t)o->agents[t].spec->inbox) {
-    it = push_out(a, OUT_REFUSED, to, to_len);
+    it = push_out(a, ag, "send", OUT_REFUSED, to, to_len);
     if (it) it->target = t;
     return COH_ABI_EFULL;
   }
-  it = push_out(a, OUT_SEND, msg, msg_len);
-  if (it == NULL) return COH_ABI_ETOOBIG;
+  it = push_out(a, ag, "send", OUT_SEND, msg, msg_len);
+  if (it == NULL) return COH_ABI_ETOOBIG; /* not seen: the call is abandoned */
   it->target = t;
   return COH_ABI_OK;
 }
 
 static void h_log(void *ud, coh_agent *ag, int level, const char *msg,
                   size_t len) {
-  out_item *it = push_out(ud, OUT_LOG, msg, len);
-  (void)ag;
+  out_item *it = push_out(ud, ag, "log", OUT_LOG, msg, len);
   if (it) it->level = level;
 }
 
 static int64_t h_llm(void *ud, coh_agent *ag, const char *req, size_t len) {
   agent_slot *a = ud;
-  out_item *it;
-  (void)ag;
-  it = push_out(a, OUT_LLM, req, len);
-  if (it == NULL) return COH_ABI_ETOOBIG;
+  out_item *it = push_out(a, ag, "llm", OUT_LLM, req, len);
+  if (it == NULL) return COH_ABI_ETOOBIG; /* not seen: the call is abandoned */
   it->id = ++a->next_llm;
   return it->id;
 }
@@ -126,10 +133,9 @@ static int64_t h_now(void *ud, coh_agent *ag) {
 static int64_t h_timer(void *ud, coh_agent *ag, int64_t ticks) {
   agent_slot *a = ud;
   out_item *it;
-  (void)ag;
   if (ticks < 1 || ticks > (int64_t)1 << 40) return COH_ABI_EINVAL;
-  it = push_out(a, OUT_TIMER, NULL, 0);
-  if (it == NULL) return COH_ABI_ETOOBIG;
+  it = push_out(a, ag, "timer", OUT_TIMER, NULL, 0);
+  if (it == NULL) return COH_ABI_ETOOBIG; /* not seen: the call is abandoned */
   it->id = ++a->next_timer;
   it->due = a->o->tick + ticks;
   return it->id;
@@ -156,27 +162,29 @@ static int32_t h_state_put(void *ud, coh_agent *ag, const char *key,
   agent_slot *a = ud;
   kv_pair *p = kv_find(a, key, klen);
   uint8_t *nv;
-  (void)ag;
   if (vlen > (1u << 24) || klen > 4096) return COH_ABI_ETOOBIG;
   if (p == NULL) {
     kv_pair *n = coh__realloc(a->kv, (a->n_kv + 1) * sizeof *n);
-    if (n == NULL) return COH_ABI_ETOOBIG;
+    if (n == NULL) goto oom;
     a->kv = n;
     p = &a->kv[a->n_kv];
     memset(p, 0, sizeof *p);
     p->key = coh__malloc(klen + 1);
-    if (p->key == NULL) return COH_ABI_ETOOBIG;
+    if (p->key == NULL) goto oom;
     memcpy(p->key, key, klen);
     p->klen = klen;
     a->n_kv++;
   }
   nv = coh__malloc(vlen + 1);
-  if (nv == NULL) return COH_ABI_ETOOBIG;
+  if (nv == NULL) goto oom;
   memcpy(nv, v, vlen);
   coh__free(p->val);
   p->val = nv;
   p->vlen = vlen;
   return COH_ABI_OK;
+oom: /* the agent does not see this: its call is abandoned */
+  host_oom(a, ag, "state_put");
+  return COH_ABI_ETOOBIG;
 }
 
 static int valid_id(const char *s) {
@@ -204,7 +212,7 @@ static int32_t h_spawn(void *ud, coh_agent *ag, const char *req, size_t len) {
   size_t i, il, cl;
   int spec = -1;
   out_item *it;
-  (void)ag;
+  if (root == NULL && json_error_code(&je) == json_error_out_of_memory) goto oom;
   if (root == NULL || !json_is_object(root)) goto bad;
   id = json_object_get(root, "id");
   like = json_object_get(root, "like");
@@ -219,14 +227,18 @@ static int32_t h_spawn(void *ud, coh_agent *ag, const char *req, size_t len) {
   for (i = 0; i < a->n_outs; i++)
     if (a->outs[i].type == OUT_SPAWN && !strcmp(a->outs[i].data, ids)) goto bad;
   cfgs = cfg ? json_dumps(cfg, JSON_COMPACT) : NULL;
+  if (cfg && cfgs == NULL) goto oom;
   il = strlen(ids);
   cl = cfgs ? strlen(cfgs) : 0;
   buf = coh__malloc(il + 1 + cl + 1);
-  if (buf == NULL) goto bad;
+  if (buf == NULL) {
+    free(cfgs);
+    goto oom;
+  }
   memcpy(buf, ids, il + 1);
   if (cfgs) memcpy(buf + il + 1, cfgs, cl + 1);
   else buf[il + 1] = '\0';
-  it = push_out(a, OUT_SPAWN, buf, il + 1 + cl);
+  it = push_out(a, ag, "spawn", OUT_SPAWN, buf, il + 1 + cl);
   coh__free(buf);
   free(cfgs);
   json_decref(root);
@@ -236,6 +248,10 @@ static int32_t h_spawn(void *ud, coh_agent *ag, const char *req, size_t len) {
 bad:
   json_decref(root);
   return COH_ABI_EINVAL;
+oom: /* the agent does not see this: its call is abandoned */
+  json_decref(root);
+  host_oom(a, ag, "spawn");
+  return COH_ABI_ETOOBIG;
 }
 
 const coh_agent_host coh__orch_host = {
@@ -253,6 +269,19 @@ static int grow_qlat(agent_slot *a) {
   return 1;
 }
 
+/* A call that ended with neither a result nor the agent's own trap or exit
+ * (out of memory in a host call, in the runtime or setting up the thread):
+ * recorded for the orchestrator, which fails the tick.  Returns 1 if so. */
+static int host_failed(agent_slot *a, int rc, const coh_agent_result *r) {
+  if (rc == COH_OK || rc == COH_ETRAP || rc == COH_ESTATE) return 0;
+  if (a->fail_rc == COH_OK) {
+    a->fail_rc = rc;
+    snprintf(a->fail_msg, sizeof a->fail_msg, "%.383s", r->message[0] ? r->message : coh_strerror(rc));
+  }
+  a->step_t1 = coh__wall_seconds();
+  return 1;
+}
+
 /* Runs an agent's work for this tick: its init (tick 0) or the first
  * `to_deliver` events of its inbox, stopping at a trap or an exit. */
 void coh__orch_run_step(agent_slot *a, int64_t tick) {
@@ -264,10 +293,13 @@ void coh__orch_run_step(agent_slot *a, int64_t tick) {
   a->trapped = a->exited = 0;
   a->last_rc = 0;
   a->n_qlat = 0;
+  a->fail_rc = COH_OK;
+  a->fail_msg[0] = '\0';
   a->step_t0 = coh__wall_seconds();
   if (a->is_init) {
     const char *cfg = a->config ? a->config : a->spec->config_json ? a->spec->config_json : "{}";
     rc = coh_agent_init(a->agent, cfg, strlen(cfg), &r);
+    if (host_failed(a, rc, &r)) return;
     a->fuel_used = r.fuel_used;
     a->last_rc = r.rc;
     if (rc == COH_ETRAP || r.trap != COH_TRAP_NONE || (rc == COH_OK && r.rc != 0)) {
@@ -290,6 +322,7 @@ void coh__orch_run_step(agent_slot *a, int64_t tick) {
       a->qlat[a->n_qlat++] = (a->step_t0 - ev.queued_at) * 1e3;
     rc = coh_agent_step(a->agent, ev.kind, ev.payload, ev.len, &r);
     coh__free(ev.payload);
+    if (host_failed(a, rc, &r)) break;
     a->fuel_used += r.fuel_used;
     a->last_rc = r.rc;
     if (rc == COH_ETRAP || r.trap != COH_TRAP_NONE) {

@@ -135,7 +135,11 @@ static int hash_model(const char *dir, json_t *files, char identity[65], coh_err
     struct stat st;
     if (e->d_name[0] == '.') continue;
     p = coh__path_join(dir, e->d_name);
-    if (p == NULL || stat(p, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (p == NULL) { /* skipping the file would change the model's identity */
+      rc = coh__err(err, COH_ENOMEM, "out of memory");
+      goto done;
+    }
+    if (stat(p, &st) != 0 || !S_ISREG(st.st_mode)) {
       coh__free(p);
       continue;
     }

@@ -16,42 +16,45 @@
 
 /* ---- results ------------------------------------------------------------- */
 
+/* Out of memory here (the text, the completion list) fails the engine step
+ * (cb_oom), so the tick fails: an {"error": "out of memory"} result would
+ * make the run depend on the machine's memory.  A request that cannot be
+ * moved to `done` stays in `live`, which models_close frees. */
 static void on_token(void *user, const coh_token_event *ev) {
   llm_req *r = user;
   model_slot *ms = (model_slot *)r->next; /* set while in the engine */
+  size_t i;
   if (ev->text_len) coh__buf_add(&r->text, ev->text, ev->text_len);
+  if (r->text.oom) ms->cb_oom = 1;
   if (ev->token >= 0) r->tokens++;
   if (ev->finish == COH_FINISH_NONE) return;
-  r->finish = ev->finish;
-  r->done_tick = ms->o->tick;
-  r->t_done = coh__wall_seconds();
-  r->next = NULL;
-  ms->in_engine--;
-  {
-    size_t i;
-    for (i = 0; i < ms->n_live; i++)
-      if (ms->live[i] == r) {
-        ms->live[i] = ms->live[--ms->n_live];
-        break;
-      }
-  }
   if (ms->n_done == ms->cap_done) {
     size_t ncap = ms->cap_done ? ms->cap_done * 2 : 16;
     llm_req **n = coh__realloc(ms->done, ncap * sizeof *n);
     if (n == NULL) {
-      /* Out of memory in a callback: drop the text, keep the request. */
-      r->text.oom = 1;
+      ms->cb_oom = 1;
       return;
     }
     ms->done = n;
     ms->cap_done = ncap;
   }
+  r->finish = ev->finish;
+  r->done_tick = ms->o->tick;
+  r->t_done = coh__wall_seconds();
+  r->next = NULL;
+  ms->in_engine--;
+  for (i = 0; i < ms->n_live; i++)
+    if (ms->live[i] == r) {
+      ms->live[i] = ms->live[--ms->n_live];
+      break;
+    }
   ms->done[ms->n_done++] = r;
 }
 
 /* Finishes r at once with an error (unknown model, bad request JSON, ...);
- * it is committed with this tick's completions. */
-static void fail_now(orch *o, model_slot *ms, llm_req *r, const char *msg) {
+ * it is committed with this tick's completions.  COH_ENOMEM (r freed) if
+ * there is no room for it. */
+static int fail_now(orch *o, model_slot *ms, llm_req *r, const char *msg, coh_err *err) {
   snprintf(r->error, sizeof r->error, "%s", msg);
   r->finish = COH_FINISH_ERROR;
   r->done_tick = o->tick;
@@ -60,11 +63,15 @@ static void fail_now(orch *o, model_slot *ms, llm_req *r, const char *msg) {
   if (ms->n_done == ms->cap_done) {
     size_t ncap = ms->cap_done ? ms->cap_done * 2 : 16;
     llm_req **n = coh__realloc(ms->done, ncap * sizeof *n);
-    if (n == NULL) return; /* leaked request; reported as OOM at commit */
+    if (n == NULL) {
+      coh__orch_llm_free(r);
+      return coh__err(err, COH_ENOMEM, "out of memory");
+    }
     ms->done = n;
     ms->cap_done = ncap;
   }
   ms->done[ms->n_done++] = r;
+  return COH_OK;
 }
 
 /* ---- models -------------------------------------------------------------- */
@@ -274,16 +281,15 @@ static void trace_prompt(orch *o, model_slot *ms, llm_req *r, const coh_llm_requ
   json_decref(line);
 }
 
-/* Starts r on ms's engine, or fails it at once. */
-static void admit_one(orch *o, model_slot *ms, llm_req *r) {
+/* Starts r on ms's engine, or fails it at once (a request the agent got
+ * wrong).  Out of memory, ours, is COH_ENOMEM (r freed), never a result. */
+static int admit_one(orch *o, model_slot *ms, llm_req *r, coh_err *err) {
   coh_llm_request lr;
   coh_err e;
   uint64_t id;
+  int rc;
   r->t_admit = coh__wall_seconds();
-  if (ms->spec == NULL) {
-    fail_now(o, ms, r, "the request names no model of this scenario");
-    return;
-  }
+  if (ms->spec == NULL) return fail_now(o, ms, r, "the request names no model of this scenario", err);
   if (o->opt->no_model) {
     /* replay --no-model: the result comes from the reference journal, at
      * the tick it was recorded; a request the journal never answered stays
@@ -303,45 +309,51 @@ static void admit_one(orch *o, model_slot *ms, llm_req *r) {
       size_t ncap = ms->cap_replay ? ms->cap_replay * 2 : 16;
       llm_req **n = coh__realloc(ms->replay, ncap * sizeof *n);
       if (n == NULL) {
-        fail_now(o, ms, r, "out of memory");
-        return;
+        coh__orch_llm_free(r);
+        return coh__err(err, COH_ENOMEM, "out of memory");
       }
       ms->replay = n;
       ms->cap_replay = ncap;
     }
     ms->replay[ms->n_replay++] = r;
     ms->in_engine++;
-    return;
+    return COH_OK;
   }
-  if (coh_llm_request_parse(r->json, r->len, ms->model, r->seed,
-                            &lr, &e) != COH_OK) {
-    coh_llm_request_free(&lr);
-    fail_now(o, ms, r, e.msg);
-    return;
-  }
-  if (o->opt->trace_prompts) trace_prompt(o, ms, r, &lr);
-  lr.req.on_token = on_token;
-  lr.req.user = r;
-  r->next = (llm_req *)ms; /* the callback finds its model through this */
-  if (coh_engine_submit(ms->engine, &lr.req, &id, &e) != COH_OK) {
-    coh_llm_request_free(&lr);
-    fail_now(o, ms, r, e.msg);
-    return;
-  }
-  coh_llm_request_free(&lr);
-  ms->in_engine++;
+  /* room in `live` first: once submitted, r must be findable at close */
   if (ms->n_live == ms->cap_live) {
     size_t ncap = ms->cap_live ? ms->cap_live * 2 : 16;
     llm_req **n = coh__realloc(ms->live, ncap * sizeof *n);
-    if (n == NULL) return; /* only bookkeeping for an early stop is lost */
+    if (n == NULL) {
+      coh__orch_llm_free(r);
+      return coh__err(err, COH_ENOMEM, "out of memory");
+    }
     ms->live = n;
     ms->cap_live = ncap;
   }
+  rc = coh_llm_request_parse(r->json, r->len, ms->model, r->seed, &lr, &e);
+  if (rc == COH_OK) {
+    if (o->opt->trace_prompts) trace_prompt(o, ms, r, &lr);
+    lr.req.on_token = on_token;
+    lr.req.user = r;
+    r->next = (llm_req *)ms; /* the callback finds its model through this */
+    rc = coh_engine_submit(ms->engine, &lr.req, &id, &e);
+  }
+  coh_llm_request_free(&lr);
+  if (rc == COH_ENOMEM) {
+    coh__orch_llm_free(r);
+    return coh__err(err, COH_ENOMEM, "model '%s': admitting a request: %s", ms->spec->name, e.msg);
+  }
+  if (rc != COH_OK) {
+    r->next = NULL;
+    return fail_now(o, ms, r, e.msg, err);
+  }
+  ms->in_engine++;
   ms->live[ms->n_live++] = r;
+  return COH_OK;
 }
 
-void coh__orch_llm_admit(orch *o) {
-  int i;
+int coh__orch_llm_admit(orch *o, coh_err *err) {
+  int i, rc;
   for (i = 0; i <= o->n_models; i++) {
     model_slot *ms = &o->models[i];
     int scanned = 0;
@@ -359,9 +371,10 @@ void coh__orch_llm_admit(orch *o) {
       if (ms->wait_head[a] == NULL) ms->wait_tail[a] = NULL;
       r->next = NULL;
       ms->waiting--;
-      admit_one(o, ms, r);
+      if ((rc = admit_one(o, ms, r, err))) return rc;
     }
   }
+  return COH_OK;
 }
 
 int coh__orch_llm_busy(const orch *o) {
@@ -384,8 +397,9 @@ void coh__orch_llm_replay_step(orch *o) {
         if (ms->n_done == ms->cap_done) {
           size_t ncap = ms->cap_done ? ms->cap_done * 2 : 16;
           llm_req **n = coh__realloc(ms->done, ncap * sizeof *n);
-          if (n == NULL) {
+          if (n == NULL) { /* a late result would be a false divergence: fail the tick */
             ms->replay[keep++] = r;
+            ms->step_rc = coh__err(&ms->step_err, COH_ENOMEM, "out of memory");
             continue;
           }
           ms->done = n;
@@ -414,8 +428,11 @@ void *coh__orch_engine_thread(void *arg) {
     if (cmd == (void *)1) break;
     coh_err_clear(&ms->step_err);
     ms->step_t0 = coh__wall_seconds();
+    ms->cb_oom = 0;
     ms->step_rc = coh_engine_busy(ms->engine) ? coh_engine_step(ms->engine, &ms->step_err)
                                                : COH_OK;
+    if (ms->step_rc == COH_OK && ms->cb_oom)
+      ms->step_rc = coh__err(&ms->step_err, COH_ENOMEM, "out of memory collecting generated text");
     ms->step_t1 = coh__wall_seconds();
     coh__ring_push(&ms->from_engine, ms);
   }

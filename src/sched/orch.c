@@ -561,11 +561,6 @@ static int commit_agent(orch *o, agent_slot *a, int *pending_llm, coh_err *err) 
         break;
     }
   }
-  if (a->oom && !a->trapped) {
-    a->trapped = 1;
-    memset(&a->res, 0, sizeof a->res);
-    snprintf(a->res.message, sizeof a->res.message, "out of memory buffering the agent's outputs");
-  }
   if (a->trapped) {
     j = json_object();
     json_object_set_new(j, "kind", json_string(a->res.trap != COH_TRAP_NONE ? coh_trap_name(a->res.trap)
@@ -585,6 +580,22 @@ static int commit_agent(orch *o, agent_slot *a, int *pending_llm, coh_err *err) 
     inbox_clear(&a->in);
   }
   coh__orch_clear_outs(a);
+  return COH_OK;
+}
+
+/* A host-side failure in any agent's step (out of memory in a host call or
+ * the runtime) fails the tick before anything of it is committed: turning it
+ * into something the agents see (an error code, a trap event) would make the
+ * run's result depend on the machine's memory.  The journal is rolled back to
+ * the last committed tick, from which `cohort resume` continues. */
+static int step_failures(orch *o, coh_err *err) {
+  int k;
+  for (k = 0; k < o->n_agents; k++) {
+    const agent_slot *a = &o->agents[k];
+    if (a->fail_rc != COH_OK)
+      return coh__err(err, a->fail_rc, "tick %lld: agent '%s': %s (the tick is not committed)",
+                      (long long)o->tick, a->id, a->fail_msg);
+  }
   return COH_OK;
 }
 
@@ -723,7 +734,7 @@ static int create_agents(orch *o, coh_err *err) {
  * that cannot be instantiated is journaled as failed, like a trap. */
 static int spawn_agent(orch *o, int spec, const char *id, const char *config,
                        coh_err *err) {
-  int k = o->n_agents, i;
+  int k = o->n_agents, i, rc;
   agent_slot *a = &o->agents[k];
   coh_err e;
   memset(a, 0, sizeof *a);
@@ -733,13 +744,21 @@ static int spawn_agent(orch *o, int spec, const char *id, const char *config,
   a->module = o->modules[spec];
   a->id = coh__strdup(id);
   a->config = config && config[0] ? coh__strdup(config) : NULL;
-  if (a->id == NULL || (config && config[0] && a->config == NULL))
+  if (a->id == NULL || (config && config[0] && a->config == NULL)) {
+    coh__free(a->id); /* the slot is not counted yet: teardown would miss them */
+    coh__free(a->config);
+    a->id = a->config = NULL;
     return coh__err(err, COH_ENOMEM, "out of memory");
+  }
   o->n_agents++;
   for (i = k; i > 0 && strcmp(o->agents[o->by_id[i - 1]].id, id) > 0; i--)
     o->by_id[i] = o->by_id[i - 1];
   o->by_id[i] = k;
-  if (instantiate(o, k, &e) != COH_OK) {
+  if ((rc = instantiate(o, k, &e)) == COH_ENOMEM) { /* ours, not the agent's: fail the tick */
+    if (err) *err = e;
+    return rc;
+  }
+  if (rc != COH_OK) {
     char msg[COH_ERRMSG_MAX + 64];
     snprintf(msg, sizeof msg, "{\"kind\":\"instantiate\",\"message\":\"could not start\"}");
     a->status = AGENT_FAILED;
@@ -923,10 +942,11 @@ int coh_run(const coh_scenario *s, const coh_run_options *opt,
     if (o.tick == 0) {
       dispatch(&o, 1);
     } else {
-      coh__orch_llm_admit(&o);
+      if ((rc = coh__orch_llm_admit(&o, err))) goto done;
       choose(&o, pending_llm);
       dispatch(&o, 0);
     }
+    if ((rc = step_failures(&o, err))) goto done;
     for (k = 0; k < o.n_agents; k++)
       if ((rc = commit_agent(&o, &o.agents[k], pending_llm, err))) goto done;
     for (k = 0; k < o.n_models; k++)

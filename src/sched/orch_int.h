@@ -93,7 +93,11 @@ typedef struct agent_slot {
   /* per step (worker-owned while stepping) */
   out_item *outs;
   size_t n_outs, cap_outs;
-  int oom;
+  /* A host-side failure during the step (out of memory in a host call or in
+   * the runtime): the agent's call was abandoned and the tick must not be
+   * committed (coh_run fails with fail_rc and fail_msg). */
+  int fail_rc;
+  char fail_msg[400];
   size_t to_deliver;      /* events this step takes from the inbox */
   size_t delivered;
   uint64_t fuel_used;
@@ -161,6 +165,8 @@ typedef struct model_slot {
   size_t n_replay, cap_replay;
   int step_rc;
   coh_err step_err;
+  int cb_oom;             /* out of memory in on_token during the step (the
+                             step fails with COH_ENOMEM; engine thread) */
   int stepping;           /* an engine step was dispatched this tick */
   double step_t0, step_t1;  /* wall clock of the last engine step */
   uint64_t tokens;          /* tokens delivered (monitor) */
@@ -249,9 +255,12 @@ int coh__orch_models_open(orch *o, coh_err *err);
 void coh__orch_models_close(orch *o);
 int coh__orch_llm_enqueue(orch *o, int agent, int64_t number, const char *json,
                           size_t len, coh_err *err);
-void coh__orch_llm_admit(orch *o);
+/* Admits waiting requests.  Out of memory is an error (COH_ENOMEM), never
+ * an error result for the agent, which would change the run. */
+int coh__orch_llm_admit(orch *o, coh_err *err);
 int coh__orch_llm_busy(const orch *o);
-/* --no-model: moves recorded results due at the current tick to `done`. */
+/* --no-model: moves recorded results due at the current tick to `done`
+ * (out of memory: step_rc COH_ENOMEM, which fails the tick). */
 void coh__orch_llm_replay_step(orch *o);
 void coh__orch_llm_free(llm_req *r);
 void *coh__orch_engine_thread(void *arg);
