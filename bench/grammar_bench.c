@@ -3,7 +3,11 @@
  * mask time per token, over the MaskBench schemas (tests/data/maskbench),
  * walking each valid instance's tokens through the masks as MaskBench does.
  *
- *   grammar_bench TOKENIZER.json [CASES.jsonl] [--stride N]
+ *   grammar_bench TOKENIZER.json [CASES.jsonl] [--stride N] [--slow US] [--cpu]
+ *
+ * --slow US lists every schema whose slowest mask call took >= US µs.
+ * --cpu measures the thread's CPU time instead of wall time (on a shared
+ * machine, time the thread spent preempted is then not counted).
  *
  * Prints p50/p99/max of compile (per schema) and mask (per token), and the
  * share of mask calls served by the state's cache.  Single thread.
@@ -17,9 +21,11 @@
 #include "cohort/grammar.h"
 #include "cohort/tokenizer.h"
 
+static clockid_t clk = CLOCK_MONOTONIC;
+
 static double now_us(void) {
   struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
+  clock_gettime(clk, &t);
   return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
 }
 
@@ -60,15 +66,19 @@ int main(int argc, char **argv) {
   char *line = NULL;
   size_t cap = 0;
   vec comp = {0}, mask = {0};
+  int n_slow = 0;
+  double worst_all = 0;
   uint32_t *m;
   double t0;
   for (i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--stride") && i + 1 < argc) stride = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--slow") && i + 1 < argc) n_slow = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--cpu")) clk = CLOCK_THREAD_CPUTIME_ID;
     else if (!tpath) tpath = argv[i];
     else cases = argv[i];
   }
   if (!tpath || stride < 1) {
-    fprintf(stderr, "usage: grammar_bench TOKENIZER.json [CASES.jsonl] [--stride N]\n");
+    fprintf(stderr, "usage: grammar_bench TOKENIZER.json [CASES.jsonl] [--stride N] [--slow US] [--cpu]\n");
     return 2;
   }
   if (coh_tokenizer_load(tpath, &tok, &err)) {
@@ -110,6 +120,7 @@ int main(int argc, char **argv) {
     push(&comp, now_us() - t0);
     n_compiled++;
     tests = json_object_get(j, "tests");
+    worst_all = 0;
     for (k = 0; k < json_array_size(tests); k++) {
       json_t *tc = json_array_get(tests, k);
       const char *text = json_string_value(json_object_get(tc, "text"));
@@ -122,7 +133,9 @@ int main(int argc, char **argv) {
         for (q = 0; q < n; q++) {
           t0 = now_us();
           coh_grammar_state_mask(s, m, &err);
-          push(&mask, now_us() - t0);
+          t0 = now_us() - t0;
+          push(&mask, t0);
+          if (t0 > worst_all) worst_all = t0;
           if (!((m[ids[q] >> 5] >> (ids[q] & 31)) & 1)) break;
           if (coh_grammar_state_accept(s, ids[q], &err)) break;
         }
@@ -130,6 +143,9 @@ int main(int argc, char **argv) {
       }
       coh_free(ids);
     }
+    if (n_slow && worst_all >= (double)n_slow)
+      printf("slow %s: worst mask %.0f us\n",
+             json_string_value(json_object_get(j, "id")), worst_all);
     coh_grammar_free(g);
     free(schema);
     json_decref(j);

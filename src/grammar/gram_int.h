@@ -57,6 +57,7 @@ typedef struct coh__gb {
   int32_t str_loop; /* the JSON string-content loop rule, or -1 (set 0
                        means none: the builder zero-initializes, so the
                        schema compiler stores rule + 1) */
+  int32_t chr_rule; /* the JSON string character rule + 1, 0 if none */
 } coh__gb;
 
 /* Runtime element: kind in the top 2 bits, payload below. */
@@ -80,6 +81,16 @@ struct coh_grammar {
    * NULL when the grammar has no such loop.  A state whose every top is
    * so marked accepts every "string-safe" token (gram_state.c). */
   uint8_t *pflag;
+  /* per position (with pflag): 1 when the position is the first element
+   * of an alternative of the string loop or of the character rule, and
+   * that rule has the shape "one character, then (loop) the rule itself
+   * or (character) the end": from a stack there, every string-safe
+   * character leads to the same positions (the char-count fast path,
+   * gram_state.c).  NULL when there is no such rule. */
+  uint8_t *centry;
+  /* per class: 1 when it holds no byte that can start a string-safe
+   * character (0x20-0x7F but '"' and '\\', 0xC2-0xF4) */
+  uint8_t *cinert;
 };
 
 void coh__gb_free(coh__gb *b);

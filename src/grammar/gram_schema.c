@@ -322,6 +322,7 @@ static void base_rules(sc *c) {
   k.w['\r' >> 5] |= 1u << ('\r' & 31);
   c->ws = coh__gb_repeat(b, coh__gb_cls(b, &k), 0, -1);
   c->chr = json_char(b);
+  b->chr_rule = c->chr + 1;
   {
     int32_t loop = char_loop(c);
     c->string = quoted(c, loop);

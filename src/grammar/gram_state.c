@@ -42,6 +42,11 @@ struct coh_grammar_vocab {
   /* node → every token in its subtree is "string-safe": complete JSON
    * string characters, no '"', '\\' or control byte (see safe_bytes) */
   uint8_t *all_safe;
+  /* the char-count fast path: characters of each token (by its index in
+   * ids; 0 when not string-safe) and the most characters of a token in
+   * each node's subtree */
+  uint16_t *nch;
+  uint16_t *max_ch;
 };
 
 typedef struct vtok {
@@ -72,6 +77,8 @@ void coh_grammar_vocab_free(coh_grammar_vocab *v) {
   coh__free(v->blen);
   coh__free(v->text);
   coh__free(v->all_safe);
+  coh__free(v->nch);
+  coh__free(v->max_ch);
   coh__free(v);
 }
 
@@ -263,6 +270,27 @@ int coh_grammar_vocab_new(const coh_tokenizer *tok, const int32_t *eos_ids,
       }
     }
   }
+  v->nch = coh__calloc(nt + 1, sizeof *v->nch);
+  v->max_ch = coh__calloc(v->n_nodes + 1, sizeof *v->max_ch);
+  if (!v->nch || !v->max_ch) goto oom;
+  {
+    size_t q, k;
+    for (q = 0; q < nt; q++) {
+      const unsigned char *b = (const unsigned char *)v->text + v->boff[v->ids[q]];
+      uint32_t n = v->blen[v->ids[q]], j, c = 0;
+      if (!safe_bytes(b, n)) continue;
+      for (j = 0; j < n; j++) c += (b[j] & 0xC0) != 0x80;
+      v->nch[q] = (uint16_t)c;
+    }
+    /* a subtree's tokens are consecutive in ids */
+    for (k = 0; k < v->n_nodes; k++) {
+      uint16_t m = 0;
+      if (v->all_safe[k])
+        for (q = v->tok_off[k]; q < v->tok_off[v->end[k]]; q++)
+          if (v->nch[q] > m) m = v->nch[q];
+      v->max_ch[k] = m;
+    }
+  }
   *out = v;
   v = NULL;
   goto done;
@@ -308,6 +336,10 @@ struct coh_grammar_state {
   gset *lv;
   size_t *lvn;
   uint8_t *lvb; /* between() of each level's set */
+  uint16_t *lvc;  /* characters (non-continuation bytes) of the prefix */
+  int32_t *lvk;   /* char-count chain of the level's set: -1 not computed */
+  int32_t *lva;   /* ... the most safe characters it survives */
+  int32_t *lvz;   /* ... 1 when lva is exact for any count (the chain died) */
   /* mask cache: key = positions of every stack, root first */
   uint64_t key[CACHE_N];
   uint32_t *cmask[CACHE_N];
@@ -498,7 +530,12 @@ int coh_grammar_state_new(const coh_grammar *g, const coh_grammar_vocab *v,
   s->lv = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lv);
   s->lvn = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lvn);
   s->lvb = coh__malloc((size_t)v->max_depth + 2);
-  if (!s->lv || !s->lvn || !s->lvb) s->oom = 1;
+  s->lvc = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lvc);
+  s->lvk = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lvk);
+  s->lva = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lva);
+  s->lvz = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lvz);
+  if (!s->lv || !s->lvn || !s->lvb || !s->lvc || !s->lvk || !s->lva || !s->lvz)
+    s->oom = 1;
   s->cur.at = 0;
   s->gen = 1;
   for (a = g->alt_off[g->root]; a < g->alt_off[g->root + 1] && !s->oom; a++) {
@@ -521,6 +558,10 @@ void coh_grammar_state_free(coh_grammar_state *s) {
   coh__free(s->lv);
   coh__free(s->lvn);
   coh__free(s->lvb);
+  coh__free(s->lvc);
+  coh__free(s->lvk);
+  coh__free(s->lva);
+  coh__free(s->lvz);
   for (i = 0; i < CACHE_N; i++) coh__free(s->cmask[i]);
   coh__free(s);
 }
@@ -561,6 +602,59 @@ static int between(const coh_grammar_state *s, const gset *x) {
   return 0;
 }
 
+/* Whether every top of x is at an entry of the character rule or the
+ * string loop (gram_int.h centry), or at a class no string-safe character
+ * can start in.  From such a set, every string-safe character leads to
+ * the same positions (each entry group is all the alternatives of its rule
+ * with one parent: exactly one takes the character, and then the
+ * continuation is the same), so stepping one 'a' stands for any of them. */
+static int char_entry(const coh_grammar_state *s, const gset *x) {
+  const coh_grammar *g = s->g;
+  uint32_t i;
+  for (i = 0; i < x->n; i++) {
+    uint32_t pos = s->nodes[s->tops[x->at + i]].pos;
+    if (!g->centry[pos] && !g->cinert[COH__E_VAL(g->elems[pos])]) return 0;
+  }
+  return 1;
+}
+
+/* The char-count chain of level d's set: X_0 = lv[d], X_j+1 = X_j after
+ * one string-safe character.  lva[d] = the largest j (<= want) with X_j
+ * alive (a top or accepting); lvk[d] = how far the chain is known (it
+ * stops at a set that is not char_entry); lvz[d] = 1 when it died, so
+ * that every count above lva[d] is refused.  Uses the arena above its
+ * current end and gives it back. */
+static void char_chain(coh_grammar_state *s, uint16_t d, int32_t want) {
+  size_t nn = s->n_nodes, nt = s->n_tops;
+  gset x = s->lv[d], y;
+  int32_t j = 0;
+  int over = s->overflow;
+  s->lva[d] = 0;
+  s->lvz[d] = 0;
+  while (j < want && !s->oom) {
+    if (!char_entry(s, &x)) break;
+    step(s, &x, 'a', &y);
+    if (s->overflow) { /* a cut: the chain is not known past here */
+      s->overflow = over;
+      break;
+    }
+    if (y.n == 0 && !y.accept) {
+      s->lvz[d] = 1;
+      break;
+    }
+    j++;
+    s->lva[d] = j;
+    if (y.n == 0) { /* accepting, no top: no further character */
+      s->lvz[d] = 1;
+      break;
+    }
+    x = y;
+  }
+  s->lvk[d] = s->lvz[d] ? INT32_MAX : j;
+  s->n_nodes = nn;
+  s->n_tops = nt;
+}
+
 static void walk(coh_grammar_state *s, uint32_t *mask) {
   const coh_grammar_vocab *v = s->v;
   size_t base_nodes = s->n_nodes, base_tops = s->n_tops;
@@ -569,6 +663,8 @@ static void walk(coh_grammar_state *s, uint32_t *mask) {
   s->lv[0] = s->cur;
   s->lvn[0] = base_nodes;
   lvb[0] = (uint8_t)between(s, &s->lv[0]);
+  s->lvc[0] = 0;
+  s->lvk[0] = -1;
   while (i < v->n_nodes && !s->oom) {
     uint16_t d = v->depth[i];
     gset *o = &s->lv[d];
@@ -585,9 +681,31 @@ static void walk(coh_grammar_state *s, uint32_t *mask) {
       i = v->end[i];
       continue;
     }
+    if (v->all_safe[i] && s->g->centry && (v->byte[i] & 0xC0) != 0x80 &&
+        !s->overflow && !coh__grammar_slow_masks) {
+      /* every token below i is whole string-safe characters, and the
+       * prefix ends at a character boundary: a token is allowed iff the
+       * chain survives its characters after the prefix */
+      int32_t pc = s->lvc[d - 1], need = (int32_t)v->max_ch[i] - pc;
+      if (s->lvk[d - 1] < 0 || (s->lvk[d - 1] < need && s->lvk[d - 1] != INT32_MAX &&
+                                s->lva[d - 1] == s->lvk[d - 1]))
+        char_chain(s, (uint16_t)(d - 1), need > 0 ? need : 0);
+      if (s->lvz[d - 1] || s->lvk[d - 1] >= need) {
+        int32_t lim = s->lva[d - 1] + pc;
+        for (k = v->tok_off[i]; k < v->tok_off[v->end[i]]; k++)
+          if ((int32_t)v->nch[k] <= lim) {
+            int32_t id = v->ids[k];
+            mask[id >> 5] |= 1u << (id & 31);
+          }
+        i = v->end[i];
+        continue;
+      }
+    }
     step(s, &s->lv[d - 1], v->byte[i], o);
     s->lvn[d] = s->n_nodes;
     lvb[d] = (uint8_t)between(s, o);
+    s->lvc[d] = (uint16_t)(s->lvc[d - 1] + ((v->byte[i] & 0xC0) != 0x80));
+    s->lvk[d] = -1;
     if (o->n == 0 && !o->accept) {
       i = v->end[i];
       continue;
