@@ -398,9 +398,11 @@ static void maskbench(const coh_tokenizer *t, const coh_grammar_vocab *v,
 #ifdef COH_TEST_SANITIZED
 #define SUB_GPT2 16
 #define SUB_LLAMA 32
+#define SUB_FS 128
 #else
 #define SUB_GPT2 4
 #define SUB_LLAMA 8
+#define SUB_FS 24
 #endif
 
 static void test_maskbench(void) {
@@ -574,6 +576,129 @@ static void test_deterministic(void) {
   free(m2);
 }
 
+/* The fast paths of the mask (cache, string-safe subtrees, char-count
+ * chains, byte-union cut) give exactly the straightforward trie walk's
+ * mask, at every token of every instance (valid ones, and invalid ones up
+ * to where they are refused; at most FS_TOKENS tokens each) of every
+ * stride-th MaskBench schema, with the given vocabulary. */
+#define FS_TOKENS 32
+/* Compares the fast and the slow mask at every token of text (until it is
+ * refused, at most max_tok tokens); adds to *states and *differ. */
+static void fs_text(const coh_grammar *g, const coh_tokenizer *t,
+                    const coh_grammar_vocab *v, const char *text, size_t max_tok,
+                    const char *what, long *states, long *differ) {
+  size_t nw = (coh_grammar_vocab_size(v) + 31) / 32, n = 0, q;
+  uint32_t *m1 = calloc(nw, 4), *m2 = calloc(nw, 4);
+  int32_t *ids = NULL;
+  coh_grammar_state *s = NULL;
+  coh_err err;
+  REQUIRE(m1 && m2);
+  REQUIRE(coh_tokenizer_encode(t, text, strlen(text), 0, &ids, &n, &err) == 0);
+  REQUIRE(coh_grammar_state_new(g, v, &s, &err) == 0);
+  for (q = 0; q <= n && q <= max_tok; q++) {
+    CHECK(coh_grammar_state_mask(s, m1, &err) == 0);
+    coh__grammar_slow_masks = 1;
+    CHECK(coh_grammar_state_mask(s, m2, &err) == 0);
+    coh__grammar_slow_masks = 0;
+    (*states)++;
+    if (memcmp(m1, m2, nw * 4)) {
+      (*differ)++;
+      fprintf(stderr, "fast mask != slow walk: %s, token %zu\n", what, q);
+    }
+    if (q == n || !bit(m1, ids[q])) break;
+    CHECK(coh_grammar_state_accept(s, ids[q], &err) == 0);
+  }
+  coh_grammar_state_free(s);
+  coh_free(ids);
+  free(m1);
+  free(m2);
+}
+
+/* ... over every instance of every stride-th MaskBench schema. */
+static void fast_equals_slow(const coh_tokenizer *t, const coh_grammar_vocab *v,
+                             int stride, int offset) {
+  FILE *f = fopen(DATA "maskbench/cases.jsonl", "r");
+  char *line = NULL;
+  size_t cap = 0;
+  int idx = 0;
+  long states = 0, differ = 0;
+  REQUIRE(f);
+  while (getline(&line, &cap, f) > 0) {
+    json_t *j, *tests;
+    char *schema;
+    coh_grammar *g = NULL;
+    coh_err err;
+    size_t i;
+    if (idx++ % stride != offset) continue;
+    j = json_loads(line, 0, NULL);
+    REQUIRE(j != NULL);
+    schema = json_dumps(json_object_get(j, "schema"), JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
+    if (coh_grammar_from_json_schema(schema, strlen(schema), "fs", &g, &err) == 0) {
+      tests = json_object_get(j, "tests");
+      for (i = 0; i < json_array_size(tests); i++)
+        fs_text(g, t, v,
+                json_string_value(json_object_get(json_array_get(tests, i), "text")),
+                FS_TOKENS, json_string_value(json_object_get(j, "id")), &states, &differ);
+      coh_grammar_free(g);
+    }
+    free(schema);
+    json_decref(j);
+  }
+  fprintf(stderr, "fast == slow: %ld states compared, %ld differ\n", states, differ);
+  CHECK(states > 100);
+  CHECK_EQ_INT(differ, 0);
+  free(line);
+  fclose(f);
+}
+
+/* ... and on schemas made to reach the edges of the char-count chains:
+ * bounded strings walked up to and past their bound, strings next to
+ * other tops, multi-byte characters. */
+static void fast_equals_slow_edges(const coh_tokenizer *t, const coh_grammar_vocab *v) {
+  static const char *cases[][2] = {
+      {"{\"type\":\"string\",\"maxLength\":3}", "\"abcdef\""},
+      {"{\"type\":\"string\",\"minLength\":2,\"maxLength\":7}", "\"hello world\""},
+      {"{\"type\":\"string\",\"maxLength\":5}", "\"caf\u00e9\u00e9\u00e9\""},
+      {"{\"type\":\"string\",\"minLength\":9}", "\"\u00e9t\u00e9 long enough\""},
+      {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\",\"maxLength\":4},"
+       "\"b\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":12}}}",
+       "{\"a\": \"abcd\", \"b\": \"the quick brown\"}"},
+      {"{\"type\":\"array\",\"items\":{\"type\":\"string\",\"maxLength\":2}}",
+       "[\"ab\", \"c\", \"abc\"]"},
+      {"{\"anyOf\":[{\"type\":\"string\",\"maxLength\":3},{\"type\":\"string\",\"pattern\":\"^x+$\"}]}",
+       "\"xxxxxxxx\""},
+      {"{\"type\":\"string\",\"pattern\":\"wifi\"}", "\"my wifi net\""},
+      {"{\"enum\":[\"alpha\",\"alphabet\",\"beta\"]}", "\"alphabet\""},
+  };
+  long states = 0, differ = 0;
+  size_t i;
+  for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    coh_grammar *g = NULL;
+    coh_err err;
+    REQUIRE(coh_grammar_from_json_schema(cases[i][0], strlen(cases[i][0]), "edge", &g,
+                                         &err) == 0);
+    fs_text(g, t, v, cases[i][1], 1000, cases[i][0], &states, &differ);
+    coh_grammar_free(g);
+  }
+  CHECK(states > 40);
+  CHECK_EQ_INT(differ, 0);
+}
+
+static void test_fast_equals_slow(void) {
+  coh_tokenizer *ll = load_tok("llama.tokenizer.json");
+  coh_grammar_vocab *vl;
+  int32_t eosl;
+  REQUIRE(V2 && ll);
+  vl = vocab_of(ll, &eosl);
+  REQUIRE(vl);
+  fast_equals_slow_edges(G2, V2);
+  fast_equals_slow_edges(ll, vl);
+  fast_equals_slow(G2, V2, SUB_FS, 0);
+  fast_equals_slow(ll, vl, SUB_FS, SUB_FS / 2);
+  coh_grammar_vocab_free(vl);
+  coh_tokenizer_free(ll);
+}
+
 /* The fuzz seeds and regressions, replayed through the harnesses (which
  * check the invariant on every grammar that compiles). */
 static void replay(const char *dir, int (*one)(const uint8_t *, size_t)) {
@@ -615,6 +740,7 @@ int main(int argc, char **argv) {
   RUN(test_ebnf);
   RUN(test_schema);
   RUN(test_deterministic);
+  RUN(test_fast_equals_slow);
   RUN(test_invariant);
   RUN(test_fuzz_corpus);
   RUN(test_maskbench);

@@ -132,7 +132,8 @@ int coh__gram_regex(coh__gb *b, const char *src, size_t n, const char *where,
 /* Tests: a shortest byte string completing state s (from its first stack;
  * empty when s accepts).  COH_EINVAL when s has no stack and does not
  * accept (never, if the invariant holds), COH_ERANGE past cap. */
-/* Tests: nonzero turns the string-safe fast path of the mask walk off (the
+/* Tests: nonzero makes the mask the straightforward trie walk: no mask
+ * cache, no string-safe or char-count fast paths, no byte-union cut (the
  * masks must not change). */
 extern int coh__grammar_slow_masks;
 

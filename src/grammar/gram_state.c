@@ -317,6 +317,7 @@ typedef struct gset {
 } gset;
 
 #define CACHE_N 16
+#define NC 16384 /* node hash-consing table (direct mapped, lossy) */
 #define HS 4096 /* dedup hash of one set's tops (> COH__GRAM_MAX_STACKS) */
 
 struct coh_grammar_state {
@@ -340,6 +341,7 @@ struct coh_grammar_state {
   int32_t *lvk;   /* char-count chain of the level's set: -1 not computed */
   int32_t *lva;   /* ... the most safe characters it survives */
   int32_t *lvz;   /* ... 1 when lva is exact for any count (the chain died) */
+  uint32_t *lvu;  /* 8 words per level: the union of its tops' classes */
   /* mask cache: key = positions of every stack, root first */
   uint64_t key[CACHE_N];
   uint32_t *cmask[CACHE_N];
@@ -348,12 +350,33 @@ struct coh_grammar_state {
   /* dedup of the set being built: (pos, parent) with a generation */
   uint32_t h_pos[HS], h_par[HS], h_gen[HS];
   uint32_t gen;
+  /* hash-consing of nodes by (pos, parent): two paths that reach the same
+   * stack share its nodes, so that add_top's dedup sees them as one (an
+   * ambiguous pattern would otherwise double its stacks at every byte up
+   * to the cut).  A lossy cache: a miss only makes a duplicate.  Entries
+   * are valid for generation ngen, renewed at every walk and accept, so
+   * that a mask depends only on the state, not on earlier calls. */
+  uint32_t *nc_idx, *nc_gen;
+  uint32_t ngen;
   /* text so far (for messages): the last bytes */
   char tail[48];
   size_t tail_n;
 };
 
+static void nc_reset(coh_grammar_state *s) {
+  if (++s->ngen == 0) {
+    memset(s->nc_gen, 0, NC * sizeof *s->nc_gen);
+    s->ngen = 1;
+  }
+}
+
 static uint32_t new_node(coh_grammar_state *s, uint32_t pos, uint32_t parent) {
+  uint32_t h = ((pos * 2654435761u) ^ (parent * 0x85ebca6bu)) >> 18;
+  if (s->nc_gen[h] == s->ngen) {
+    uint32_t x = s->nc_idx[h];
+    if (x < s->n_nodes && s->nodes[x].pos == pos && s->nodes[x].parent == parent)
+      return x;
+  }
   if (s->n_nodes == s->cap_nodes) {
     size_t cap = s->cap_nodes ? s->cap_nodes * 2 : 256;
     gnode *p = coh__realloc(s->nodes, cap * sizeof *p);
@@ -368,6 +391,8 @@ static uint32_t new_node(coh_grammar_state *s, uint32_t pos, uint32_t parent) {
   s->nodes[s->n_nodes].parent = parent;
   s->nodes[s->n_nodes].depth =
       parent == NONE ? 1 : s->nodes[parent].depth + 1;
+  s->nc_gen[h] = s->ngen;
+  s->nc_idx[h] = (uint32_t)s->n_nodes;
   return (uint32_t)s->n_nodes++;
 }
 
@@ -508,6 +533,7 @@ static int compact(coh_grammar_state *s, gset *in) {
   s->cap_tops = in->n + 1;
   in->at = 0;
   coh__free(map);
+  nc_reset(s);
   return COH_OK;
 oom:
   coh__free(map);
@@ -534,8 +560,13 @@ int coh_grammar_state_new(const coh_grammar *g, const coh_grammar_vocab *v,
   s->lvk = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lvk);
   s->lva = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lva);
   s->lvz = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lvz);
-  if (!s->lv || !s->lvn || !s->lvb || !s->lvc || !s->lvk || !s->lva || !s->lvz)
+  s->lvu = coh__malloc(((size_t)v->max_depth + 2) * 8 * sizeof *s->lvu);
+  s->nc_idx = coh__malloc(NC * sizeof *s->nc_idx);
+  s->nc_gen = coh__calloc(NC, sizeof *s->nc_gen);
+  if (!s->lv || !s->lvn || !s->lvb || !s->lvc || !s->lvk || !s->lva || !s->lvz ||
+      !s->nc_idx || !s->nc_gen || !s->lvu)
     s->oom = 1;
+  s->ngen = 1;
   s->cur.at = 0;
   s->gen = 1;
   for (a = g->alt_off[g->root]; a < g->alt_off[g->root + 1] && !s->oom; a++) {
@@ -562,6 +593,9 @@ void coh_grammar_state_free(coh_grammar_state *s) {
   coh__free(s->lvk);
   coh__free(s->lva);
   coh__free(s->lvz);
+  coh__free(s->lvu);
+  coh__free(s->nc_idx);
+  coh__free(s->nc_gen);
   for (i = 0; i < CACHE_N; i++) coh__free(s->cmask[i]);
   coh__free(s);
 }
@@ -655,19 +689,39 @@ static void char_chain(coh_grammar_state *s, uint16_t d, int32_t want) {
   s->n_tops = nt;
 }
 
+/* u := the union of the classes of x's tops (a byte outside it kills
+ * every stack). */
+static void cls_union(const coh_grammar_state *s, const gset *x, uint32_t *u) {
+  uint32_t i, w;
+  memset(u, 0, 8 * sizeof *u);
+  for (i = 0; i < x->n; i++) {
+    const coh__cls *k =
+        &s->g->cls[COH__E_VAL(s->g->elems[s->nodes[s->tops[x->at + i]].pos])];
+    for (w = 0; w < 8; w++) u[w] |= k->w[w];
+  }
+}
+
 static void walk(coh_grammar_state *s, uint32_t *mask) {
   const coh_grammar_vocab *v = s->v;
   size_t base_nodes = s->n_nodes, base_tops = s->n_tops;
   uint32_t i = 1, k;
   uint8_t *lvb = s->lvb;
+  nc_reset(s);
   s->lv[0] = s->cur;
   s->lvn[0] = base_nodes;
   lvb[0] = (uint8_t)between(s, &s->lv[0]);
   s->lvc[0] = 0;
   s->lvk[0] = -1;
+  cls_union(s, &s->lv[0], s->lvu);
   while (i < v->n_nodes && !s->oom) {
     uint16_t d = v->depth[i];
     gset *o = &s->lv[d];
+    const uint32_t *u = s->lvu + (size_t)(d - 1) * 8;
+    if (!((u[v->byte[i] >> 5] >> (v->byte[i] & 31)) & 1) &&
+        !coh__grammar_slow_masks) {
+      i = v->end[i]; /* no stack takes this byte: nothing below is allowed */
+      continue;
+    }
     /* drop the scratch of deeper levels: lv[d-1] is the last kept */
     /* levels deeper than d-1 are dead: reclaim their nodes and tops */
     s->n_nodes = s->lvn[d - 1];
@@ -706,6 +760,7 @@ static void walk(coh_grammar_state *s, uint32_t *mask) {
     lvb[d] = (uint8_t)between(s, o);
     s->lvc[d] = (uint16_t)(s->lvc[d - 1] + ((v->byte[i] & 0xC0) != 0x80));
     s->lvk[d] = -1;
+    if (o->n) cls_union(s, o, s->lvu + (size_t)d * 8);
     if (o->n == 0 && !o->accept) {
       i = v->end[i];
       continue;
@@ -734,7 +789,7 @@ int coh_grammar_state_mask(coh_grammar_state *s, uint32_t *mask,
   memset(mask, 0, s->mask_words * sizeof *mask);
   if (s->finished) return COH_OK;
   key = state_key(s);
-  for (i = 0; i < CACHE_N; i++)
+  for (i = 0; i < CACHE_N && !coh__grammar_slow_masks; i++)
     if (s->key[i] == key && s->cmask[i]) {
       memcpy(mask, s->cmask[i], s->mask_words * sizeof *mask);
       goto eos;
@@ -744,7 +799,7 @@ int coh_grammar_state_mask(coh_grammar_state *s, uint32_t *mask,
     s->oom = 0;
     return coh__err(err, COH_ENOMEM, "grammar mask: out of memory");
   }
-  {
+  if (!coh__grammar_slow_masks) {
     uint32_t slot = s->next_slot++ % CACHE_N;
     if (!s->cmask[slot])
       s->cmask[slot] = coh__malloc(s->mask_words * sizeof *mask);
@@ -808,6 +863,7 @@ int coh_grammar_state_accept(coh_grammar_state *s, int32_t token,
                     (long)token);
   base_nodes = s->n_nodes;
   base_tops = s->n_tops;
+  nc_reset(s);
   a = s->cur;
   for (i = 0; i < n; i++) {
     step(s, &a, (unsigned char)bytes[i], &b);
