@@ -85,9 +85,16 @@ int main(int argc, char **argv) {
     fprintf(stderr, "grammar_bench: %s\n", err.msg);
     return 1;
   }
-  eos = coh_tokenizer_token_id(tok, "</s>");
-  if (eos < 0) eos = coh_tokenizer_token_id(tok, "<|endoftext|>");
-  if (eos < 0) eos = coh_tokenizer_token_id(tok, "<|im_end|>");
+  { /* the first of these that is a special token ("</s>" is ordinary
+       text in Qwen's vocabulary) */
+    static const char *names[] = {"</s>", "<|endoftext|>", "<|im_end|>",
+                                  "<|end_of_text|>", "<|eot_id|>", NULL};
+    eos = -1;
+    for (i = 0; names[i] && eos < 0; i++) {
+      eos = coh_tokenizer_token_id(tok, names[i]);
+      if (eos >= 0 && !coh_tokenizer_is_special(tok, eos)) eos = -1;
+    }
+  }
   t0 = now_us();
   if (coh_grammar_vocab_new(tok, &eos, eos >= 0, &v, &err)) {
     fprintf(stderr, "grammar_bench: %s\n", err.msg);
