@@ -895,7 +895,7 @@ static int32_t object_rule(sc *c, json_t *s, const char *ptr, int depth) {
   json_t *addl = json_object_get(s, "additionalProperties");
   const char *k;
   json_t *v;
-  size_t n = 0, i;
+  size_t n = 0, i, n_chain;
   int32_t *pr = NULL, tail[2], r, rest[2];
   char p2[PTR_MAX], p3[PTR_MAX];
   const char **names = NULL;
@@ -1006,10 +1006,20 @@ static int32_t object_rule(sc *c, json_t *s, const char *ptr, int depth) {
       coh__gb_push(b, tail[i], COH__G_END);
     }
   }
-  /* from the last property back: rest_i[f] */
+  /* from the last required property back: rest_i[f].  The optional
+   * properties after the last required one are left to the tail, which
+   * takes them in any order: the language is the same, and a key there no
+   * longer has two parses (chain and tail), which nested objects would
+   * multiply into many stacks (and slow masks). */
   rest[0] = tail[0];
   rest[1] = tail[1];
-  for (i = n; i-- > 0;) {
+  {
+    size_t last = 0;
+    for (i = 0; i < n; i++)
+      if (isreq[i]) last = i + 1;
+    n_chain = last;
+  }
+  for (i = n_chain; i-- > 0;) {
     int32_t nr[2];
     int f;
     for (f = 0; f < 2; f++) {
