@@ -735,6 +735,10 @@ static void fast_equals_slow_edges(const coh_tokenizer *t, const coh_grammar_voc
        "\"xxxxxxxx\""},
       {"{\"type\":\"string\",\"pattern\":\"wifi\"}", "\"my wifi net\""},
       {"{\"enum\":[\"alpha\",\"alphabet\",\"beta\"]}", "\"alphabet\""},
+      {"{\"type\":\"string\",\"pattern\":\"^[a-z]+$\"}", "\"abc123\""},
+      {"{\"type\":\"string\",\"pattern\":\"\\\\d{4}-\\\\d{2}\"}", "\"on 2024-05 or so\""},
+      {"{\"type\":\"object\",\"properties\":{\"ab\":{\"type\":\"integer\"}}}",
+       "{\"ab\": 1, \"abc\": \"x\", \"zz\": true}"},
   };
   long states = 0, differ = 0;
   size_t i;

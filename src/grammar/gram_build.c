@@ -433,6 +433,18 @@ int coh__gb_finish(coh__gb *b, int32_t root, const char *what,
       }
     }
   }
+  g->cauni = coh__calloc(g->n_cls + 1, 1);
+  if (!g->cauni) goto oom;
+  for (i = 0; i < g->n_cls; i++) {
+    const coh__cls *k = &g->cls[i];
+    unsigned c, all = 1, none = 1;
+    for (c = 0x20; c < 0x7F; c++) {
+      if (c == '"' || c == '\\') continue;
+      if ((k->w[c >> 5] >> (c & 31)) & 1) none = 0;
+      else all = 0;
+    }
+    g->cauni[i] = (uint8_t)(all ? 1 : none ? 2 : 0);
+  }
   /* the char-count fast path: entries of the character rule and of the
    * string loop, each checked to have the shape the fast path assumes */
   if (b->str_loop > 0 && b->chr_rule > 0) {
@@ -492,5 +504,6 @@ void coh_grammar_free(coh_grammar *g) {
   coh__free(g->pflag);
   coh__free(g->centry);
   coh__free(g->cinert);
+  coh__free(g->cauni);
   coh__free(g);
 }

@@ -91,6 +91,11 @@ struct coh_grammar {
   /* per class: 1 when it holds no byte that can start a string-safe
    * character (0x20-0x7F but '"' and '\\', 0xC2-0xF4) */
   uint8_t *cinert;
+  /* per class: 1 when it holds every byte of A (the string-safe ASCII
+   * bytes: 0x20-0x7E but '"' and '\\'), 2 when it holds none of them, 0
+   * otherwise.  From stacks whose tops are all at classes 1 or 2, every
+   * byte of A leads to the same positions (the ASCII chain, gram_state.c). */
+  uint8_t *cauni;
 };
 
 void coh__gb_free(coh__gb *b);

@@ -47,6 +47,10 @@ struct coh_grammar_vocab {
    * each node's subtree */
   uint16_t *nch;
   uint16_t *max_ch;
+  /* the ASCII chain: node → every token in its subtree is bytes of A only
+   * (gram_int.h cauni), and the longest token of the subtree */
+  uint8_t *all_a;
+  uint16_t *max_len;
 };
 
 typedef struct vtok {
@@ -79,6 +83,8 @@ void coh_grammar_vocab_free(coh_grammar_vocab *v) {
   coh__free(v->all_safe);
   coh__free(v->nch);
   coh__free(v->max_ch);
+  coh__free(v->all_a);
+  coh__free(v->max_len);
   coh__free(v);
 }
 
@@ -282,6 +288,22 @@ int coh_grammar_vocab_new(const coh_tokenizer *tok, const int32_t *eos_ids,
       for (j = 0; j < n; j++) c += (b[j] & 0xC0) != 0x80;
       v->nch[q] = (uint16_t)c;
     }
+    v->all_a = coh__malloc(v->n_nodes + 1);
+    v->max_len = coh__calloc(v->n_nodes + 1, sizeof *v->max_len);
+    if (!v->all_a || !v->max_len) goto oom;
+    for (k = 0; k < v->n_nodes; k++) {
+      uint16_t m = 0;
+      int all = 1;
+      for (q = v->tok_off[k]; q < v->tok_off[v->end[k]] && all; q++) {
+        const unsigned char *b = (const unsigned char *)v->text + v->boff[v->ids[q]];
+        uint32_t n = v->blen[v->ids[q]], j;
+        for (j = 0; j < n; j++)
+          if (b[j] < 0x20 || b[j] > 0x7E || b[j] == '"' || b[j] == '\\') all = 0;
+        if (n > m) m = (uint16_t)n;
+      }
+      v->all_a[k] = (uint8_t)all;
+      v->max_len[k] = all ? m : 0;
+    }
     /* a subtree's tokens are consecutive in ids */
     for (k = 0; k < v->n_nodes; k++) {
       uint16_t m = 0;
@@ -342,6 +364,8 @@ struct coh_grammar_state {
   int32_t *lva;   /* ... the most safe characters it survives */
   int32_t *lvz;   /* ... 1 when lva is exact for any count (the chain died) */
   uint32_t *lvu;  /* 8 words per level: the union of its tops' classes */
+  int32_t *lak;   /* ASCII chain of the level's set: how far computed, -1 not */
+  int32_t *laa;   /* ... the most A bytes its uniform part survives */
   /* mask cache: key = positions of every stack, root first */
   uint64_t key[CACHE_N];
   uint32_t *cmask[CACHE_N];
@@ -561,10 +585,12 @@ int coh_grammar_state_new(const coh_grammar *g, const coh_grammar_vocab *v,
   s->lva = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lva);
   s->lvz = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lvz);
   s->lvu = coh__malloc(((size_t)v->max_depth + 2) * 8 * sizeof *s->lvu);
+  s->lak = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lak);
+  s->laa = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->laa);
   s->nc_idx = coh__malloc(NC * sizeof *s->nc_idx);
   s->nc_gen = coh__calloc(NC, sizeof *s->nc_gen);
   if (!s->lv || !s->lvn || !s->lvb || !s->lvc || !s->lvk || !s->lva || !s->lvz ||
-      !s->nc_idx || !s->nc_gen || !s->lvu)
+      !s->nc_idx || !s->nc_gen || !s->lvu || !s->lak || !s->laa)
     s->oom = 1;
   s->ngen = 1;
   s->cur.at = 0;
@@ -594,6 +620,8 @@ void coh_grammar_state_free(coh_grammar_state *s) {
   coh__free(s->lva);
   coh__free(s->lvz);
   coh__free(s->lvu);
+  coh__free(s->lak);
+  coh__free(s->laa);
   coh__free(s->nc_idx);
   coh__free(s->nc_gen);
   for (i = 0; i < CACHE_N; i++) coh__free(s->cmask[i]);
@@ -689,6 +717,64 @@ static void char_chain(coh_grammar_state *s, uint16_t d, int32_t want) {
   s->n_tops = nt;
 }
 
+/* The ASCII chain of level d's set: U_0 = its tops at classes that hold
+ * all or none of A (gram_int.h cauni), U_j+1 = the same tops of U_j after
+ * one byte of A ('a' stands for all of them).  U_j holds a subset of the
+ * stacks after any j bytes of A, so a token of A bytes no longer than
+ * laa[d] (the most bytes U survives, up to want) is allowed whatever the
+ * other stacks do.  lak[d] = want, what was computed.  Uses the arena
+ * above its current end and gives it back. */
+static void ascii_chain(coh_grammar_state *s, uint16_t d, int32_t want) {
+  const coh_grammar *g = s->g;
+  size_t nn = s->n_nodes, nt = s->n_tops;
+  gset x = s->lv[d], y;
+  int32_t j = 0;
+  int over = s->overflow;
+  uint32_t q, w;
+  /* U_0: the uniform tops of the level, copied above the arena */
+  y.at = (uint32_t)s->n_tops;
+  y.n = 0;
+  y.accept = 0;
+  for (q = 0; q < x.n && !s->oom; q++) {
+    uint32_t nd = s->tops[x.at + q];
+    if (!g->cauni[COH__E_VAL(g->elems[s->nodes[nd].pos])]) continue;
+    if (s->n_tops == s->cap_tops) {
+      size_t cap = s->cap_tops ? s->cap_tops * 2 : 256;
+      uint32_t *p = coh__realloc(s->tops, cap * sizeof *p);
+      if (!p) {
+        s->oom = 1;
+        break;
+      }
+      s->tops = p;
+      s->cap_tops = cap;
+    }
+    s->tops[s->n_tops++] = nd;
+    y.n++;
+  }
+  x = y;
+  while (j < want && x.n && !s->oom) {
+    step(s, &x, 'a', &y);
+    if (s->overflow) {
+      s->overflow = over;
+      break;
+    }
+    if (y.n == 0 && !y.accept) break;
+    j++;
+    /* keep the uniform tops only (in place) */
+    for (q = 0, w = 0; q < y.n; q++) {
+      uint32_t nd = s->tops[y.at + q];
+      if (g->cauni[COH__E_VAL(g->elems[s->nodes[nd].pos])])
+        s->tops[y.at + w++] = nd;
+    }
+    y.n = w;
+    x = y;
+  }
+  s->laa[d] = j;
+  s->lak[d] = want;
+  s->n_nodes = nn;
+  s->n_tops = nt;
+}
+
 /* u := the union of the classes of x's tops (a byte outside it kills
  * every stack). */
 static void cls_union(const coh_grammar_state *s, const gset *x, uint32_t *u) {
@@ -712,6 +798,7 @@ static void walk(coh_grammar_state *s, uint32_t *mask) {
   lvb[0] = (uint8_t)between(s, &s->lv[0]);
   s->lvc[0] = 0;
   s->lvk[0] = -1;
+  s->lak[0] = -1;
   cls_union(s, &s->lv[0], s->lvu);
   while (i < v->n_nodes && !s->oom) {
     uint16_t d = v->depth[i];
@@ -755,8 +842,25 @@ static void walk(coh_grammar_state *s, uint32_t *mask) {
         continue;
       }
     }
+    if (v->all_a[i] && !s->overflow && !coh__grammar_slow_masks) {
+      /* every token below i is bytes of A: allowed when the uniform part
+       * of the set survives its bytes after the prefix */
+      int32_t need = (int32_t)v->max_len[i] - (int32_t)(d - 1);
+      if (s->lak[d - 1] < need &&
+          (s->lak[d - 1] < 0 || s->laa[d - 1] == s->lak[d - 1]))
+        ascii_chain(s, (uint16_t)(d - 1), need); /* (not when it ended) */
+      if (s->laa[d - 1] >= need) {
+        for (k = v->tok_off[i]; k < v->tok_off[v->end[i]]; k++) {
+          int32_t id = v->ids[k];
+          mask[id >> 5] |= 1u << (id & 31);
+        }
+        i = v->end[i];
+        continue;
+      }
+    }
     step(s, &s->lv[d - 1], v->byte[i], o);
     s->lvn[d] = s->n_nodes;
+    s->lak[d] = -1;
     lvb[d] = (uint8_t)between(s, o);
     s->lvc[d] = (uint16_t)(s->lvc[d - 1] + ((v->byte[i] & 0xC0) != 0x80));
     s->lvk[d] = -1;
