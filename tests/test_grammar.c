@@ -325,6 +325,21 @@ static void test_schema(void) {
     CHECK_EQ_INT(schema_ok("{\"type\":\"string\",\"pattern\":\"^a([b-c ]+)*d$\"}", "\"abb cd\""), 1);
     CHECK_EQ_INT(schema_ok("{\"type\":\"string\",\"pattern\":\"^a(x|y?)+d$\"}", "\"ad\""), -1);
   }
+  /* oneOf: branches that only require members of an object that allows
+   * them together overlap: refused, naming the branches; branches that
+   * cannot both hold (additionalProperties false, the member not listed)
+   * and discriminated branches compile */
+  {
+    const char *o1 = "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"},"
+                     "\"b\":{\"type\":\"integer\"}},\"oneOf\":[{\"required\":[\"a\"]},{\"required\":[\"b\"]}]}";
+    const char *o2 = "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"},\"b\":false},"
+                     "\"oneOf\":[{\"required\":[\"a\"]},{\"required\":[\"b\"]}]}";
+    CHECK(coh_grammar_from_json_schema(o1, strlen(o1), "s.json", &g, &err) == COH_EUNSUPPORTED);
+    CHECK(strstr(err.msg, "oneOf") && strstr(err.msg, "branches 0 and 1") && strstr(err.msg, "at /oneOf"));
+    CHECK_EQ_INT(schema_ok(o2, "{\"a\": \"x\"}"), 1);
+    CHECK_EQ_INT(schema_ok("{\"oneOf\":[{\"type\":\"object\",\"properties\":{\"k\":{\"const\":1}},"
+                           "\"required\":[\"k\"]},{\"type\":\"string\"}]}", "\"s\""), 1);
+  }
   CHECK(coh_grammar_from_json_schema("{\"$ref\":\"#/nope\"}", 16, "s.json", &g, &err) == COH_EFORMAT);
   CHECK(coh_grammar_from_json_schema("{nope", 5, "s.json", &g, &err) == COH_EFORMAT);
   CHECK(strstr(err.msg, "s.json:1:") != NULL);
