@@ -469,7 +469,7 @@ static void maskbench(const coh_tokenizer *t, const coh_grammar_vocab *v,
 #define SUB_GPT2 16
 #define SUB_LLAMA 32
 #define SUB_FS 128
-#define SUB_QWEN 48
+#define SUB_QWEN 32
 #else
 #define SUB_GPT2 4
 #define SUB_LLAMA 8
