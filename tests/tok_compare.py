@@ -46,6 +46,12 @@ SHA256 = {
         "6b9e4e7fb171f92fd137b777cc2714bf87d11576700a1dcd7a399e7bbe39537b",
     "tokenizer-qwen2_5/models/tokenizer.json":
         "c0382117ea329cdf097041132f6d735924b697924d6f6fc3945713e96ce87539",
+    # written by SentencePiece 0.1.97 (tools/spm_to_tokenizer_json.py; see
+    # the .provenance.txt files next to them)
+    "spm-t5-nmt-nfkc.tokenizer.json":
+        "0b6580fe23b160af02c79d218eaeb6c59ed8fd3c3acd59e77ac2847b2fb178f7",
+    "spm-xlmr-nfkc-cf.tokenizer.json":
+        "8d8df3d904596b07277bb2a3177e04d2380a87c05112220f5b51843652df6175",
 }
 
 PROSE = ("The quick brown fox jumps over the lazy dog. It's 3:45pm, and "
@@ -82,6 +88,26 @@ FIXED = [
     "\u00ab\u00bb \u3010\u3011 \uff01\uff1f",
     "\x00nul\x01ctl\x7f\u200e\u00ad\ufeff\ue000 \ufffd",
     "!?.;:-" * 40, "Wherefore" + "fore" * 60, "x" * 300,
+]
+
+
+# For files with SentencePiece's Precompiled normalizer: grapheme clusters
+# under 6 bytes whose prefix has a rule (HF replaces the whole cluster by
+# the shortest matching prefix's replacement), clusters of 6 bytes or more
+# (character by character), characters the rules delete or expand, NUL
+# (ends the trie search), and the compatibility forms of the training
+# sample (tools/spm_to_tokenizer_json.py).
+PRECOMPILED = [
+    "e\u0301 E\u0301 \ufb01\u0301 \ufb01\u0301\u0301 \uff21\u0301 \u2460\u0308",
+    "\u3000\u0301 \u00a0\u0301x \u2126\u0301 \u212b\u0323 A\u030a\u0301\u0323",
+    "\u1100\u1161\u11a8\u1100\u1161 \u1112\u1161\u11ab \u110b\u1175",
+    "\uff76\uff9e \uff8a\uff9f \uff76\uff9e\uff9e \u30ab\u3099 \u304b\u3099\u3099",
+    "\u01c4\u0301 \u33a1\u0301 \ufdfa \ufdfa\u0301 \ufb03\ufb04 \u2474\u2488",
+    "\U0001d400\U0001d41a \U0001d7ce\U0001d7d8 \U0001f468\u200d\U0001f469\u200d\U0001f467",
+    "x\u200by\u200dz\ufeffw\u00adv\u2060u \u0000\u0301 a\u0000b",
+    "\u0915\u094d\u0937 \u0915\u093c \u0958 \u0e01\u0e33 \u0e4d\u0e32",
+    "\r\n\u0301 \t\u0301 \u2028\u0301 \u0085x \u2000\u2001\u200a\u205f|",
+    "\u0130\u0307 \u1e9e\u0301 \u03a3\u0301 \u1f88\u0345 \u0587 \u0149",
 ]
 
 
@@ -123,6 +149,11 @@ def cases(path, seed=2026, stable_only=False):
                 for t in cases(path, seed)]
     rng = random.Random(seed)
     out = list(FIXED)
+    if '"Precompiled"' in open(path, encoding="utf-8").read():
+        sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..",
+                                        "tools"))
+        import spm_to_tokenizer_json as spm_tool  # MULTI, no sentencepiece
+        out += PRECOMPILED + spm_tool.MULTI.split("\n")
     for s in specials(path):
         out += [s, "a" + s + "b", "x " + s + " y", s + s + " " + s,
                 "Hi" + s + "\n" + s + "  there"]
