@@ -18,6 +18,11 @@ Training is deterministic for a given sentencepiece version and input (one
 thread, no sampling of sentences), so rerunning the command reproduces the
 files byte for byte with the version recorded in the provenance.
 
+With --charsmap-from-rules RULES.tsv it prints instead the base64
+precompiled_charsmap that SentencePiece compiles from a rule file
+(normalization_rule_tsv: source code points in hex, a tab, target code
+points; an empty target deletes), for small hand-checked unit tests.
+
 Recipes:
   spm-t5-nmt-nfkc   normalization_rule_name nmt_nfkc, laid out as the
                     published t5-small file: normalizer Precompiled alone,
@@ -141,13 +146,38 @@ def convert(model_path, layout):
             "decoder": decoder, "model": model}, m
 
 
+def charsmap_from_rules(rules):
+    """Trains a throwaway character model with the rules (the only way the
+    Python module compiles them) and returns its charsmap in base64."""
+    import sentencepiece as spm
+    from sentencepiece import sentencepiece_model_pb2 as model_pb2
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = os.path.join(tmp, "c.txt")
+        with open(corpus, "w", encoding="utf-8") as g:
+            g.write("abc def\nghi ab\nfi e a\n")
+        spm.SentencePieceTrainer.train(
+            input=corpus, model_prefix=os.path.join(tmp, "m"),
+            model_type="char", vocab_size=20, normalization_rule_tsv=rules,
+            minloglevel=2, num_threads=1)
+        m = model_pb2.ModelProto()
+        with open(os.path.join(tmp, "m.model"), "rb") as f:
+            m.ParseFromString(f.read())
+    return base64.b64encode(m.normalizer_spec.precompiled_charsmap).decode()
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--corpus", required=True,
+    ap.add_argument("--corpus",
                     help="English text (its first 300 KB are used)")
-    ap.add_argument("--out-dir", required=True)
+    ap.add_argument("--out-dir")
     ap.add_argument("--only", choices=sorted(RECIPES))
+    ap.add_argument("--charsmap-from-rules", metavar="RULES_TSV")
     a = ap.parse_args()
+    if a.charsmap_from_rules:
+        print(charsmap_from_rules(a.charsmap_from_rules))
+        return 0
+    if not a.corpus or not a.out_dir:
+        ap.error("--corpus and --out-dir are required")
     import sentencepiece as spm
     with open(a.corpus, encoding="utf-8") as f:
         english = f.read(CORPUS_BYTES)
