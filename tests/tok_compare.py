@@ -110,6 +110,23 @@ PRECOMPILED = [
     "\u0130\u0307 \u1e9e\u0301 \u03a3\u0301 \u1f88\u0345 \u0587 \u0149",
 ]
 
+# Pieces of grapheme clusters (marks, joiners, variation selectors, Hangul
+# jamo, emoji modifiers, regional indicators, prepended and spacing marks,
+# CR LF) and characters the charsmaps rewrite, drawn at random (fixed seed)
+# for the Precompiled files: the cluster boundaries decide what HF replaces.
+CLUSTER_POOL = (list("aeiouAEIOU ") + [chr(c) for c in range(0x300, 0x370, 3)]
+                + ["\u200d", "\u200c", "\ufe0f", "\ufe0e", "\u200b", "\u00ad",
+                   "\r", "\n", "\r\n", "\t", "\u1100", "\u1161", "\u11a8", "\uac00",
+                   "\uac01", "\U0001f468", "\U0001f3fd", "\U0001f1eb",
+                   "\U0001f1f7", "\u0600", "\u0605", "\U000110bd", "\u0903",
+                   "\u093e", "\u0915", "\u094d", "\u0937", "\uff21", "\uff41",
+                   "\ufb01", "\ufb00", "\u2460", "\u00bd", "\u3000", "\u00a0",
+                   "\u0e33", "\u0eb3", "\u1f88", "\u0345", "\u2126", "\u212b",
+                   "\uff76", "\uff9e", "\uff9f", "\u3099", "\u309a", "\U0001f600",
+                   "\u2764", "\u00e9", "\u0130", "\u1e9e", "\u01c4", "\u33a1",
+                   "\ufdfa", "\u0000"]
+                + [chr(c) for c in range(0x1f3fb, 0x1f400)])
+
 
 def specials(path):
     j = json.load(open(path, encoding="utf-8"))
@@ -154,6 +171,9 @@ def cases(path, seed=2026, stable_only=False):
                                         "tools"))
         import spm_to_tokenizer_json as spm_tool  # MULTI, no sentencepiece
         out += PRECOMPILED + spm_tool.MULTI.split("\n")
+        out += ["".join(rng.choice(CLUSTER_POOL)
+                        for _ in range(rng.randint(1, 40)))
+                for _ in range(60)]
     for s in specials(path):
         out += [s, "a" + s + "b", "x " + s + " y", s + s + " " + s,
                 "Hi" + s + "\n" + s + "  there"]
