@@ -733,6 +733,9 @@ static void test_precompiled_bad(void) {
       "\"AAAAA\"}," MODEL_OK "}",
       COH_EFORMAT, "normalizer.precompiled_charsmap", "base64");
   bad("{\"normalizer\":{\"type\":\"Precompiled\",\"precompiled_charsmap\":"
+      "\"AAB=\"}," MODEL_OK "}", /* non-zero bits after the last byte */
+      COH_EFORMAT, "normalizer.precompiled_charsmap", "base64");
+  bad("{\"normalizer\":{\"type\":\"Precompiled\",\"precompiled_charsmap\":"
       "\"AAA=\"}," MODEL_OK "}",
       COH_EFORMAT, "normalizer.precompiled_charsmap", "shorter");
   bad("{\"normalizer\":{\"type\":\"Precompiled\",\"precompiled_charsmap\":"

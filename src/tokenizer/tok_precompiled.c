@@ -90,6 +90,12 @@ static int b64_decode(const char *s, size_t n, unsigned char **out,
     p[o++] = (unsigned char)w;
   }
   o -= pad;
+  /* the bits that padding leaves over must be zero (canonical base64, as
+   * HF's decoder requires) */
+  if ((pad == 1 && p[o] != 0) || (pad == 2 && (p[o] != 0 || p[o + 1] != 0))) {
+    coh__free(p);
+    return -1;
+  }
   *out = p;
   *out_len = o;
   return 0;
@@ -200,9 +206,12 @@ static const char *lookup(const coh__charsmap *m, const char *s, size_t n,
     if (pos >= m->n_units) return NULL;
     u = m->unit[pos];
     if ((u & ((1u << 31) | 0xFFu)) != c) return NULL;
+    /* the children's base may only be read when a key ends here (a valid
+     * trie keeps every child inside the array; darts-clone allocates whole
+     * 256-unit blocks) */
     pos ^= unit_offset(u);
-    if (pos >= m->n_units) return NULL;
     if (!((u >> 8) & 1)) continue;
+    if (pos >= m->n_units) return NULL;
     v = m->unit[pos] & 0x7FFFFFFFu;
     /* a corrupt value: outside the table or inside a character */
     if (v >= m->n_table || ((unsigned char)m->table[v] & 0xC0) == 0x80)
