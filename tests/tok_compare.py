@@ -49,9 +49,11 @@ SHA256 = {
     # written by SentencePiece 0.1.97 (tools/spm_to_tokenizer_json.py; see
     # the .provenance.txt files next to them)
     "spm-t5-nmt-nfkc.tokenizer.json":
-        "0b6580fe23b160af02c79d218eaeb6c59ed8fd3c3acd59e77ac2847b2fb178f7",
+        "75f4804ebc3988c2cbec4523270b416cc5e58fdca6a3db127805ccdde026d2eb",
     "spm-xlmr-nfkc-cf.tokenizer.json":
-        "8d8df3d904596b07277bb2a3177e04d2380a87c05112220f5b51843652df6175",
+        "22b2f61d981c1893dd262bdb464c3828909c2b80ffa95467aa4ec63cd8657530",
+    "spm-albert-nmt-nfkc.tokenizer.json":
+        "cc0f3ade4d00320babdd8c774b51657dc8ee56b8ab4e8e2a7902796582bea707",
 }
 
 PROSE = ("The quick brown fox jumps over the lazy dog. It's 3:45pm, and "
@@ -318,7 +320,11 @@ def main():
         label = f.split("/node_modules/")[-1].replace("/models/tokenizer.json", "")
         label = os.path.basename(label) if "/" in label and "@lenml" not in label else label
         try:
-            bad += compare(args, f, label)
+            # StripAccents classifies marks by Unicode version (see
+            # version_sensitive): the ALBERT-style file carries it
+            with open(f, encoding="utf-8") as g:
+                strip = '"StripAccents"' in g.read()
+            bad += compare(args, f, label, stable_only=strip)
         except (RuntimeError, OSError, ValueError) as e:
             print("FAIL %s: %s" % (f, e))
             bad += 1

@@ -23,17 +23,24 @@ precompiled_charsmap that SentencePiece compiles from a rule file
 (normalization_rule_tsv: source code points in hex, a tab, target code
 points; an empty target deletes), for small hand-checked unit tests.
 
-Recipes:
+Recipes (2000 pieces each):
   spm-t5-nmt-nfkc   normalization_rule_name nmt_nfkc, laid out as the
                     published t5-small file: normalizer Precompiled alone,
                     pre-tokenizer Sequence[WhitespaceSplit, Metaspace with
                     add_prefix_space], </s> appended by TemplateProcessing;
-                    ids pad=0, eos=1, unk=2 as T5.
+                    ids pad=0, eos=1, unk=2 and <extra_id_99..0> after the
+                    pieces (special added tokens), as T5.
   spm-xlmr-nfkc-cf  normalization_rule_name nfkc_cf (NFKC + case folding),
-                    laid out as the current SpmConverter writes it
-                    (XLM-R/ALBERT): normalizer Sequence[Precompiled,
-                    Replace(" {2,}" -> "\u2581")], pre-tokenizer Metaspace
-                    with prepend_scheme "always"; ids unk=0, bos=1, eos=2.
+                    laid out as transformers' SpmConverter writes it today
+                    (XLM-R and most SentencePiece models): normalizer
+                    Sequence[Precompiled, Strip(right), Replace(" {2,}" ->
+                    "\u2581")], Metaspace with prepend_scheme "always";
+                    ids unk=0, bos=1, eos=2.
+  spm-albert-nmt-nfkc  nmt_nfkc, laid out as AlbertConverter writes it
+                    (lowercased, accents stripped): normalizer
+                    Sequence[Replace ``, Replace '', NFKD, StripAccents,
+                    Lowercase, Precompiled, Replace(" {2,}" -> " ")],
+                    [CLS] $A [SEP]; control symbols [CLS] [SEP] [MASK].
 """
 import argparse
 import base64
@@ -73,7 +80,13 @@ RECIPES = {
     "spm-xlmr-nfkc-cf": dict(rule="nfkc_cf", layout="spm",
                              ids=dict(unk_id=0, bos_id=1, eos_id=2,
                                       pad_id=-1)),
+    "spm-albert-nmt-nfkc": dict(rule="nmt_nfkc", layout="albert",
+                                ids=dict(pad_id=0, unk_id=1, bos_id=2,
+                                         eos_id=3),
+                                control_symbols=["[CLS]", "[SEP]",
+                                                 "[MASK]"]),
 }
+T5_EXTRA_IDS = 100
 VOCAB = 2000
 CORPUS_BYTES = 300000
 META = "\u2581"
@@ -86,23 +99,47 @@ def train(corpus, prefix, recipe):
                 character_coverage=1.0, num_threads=1,
                 input_sentence_size=0, shuffle_input_sentence=False,
                 minloglevel=2, **recipe["ids"])
+    if "control_symbols" in recipe:
+        args["control_symbols"] = ",".join(recipe["control_symbols"])
     spm.SentencePieceTrainer.train(**args)
     return args
+
+
+def added_token(i, content):
+    return {"id": i, "content": content, "single_word": False,
+            "lstrip": False, "rstrip": False, "normalized": False,
+            "special": True}
 
 
 def added(pieces):
     """Control and unknown pieces become special added tokens, as the
     transformers tokenizer classes register them."""
-    out = []
-    for i, p in enumerate(pieces):
-        if p.type in (p.CONTROL, p.UNKNOWN):
-            out.append({"id": i, "content": p.piece, "single_word": False,
-                        "lstrip": False, "rstrip": False,
-                        "normalized": False, "special": True})
-    return out
+    return [added_token(i, p.piece) for i, p in enumerate(pieces)
+            if p.type in (p.CONTROL, p.UNKNOWN)]
+
+
+def template(single, ids):
+    """TemplateProcessing for a single sequence: single is a list of token
+    names and "$A"; ids maps the names to ids."""
+    seq = [{"Sequence": {"id": "A", "type_id": 0}} if t == "$A" else
+           {"SpecialToken": {"id": t, "type_id": 0}} for t in single]
+    return {"type": "TemplateProcessing", "single": seq, "pair": seq,
+            "special_tokens": {t: {"id": t, "ids": [ids[t]], "tokens": [t]}
+                               for t in ids}}
+
+
+def albert_score(piece, score):
+    """transformers' AlbertConverter lowers pieces like "1," by 100 unless
+    check_number_comma holds (a piece that ends in a comma after a digit)."""
+    if len(piece) < 2 or piece[-1] != "," or not piece[-2].isdigit():
+        return score
+    return score - 100
 
 
 def convert(model_path, layout):
+    """The tokenizer.json of a SentencePiece model, laid out as transformers'
+    converters write T5 (T5Converter: the published t5-small file), XLM-R
+    (SpmConverter today) or ALBERT (AlbertConverter)."""
     from sentencepiece import sentencepiece_model_pb2 as model_pb2
     m = model_pb2.ModelProto()
     with open(model_path, "rb") as f:
@@ -111,20 +148,15 @@ def convert(model_path, layout):
     pre = {"type": "Precompiled",
            "precompiled_charsmap": charsmap.decode("ascii")}
     vocab = [[p.piece, p.score] for p in m.pieces]
-    model = {"type": "Unigram", "unk_id": m.trainer_spec.unk_id,
-             "vocab": vocab, "byte_fallback": m.trainer_spec.byte_fallback}
+    toks = added(m.pieces)
     eos = m.pieces[m.trainer_spec.eos_id].piece
-    post = {"type": "TemplateProcessing",
-            "single": [{"Sequence": {"id": "A", "type_id": 0}},
-                       {"SpecialToken": {"id": eos, "type_id": 0}}],
-            "pair": [{"Sequence": {"id": "A", "type_id": 0}},
-                     {"SpecialToken": {"id": eos, "type_id": 0}},
-                     {"Sequence": {"id": "B", "type_id": 0}},
-                     {"SpecialToken": {"id": eos, "type_id": 0}}],
-            "special_tokens": {eos: {"id": eos,
-                                     "ids": [m.trainer_spec.eos_id],
-                                     "tokens": [eos]}}}
+    multi_space = {"type": "Replace", "pattern": {"Regex": " {2,}"},
+                   "content": META}
     if layout == "t5":
+        # <extra_id_99> .. <extra_id_0> after the pieces, score 0
+        for k in range(T5_EXTRA_IDS - 1, -1, -1):
+            toks.append(added_token(len(vocab), "<extra_id_%d>" % k))
+            vocab.append([toks[-1]["content"], 0.0])
         normalizer = pre
         pre_tok = {"type": "Sequence", "pretokenizers": [
             {"type": "WhitespaceSplit"},
@@ -132,16 +164,38 @@ def convert(model_path, layout):
              "add_prefix_space": True}]}
         decoder = {"type": "Metaspace", "replacement": META,
                    "add_prefix_space": True}
-    else:
+        post = template(["$A", eos], {eos: m.trainer_spec.eos_id})
+    elif layout == "spm":
         normalizer = {"type": "Sequence", "normalizers": [
-            pre, {"type": "Replace", "pattern": {"Regex": " {2,}"},
-                  "content": META}]}
+            pre, {"type": "Strip", "strip_left": False, "strip_right": True},
+            multi_space]}
         pre_tok = {"type": "Metaspace", "replacement": META,
                    "prepend_scheme": "always", "split": True}
         decoder = {"type": "Metaspace", "replacement": META,
                    "prepend_scheme": "always", "split": True}
+        bos = m.pieces[m.trainer_spec.bos_id].piece
+        post = template([bos, "$A", eos], {bos: m.trainer_spec.bos_id,
+                                           eos: m.trainer_spec.eos_id})
+    else:  # albert: do_lower_case, keep_accents=False
+        vocab = [[p, albert_score(p, sc)] for p, sc in vocab]
+        normalizer = {"type": "Sequence", "normalizers": [
+            {"type": "Replace", "pattern": {"String": "``"}, "content": '"'},
+            {"type": "Replace", "pattern": {"String": "''"}, "content": '"'},
+            {"type": "NFKD"}, {"type": "StripAccents"}, {"type": "Lowercase"},
+            pre,
+            {"type": "Replace", "pattern": {"Regex": " {2,}"},
+             "content": " "}]}
+        pre_tok = {"type": "Metaspace", "replacement": META,
+                   "prepend_scheme": "always", "split": True}
+        decoder = {"type": "Metaspace", "replacement": META,
+                   "prepend_scheme": "always", "split": True}
+        ids = {p.piece: i for i, p in enumerate(m.pieces)}
+        post = template(["[CLS]", "$A", "[SEP]"],
+                        {"[CLS]": ids["[CLS]"], "[SEP]": ids["[SEP]"]})
+    model = {"type": "Unigram", "unk_id": m.trainer_spec.unk_id,
+             "vocab": vocab, "byte_fallback": m.trainer_spec.byte_fallback}
     return {"version": "1.0", "truncation": None, "padding": None,
-            "added_tokens": added(m.pieces), "normalizer": normalizer,
+            "added_tokens": toks, "normalizer": normalizer,
             "pre_tokenizer": pre_tok, "post_processor": post,
             "decoder": decoder, "model": model}, m
 
