@@ -58,7 +58,9 @@
  *     "parallel_tool_calls": bool   (chat mode): when the result carries
  *     tool calls the agent sends {"tool_calls": [{"name", "arguments"}]}
  *     (compact JSON) instead of the text; with "required" or a named tool a
- *     result without tool calls (cut by max_tokens) is an error as above.
+ *     result without tool calls (cut by max_tokens) is an error as above;
+ *   "max_ws_run": N   passed to the request (the whitespace bound of
+ *     constrained output).
  */
 #include <stdio.h>
 
@@ -246,7 +248,7 @@ static size_t fill(char *out, size_t len, size_t cap, const char *from,
  * request keeps the host's default. */
 static size_t add_sampling(char *out, size_t len, size_t cap) {
   static const char *const keys[] = {"temperature", "top_k", "top_p", "min_p",
-                                     "repetition_penalty", "stop"};
+                                     "repetition_penalty", "stop", "max_ws_run"};
   size_t i;
   for (i = 0; i < sizeof keys / sizeof keys[0]; i++) {
     cj_val v = cj_get(conf, keys[i]);

@@ -556,6 +556,7 @@ static void test_tools(void) {
     static const char *const no[] = {
         "{\"tool_calls\":[{\"name\":\"fly\",\"arguments\":{}}]}",
         "{\"tool_calls\":[{\"name\":\"wait\",\"arguments\":{}}],\"x\":1}",
+        "{\"tool_calls\":[{\"name\":\"wait\",\"arguments\":{},\"name\":\"fly\"}]}",
         "{\"tool_calls\":[{\"name\":\"wait\"}]}",
         "{\"tool_calls\":[{\"name\":\"wait\",\"arguments\":[]}]}",
         "{\"tool_calls\":[]}",
@@ -564,6 +565,11 @@ static void test_tools(void) {
         ""};
     size_t i;
     const char *t = " {\"tool_calls\": [{\"name\": \"meet\", \"arguments\": {\"hour\": 7}}]}\n";
+    CHECK_EQ_INT(coh_llm_tool_calls(names, 2, t, strlen(t), &calls, &err), COH_OK);
+    CHECK(calls != NULL && !strcmp(calls, "[{\"name\":\"meet\",\"arguments\":{\"hour\":7}}]"));
+    coh_free(calls);
+    /* a repeated member (the grammar allows it): the last value counts */
+    t = "{\"tool_calls\":[{\"name\":\"meet\",\"arguments\":{},\"arguments\":{\"hour\":7}}]}";
     CHECK_EQ_INT(coh_llm_tool_calls(names, 2, t, strlen(t), &calls, &err), COH_OK);
     CHECK(calls != NULL && !strcmp(calls, "[{\"name\":\"meet\",\"arguments\":{\"hour\":7}}]"));
     coh_free(calls);

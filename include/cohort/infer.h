@@ -384,7 +384,8 @@ void coh_llm_request_free(coh_llm_request *r);
  * {"name": NAME, "arguments": OBJECT} with NAME one of the n_names
  * NUL-separated names (coh_llm_request.tool_names), *out is the compact
  * JSON text of the array (caller frees with coh_free); otherwise *out is
- * NULL.  Deterministic.  Errors: COH_ENOMEM. */
+ * NULL.  A member given twice counts once, with its last value (as
+ * JSON.parse).  Deterministic.  Errors: COH_ENOMEM. */
 int coh_llm_tool_calls(const char *names, size_t n_names, const char *text, size_t len,
                        char **out, coh_err *err);
 

@@ -582,7 +582,9 @@ int coh_llm_tool_calls(const char *names, size_t n_names, const char *text, size
   size_t i;
   int ok;
   *out = NULL;
-  root = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+  /* a repeated member: the last one counts, as with JSON.parse (the
+   * grammar of an object lets a listed property repeat: docs/grammar.md) */
+  root = json_loadb(text, len, 0, NULL);
   if (root == NULL) return COH_OK;
   calls = json_object_get(root, "tool_calls");
   ok = json_is_object(root) && json_object_size(root) == 1 && json_is_array(calls) &&

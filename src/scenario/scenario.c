@@ -589,9 +589,9 @@ static int check_prompt_config(ctx *c, yaml_node_t *map, const char *what) {
       "role", "prompt", "model", "max_tokens", "reply", "routes",
       "temperature", "top_k", "top_p", "min_p", "repetition_penalty", "stop",
       "system", "messages", "history_tokens", "tools", "template_vars",
-      "schema", "tool_choice", "parallel_tool_calls", NULL};
+      "schema", "tool_choice", "parallel_tool_calls", "max_ws_run", NULL};
   static const char *const rkeys[] = {"match", "to", NULL};
-  yaml_node_t *v[20], *rv[2];
+  yaml_node_t *v[21], *rv[2];
   yaml_node_item_t *it;
   char field[200];
   int64_t mt;
@@ -599,6 +599,8 @@ static int check_prompt_config(ctx *c, yaml_node_t *map, const char *what) {
   if ((rc = take_keys(c, map, what, keys, v))) return rc;
   if ((rc = check_prompt_chat(c, v + 12, v[1], what))) return rc;
   if ((rc = check_prompt_structured(c, v + 17, v[15], what))) return rc;
+  snprintf(field, sizeof field, "%s.max_ws_run", what);
+  if (v[20] && (rc = get_i64(c, v[20], field, 0, 1 << 20, &mt))) return rc;
   /* sampling keys: the ranges the llm request parser accepts */
   snprintf(field, sizeof field, "%s.temperature", what);
   if (v[6] && (rc = prompt_num(c, v[6], field, 0, 0, 100))) return rc;
