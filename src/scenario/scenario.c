@@ -534,7 +534,7 @@ static int check_schema(ctx *c, yaml_node_t *n, const char *field) {
   coh__free(text);
   coh_grammar_free(g);
   if (rc == COH_ENOMEM) return coh__err(c->err, rc, "out of memory");
-  if (rc) return fail(c, n->start_mark, "%s: %s", field, e.msg);
+  if (rc) return fail(c, n->start_mark, "%s", e.msg); /* e.msg names the field */
   return COH_OK;
 }
 
