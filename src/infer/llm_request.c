@@ -298,12 +298,13 @@ static int rebase_refs(json_t *v, const char *name, int depth, coh_err *err) {
 /* Compiles schema (a JSON value) for field; errors name the field. */
 static int compile_schema(json_t *schema, const char *field, coh_grammar **out,
                           coh_err *err) {
-  char *text = json_dumps(schema, JSON_COMPACT | JSON_ENCODE_ANY);
+  char *text = json_dumps(schema, JSON_COMPACT | JSON_ENCODE_ANY), name[96];
   int rc;
   if (text == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
-  rc = coh_grammar_from_json_schema(text, strlen(text), field, out, err);
+  /* the engine's messages begin with the name: "NAME: unsupported ..." */
+  snprintf(name, sizeof name, "llm request: field '%s'", field);
+  rc = coh_grammar_from_json_schema(text, strlen(text), name, out, err);
   free(text); /* jansson's allocator */
-  if (rc) coh__err_prefix(err, "llm request: field '%s'", field);
   return rc;
 }
 
@@ -336,10 +337,9 @@ static int parse_response_format(json_t *rf, coh_llm_request *out, coh_err *err)
       return coh__err(err, COH_EFORMAT, "llm request: field 'response_format.grammar' must "
                       "be a non-empty string (EBNF, docs/grammar.md)");
     out->response = COH_RESPONSE_GRAMMAR;
-    rc = coh_grammar_from_ebnf(json_string_value(v), json_string_length(v),
-                               "response_format.grammar", &out->grammar, err);
-    if (rc) coh__err_prefix(err, "llm request: field 'response_format.grammar'");
-    return rc;
+    return coh_grammar_from_ebnf(json_string_value(v), json_string_length(v),
+                                 "llm request: field 'response_format.grammar'", &out->grammar,
+                                 err);
   }
   if (strcmp(t, "json_schema"))
     return coh__err(err, COH_EFORMAT, "llm request: field 'response_format.type' = '%s'; "
