@@ -366,6 +366,8 @@ typedef struct coh_llm_request {
  * template); seed becomes the sampling seed.  *out: release with
  * coh_llm_request_free, also after a failure.  Errors: COH_EFORMAT naming
  * the field (messages[2].role) or, from the template, its position;
+ * COH_EUNSUPPORTED / COH_ERANGE (a schema the grammar engine refuses: the
+ * field, the keyword and its JSON pointer);
  * COH_ERAISED (the template raised: its message), COH_EINVAL (the model has
  * no tokenizer.json), COH_ENOMEM. */
 int coh_llm_request_parse(const char *json, size_t len, const coh_model *m,
