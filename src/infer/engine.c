@@ -990,6 +990,7 @@ static int ws_setup(coh_engine *e, size_t gv, coh_err *err) {
   char buf[1024];
   size_t id, len, t;
   coh_err e2;
+  if (e->ws_only != NULL) return COH_OK; /* made by an earlier, failed setup */
   e->ws_only = coh__calloc(e->mask_words, sizeof *e->ws_only);
   e->ws_mask = coh__calloc(e->mask_words, sizeof *e->ws_mask);
   e->ws_tail = coh__calloc(gv ? gv : 1, 1);
