@@ -531,6 +531,10 @@ static void test_tools(void) {
   parse_fails(m, "{" MSG ",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\","
                  "\"parameters\":{\"type\":\"object\",\"not\":{}}}}]}",
               COH_EUNSUPPORTED, "field 'tools[0].function.parameters'");
+  /* an empty language (fuzzing found it: the engine's COH_EINVAL) */
+  parse_fails(m, "{" MSG ",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\","
+                 "\"parameters\":{\"type\":\"integer\",\"minimum\":5,\"maximum\":3}}}]}",
+              COH_EFORMAT, "field 'tools[0].function.parameters': the grammar matches no string");
   parse_fails(m, "{" MSG "," TOOLS ",\"tool_choice\":\"always\"}", COH_EFORMAT,
               "field 'tool_choice' = 'always'");
   parse_fails(m, "{" MSG "," TOOLS ",\"tool_choice\":{\"type\":\"function\"}}", COH_EFORMAT,

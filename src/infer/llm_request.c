@@ -295,6 +295,14 @@ static int rebase_refs(json_t *v, const char *name, int depth, coh_err *err) {
   return COH_OK;
 }
 
+/* A constraint that compiles to an empty language (COH_EINVAL from the
+ * grammar engine: "matches no string at all", e.g. minimum > maximum) is a
+ * bad request like any other: COH_EFORMAT. */
+static int bad_schema(int rc, coh_err *err) {
+  if (rc == COH_EINVAL) rc = err->code = COH_EFORMAT;
+  return rc;
+}
+
 /* Compiles schema (a JSON value) for field; errors name the field. */
 static int compile_schema(json_t *schema, const char *field, coh_grammar **out,
                           coh_err *err) {
@@ -305,7 +313,7 @@ static int compile_schema(json_t *schema, const char *field, coh_grammar **out,
   snprintf(name, sizeof name, "llm request: field '%s'", field);
   rc = coh_grammar_from_json_schema(text, strlen(text), name, out, err);
   free(text); /* jansson's allocator */
-  return rc;
+  return bad_schema(rc, err);
 }
 
 /* Checks "response_format" and compiles its grammar into out->grammar. */
@@ -337,9 +345,10 @@ static int parse_response_format(json_t *rf, coh_llm_request *out, coh_err *err)
       return coh__err(err, COH_EFORMAT, "llm request: field 'response_format.grammar' must "
                       "be a non-empty string (EBNF, docs/grammar.md)");
     out->response = COH_RESPONSE_GRAMMAR;
-    return coh_grammar_from_ebnf(json_string_value(v), json_string_length(v),
-                                 "llm request: field 'response_format.grammar'", &out->grammar,
-                                 err);
+    return bad_schema(coh_grammar_from_ebnf(json_string_value(v), json_string_length(v),
+                                            "llm request: field 'response_format.grammar'",
+                                            &out->grammar, err),
+                      err);
   }
   if (strcmp(t, "json_schema"))
     return coh__err(err, COH_EFORMAT, "llm request: field 'response_format.type' = '%s'; "
