@@ -660,9 +660,19 @@ static json_t *merge(sc *c, json_t *a, json_t *bb, const char *ptr, int depth) {
 }
 
 static int32_t format_rule(sc *c, const char *f, const char *ptr) {
-  static const char *date = "[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])";
+  /* RFC 3339 full-date with the days each month has, and 29 February only
+   * in leap years (divisible by 4, and by 400 at a century), as Ajv's
+   * ajv-formats checks it: a date the grammar lets through must be one a
+   * validator accepts. */
+  static const char *date =
+      "([0-9]{4}-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)"
+      "|02-(0[1-9]|1[0-9]|2[0-8]))"
+      "|([0-9]{2}(0[48]|[2468][048]|[13579][26])|([02468][048]|[13579][26])00)-02-29)";
+  /* seconds 00-59: a leap second (60) is valid only at 23:59 UTC, which
+   * depends on the offset; the grammar leaves it out rather than allow an
+   * invalid one */
   static const char *time =
-      "([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?"
+      "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]+)?"
       "([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])";
   char re[512];
   int32_t r;
