@@ -11,7 +11,8 @@ SRC=${COH_SOURCE_DIR:?}
 FX=${COH_FIXTURES:?}
 TOOL="$SRC/tools/mkfixture.py"
 MODELS=(llama-tiny-plain-fp32 llama-tiny-gqa-fp32 llama-tiny-plain-fp16 llama-tiny-optimum-fp32
-        llama-long-plain-fp32 llama-long-gqa-fp32 llama-long-plain-fp16 llama-long-optimum-fp32)
+        llama-long-plain-fp32 llama-long-gqa-fp32 llama-long-plain-fp16 llama-long-optimum-fp32
+        llama-json-plain-fp32)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 pass=0; fail=0
