@@ -103,7 +103,10 @@ int main(int argc, char **argv) {
       return 1;
     }
     {
-      int crc = coh_grammar_from_json_schema(text, strlen(text), items[n].name, &items[n].g, &err);
+      /* the generation form, as llm requests and cohort generate use it */
+      static const coh_grammar_options gen_opts = {.ordered_objects = 1};
+      int crc = coh_grammar_from_json_schema_opts(text, strlen(text), items[n].name, &gen_opts,
+                                                  &items[n].g, &err);
       if (crc != COH_OK) {
         items[n].status = crc == COH_EUNSUPPORTED ? "unsupported" : "refused";
         snprintf(items[n].error, sizeof items[n].error, "%s", err.msg);

@@ -252,6 +252,84 @@ static int schema_ok(const char *schema, const char *text) {
   return r < 0 && c;
 }
 
+/* schema_ok on the generation form (coh_grammar_options.ordered_objects). */
+static int schema_ok_ordered(const char *schema, const char *text) {
+  static const coh_grammar_options o = {.ordered_objects = 1};
+  coh_grammar *g = NULL;
+  coh_err err;
+  int c = 0;
+  long r;
+  if (coh_grammar_from_json_schema_opts(schema, strlen(schema), "s.json", &o, &g, &err)) {
+    fprintf(stderr, "%s\n", err.msg);
+    return -1;
+  }
+  r = walk_text(g, G2, V2, EOS2, text, &c);
+  coh_grammar_free(g);
+  return r < 0 && c;
+}
+
+/* The generation form: listed properties in schema order, each at most
+ * once; additional ones only under names that are not listed.  The
+ * permissive form accepts what it refuses (instances in any order). */
+static void test_schema_ordered(void) {
+  const char *s1 =
+      "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},"
+      "\"b\":{\"type\":\"string\"},\"c\":{\"type\":\"boolean\"},"
+      "\"d\":{\"type\":\"null\"}},\"required\":[\"b\"],\"additionalProperties\":false}";
+  /* additional properties allowed (no additionalProperties keyword) */
+  const char *s2 =
+      "{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"integer\"},"
+      "\"y\":{\"type\":\"integer\"}},\"required\":[\"x\"]}";
+  /* a listed name the key exclusion cannot express: no additional members */
+  const char *s3 =
+      "{\"type\":\"object\",\"properties\":{\"caf\\u00e9\":{\"type\":\"integer\"}}}";
+  const char *nested =
+      "{\"type\":\"object\",\"properties\":{\"tool\":{\"type\":\"object\","
+      "\"properties\":{\"speed\":{\"type\":\"number\"}}}},\"required\":[\"tool\"]}";
+  coh_grammar *g = NULL;
+  coh_err err;
+  REQUIRE(V2);
+  /* in order, optional ones skipped anywhere */
+  CHECK_EQ_INT(schema_ok_ordered(s1, "{\"b\": \"x\"}"), 1);
+  CHECK_EQ_INT(schema_ok_ordered(s1, "{\"a\": 1, \"b\": \"x\"}"), 1);
+  CHECK_EQ_INT(schema_ok_ordered(s1, "{\"b\": \"x\", \"d\": null}"), 1);
+  CHECK_EQ_INT(schema_ok_ordered(s1, "{\"a\": 1, \"b\": \"x\", \"c\": true, \"d\": null}"), 1);
+  CHECK_EQ_INT(schema_ok_ordered(s1, "{ \"a\" : 1 ,\n \"b\":\"x\",\"c\":false }"), 1);
+  /* the required one stays required */
+  CHECK_EQ_INT(schema_ok_ordered(s1, "{}"), 0);
+  CHECK_EQ_INT(schema_ok_ordered(s1, "{\"a\": 1, \"c\": true}"), 0);
+  /* a repeated key: refused by the ordered form, taken by the permissive */
+  CHECK_EQ_INT(schema_ok_ordered(s1, "{\"b\": \"x\", \"b\": \"y\"}"), 0);
+  CHECK_EQ_INT(schema_ok_ordered(s1, "{\"b\": \"x\", \"c\": true, \"c\": true}"), 0);
+  CHECK_EQ_INT(schema_ok(s1, "{\"b\": \"x\", \"c\": true, \"c\": true}"), 1);
+  /* out of order: refused by the ordered form, taken by the permissive */
+  CHECK_EQ_INT(schema_ok_ordered(s1, "{\"b\": \"x\", \"a\": 1}"), 0);
+  CHECK_EQ_INT(schema_ok_ordered(s1, "{\"b\": \"x\", \"d\": null, \"c\": true}"), 0);
+  CHECK_EQ_INT(schema_ok(s1, "{\"b\": \"x\", \"d\": null, \"c\": true}"), 1);
+  /* additional members: only names that are not listed, after the listed */
+  CHECK_EQ_INT(schema_ok_ordered(s2, "{\"x\": 1, \"y\": 2, \"z\": 3, \"xy\": 4}"), 1);
+  CHECK_EQ_INT(schema_ok_ordered(s2, "{\"x\": 1, \"z\": 3}"), 1);
+  CHECK_EQ_INT(schema_ok_ordered(s2, "{\"x\": 1, \"x\": 2}"), 0);
+  CHECK_EQ_INT(schema_ok_ordered(s2, "{\"x\": 1, \"z\": 3, \"y\": 2}"), 0);
+  CHECK_EQ_INT(schema_ok_ordered(s2, "{\"x\": 1, \"y\": 2, \"y\": 2}"), 0);
+  CHECK_EQ_INT(schema_ok(s2, "{\"x\": 1, \"y\": 2, \"y\": 2}"), 1);
+  CHECK_EQ_INT(schema_ok_ordered(s3, "{\"caf\\u00e9\": 1}"), 1);
+  CHECK_EQ_INT(schema_ok_ordered(s3, "{}"), 1);
+  CHECK_EQ_INT(schema_ok_ordered(s3, "{\"z\": 1}"), 0);
+  CHECK_EQ_INT(schema_ok(s3, "{\"z\": 1}"), 1);
+  /* the tool-call loop of issue 14: a nested object's key comes once */
+  CHECK_EQ_INT(schema_ok_ordered(nested, "{\"tool\": {\"speed\": 1.5}}"), 1);
+  CHECK_EQ_INT(schema_ok_ordered(nested, "{\"tool\": {\"speed\": 1.5}, \"tool\": {}}"), 0);
+  CHECK_EQ_INT(schema_ok_ordered(nested, "{\"tool\": {\"speed\": 1, \"speed\": 2}}"), 0);
+  /* NULL options: the permissive form */
+  REQUIRE(coh_grammar_from_json_schema_opts(s1, strlen(s1), "s.json", NULL, &g, &err) == 0);
+  {
+    int c = 0;
+    CHECK(walk_text(g, G2, V2, EOS2, "{\"b\": \"x\", \"a\": 1}", &c) < 0 && c);
+  }
+  coh_grammar_free(g);
+}
+
 static void test_schema(void) {
   coh_grammar *g = NULL;
   coh_err err;
@@ -602,6 +680,17 @@ static void test_invariant(void) {
     invariant_walks(g, 25, 40);
     coh_grammar_free(g);
   }
+  /* the generation form too (and an object with additional members) */
+  for (i = 0; i < sizeof schemas / sizeof *schemas + 1; i++) {
+    static const coh_grammar_options o = {.ordered_objects = 1};
+    const char *sch = i < sizeof schemas / sizeof *schemas ? schemas[i] :
+        "{\"type\":\"object\",\"properties\":{\"p\":{\"type\":\"integer\"},"
+        "\"q\":{\"type\":\"object\",\"properties\":{\"r\":{\"type\":\"boolean\"}}}},"
+        "\"required\":[\"q\"]}";
+    REQUIRE(coh_grammar_from_json_schema_opts(sch, strlen(sch), "inv", &o, &g, &err) == 0);
+    invariant_walks(g, 25, 40);
+    coh_grammar_free(g);
+  }
   REQUIRE(coh_grammar_any_json_object(&g, &err) == 0);
   invariant_walks(g, 25, 40);
   coh_grammar_free(g);
@@ -816,6 +905,7 @@ int main(int argc, char **argv) {
   RUN(test_token_bytes);
   RUN(test_ebnf);
   RUN(test_schema);
+  RUN(test_schema_ordered);
   RUN(test_deterministic);
   RUN(test_fast_equals_slow);
   RUN(test_invariant);

@@ -51,6 +51,26 @@ int coh_grammar_from_json_schema(const char *schema, size_t len,
                                  const char *name, coh_grammar **out,
                                  coh_err *err);
 
+/* Compile options for JSON Schema.  A zeroed struct (or NULL) is the
+ * permissive form of coh_grammar_from_json_schema. */
+typedef struct coh_grammar_options {
+  /* The form for generation (docs/grammar.md "Validation and generation"):
+   * an object's listed properties come in schema order, each at most once
+   * (required ones mandatory, optional ones skippable), and additional
+   * properties (when allowed) only under names that are not listed.  The
+   * permissive form (0) also takes listed properties again after the
+   * ordered part, in any order, as instances written by hand do; a sampler
+   * on it may repeat a key until max_tokens.  Every output of the ordered
+   * form is accepted by the permissive form. */
+  int ordered_objects;
+} coh_grammar_options;
+
+/* coh_grammar_from_json_schema with options (o may be NULL: defaults). */
+int coh_grammar_from_json_schema_opts(const char *schema, size_t len,
+                                      const char *name,
+                                      const coh_grammar_options *o,
+                                      coh_grammar **out, coh_err *err);
+
 /* Compiles a grammar in the EBNF text format (docs/grammar.md); the start
  * rule is "root".  Errors: COH_EFORMAT "NAME:LINE:COL: what". */
 int coh_grammar_from_ebnf(const char *text, size_t len, const char *name,

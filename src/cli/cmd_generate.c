@@ -318,11 +318,13 @@ int coh__cmd_generate(int argc, char **argv) {
   if (schema_path != NULL || grammar_path != NULL) {
     /* Compiled before the model is loaded: a bad constraint fails fast. */
     const char *path = schema_path ? schema_path : grammar_path;
+    static const coh_grammar_options gen_opts = {.ordered_objects = 1};
     char *text = NULL;
     size_t len = 0;
     if (coh__read_file_max(path, (size_t)16 << 20, &text, &len, &err))
       return coh__runtime_error("generate", "%s", err.msg);
-    rc = schema_path ? coh_grammar_from_json_schema(text, len, path, &grammar, &err)
+    /* the generation form: object properties in schema order, each once */
+    rc = schema_path ? coh_grammar_from_json_schema_opts(text, len, path, &gen_opts, &grammar, &err)
                      : coh_grammar_from_ebnf(text, len, path, &grammar, &err);
     coh__free(text);
     if (rc)

@@ -29,6 +29,7 @@ typedef struct sc {
   int32_t *memo_r;
   size_t n_memo, cap_memo;
   json_t *owned; /* array holding merged schemas alive */
+  int ordered;    /* coh_grammar_options.ordered_objects */
 } sc;
 
 static const char *annot[] = {
@@ -981,8 +982,13 @@ static int32_t object_rule(sc *c, json_t *s, const char *ptr, int depth) {
       if (ne)
         key = quoted(c, key_except(c, ex, ne, 0, b->str_loop - 1));
       coh__free(ex);
+      /* ordered (generation): a listed name that key_except cannot leave
+       * out (an escape or a non-ASCII byte) could come again as an
+       * additional member, so this object gets no additional members at
+       * all; the output is still valid (docs/grammar.md) */
+      if (c->ordered && ne < n) addl_val = -1;
     }
-    for (i = 0; i < 2; i++) {
+    for (i = 0; addl_val >= 0 && i < 2; i++) {
       if (i) {
         coh__gb_push(b, tail[i], coh__gb_byte(b, ','));
         push_ws(c, tail[i]);
@@ -998,8 +1004,9 @@ static int32_t object_rule(sc *c, json_t *s, const char *ptr, int depth) {
     }
   }
   /* listed properties may also come after the ordered part, in any order
-   * (a member already given may then repeat: docs/grammar.md) */
-  for (i = 0; i < 2; i++) {
+   * (a member already given may then repeat: docs/grammar.md); not in the
+   * ordered form, where each comes at most once, in the chain below */
+  for (i = 0; !c->ordered && i < 2; i++) {
     size_t q;
     for (q = 0; q < n; q++) {
       if (i) {
@@ -1027,7 +1034,7 @@ static int32_t object_rule(sc *c, json_t *s, const char *ptr, int depth) {
     size_t last = 0;
     for (i = 0; i < n; i++)
       if (isreq[i]) last = i + 1;
-    n_chain = last;
+    n_chain = c->ordered ? n : last;
   }
   for (i = n_chain; i-- > 0;) {
     int32_t nr[2];
@@ -1453,6 +1460,13 @@ static int finish_top(sc *c, int32_t value, coh_grammar **out) {
 int coh_grammar_from_json_schema(const char *schema, size_t len,
                                  const char *name, coh_grammar **out,
                                  coh_err *err) {
+  return coh_grammar_from_json_schema_opts(schema, len, name, NULL, out, err);
+}
+
+int coh_grammar_from_json_schema_opts(const char *schema, size_t len,
+                                      const char *name,
+                                      const coh_grammar_options *o,
+                                      coh_grammar **out, coh_err *err) {
   sc c;
   coh__gb b;
   json_error_t je;
@@ -1467,6 +1481,7 @@ int coh_grammar_from_json_schema(const char *schema, size_t len,
   c.b = &b;
   c.name = name;
   c.err = err;
+  c.ordered = o ? o->ordered_objects != 0 : 0;
   c.root = json_loadb(schema, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
   if (!c.root)
     return coh__err(err, COH_EFORMAT, "%s:%d:%d: not JSON: %s", name,

@@ -306,12 +306,15 @@ static int bad_schema(int rc, coh_err *err) {
 /* Compiles schema (a JSON value) for field; errors name the field. */
 static int compile_schema(json_t *schema, const char *field, coh_grammar **out,
                           coh_err *err) {
+  static const coh_grammar_options gen_opts = {.ordered_objects = 1};
   char *text = json_dumps(schema, JSON_COMPACT | JSON_ENCODE_ANY), name[96];
   int rc;
   if (text == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
   /* the engine's messages begin with the name: "NAME: unsupported ..." */
   snprintf(name, sizeof name, "llm request: field '%s'", field);
-  rc = coh_grammar_from_json_schema(text, strlen(text), name, out, err);
+  /* the generation form: properties in schema order, each at most once
+   * (the permissive form lets a model repeat a key until max_tokens) */
+  rc = coh_grammar_from_json_schema_opts(text, strlen(text), name, &gen_opts, out, err);
   free(text); /* jansson's allocator */
   return bad_schema(rc, err);
 }
