@@ -12,9 +12,10 @@
 #    result that carries tool_calls has a text that validates with Ajv
 #    against the tool-call schema built here from the journaled tools, names
 #    only listed tools, equals the parsed text, and reaches the worker as
-#    {"tool_calls": [...]}; a result without them is incomplete (finish
-#    length or context, never eos), the planner says so ("[llm error]
-#    incomplete output") and sends nothing for it; the worker's own outputs
+#    {"tool_calls": [...]}; all 3 planner results carry them (a result
+#    without them would be incomplete (finish length or context, never
+#    eos), the planner would say so ("[llm error] incomplete output") and
+#    send nothing for it: checked too); the worker's own outputs
 #    validate against its schema as for plan.yaml;
 #  - a bad schema in a scenario fails the load with file:line, the keyword
 #    and its JSON pointer.
@@ -106,8 +107,11 @@ for m in errors:
 print("  %d results, %d complete schema outputs, %d tool calls" % (n_results, n_complete, n_calls))
 if mode == "plan" and (n_results != 6 or n_complete != 6):
     errors.append("expected 6 complete results")
-if mode == "tools" and (n_results < 4 or n_calls < 1):
-    errors.append("expected the 3 planner results, at least one complete tool call, "
+# all 3 planner calls complete: the generation form of the schema takes each
+# key once, in order (before it, a model could repeat a key until max_tokens:
+# 1 of 3 completed, issue 14)
+if mode == "tools" and (n_results < 4 or n_calls != 3):
+    errors.append("expected the 3 planner results, each a complete tool call, "
                   "and the worker's report")
 sys.exit(1 if errors else 0)
 PYEOF
