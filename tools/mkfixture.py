@@ -1144,6 +1144,12 @@ def check_model(model_dir, rng_seed=99):
     # fp16-stored weights are exact in float64, so an fp32 graph over them
     # keeps the fp32 tolerance
     tol = 5e-2 if dt == np.float16 else 1e-3
+    # MatMulNBits at accuracy_level > 0 may quantize the activations to int8
+    # (level 4 does on x86): the reference runs on the dequantized weights but
+    # float activations; measured max |dlogit| 0.13 at logit std 3.1
+    approx = quant_spec(model_dir, cfg).get("accuracy_level", 0) > 0
+    if approx:
+        tol = 0.3
     V, ctx_len = cfg["vocab_size"], cfg["max_position_embeddings"]
     ort = OrtRunner(model_dir)
     rng = np.random.default_rng(rng_seed)
@@ -1302,7 +1308,7 @@ def check_model(model_dir, rng_seed=99):
     agree = next((i for i in range(24) if rseq[1 + i] != seq[1 + i]), 24)
     res["greedy_agree"] = agree
     print("  %-44s %d of 24" % ("greedy ids equal to numpy's (prefix)", agree))
-    if dt == np.float32 and agree < 24:
+    if dt == np.float32 and not approx and agree < 24:
         report("greedy ids differ from numpy (fp32)", 1.0, 0.5)
     return ok, res
 
