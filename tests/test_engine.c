@@ -198,6 +198,8 @@ static void test_batching_optimum(void) { check_batching("llama-tiny-optimum-fp3
 static void test_batching_int8(void) { check_batching("llama-tiny-plain-int8"); }
 static void test_batching_int4(void) { check_batching("llama-tiny-plain-int4"); }
 static void test_batching_gqa_int4(void) { check_batching("llama-tiny-gqa-int4"); }
+/* accuracy_level 4: MatMulNBits quantizes each row's activations to int8 */
+static void test_batching_int4_acc4(void) { check_batching("llama-tiny-plain-int4-acc4"); }
 
 /* Plain attention, GroupQueryAttention, fp16 and the Optimum layout hold the
  * same weights (same seed): their greedy continuations must agree. */
@@ -625,6 +627,7 @@ int main(int argc, char **argv) {
   RUN(test_batching_int8);
   RUN(test_batching_int4);
   RUN(test_batching_gqa_int4);
+  RUN(test_batching_int4_acc4);
   RUN(test_variants_agree);
   RUN(test_sampling_seeded);
   RUN(test_stops_and_limits);

@@ -110,12 +110,16 @@ SUITES = {
         # weights before quantization), com.microsoft.MatMulNBits: symmetric
         # int8; asymmetric int4 with zero points; symmetric int4 with blocks of
         # 128 (> hidden 64: a padded block) and the output head quantized
+        # (these three at accuracy_level 0: fp32 compute)
         dict(BASE_TINY, name="llama-tiny-plain-int8", attention="plain", dtype="fp32", layout="genai",
              quant="int8", block=32, quant_sym=True, quant_head=False, accuracy_level=0),
         dict(BASE_TINY, name="llama-tiny-plain-int4", attention="plain", dtype="fp32", layout="genai",
              quant="int4", block=32, quant_sym=False, quant_head=False, accuracy_level=0),
         dict(BASE_TINY, name="llama-tiny-gqa-int4", attention="gqa", dtype="fp32", layout="genai",
              quant="int4", block=128, quant_sym=True, quant_head=True, accuracy_level=0),
+        # int8 activations (accuracy_level 4, the fastest CPU path), head quantized
+        dict(BASE_TINY, name="llama-tiny-plain-int4-acc4", attention="plain", dtype="fp32", layout="genai",
+             quant="int4", block=32, quant_sym=True, quant_head=True, accuracy_level=4),
     ],
     "demo": [
         dict(name="llama-demo", layers=4, hidden=256, heads=8, kv_heads=4, intermediate=768,
