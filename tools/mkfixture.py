@@ -981,9 +981,7 @@ def twin_spec(src_dir, name=None):
     model), for writing its quantized twin from its weights."""
     with open(os.path.join(src_dir, "config.json")) as f:
         cfg = json.load(f)
-    note = fixture_note(src_dir)
-    if note.get("quant"):
-        raise FixtureError("%s: already quantized (genai_config.json cohort_fixture.quant)" % src_dir)
+    note = fixture_note(src_dir)  # a quantized source is fine: model.safetensors holds its float weights
     gpath = os.path.join(src_dir, "genai_config.json")
     s = dict(name=name or os.path.basename(os.path.normpath(src_dir)), layers=cfg["num_hidden_layers"],
              hidden=cfg["hidden_size"], heads=cfg["num_attention_heads"], kv_heads=cfg["num_key_value_heads"],
@@ -993,7 +991,8 @@ def twin_spec(src_dir, name=None):
              seed=note.get("seed", 0), tied=bool(cfg["tie_word_embeddings"]), bos=cfg["bos_token_id"],
              eos=cfg["eos_token_id"], pad=cfg.get("pad_token_id", PAD_ID),
              tokenizer=os.path.join(src_dir, "tokenizer.json"),
-             generator=note.get("generator", "tools/mkfixture.py") + " + mkfixture.py --from (quantized twin)")
+             generator=note.get("generator", "tools/mkfixture.py").split(" + tools/mkfixture.py --from")[0]
+             + " + tools/mkfixture.py --from")
     if cfg["torch_dtype"] == "float16" and s["dtype"] == "fp32":
         s["weights_dtype"] = "fp16"
     for extra, key in (("tokenizer_config.json", "tokenizer_config"),):
@@ -1479,9 +1478,11 @@ def verify_model(d):
 
 
 def write_twin(src_dir, out_dir, name, qkeys):
-    """--quant --from: the quantized twin of an existing model folder."""
+    """--from: the twin of an existing model folder (quantized with --quant;
+    else the float model of its model.safetensors, e.g. of a quantized one)."""
     try:
-        s, weights = twin_spec(src_dir, name or os.path.basename(os.path.normpath(src_dir)) + "-" + qkeys["quant"])
+        s, weights = twin_spec(src_dir, name or os.path.basename(os.path.normpath(src_dir)) + "-" +
+                               qkeys.get("quant", "float"))
         s.update(qkeys)
         t0 = time.time()
         path, _ = write_model(s, out_dir, force=True, weights=weights)
@@ -1493,9 +1494,12 @@ def write_twin(src_dir, out_dir, name, qkeys):
     if os.path.isfile(chat):
         shutil.copyfile(chat, os.path.join(path, "chat_template.jinja"))
     size = sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
-    print("%-26s written from %s (%s, block %d, %s%s): %d bytes, %.2fs" % (
-        s["name"], src_dir, s["quant"], s["block"], "symmetric" if s["quant_sym"] else "asymmetric",
-        ", head too" if s["quant_head"] else "", size, time.time() - t0))
+    if qkeys:
+        what = "%s, block %d, %s%s" % (s["quant"], s["block"], "symmetric" if s["quant_sym"] else "asymmetric",
+                                       ", head too" if s["quant_head"] else "")
+    else:
+        what = "float, from its model.safetensors"
+    print("%-26s written from %s (%s): %d bytes, %.2fs" % (s["name"], src_dir, what, size, time.time() - t0))
     return 0
 
 
@@ -1529,8 +1533,8 @@ def main(argv):
     ap.add_argument("--accuracy-level", type=int, default=0,
                     help="MatMulNBits accuracy_level (0: fp32 compute, the default; 4: int8 activations)")
     ap.add_argument("--from", dest="src", metavar="MODEL_DIR",
-                    help="with --quant: the quantized twin of this model folder, from its model.safetensors "
-                         "(named MODEL_DIR's name + -int8/-int4 unless --name is given)")
+                    help="the twin of this model folder from its model.safetensors: quantized with --quant, "
+                         "else float (named MODEL_DIR's name + -int8/-int4/-float unless --name is given)")
     ap.add_argument("--out", help="folder that receives one sub-folder per model")
     ap.add_argument("--force", action="store_true", help="regenerate even when the stamp matches")
     ap.add_argument("--check", nargs="+", metavar="MODEL_DIR",
@@ -1557,8 +1561,8 @@ def main(argv):
     if a.quant:
         qkeys = dict(quant=a.quant, block=a.block, quant_sym=not a.asym, quant_head=a.quant_head,
                      accuracy_level=a.accuracy_level)
-    elif a.asym or a.quant_head or a.src:
-        ap.error("--asym, --quant-head and --from need --quant")
+    elif a.asym or a.quant_head:
+        ap.error("--asym and --quant-head need --quant")
     if a.src:
         return write_twin(a.src, a.out, a.name, qkeys)
     if bool(a.suite) == bool(a.name):
