@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# bench/run_quant.sh - decode speed of the default model (models/shakespeare,
-# fp16 weights under an fp32 graph) against its weight-only quantized twins
-# (tools/mkfixture.py --quant --from), side by side: every round runs each
+# bench/run_quant.sh - decode speed of the default model as shipped
+# (models/shakespeare, int4), its float graph (fp16 weights under an fp32
+# graph, as shipped before quantization: tools/mkfixture.py --from) and other
+# weight-only quantized twins (mkfixture.py --quant --from, made from the
+# same model.safetensors), side by side: every round runs each
 # model once, in the same order, `cohort generate --threads T --ignore-eos
 # --max-tokens N --verbose`, greedy, the same prompt.  Decode tok/s = steps /
 # OrtRun milliseconds as cohort --verbose reports them (the time inside ONNX
@@ -12,7 +14,7 @@
 #
 # Environment: BUILD [build-test-gcc] (holds the cohort binary), ROUNDS [7],
 # TOKENS [256], THREADS [1], OUT [$BUILD/quant-bench] (twins + raw logs),
-# VARIANTS ["int8 int4"]: each is QUANT[:asym][:head][:accN] for mkfixture
+# VARIANTS ["int8 int4 int4:head int8:head:acc4"]: each is QUANT[:asym][:head][:accN] for mkfixture
 # (--quant QUANT [--asym] [--quant-head] [--accuracy-level N]), block BLOCK [32].
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,14 +24,15 @@ ROUNDS=${ROUNDS:-7}
 TOKENS=${TOKENS:-256}
 THREADS=${THREADS:-1}
 BLOCK=${BLOCK:-32}
-VARIANTS=${VARIANTS:-"int8 int4"}
+VARIANTS=${VARIANTS:-"int8 int4 int4:head int8:head:acc4"}
 OUT=${OUT:-$BUILD/quant-bench}
 PROMPT="ROMEO:"
 BIN="$BUILD/cohort"
 [ -x "$BIN" ] || { echo "run_quant: $BIN missing (build first)" >&2; exit 2; }
 mkdir -p "$OUT"
 
-models=("$ROOT/models/shakespeare")
+/usr/bin/python3 tools/mkfixture.py --from models/shakespeare --name shakespeare-float --out "$OUT" >/dev/null
+models=("$OUT/shakespeare-float" "$ROOT/models/shakespeare")
 for v in $VARIANTS; do
   IFS=: read -r -a parts <<<"$v"
   args=(--quant "${parts[0]}" --block "$BLOCK")
