@@ -16,6 +16,8 @@ Usage
                --dtype fp32|fp16 --layout genai|optimum --seed S] --out DIR
   mkfixture.py --suite chat [--tokenizer-dir DIR] --out DIR
   mkfixture.py --name N --family llama3_2|qwen2_5 [--tokenizer-dir DIR] ... --out DIR
+  mkfixture.py ... --quant int8|int4 [--block 32] [--asym] [--quant-head] [--accuracy-level 0|4]
+  mkfixture.py [--quant ...] --from MODEL_DIR [--name N] --out DIR  (twin of a model folder)
   mkfixture.py --check MODEL_DIR [MODEL_DIR...]   (ONNX Runtime vs numpy)
   mkfixture.py --verify MODEL_DIR [MODEL_DIR...]  (structure only, no ONNX Runtime)
 
