@@ -46,6 +46,21 @@
  * conversation lives in the agent's linear memory, so checkpoints hold it
  * and replay rebuilds it; the agent keeps at most HIST_TURNS turns and
  * HIST_BYTES bytes of them, dropping the oldest first beyond that.
+ *
+ * Structured output (docs/agents.md, "Structured output"):
+ *   "schema": {JSON Schema}   the output is constrained to JSON valid for it
+ *     (the request's response_format json_schema); the text is sent only
+ *     when the generation completed (finish "eos"); an output cut by
+ *     max_tokens or a stop string is logged and emitted as
+ *     "[llm error] incomplete output (finish F)" and not sent;
+ *   "tools": [OpenAI function tools], "tool_choice": "auto" | "none" |
+ *     "required" | {"type": "function", "function": {"name": N}},
+ *     "parallel_tool_calls": bool   (chat mode): when the result carries
+ *     tool calls the agent sends {"tool_calls": [{"name", "arguments"}]}
+ *     (compact JSON) instead of the text; with "required" or a named tool a
+ *     result without tool calls (cut by max_tokens) is an error as above;
+ *   "max_ws_run": N   passed to the request (the whitespace bound of
+ *     constrained output).
  */
 #include <stdio.h>
 
@@ -71,6 +86,8 @@ static size_t hist_used, n_turns, turn_off[HIST_TURNS], turn_len[HIST_TURNS];
 static char role[1024], tmpl[2048], model[128];
 static long max_tokens = 64;
 static int reply = 1;
+static int constrained; /* "schema", or a tool_choice that forces a call */
+static int want_calls;  /* a tool_choice that forces a call */
 
 static struct {
   int64_t id;
@@ -144,6 +161,15 @@ static int chat_init(void) {
     }
   v = cj_get(conf, "template_vars");
   if (cj_ok(v) && v.p[0] != '{') return bad_field("template_vars", "must be an object");
+  v = cj_get(conf, "tool_choice");
+  if (cj_ok(v)) {
+    if (!cj_ok(cj_get(conf, "tools"))) return bad_field("tool_choice", "needs 'tools'");
+    if (v.p[0] == '{' || (v.n == 10 && !memcmp(v.p, "\"required\"", 10)))
+      constrained = want_calls = 1;
+  }
+  v = cj_get(conf, "parallel_tool_calls");
+  if (cj_ok(v) && !cj_ok(cj_get(conf, "tools")))
+    return bad_field("parallel_tool_calls", "needs 'tools'");
   v = cj_get(conf, "history_tokens");
   if (cj_ok(v) && (cj_int(v, 0) < 1 || cj_int(v, 0) > 16777216 || v.n > 8))
     return bad_field("history_tokens", "must be an integer in [1, 16777216]");
@@ -187,6 +213,11 @@ static int prompt_init(const char *config, size_t len) {
   }
   v = cj_get(conf, "reply");
   if (cj_ok(v) && v.n == 5 && !memcmp(v.p, "false", 5)) reply = 0;
+  v = cj_get(conf, "schema");
+  if (cj_ok(v)) {
+    if (v.p[0] != '{') return bad_field("schema", "must be an object (a JSON Schema)");
+    constrained = 1;
+  }
   return chat_init();
 }
 
@@ -217,7 +248,7 @@ static size_t fill(char *out, size_t len, size_t cap, const char *from,
  * request keeps the host's default. */
 static size_t add_sampling(char *out, size_t len, size_t cap) {
   static const char *const keys[] = {"temperature", "top_k", "top_p", "min_p",
-                                     "repetition_penalty", "stop"};
+                                     "repetition_penalty", "stop", "max_ws_run"};
   size_t i;
   for (i = 0; i < sizeof keys / sizeof keys[0]; i++) {
     cj_val v = cj_get(conf, keys[i]);
@@ -295,6 +326,8 @@ static size_t add_chat(char *out, size_t len, size_t cap) {
   }
   len += (size_t)snprintf(out + len, cap - len, "]");
   len = add_raw(out, len, cap, "tools");
+  len = add_raw(out, len, cap, "tool_choice");
+  len = add_raw(out, len, cap, "parallel_tool_calls");
   len = add_raw(out, len, cap, "template_vars");
   return add_raw(out, len, cap, "history_tokens");
 }
@@ -303,7 +336,7 @@ static int on_message(const coh_event *ev) {
   static char req[MAX_REQ], text[8192];
   const char *input = (const char *)ev->body;
   size_t input_len = ev->body_len, len = 0;
-  cj_val body = cj_parse((const char *)ev->body, ev->body_len);
+  cj_val body = cj_parse((const char *)ev->body, ev->body_len), v;
   int64_t id;
   int i;
   if (cj_ok(body) && body.p[0] == '"' && body.n == ev->body_len) {
@@ -318,6 +351,12 @@ static int on_message(const coh_event *ev) {
   len += (size_t)snprintf(req + len, sizeof req - len,
                           "\",\"max_tokens\":%ld", max_tokens);
   len = add_sampling(req, len, sizeof req);
+  v = cj_get(conf, "schema");
+  if (cj_ok(v) && len + v.n + 96 < sizeof req / 2)
+    len += (size_t)snprintf(req + len, sizeof req - len,
+                            ",\"response_format\":{\"type\":\"json_schema\",\"json_schema\":"
+                            "{\"name\":\"schema\",\"schema\":%.*s}}",
+                            (int)v.n, v.p);
   if (chat) {
     remember("user", ev->header, input, input_len);
     len = add_chat(req, len, sizeof req - 2);
@@ -342,9 +381,9 @@ static int on_message(const coh_event *ev) {
 }
 
 static int on_llm(const coh_event *ev) {
-  static char text[8192], match[256], to[64], msg[8400];
+  static char text[8192], match[256], to[64], msg[8400], fin[32];
   cj_val res = cj_parse((const char *)ev->body, ev->body_len);
-  cj_val routes, it;
+  cj_val routes, it, calls;
   int64_t id = strtoll(ev->header, NULL, 10);
   char from[64] = "";
   int i;
@@ -362,8 +401,20 @@ static int on_llm(const coh_event *ev) {
     coh_emit_str(msg);
     return 0;
   }
-  coh_emit_str(text);
+  calls = cj_get(res, "tool_calls");
+  if (cj_str(cj_get(res, "finish"), fin, sizeof fin) < 0) strcpy(fin, "?");
+  if (constrained && (want_calls ? !cj_ok(calls) : strcmp(fin, "eos") != 0)) {
+    /* never pass on output that the constraint did not complete */
+    if (chat) remember("assistant", NULL, text, strlen(text));
+    snprintf(msg, sizeof msg, "[llm error] incomplete output (finish %s): %s", fin, text);
+    coh_log(COH_ABI_LOG_ERROR, msg);
+    coh_emit_str(msg);
+    return 0;
+  }
   if (chat) remember("assistant", NULL, text, strlen(text));
+  if (cj_ok(calls) && calls.n + 16 < sizeof text)
+    snprintf(text, sizeof text, "{\"tool_calls\":%.*s}", (int)calls.n, calls.p);
+  coh_emit_str(text);
   routes = cj_get(conf, "routes");
   for (it = cj_first(routes); cj_ok(it); it = cj_next(routes, it)) {
     if (cj_str(cj_get(it, "match"), match, sizeof match) < 0 ||

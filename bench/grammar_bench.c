@@ -3,7 +3,13 @@
  * mask time per token, over the MaskBench schemas (tests/data/maskbench),
  * walking each valid instance's tokens through the masks as MaskBench does.
  *
- *   grammar_bench TOKENIZER.json [CASES.jsonl] [--stride N]
+ *   grammar_bench TOKENIZER.json [CASES.jsonl] [--stride N] [--slow US] [--cpu]
+ *
+ * --slow US lists every schema whose slowest mask call took >= US µs.
+ * Mask times are reported twice: wall time, and the thread's CPU time (on
+ * a shared machine, time the thread spent preempted is not counted in the
+ * latter).  Compile times are wall time, or CPU time with --cpu, which
+ * also makes --slow use CPU time.
  *
  * Prints p50/p99/max of compile (per schema) and mask (per token), and the
  * share of mask calls served by the state's cache.  Single thread.
@@ -17,9 +23,23 @@
 #include "cohort/grammar.h"
 #include "cohort/tokenizer.h"
 
-static double now_us(void) {
+static clockid_t clk = CLOCK_MONOTONIC;
+
+static double wall_us(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
+}
+
+static double cpu_us(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
+}
+
+static double now_us(void) {
+  struct timespec t;
+  clock_gettime(clk, &t);
   return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
 }
 
@@ -59,25 +79,37 @@ int main(int argc, char **argv) {
   FILE *f;
   char *line = NULL;
   size_t cap = 0;
-  vec comp = {0}, mask = {0};
+  vec comp = {0}, mask = {0}, maskc = {0};
+  int n_slow = 0;
+  double worst_all = 0;
+  long n_over = 0;
   uint32_t *m;
   double t0;
   for (i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--stride") && i + 1 < argc) stride = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--slow") && i + 1 < argc) n_slow = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--cpu")) clk = CLOCK_THREAD_CPUTIME_ID;
     else if (!tpath) tpath = argv[i];
     else cases = argv[i];
   }
   if (!tpath || stride < 1) {
-    fprintf(stderr, "usage: grammar_bench TOKENIZER.json [CASES.jsonl] [--stride N]\n");
+    fprintf(stderr, "usage: grammar_bench TOKENIZER.json [CASES.jsonl] [--stride N] [--slow US] [--cpu]\n");
     return 2;
   }
   if (coh_tokenizer_load(tpath, &tok, &err)) {
     fprintf(stderr, "grammar_bench: %s\n", err.msg);
     return 1;
   }
-  eos = coh_tokenizer_token_id(tok, "</s>");
-  if (eos < 0) eos = coh_tokenizer_token_id(tok, "<|endoftext|>");
-  if (eos < 0) eos = coh_tokenizer_token_id(tok, "<|im_end|>");
+  { /* the first of these that is a special token ("</s>" is ordinary
+       text in Qwen's vocabulary) */
+    static const char *names[] = {"</s>", "<|endoftext|>", "<|im_end|>",
+                                  "<|end_of_text|>", "<|eot_id|>", NULL};
+    eos = -1;
+    for (i = 0; names[i] && eos < 0; i++) {
+      eos = coh_tokenizer_token_id(tok, names[i]);
+      if (eos >= 0 && !coh_tokenizer_is_special(tok, eos)) eos = -1;
+    }
+  }
   t0 = now_us();
   if (coh_grammar_vocab_new(tok, &eos, eos >= 0, &v, &err)) {
     fprintf(stderr, "grammar_bench: %s\n", err.msg);
@@ -110,6 +142,8 @@ int main(int argc, char **argv) {
     push(&comp, now_us() - t0);
     n_compiled++;
     tests = json_object_get(j, "tests");
+    worst_all = 0;
+    n_over = 0;
     for (k = 0; k < json_array_size(tests); k++) {
       json_t *tc = json_array_get(tests, k);
       const char *text = json_string_value(json_object_get(tc, "text"));
@@ -120,9 +154,15 @@ int main(int argc, char **argv) {
       if (coh_tokenizer_encode(tok, text, strlen(text), 0, &ids, &n, &err)) continue;
       if (coh_grammar_state_new(g, v, &s, &err) == 0) {
         for (q = 0; q < n; q++) {
-          t0 = now_us();
+          double c0 = cpu_us(), w0 = wall_us(), cw, cc;
           coh_grammar_state_mask(s, m, &err);
-          push(&mask, now_us() - t0);
+          cw = wall_us() - w0;
+          cc = cpu_us() - c0;
+          push(&mask, cw);
+          push(&maskc, cc);
+          t0 = clk == CLOCK_MONOTONIC ? cw : cc;
+          if (t0 > worst_all) worst_all = t0;
+          if (n_slow && t0 >= (double)n_slow) n_over++;
           if (!((m[ids[q] >> 5] >> (ids[q] & 31)) & 1)) break;
           if (coh_grammar_state_accept(s, ids[q], &err)) break;
         }
@@ -130,6 +170,9 @@ int main(int argc, char **argv) {
       }
       coh_free(ids);
     }
+    if (n_slow && worst_all >= (double)n_slow)
+      printf("slow %s: worst mask %.0f us, %ld calls over\n",
+             json_string_value(json_object_get(j, "id")), worst_all, n_over);
     coh_grammar_free(g);
     free(schema);
     json_decref(j);
@@ -137,13 +180,18 @@ int main(int argc, char **argv) {
   fclose(f);
   qsort(comp.v, comp.n, sizeof *comp.v, cmpd);
   qsort(mask.v, mask.n, sizeof *mask.v, cmpd);
+  qsort(maskc.v, maskc.n, sizeof *maskc.v, cmpd);
   printf("schemas %d (compiled %d), mask calls %zu\n", n_schemas, n_compiled, mask.n);
   printf("compile us: p50 %.1f  p99 %.1f  max %.1f\n", pct(&comp, 0.5), pct(&comp, 0.99),
          comp.n ? comp.v[comp.n - 1] : 0);
-  printf("mask    us: p50 %.1f  p90 %.1f  p99 %.1f  max %.1f\n", pct(&mask, 0.5),
+  printf("mask    us: p50 %.1f  p90 %.1f  p99 %.1f  max %.1f  (wall)\n", pct(&mask, 0.5),
          pct(&mask, 0.9), pct(&mask, 0.99), mask.n ? mask.v[mask.n - 1] : 0);
+  printf("mask    us: p50 %.1f  p90 %.1f  p99 %.1f  max %.1f  (thread CPU)\n",
+         pct(&maskc, 0.5), pct(&maskc, 0.9), pct(&maskc, 0.99),
+         maskc.n ? maskc.v[maskc.n - 1] : 0);
   free(comp.v);
   free(mask.v);
+  free(maskc.v);
   free(m);
   free(line);
   coh_grammar_vocab_free(v);

@@ -95,8 +95,13 @@ n=$("$PY" -c 'import json,sys; print(len(json.loads(open(sys.argv[1]).readline()
 "$PY" -c '
 import json, sys
 j = json.load(open(sys.argv[1]))
+j["normalizer"] = {"type": "Sequence", "normalizers": [{"type": "NFC"}, {"type": "Nmt"}]}
+json.dump(j, open(sys.argv[2], "w"))
 j["normalizer"] = {"type": "Sequence", "normalizers": [{"type": "NFC"}, {"type": "Precompiled", "precompiled_charsmap": ""}]}
-json.dump(j, open(sys.argv[2], "w"))' "$DATA/gpt2.tokenizer.json" "$TMP/pre.json"
-expect_exit 1 'normalizer.normalizers\[1\].type: unsupported normalizer type "Precompiled"' \
+json.dump(j, open(sys.argv[3], "w"))' "$DATA/gpt2.tokenizer.json" "$TMP/pre.json" "$TMP/empty_charsmap.json"
+expect_exit 1 'normalizer.normalizers\[1\].type: unsupported normalizer type "Nmt"' \
   "$COH_BIN" tokenize --tokenizer "$TMP/pre.json"
-echo "ok truncation/padding ignored with one warning; unsupported types named"
+# a charsmap that cannot be read is named by its field (HF refuses it too)
+expect_exit 1 'normalizer.normalizers\[1\].precompiled_charsmap: 0 bytes' \
+  "$COH_BIN" tokenize --tokenizer "$TMP/empty_charsmap.json"
+echo "ok truncation/padding ignored with one warning; unsupported types and bad charsmaps named"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # grammar_gen_ajv.sh — constrained generation under 200 MaskBench JSON Schemas
-# (tests/data/genschemas.jsonl) on a random-weight fixture, one engine at
+# (tests/data/genschemas.jsonl) on a random-weight fixture whose logits are biased towards closing JSON
+# (llama-json-plain-fp32, tools/mkfixture.py), one engine at
 # batch 16 (tests/gen_schemas.c): every output the engine reports complete
 # must parse as JSON and validate with Ajv (tests/ajvref, an independent
 # validator).  Counted and printed, never passed: schemas the grammar engine
@@ -13,9 +14,13 @@
 set -u
 BUILD=${COH_BUILD_DIR:?} SRC=${COH_SOURCE_DIR:?} FIX=${COH_FIXTURES:?}
 PY=${COH_PYTHON:-/usr/bin/python3}
-MODEL="$FIX/llama-long-plain-fp32"   # context 2048
+MODEL="$FIX/llama-json-plain-fp32"   # context 2048, logits biased towards closing JSON
 MAX_TOKENS=${GEN_MAX_TOKENS:-1024}
-MIN_COMPLETE=${GEN_MIN_COMPLETE:-15}
+# The fixture's bias makes most outputs finish: with the biased fixture 163 of 182 supported schemas complete
+# at 1024 tokens and 135 at 256 (the sanitizer builds' budget); the outputs
+# are a deterministic function of the fixture and the grammar engine, so a
+# drop below these floors means one of them changed.
+MIN_COMPLETE=${GEN_MIN_COMPLETE:-150}
 AJV="$SRC/tests/ajvref"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

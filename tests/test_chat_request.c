@@ -2,7 +2,9 @@
  * test_chat_request.c — chat llm requests ("messages"): validation, the plain
  * format of a model without a template, the history_tokens budget, and the
  * model's end-of-sequence / end-of-turn ids (generation_config.json and the
- * tokenizer's end-of-turn special tokens).  Runs on the fixture models of
+ * tokenizer's end-of-turn special tokens), and structured output
+ * (response_format, tools, tool_choice: the grammars they compile to, the
+ * errors, coh_llm_tool_calls).  Runs on the fixture models of
  * tools/mkfixture.py ($COH_FIXTURES).
  */
 #include <jansson.h>
@@ -327,11 +329,271 @@ static void test_stop_ids(void) {
   rmdir(dir);
 }
 
+/* ---- structured output: response_format, tools, tool_choice ------------ */
+
+#define MSG "\"messages\":[{\"role\":\"user\",\"content\":\"b\"}]"
+#define TOOLS                                                                          \
+  "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"meet\",\"description\":" \
+  "\"d\",\"parameters\":{\"type\":\"object\",\"properties\":{\"hour\":{\"$ref\":"      \
+  "\"#/$defs/h\"}},\"required\":[\"hour\"],\"additionalProperties\":false,\"$defs\":"  \
+  "{\"h\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":23}}}}},"                    \
+  "{\"type\":\"function\",\"function\":{\"name\":\"wait\"}}]"
+
+/* Parses json, which must succeed; the caller frees *lr. */
+static int parse_ok(coh_model *m, const char *json, coh_llm_request *lr) {
+  coh_err err;
+  int rc = coh_llm_request_parse(json, strlen(json), m, 1, lr, &err);
+  if (rc) fprintf(stderr, "  %s\n  -> %s\n", json, err.msg);
+  CHECK_EQ_INT(rc, COH_OK);
+  return rc;
+}
+
+/* Whether text, tokenized, walks through lr's grammar to a complete state
+ * (every token in the mask). */
+static int grammar_takes(coh_model *m, const coh_llm_request *lr, const char *text) {
+  const coh_model_info *info = coh_model_get_info(m);
+  coh_grammar_vocab *v = NULL;
+  coh_grammar_state *s = NULL;
+  int32_t *ids = NULL;
+  uint32_t *mask = NULL;
+  size_t n = 0, i;
+  coh_err err;
+  int ok = 0;
+  if (coh_grammar_vocab_new(coh_model_tokenizer(m), info->eos_ids, (size_t)info->n_eos, &v,
+                            &err) ||
+      coh_grammar_state_new(lr->grammar, v, &s, &err) ||
+      coh_tokenizer_encode(coh_model_tokenizer(m), text, strlen(text), 0, &ids, &n, &err))
+    goto done;
+  mask = calloc((size_t)(info->vocab + 31) / 32, 4);
+  if (mask == NULL) goto done;
+  for (i = 0; i < n; i++) {
+    if (coh_grammar_state_mask(s, mask, &err) ||
+        !(mask[ids[i] / 32] & (1u << (ids[i] % 32))) ||
+        coh_grammar_state_accept(s, ids[i], &err))
+      goto done;
+  }
+  ok = coh_grammar_state_is_complete(s);
+done:
+  free(mask);
+  coh_free(ids);
+  coh_grammar_state_free(s);
+  coh_grammar_vocab_free(v);
+  return ok;
+}
+
+static void test_response_format(void) {
+  coh_model *m = open_model(fixture("llama-tiny-plain-fp32"));
+  coh_llm_request lr;
+  REQUIRE(m != NULL);
+  if (!parse_ok(m, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"json_schema\","
+                   "\"json_schema\":{\"name\":\"x\",\"strict\":true,\"schema\":{\"type\":"
+                   "\"object\",\"properties\":{\"a\":{\"enum\":[1,2]}},\"required\":[\"a\"]}}}}",
+                &lr)) {
+    CHECK_EQ_INT(lr.response, COH_RESPONSE_JSON_SCHEMA);
+    CHECK(lr.grammar != NULL && lr.req.grammar == lr.grammar);
+    CHECK_EQ_INT(lr.req.max_ws_run, COH_LLM_MAX_WS_RUN);
+    CHECK_EQ_INT(lr.tool_choice, COH_TOOLS_NONE);
+    CHECK(grammar_takes(m, &lr, "{\"a\": 2}"));
+    CHECK(!grammar_takes(m, &lr, "{\"a\": 3}"));
+  }
+  coh_llm_request_free(&lr);
+  if (!parse_ok(m, "{\"prompt\":\"a\",\"max_ws_run\":0,\"response_format\":{\"type\":"
+                   "\"json_object\"}}", &lr)) {
+    CHECK_EQ_INT(lr.response, COH_RESPONSE_JSON_OBJECT);
+    CHECK_EQ_INT(lr.req.max_ws_run, 0);
+    CHECK(grammar_takes(m, &lr, "{\"k\": [1, {}]}"));
+    CHECK(!grammar_takes(m, &lr, "[1]"));
+  }
+  coh_llm_request_free(&lr);
+  if (!parse_ok(m, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"grammar\",\"grammar\":"
+                   "\"root ::= \\\" \\\"? (\\\"yes\\\" | \\\"no\\\")\"}}", &lr)) {
+    /* SentencePiece: the first token is "▁no" (docs/grammar.md) */
+    CHECK_EQ_INT(lr.response, COH_RESPONSE_GRAMMAR);
+    CHECK(grammar_takes(m, &lr, "no"));
+    CHECK(!grammar_takes(m, &lr, "maybe"));
+  }
+  coh_llm_request_free(&lr);
+  if (!parse_ok(m, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"text\"}}", &lr)) {
+    CHECK(lr.grammar == NULL && lr.req.grammar == NULL);
+    CHECK_EQ_INT(lr.response, COH_RESPONSE_TEXT);
+  }
+  coh_llm_request_free(&lr);
+
+  parse_fails(m, "{\"prompt\":\"a\",\"response_format\":\"json\"}", COH_EFORMAT,
+              "field 'response_format' must be an object with a string 'type'");
+  parse_fails(m, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"xml\"}}", COH_EFORMAT,
+              "field 'response_format.type' = 'xml'");
+  parse_fails(m, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"json_object\",\"schema\":{}}}",
+              COH_EFORMAT, "unknown field 'response_format.schema' for type 'json_object'");
+  parse_fails(m, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"json_schema\"}}", COH_EFORMAT,
+              "field 'response_format.json_schema' must be an object");
+  parse_fails(m, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"json_schema\",\"json_schema\":"
+                 "{\"name\":\"x\"}}}",
+              COH_EFORMAT, "field 'response_format.json_schema.schema' must be an object");
+  parse_fails(m, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"json_schema\",\"json_schema\":"
+                 "{\"schema\":{},\"strict\":1}}}",
+              COH_EFORMAT, "field 'response_format.json_schema.strict' must be true or false");
+  parse_fails(m, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"json_schema\",\"json_schema\":"
+                 "{\"schema\":{},\"mode\":1}}}",
+              COH_EFORMAT, "unknown field 'response_format.json_schema.mode'");
+  /* an unsupported keyword: the field, the keyword and its pointer, never ignored */
+  parse_fails(m, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"json_schema\",\"json_schema\":"
+                 "{\"schema\":{\"properties\":{\"a\":{\"patternProperties\":{}}}}}}}",
+              COH_EUNSUPPORTED, "field 'response_format.json_schema.schema'");
+  parse_fails(m, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"json_schema\",\"json_schema\":"
+                 "{\"schema\":{\"properties\":{\"a\":{\"patternProperties\":{}}}}}}}",
+              COH_EUNSUPPORTED, "/properties/a");
+  parse_fails(m, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"grammar\",\"grammar\":"
+                 "\"root ::= x\"}}",
+              COH_EFORMAT, "field 'response_format.grammar'");
+  parse_fails(m, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"grammar\",\"grammar\":\"\"}}",
+              COH_EFORMAT, "field 'response_format.grammar' must be a non-empty string");
+  parse_fails(m, "{\"prompt\":\"a\",\"ignore_eos\":true,\"response_format\":{\"type\":"
+                 "\"json_object\"}}",
+              COH_EFORMAT, "field 'ignore_eos' cannot be used with constrained output");
+  parse_fails(m, "{\"prompt\":\"a\",\"max_ws_run\":-1}", COH_EFORMAT,
+              "field 'max_ws_run' must be an integer");
+  coh_model_close(m);
+}
+
+static void test_tools(void) {
+  coh_model *m = open_model(fixture("llama-tiny-plain-fp32"));
+  coh_llm_request lr;
+  char *calls = NULL;
+  coh_err err;
+  REQUIRE(m != NULL);
+  /* default: auto — free output, the names kept for the result */
+  if (!parse_ok(m, "{" MSG "," TOOLS "}", &lr)) {
+    CHECK_EQ_INT(lr.tool_choice, COH_TOOLS_AUTO);
+    CHECK(lr.grammar == NULL);
+    CHECK_EQ_INT((int)lr.n_tools, 2);
+    CHECK(!strcmp(lr.tool_names, "meet") && !strcmp(lr.tool_names + 5, "wait"));
+  }
+  coh_llm_request_free(&lr);
+  if (!parse_ok(m, "{" MSG "," TOOLS ",\"tool_choice\":\"none\"}", &lr)) {
+    CHECK_EQ_INT(lr.tool_choice, COH_TOOLS_NONE);
+    CHECK(lr.grammar == NULL && lr.tool_names == NULL);
+  }
+  coh_llm_request_free(&lr);
+  /* required: constrained to a call of either tool; $ref inside parameters
+   * still resolves */
+  if (!parse_ok(m, "{" MSG "," TOOLS ",\"tool_choice\":\"required\"}", &lr)) {
+    CHECK_EQ_INT(lr.tool_choice, COH_TOOLS_REQUIRED);
+    CHECK(lr.grammar != NULL && lr.req.grammar == lr.grammar);
+    CHECK(grammar_takes(m, &lr,
+                        "{\"tool_calls\": [{\"name\": \"meet\", \"arguments\": {\"hour\": 7}}]}"));
+    CHECK(grammar_takes(m, &lr,
+                        "{\"tool_calls\":[{\"name\":\"wait\",\"arguments\":{}},"
+                        "{\"name\":\"meet\",\"arguments\":{\"hour\":23}}]}"));
+    CHECK(!grammar_takes(m, &lr,
+                         "{\"tool_calls\": [{\"name\": \"meet\", \"arguments\": {\"hour\": 24}}]}"));
+    CHECK(!grammar_takes(m, &lr, "{\"tool_calls\": [{\"name\": \"run\", \"arguments\": {}}]}"));
+    CHECK(!grammar_takes(m, &lr, "{\"tool_calls\": []}"));
+    CHECK(!grammar_takes(m, &lr, "Hello"));
+  }
+  coh_llm_request_free(&lr);
+  /* one call only */
+  if (!parse_ok(m, "{" MSG "," TOOLS ",\"tool_choice\":\"required\",\"parallel_tool_calls\":false}",
+                &lr)) {
+    CHECK(grammar_takes(m, &lr, "{\"tool_calls\":[{\"name\":\"wait\",\"arguments\":{}}]}"));
+    CHECK(!grammar_takes(m, &lr,
+                         "{\"tool_calls\":[{\"name\":\"wait\",\"arguments\":{}},"
+                         "{\"name\":\"wait\",\"arguments\":{}}]}"));
+  }
+  coh_llm_request_free(&lr);
+  /* a named tool: only that one */
+  if (!parse_ok(m, "{" MSG "," TOOLS ",\"tool_choice\":{\"type\":\"function\",\"function\":"
+                   "{\"name\":\"wait\"}}}", &lr)) {
+    CHECK_EQ_INT(lr.tool_choice, COH_TOOLS_NAMED);
+    CHECK_EQ_INT((int)lr.n_tools, 1);
+    CHECK(!strcmp(lr.tool_names, "wait"));
+    CHECK(grammar_takes(m, &lr, "{\"tool_calls\":[{\"name\":\"wait\",\"arguments\":{}}]}"));
+    CHECK(!grammar_takes(m, &lr,
+                         "{\"tool_calls\":[{\"name\":\"meet\",\"arguments\":{\"hour\":1}}]}"));
+  }
+  coh_llm_request_free(&lr);
+
+  parse_fails(m, "{" MSG ",\"tools\":[{\"type\":\"code\",\"function\":{\"name\":\"f\"}}]}",
+              COH_EFORMAT, "field 'tools[0].type' must be \"function\"");
+  parse_fails(m, "{" MSG ",\"tools\":[{\"type\":\"function\"}]}", COH_EFORMAT,
+              "field 'tools[0].function' must be an object");
+  parse_fails(m, "{" MSG ",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"a b\"}}]}",
+              COH_EFORMAT, "field 'tools[0].function.name' must be 1 to 64 characters");
+  parse_fails(m, "{" MSG ",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\","
+                 "\"args\":{}}}]}",
+              COH_EFORMAT, "unknown field 'tools[0].function.args'");
+  parse_fails(m, "{" MSG ",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\","
+                 "\"parameters\":[]}}]}",
+              COH_EFORMAT, "field 'tools[0].function.parameters' must be an object");
+  parse_fails(m, "{" MSG ",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}},"
+                 "{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}",
+              COH_EFORMAT, "field 'tools[1].function.name': 'f' is also tools[0]");
+  parse_fails(m, "{" MSG ",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\","
+                 "\"parameters\":{\"type\":\"object\",\"not\":{}}}}]}",
+              COH_EUNSUPPORTED, "field 'tools[0].function.parameters'");
+  /* an empty language (fuzzing found it: the engine's COH_EINVAL) */
+  parse_fails(m, "{" MSG ",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\","
+                 "\"parameters\":{\"type\":\"integer\",\"minimum\":5,\"maximum\":3}}}]}",
+              COH_EFORMAT, "field 'tools[0].function.parameters': the grammar matches no string");
+  parse_fails(m, "{" MSG "," TOOLS ",\"tool_choice\":\"always\"}", COH_EFORMAT,
+              "field 'tool_choice' = 'always'");
+  parse_fails(m, "{" MSG "," TOOLS ",\"tool_choice\":{\"type\":\"function\"}}", COH_EFORMAT,
+              "field 'tool_choice' must be");
+  parse_fails(m, "{" MSG "," TOOLS ",\"tool_choice\":{\"type\":\"function\",\"function\":"
+                 "{\"name\":\"fly\"}}}",
+              COH_EFORMAT, "field 'tool_choice.function.name' = 'fly' is not one of the tools");
+  parse_fails(m, "{" MSG ",\"tool_choice\":\"auto\"}", COH_EFORMAT,
+              "field 'tool_choice' needs 'tools'");
+  parse_fails(m, "{" MSG ",\"tools\":[],\"tool_choice\":\"required\"}", COH_EFORMAT,
+              "'tools' is empty");
+  parse_fails(m, "{" MSG "," TOOLS ",\"parallel_tool_calls\":1}", COH_EFORMAT,
+              "field 'parallel_tool_calls' must be true or false");
+  parse_fails(m, "{" MSG "," TOOLS ",\"tool_choice\":\"required\",\"response_format\":"
+                 "{\"type\":\"json_object\"}}",
+              COH_EFORMAT, "cannot be combined with a tool_choice that forces a tool call");
+  parse_fails(m, "{\"prompt\":\"a\",\"tool_choice\":\"auto\"}", COH_EFORMAT,
+              "field 'tool_choice' needs 'messages'");
+
+  /* the result's tool calls */
+  {
+    static const char names[] = "meet\0wait";
+    static const char *const no[] = {
+        "{\"tool_calls\":[{\"name\":\"fly\",\"arguments\":{}}]}",
+        "{\"tool_calls\":[{\"name\":\"wait\",\"arguments\":{}}],\"x\":1}",
+        "{\"tool_calls\":[{\"name\":\"wait\",\"arguments\":{},\"name\":\"fly\"}]}",
+        "{\"tool_calls\":[{\"name\":\"wait\"}]}",
+        "{\"tool_calls\":[{\"name\":\"wait\",\"arguments\":[]}]}",
+        "{\"tool_calls\":[]}",
+        "{\"tool_calls\":[{\"name\":\"wait\",\"arguments\":{}}",
+        "Call wait.",
+        ""};
+    size_t i;
+    const char *t = " {\"tool_calls\": [{\"name\": \"meet\", \"arguments\": {\"hour\": 7}}]}\n";
+    CHECK_EQ_INT(coh_llm_tool_calls(names, 2, t, strlen(t), &calls, &err), COH_OK);
+    CHECK(calls != NULL && !strcmp(calls, "[{\"name\":\"meet\",\"arguments\":{\"hour\":7}}]"));
+    coh_free(calls);
+    /* a repeated member (the grammar allows it): the last value counts */
+    t = "{\"tool_calls\":[{\"name\":\"meet\",\"arguments\":{},\"arguments\":{\"hour\":7}}]}";
+    CHECK_EQ_INT(coh_llm_tool_calls(names, 2, t, strlen(t), &calls, &err), COH_OK);
+    CHECK(calls != NULL && !strcmp(calls, "[{\"name\":\"meet\",\"arguments\":{\"hour\":7}}]"));
+    coh_free(calls);
+    for (i = 0; i < sizeof no / sizeof *no; i++) {
+      calls = (char *)1;
+      CHECK_EQ_INT(coh_llm_tool_calls(names, 2, no[i], strlen(no[i]), &calls, &err), COH_OK);
+      if (calls != NULL) fprintf(stderr, "  taken as a call: %s\n", no[i]);
+      CHECK(calls == NULL);
+    }
+  }
+  coh_model_close(m);
+}
+
 int main(int argc, char **argv) {
   TEST_MAIN_BEGIN(argc, argv);
   RUN(test_plain_format);
   RUN(test_bad_chat_requests);
   RUN(test_history_budget);
   RUN(test_stop_ids);
+  RUN(test_response_format);
+  RUN(test_tools);
   return TEST_MAIN_END();
 }

@@ -6,7 +6,8 @@
  * by the grammar engine), a complete output that allows only end-of-sequence
  * finishes at once, and batched constrained requests produce exactly the
  * tokens they produce alone (batch invariance), with the helper thread that
- * computes masks during the forward pass.  Runs under ThreadSanitizer too
+ * computes masks during the forward pass, and the whitespace bound
+ * (coh_request.max_ws_run).  Runs under ThreadSanitizer too
  * (scripts/test.sh).
  */
 #include <ctype.h>
@@ -367,6 +368,82 @@ static void test_errors_and_teardown(void) {
   coh_model_close(m);
 }
 
+/* Whether token t's bytes are all JSON whitespace (ws_only) and whether
+ * they end in whitespace (ends_ws). */
+static void ws_kind(const coh_model *m, int32_t t, int *ws_only, int *ends_ws) {
+  char buf[512];
+  size_t len = 0, i;
+  coh_err err;
+  *ws_only = *ends_ws = 0;
+  if (coh_tokenizer_token_bytes(coh_model_tokenizer(m), t, buf, sizeof buf, &len, &err) ||
+      len == 0)
+    return;
+  for (i = 0; i < len && strchr(" \t\n\r", buf[i]) != NULL && buf[i]; i++) {}
+  *ws_only = i == len;
+  *ends_ws = strchr(" \t\n\r", buf[len - 1]) != NULL && buf[len - 1];
+}
+
+/* coh_request.max_ws_run: without it a random model under a grammar that
+ * allows whitespace anywhere emits whitespace-only tokens back to back;
+ * with max_ws_run = 1 a whitespace-only token never follows an output that
+ * ends in whitespace (the grammar always allows something else here), every
+ * output still follows the grammar, and all of them complete. */
+static void test_ws_bound(void) {
+  coh_model *m = open_model(fixture("llama-tiny-plain-fp32"));
+  coh_grammar *g;
+  coh_grammar_vocab *v;
+  coh_engine *e = NULL;
+  coh_err err;
+  static out o[8];
+  int i, k, pairs_free = 0, pairs_bounded = 0, complete = 0;
+  REQUIRE(m != NULL);
+  g = ebnf("root ::= ws \"[\" ws \"1\" ws \"]\"\nws ::= [ \\t\\n]*\n");
+  REQUIRE(g != NULL);
+  v = vocab_of(m);
+  REQUIRE(v != NULL);
+  REQUIRE(coh_engine_new(m, 8, &e, &err) == 0);
+  for (i = 0; i < 8; i++) {
+    coh_request r;
+    uint64_t id;
+    coh_request_default(&r);
+    r.prompt = PROMPT;
+    r.n_prompt = sizeof PROMPT / sizeof PROMPT[0];
+    r.max_tokens = 60;
+    r.sampling.temperature = 1.0f;
+    r.sampling.seed = 7 + (uint64_t)(i % 4);
+    r.grammar = g;
+    r.max_ws_run = i < 4 ? 0 : 1;
+    r.on_token = collect;
+    r.user = &o[i];
+    memset(&o[i], 0, sizeof o[i]);
+    REQUIRE(coh_engine_submit(e, &r, &id, &err) == 0);
+  }
+  REQUIRE(run_all(e) == 0);
+  for (i = 0; i < 8; i++) {
+    CHECK(replay(m, g, v, &o[i]));
+    for (k = 1; k < o[i].n; k++) {
+      int wo_prev, end_prev, wo, end;
+      if (is_eos(m, o[i].ids[k])) break;
+      ws_kind(m, o[i].ids[k - 1], &wo_prev, &end_prev);
+      ws_kind(m, o[i].ids[k], &wo, &end);
+      if (end_prev && wo) {
+        if (i < 4) pairs_free++;
+        else pairs_bounded++;
+      }
+    }
+    if (i >= 4 && o[i].finish == COH_FINISH_EOS) complete++;
+  }
+  fprintf(stderr, "  whitespace after whitespace: %d unbounded, %d with max_ws_run 1; "
+          "%d of 4 bounded complete\n", pairs_free, pairs_bounded, complete);
+  CHECK(pairs_free > 0);  /* the bound has something to do */
+  CHECK_EQ_INT(pairs_bounded, 0);
+  CHECK_EQ_INT(complete, 4);
+  coh_engine_free(e);
+  coh_grammar_vocab_free(v);
+  coh_grammar_free(g);
+  coh_model_close(m);
+}
+
 int main(int argc, char **argv) {
   TEST_MAIN_BEGIN(argc, argv);
   RUN(test_list_grammar);
@@ -374,5 +451,6 @@ int main(int argc, char **argv) {
   RUN(test_json_object);
   RUN(test_batch_invariance);
   RUN(test_errors_and_teardown);
+  RUN(test_ws_bound);
   return TEST_MAIN_END();
 }

@@ -442,8 +442,8 @@ static void test_unsupported(void) {
     bad(json, COH_EUNSUPPORTED, "model.vocab", "at most 256");
   }
   bad("{" MODEL_OK ",\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":["
-      "{\"type\":\"NFC\"},{\"type\":\"Precompiled\"}]}}",
-      COH_EUNSUPPORTED, "normalizer.normalizers[1].type", "Precompiled");
+      "{\"type\":\"NFC\"},{\"type\":\"Nmt\"}]}}",
+      COH_EUNSUPPORTED, "normalizer.normalizers[1].type", "Nmt");
   bad("{" MODEL_OK ",\"normalizer\":{\"type\":\"BertNormalizer\","
       "\"strip_accents\":1}}",
       COH_EFORMAT, "normalizer.strip_accents", "boolean");
@@ -576,6 +576,196 @@ static void test_unigram(void) {
   CHECK(text != NULL && !strcmp(text, "ab <unk>b"));
   coh_free(text);
   coh_tokenizer_free(tok);
+}
+
+/* ---- Precompiled (SentencePiece charsmap) ---------------------------------
+ * TINY_CHARSMAP is what SentencePiece 0.1.97 compiles from the rules
+ *   41 -> 61 (A -> a), 65 -> 45 (e -> E), 65 301 -> E9 (e + acute -> é),
+ *   FB01 -> 66 69 (ﬁ -> fi), 200B -> "" (deleted), 3000 -> 20
+ * (`tools/spm_to_tokenizer_json.py --charsmap-from-rules RULES.tsv`).  The
+ * expected ids are those HF tokenizers 0.23.2 gives for the same file
+ * (tests/tokref/encode.mjs): a grapheme under 6 bytes takes the SHORTEST
+ * matching prefix's replacement and loses the rest, so "e" + U+0301 is "E"
+ * and U+FB01 + U+0301 is "fi".  The comparison with HF on full T5- and
+ * XLM-R-style charsmaps is tests/tok_compare.py. */
+#define TINY_CHARSMAP \
+  "AAQAAAAAAQBBDQAABQAAgAMAAICBBQAACgAAgIAoAgCLPQAAAAAAgIAMAgCABQAAAQAAgKwM" \
+  "AgAHAACAgQ0AAA4AAAARAAAAEAAAABMAAAASAAAAFQAAABQAAAAXAAAAFgAAABkAAAAYAAAA" \
+  "GwAAABoAAAAdAAAAHAAAAB8AAAAeAAAAIQAAACAAAAAjAAAAIgAAACUAAABlmQAAJwAAACYA" \
+  "AAApAAAAKAAAACsAAAAqAAAALQAAACwAAAAvAAAALgAAADEAAAAwAAAAMwAAADIAAAA1AAAA" \
+  "NAAAADcAAAA2AAAAOQAAADgAAAA7AAAAOgAAAD0AAAA8AAAAPwAAAD4AAABBAAAAQAAAAEMA" \
+  "AABCAAAARQAAAEQAAABHAAAARgAAAEkAAABIAAAASwAAAEoAAABNAAAATAAAAE8AAABOAAAA" \
+  "UQAAAFAAAABTAAAAUgAAAFUAAABUAAAAVwAAAFYAAABZAAAAWAAAAFsAAABaAAAAXQAAAFwA" \
+  "AABfAAAAXgAAAGEAAABgAAAAYwAAAGIAAABlAAAAZAAAAGcAAABmAAAAaQAAAGgAAABrAAAA" \
+  "agAAAG0AAABsAAAAbwAAAG4AAABxAAAAcAAAAHMAAAByAAAAdQAAAHQAAAB3AAAAdgAAAHkA" \
+  "AAB4AAAAewAAAHoAAAB9AAAAfAAAAH8AAAB+AAAAgQAAAIAAAACDAAAAggAAAIUAAACEAAAA" \
+  "hwAAAIYAAACJAAAAiAAAAIsAAACKAAAAjQAAAIwAAACPAAAAjgAAAJEAAACQAAAAkwAAAJIA" \
+  "AACVAAAAlAAAAJcAAACWAAAAmQAAAJgAAACbAAAAmgAAAJ0AAACcAAAAnwAAAJ4AAAChAAAA" \
+  "oAAAAOKQAADjqAAApQAAAKQAAACnAAAApgAAAKkAAACoAAAAqwAAAKoAAACtAAAArAAAAK8A" \
+  "AADvPAAAsQAAALAAAACzAAAAsgAAALUAAAC0AAAAtwAAALYAAAC5AAAAuAAAALsAAAC6AAAA" \
+  "vQAAALwAAAC/AAAAvgAAAMEAAADAAAAAwwAAAMIAAADFAAAAxAAAAMcAAADGAAAAyQAAAMgA" \
+  "AADLAAAAygAAAM0AAADMAAAAzwAAAMwoAQDRAAAA0AAAANMAAADSAAAA1QAAANQAAADXAAAA" \
+  "1gAAANkAAADYAAAA2wAAANoAAADdAAAA3AAAAN8AAADeAAAA4QAAAOAAAADjAAAA4gAAAOUA" \
+  "AADkAAAA5wAAAOYAAADpAAAA6AAAAOsAAADqAAAA7QAAAOwAAADvAAAA7gAAAPEAAADwAAAA" \
+  "8wAAAPIAAAD1AAAA9AAAAPcAAAD2AAAA+QAAAPgAAAD7AAAA+gAAAP0AAAD8AAAA/wAAAP4A" \
+  "AAAAIABFAGEAZmkAw6kA"
+
+#define PRECOMP_VOCAB                                                       \
+  "\"model\":{\"type\":\"BPE\",\"merges\":[],\"vocab\":{\"a\":0,"           \
+  "\"A\":1,\"E\":2,\"e\":3,\"\u00e9\":4,\"f\":5,\"i\":6,\" \":7,"           \
+  "\"\u0301\":8,\"\ufb01\":9,\"x\":10,\"y\":11,\"b\":12,\"d\":13}}"
+
+/* Standard padded base64 of b[0..n) into out (4 * ceil(n / 3) + 1 bytes). */
+static void b64(const unsigned char *b, size_t n, char *out) {
+  static const char al[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  size_t i, o = 0;
+  for (i = 0; i < n; i += 3) {
+    uint32_t w = (uint32_t)b[i] << 16;
+    if (i + 1 < n) w |= (uint32_t)b[i + 1] << 8;
+    if (i + 2 < n) w |= b[i + 2];
+    out[o++] = al[w >> 18 & 63];
+    out[o++] = al[w >> 12 & 63];
+    out[o++] = i + 1 < n ? al[w >> 6 & 63] : '=';
+    out[o++] = i + 2 < n ? al[w & 63] : '=';
+  }
+  out[o] = '\0';
+}
+
+static void put32(unsigned char *p, uint32_t v) {
+  p[0] = (unsigned char)v;
+  p[1] = (unsigned char)(v >> 8);
+  p[2] = (unsigned char)(v >> 16);
+  p[3] = (unsigned char)(v >> 24);
+}
+
+/* A tokenizer whose charsmap is b[0..n) (raw bytes, base64-encoded here). */
+static coh_tokenizer *load_charsmap(const unsigned char *b, size_t n,
+                                    coh_err *err) {
+  char *json = malloc(n * 2 + 1024), *enc = malloc(n * 2 + 8);
+  coh_tokenizer *tok = NULL;
+  if (json != NULL && enc != NULL) {
+    b64(b, n, enc);
+    sprintf(json,
+            "{\"normalizer\":{\"type\":\"Precompiled\","
+            "\"precompiled_charsmap\":\"%s\"}," PRECOMP_VOCAB "}",
+            enc);
+    tok = load_str(json, err);
+  }
+  free(json);
+  free(enc);
+  return tok;
+}
+
+static void test_precompiled(void) {
+  coh_err err;
+  coh_tokenizer *tok = load_str(
+      "{\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":"
+      "\"Precompiled\",\"precompiled_charsmap\":\"" TINY_CHARSMAP "\"}]},"
+      PRECOMP_VOCAB "}",
+      &err);
+  CHECK(tok != NULL);
+  if (tok == NULL) {
+    fprintf(stderr, "  %s\n", err.msg);
+    return;
+  }
+  ENC_IS(tok, "A", 0, 0);
+  ENC_IS(tok, "e", 0, 2);
+  ENC_IS(tok, "\xc3\xa9", 0, 4);                 /* no rule: kept */
+  ENC_IS(tok, "e\xcc\x81", 0, 2);                /* shortest prefix wins */
+  ENC_IS(tok, "\xef\xac\x81\xcc\x81", 0, 5, 6);  /* the mark is dropped */
+  ENC_IS(tok, "x\xe2\x80\x8by", 0, 10, 11);      /* U+200B deleted */
+  ENC_IS(tok, "\xe3\x80\x80", 0, 7);             /* U+3000 -> space */
+  ENC_IS(tok, "\xcc\x81", 0, 8);
+  ENC_IS(tok, "Ae\xcc\x81\xef\xac\x81x", 0, 0, 2, 5, 6, 10);
+  /* a grapheme of 6 bytes or more goes character by character: e + three
+   * acutes (7 bytes) is E then the marks */
+  ENC_IS(tok, "e\xcc\x81\xcc\x81\xcc\x81", 0, 2, 8, 8, 8);
+  coh_tokenizer_free(tok);
+
+  {
+    /* A corrupt trie never reads out of bounds: 'a' leads to a value past
+     * the table, 'b' to one inside "é"'s bytes (both count as no rule),
+     * 'd' to "é"; every other byte to no node. */
+    unsigned char blob[4 + 4 * 0x66 + 3];
+    memset(blob, 0, sizeof blob);
+    put32(blob, 4 * 0x66);
+    put32(blob + 4 + 4 * 0x61, 0x61u | 1u << 8);            /* value 0x161 */
+    put32(blob + 4 + 4 * 0x62, 0x62u | 1u << 8 | 1u << 10); /* at 0x63 */
+    put32(blob + 4 + 4 * 0x63, 1);                          /* inside é */
+    put32(blob + 4 + 4 * 0x64, 0x64u | 1u << 8 | 1u << 10); /* at 0x65 */
+    put32(blob + 4 + 4 * 0x65, 0);                          /* "é" */
+    memcpy(blob + 4 + 4 * 0x66, "\xc3\xa9", 3);
+    tok = load_charsmap(blob, sizeof blob, &err);
+    CHECK(tok != NULL);
+    if (tok != NULL) ENC_IS(tok, "abde", 0, 0, 12, 4, 3);
+    coh_tokenizer_free(tok);
+    /* a root whose child offset points far outside the trie */
+    put32(blob + 4, 0xFFFFFC00u & 0x7FFFFFFFu);
+    tok = load_charsmap(blob, sizeof blob, &err);
+    CHECK(tok != NULL);
+    if (tok != NULL) ENC_IS(tok, "abde", 0, 0, 12, 13, 3);
+    coh_tokenizer_free(tok);
+  }
+}
+
+/* Corrupt charsmaps: each error names normalizer...precompiled_charsmap. */
+static void test_precompiled_bad(void) {
+  static const unsigned char bad_size[] = {5, 0, 0, 0, 0, 0, 0, 0, 0};
+  static const unsigned char past_end[] = {8, 0, 0, 0, 0, 0, 0, 0};
+  static const unsigned char bad_utf8[] = {4, 0, 0, 0, 0, 0, 0, 0, 0xFF};
+  static const unsigned char no_trie[] = {0, 0, 0, 0, 'a', 0};
+  coh_err err;
+  char *json;
+  size_t n, i;
+  coh_tokenizer *tok;
+  bad("{\"normalizer\":{\"type\":\"Precompiled\"}," MODEL_OK "}",
+      COH_EFORMAT, "normalizer.precompiled_charsmap: missing field", NULL);
+  bad("{\"normalizer\":{\"type\":\"Precompiled\",\"precompiled_charsmap\":"
+      "3}," MODEL_OK "}",
+      COH_EFORMAT, "normalizer.precompiled_charsmap", NULL);
+  bad("{\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":"
+      "\"NFC\"},{\"type\":\"Precompiled\",\"precompiled_charsmap\":"
+      "\"AAA*\"}]}," MODEL_OK "}",
+      COH_EFORMAT, "normalizer.normalizers[1].precompiled_charsmap",
+      "base64");
+  bad("{\"normalizer\":{\"type\":\"Precompiled\",\"precompiled_charsmap\":"
+      "\"AAAAA\"}," MODEL_OK "}",
+      COH_EFORMAT, "normalizer.precompiled_charsmap", "base64");
+  bad("{\"normalizer\":{\"type\":\"Precompiled\",\"precompiled_charsmap\":"
+      "\"AAB=\"}," MODEL_OK "}", /* non-zero bits after the last byte */
+      COH_EFORMAT, "normalizer.precompiled_charsmap", "base64");
+  bad("{\"normalizer\":{\"type\":\"Precompiled\",\"precompiled_charsmap\":"
+      "\"AAA=\"}," MODEL_OK "}",
+      COH_EFORMAT, "normalizer.precompiled_charsmap", "shorter");
+  bad("{\"normalizer\":{\"type\":\"Precompiled\",\"precompiled_charsmap\":"
+      "\"\"}," MODEL_OK "}",
+      COH_EFORMAT, "normalizer.precompiled_charsmap", "shorter");
+  tok = load_charsmap(bad_size, sizeof bad_size, &err);
+  CHECK(tok == NULL && err.code == COH_EFORMAT &&
+        strstr(err.msg, "normalizer.precompiled_charsmap: trie size 5"));
+  tok = load_charsmap(past_end, sizeof past_end, &err);
+  CHECK(tok == NULL && err.code == COH_EFORMAT &&
+        strstr(err.msg, "trie size 8"));
+  tok = load_charsmap(no_trie, sizeof no_trie, &err);
+  CHECK(tok == NULL && err.code == COH_EFORMAT &&
+        strstr(err.msg, "trie size 0"));
+  tok = load_charsmap(bad_utf8, sizeof bad_utf8, &err);
+  CHECK(tok == NULL && err.code == COH_EFORMAT &&
+        strstr(err.msg, "not valid UTF-8"));
+  /* past the 4 MiB bound (decoded): refused before decoding */
+  n = ((size_t)4 << 20) / 3 * 4 + 8;
+  json = malloc(n + 256);
+  REQUIRE(json != NULL);
+  i = (size_t)sprintf(json, "{\"normalizer\":{\"type\":\"Precompiled\","
+                            "\"precompiled_charsmap\":\"");
+  memset(json + i, 'A', n);
+  sprintf(json + i + n, "\"}," MODEL_OK "}");
+  tok = load_str(json, &err);
+  CHECK(tok == NULL && err.code == COH_EFORMAT &&
+        strstr(err.msg, "normalizer.precompiled_charsmap") &&
+        strstr(err.msg, "limit"));
+  free(json);
 }
 
 /* truncation and padding are accepted, ignored, and reported once. */
@@ -1134,6 +1324,12 @@ static void test_out_of_memory(void) {
             "\"model\":{\"type\":\"Unigram\",\"unk_id\":0,\"vocab\":["
             "[\"<unk>\",0],[\"a\",-1],[\"b\",-1],[\"ab\",-1]]}}",
             "ab!xb", "ab <unk> <unk> b", 600);
+  /* the Precompiled normalizer (its charsmap at load, the grapheme walk) */
+  oom_sweep("{\"normalizer\":{\"type\":\"Precompiled\","
+            "\"precompiled_charsmap\":\"" TINY_CHARSMAP "\"},"
+            "\"model\":{\"type\":\"BPE\",\"merges\":[],\"vocab\":"
+            "{\"a\":0,\"E\":1,\"f\":2,\"i\":3}}}",
+            "Ae\xcc\x81\xef\xac\x81\xe2\x80\x8b", "a E f i", 600);
 }
 
 /* Replays the fuzz corpus (seeds and crash regressions) through the
@@ -1180,6 +1376,8 @@ int main(int argc, char **argv) {
   RUN(test_ignored_settings);
   RUN(test_wordpiece);
   RUN(test_unigram);
+  RUN(test_precompiled);
+  RUN(test_precompiled_bad);
   RUN(test_missing_file);
   RUN(test_bounds_at_load);
   RUN(test_bounds_at_run);

@@ -108,6 +108,12 @@ SUITES = {
         dict(BASE_TINY, name="llama-long-plain-fp16", attention="plain", dtype="fp16", layout="genai", context=2048),
         dict(BASE_TINY, name="llama-long-optimum-fp32", attention="plain", dtype="fp32", layout="optimum",
              context=2048),
+        # random weights plus a logit bias towards tokens that close JSON
+        # structure, so that output constrained by a JSON Schema finishes
+        # within a bounded number of tokens (tests/grammar_gen_ajv.sh): an
+        # unbiased random model has no reason ever to close a string
+        dict(BASE_TINY, name="llama-json-plain-fp32", attention="plain", dtype="fp32", layout="genai",
+             context=2048, logit_bias={"chars": "\"}],:", "value": 12.0, "whitespace": -12.0}),
         # weight-only quantized twins of llama-tiny (same seed: the same float
         # weights before quantization), com.microsoft.MatMulNBits: symmetric
         # int8; asymmetric int4 with zero points; symmetric int4 with blocks of
@@ -228,6 +234,12 @@ def validate_spec(s):
         raise FixtureError("--quant-head needs --quant")
     if not s["name"] or "/" in s["name"] or s["name"].startswith("."):
         raise FixtureError("--name must be a plain folder name")
+    lb = s.get("logit_bias")
+    if lb is not None and (not isinstance(lb, dict) or set(lb) != {"chars", "value", "whitespace"}
+                           or not lb["chars"] or not isinstance(lb["value"], float)
+                           or not isinstance(lb["whitespace"], float)):
+        raise FixtureError("logit_bias must be {\"chars\": non-empty string, \"value\": float, "
+                           "\"whitespace\": float}")
 
 
 def tensor_plan(s):
@@ -252,6 +264,8 @@ def tensor_plan(s):
     plan += [("model.norm.weight", (H,))]
     if not s.get("tied"):
         plan.append(("lm_head.weight", (V, H)))
+    if s.get("logit_bias"):
+        plan.append(("lm_head.bias", (V,)))
     return plan
 
 
@@ -274,12 +288,34 @@ def make_weight(s, name, shape):
         w = rng.standard_normal(shape, dtype=np.float32)
     elif name == "lm_head.weight":
         w = rng.standard_normal(shape, dtype=np.float32) * np.float32(3.0 / np.sqrt(shape[1]))
+    elif name == "lm_head.bias":
+        w = logit_bias_vector(s, shape[0])
     else:
         std = 1.0 / np.sqrt(shape[1])
         if name.endswith("o_proj.weight") or name.endswith("down_proj.weight"):
             std /= np.sqrt(2.0 * s["layers"])
         w = rng.standard_normal(shape, dtype=np.float32) * np.float32(std)
     return w.astype(np_dtype(s["dtype"]))
+
+
+def logit_bias_vector(s, vocab):
+    """s["logit_bias"]["value"] for every token whose text (tokenizer.json's
+    vocab string) contains one of s["logit_bias"]["chars"];
+    s["logit_bias"]["whitespace"] for every token that is only whitespace
+    (JSON allows unbounded whitespace between tokens, and a random model
+    happily fills its budget with it); 0 elsewhere."""
+    with open(s.get("tokenizer", TOKENIZER_SRC), encoding="utf-8") as f:
+        tok_vocab = json.load(f)["model"]["vocab"]
+    w = np.zeros(vocab, np.float32)
+    chars = set(s["logit_bias"]["chars"])
+    for text, i in tok_vocab.items():
+        if not 0 <= i < vocab:
+            continue
+        if chars.intersection(text):
+            w[i] = s["logit_bias"]["value"]
+        elif text and all(ch in " \t\r\n\u2581" for ch in text):  # U+2581: SentencePiece's space
+            w[i] = s["logit_bias"]["whitespace"]
+    return w
 
 
 def rope_cache(s):
@@ -630,18 +666,21 @@ def build_graph(s, initializers):
         x = node("Add", [x, down], name=tag + "/mlp_residual")
 
     xn = rmsnorm(x, "model.norm.weight", "final_norm")
+    head_out = "logits_unbiased" if s.get("logit_bias") else "logits"
     if head_quant_name(s):
         # quantized output head: MatMulNBits on the [vocab, hidden] matrix
         # (the tied embedding's own layout; the Gather keeps the float table)
-        linear(xn, head_quant_name(s), "logits", H, s["vocab"])
-    elif s.get("tied"):
-        # the output head shares the embedding: the file holds it once, and
-        # ONNX Runtime's constant folding transposes it once, at session load
-        head = node("Transpose", ["model.embed_tokens.weight"], name="lm_head/tied_t", perm=[1, 0])
+        linear(xn, head_quant_name(s), head_out, H, s["vocab"])
     else:
-        head = "lm_head.weight"
-    if not head_quant_name(s):
-        nodes.append(helper.make_node("MatMul", [xn, head], ["logits"], name="lm_head"))
+        if s.get("tied"):
+            # the output head shares the embedding: the file holds it once, and
+            # ONNX Runtime's constant folding transposes it once, at session load
+            head = node("Transpose", ["model.embed_tokens.weight"], name="lm_head/tied_t", perm=[1, 0])
+        else:
+            head = "lm_head.weight"
+        nodes.append(helper.make_node("MatMul", [xn, head], [head_out], name="lm_head"))
+    if s.get("logit_bias"):
+        nodes.append(helper.make_node("Add", ["logits_unbiased", "lm_head.bias"], ["logits"], name="lm_head/bias"))
 
     if stored_fp16_under_fp32(s):
         casts = [helper.make_node("Cast", [n + "/fp16"], [n], name="weights/cast/" + n, to=TensorProto.FLOAT)
@@ -676,6 +715,8 @@ def spec_stamp(s):
         for key in ("tokenizer", "tokenizer_config"):
             with open(s[key], "rb") as f:
                 stamp[key + "_sha256"] = hashlib.sha256(f.read()).hexdigest()
+    if s.get("logit_bias"):
+        stamp["logit_bias"] = s["logit_bias"]
     return json.dumps(stamp, sort_keys=True, indent=1) + "\n"
 
 
@@ -1005,6 +1046,9 @@ def twin_spec(src_dir, name=None):
         with open(gen) as f:
             s["generation_config"] = json.load(f)
     weights = {k: v.astype(np.float32) for k, v in read_safetensors(os.path.join(src_dir, "model.safetensors")).items()}
+    if "lm_head.bias" in weights:
+        raise FixtureError("%s: a logit-bias fixture (lm_head.bias): --from does not carry the bias spec; "
+                           "use --suite/--name with --quant" % src_dir)
     return s, weights
 
 
@@ -1052,7 +1096,7 @@ def ref_forward(cfg, w, ids, mask, pos):
         u = h2 @ w[p + "mlp.up_proj.weight"].T
         x = x + ((g / (1.0 + np.exp(-g))) * u) @ w[p + "mlp.down_proj.weight"].T
     x = rms(x, w["model.norm.weight"])
-    return x @ w.get("lm_head.weight", w["model.embed_tokens.weight"]).T
+    return x @ w.get("lm_head.weight", w["model.embed_tokens.weight"]).T + w.get("lm_head.bias", 0.0)
 
 
 # ---------------------------------------------------------------------------
@@ -1443,6 +1487,8 @@ def verify_model(d):
 
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     st = read_safetensors(os.path.join(d, "model.safetensors"))
+    if "lm_head.bias" in st:  # a fixture with a logit bias (spec key logit_bias)
+        s["logit_bias"] = True
     plan = tensor_plan(s)
     if sorted(st) != sorted(n for n, _ in plan):
         fail("model.safetensors: tensor names %s differ from the Llama plan" % sorted(set(st) ^ set(n for n, _ in plan)))

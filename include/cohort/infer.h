@@ -198,6 +198,13 @@ typedef struct coh_request {
    * request that reaches max_tokens or the context first ends incomplete
    * (finish LENGTH / CONTEXT), as without a grammar. */
   const coh_grammar *grammar;
+  /* With a grammar: > 0 bounds runs of JSON whitespace (space, tab, CR,
+   * LF): once the output ends in at least this many whitespace bytes, the
+   * tokens made only of whitespace are left out of the mask, unless nothing
+   * else is allowed (then the mask is unchanged).  So a model that keeps
+   * choosing newlines between JSON tokens (or inside a string) must move
+   * on.  0 (default): no bound. */
+  int32_t max_ws_run;
 } coh_request;
 
 void coh_request_default(coh_request *r);
@@ -271,11 +278,31 @@ void coh_engine_get_stats(const coh_engine *e, coh_engine_stats *out);
  *     when the model wants one); a model without a template renders it with
  *     coh_chat_render_plain, tokenized like a prompt;
  * and may hold:
- *   "tools" (array of objects; messages only): the template's `tools`;
+ *   "tools" (array of at most 128 OpenAI function tools, {"type":
+ *     "function", "function": {"name" ([A-Za-z0-9_-]{1,64}, unique),
+ *     "description"?, "parameters"? (a JSON Schema; default: no
+ *     arguments, {}), "strict"?}}; messages only): the template's `tools`;
  *   "template_vars" (object; messages only): extra template variables, e.g.
  *     "date_string" or "date_time" (never "messages", "tools" or
  *     "add_generation_prompt");
  *   "add_generation_prompt" (bool, default true; messages only);
+ *   "response_format" (object): constrained output (docs/grammar.md):
+ *     {"type": "json_schema", "json_schema": {"name", "schema", "strict"?,
+ *     "description"?}}, {"type": "json_object"}, {"type": "grammar",
+ *     "grammar": EBNF text} or {"type": "text"} (unconstrained).  The grammar
+ *     is compiled here; an unsupported keyword is COH_EUNSUPPORTED naming
+ *     the field, the keyword and its JSON pointer;
+ *   "tool_choice" ("none", "auto", "required", or {"type": "function",
+ *     "function": {"name": N}}; needs "tools"; default "auto") and
+ *     "parallel_tool_calls" (bool, default true): with "required" or a named
+ *     tool the output is constrained to {"tool_calls": [{"name": TOOL,
+ *     "arguments": ARGS}, ...]} (one call or more; exactly one when
+ *     parallel_tool_calls is false), TOOL one of the (named) tools, ARGS
+ *     valid for that tool's "parameters"; with "auto" the output is free and
+ *     is a tool call when it parses as that object (coh_llm_tool_calls);
+ *     "required"/named cannot be combined with "response_format";
+ *   "max_ws_run" (int in [0, 2^20], default COH_LLM_MAX_WS_RUN): with a
+ *     constraint, coh_request.max_ws_run (0: no bound);
  *   "history_tokens" (int in [1, 2^24]; messages only): the most tokens the
  *     rendered prompt may have; when it has more, the oldest turns are left
  *     out (never the leading "system" messages nor the last message; the
@@ -291,6 +318,22 @@ void coh_engine_get_stats(const coh_engine *e, coh_engine_stats *out);
  * ignored setting.  Generation stops at the model's eos_ids (which include
  * its end-of-turn tokens, see coh_model_open) unless ignore_eos. */
 #define COH_LLM_MAX_MESSAGES 4096
+/* The default bound on runs of JSON whitespace in constrained output. */
+#define COH_LLM_MAX_WS_RUN 8
+
+typedef enum coh_llm_response {
+  COH_RESPONSE_TEXT = 0,       /* unconstrained */
+  COH_RESPONSE_JSON_SCHEMA,
+  COH_RESPONSE_JSON_OBJECT,
+  COH_RESPONSE_GRAMMAR
+} coh_llm_response;
+
+typedef enum coh_llm_tools {
+  COH_TOOLS_NONE = 0,  /* no tools, or tool_choice "none" */
+  COH_TOOLS_AUTO,      /* free output; a tool call when it parses as one */
+  COH_TOOLS_REQUIRED,  /* constrained to a call of one of the tools */
+  COH_TOOLS_NAMED      /* constrained to a call of the named tool */
+} coh_llm_tools;
 
 typedef struct coh_llm_request {
   coh_request req;   /* ready for coh_engine_submit (set on_token/user) */
@@ -304,12 +347,27 @@ typedef struct coh_llm_request {
   size_t text_len;
   int chat;          /* 1: from "messages" */
   size_t n_dropped;  /* messages left out to fit "history_tokens" */
+  coh_llm_response response;
+  /* The compiled constraint (response_format, or the tool-call shape), or
+   * NULL; req.grammar points here.  Owned: the engine borrows it until the
+   * request's final event, so a caller that frees the request earlier
+   * takes it first (set this field to NULL and free it later with
+   * coh_grammar_free). */
+  coh_grammar *grammar;
+  coh_llm_tools tool_choice;
+  char *tool_names;  /* the n_tools names a call may use (the named one
+                        only for COH_TOOLS_NAMED), each NUL-terminated,
+                        back to back; NULL for COH_TOOLS_NONE.  Owned
+                        (coh_free) and may be taken like grammar */
+  size_t n_tools;
 } coh_llm_request;
 
 /* Parses json (borrowed, len bytes) for model m (its tokenizer and chat
  * template); seed becomes the sampling seed.  *out: release with
  * coh_llm_request_free, also after a failure.  Errors: COH_EFORMAT naming
  * the field (messages[2].role) or, from the template, its position;
+ * COH_EUNSUPPORTED / COH_ERANGE (a schema the grammar engine refuses: the
+ * field, the keyword and its JSON pointer);
  * COH_ERAISED (the template raised: its message), COH_EINVAL (the model has
  * no tokenizer.json), COH_ENOMEM. */
 int coh_llm_request_parse(const char *json, size_t len, const coh_model *m,
@@ -322,6 +380,16 @@ int coh_llm_request_parse_with(const char *json, size_t len,
                                const coh_chat_template *chat, uint64_t seed,
                                coh_llm_request *out, coh_err *err);
 void coh_llm_request_free(coh_llm_request *r);
+
+/* The tool calls of a generated text: when text (len bytes) is exactly a
+ * JSON object {"tool_calls": [CALL, ...]} with at least one CALL, each
+ * {"name": NAME, "arguments": OBJECT} with NAME one of the n_names
+ * NUL-separated names (coh_llm_request.tool_names), *out is the compact
+ * JSON text of the array (caller frees with coh_free); otherwise *out is
+ * NULL.  A member given twice counts once, with its last value (as
+ * JSON.parse).  Deterministic.  Errors: COH_ENOMEM. */
+int coh_llm_tool_calls(const char *names, size_t n_names, const char *text, size_t len,
+                       char **out, coh_err *err);
 
 #ifdef __cplusplus
 }

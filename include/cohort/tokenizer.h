@@ -9,7 +9,8 @@
  *                   WordLevel
  *   normalizers     Sequence, Prepend, Replace, Strip, NFC, NFD, NFKC, NFKD,
  *                   Lowercase, StripAccents, BertNormalizer, ByteLevel
- *                   (Unicode data from libutf8proc)
+ *                   (Unicode data from libutf8proc), Precompiled
+ *                   (SentencePiece's charsmap: T5, ALBERT, XLM-R)
  *   pre-tokenizers  Sequence, ByteLevel, Split (regex with Unicode classes),
  *                   Metaspace, Digits, Whitespace, WhitespaceSplit,
  *                   Punctuation, BertPreTokenizer
@@ -19,9 +20,8 @@
  *                   ByteLevel, Sequence
  * plus added/special tokens.  "truncation" and "padding" are accepted and
  * ignored (coh_tokenizer_notice says so).  Any other component type — for
- * instance the SentencePiece "Precompiled" normalizer of T5/ALBERT files —
- * is refused at load time with COH_EUNSUPPORTED naming the type and its
- * JSON path.
+ * instance the "Nmt" normalizer or the "CTC" decoder — is refused at load
+ * time with COH_EUNSUPPORTED naming the type and its JSON path.
  *
  * Example:
  *   coh_err err;

@@ -433,6 +433,53 @@ int coh__gb_finish(coh__gb *b, int32_t root, const char *what,
       }
     }
   }
+  g->cauni = coh__calloc(g->n_cls + 1, 1);
+  if (!g->cauni) goto oom;
+  for (i = 0; i < g->n_cls; i++) {
+    const coh__cls *k = &g->cls[i];
+    unsigned c, all = 1, none = 1;
+    for (c = 0x20; c < 0x7F; c++) {
+      if (c == '"' || c == '\\') continue;
+      if ((k->w[c >> 5] >> (c & 31)) & 1) none = 0;
+      else all = 0;
+    }
+    g->cauni[i] = (uint8_t)(all ? 1 : none ? 2 : 0);
+  }
+  /* the char-count fast path: entries of the character rule and of the
+   * string loop, each checked to have the shape the fast path assumes */
+  if (b->str_loop > 0 && b->chr_rule > 0) {
+    uint32_t rs[2], a, q;
+    int j;
+    rs[0] = (uint32_t)(b->str_loop - 1);
+    rs[1] = (uint32_t)(b->chr_rule - 1);
+    g->centry = coh__calloc(g->n_elems + 1, 1);
+    g->cinert = coh__calloc(g->n_cls + 1, 1);
+    if (!g->centry || !g->cinert) goto oom;
+    for (i = 0; i < g->n_cls; i++) {
+      const coh__cls *k = &g->cls[i];
+      unsigned c;
+      int inert = 1;
+      for (c = 0x20; c < 0xF5 && inert; c++) {
+        if (c == '"' || c == '\\' || (c >= 0x80 && c < 0xC2)) continue;
+        if ((k->w[c >> 5] >> (c & 31)) & 1) inert = 0;
+      }
+      g->cinert[i] = (uint8_t)inert;
+    }
+    for (j = 0; j < 2; j++) {
+      int shape = 1;
+      for (a = g->alt_off[rs[j]]; a < g->alt_off[rs[j] + 1]; a++) {
+        for (q = g->alts[a]; COH__E_KIND(g->elems[q]) == COH__E_CLS; q++) {}
+        if (j == 0 && COH__E_KIND(g->elems[q]) == COH__E_REF &&
+            COH__E_VAL(g->elems[q]) == rs[0])
+          q++;
+        if (COH__E_KIND(g->elems[q]) != COH__E_END) shape = 0;
+      }
+      if (!shape) continue;
+      for (a = g->alt_off[rs[j]]; a < g->alt_off[rs[j] + 1]; a++)
+        if (COH__E_KIND(g->elems[g->alts[a]]) == COH__E_CLS)
+          g->centry[g->alts[a]] = 1;
+    }
+  }
   *out = g;
   g = NULL;
   goto done;
@@ -455,5 +502,8 @@ void coh_grammar_free(coh_grammar *g) {
   coh__free(g->alt_off);
   coh__free(g->cls);
   coh__free(g->pflag);
+  coh__free(g->centry);
+  coh__free(g->cinert);
+  coh__free(g->cauni);
   coh__free(g);
 }

@@ -57,6 +57,7 @@ typedef struct coh__gb {
   int32_t str_loop; /* the JSON string-content loop rule, or -1 (set 0
                        means none: the builder zero-initializes, so the
                        schema compiler stores rule + 1) */
+  int32_t chr_rule; /* the JSON string character rule + 1, 0 if none */
 } coh__gb;
 
 /* Runtime element: kind in the top 2 bits, payload below. */
@@ -80,6 +81,21 @@ struct coh_grammar {
    * NULL when the grammar has no such loop.  A state whose every top is
    * so marked accepts every "string-safe" token (gram_state.c). */
   uint8_t *pflag;
+  /* per position (with pflag): 1 when the position is the first element
+   * of an alternative of the string loop or of the character rule, and
+   * that rule has the shape "one character, then (loop) the rule itself
+   * or (character) the end": from a stack there, every string-safe
+   * character leads to the same positions (the char-count fast path,
+   * gram_state.c).  NULL when there is no such rule. */
+  uint8_t *centry;
+  /* per class: 1 when it holds no byte that can start a string-safe
+   * character (0x20-0x7F but '"' and '\\', 0xC2-0xF4) */
+  uint8_t *cinert;
+  /* per class: 1 when it holds every byte of A (the string-safe ASCII
+   * bytes: 0x20-0x7E but '"' and '\\'), 2 when it holds none of them, 0
+   * otherwise.  From stacks whose tops are all at classes 1 or 2, every
+   * byte of A leads to the same positions (the ASCII chain, gram_state.c). */
+  uint8_t *cauni;
 };
 
 void coh__gb_free(coh__gb *b);
@@ -121,7 +137,8 @@ int coh__gram_regex(coh__gb *b, const char *src, size_t n, const char *where,
 /* Tests: a shortest byte string completing state s (from its first stack;
  * empty when s accepts).  COH_EINVAL when s has no stack and does not
  * accept (never, if the invariant holds), COH_ERANGE past cap. */
-/* Tests: nonzero turns the string-safe fast path of the mask walk off (the
+/* Tests: nonzero makes the mask the straightforward trie walk: no mask
+ * cache, no string-safe or char-count fast paths, no byte-union cut (the
  * masks must not change). */
 extern int coh__grammar_slow_masks;
 

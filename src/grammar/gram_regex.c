@@ -343,6 +343,31 @@ static int rx_num(rx *r, long *v) {
   return r->i > st;
 }
 
+/* Whether element e (a builder element) can match the empty string: 1
+ * yes, 0 no or not known within the depth bound (the regex's rules form a
+ * DAG apart from repetition rules, which have an empty alternative and are
+ * answered by it before any recursion). */
+static int rx_nullable(const coh__gb *b, int32_t e, int depth) {
+  const coh__gbr *ru;
+  size_t k, st;
+  if (e < 0 || depth > 64) return 0;
+  ru = &b->rules[e];
+  for (k = 0; k < ru->n; k++) /* an empty alternative */
+    if (ru->e[k] == COH__G_END && (k == 0 || ru->e[k - 1] == COH__G_END)) return 1;
+  for (st = 0, k = 0; k < ru->n; k++) {
+    if (ru->e[k] != COH__G_END) continue;
+    {
+      size_t q;
+      int all = 1;
+      for (q = st; q < k && all; q++)
+        if (!rx_nullable(b, ru->e[q], depth + 1)) all = 0;
+      if (all) return 1;
+    }
+    st = k + 1;
+  }
+  return 0;
+}
+
 /* A sequence until '|' or ')' or the end; returns a rule. */
 static int32_t rx_seq(rx *r, int32_t rule) {
   while (r->i < r->n && r->s[r->i] != '|' && r->s[r->i] != ')') {
@@ -374,6 +399,10 @@ static int32_t rx_seq(rx *r, int32_t rule) {
       if (r->i < r->n && r->s[r->i] == '?') r->i++; /* lazy */
       else if (r->i < r->n && r->s[r->i] == '+')
         return rx_fail(r, COH_EUNSUPPORTED, "possessive quantifier");
+      if (hi < 0 && rx_nullable(r->b, a, 0))
+        return rx_fail(r, COH_EUNSUPPORTED,
+                       "unsupported: unbounded repetition of a group that can "
+                       "match the empty string (such as (a*)*)");
       a = coh__gb_repeat(r->b, a, lo, hi);
     }
     coh__gb_push(r->b, rule, a);

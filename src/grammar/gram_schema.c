@@ -322,6 +322,7 @@ static void base_rules(sc *c) {
   k.w['\r' >> 5] |= 1u << ('\r' & 31);
   c->ws = coh__gb_repeat(b, coh__gb_cls(b, &k), 0, -1);
   c->chr = json_char(b);
+  b->chr_rule = c->chr + 1;
   {
     int32_t loop = char_loop(c);
     c->string = quoted(c, loop);
@@ -659,9 +660,19 @@ static json_t *merge(sc *c, json_t *a, json_t *bb, const char *ptr, int depth) {
 }
 
 static int32_t format_rule(sc *c, const char *f, const char *ptr) {
-  static const char *date = "[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])";
+  /* RFC 3339 full-date with the days each month has, and 29 February only
+   * in leap years (divisible by 4, and by 400 at a century), as Ajv's
+   * ajv-formats checks it: a date the grammar lets through must be one a
+   * validator accepts. */
+  static const char *date =
+      "([0-9]{4}-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)"
+      "|02-(0[1-9]|1[0-9]|2[0-8]))"
+      "|([0-9]{2}(0[48]|[2468][048]|[13579][26])|([02468][048]|[13579][26])00)-02-29)";
+  /* seconds 00-59: a leap second (60) is valid only at 23:59 UTC, which
+   * depends on the offset; the grammar leaves it out rather than allow an
+   * invalid one */
   static const char *time =
-      "([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?"
+      "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]+)?"
       "([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])";
   char re[512];
   int32_t r;
@@ -894,7 +905,7 @@ static int32_t object_rule(sc *c, json_t *s, const char *ptr, int depth) {
   json_t *addl = json_object_get(s, "additionalProperties");
   const char *k;
   json_t *v;
-  size_t n = 0, i;
+  size_t n = 0, i, n_chain;
   int32_t *pr = NULL, tail[2], r, rest[2];
   char p2[PTR_MAX], p3[PTR_MAX];
   const char **names = NULL;
@@ -1005,10 +1016,20 @@ static int32_t object_rule(sc *c, json_t *s, const char *ptr, int depth) {
       coh__gb_push(b, tail[i], COH__G_END);
     }
   }
-  /* from the last property back: rest_i[f] */
+  /* from the last required property back: rest_i[f].  The optional
+   * properties after the last required one are left to the tail, which
+   * takes them in any order: the language is the same, and a key there no
+   * longer has two parses (chain and tail), which nested objects would
+   * multiply into many stacks (and slow masks). */
   rest[0] = tail[0];
   rest[1] = tail[1];
-  for (i = n; i-- > 0;) {
+  {
+    size_t last = 0;
+    for (i = 0; i < n; i++)
+      if (isreq[i]) last = i + 1;
+    n_chain = last;
+  }
+  for (i = n_chain; i-- > 0;) {
     int32_t nr[2];
     int f;
     for (f = 0; f < 2; f++) {
@@ -1182,6 +1203,69 @@ static int has_any(json_t *s, const char **keys) {
   return 0;
 }
 
+/* Whether an object with every name in required lists a and b (JSON
+ * arrays, or NULL) and in the schema s's own required list is allowed by
+ * s: each name a property whose schema is not false, or additional
+ * properties allowed. */
+static int names_allowed(json_t *s, json_t *a, json_t *b) {
+  json_t *props = json_object_get(s, "properties"), *addl = json_object_get(s, "additionalProperties");
+  json_t *lists[3];
+  size_t l, i;
+  lists[0] = a;
+  lists[1] = b;
+  lists[2] = json_object_get(s, "required");
+  for (l = 0; l < 3; l++) {
+    if (!lists[l]) continue;
+    if (!json_is_array(lists[l])) return 0;
+    for (i = 0; i < json_array_size(lists[l]); i++) {
+      const char *q = json_string_value(json_array_get(lists[l], i));
+      json_t *ps;
+      if (!q) return 0;
+      ps = json_is_object(props) ? json_object_get(props, q) : NULL;
+      if (ps ? json_is_false(ps) : json_is_false(addl)) return 0;
+    }
+  }
+  return 1;
+}
+
+/* oneOf is compiled as anyOf, which is exact only when no instance
+ * matches two branches.  This finds the overlap it can prove: two branches
+ * that only list required properties (the "exactly one of these members"
+ * idiom) of an object schema that allows all of them together — an object
+ * with both lists' members matches both branches.  That is
+ * COH_EUNSUPPORTED naming the branches, rather than a grammar that
+ * accepts invalid instances.  (Other overlaps are not detected: docs.) */
+static int oneof_overlap(sc *c, json_t *s, json_t *x, const char *ptr) {
+  static const char *req_only[] = {"required", "title", "description", "$comment", NULL};
+  json_t *t = json_object_get(s, "type");
+  size_t i, j;
+  char p2[PTR_MAX], msg[160];
+  const char *k;
+  json_t *v;
+  if (!(json_is_string(t) && !strcmp(json_string_value(t), "object")) &&
+      !json_object_get(s, "properties"))
+    return 0;
+  for (i = 0; i < json_array_size(x); i++) {
+    json_t *a = json_array_get(x, i);
+    int ok = json_is_object(a) && json_is_array(json_object_get(a, "required"));
+    if (ok) json_object_foreach(a, k, v) if (!in_list(req_only, k)) ok = 0;
+    if (!ok) continue;
+    for (j = i + 1; j < json_array_size(x); j++) {
+      json_t *b = json_array_get(x, j);
+      int okb = json_is_object(b) && json_is_array(json_object_get(b, "required"));
+      if (okb) json_object_foreach(b, k, v) if (!in_list(req_only, k)) okb = 0;
+      if (!okb || !names_allowed(s, json_object_get(a, "required"), json_object_get(b, "required")))
+        continue;
+      ptr_add(p2, ptr, "oneOf");
+      snprintf(msg, sizeof msg, "unsupported oneOf: branches %zu and %zu can both match "
+               "(an object with the members both require)", i, j);
+      fail(c, COH_EUNSUPPORTED, p2, msg, "");
+      return 1;
+    }
+  }
+  return 0;
+}
+
 static int32_t compile_obj(sc *c, json_t *s, const char *ptr, int depth) {
   const char *k;
   json_t *v, *t, *x;
@@ -1259,6 +1343,7 @@ static int32_t compile_obj(sc *c, json_t *s, const char *ptr, int depth) {
       return -1;
     }
     json_object_foreach(base, k, v) if (in_list(handled, k)) plain = 0;
+    if (!strcmp(kw, "oneOf") && oneof_overlap(c, s, x, ptr)) return -1;
     r = coh__gb_rule(c->b, kw);
     ptr_add(p2, ptr, kw);
     for (i = 0; i < json_array_size(x); i++) {

@@ -42,6 +42,15 @@ struct coh_grammar_vocab {
   /* node → every token in its subtree is "string-safe": complete JSON
    * string characters, no '"', '\\' or control byte (see safe_bytes) */
   uint8_t *all_safe;
+  /* the char-count fast path: characters of each token (by its index in
+   * ids; 0 when not string-safe) and the most characters of a token in
+   * each node's subtree */
+  uint16_t *nch;
+  uint16_t *max_ch;
+  /* the ASCII chain: node → every token in its subtree is bytes of A only
+   * (gram_int.h cauni), and the longest token of the subtree */
+  uint8_t *all_a;
+  uint16_t *max_len;
 };
 
 typedef struct vtok {
@@ -72,6 +81,10 @@ void coh_grammar_vocab_free(coh_grammar_vocab *v) {
   coh__free(v->blen);
   coh__free(v->text);
   coh__free(v->all_safe);
+  coh__free(v->nch);
+  coh__free(v->max_ch);
+  coh__free(v->all_a);
+  coh__free(v->max_len);
   coh__free(v);
 }
 
@@ -263,6 +276,43 @@ int coh_grammar_vocab_new(const coh_tokenizer *tok, const int32_t *eos_ids,
       }
     }
   }
+  v->nch = coh__calloc(nt + 1, sizeof *v->nch);
+  v->max_ch = coh__calloc(v->n_nodes + 1, sizeof *v->max_ch);
+  if (!v->nch || !v->max_ch) goto oom;
+  {
+    size_t q, k;
+    for (q = 0; q < nt; q++) {
+      const unsigned char *b = (const unsigned char *)v->text + v->boff[v->ids[q]];
+      uint32_t n = v->blen[v->ids[q]], j, c = 0;
+      if (!safe_bytes(b, n)) continue;
+      for (j = 0; j < n; j++) c += (b[j] & 0xC0) != 0x80;
+      v->nch[q] = (uint16_t)c;
+    }
+    v->all_a = coh__malloc(v->n_nodes + 1);
+    v->max_len = coh__calloc(v->n_nodes + 1, sizeof *v->max_len);
+    if (!v->all_a || !v->max_len) goto oom;
+    for (k = 0; k < v->n_nodes; k++) {
+      uint16_t m = 0;
+      int all = 1;
+      for (q = v->tok_off[k]; q < v->tok_off[v->end[k]] && all; q++) {
+        const unsigned char *b = (const unsigned char *)v->text + v->boff[v->ids[q]];
+        uint32_t n = v->blen[v->ids[q]], j;
+        for (j = 0; j < n; j++)
+          if (b[j] < 0x20 || b[j] > 0x7E || b[j] == '"' || b[j] == '\\') all = 0;
+        if (n > m) m = (uint16_t)n;
+      }
+      v->all_a[k] = (uint8_t)all;
+      v->max_len[k] = all ? m : 0;
+    }
+    /* a subtree's tokens are consecutive in ids */
+    for (k = 0; k < v->n_nodes; k++) {
+      uint16_t m = 0;
+      if (v->all_safe[k])
+        for (q = v->tok_off[k]; q < v->tok_off[v->end[k]]; q++)
+          if (v->nch[q] > m) m = v->nch[q];
+      v->max_ch[k] = m;
+    }
+  }
   *out = v;
   v = NULL;
   goto done;
@@ -289,6 +339,7 @@ typedef struct gset {
 } gset;
 
 #define CACHE_N 16
+#define NC 16384 /* node hash-consing table (direct mapped, lossy) */
 #define HS 4096 /* dedup hash of one set's tops (> COH__GRAM_MAX_STACKS) */
 
 struct coh_grammar_state {
@@ -308,6 +359,13 @@ struct coh_grammar_state {
   gset *lv;
   size_t *lvn;
   uint8_t *lvb; /* between() of each level's set */
+  uint16_t *lvc;  /* characters (non-continuation bytes) of the prefix */
+  int32_t *lvk;   /* char-count chain of the level's set: -1 not computed */
+  int32_t *lva;   /* ... the most safe characters it survives */
+  int32_t *lvz;   /* ... 1 when lva is exact for any count (the chain died) */
+  uint32_t *lvu;  /* 8 words per level: the union of its tops' classes */
+  int32_t *lak;   /* ASCII chain of the level's set: how far computed, -1 not */
+  int32_t *laa;   /* ... the most A bytes its uniform part survives */
   /* mask cache: key = positions of every stack, root first */
   uint64_t key[CACHE_N];
   uint32_t *cmask[CACHE_N];
@@ -316,12 +374,33 @@ struct coh_grammar_state {
   /* dedup of the set being built: (pos, parent) with a generation */
   uint32_t h_pos[HS], h_par[HS], h_gen[HS];
   uint32_t gen;
+  /* hash-consing of nodes by (pos, parent): two paths that reach the same
+   * stack share its nodes, so that add_top's dedup sees them as one (an
+   * ambiguous pattern would otherwise double its stacks at every byte up
+   * to the cut).  A lossy cache: a miss only makes a duplicate.  Entries
+   * are valid for generation ngen, renewed at every walk and accept, so
+   * that a mask depends only on the state, not on earlier calls. */
+  uint32_t *nc_idx, *nc_gen;
+  uint32_t ngen;
   /* text so far (for messages): the last bytes */
   char tail[48];
   size_t tail_n;
 };
 
+static void nc_reset(coh_grammar_state *s) {
+  if (++s->ngen == 0) {
+    memset(s->nc_gen, 0, NC * sizeof *s->nc_gen);
+    s->ngen = 1;
+  }
+}
+
 static uint32_t new_node(coh_grammar_state *s, uint32_t pos, uint32_t parent) {
+  uint32_t h = ((pos * 2654435761u) ^ (parent * 0x85ebca6bu)) >> 18;
+  if (s->nc_gen[h] == s->ngen) {
+    uint32_t x = s->nc_idx[h];
+    if (x < s->n_nodes && s->nodes[x].pos == pos && s->nodes[x].parent == parent)
+      return x;
+  }
   if (s->n_nodes == s->cap_nodes) {
     size_t cap = s->cap_nodes ? s->cap_nodes * 2 : 256;
     gnode *p = coh__realloc(s->nodes, cap * sizeof *p);
@@ -336,6 +415,8 @@ static uint32_t new_node(coh_grammar_state *s, uint32_t pos, uint32_t parent) {
   s->nodes[s->n_nodes].parent = parent;
   s->nodes[s->n_nodes].depth =
       parent == NONE ? 1 : s->nodes[parent].depth + 1;
+  s->nc_gen[h] = s->ngen;
+  s->nc_idx[h] = (uint32_t)s->n_nodes;
   return (uint32_t)s->n_nodes++;
 }
 
@@ -476,6 +557,7 @@ static int compact(coh_grammar_state *s, gset *in) {
   s->cap_tops = in->n + 1;
   in->at = 0;
   coh__free(map);
+  nc_reset(s);
   return COH_OK;
 oom:
   coh__free(map);
@@ -498,7 +580,19 @@ int coh_grammar_state_new(const coh_grammar *g, const coh_grammar_vocab *v,
   s->lv = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lv);
   s->lvn = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lvn);
   s->lvb = coh__malloc((size_t)v->max_depth + 2);
-  if (!s->lv || !s->lvn || !s->lvb) s->oom = 1;
+  s->lvc = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lvc);
+  s->lvk = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lvk);
+  s->lva = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lva);
+  s->lvz = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lvz);
+  s->lvu = coh__malloc(((size_t)v->max_depth + 2) * 8 * sizeof *s->lvu);
+  s->lak = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lak);
+  s->laa = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->laa);
+  s->nc_idx = coh__malloc(NC * sizeof *s->nc_idx);
+  s->nc_gen = coh__calloc(NC, sizeof *s->nc_gen);
+  if (!s->lv || !s->lvn || !s->lvb || !s->lvc || !s->lvk || !s->lva || !s->lvz ||
+      !s->nc_idx || !s->nc_gen || !s->lvu || !s->lak || !s->laa)
+    s->oom = 1;
+  s->ngen = 1;
   s->cur.at = 0;
   s->gen = 1;
   for (a = g->alt_off[g->root]; a < g->alt_off[g->root + 1] && !s->oom; a++) {
@@ -521,6 +615,15 @@ void coh_grammar_state_free(coh_grammar_state *s) {
   coh__free(s->lv);
   coh__free(s->lvn);
   coh__free(s->lvb);
+  coh__free(s->lvc);
+  coh__free(s->lvk);
+  coh__free(s->lva);
+  coh__free(s->lvz);
+  coh__free(s->lvu);
+  coh__free(s->lak);
+  coh__free(s->laa);
+  coh__free(s->nc_idx);
+  coh__free(s->nc_gen);
   for (i = 0; i < CACHE_N; i++) coh__free(s->cmask[i]);
   coh__free(s);
 }
@@ -561,17 +664,151 @@ static int between(const coh_grammar_state *s, const gset *x) {
   return 0;
 }
 
+/* Whether every top of x is at an entry of the character rule or the
+ * string loop (gram_int.h centry), or at a class no string-safe character
+ * can start in.  From such a set, every string-safe character leads to
+ * the same positions (each entry group is all the alternatives of its rule
+ * with one parent: exactly one takes the character, and then the
+ * continuation is the same), so stepping one 'a' stands for any of them. */
+static int char_entry(const coh_grammar_state *s, const gset *x) {
+  const coh_grammar *g = s->g;
+  uint32_t i;
+  for (i = 0; i < x->n; i++) {
+    uint32_t pos = s->nodes[s->tops[x->at + i]].pos;
+    if (!g->centry[pos] && !g->cinert[COH__E_VAL(g->elems[pos])]) return 0;
+  }
+  return 1;
+}
+
+/* The char-count chain of level d's set: X_0 = lv[d], X_j+1 = X_j after
+ * one string-safe character.  lva[d] = the largest j (<= want) with X_j
+ * alive (a top or accepting); lvk[d] = how far the chain is known (it
+ * stops at a set that is not char_entry); lvz[d] = 1 when it died, so
+ * that every count above lva[d] is refused.  Uses the arena above its
+ * current end and gives it back. */
+static void char_chain(coh_grammar_state *s, uint16_t d, int32_t want) {
+  size_t nn = s->n_nodes, nt = s->n_tops;
+  gset x = s->lv[d], y;
+  int32_t j = 0;
+  int over = s->overflow;
+  s->lva[d] = 0;
+  s->lvz[d] = 0;
+  while (j < want && !s->oom) {
+    if (!char_entry(s, &x)) break;
+    step(s, &x, 'a', &y);
+    if (s->overflow) { /* a cut: the chain is not known past here */
+      s->overflow = over;
+      break;
+    }
+    if (y.n == 0 && !y.accept) {
+      s->lvz[d] = 1;
+      break;
+    }
+    j++;
+    s->lva[d] = j;
+    if (y.n == 0) { /* accepting, no top: no further character */
+      s->lvz[d] = 1;
+      break;
+    }
+    x = y;
+  }
+  s->lvk[d] = s->lvz[d] ? INT32_MAX : j;
+  s->n_nodes = nn;
+  s->n_tops = nt;
+}
+
+/* The ASCII chain of level d's set: U_0 = its tops at classes that hold
+ * all or none of A (gram_int.h cauni), U_j+1 = the same tops of U_j after
+ * one byte of A ('a' stands for all of them).  U_j holds a subset of the
+ * stacks after any j bytes of A, so a token of A bytes no longer than
+ * laa[d] (the most bytes U survives, up to want) is allowed whatever the
+ * other stacks do.  lak[d] = want, what was computed.  Uses the arena
+ * above its current end and gives it back. */
+static void ascii_chain(coh_grammar_state *s, uint16_t d, int32_t want) {
+  const coh_grammar *g = s->g;
+  size_t nn = s->n_nodes, nt = s->n_tops;
+  gset x = s->lv[d], y;
+  int32_t j = 0;
+  int over = s->overflow;
+  uint32_t q, w;
+  /* U_0: the uniform tops of the level, copied above the arena */
+  y.at = (uint32_t)s->n_tops;
+  y.n = 0;
+  y.accept = 0;
+  for (q = 0; q < x.n && !s->oom; q++) {
+    uint32_t nd = s->tops[x.at + q];
+    if (!g->cauni[COH__E_VAL(g->elems[s->nodes[nd].pos])]) continue;
+    if (s->n_tops == s->cap_tops) {
+      size_t cap = s->cap_tops ? s->cap_tops * 2 : 256;
+      uint32_t *p = coh__realloc(s->tops, cap * sizeof *p);
+      if (!p) {
+        s->oom = 1;
+        break;
+      }
+      s->tops = p;
+      s->cap_tops = cap;
+    }
+    s->tops[s->n_tops++] = nd;
+    y.n++;
+  }
+  x = y;
+  while (j < want && x.n && !s->oom) {
+    step(s, &x, 'a', &y);
+    if (s->overflow) {
+      s->overflow = over;
+      break;
+    }
+    if (y.n == 0 && !y.accept) break;
+    j++;
+    /* keep the uniform tops only (in place) */
+    for (q = 0, w = 0; q < y.n; q++) {
+      uint32_t nd = s->tops[y.at + q];
+      if (g->cauni[COH__E_VAL(g->elems[s->nodes[nd].pos])])
+        s->tops[y.at + w++] = nd;
+    }
+    y.n = w;
+    x = y;
+  }
+  s->laa[d] = j;
+  s->lak[d] = want;
+  s->n_nodes = nn;
+  s->n_tops = nt;
+}
+
+/* u := the union of the classes of x's tops (a byte outside it kills
+ * every stack). */
+static void cls_union(const coh_grammar_state *s, const gset *x, uint32_t *u) {
+  uint32_t i, w;
+  memset(u, 0, 8 * sizeof *u);
+  for (i = 0; i < x->n; i++) {
+    const coh__cls *k =
+        &s->g->cls[COH__E_VAL(s->g->elems[s->nodes[s->tops[x->at + i]].pos])];
+    for (w = 0; w < 8; w++) u[w] |= k->w[w];
+  }
+}
+
 static void walk(coh_grammar_state *s, uint32_t *mask) {
   const coh_grammar_vocab *v = s->v;
   size_t base_nodes = s->n_nodes, base_tops = s->n_tops;
   uint32_t i = 1, k;
   uint8_t *lvb = s->lvb;
+  nc_reset(s);
   s->lv[0] = s->cur;
   s->lvn[0] = base_nodes;
   lvb[0] = (uint8_t)between(s, &s->lv[0]);
+  s->lvc[0] = 0;
+  s->lvk[0] = -1;
+  s->lak[0] = -1;
+  cls_union(s, &s->lv[0], s->lvu);
   while (i < v->n_nodes && !s->oom) {
     uint16_t d = v->depth[i];
     gset *o = &s->lv[d];
+    const uint32_t *u = s->lvu + (size_t)(d - 1) * 8;
+    if (!((u[v->byte[i] >> 5] >> (v->byte[i] & 31)) & 1) &&
+        !coh__grammar_slow_masks) {
+      i = v->end[i]; /* no stack takes this byte: nothing below is allowed */
+      continue;
+    }
     /* drop the scratch of deeper levels: lv[d-1] is the last kept */
     /* levels deeper than d-1 are dead: reclaim their nodes and tops */
     s->n_nodes = s->lvn[d - 1];
@@ -585,9 +822,49 @@ static void walk(coh_grammar_state *s, uint32_t *mask) {
       i = v->end[i];
       continue;
     }
+    if (v->all_safe[i] && s->g->centry && (v->byte[i] & 0xC0) != 0x80 &&
+        !s->overflow && !coh__grammar_slow_masks) {
+      /* every token below i is whole string-safe characters, and the
+       * prefix ends at a character boundary: a token is allowed iff the
+       * chain survives its characters after the prefix */
+      int32_t pc = s->lvc[d - 1], need = (int32_t)v->max_ch[i] - pc;
+      if (s->lvk[d - 1] < 0 || (s->lvk[d - 1] < need && s->lvk[d - 1] != INT32_MAX &&
+                                s->lva[d - 1] == s->lvk[d - 1]))
+        char_chain(s, (uint16_t)(d - 1), need > 0 ? need : 0);
+      if (s->lvz[d - 1] || s->lvk[d - 1] >= need) {
+        int32_t lim = s->lva[d - 1] + pc;
+        for (k = v->tok_off[i]; k < v->tok_off[v->end[i]]; k++)
+          if ((int32_t)v->nch[k] <= lim) {
+            int32_t id = v->ids[k];
+            mask[id >> 5] |= 1u << (id & 31);
+          }
+        i = v->end[i];
+        continue;
+      }
+    }
+    if (v->all_a[i] && !s->overflow && !coh__grammar_slow_masks) {
+      /* every token below i is bytes of A: allowed when the uniform part
+       * of the set survives its bytes after the prefix */
+      int32_t need = (int32_t)v->max_len[i] - (int32_t)(d - 1);
+      if (s->lak[d - 1] < need &&
+          (s->lak[d - 1] < 0 || s->laa[d - 1] == s->lak[d - 1]))
+        ascii_chain(s, (uint16_t)(d - 1), need); /* (not when it ended) */
+      if (s->laa[d - 1] >= need) {
+        for (k = v->tok_off[i]; k < v->tok_off[v->end[i]]; k++) {
+          int32_t id = v->ids[k];
+          mask[id >> 5] |= 1u << (id & 31);
+        }
+        i = v->end[i];
+        continue;
+      }
+    }
     step(s, &s->lv[d - 1], v->byte[i], o);
     s->lvn[d] = s->n_nodes;
+    s->lak[d] = -1;
     lvb[d] = (uint8_t)between(s, o);
+    s->lvc[d] = (uint16_t)(s->lvc[d - 1] + ((v->byte[i] & 0xC0) != 0x80));
+    s->lvk[d] = -1;
+    if (o->n) cls_union(s, o, s->lvu + (size_t)d * 8);
     if (o->n == 0 && !o->accept) {
       i = v->end[i];
       continue;
@@ -616,7 +893,7 @@ int coh_grammar_state_mask(coh_grammar_state *s, uint32_t *mask,
   memset(mask, 0, s->mask_words * sizeof *mask);
   if (s->finished) return COH_OK;
   key = state_key(s);
-  for (i = 0; i < CACHE_N; i++)
+  for (i = 0; i < CACHE_N && !coh__grammar_slow_masks; i++)
     if (s->key[i] == key && s->cmask[i]) {
       memcpy(mask, s->cmask[i], s->mask_words * sizeof *mask);
       goto eos;
@@ -626,7 +903,7 @@ int coh_grammar_state_mask(coh_grammar_state *s, uint32_t *mask,
     s->oom = 0;
     return coh__err(err, COH_ENOMEM, "grammar mask: out of memory");
   }
-  {
+  if (!coh__grammar_slow_masks) {
     uint32_t slot = s->next_slot++ % CACHE_N;
     if (!s->cmask[slot])
       s->cmask[slot] = coh__malloc(s->mask_words * sizeof *mask);
@@ -690,6 +967,7 @@ int coh_grammar_state_accept(coh_grammar_state *s, int32_t token,
                     (long)token);
   base_nodes = s->n_nodes;
   base_tops = s->n_tops;
+  nc_reset(s);
   a = s->cur;
   for (i = 0; i < n; i++) {
     step(s, &a, (unsigned char)bytes[i], &b);

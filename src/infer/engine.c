@@ -68,6 +68,8 @@ typedef struct seq {
   uint32_t *gmask;   /* [mask_words] mask for the next token */
   int gmask_fresh;   /* gmask matches gstate */
   int gdone;         /* complete and only EOS allowed: finish now */
+  int32_t max_ws_run; /* coh_request.max_ws_run */
+  int64_t ws_run;    /* JSON whitespace bytes at the end of the output */
   OrtValue **own_kv; /* [2*layers] batch-1 cache while prefilling/joining */
   int row;           /* row in the decode batch, -1 if none */
   /* text streaming: text of (last prompt token + generated), of which the
@@ -115,6 +117,12 @@ struct coh_engine {
   coh__masker *masker;
   size_t mask_words;        /* (vocab + 31) / 32 */
   coh__mask_job *jobs;      /* [max_batch] */
+  /* the whitespace bound (coh_request.max_ws_run): bit set for the tokens
+   * whose bytes are all JSON whitespace; each token's trailing whitespace
+   * byte count (capped at 255); a scratch mask */
+  uint32_t *ws_only, *ws_mask;
+  uint8_t *ws_tail;
+  size_t ws_n;              /* tokens in ws_tail */
   coh_engine_stats stats;
 };
 
@@ -405,6 +413,10 @@ static int grammar_advance(coh_engine *e, seq *s, int32_t tok, coh_err *err) {
     coh__err_prefix(err, "grammar (token %ld was allowed by the mask)", (long)tok);
     return rc;
   }
+  if (tok >= 0 && (size_t)tok < e->ws_n) {
+    if (e->ws_only[tok / 32] & (1u << (tok % 32))) s->ws_run += e->ws_tail[tok];
+    else s->ws_run = e->ws_tail[tok];
+  }
   if (coh_grammar_state_is_complete(s->gstate)) {
     coh__mask_job j;
     size_t w, k;
@@ -470,6 +482,22 @@ static int masks_finish(coh_engine *e, seq **rows, int n, coh_err *err) {
   return rc;
 }
 
+/* The mask s samples from: its grammar mask, less the whitespace-only
+ * tokens once the output ends in max_ws_run whitespace bytes, unless that
+ * leaves nothing (then whitespace is all the grammar allows: the full
+ * mask).  Only removes tokens from a mask whose tokens all keep the output
+ * completable, so the grammar's invariant holds. */
+static const uint32_t *ws_bound(coh_engine *e, seq *s) {
+  size_t w;
+  uint32_t any = 0;
+  if (s->max_ws_run <= 0 || s->ws_run < s->max_ws_run || e->ws_only == NULL) return s->gmask;
+  for (w = 0; w < e->mask_words; w++) {
+    e->ws_mask[w] = s->gmask[w] & ~e->ws_only[w];
+    any |= e->ws_mask[w];
+  }
+  return any ? e->ws_mask : s->gmask;
+}
+
 /* Samples from row `row`, position `pos` of a logits tensor [rows, seq, V]. */
 static int sample_from(coh_engine *e, seq *s, OrtValue *logits, int64_t row,
                        int64_t seq_len, int64_t pos, int32_t *out,
@@ -491,7 +519,7 @@ static int sample_from(coh_engine *e, seq *s, OrtValue *logits, int64_t row,
     return coh__err(err, COH_ESTATE, "internal: request %llu has no grammar mask",
                     (unsigned long long)s->id);
   rc = coh__sample_masked(e->sampler, &s->sampling, lf,
-                          s->gstate ? s->gmask : NULL, s->tokens, s->n_tokens,
+                          s->gstate ? ws_bound(e, s) : NULL, s->tokens, s->n_tokens,
                           &s->rng, out, err);
   if (rc == COH_OK && s->gstate != NULL) rc = grammar_advance(e, s, *out, err);
   if (rc) coh__err_prefix(err, "request %llu", (unsigned long long)s->id);
@@ -943,6 +971,9 @@ void coh_engine_free(coh_engine *e) {
     seq_free(e, s);
   }
   coh__free(e->jobs);
+  coh__free(e->ws_only);
+  coh__free(e->ws_mask);
+  coh__free(e->ws_tail);
   coh__sampler_free(e->sampler);
   /* Last: every tensor from this allocator was released above. */
   if (e->alloc_owned && e->alloc) e->api->ReleaseAllocator(e->alloc);
@@ -950,6 +981,30 @@ void coh_engine_free(coh_engine *e) {
   coh__free(e->out_names);
   coh__free(e->logits_f32);
   coh__free(e);
+}
+
+static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+/* The whitespace tables of the first gv tokens (coh_request.max_ws_run). */
+static int ws_setup(coh_engine *e, size_t gv, coh_err *err) {
+  char buf[1024];
+  size_t id, len, t;
+  coh_err e2;
+  if (e->ws_only != NULL) return COH_OK; /* made by an earlier, failed setup */
+  e->ws_only = coh__calloc(e->mask_words, sizeof *e->ws_only);
+  e->ws_mask = coh__calloc(e->mask_words, sizeof *e->ws_mask);
+  e->ws_tail = coh__calloc(gv ? gv : 1, 1);
+  if (e->ws_only == NULL || e->ws_mask == NULL || e->ws_tail == NULL)
+    return coh__err(err, COH_ENOMEM, "out of memory");
+  e->ws_n = gv;
+  for (id = 0; id < gv; id++) {
+    /* a token too long for buf counts as not whitespace */
+    if (coh_tokenizer_token_bytes(e->m->tok, (int32_t)id, buf, sizeof buf, &len, &e2)) continue;
+    for (t = 0; t < len && is_ws(buf[len - 1 - t]); t++) {}
+    e->ws_tail[id] = (uint8_t)(t > 255 ? 255 : t);
+    if (len > 0 && t == len) e->ws_only[id / 32] |= 1u << (id % 32);
+  }
+  return COH_OK;
 }
 
 /* The token trie of the model's tokenizer (once per model), the helper
@@ -973,6 +1028,7 @@ static int grammar_setup(coh_engine *e, coh_err *err) {
   e->mask_words = ((size_t)info->vocab + 31) / 32;
   if (e->jobs == NULL) e->jobs = coh__calloc((size_t)e->max_batch, sizeof *e->jobs);
   if (e->jobs == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+  if ((rc = ws_setup(e, gv, err))) return rc;
   return coh__masker_new(e->mask_words, (gv + 31) / 32, &e->masker, err);
 }
 
@@ -1047,6 +1103,7 @@ int coh_engine_submit(coh_engine *e, const coh_request *r, uint64_t *id,
     }
   }
   if (r->grammar != NULL) {
+    s->max_ws_run = r->max_ws_run;
     s->gmask = coh__calloc(e->mask_words, sizeof *s->gmask);
     if (s->gmask == NULL) goto oom;
     if ((rc = coh_grammar_state_new(r->grammar, e->m->gvocab, &s->gstate, err))) {

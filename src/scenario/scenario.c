@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cohort/grammar.h"
 #include "cohort/scenario.h"
 #include "scenario_int.h"
 
@@ -497,20 +498,109 @@ static int check_prompt_chat(ctx *c, yaml_node_t *const *v, yaml_node_t *prompt,
   return COH_OK;
 }
 
+/* The value of key in mapping map, or NULL (also when map is not a mapping). */
+static yaml_node_t *map_get(ctx *c, yaml_node_t *map, const char *key) {
+  yaml_node_pair_t *p;
+  if (map == NULL || map->type != YAML_MAPPING_NODE) return NULL;
+  for (p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+    yaml_node_t *k = node_at(c, p->key);
+    if (k->type == YAML_SCALAR_NODE && k->data.scalar.length == strlen(key) &&
+        !memcmp(k->data.scalar.value, key, k->data.scalar.length))
+      return node_at(c, p->value);
+  }
+  return NULL;
+}
+
+/* Compiles the JSON Schema at node n (field names it): a schema the grammar
+ * engine refuses fails the load at the node's line, with the keyword and
+ * its JSON pointer. */
+static int check_schema(ctx *c, yaml_node_t *n, const char *field) {
+  json_t *j = NULL;
+  char *text = NULL;
+  size_t len = 0;
+  coh_grammar *g = NULL;
+  coh_err e;
+  int rc;
+  if (n->type != YAML_MAPPING_NODE)
+    return fail(c, n->start_mark, "%s is %s; expected a mapping (a JSON Schema)", field,
+                type_name(n));
+  c->yj.prec = 0;
+  if ((rc = coh__yaml_to_json(&c->yj, n, 0, &j))) return rc;
+  rc = coh__json_compact(j, c->yj.prec, &text, &len);
+  json_decref(j);
+  if (rc) return coh__err(c->err, COH_ENOMEM, "out of memory");
+  coh_err_clear(&e);
+  rc = coh_grammar_from_json_schema(text, len, field, &g, &e);
+  coh__free(text);
+  coh_grammar_free(g);
+  if (rc == COH_ENOMEM) return coh__err(c->err, rc, "out of memory");
+  if (rc) return fail(c, n->start_mark, "%s", e.msg); /* e.msg names the field */
+  return COH_OK;
+}
+
+/* Structured output keys of a prompt agent: schema, tools' parameters,
+ * tool_choice, parallel_tool_calls (v: those four nodes, or NULL). */
+static int check_prompt_structured(ctx *c, yaml_node_t *const *v, yaml_node_t *tools,
+                                   const char *what) {
+  static const char *const choices[] = {"none", "auto", "required", NULL};
+  char field[220];
+  yaml_node_item_t *it;
+  int rc, b, k;
+  snprintf(field, sizeof field, "%.180s.schema", what);
+  if (v[0] && (rc = check_schema(c, v[0], field))) return rc;
+  if (tools != NULL && tools->type == YAML_SEQUENCE_NODE)
+    for (it = tools->data.sequence.items.start; it < tools->data.sequence.items.top; it++) {
+      yaml_node_t *fn = map_get(c, node_at(c, *it), "function"), *pn;
+      long i = (long)(it - tools->data.sequence.items.start);
+      if (fn == NULL || fn->type != YAML_MAPPING_NODE) continue; /* the request names it */
+      if ((pn = map_get(c, fn, "parameters")) == NULL) continue;
+      snprintf(field, sizeof field, "%.150s.tools[%ld].function.parameters", what, i);
+      if ((rc = check_schema(c, pn, field))) return rc;
+    }
+  if (v[1] != NULL) {
+    coh__yscalar sv;
+    if (tools == NULL)
+      return fail(c, v[1]->start_mark, "%s.tool_choice needs tools", what);
+    if (v[1]->type == YAML_SCALAR_NODE) {
+      coh__yaml_resolve(v[1], &sv);
+      for (k = 0; choices[k] && (v[1]->data.scalar.length != strlen(choices[k]) ||
+                                 memcmp(v[1]->data.scalar.value, choices[k],
+                                        strlen(choices[k])));
+           k++) {}
+      if (choices[k] == NULL || sv.kind != COH__Y_STR)
+        return fail(c, v[1]->start_mark, "%s.tool_choice is '%.*s'; expected none, auto, "
+                    "required or {type: function, function: {name: TOOL}}", what,
+                    (int)(v[1]->data.scalar.length > 64 ? 64 : v[1]->data.scalar.length),
+                    (const char *)v[1]->data.scalar.value);
+    } else if (v[1]->type != YAML_MAPPING_NODE) {
+      return fail(c, v[1]->start_mark, "%s.tool_choice is %s; expected none, auto, required "
+                  "or {type: function, function: {name: TOOL}}", what, type_name(v[1]));
+    }
+  }
+  snprintf(field, sizeof field, "%.180s.parallel_tool_calls", what);
+  if (v[2] && tools == NULL)
+    return fail(c, v[2]->start_mark, "%s needs tools", field);
+  if (v[2] && (rc = get_bool(c, v[2], field, &b))) return rc;
+  return COH_OK;
+}
+
 static int check_prompt_config(ctx *c, yaml_node_t *map, const char *what) {
   static const char *const keys[] = {
       "role", "prompt", "model", "max_tokens", "reply", "routes",
       "temperature", "top_k", "top_p", "min_p", "repetition_penalty", "stop",
       "system", "messages", "history_tokens", "tools", "template_vars",
-      NULL};
+      "schema", "tool_choice", "parallel_tool_calls", "max_ws_run", NULL};
   static const char *const rkeys[] = {"match", "to", NULL};
-  yaml_node_t *v[17], *rv[2];
+  yaml_node_t *v[21], *rv[2];
   yaml_node_item_t *it;
   char field[200];
   int64_t mt;
   int rc, b;
   if ((rc = take_keys(c, map, what, keys, v))) return rc;
   if ((rc = check_prompt_chat(c, v + 12, v[1], what))) return rc;
+  if ((rc = check_prompt_structured(c, v + 17, v[15], what))) return rc;
+  snprintf(field, sizeof field, "%s.max_ws_run", what);
+  if (v[20] && (rc = get_i64(c, v[20], field, 0, 1 << 20, &mt))) return rc;
   /* sampling keys: the ranges the llm request parser accepts */
   snprintf(field, sizeof field, "%s.temperature", what);
   if (v[6] && (rc = prompt_num(c, v[6], field, 0, 0, 100))) return rc;

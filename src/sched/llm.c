@@ -124,41 +124,52 @@ int coh__orch_models_open(orch *o, coh_err *err) {
  * its first message (system prompt, configured messages, one user turn) is
  * parsed for its model as the engine would: a template that raises, a
  * history_tokens budget smaller than that prompt, a bad tool list fail the
- * run here, naming the agent. */
+ * run here, naming the agent.  The same for a prompt agent with a "schema"
+ * or tools: the constraint compiles with the model, or the run fails. */
 static int check_prompt_agents(orch *o, coh_err *err) {
   static const char *const chat_keys[] = {"system", "messages", "history_tokens", "tools",
-                                          "template_vars"};
+                                          "template_vars", "tool_choice",
+                                          "parallel_tool_calls"};
   const coh_scenario *s = o->s;
   size_t i, k;
   int rc = COH_OK;
   for (i = 0; i < s->n_agents && rc == COH_OK; i++) {
     const coh_scn_agent *a = &s->agents[i];
-    json_t *cfg, *req = NULL, *msgs, *v;
+    json_t *cfg, *req = NULL, *msgs, *v, *schema;
     char *text = NULL;
     int chat = 0, slot;
     coh_llm_request lr;
     if (!a->is_prompt || a->config_json == NULL) continue;
     if ((cfg = json_loads(a->config_json, 0, NULL)) == NULL) continue;
-    for (k = 0; k < sizeof chat_keys / sizeof *chat_keys; k++)
+    for (k = 0; k < 5; k++)
       if (json_object_get(cfg, chat_keys[k])) chat = 1;
-    if (!chat) {
+    schema = json_object_get(cfg, "schema");
+    if (!chat && schema == NULL) {
       json_decref(cfg);
       continue;
     }
-    req = json_object();
-    msgs = json_array();
-    if (req == NULL || msgs == NULL || json_object_set_new(req, "messages", msgs)) goto oom;
-    if ((v = json_object_get(cfg, "system")) != NULL &&
-        json_array_append_new(msgs, json_pack("{s:s,s:O}", "role", "system", "content", v)))
+    if ((req = json_object()) == NULL) goto oom;
+    if (schema != NULL &&
+        json_object_set_new(req, "response_format",
+                            json_pack("{s:s,s:{s:s,s:O}}", "type", "json_schema", "json_schema",
+                                      "name", "schema", "schema", schema)))
       goto oom;
-    if ((v = json_object_get(cfg, "messages")) != NULL && json_array_extend(msgs, v)) goto oom;
-    if (json_array_append_new(msgs, json_pack("{s:s,s:s,s:s}", "role", "user", "name",
-                                              "scenario", "content", "?")))
-      goto oom;
-    for (k = 2; k < sizeof chat_keys / sizeof *chat_keys; k++)
-      if ((v = json_object_get(cfg, chat_keys[k])) != NULL &&
-          json_object_set(req, chat_keys[k], v))
+    if (chat) {
+      if ((msgs = json_array()) == NULL || json_object_set_new(req, "messages", msgs)) goto oom;
+      if ((v = json_object_get(cfg, "system")) != NULL &&
+          json_array_append_new(msgs, json_pack("{s:s,s:O}", "role", "system", "content", v)))
         goto oom;
+      if ((v = json_object_get(cfg, "messages")) != NULL && json_array_extend(msgs, v)) goto oom;
+      if (json_array_append_new(msgs, json_pack("{s:s,s:s,s:s}", "role", "user", "name",
+                                                "scenario", "content", "?")))
+        goto oom;
+      for (k = 2; k < sizeof chat_keys / sizeof *chat_keys; k++)
+        if ((v = json_object_get(cfg, chat_keys[k])) != NULL &&
+            json_object_set(req, chat_keys[k], v))
+          goto oom;
+    } else if (json_object_set_new(req, "prompt", json_string("?"))) {
+      goto oom;
+    }
     if ((v = json_object_get(cfg, "model")) != NULL && json_object_set(req, "model", v)) goto oom;
     if ((text = json_dumps(req, JSON_COMPACT)) == NULL) goto oom;
     slot = pick_model(o, text, strlen(text));
@@ -184,6 +195,8 @@ void coh__orch_llm_free(llm_req *r) {
   if (r == NULL) return;
   coh__free(r->json);
   coh__buf_free(&r->text);
+  coh_grammar_free(r->grammar);
+  coh__free(r->tool_names);
   coh__free(r); /* r->body is borrowed from o->recorded */
 }
 
@@ -335,6 +348,14 @@ static int admit_one(orch *o, model_slot *ms, llm_req *r, coh_err *err) {
     if (o->opt->trace_prompts) trace_prompt(o, ms, r, &lr);
     lr.req.on_token = on_token;
     lr.req.user = r;
+    /* r owns them from here: the engine borrows the grammar until the
+     * request's final event, and the result needs the tool names */
+    r->grammar = lr.grammar;
+    r->tool_choice = lr.tool_choice;
+    r->tool_names = lr.tool_names;
+    r->n_tools = lr.n_tools;
+    lr.grammar = NULL;
+    lr.tool_names = NULL;
     r->next = (llm_req *)ms; /* the callback finds its model through this */
     rc = coh_engine_submit(ms->engine, &lr.req, &id, &e);
   }

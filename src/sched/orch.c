@@ -629,6 +629,23 @@ static int commit_llm(orch *o, int *pending_llm, coh_err *err) {
           json_object_set_new(j, "text", json_stringn(r->text.p ? r->text.p : "", r->text.n));
           json_object_set_new(j, "tokens", json_integer(r->tokens));
           json_object_set_new(j, "finish", json_string(coh_finish_name(r->finish)));
+          if (r->tool_choice != COH_TOOLS_NONE) {
+            /* a tool call: the parsed calls beside the text (docs/agents.md) */
+            char *calls = NULL;
+            json_t *cj;
+            if ((rc = coh_llm_tool_calls(r->tool_names, r->n_tools, r->text.p ? r->text.p : "",
+                                         r->text.n, &calls, err))) {
+              json_decref(j);
+              return rc;
+            }
+            cj = calls ? json_loads(calls, 0, NULL) : NULL;
+            if (calls != NULL && (cj == NULL || json_object_set_new(j, "tool_calls", cj))) {
+              coh__free(calls);
+              json_decref(j);
+              return coh__err(err, COH_ENOMEM, "out of memory");
+            }
+            coh__free(calls);
+          }
         }
         d = dump(j);
         if (d == NULL) return coh__err(err, COH_ENOMEM, "out of memory");

@@ -133,6 +133,13 @@ typedef struct llm_req {
   char *body;             /* replay --no-model: the journaled result */
   size_t body_len;
   int64_t rec_seq;        /* replay --no-model: its seq in the journal */
+  /* taken from the parsed request (coh_llm_request): the engine borrows the
+   * grammar until the final event; the tool names make the result's
+   * "tool_calls" */
+  coh_grammar *grammar;
+  coh_llm_tools tool_choice;
+  char *tool_names;
+  size_t n_tools;
   struct llm_req *next;
 } llm_req;
 

@@ -2,7 +2,7 @@
  * Unicode forms NFC/NFD/NFKC/NFKD, Lowercase, StripAccents, BertNormalizer
  * and ByteLevel.  Unicode data (decompositions, composition, case mapping,
  * general categories) comes from libutf8proc, never from tables of our own.
- * The SentencePiece "Precompiled" charsmap is refused at load time by name. */
+ * The SentencePiece "Precompiled" charsmap lives in tok_precompiled.c. */
 #include <string.h>
 #include <utf8proc.h>
 
@@ -72,6 +72,12 @@ int coh__normalizer_parse(json_t *j, const char *path, coh__normalizer *n,
     if (rc) return rc;
     return coh__json_opt_bool(j, path, "strip_right", &n->strip_right, err);
   }
+  if (!strcmp(type, "Precompiled")) {
+    n->type = COH__NORM_PRECOMPILED;
+    rc = coh__json_string(j, path, "precompiled_charsmap", &s, &len, err);
+    if (rc) return rc;
+    return coh__charsmap_parse(s, len, path, &n->charsmap, err);
+  }
   if (!strcmp(type, "NFC")) n->type = COH__NORM_NFC;
   else if (!strcmp(type, "NFD")) n->type = COH__NORM_NFD;
   else if (!strcmp(type, "NFKC")) n->type = COH__NORM_NFKC;
@@ -110,6 +116,7 @@ void coh__normalizer_free(coh__normalizer *n) {
   coh__free(n->kids);
   coh__free(n->str);
   coh__pattern_free(&n->pat);
+  coh__charsmap_free(n->charsmap);
   memset(n, 0, sizeof *n);
 }
 
@@ -354,6 +361,11 @@ static int apply(const coh__normalizer *nz, coh__buf *cur, coh__buf *tmp,
       break;
     case COH__NORM_BERT:
       return apply_bert(nz, cur, tmp, max);
+    case COH__NORM_PRECOMPILED: {
+      int rc = coh__charsmap_apply(nz->charsmap, cur->p, cur->n, tmp, max);
+      if (rc) return rc;
+      break;
+    }
   }
   coh__buf_add(tmp, "", 0); /* keeps the buffer NUL-terminated */
   if (tmp->oom) return COH_ENOMEM;

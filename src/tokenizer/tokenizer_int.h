@@ -18,6 +18,7 @@
  *   tok_pattern.c   literal and PCRE2 patterns, match finding
  *   tok_json.c      JSON field access with error paths
  *   tok_normalize.c normalizers (Unicode forms and case through libutf8proc)
+ *   tok_precompiled.c the SentencePiece Precompiled normalizer (charsmap)
  *   tok_pretok.c    pre-tokenizers
  *   tok_bpe.c       the BPE model (load + encode one word)
  *   tok_wordpiece.c the WordPiece and WordLevel models
@@ -67,6 +68,9 @@
  * COH__TOK_PIECE_MAX bytes (real ones stay under 100), so one position
  * costs at most about 32 K bytes of hashing. */
 #define COH__TOK_PIECE_MAX 256
+/* The decoded precompiled_charsmap of a Precompiled normalizer (real ones,
+ * T5's and XLM-R's, are about 240 KB). */
+#define COH__TOK_CHARSMAP_MAX (4 << 20)
 
 static inline size_t coh__tok_out_max(size_t n) {
   if (n > (SIZE_MAX - COH__TOK_SLACK) / COH__TOK_GROWTH) return SIZE_MAX;
@@ -237,8 +241,21 @@ enum {
   COH__NORM_LOWERCASE,
   COH__NORM_STRIP_ACCENTS,
   COH__NORM_BERT,
-  COH__NORM_BYTELEVEL
+  COH__NORM_BYTELEVEL,
+  COH__NORM_PRECOMPILED
 };
+
+/* SentencePiece's precompiled_charsmap (tok_precompiled.c). */
+typedef struct coh__charsmap coh__charsmap;
+/* Decodes and checks the base64 blob b64[0..n) of path.precompiled_charsmap;
+ * errors name that field (COH_EFORMAT) or COH_ENOMEM. */
+int coh__charsmap_parse(const char *b64, size_t n, const char *path,
+                        coh__charsmap **out, coh_err *err);
+void coh__charsmap_free(coh__charsmap *m);
+/* Appends the normalization of s[0..n) (valid UTF-8) to out, grapheme by
+ * grapheme as HF.  Errors: COH_ENOMEM, COH_ERANGE (out passed max bytes). */
+int coh__charsmap_apply(const coh__charsmap *m, const char *s, size_t n,
+                        coh__buf *out, size_t max);
 
 typedef struct coh__normalizer {
   int type;
@@ -250,6 +267,7 @@ typedef struct coh__normalizer {
   int strip_left, strip_right;
   /* BertNormalizer; strip_accents -1: follow lowercase (HF's None) */
   int clean_text, chinese_chars, strip_accents, lowercase;
+  coh__charsmap *charsmap; /* Precompiled */
 } coh__normalizer;
 
 int coh__normalizer_parse(json_t *j, const char *path, coh__normalizer *n,

@@ -3,9 +3,13 @@
  * against the GPT-2 test tokenizer.
  *
  * Properties checked beyond "no crash, no sanitizer report":
- *  - a failure is COH_EFORMAT or COH_ENOMEM with a message that starts
+ *  - a failure is COH_EFORMAT, COH_EUNSUPPORTED or COH_ERANGE (a schema the
+ *    grammar engine refuses) or COH_ENOMEM, with a message that starts
  *    "llm request: " (or is the out-of-memory message), and releasing the
  *    half-built request is safe;
+ *  - structured output: a grammar exactly when response_format constrains
+ *    or tool_choice forces a call, the engine request pointing at it; tool
+ *    names only with a tool choice other than none;
  *  - a success holds only values inside the documented ranges: max_tokens
  *    in [0, 2^20], temperature in [0, 100], top_p in (0, 1], min_p in
  *    [0, 1], top_k >= 0, at most 16 stop strings of 1..COH_STOP_STRING_MAX
@@ -54,7 +58,8 @@ int coh__fuzz_llm_request_one(const uint8_t *data, size_t size) {
   coh_err_clear(&err);
   rc = coh_llm_request_parse_with((const char *)data, size, fuzz_tok, NULL, 42, &r, &err);
   if (rc != COH_OK) {
-    FUZZ_CHECK(rc == COH_EFORMAT || rc == COH_ENOMEM);
+    FUZZ_CHECK(rc == COH_EFORMAT || rc == COH_EUNSUPPORTED || rc == COH_ERANGE ||
+               rc == COH_ENOMEM);
     FUZZ_CHECK(err.code == rc);
     FUZZ_CHECK(rc == COH_ENOMEM ||
                strncmp(err.msg, "llm request: ", 13) == 0);
@@ -75,6 +80,12 @@ int coh__fuzz_llm_request_one(const uint8_t *data, size_t size) {
     FUZZ_CHECK(r.req.stop_strings[i] == r.stops[i]);
   }
   FUZZ_CHECK(r.req.prompt == r.ids);
+  FUZZ_CHECK(r.req.grammar == r.grammar);
+  FUZZ_CHECK((r.grammar != NULL) ==
+             (r.response != COH_RESPONSE_TEXT || r.tool_choice == COH_TOOLS_REQUIRED ||
+              r.tool_choice == COH_TOOLS_NAMED));
+  FUZZ_CHECK((r.tool_names != NULL) == (r.tool_choice != COH_TOOLS_NONE));
+  FUZZ_CHECK(r.req.max_ws_run >= 0 && r.req.max_ws_run <= (1 << 20));
   for (i = 0; i < r.req.n_prompt; i++)
     FUZZ_CHECK(r.ids[i] >= 0 && (size_t)r.ids[i] < vocab);
   rc = coh_llm_request_parse_with((const char *)data, size, fuzz_tok, NULL, 42, &r2,
