@@ -12,7 +12,9 @@ FX=${COH_FIXTURES:?}
 TOOL="$SRC/tools/mkfixture.py"
 MODELS=(llama-tiny-plain-fp32 llama-tiny-gqa-fp32 llama-tiny-plain-fp16 llama-tiny-optimum-fp32
         llama-long-plain-fp32 llama-long-gqa-fp32 llama-long-plain-fp16 llama-long-optimum-fp32
-        llama-tiny-plain-int8 llama-tiny-plain-int4 llama-tiny-gqa-int4 llama-tiny-plain-int4-acc4)
+        llama-json-plain-fp32
+        llama-tiny-plain-int8 llama-tiny-plain-int4 llama-tiny-gqa-int4 llama-tiny-plain-int4-acc4
+        llama-tiny-plain-int8-acc4)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 pass=0; fail=0
@@ -95,7 +97,7 @@ done
 export COH_ORT_NODE_DIR=${COH_ORT_NODE_DIR:-$SRC/bench/node_ref/node_modules/onnxruntime-node}
 check_out=$("$PY" "$TOOL" --check "$FX/llama-tiny-plain-fp32" "$FX/llama-tiny-gqa-fp32" \
             "$FX/llama-tiny-plain-int8" "$FX/llama-tiny-plain-int4" "$FX/llama-tiny-gqa-int4" \
-            "$FX/llama-tiny-plain-int4-acc4" 2>&1) && rc=0 || rc=$?
+            "$FX/llama-tiny-plain-int4-acc4" "$FX/llama-tiny-plain-int8-acc4" 2>&1) && rc=0 || rc=$?
 echo "$check_out"
 if grep -q -- '--check skipped' <<<"$check_out"; then
   bad "ONNX Runtime check could not run: onnxruntime-node is missing (run scripts/setup.sh)"

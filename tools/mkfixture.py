@@ -128,6 +128,9 @@ SUITES = {
         # int8 activations (accuracy_level 4, the fastest CPU path), head quantized
         dict(BASE_TINY, name="llama-tiny-plain-int4-acc4", attention="plain", dtype="fp32", layout="genai",
              quant="int4", block=32, quant_sym=True, quant_head=True, accuracy_level=4),
+        # the shipped default model's configuration: int8 + head, accuracy_level 4
+        dict(BASE_TINY, name="llama-tiny-plain-int8-acc4", attention="plain", dtype="fp32", layout="genai",
+             quant="int8", block=32, quant_sym=True, quant_head=True, accuracy_level=4),
     ],
     "demo": [
         dict(name="llama-demo", layers=4, hidden=256, heads=8, kv_heads=4, intermediate=768,
