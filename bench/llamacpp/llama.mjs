@@ -1,0 +1,115 @@
+// bench/llamacpp/llama.mjs — llama.cpp (through node-llama-cpp 3.21.1, its
+// prebuilt Linux x64 CPU binary) on a GGUF written by tools/mkgguf.py.  Bench
+// only: the runtime and the tests never use it.
+//
+//   node llama.mjs greedy --model F.gguf --prompt-ids 1,2,3 --n N [--threads T]
+//       greedy ids (temperature 0), fed as token ids (no tokenizer), ignoring
+//       end of sequence like cohort's --ignore-eos; prints a JSON array
+//   node llama.mjs bench --model F.gguf --prompt-len P --decode D --seqs S
+//                        --vocab V --bos B [--threads T]
+//       S sequences in one context (S parallel sequences, batched together by
+//       node-llama-cpp into one llama_decode per step), each with the prompt
+//       bench_infer gives request r (same ids), prefilled all at once
+//       (prefill tok/s = S*P / wall), then D greedy tokens each, every step
+//       one token per sequence (decode tok/s = S*D / wall, aggregate);
+//       prints one JSON line
+import { getLlama, LlamaLogLevel } from "node-llama-cpp";
+
+function die(msg) {
+  process.stderr.write(`llama.mjs: ${msg}\n`);
+  process.exit(2);
+}
+
+function parseArgs(argv) {
+  const o = { threads: 2, n: 32, seqs: 1 };
+  const ints = new Set(["n", "threads", "prompt-len", "decode", "seqs", "vocab", "bos"]);
+  o.cmd = argv[0];
+  for (let i = 1; i < argv.length; i += 2) {
+    const k = argv[i].replace(/^--/, "");
+    const v = argv[i + 1];
+    if (v === undefined) die(`${argv[i]} needs a value`);
+    if (ints.has(k)) {
+      if (!/^\d+$/.test(v)) die(`--${k}: not a non-negative integer: ${v}`);
+      o[k] = Number(v);
+    } else if (k === "model") o.model = v;
+    else if (k === "prompt-ids") {
+      o.promptIds = v.split(",").map((x) => {
+        if (!/^\d+$/.test(x)) die(`--prompt-ids: not an id: ${x}`);
+        return Number(x);
+      });
+    } else die(`unknown option ${argv[i]}`);
+  }
+  if (!o.model) die("--model is required");
+  return o;
+}
+
+// bench/bench_infer.c make_prompt(): BOS, then ids mixed from (request, position)
+function makePrompt(len, req, vocab, bos) {
+  const M = (1n << 64n) - 1n;
+  const span = BigInt(vocab > 16 ? vocab - 3 : 1);
+  const p = [bos];
+  for (let i = 1; i < len; i++) {
+    let x = (BigInt(req) * 0x9e3779b97f4a7c15n + BigInt(i) * 0xbf58476d1ce4e5b9n) & M;
+    x ^= x >> 31n;
+    x = (x * 0x94d049bb133111ebn) & M;
+    x ^= x >> 29n;
+    p.push(Number(3n + (x % span)));
+  }
+  return p;
+}
+
+// n greedy tokens after the already-evaluated history, starting by evaluating
+// `first`; an end-of-generation token is yielded and then fed back, so the
+// sequence continues past it (cohort's ignore_eos)
+async function generate(seq, first, n, out) {
+  let feed = [first];
+  while (out.length < n) {
+    const before = out.length;
+    for await (const tok of seq.evaluate(feed, { temperature: 0, yieldEogToken: true })) {
+      out.push(tok);
+      if (out.length >= n) break;
+    }
+    if (out.length === before) throw new Error("evaluate yielded nothing");
+    feed = [out[out.length - 1]];
+  }
+  return out;
+}
+
+const o = parseArgs(process.argv.slice(2));
+const llama = await getLlama({ gpu: false, build: "never", maxThreads: o.threads, logLevel: LlamaLogLevel.error });
+const model = await llama.loadModel({ modelPath: o.model, gpuLayers: 0 });
+
+if (o.cmd === "greedy") {
+  if (!o.promptIds || o.promptIds.length < 1) die("--prompt-ids is required");
+  const ctx = await model.createContext({ contextSize: o.promptIds.length + o.n + 8, sequences: 1, threads: o.threads });
+  const seq = ctx.getSequence();
+  if (o.promptIds.length > 1) await seq.evaluateWithoutGeneratingNewTokens(o.promptIds.slice(0, -1));
+  const out = await generate(seq, o.promptIds[o.promptIds.length - 1], o.n, []);
+  process.stdout.write(JSON.stringify(out) + "\n");
+  await ctx.dispose();
+} else if (o.cmd === "bench") {
+  const P = o["prompt-len"], D = o.decode, S = o.seqs;
+  if (!P || !D || !S || o.vocab === undefined || o.bos === undefined) die("bench needs --prompt-len --decode --seqs --vocab --bos");
+  const ctx = await model.createContext({
+    contextSize: S * (P + D + 8), sequences: S, threads: o.threads, batchSize: Math.max(512, S * P),
+  });
+  const seqs = [];
+  for (let r = 0; r < S; r++) seqs.push(ctx.getSequence());
+  const prompts = seqs.map((_, r) => makePrompt(P, r, o.vocab, o.bos));
+  // prefill: all prompts but their last token, in one batch
+  let t0 = process.hrtime.bigint();
+  await Promise.all(seqs.map((s, r) => s.evaluateWithoutGeneratingNewTokens(prompts[r].slice(0, -1))));
+  const prefillS = Number(process.hrtime.bigint() - t0) / 1e9;
+  // decode: each step evaluates one token per sequence and samples the next
+  const outs = seqs.map(() => []);
+  t0 = process.hrtime.bigint();
+  await Promise.all(seqs.map((s, r) => generate(s, prompts[r][P - 1], D, outs[r])));
+  const decodeS = Number(process.hrtime.bigint() - t0) / 1e9;
+  process.stdout.write(JSON.stringify({
+    engine: "llama.cpp", seqs: S, prompt_len: P, decode_len: D, threads: o.threads,
+    prefill_tps: (S * (P - 1)) / prefillS, decode_tps: (S * D) / decodeS, tokens0: outs[0],
+  }) + "\n");
+  await ctx.dispose();
+} else die(`unknown command ${o.cmd} (greedy | bench)`);
+await model.dispose();
+await llama.dispose();
