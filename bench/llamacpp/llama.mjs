@@ -12,7 +12,12 @@
 //       bench_infer gives request r (same ids), prefilled all at once
 //       (prefill tok/s = S*P / wall), then D greedy tokens each, every step
 //       one token per sequence (decode tok/s = S*D / wall, aggregate);
-//       prints one JSON line
+//       prints one JSON line, with the CPU time of the process and the
+//       run-queue wait of its threads (Linux schedstat: time runnable but
+//       not running, i.e. other processes had the cores) during decode
+//   node llama.mjs prompt --prompt-len P --req R --vocab V --bos B
+//       prints bench_infer's prompt for request R as comma-separated ids
+import { readFileSync, readdirSync } from "node:fs";
 import { getLlama, LlamaLogLevel } from "node-llama-cpp";
 
 function die(msg) {
@@ -22,7 +27,7 @@ function die(msg) {
 
 function parseArgs(argv) {
   const o = { threads: 2, n: 32, seqs: 1 };
-  const ints = new Set(["n", "threads", "prompt-len", "decode", "seqs", "vocab", "bos"]);
+  const ints = new Set(["n", "threads", "prompt-len", "decode", "seqs", "vocab", "bos", "req"]);
   o.cmd = argv[0];
   for (let i = 1; i < argv.length; i += 2) {
     const k = argv[i].replace(/^--/, "");
@@ -39,7 +44,7 @@ function parseArgs(argv) {
       });
     } else die(`unknown option ${argv[i]}`);
   }
-  if (!o.model) die("--model is required");
+  if (!o.model && o.cmd !== "prompt") die("--model is required");
   return o;
 }
 
@@ -75,7 +80,27 @@ async function generate(seq, first, n, out) {
   return out;
 }
 
+// summed run-queue wait (ns) of this process's threads (0 where unavailable)
+function runqWaitNs() {
+  let sum = 0;
+  try {
+    for (const t of readdirSync("/proc/self/task")) {
+      const f = readFileSync(`/proc/self/task/${t}/schedstat`, "utf8").split(" ");
+      sum += Number(f[1]) || 0;
+    }
+  } catch {
+    return 0;
+  }
+  return sum;
+}
+
 const o = parseArgs(process.argv.slice(2));
+if (o.cmd === "prompt") {
+  if (!o["prompt-len"] || o.vocab === undefined || o.bos === undefined || o.req === undefined)
+    die("prompt needs --prompt-len --req --vocab --bos");
+  process.stdout.write(makePrompt(o["prompt-len"], o.req, o.vocab, o.bos).join(",") + "\n");
+  process.exit(0);
+}
 const llama = await getLlama({ gpu: false, build: "never", maxThreads: o.threads, logLevel: LlamaLogLevel.error });
 const model = await llama.loadModel({ modelPath: o.model, gpuLayers: 0 });
 
@@ -102,12 +127,15 @@ if (o.cmd === "greedy") {
   const prefillS = Number(process.hrtime.bigint() - t0) / 1e9;
   // decode: each step evaluates one token per sequence and samples the next
   const outs = seqs.map(() => []);
+  const cpu0 = process.cpuUsage(), wait0 = runqWaitNs();
   t0 = process.hrtime.bigint();
   await Promise.all(seqs.map((s, r) => generate(s, prompts[r][P - 1], D, outs[r])));
   const decodeS = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cpu = process.cpuUsage(cpu0), waitS = (runqWaitNs() - wait0) / 1e9;
   process.stdout.write(JSON.stringify({
     engine: "llama.cpp", seqs: S, prompt_len: P, decode_len: D, threads: o.threads,
-    prefill_tps: (S * (P - 1)) / prefillS, decode_tps: (S * D) / decodeS, tokens0: outs[0],
+    prefill_tps: (S * (P - 1)) / prefillS, decode_tps: (S * D) / decodeS, decode_s: decodeS,
+    decode_cpu_s: (cpu.user + cpu.system) / 1e6, decode_runq_wait_s: waitS, tokens0: outs[0],
   }) + "\n");
   await ctx.dispose();
 } else die(`unknown command ${o.cmd} (greedy | bench)`);
