@@ -12,7 +12,8 @@
 //       bench_infer gives request r (same ids), prefilled all at once
 //       (prefill tok/s = S*P / wall), then D greedy tokens each, every step
 //       one token per sequence (decode tok/s = S*D / wall, aggregate);
-//       prints one JSON line, with the CPU time of the process and the
+//       after a warm-up like bench_infer's (one sequence, prompt + 4 tokens,
+//       history cleared); prints one JSON line, with the CPU time of the process and the
 //       run-queue wait of its threads (Linux schedstat: time runnable but
 //       not running, i.e. other processes had the cores) during decode
 //   node llama.mjs prompt --prompt-len P --req R --vocab V --bos B
@@ -121,6 +122,12 @@ if (o.cmd === "greedy") {
   const seqs = [];
   for (let r = 0; r < S; r++) seqs.push(ctx.getSequence());
   const prompts = seqs.map((_, r) => makePrompt(P, r, o.vocab, o.bos));
+  // warm-up, as bench_infer does (--warmup 4): one sequence runs prompt 0 and
+  // 4 tokens, then its history is cleared (first-use allocations and graph
+  // set-up are not counted)
+  await seqs[0].evaluateWithoutGeneratingNewTokens(prompts[0].slice(0, -1));
+  await generate(seqs[0], prompts[0][P - 1], 4, []);
+  await seqs[0].clearHistory();
   // prefill: all prompts but their last token, in one batch
   let t0 = process.hrtime.bigint();
   await Promise.all(seqs.map((s, r) => s.evaluateWithoutGeneratingNewTokens(prompts[r].slice(0, -1))));

@@ -51,7 +51,8 @@ def main(argv):
         if o.get("engine") == "cohort":
             key = ("cohort", "fp32", o["threads"], o["concurrency"])
             v = dict(prefill=o["prefill_tok_s"], decode=o["decode_tok_s"],
-                     wait=o["decode_runq_wait_s"] / o["decode_s"] if o["decode_s"] > 0 else 0.0)
+                     wait=o["decode_runq_wait_s"] / o["decode_s"] if o["decode_s"] > 0 else 0.0,
+                     cpu=o["decode_cpu_s"] / o["decode_s"] if o["decode_s"] > 0 else 0.0)
         else:
             key = ("llama.cpp", o["type"].upper(), o["threads"], o["seqs"])
             v = dict(prefill=o["prefill_tps"], decode=o["decode_tps"],
@@ -64,30 +65,31 @@ def main(argv):
         return statistics.median(vals) if vals else float("nan")
 
     print("\n## medians over rounds")
-    print("| engine | weights | threads | sequences | prefill tok/s | decode tok/s | run-queue wait | CPU use in decode |")
+    print("| engine | weights | threads | sequences | prefill tok/s | decode tok/s | run-queue wait | CPU in decode |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for key in sorted(stats, key=lambda k: (k[0] != "cohort", k[1], k[2], k[3])):
-        cpu = med(key, "cpu")
-        print("| %s | %s | %d | %d | %.0f | %.1f | %.0f %% | %s |" % (
+        print("| %s | %s | %d | %d | %.0f | %.1f | %.0f %% | %.2f cores |" % (
             key[0], key[1], key[2], key[3], med(key, "prefill"), med(key, "decode"), 100 * med(key, "wait"),
-            "" if cpu != cpu else "%.2f cores" % cpu))
+            med(key, "cpu")))
 
-    print("\n## cohort fp32 / llama.cpp, %d threads each (median of per-round ratios; ratio of medians)" % a.threads)
-    print("| llama.cpp weights | sequences | prefill | decode |")
-    print("|---|---:|---:|---:|")
-    for key in sorted(stats):
-        if key[0] != "llama.cpp" or key[2] != a.threads:
-            continue
-        ck = ("cohort", "fp32", a.threads, key[3])
-        if ck not in stats:
-            continue
-        cells = []
-        for field in ("prefill", "decode"):
-            per = [stats[ck][r][field] / stats[key][r][field] for r in stats[key]
-                   if r in stats[ck] and stats[key][r][field] > 0]
-            cells.append("%.2fx; %.2fx" % (statistics.median(per) if per else float("nan"),
-                                           med(ck, field) / med(key, field)))
-        print("| %s | %d | %s | %s |" % (key[1], key[3], cells[0], cells[1]))
+    for lt in sorted({k[2] for k in stats if k[0] == "llama.cpp"}, key=lambda t: (t != a.threads, t)):
+        print("\n## cohort fp32 (%d threads) / llama.cpp (%d thread%s): median of per-round ratios; ratio of medians"
+              % (a.threads, lt, "" if lt == 1 else "s"))
+        print("| llama.cpp weights | sequences | prefill | decode |")
+        print("|---|---:|---:|---:|")
+        for key in sorted(stats):
+            if key[0] != "llama.cpp" or key[2] != lt:
+                continue
+            ck = ("cohort", "fp32", a.threads, key[3])
+            if ck not in stats:
+                continue
+            cells = []
+            for field in ("prefill", "decode"):
+                per = [stats[ck][r][field] / stats[key][r][field] for r in stats[key]
+                       if r in stats[ck] and stats[key][r][field] > 0]
+                cells.append("%.2fx; %.2fx" % (statistics.median(per) if per else float("nan"),
+                                               med(ck, field) / med(key, field)))
+            print("| %s | %d | %s | %s |" % (key[1], key[3], cells[0], cells[1]))
     return 0
 
 
