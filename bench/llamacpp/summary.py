@@ -5,6 +5,8 @@ Greedy agreement per prompt (identical ids, first divergence), then per
 (engine, weight type, threads, sequences) the median over rounds of prefill
 tok/s, decode tok/s (aggregate) and run-queue wait (share of decode wall
 time the process's threads were runnable but another process had the CPU),
+CPU use during decode (cores) and CPU milliseconds per decoded token (the
+figure the neighbours disturb least: it counts work, not waiting),
 and cohort / llama.cpp ratios: the median of the per-round ratios (the two
 engines ran back to back in the same round) and the ratio of the medians.
 """
@@ -58,6 +60,7 @@ def main(argv):
             v = dict(prefill=o["prefill_tps"], decode=o["decode_tps"],
                      wait=o["decode_runq_wait_s"] / o["decode_s"] if o["decode_s"] > 0 else 0.0,
                      cpu=o["decode_cpu_s"] / o["decode_s"] if o["decode_s"] > 0 else 0.0)
+        v["cpu_ms"] = 1000.0 * v["cpu"] / v["decode"] if v["decode"] > 0 else float("nan")
         stats.setdefault(key, {})[o["round"]] = v
 
     def med(key, field):
@@ -65,12 +68,12 @@ def main(argv):
         return statistics.median(vals) if vals else float("nan")
 
     print("\n## medians over rounds")
-    print("| engine | weights | threads | sequences | prefill tok/s | decode tok/s | run-queue wait | CPU in decode |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| engine | weights | threads | sequences | prefill tok/s | decode tok/s | run-queue wait | CPU in decode | CPU ms per decoded token |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for key in sorted(stats, key=lambda k: (k[0] != "cohort", k[1], k[2], k[3])):
-        print("| %s | %s | %d | %d | %.0f | %.1f | %.0f %% | %.2f cores |" % (
+        print("| %s | %s | %d | %d | %.0f | %.1f | %.0f %% | %.2f cores | %.2f |" % (
             key[0], key[1], key[2], key[3], med(key, "prefill"), med(key, "decode"), 100 * med(key, "wait"),
-            med(key, "cpu")))
+            med(key, "cpu"), med(key, "cpu_ms")))
 
     for lt in sorted({k[2] for k in stats if k[0] == "llama.cpp"}, key=lambda t: (t != a.threads, t)):
         print("\n## cohort fp32 (%d threads) / llama.cpp (%d thread%s): median of per-round ratios; ratio of medians"
