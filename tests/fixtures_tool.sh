@@ -11,7 +11,8 @@ SRC=${COH_SOURCE_DIR:?}
 FX=${COH_FIXTURES:?}
 TOOL="$SRC/tools/mkfixture.py"
 MODELS=(llama-tiny-plain-fp32 llama-tiny-gqa-fp32 llama-tiny-plain-fp16 llama-tiny-optimum-fp32
-        llama-long-plain-fp32 llama-long-gqa-fp32 llama-long-plain-fp16 llama-long-optimum-fp32)
+        llama-long-plain-fp32 llama-long-gqa-fp32 llama-long-plain-fp16 llama-long-optimum-fp32
+        llama-tiny-plain-int8 llama-tiny-plain-int4 llama-tiny-gqa-int4 llama-tiny-plain-int4-acc4)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 pass=0; fail=0
@@ -52,9 +53,49 @@ set -e
 [ $rc = 2 ] && grep -q 'not a multiple of --heads' "$tmp/err" && [ ! -e "$tmp/x" ] &&
   ok "bad shape: exit 2 with a message" || bad "bad shape: rc=$rc $(cat "$tmp/err")"
 
+# quantized twins (--quant): --from an existing folder writes the same graph
+# as the suite's quantized fixture of the same seed (MatMulNBits blocks
+# byte-identical: the quantization is deterministic)
+"$PY" "$TOOL" --quant int8 --from "$FX/llama-tiny-plain-fp32" --out "$tmp" >/dev/null
+cmp -s "$tmp/llama-tiny-plain-fp32-int8/model.onnx" "$FX/llama-tiny-plain-int8/model.onnx" &&
+  ok "--quant int8 --from gives the suite's int8 graph byte for byte" || bad "--from int8 graph differs"
+"$PY" "$TOOL" --verify "$tmp/llama-tiny-plain-fp32-int8" >/dev/null && ok "--from twin verifies" ||
+  bad "--from twin does not verify"
+n_nbits=$("$PY" -c "import onnx,sys; m=onnx.load(sys.argv[1]); print(sum(n.op_type=='MatMulNBits' for n in m.graph.node))" \
+          "$FX/llama-tiny-gqa-int4/model.onnx")
+[ "$n_nbits" = 15 ] && ok "gqa-int4: 15 MatMulNBits (7 per layer x 2 + the head)" || bad "gqa-int4 has $n_nbits MatMulNBits"
+cmp -s "$FX/llama-tiny-plain-int4/model.safetensors" "$FX/llama-tiny-plain-fp32/model.safetensors" &&
+  ok "a quantized twin keeps its source's float weights in model.safetensors" || bad "twin safetensors differ"
+# a tampered quantized block fails --verify, naming the initializer
+cp -r "$FX/llama-tiny-plain-int4" "$tmp/tamper"
+"$PY" - "$tmp/tamper/model.onnx" <<'PYEOF'
+import sys, onnx
+from onnx import numpy_helper
+m = onnx.load(sys.argv[1])
+for t in m.graph.initializer:
+    if t.name == "model.layers.1.mlp.up_proj.weight_Q4":
+        a = numpy_helper.to_array(t).copy(); a.flat[5] ^= 0x10
+        t.CopyFrom(numpy_helper.from_array(a, t.name))
+onnx.save(m, sys.argv[1])
+PYEOF
+set +e
+"$PY" "$TOOL" --verify "$tmp/tamper" 2>"$tmp/err"; rc=$?
+set -e
+[ $rc = 1 ] && grep -q 'up_proj.weight_Q4 is not the int4 quantization' "$tmp/err" &&
+  ok "tampered int4 block: verify fails naming it" || bad "tampered block: rc=$rc $(cat "$tmp/err")"
+for args in "--quant int4 --block 7" "--quant int3" "--quant-head" "--quant int8 --accuracy-level 9"; do
+  set +e
+  # shellcheck disable=SC2086
+  "$PY" "$TOOL" --name q $args --out "$tmp" 2>"$tmp/err"; rc=$?
+  set -e
+  [ $rc = 2 ] && [ ! -e "$tmp/q" ] && ok "bad quant arguments ($args): exit 2" || bad "$args: rc=$rc $(cat "$tmp/err")"
+done
+
 # onnxruntime-node comes with the benchmark's Node reference (scripts/setup.sh)
 export COH_ORT_NODE_DIR=${COH_ORT_NODE_DIR:-$SRC/bench/node_ref/node_modules/onnxruntime-node}
-check_out=$("$PY" "$TOOL" --check "$FX/llama-tiny-plain-fp32" "$FX/llama-tiny-gqa-fp32" 2>&1) && rc=0 || rc=$?
+check_out=$("$PY" "$TOOL" --check "$FX/llama-tiny-plain-fp32" "$FX/llama-tiny-gqa-fp32" \
+            "$FX/llama-tiny-plain-int8" "$FX/llama-tiny-plain-int4" "$FX/llama-tiny-gqa-int4" \
+            "$FX/llama-tiny-plain-int4-acc4" 2>&1) && rc=0 || rc=$?
 echo "$check_out"
 if grep -q -- '--check skipped' <<<"$check_out"; then
   bad "ONNX Runtime check could not run: onnxruntime-node is missing (run scripts/setup.sh)"

@@ -192,6 +192,14 @@ static void test_batching_plain(void) { check_batching("llama-tiny-plain-fp32");
 static void test_batching_gqa(void) { check_batching("llama-tiny-gqa-fp32"); }
 static void test_batching_fp16(void) { check_batching("llama-tiny-plain-fp16"); }
 static void test_batching_optimum(void) { check_batching("llama-tiny-optimum-fp32"); }
+/* Weight-only quantized twins (com.microsoft.MatMulNBits, accuracy_level 0):
+ * symmetric int8, asymmetric int4 with zero points, and int4 with padded
+ * 128-blocks and a quantized head under GroupQueryAttention. */
+static void test_batching_int8(void) { check_batching("llama-tiny-plain-int8"); }
+static void test_batching_int4(void) { check_batching("llama-tiny-plain-int4"); }
+static void test_batching_gqa_int4(void) { check_batching("llama-tiny-gqa-int4"); }
+/* accuracy_level 4: MatMulNBits quantizes each row's activations to int8 */
+static void test_batching_int4_acc4(void) { check_batching("llama-tiny-plain-int4-acc4"); }
 
 /* Plain attention, GroupQueryAttention, fp16 and the Optimum layout hold the
  * same weights (same seed): their greedy continuations must agree. */
@@ -616,6 +624,10 @@ int main(int argc, char **argv) {
   RUN(test_batching_gqa);
   RUN(test_batching_fp16);
   RUN(test_batching_optimum);
+  RUN(test_batching_int8);
+  RUN(test_batching_int4);
+  RUN(test_batching_gqa_int4);
+  RUN(test_batching_int4_acc4);
   RUN(test_variants_agree);
   RUN(test_sampling_seeded);
   RUN(test_stops_and_limits);

@@ -25,6 +25,16 @@
 // RESPONSE {"ort_version", "tokens": [N ids],
 //           "logits": [N x {"type": "float32", "dims": [V], "b64"}]  (last row per step)}
 //
+// Or the negative log-likelihood of a token sequence (the held-out text), in
+// non-overlapping windows of `seq` tokens run `batch` at a time on empty past
+// tensors, each window predicting its next tokens, plus the tail that does
+// not fill a window scored with the full window before it as context (the
+// windowing of tools/train/train.py's evaluate):
+// REQUEST  {"model": ..., "nll": {"ids": [...], "seq": 256, "batch": 16,
+//           "past": {"type", "kv_heads", "head_dim", "layers"}}}
+// RESPONSE {"ort_version", "nll_sum": nats, "count": scored tokens,
+//           "argmax": [the top-1 id at every scored position, in text order]}
+//
 // onnxruntime-node is found in $COH_ORT_NODE_DIR (its package folder), else
 // /tmp/ortnode/node_modules/onnxruntime-node.  Install it outside the repo:
 //   mkdir -p /tmp/ortnode && cd /tmp/ortnode &&
@@ -189,6 +199,68 @@ async function recompute(session, r) {
   return { tokens, logits };
 }
 
+// log-sum-exp NLL and argmax of the rows [from, V*rows) of a logits tensor
+function scoreRows(t, row0, nRows, targets, acc) {
+  const V = t.dims[t.dims.length - 1];
+  const get = t.type === 'float16' ? (i) => halfToFloat(t.data[i]) : (i) => t.data[i];
+  for (let r = 0; r < nRows; r++) {
+    const base = (row0 + r) * V;
+    let mx = -Infinity;
+    let best = 0;
+    for (let i = 0; i < V; i++) {
+      const v = get(base + i);
+      if (v > mx) { mx = v; best = i; }
+    }
+    let s = 0;
+    for (let i = 0; i < V; i++) s += Math.exp(get(base + i) - mx);
+    acc.nll += Math.log(s) + mx - get(base + targets[r]);
+    acc.count++;
+    acc.argmax.push(best);
+  }
+}
+
+async function nll(session, r) {
+  const ids = r.ids;
+  const seq = r.seq;
+  const batch = r.batch || 1;
+  if (!(seq > 0) || ids.length < seq + 1) throw new Error('nll: need seq > 0 and more than seq ids');
+  const Ctor = ARRAYS[r.past.type];
+  const acc = { nll: 0, count: 0, argmax: [] };
+  const run = async (wins) => {
+    const B = wins.length;
+    const flat = [];
+    for (const w of wins) for (let i = 0; i < seq; i++) flat.push(BigInt(ids[w + i]));
+    const feeds = {
+      input_ids: new ort.Tensor('int64', BigInt64Array.from(flat), [B, seq]),
+      attention_mask: new ort.Tensor('int64', new BigInt64Array(B * seq).fill(1n), [B, seq]),
+      position_ids: new ort.Tensor('int64', BigInt64Array.from(
+        Array.from({ length: B * seq }, (_, i) => BigInt(i % seq))), [B, seq]),
+    };
+    for (const name of session.inputNames) {
+      if (name.startsWith('past_key_values.')) {
+        feeds[name] = new ort.Tensor(r.past.type, new Ctor(0), [B, r.past.kv_heads, 0, r.past.head_dim]);
+      }
+    }
+    return (await session.run(feeds)).logits;
+  };
+  const n = Math.floor((ids.length - 1) / seq);
+  for (let i = 0; i < n; i += batch) {
+    const wins = [];
+    for (let j = i; j < Math.min(n, i + batch); j++) wins.push(j * seq);
+    const t = await run(wins);
+    for (let k = 0; k < wins.length; k++) {
+      scoreRows(t, k * seq, seq, ids.slice(wins[k] + 1, wins[k] + 1 + seq), acc);
+    }
+  }
+  const rest = ids.length - 1 - n * seq;
+  if (rest > 0) {
+    const w = ids.length - 1 - seq;
+    const t = await run([w]);
+    scoreRows(t, seq - rest, rest, ids.slice(ids.length - rest), acc);
+  }
+  return { nll_sum: acc.nll, count: acc.count, argmax: acc.argmax };
+}
+
 const req = JSON.parse(readFileSync(reqPath, 'utf8'));
 const opts = Object.assign({ intraOpNumThreads: 1, interOpNumThreads: 1, logSeverityLevel: 3 },
                            req.options || {});
@@ -196,6 +268,7 @@ const session = await ort.InferenceSession.create(req.model, opts);
 const out = { ort_version: ort.env.versions.common, runs: [], run_ms: [] };
 if (req.generate) Object.assign(out, await generate(session, req.model, req.generate));
 if (req.recompute) Object.assign(out, await recompute(session, req.recompute));
+if (req.nll) Object.assign(out, await nll(session, req.nll));
 for (const feedsSpec of req.runs || []) {
   const feeds = {};
   for (const [name, spec] of Object.entries(feedsSpec)) feeds[name] = toTensor(spec, name);

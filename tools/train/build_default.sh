@@ -17,7 +17,9 @@ $PY tools/train/train.py --corpus data/tinyshakespeare.txt --tokenizer "$WORK/to
   --workdir "$WORK/run" --steps 1200 --warmup 100 --lr 1.5e-3 --min-lr 1e-4 --dropout 0.1 \
   --layers 4 --hidden 256 --heads 8 --kv-heads 2 --intermediate 640 --seq 256 --batch 8 \
   --eval-every 100 --seed 1 --threads 1
-$PY tools/train/export.py --workdir "$WORK/run" --tokenizer "$WORK/tokenizer.json" --out models/shakespeare
+# int4 weights (MatMulNBits, blocks of 32, head too, int8 activations): see MODEL.md, "Quantized weights"
+$PY tools/train/export.py --workdir "$WORK/run" --tokenizer "$WORK/tokenizer.json" --out models/shakespeare \
+  --quant int4 --block 32 --quant-head --accuracy-level 4
 cp "$WORK/run/log.csv" models/shakespeare/loss.csv
 $PY tools/train/plot.py models/shakespeare/loss.csv models/shakespeare/loss.png \
   --title "models/shakespeare: 3.7M-parameter Llama, 1,200 steps on 2-core CPU"

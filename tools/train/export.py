@@ -2,7 +2,10 @@
 """export.py - write a trained checkpoint as a cohort model folder (ONNX Runtime GenAI layout).
 
   export.py --workdir W --tokenizer T.json --out models/shakespeare [--dtype fp16] [--context 512]
-            [--max-bytes 16000000]
+            [--max-bytes 16000000] [--quant int4 --block 32 --quant-head --accuracy-level 4]
+  export.py --from-model models/shakespeare --tokenizer T.json --out DIR [...]
+            (the weights of an exported folder's model.safetensors instead of a checkpoint:
+            e.g. the shipped model re-exported with other quantization options)
 
 The graph, config.json, genai_config.json and model.safetensors are written
 by tools/mkfixture.py (the project's one ONNX graph writer), from the trained
@@ -67,7 +70,9 @@ def hf_weights(state):
 
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--workdir", required=True, help="train.py's --workdir (exports best.pt: the lowest validation loss)")
+    ap.add_argument("--workdir", help="train.py's --workdir (exports best.pt: the lowest validation loss)")
+    ap.add_argument("--from-model", metavar="DIR",
+                    help="export the weights of this model folder's model.safetensors (no checkpoint needed)")
     ap.add_argument("--checkpoint", help="export this checkpoint instead (e.g. W/ckpt.pt of a run in progress)")
     ap.add_argument("--tokenizer", required=True)
     ap.add_argument("--out", required=True, help="model folder to write (replaced)")
@@ -76,16 +81,35 @@ def main(argv):
     ap.add_argument("--context", type=int, default=512)
     ap.add_argument("--seed", type=int, default=1, help="the training seed, recorded in genai_config.json")
     ap.add_argument("--max-bytes", type=int, default=16 * 1000 * 1000)
+    ap.add_argument("--quant", choices=["none", "int8", "int4"], default="none",
+                    help="weight-only quantized linear projections (com.microsoft.MatMulNBits; docs/fixtures.md)")
+    ap.add_argument("--block", type=int, default=32)
+    ap.add_argument("--quant-head", action="store_true", help="--quant the output head too")
+    ap.add_argument("--accuracy-level", type=int, default=0, help="MatMulNBits accuracy_level (4: int8 activations)")
     a = ap.parse_args(argv)
-    import torch
-    path = a.checkpoint or os.path.join(a.workdir, "best.pt")
-    if not os.path.isfile(path):
-        sys.exit("export: %s: no such file (has train.py finished?)" % path)
-    ck = torch.load(path)
-    if "cfg" not in ck:  # a resumable checkpoint: the config is beside it
-        with open(os.path.join(a.workdir, "config.json")) as f:
-            ck["cfg"] = json.load(f)
-    cfg = ck["cfg"]
+    if bool(a.workdir) == bool(a.from_model):
+        sys.exit("export: give exactly one of --workdir and --from-model")
+    if a.from_model:
+        with open(os.path.join(a.from_model, "config.json")) as f:
+            hc = json.load(f)
+        cfg = dict(layers=hc["num_hidden_layers"], hidden=hc["hidden_size"], heads=hc["num_attention_heads"],
+                   kv_heads=hc["num_key_value_heads"], intermediate=hc["intermediate_size"],
+                   vocab=hc["vocab_size"])
+        if not hc.get("tie_word_embeddings"):
+            sys.exit("export: %s: not a tied-embedding model (export.py writes tied models)" % a.from_model)
+        weights = {k: v.astype(np.float32) for k, v in
+                   mkfixture.read_safetensors(os.path.join(a.from_model, "model.safetensors")).items()}
+    else:
+        import torch
+        path = a.checkpoint or os.path.join(a.workdir, "best.pt")
+        if not os.path.isfile(path):
+            sys.exit("export: %s: no such file (has train.py finished?)" % path)
+        ck = torch.load(path)
+        if "cfg" not in ck:  # a resumable checkpoint: the config is beside it
+            with open(os.path.join(a.workdir, "config.json")) as f:
+                ck["cfg"] = json.load(f)
+        cfg = ck["cfg"]
+        weights = hf_weights(ck["model"])
     spec = dict(name=os.path.basename(os.path.normpath(a.out)), layers=cfg["layers"], hidden=cfg["hidden"],
                 heads=cfg["heads"], kv_heads=cfg["kv_heads"], intermediate=cfg["intermediate"],
                 vocab=cfg["vocab"], context=a.context, attention="plain",
@@ -93,14 +117,17 @@ def main(argv):
                 weights_dtype="fp16" if a.dtype.startswith("fp16") else "fp32", layout="genai",
                 seed=a.seed, tied=True, bos=0, eos=0, pad=0, tokenizer=a.tokenizer,
                 generator="tools/train/train.py + tools/train/export.py")
+    if a.quant != "none":
+        spec.update(quant=a.quant, block=a.block, quant_sym=True, quant_head=a.quant_head,
+                    accuracy_level=a.accuracy_level)
     out_parent = os.path.dirname(os.path.abspath(a.out))
-    keep = {}  # the hand-written model card and chat template survive a re-export
-    for name in ("MODEL.md", "chat_template.jinja"):
+    keep = {}  # the hand-written model card, chat template and the training curve survive a re-export
+    for name in ("MODEL.md", "chat_template.jinja", "loss.csv", "loss.png"):
         card = os.path.join(a.out, name)
         if os.path.isfile(card):
             with open(card, "rb") as f:
                 keep[name] = f.read()
-    path, _ = mkfixture.write_model(spec, out_parent, force=True, weights=hf_weights(ck["model"]))
+    path, _ = mkfixture.write_model(spec, out_parent, force=True, weights=weights)
     os.remove(os.path.join(path, mkfixture.STAMP))  # the stamp marks random fixtures only
     for name, data in keep.items():
         with open(os.path.join(path, name), "wb") as f:
@@ -115,7 +142,7 @@ def main(argv):
         json.dump({"generator": "onnxruntime-node 1.29.0 (tools/ort_run.mjs), greedy, KV cache, batch 1",
                    "cases": cases}, f, indent=1)
         f.write("\n")
-    names = sorted(f for f in os.listdir(path) if f not in ("SHA256SUMS", "MODEL.md"))
+    names = sorted(f for f in os.listdir(path) if f not in ("SHA256SUMS", "MODEL.md", "loss.csv", "loss.png"))
     with open(os.path.join(path, "SHA256SUMS"), "w") as f:
         for n in names:
             with open(os.path.join(path, n), "rb") as g:
@@ -124,7 +151,10 @@ def main(argv):
     if total > a.max_bytes:
         shutil.rmtree(path)
         sys.exit("export: the model folder would be %d bytes, over the budget of %d" % (total, a.max_bytes))
-    print("export: %s (%d bytes, %s)" % (path, total, a.dtype))
+    print("export: %s (%d bytes, %s%s)" % (path, total, a.dtype, "" if a.quant == "none" else
+                                          ", %s block %d%s, accuracy_level %d" % (
+                                              a.quant, a.block, " + head" if a.quant_head else "",
+                                              a.accuracy_level)))
 
 
 if __name__ == "__main__":
