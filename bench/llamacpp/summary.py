@@ -20,6 +20,7 @@ def main(argv):
     ap = argparse.ArgumentParser()
     ap.add_argument("raw")
     ap.add_argument("--threads", type=int, required=True)
+    ap.add_argument("--cohort-type", default="fp32", help="label of cohort's rows (fp32, int8, int4)")
     a = ap.parse_args(argv)
     agree, rows = [], []
     with open(a.raw) as f:
@@ -45,13 +46,14 @@ def main(argv):
         all_ok &= ok
         print("%-14s prompt %d: %d/%d identical%s" % (o["agree"], o["req"], same, max(len(c), len(l)),
                                                       "" if first is None else ", first difference at %d" % first))
-    print("agreement: %s" % ("ALL IDENTICAL" if all_ok and agree else "DIFFERENCES"))
+    print("agreement: %s" % ("not checked in this run" if not agree else
+                             "ALL IDENTICAL" if all_ok else "DIFFERENCES"))
 
     # normalise: key (engine, type, threads, seqs) -> per round dict
     stats = {}
     for o in rows:
         if o.get("engine") == "cohort":
-            key = ("cohort", "fp32", o["threads"], o["concurrency"])
+            key = ("cohort", o.get("type", "fp32"), o["threads"], o["concurrency"])
             v = dict(prefill=o["prefill_tok_s"], decode=o["decode_tok_s"],
                      wait=o["decode_runq_wait_s"] / o["decode_s"] if o["decode_s"] > 0 else 0.0,
                      cpu=o["decode_cpu_s"] / o["decode_s"] if o["decode_s"] > 0 else 0.0)
@@ -76,14 +78,14 @@ def main(argv):
             med(key, "cpu"), med(key, "cpu_ms")))
 
     for lt in sorted({k[2] for k in stats if k[0] == "llama.cpp"}, key=lambda t: (t != a.threads, t)):
-        print("\n## cohort fp32 (%d threads) / llama.cpp (%d thread%s): median of per-round ratios; ratio of medians"
-              % (a.threads, lt, "" if lt == 1 else "s"))
+        print("\n## cohort %s (%d threads) / llama.cpp (%d thread%s): median of per-round ratios; ratio of medians"
+              % (a.cohort_type, a.threads, lt, "" if lt == 1 else "s"))
         print("| llama.cpp weights | sequences | prefill | decode |")
         print("|---|---:|---:|---:|")
         for key in sorted(stats):
             if key[0] != "llama.cpp" or key[2] != lt:
                 continue
-            ck = ("cohort", "fp32", a.threads, key[3])
+            ck = ("cohort", a.cohort_type, a.threads, key[3])
             if ck not in stats:
                 continue
             cells = []
