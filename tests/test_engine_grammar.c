@@ -21,27 +21,7 @@
 
 #define MAX_GEN 200
 
-static char fixture_dir[1024];
-
-static const char *fixture(const char *name) {
-  const char *root = getenv("COH_FIXTURES");
-  snprintf(fixture_dir, sizeof fixture_dir, "%s/%s", root ? root : "build/fixtures", name);
-  return fixture_dir;
-}
-
-static coh_model *open_model(const char *dir) {
-  coh_model_options o;
-  coh_model *m = NULL;
-  coh_err err;
-  coh_model_options_default(&o);
-  o.device = COH_DEVICE_CPU;
-  o.intra_op_threads = 1;
-  if (coh_model_open(dir, &o, &m, &err)) {
-    fprintf(stderr, "open %s: %s\n", dir, err.msg);
-    return NULL;
-  }
-  return m;
-}
+#include "test_fixture.h"
 
 typedef struct out {
   int32_t ids[MAX_GEN];

@@ -40,13 +40,7 @@
 #define TOL 1e-3    /* logits, absolute (fp32 against float64: ~1e-5 measured) */
 #define MAX_CASES 16
 
-static char fixture_dir[1024];
-
-static const char *fixture(const char *name) {
-  const char *root = getenv("COH_FIXTURES");
-  snprintf(fixture_dir, sizeof fixture_dir, "%s/%s", root ? root : "build/fixtures", name);
-  return fixture_dir;
-}
+#include "test_fixture.h"
 
 /* ---- an independent sampler --------------------------------------------- */
 

@@ -41,13 +41,7 @@
 #define TOL_FP16_ORT 0.03
 #define TOL_FP16_NUMPY 0.05
 
-static char fixture_dir[1024];
-
-static const char *fixture(const char *name) {
-  const char *root = getenv("COH_FIXTURES");
-  snprintf(fixture_dir, sizeof fixture_dir, "%s/%s", root ? root : "build/fixtures", name);
-  return fixture_dir;
-}
+#include "test_fixture.h"
 
 /* ---- references ------------------------------------------------------------ */
 
@@ -166,20 +160,6 @@ static void collect(void *user, const coh_token_event *ev) {
     o->ids[o->n++] = ev->token;
   }
   if (ev->finish != COH_FINISH_NONE) o->finish = ev->finish;
-}
-
-static coh_model *open_model(const char *dir) {
-  coh_model_options o;
-  coh_model *m = NULL;
-  coh_err err;
-  coh_model_options_default(&o);
-  o.device = COH_DEVICE_CPU;
-  o.intra_op_threads = 1;
-  if (coh_model_open(dir, &o, &m, &err)) {
-    fprintf(stderr, "open %s: %s\n", dir, err.msg);
-    return NULL;
-  }
-  return m;
 }
 
 static int submit(coh_engine *e, const int32_t *p, int len, int max_tokens, out *o, coh_err *err) {
