@@ -42,129 +42,8 @@
 
 #include "test_fixture.h"
 
-/* ---- an independent sampler --------------------------------------------- */
-
-static uint64_t ref_splitmix64(uint64_t *x) {
-  uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-static uint64_t ref_rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-typedef struct ref_rng {
-  uint64_t s[4];
-} ref_rng;
-static void ref_seed(ref_rng *r, uint64_t seed) {
-  int i;
-  for (i = 0; i < 4; i++) r->s[i] = ref_splitmix64(&seed);
-}
-static double ref_uniform(ref_rng *r) {
-  uint64_t *s = r->s;
-  const uint64_t result = ref_rotl(s[1] * 5, 7) * 9;
-  const uint64_t t = s[1] << 17;
-  s[2] ^= s[0];
-  s[3] ^= s[1];
-  s[1] ^= s[2];
-  s[0] ^= s[3];
-  s[2] ^= t;
-  s[3] = ref_rotl(s[3], 45);
-  return (double)(result >> 11) * 0x1.0p-53;
-}
-
-typedef struct ref_cand {
-  float x;
-  int32_t id;
-} ref_cand;
-
-static int ref_cmp(const void *pa, const void *pb) {
-  const ref_cand *a = pa, *b = pb;
-  if (a->x != b->x) return a->x > b->x ? -1 : 1;
-  return a->id < b->id ? -1 : 1;
-}
-
-static double ref_weight(float x, float m, double t) {
-  double a;
-  if (x == m) return 1.0;
-  if (isinf(m)) return 0.0;
-  a = ((double)x - (double)m) / t;
-  return a < -200.0 ? 0.0 : (double)expf((float)a);
-}
-
-/* sampling.h's rules, written out: penalty over the distinct history ids,
- * greedy (lowest id on ties) or temperature → top-k → softmax → top-p →
- * min-p → renormalise → inverse CDF (best first when a filter is active,
- * else in id order); one draw from rng unless greedy. */
-static int32_t ref_sample(const coh_sampling *p, const float *logits0, size_t vocab,
-                          const int32_t *hist, size_t n_hist, ref_rng *rng) {
-  ref_cand *c = malloc(vocab * sizeof *c);
-  double *w = malloc(vocab * sizeof *w);
-  float *x = malloc(vocab * sizeof *x);
-  unsigned char *seen = calloc(vocab, 1);
-  size_t n = 0, i, k, nk;
-  float m = -INFINITY;
-  double z = 0, cum = 0, target, u;
-  int32_t out = -1;
-  if (!c || !w || !x || !seen) goto done;
-  for (i = 0; i < vocab; i++) x[i] = isnan(logits0[i]) ? -INFINITY : logits0[i];
-  if (p->repetition_penalty != 1.0f)
-    for (i = 0; i < n_hist; i++) {
-      int32_t t = hist[i];
-      if (t < 0 || (size_t)t >= vocab || seen[t]) continue;
-      seen[t] = 1;
-      x[t] = x[t] > 0 ? x[t] / p->repetition_penalty : x[t] * p->repetition_penalty;
-    }
-  if (!(p->temperature > 0)) {
-    for (i = 0; i < vocab; i++)
-      if (out < 0 || x[i] > x[out]) out = (int32_t)i;
-    goto done;
-  }
-  for (i = 0; i < vocab; i++) {
-    if (x[i] == -INFINITY) continue;
-    c[n].x = x[i];
-    c[n].id = (int32_t)i;
-    if (x[i] > m) m = x[i];
-    n++;
-  }
-  k = p->top_k > 0 && (size_t)p->top_k < n ? (size_t)p->top_k : n;
-  if (k == n && p->top_p >= 1.0f && p->min_p <= 0.0f) {
-    for (i = 0; i < n; i++) z += (w[i] = ref_weight(c[i].x, m, p->temperature));
-    nk = n;
-  } else {
-    if (k == n)
-      for (i = 0; i < n; i++) z += ref_weight(c[i].x, m, p->temperature);
-    qsort(c, n, sizeof *c, ref_cmp);
-    for (i = 0; i < k; i++) w[i] = ref_weight(c[i].x, m, p->temperature);
-    if (k < n)
-      for (z = 0, i = 0; i < k; i++) z += w[i];
-    for (nk = 0; nk < k; nk++) {
-      if (p->top_p < 1.0f && cum >= (double)p->top_p * z) break;
-      if (p->min_p > 0.0f && w[nk] < (double)p->min_p) break;
-      cum += w[nk];
-    }
-    for (z = 0, i = 0; i < nk; i++) z += w[i];
-  }
-  u = ref_uniform(rng);
-  target = u * z;
-  for (cum = 0, i = 0; i < nk; i++) {
-    cum += w[i];
-    if (cum > target) {
-      out = c[i].id;
-      break;
-    }
-  }
-  if (out < 0)
-    for (i = nk; i-- > 0;)
-      if (w[i] > 0) {
-        out = c[i].id;
-        break;
-      }
-done:
-  free(c);
-  free(w);
-  free(x);
-  free(seen);
-  return out;
-}
+/* The independent sampler: tests/ref_sampler.h (shared with test_sampler.c). */
+#include "ref_sampler.h"
 
 /* ---- running requests ----------------------------------------------------- */
 
@@ -286,7 +165,7 @@ static int check_against_own_logits(const scase *c) {
   ref_seed(&rng, c->s.seed);
   memcpy(hist, c->prompt, c->n_prompt * sizeof *hist);
   for (i = 0; i < c->r.n; i++) {
-    int32_t want = ref_sample(&c->s, c->r.logits + (size_t)i * vocab, vocab, hist,
+    int32_t want = ref_sample_history(&c->s, c->r.logits + (size_t)i * vocab, vocab, hist,
                               c->n_prompt + (size_t)i, &rng);
     if (want != c->r.ids[i]) {
       if (!bad) fprintf(stderr, "%s: step %d: engine %d, reference sampler %d\n", c->name, i,

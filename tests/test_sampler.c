@@ -7,34 +7,11 @@
 
 #include "cohort/sampling.h"
 #include "infer/sampler.h"
+#include "ref_sampler.h"
 #include "test.h"
 #include "util/util_int.h"
 
-/* ---- reference algorithms, written out independently of sampler.c ------ */
-
-/* splitmix64 as published by Vigna: x += golden; z = x; 3 mixing steps. */
-static uint64_t ref_splitmix64(uint64_t *x) {
-  uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-/* xoshiro256** 1.0 reference step. */
-static uint64_t ref_rotl(uint64_t x, int k) {
-  return (x << k) | (x >> (64 - k));
-}
-static uint64_t ref_xoshiro(uint64_t s[4]) {
-  const uint64_t result = ref_rotl(s[1] * 5, 7) * 9;
-  const uint64_t t = s[1] << 17;
-  s[2] ^= s[0];
-  s[3] ^= s[1];
-  s[1] ^= s[2];
-  s[0] ^= s[3];
-  s[2] ^= t;
-  s[3] = ref_rotl(s[3], 45);
-  return result;
-}
+/* ---- reference algorithms: tests/ref_sampler.h ------------------------- */
 
 /* The mix of splitmix64 applied to a value (no increment). */
 static uint64_t ref_fmix(uint64_t z) {
@@ -693,79 +670,6 @@ static void test_distribution_matches(void) {
   coh__sampler_free(s);
 }
 
-/* A straightforward reference: full sort with a total comparator, the same
- * order of operations and the same summation orders as documented. */
-typedef struct ref_cand {
-  float x;
-  int32_t id;
-} ref_cand;
-
-static int ref_cmp(const void *pa, const void *pb) {
-  const ref_cand *a = pa, *b = pb;
-  if (a->x != b->x) return a->x > b->x ? -1 : 1;
-  return a->id < b->id ? -1 : 1;
-}
-
-static double ref_weight(float x, float m, double t) {
-  double a;
-  if (x == m) return 1.0;
-  if (isinf(m)) return 0.0;
-  a = ((double)x - (double)m) / t;
-  return a < -200.0 ? 0.0 : (double)expf((float)a);
-}
-
-static int32_t ref_sample(const coh_sampling *p, const float *logits,
-                          size_t vocab, double u) {
-  ref_cand *c = malloc(vocab * sizeof *c);
-  double *w = malloc(vocab * sizeof *w);
-  size_t n = 0, i, k, nk;
-  float m = -INFINITY;
-  double z = 0, cum = 0, target;
-  int32_t out = -1;
-  for (i = 0; i < vocab; i++) {
-    if (isnan(logits[i]) || logits[i] == -INFINITY) continue;
-    c[n].x = logits[i];
-    c[n].id = (int32_t)i;
-    if (logits[i] > m) m = logits[i];
-    n++;
-  }
-  k = p->top_k > 0 && (size_t)p->top_k < n ? (size_t)p->top_k : n;
-  if (k == n && p->top_p >= 1.0f && p->min_p <= 0.0f) {
-    for (i = 0; i < n; i++) z += (w[i] = ref_weight(c[i].x, m, p->temperature));
-    nk = n;
-  } else {
-    if (k == n) /* normaliser summed in id order before ranking */
-      for (i = 0; i < n; i++) z += ref_weight(c[i].x, m, p->temperature);
-    qsort(c, n, sizeof *c, ref_cmp);
-    for (i = 0; i < k; i++) w[i] = ref_weight(c[i].x, m, p->temperature);
-    if (k < n)
-      for (z = 0, i = 0; i < k; i++) z += w[i];
-    for (nk = 0; nk < k; nk++) {
-      if (p->top_p < 1.0f && cum >= (double)p->top_p * z) break;
-      if (p->min_p > 0.0f && w[nk] < (double)p->min_p) break;
-      cum += w[nk];
-    }
-    for (z = 0, i = 0; i < nk; i++) z += w[i];
-  }
-  target = u * z;
-  for (cum = 0, i = 0; i < nk; i++) {
-    cum += w[i];
-    if (cum > target) {
-      out = c[i].id;
-      break;
-    }
-  }
-  if (out < 0) /* rounding: last non-zero weight */
-    for (i = nk; i-- > 0;)
-      if (w[i] > 0) {
-        out = c[i].id;
-        break;
-      }
-  free(c);
-  free(w);
-  return out;
-}
-
 static void test_matches_reference(void) {
   enum { V = 4000 };
   static float logits[V];
@@ -788,7 +692,7 @@ static void test_matches_reference(void) {
     coh__rng_seed(&rng, (uint64_t)trial);
     copy = rng;
     CHECK_EQ_INT(coh__sample(s, &p, logits, NULL, 0, &rng, &t, NULL), COH_OK);
-    want = ref_sample(&p, logits, V, coh__rng_uniform(&copy));
+    want = ref_pick(&p, logits, V, coh__rng_uniform(&copy));
     if (t != want) mismatches++;
   }
   CHECK_EQ_INT(mismatches, 0);
