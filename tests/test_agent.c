@@ -1,7 +1,7 @@
 /*
  * test_agent.c — the agent runtime: module validation, the compile cache,
  * every trap kind, fuel determinism, caps, host pointer validation,
- * snapshots, a host failure abandoning a call (coh_agent_host_fail), and
+ * snapshots (and their independence from the toolchain), a host failure abandoning a call (coh_agent_host_fail), and
  * many agents trapping concurrently on several threads.
  *
  * Modules come from ${COH_BUILD_DIR}/agents (built by the `agents` target
@@ -552,6 +552,91 @@ static void test_snapshot(void) {
   coh_module_free(m);
 }
 
+/* A checkpoint does not depend on the toolchain: a runtime whose compiler
+ * reports another version (a wrapper script around the real cc, as a second
+ * machine with another gcc would) compiles the module under another cache
+ * key, yet its agents write byte-identical checkpoints and each restores
+ * the other's.  Before, the checkpoint held the cache key, and with it the
+ * compiler's version string, which reached the run digest. */
+static void test_snapshot_toolchain_free(void) {
+  char dir[512], cc[600];
+  coh_agent_rt_opts ro;
+  coh_agent_rt *rt2 = NULL;
+  coh_module *m1 = load("counter"), *m2 = NULL;
+  coh_agent *a1 = NULL, *a2 = NULL, *b = NULL;
+  coh_agent_opts o;
+  coh_agent_result r;
+  coh_err err;
+  rec r1, r2, rb;
+  uint8_t *s1 = NULL, *s2 = NULL;
+  size_t n1 = 0, n2 = 0;
+  FILE *f;
+  int i;
+  static const char ev[] = "x\0tick";
+  memset(&r1, 0, sizeof r1);
+  memset(&r2, 0, sizeof r2);
+  memset(&rb, 0, sizeof rb);
+  REQUIRE(m1 != NULL);
+  snprintf(dir, sizeof dir, "%s/othercc", cache_dir);
+  REQUIRE(mkdir(dir, 0700) == 0);
+  snprintf(cc, sizeof cc, "%s/cc", dir);
+  f = fopen(cc, "w");
+  REQUIRE(f != NULL);
+  fputs("#!/bin/sh\n"
+        "if [ \"$1\" = --version ]; then echo 'othercc 99.1 (not gcc)'; "
+        "exit 0; fi\nexec cc \"$@\"\n", f);
+  fclose(f);
+  REQUIRE(chmod(cc, 0700) == 0);
+  memset(&ro, 0, sizeof ro);
+  ro.cache_dir = dir;
+  ro.cc = cc;
+  REQUIRE_OK(coh_agent_rt_new(&ro, &rt2, &err));
+  if (coh_module_load_file(rt2, mod_path("counter"), &m2, &err) != COH_OK)
+    fprintf(stderr, "load with the wrapper cc: %s\n", err.msg);
+  REQUIRE(m2 != NULL);
+  CHECK(coh_module_from_cache(m2) == 0);
+  /* the wrapper's version really changed the toolchain identity */
+  CHECK(strcmp(coh_module_key(m1), coh_module_key(m2)) != 0);
+  CHECK_STR(coh_module_ident(m1), coh_module_ident(m2));
+  CHECK(strlen(coh_module_ident(m1)) == 64);
+  coh_agent_opts_default(&o);
+  o.seed = 5;
+  REQUIRE_OK(coh_agent_new(m1, &o, &rec_host, &r1, &a1, &err));
+  REQUIRE_OK(coh_agent_new(m2, &o, &rec_host, &r2, &a2, &err));
+  CHECK_EQ_INT(coh_agent_init(a1, NULL, 0, &r), COH_OK);
+  CHECK_EQ_INT(coh_agent_init(a2, NULL, 0, &r), COH_OK);
+  for (i = 0; i < 3; i++) {
+    step_k(a1, 1, ev, sizeof ev - 1, &r);
+    step_k(a2, 1, ev, sizeof ev - 1, &r);
+  }
+  REQUIRE_OK(coh_agent_checkpoint(a1, &s1, &n1, &err));
+  REQUIRE_OK(coh_agent_checkpoint(a2, &s2, &n2, &err));
+  CHECK(n1 == n2 && memcmp(s1, s2, n1) == 0);
+  CHECK(memcmp(s1, "COHSNAP2", 8) == 0);
+  /* across toolchains: machine 1's checkpoint continues on machine 2 */
+  REQUIRE_OK(coh_agent_restore(m2, &o, &rec_host, &rb, s1, n1, &b, &err));
+  step_k(b, 1, ev, sizeof ev - 1, &r);
+  step_k(a1, 1, ev, sizeof ev - 1, &r);
+  CHECK(rb.len > 0 && r1.len > rb.len);
+  if (rb.len > 0 && r1.len > rb.len) CHECK_STR(r1.out + r1.len - rb.len, rb.out);
+  coh_agent_free(b);
+  b = NULL;
+  /* a checkpoint of the old format is refused, naming both formats */
+  memcpy(s2, "COHSNAP1", 8);
+  CHECK_EQ_INT(coh_agent_restore(m1, &o, NULL, NULL, s2, n2, &b, &err),
+               COH_EFORMAT);
+  CHECK(strstr(err.msg, "COHSNAP1") != NULL &&
+        strstr(err.msg, "COHSNAP2") != NULL);
+  CHECK(b == NULL);
+  coh_agent_buf_free(s1);
+  coh_agent_buf_free(s2);
+  coh_agent_free(a1);
+  coh_agent_free(a2);
+  coh_module_free(m1);
+  coh_module_free(m2);
+  coh_agent_rt_free(rt2);
+}
+
 /* ---- cache ---------------------------------------------------------------------- */
 
 static void corrupt(const char *path, int truncate_it) {
@@ -749,6 +834,7 @@ int main(int argc, char **argv) {
   RUN(test_echo);
   RUN(test_host_fail);
   RUN(test_snapshot);
+  RUN(test_snapshot_toolchain_free);
   RUN(test_concurrent_traps);
   RUN(test_concurrent_load);
   RUN(test_cache);

@@ -111,6 +111,12 @@ int coh_module_from_cache(const coh_module *m);
  * valid while m lives. */
 const char *coh_module_key(const coh_module *m);
 const char *coh_module_path(const coh_module *m);
+/* The module's identity (64 hex digits): SHA-256 of its bytes alone, with
+ * no toolchain in it (unlike the cache key, which changes with the
+ * compiler's and wasm2c's versions).  Checkpoints name their module by it,
+ * so they, and the run digest, are the same on every machine.  Borrowed,
+ * valid while m lives. */
+const char *coh_module_ident(const coh_module *m);
 
 /* ---- agents ------------------------------------------------------------- */
 

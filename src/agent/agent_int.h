@@ -52,7 +52,10 @@ struct coh_module {
   void *dl;
   const struct coh__glue *glue;
   coh__wasm_info info;
-  char key[65];
+  char key[65];   /* compile-cache key: hashes the toolchain too */
+  char ident[65]; /* the module's identity in checkpoints: its bytes only,
+                     so that checkpoints (and the run digest they reach)
+                     do not depend on the local compiler or wasm2c */
   char *path;
   int from_cache;
 };

@@ -123,13 +123,13 @@ static void log_tail(const char *path, char *out, size_t max) {
   coh__free(text);
 }
 
-/* First line of `tool --version`, or "?". */
 /* A tool's identity for the cache key: the first line of `tool --version`.
  * The output goes to a private file (mkstemp) in the cache folder: several
  * processes share one cache, and with a fixed name one could read another's
- * output, or none, and so hash a different key — the key is in every agent
- * checkpoint, so the run digest would change.  Any failure is an error for
- * the same reason: a key must never depend on a transient failure. */
+ * output, or none, and so hash a different key.  Any failure is an error:
+ * a key must never depend on a transient failure.  (The key names the
+ * compiled object only; checkpoints carry the module's identity, which
+ * holds no toolchain, so the run digest does not depend on it.) */
 static int tool_version(const char *tool, const char *dir, char *out,
                         size_t cap, coh_err *err) {
   char *argv[3];
@@ -452,6 +452,14 @@ int coh_module_load(coh_agent_rt *rt, const uint8_t *bytes, size_t len,
   coh__sha256_update(&s, bytes, len);
   coh__sha256_final(&s, h);
   coh__hex32(h, m->key);
+  /* The identity recorded in checkpoints: no toolchain, no cohort version,
+   * no instrumentation options; only what defines the snapshot's layout
+   * (the module's own memory, globals and table). */
+  coh__sha256_init(&s);
+  coh__sha256_update(&s, "cohort-module|", 14);
+  coh__sha256_update(&s, bytes, len);
+  coh__sha256_final(&s, h);
+  coh__hex32(h, m->ident);
   snprintf(name, sizeof name, "%s.so", m->key);
   so_path = coh__path_join(rt->cache_dir, name);
   snprintf(name, sizeof name, "%s.sum", m->key);
@@ -521,4 +529,5 @@ void coh_module_free(coh_module *m) {
 
 int coh_module_from_cache(const coh_module *m) { return m->from_cache; }
 const char *coh_module_key(const coh_module *m) { return m->key; }
+const char *coh_module_ident(const coh_module *m) { return m->ident; }
 const char *coh_module_path(const coh_module *m) { return m->path; }
