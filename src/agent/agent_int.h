@@ -29,6 +29,7 @@ typedef struct coh__wasm_info {
   int has_initialize, has_init, has_alloc, has_on_event;
   int imports_cohort, imports_wasi;
   uint32_t max_sig;          /* longest params+results of any type */
+  int uses_simd;             /* v128 values or 0xfd instructions */
 } coh__wasm_info;
 
 /* Version of what coh__wasm_instrument emits (fuel metering scheme and
