@@ -201,6 +201,87 @@ static void test_truncations(void) {
   }
 }
 
+/* ---- SDK payload arena ---------------------------------------------------------- */
+
+/* A host that checks each emit against the payload body it expects. */
+typedef struct expect {
+  const uint8_t *body;
+  size_t len;
+  int emits, matches;
+} expect;
+
+static void expect_emit(void *ud, coh_agent *a, const uint8_t *d, size_t n) {
+  expect *e = ud;
+  (void)a;
+  e->emits++;
+  e->matches += n == e->len && (n == 0 || memcmp(d, e->body, n) == 0);
+}
+
+static const coh_agent_host expect_host = {expect_emit, NULL, NULL, NULL, NULL,
+                                           NULL,        NULL, NULL, NULL, NULL};
+
+/* The SDK places a payload of up to COHORT_ARENA_BYTES (16 KiB) in a
+ * static arena and larger ones in malloc'd memory: the echo agent (SDK)
+ * sees the same bytes on both sides of the limit and when they alternate,
+ * and a long run of payloads does not grow its memory (the arena is reused,
+ * the malloc'd buffers freed). */
+static void arena_round(const char *mod, size_t *mem_after, int32_t *rcs,
+                        int nrc);
+
+static void test_sdk_arena(void) {
+  size_t mem_a = 0, mem_m = 0;
+  int32_t rc_a[36], rc_m[36];
+  arena_round("echo", &mem_a, NULL, 0);
+  /* the same agent with the arena off: the same results */
+  arena_round("sdk_step", &mem_a, rc_a, 36);
+  arena_round("sdk_step_malloc", &mem_m, rc_m, 36);
+  CHECK(memcmp(rc_a, rc_m, sizeof rc_a) == 0);
+}
+
+/* Three rounds of payloads of every size around the arena's limit through
+ * agent `mod`, each checked against what it emits; *mem_after: memory size
+ * after the first round (which must not change in the next two); rcs: the
+ * handler's return values. */
+static void arena_round(const char *mod, size_t *mem_after, int32_t *rcs,
+                        int nrc) {
+  static const size_t sizes[] = {0,     1,     7,     100,   16383, 16384,
+                                 16385, 70000, 5,     16384, 200000, 3};
+  coh_module *m = load(mod);
+  coh_agent *a = NULL;
+  coh_agent_result r;
+  coh_err err;
+  expect e;
+  uint8_t *payload;
+  size_t i, mem0 = 0;
+  const size_t max = 200000 + 2;
+  REQUIRE(m != NULL);
+  payload = malloc(max);
+  REQUIRE(payload != NULL);
+  memset(&e, 0, sizeof e);
+  REQUIRE_OK(coh_agent_new(m, NULL, &expect_host, &e, &a, &err));
+  CHECK_EQ_INT(coh_agent_init(a, "{}", 2, &r), COH_OK);
+  for (i = 0; i < 3 * sizeof sizes / sizeof sizes[0]; i++) {
+    size_t n = sizes[i % (sizeof sizes / sizeof sizes[0])], j;
+    payload[0] = '\0'; /* empty header: the whole rest is the body */
+    for (j = 1; j < n + 1; j++) payload[j] = (uint8_t)('a' + (i + j) % 26);
+    e.body = payload + 1;
+    e.len = n;
+    CHECK_EQ_INT(coh_agent_step(a, COH_ABI_EV_MESSAGE, payload, n + 1, &r),
+                 COH_OK);
+    CHECK_EQ_INT(r.trap, COH_TRAP_NONE);
+    if ((int)i < nrc) rcs[i] = r.rc;
+    if (i == sizeof sizes / sizeof sizes[0] - 1) mem0 = coh_agent_memory_size(a);
+  }
+  *mem_after = mem0;
+  CHECK_EQ_INT(e.emits, (int)(3 * sizeof sizes / sizeof sizes[0]));
+  CHECK_EQ_INT(e.matches, e.emits);
+  /* after one round of every size, two more rounds grew nothing */
+  CHECK(mem0 > 0 && coh_agent_memory_size(a) == mem0);
+  coh_agent_free(a);
+  free(payload);
+  coh_module_free(m);
+}
+
 /* ---- SIMD ---------------------------------------------------------------------- */
 
 /* An agent module whose cohort_on_event body (no locals) is `body`; its
@@ -990,6 +1071,7 @@ int main(int argc, char **argv) {
   RUN(test_cache);
   RUN(test_truncations);
   RUN(test_simd);
+  RUN(test_sdk_arena);
   coh_agent_rt_free(rt);
   rm_tree(cache_dir);
   rc = TEST_MAIN_END();
