@@ -131,6 +131,31 @@ int main(int argc, char **argv) {
          t_nofuel / t_native,
          (h_native == h_fuel && h_fuel == h_nofuel) ? "equal" : "DIFFER");
 
+  {
+    /* the same kernel built with -msimd128: loads only with a wasm2c that
+     * translates SIMD (not Debian 12's) */
+    coh_module *ms = NULL;
+    snprintf(path, sizeof path, "%s/bench_kernel_simd.wasm", argv[1]);
+    if (coh_module_load_file(rt, path, &ms, &err) != COH_OK) {
+      printf("kernel built with -msimd128: not loaded: %s\n", err.msg);
+    } else {
+      coh_agent *as = kernel_agent(ms);
+      double t_simd = 1e9;
+      uint32_t h_simd = 0;
+      for (i = 0; i < KERNEL_RUNS; i++) {
+        double s0 = now_s();
+        h_native = kernel_run(reps);
+        if (now_s() - s0 < t_native) t_native = now_s() - s0;
+        run_kernel(as, reps, &h_simd, &t_simd);
+      }
+      printf("kernel built with -msimd128: wasm+fuel %.2f ms (%.2fx native); "
+             "hash %s\n", t_simd * 1e3, t_simd / t_native,
+             h_simd == h_native ? "equal" : "DIFFERS");
+      coh_agent_free(as);
+      coh_module_free(ms);
+    }
+  }
+
   if (coh_agent_new(m, NULL, NULL, NULL, &a, &err)) return 1;
   coh_agent_set_fuel(a, 0);
   {

@@ -360,6 +360,39 @@ static void test_simd(void) {
   CHECK_EQ_INT(count_charges(&out), 0);
   coh__buf_free(&out);
   coh__wasm_info_free(&info);
+  /* real compiler output: the kernel as clang -msimd128 vectorises it */
+  {
+    uint8_t *kb = malloc(1 << 20);
+    size_t kn;
+    REQUIRE(kb != NULL);
+    f = fopen(mod_path("bench_kernel_simd"), "rb");
+    REQUIRE(f != NULL);
+    kn = fread(kb, 1, 1 << 20, f);
+    fclose(f);
+    REQUIRE(kn > 100);
+    REQUIRE_OK(coh__wasm_instrument(kb, kn, 1, &info, &out, &err));
+    CHECK(info.uses_simd == 1);
+    CHECK(count_charges(&out) > 3);
+    snprintf(path, sizeof path, "%s/kernel_simd_fuel.wasm", cache_dir);
+    f = fopen(path, "wb");
+    REQUIRE(f != NULL);
+    CHECK(fwrite(out.p, 1, out.n, f) == out.n);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "wasm-validate '%s'", path);
+    CHECK_EQ_INT(system(cmd), 0);
+    coh__buf_free(&out);
+    coh__wasm_info_free(&info);
+    /* the scalar build of the same kernel uses no SIMD */
+    f = fopen(mod_path("bench_kernel"), "rb");
+    REQUIRE(f != NULL);
+    kn = fread(kb, 1, 1 << 20, f);
+    fclose(f);
+    REQUIRE_OK(coh__wasm_instrument(kb, kn, 1, &info, &out, &err));
+    CHECK(info.uses_simd == 0);
+    coh__buf_free(&out);
+    coh__wasm_info_free(&info);
+    free(kb);
+  }
   /* a module without SIMD is not marked */
   {
     static const uint8_t plain[] = {0x41, 0x07};
