@@ -8,6 +8,8 @@
 # The wrapper must change the compile-cache keys (else the test proves
 # nothing), and the digests must be equal.  Before the fix, every checkpoint
 # held the cache key, which hashes `cc --version`, so the digests differed.
+# Then: a journal with checkpoints of the old format (COHSNAP1) is refused by
+# `cohort resume` naming both formats, and still verifies and replays.
 set -u
 BIN=${COH_BIN:?} BUILD=${COH_BUILD_DIR:?}
 A="$BUILD/agents"
@@ -62,5 +64,42 @@ n_ck=$(/usr/bin/python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1
 da=$(digest_of "$tmp/out-a"); db=$(digest_of "$tmp/out-b")
 if [ -n "$da" ] && [ "$da" = "$db" ]; then ok "same digest under both compilers ($da)"
 else bad "digest depends on the compiler: $da / $db"; fi
+
+# A journal whose checkpoints are of the old format (COHSNAP1: the module
+# named by the cache key) cannot be resumed: the chain would hold both
+# formats.  Made from a's journal: status back to "interrupted", the
+# checkpoints' magic set to COHSNAP1, the chain recomputed by its owner
+# (tests/journal_rechain.py).  The same journal re-chained without the edit
+# resumes (so the refusal is the format's doing).
+PY=${COH_PYTHON:-/usr/bin/python3}
+SRC=${COH_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
+for v in old same; do
+  cp "$tmp/a.db" "$tmp/$v.db"
+  "$PY" - "$tmp/$v.db" "$v" <<'PYEOF'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+c.execute("update meta set value=? where key='status'", (b"interrupted",))
+if sys.argv[2] == "old":
+    for rowid, state in c.execute("select rowid, state from checkpoints").fetchall():
+        assert state[:8] == b"COHSNAP2"
+        c.execute("update checkpoints set state=? where rowid=?", (b"COHSNAP1" + state[8:], rowid))
+c.commit()
+PYEOF
+  "$PY" "$SRC/tests/journal_rechain.py" "$tmp/$v.db" >/dev/null || bad "journal_rechain.py failed on $v.db"
+done
+"$BIN" resume "$tmp/same.db" --cache-dir "$tmp/cache-a" >"$tmp/out-same" 2>"$tmp/err-same" \
+  && ok "a re-chained journal of this format resumes" \
+  || bad "resume of the re-chained journal failed: $(cat "$tmp/err-same")"
+"$BIN" resume "$tmp/old.db" --cache-dir "$tmp/cache-a" >"$tmp/out-old" 2>"$tmp/err-old"; st=$?
+if [ $st -ne 0 ] && grep -q "COHSNAP1" "$tmp/err-old" && grep -q "COHSNAP2" "$tmp/err-old"; then
+  ok "a journal with old-format checkpoints is refused by resume (exit $st): $(head -c 300 "$tmp/err-old")"
+else bad "resume of an old-format journal: exit $st, $(cat "$tmp/err-old")"; fi
+"$BIN" inspect "$tmp/old.db" --verify >"$tmp/out-ins" 2>&1 \
+  && ok "the old-format journal is still readable (inspect --verify)" \
+  || bad "inspect --verify of the old-format journal failed: $(cat "$tmp/out-ins")"
+"$BIN" replay "$tmp/old.db" --cache-dir "$tmp/cache-a" >"$tmp/out-rep" 2>&1 \
+  && grep -q "replay matches" "$tmp/out-rep" \
+  && ok "the old-format journal still replays" \
+  || bad "replay of the old-format journal failed: $(cat "$tmp/out-rep")"
 
 exit $((fails > 0))

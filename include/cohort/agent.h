@@ -257,6 +257,12 @@ size_t coh_agent_memory_size(const coh_agent *a);
  * (table holds a function not placed there at instantiation), COH_ENOMEM. */
 int coh_agent_checkpoint(coh_agent *a, uint8_t **out, size_t *out_len,
                          coh_err *err);
+/* COH_OK if snap (len bytes) is a checkpoint of the format this cohort
+ * writes (COHSNAP2); COH_EFORMAT otherwise, naming both formats for an older
+ * one (COHSNAP1, which named the module by its toolchain-dependent cache
+ * key). */
+int coh_agent_checkpoint_format(const uint8_t *snap, size_t len,
+                                coh_err *err);
 /* Creates a new agent from module m and a checkpoint (borrowed) instead of
  * initialising it: _initialize and cohort_init are not run; it continues
  * exactly where the checkpointed agent was.  Errors: COH_EFORMAT (not a

@@ -544,6 +544,18 @@ static int take(snaprd *s, void *dst, size_t n) {
   return 0;
 }
 
+int coh_agent_checkpoint_format(const uint8_t *snap, size_t len,
+                                coh_err *err) {
+  if (len >= 8 && memcmp(snap, SNAP_MAGIC_V1, 8) == 0)
+    return coh__err(err, COH_EFORMAT,
+                    "checkpoint format %s (module named by its compile-cache "
+                    "key) is no longer read; this cohort reads %s",
+                    SNAP_MAGIC_V1, SNAP_MAGIC);
+  if (len < 8 + 64 || memcmp(snap, SNAP_MAGIC, 8) != 0)
+    return coh__err(err, COH_EFORMAT, "not a cohort agent checkpoint");
+  return COH_OK;
+}
+
 int coh_agent_restore(coh_module *m, const coh_agent_opts *opts,
                       const coh_agent_host *host, void *ud,
                       const uint8_t *snap, size_t snap_len, coh_agent **out,
@@ -558,12 +570,8 @@ int coh_agent_restore(coh_module *m, const coh_agent_opts *opts,
   *out = NULL;
   s.p = snap;
   s.end = snap + snap_len;
-  if (take(&s, magic, 8) == 0 && memcmp(magic, SNAP_MAGIC_V1, 8) == 0)
-    return coh__err(err, COH_EFORMAT,
-                    "checkpoint format %s (module named by its compile-cache "
-                    "key) is no longer read; this cohort reads %s",
-                    SNAP_MAGIC_V1, SNAP_MAGIC);
-  if (s.p != snap + 8 || memcmp(magic, SNAP_MAGIC, 8) || take(&s, key, 64))
+  if ((rc = coh_agent_checkpoint_format(snap, snap_len, err))) return rc;
+  if (take(&s, magic, 8) || take(&s, key, 64))
     return coh__err(err, COH_EFORMAT, "not a cohort agent checkpoint");
   if (memcmp(key, m->ident, 64))
     return coh__err(err, COH_EFORMAT,
