@@ -362,12 +362,11 @@ static void test_simd(void) {
   coh__wasm_info_free(&info);
   /* real compiler output: the kernel as clang -msimd128 vectorises it */
   {
-    uint8_t *kb = malloc(1 << 20);
+    static uint8_t kb[1 << 20];
     size_t kn;
-    REQUIRE(kb != NULL);
     f = fopen(mod_path("bench_kernel_simd"), "rb");
     REQUIRE(f != NULL);
-    kn = fread(kb, 1, 1 << 20, f);
+    kn = fread(kb, 1, sizeof kb, f);
     fclose(f);
     REQUIRE(kn > 100);
     REQUIRE_OK(coh__wasm_instrument(kb, kn, 1, &info, &out, &err));
@@ -385,13 +384,12 @@ static void test_simd(void) {
     /* the scalar build of the same kernel uses no SIMD */
     f = fopen(mod_path("bench_kernel"), "rb");
     REQUIRE(f != NULL);
-    kn = fread(kb, 1, 1 << 20, f);
+    kn = fread(kb, 1, sizeof kb, f);
     fclose(f);
     REQUIRE_OK(coh__wasm_instrument(kb, kn, 1, &info, &out, &err));
     CHECK(info.uses_simd == 0);
     coh__buf_free(&out);
     coh__wasm_info_free(&info);
-    free(kb);
   }
   /* a module without SIMD is not marked */
   {
