@@ -5,6 +5,8 @@
  *   - compute kernel: native C vs the same C as wasm through cohort, with
  *     fuel instrumentation and without;
  *   - host-call round trip (agent -> host -> agent);
+ *   - an SDK agent's event step (payload in, send back): the SDK's payload
+ *     arena vs malloc/free (sdk_step.wasm vs sdk_step_malloc.wasm);
  *   - instantiate-from-cache time per agent and memory per idle agent.
  * usage: agent_bench AGENTS_DIR [CACHE_DIR]
  */
@@ -14,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cohort/abi.h"
 #include "cohort/agent.h"
 #include "../agents/testmods/kernel.h"
 
@@ -128,6 +131,31 @@ int main(int argc, char **argv) {
          t_nofuel / t_native,
          (h_native == h_fuel && h_fuel == h_nofuel) ? "equal" : "DIFFER");
 
+  {
+    /* the same kernel built with -msimd128: loads only with a wasm2c that
+     * translates SIMD (not Debian 12's) */
+    coh_module *ms = NULL;
+    snprintf(path, sizeof path, "%s/bench_kernel_simd.wasm", argv[1]);
+    if (coh_module_load_file(rt, path, &ms, &err) != COH_OK) {
+      printf("kernel built with -msimd128: not loaded: %s\n", err.msg);
+    } else {
+      coh_agent *as = kernel_agent(ms);
+      double t_simd = 1e9;
+      uint32_t h_simd = 0;
+      for (i = 0; i < KERNEL_RUNS; i++) {
+        double s0 = now_s();
+        h_native = kernel_run(reps);
+        if (now_s() - s0 < t_native) t_native = now_s() - s0;
+        run_kernel(as, reps, &h_simd, &t_simd);
+      }
+      printf("kernel built with -msimd128: wasm+fuel %.2f ms (%.2fx native); "
+             "hash %s\n", t_simd * 1e3, t_simd / t_native,
+             h_simd == h_native ? "equal" : "DIFFERS");
+      coh_agent_free(as);
+      coh_module_free(ms);
+    }
+  }
+
   if (coh_agent_new(m, NULL, NULL, NULL, &a, &err)) return 1;
   coh_agent_set_fuel(a, 0);
   {
@@ -147,6 +175,55 @@ int main(int argc, char **argv) {
            (now_s() - t0) / 100000 * 1e9);
   }
   coh_agent_free(a);
+
+  {
+    /* SDK event step, arena vs malloc, interleaved, fastest of 9 rounds of
+     * 20000 steps each; a 64-byte body sent back to a named sender */
+    static const coh_agent_host sink = {NULL, NULL, NULL, NULL, NULL,
+                                        NULL, NULL, NULL, NULL, NULL};
+    static const char hdr[] = "peer";
+    uint8_t msg[sizeof hdr + 64];
+    coh_module *ma, *mm;
+    coh_agent *aa, *am;
+    double ta = 1e9, tm = 1e9;
+    int k, nsteps = 20000;
+    memcpy(msg, hdr, sizeof hdr);
+    memset(msg + sizeof hdr, 'x', 64);
+    snprintf(path, sizeof path, "%s/sdk_step.wasm", argv[1]);
+    ma = load(rt, path, &t0);
+    snprintf(path, sizeof path, "%s/sdk_step_malloc.wasm", argv[1]);
+    mm = load(rt, path, &t0);
+    if (coh_agent_new(ma, NULL, &sink, NULL, &aa, &err) ||
+        coh_agent_new(mm, NULL, &sink, NULL, &am, &err))
+      return 1;
+    coh_agent_set_fuel(aa, 0);
+    coh_agent_set_fuel(am, 0);
+    if (coh_agent_step(aa, COH_ABI_EV_MESSAGE, msg, sizeof msg, &r) ||
+        r.rc != 64 ||
+        coh_agent_step(am, COH_ABI_EV_MESSAGE, msg, sizeof msg, &r) ||
+        r.rc != 64) {
+      fprintf(stderr, "sdk_step: the step failed (rc %d): %s\n", r.rc,
+              r.message);
+      return 1;
+    }
+    for (k = 0; k < KERNEL_RUNS; k++) {
+      t0 = now_s();
+      for (i = 0; i < nsteps; i++)
+        coh_agent_step(aa, COH_ABI_EV_MESSAGE, msg, sizeof msg, &r);
+      if (now_s() - t0 < ta) ta = now_s() - t0;
+      t0 = now_s();
+      for (i = 0; i < nsteps; i++)
+        coh_agent_step(am, COH_ABI_EV_MESSAGE, msg, sizeof msg, &r);
+      if (now_s() - t0 < tm) tm = now_s() - t0;
+    }
+    printf("SDK event step (64-byte message sent back): arena %.1f ns, "
+           "malloc/free %.1f ns (arena %.2fx)\n", ta / nsteps * 1e9,
+           tm / nsteps * 1e9, ta / tm);
+    coh_agent_free(aa);
+    coh_agent_free(am);
+    coh_module_free(ma);
+    coh_module_free(mm);
+  }
 
   many = calloc((size_t)nagents, sizeof *many);
   rss0 = rss_kb();

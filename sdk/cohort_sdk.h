@@ -15,9 +15,21 @@
  *   COHORT_AGENT(my_init, my_event)
  *
  * COHORT_AGENT defines the exports the host calls (cohort_alloc,
- * cohort_init, cohort_on_event) and frees every buffer the host placed in
+ * cohort_init, cohort_on_event) and releases every buffer the host placed in
  * the agent's memory after the handler returns: handlers must copy what they
  * keep.  The imports themselves are declared in cohort/abi.h.
+ *
+ * Payload arena: the host asks cohort_alloc for exactly one buffer per call
+ * (the config of cohort_init, the payload of cohort_on_event), and the
+ * buffer dies when the handler returns.  So a payload of at most
+ * COHORT_ARENA_BYTES (default 16 KiB; define it before including this file
+ * to change it, 0 turns the arena off) is placed at the start of a static
+ * arena, with no malloc and no free; a larger one comes from malloc and is
+ * freed as before.  The arena is reset (made free) after every handler, so
+ * it never holds more than one payload and its size is the bound.  What a
+ * handler sees (the event's bytes) is the same either way; only where in
+ * memory the payload lies differs.  Handlers compiled with -msimd128 (SIMD
+ * agents) may rely on the arena being 16-byte aligned.
  */
 #ifndef COHORT_SDK_H
 #define COHORT_SDK_H
@@ -80,15 +92,48 @@ static inline void coh__split_event(uint32_t kind, const uint8_t *p,
   }
 }
 
+#ifndef COHORT_ARENA_BYTES
+#define COHORT_ARENA_BYTES 16384
+#endif
+
+#if COHORT_ARENA_BYTES > 0
+static unsigned char coh__arena[COHORT_ARENA_BYTES] __attribute__((aligned(16)));
+static int coh__arena_busy; /* 1 while a payload lies in the arena */
+#endif
+
+/* cohort_alloc: the arena when the payload fits and the arena is free,
+ * else malloc. */
+static inline void *coh__payload_alloc(uint32_t n) {
+#if COHORT_ARENA_BYTES > 0
+  if (n <= COHORT_ARENA_BYTES && !coh__arena_busy) {
+    coh__arena_busy = 1;
+    return coh__arena;
+  }
+#endif
+  return malloc(n ? n : 1);
+}
+
+/* After a handler: the arena is free again, or the malloc'd buffer is
+ * freed. */
+static inline void coh__payload_release(void *p) {
+#if COHORT_ARENA_BYTES > 0
+  if (p == (void *)coh__arena) {
+    coh__arena_busy = 0;
+    return;
+  }
+#endif
+  free(p);
+}
+
 #define COHORT_AGENT(INIT_FN, EVENT_FN)                                      \
   __attribute__((export_name("cohort_alloc"))) void *cohort_alloc(          \
       uint32_t n) {                                                          \
-    return malloc(n ? n : 1);                                                \
+    return coh__payload_alloc(n);                                            \
   }                                                                          \
   __attribute__((export_name("cohort_init"))) int32_t cohort_init(          \
       char *p, uint32_t n) {                                                 \
     int32_t r = (INIT_FN)(p ? p : "", n);                                    \
-    free(p);                                                                 \
+    coh__payload_release(p);                                                 \
     return r;                                                                \
   }                                                                          \
   __attribute__((export_name("cohort_on_event"))) int32_t cohort_on_event(  \
@@ -97,7 +142,7 @@ static inline void coh__split_event(uint32_t kind, const uint8_t *p,
     int32_t r;                                                               \
     coh__split_event(kind, p, n, &ev);                                       \
     r = (EVENT_FN)(&ev);                                                     \
-    free(p);                                                                 \
+    coh__payload_release(p);                                                 \
     return r;                                                                \
   }
 

@@ -1,8 +1,9 @@
 /*
  * test_agent.c — the agent runtime: module validation, the compile cache,
  * every trap kind, fuel determinism, caps, host pointer validation,
- * snapshots, a host failure abandoning a call (coh_agent_host_fail), and
- * many agents trapping concurrently on several threads.
+ * snapshots (and their independence from the toolchain), a host failure abandoning a call (coh_agent_host_fail), and
+ * many agents trapping concurrently on several threads, and fixed-width
+ * SIMD (validated, metered; refused by a wasm2c without SIMD).
  *
  * Modules come from ${COH_BUILD_DIR}/agents (built by the `agents` target
  * from the C agents in agents/ and the .wat files in agents/testmods).
@@ -16,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agent/agent_int.h" /* coh__wasm_instrument: the SIMD rewrite */
 #include "cohort/agent.h"
 #include "test.h"
 
@@ -196,6 +198,266 @@ static void test_truncations(void) {
     CHECK(refused > (refused + loaded) / 2);
     /* the unflipped module still loads */
     CHECK_EQ_INT(load_bytes(buf, n, &err), COH_OK);
+  }
+}
+
+/* ---- SDK payload arena ---------------------------------------------------------- */
+
+/* A host that checks each emit against the payload body it expects. */
+typedef struct expect {
+  const uint8_t *body;
+  size_t len;
+  int emits, matches;
+} expect;
+
+static void expect_emit(void *ud, coh_agent *a, const uint8_t *d, size_t n) {
+  expect *e = ud;
+  (void)a;
+  e->emits++;
+  e->matches += n == e->len && (n == 0 || memcmp(d, e->body, n) == 0);
+}
+
+static const coh_agent_host expect_host = {expect_emit, NULL, NULL, NULL, NULL,
+                                           NULL,        NULL, NULL, NULL, NULL};
+
+/* The SDK places a payload of up to COHORT_ARENA_BYTES (16 KiB) in a
+ * static arena and larger ones in malloc'd memory: the echo agent (SDK)
+ * sees the same bytes on both sides of the limit and when they alternate,
+ * and a long run of payloads does not grow its memory (the arena is reused,
+ * the malloc'd buffers freed). */
+static void arena_round(const char *mod, size_t *mem_after, int32_t *rcs,
+                        int nrc);
+
+static void test_sdk_arena(void) {
+  size_t mem_a = 0, mem_m = 0;
+  int32_t rc_a[36], rc_m[36];
+  arena_round("echo", &mem_a, NULL, 0);
+  /* the same agent with the arena off: the same results */
+  arena_round("sdk_step", &mem_a, rc_a, 36);
+  arena_round("sdk_step_malloc", &mem_m, rc_m, 36);
+  CHECK(memcmp(rc_a, rc_m, sizeof rc_a) == 0);
+}
+
+/* Three rounds of payloads of every size around the arena's limit through
+ * agent `mod`, each checked against what it emits; *mem_after: memory size
+ * after the first round (which must not change in the next two); rcs: the
+ * handler's return values. */
+static void arena_round(const char *mod, size_t *mem_after, int32_t *rcs,
+                        int nrc) {
+  static const size_t sizes[] = {0,     1,     7,     100,   16383, 16384,
+                                 16385, 70000, 5,     16384, 200000, 3};
+  coh_module *m = load(mod);
+  coh_agent *a = NULL;
+  coh_agent_result r;
+  coh_err err;
+  expect e;
+  uint8_t *payload;
+  size_t i, mem0 = 0;
+  const size_t max = 200000 + 2;
+  REQUIRE(m != NULL);
+  payload = malloc(max);
+  REQUIRE(payload != NULL);
+  memset(&e, 0, sizeof e);
+  REQUIRE_OK(coh_agent_new(m, NULL, &expect_host, &e, &a, &err));
+  CHECK_EQ_INT(coh_agent_init(a, "{}", 2, &r), COH_OK);
+  for (i = 0; i < 3 * sizeof sizes / sizeof sizes[0]; i++) {
+    size_t n = sizes[i % (sizeof sizes / sizeof sizes[0])], j;
+    payload[0] = '\0'; /* empty header: the whole rest is the body */
+    for (j = 1; j < n + 1; j++) payload[j] = (uint8_t)('a' + (i + j) % 26);
+    e.body = payload + 1;
+    e.len = n;
+    CHECK_EQ_INT(coh_agent_step(a, COH_ABI_EV_MESSAGE, payload, n + 1, &r),
+                 COH_OK);
+    CHECK_EQ_INT(r.trap, COH_TRAP_NONE);
+    if ((int)i < nrc) rcs[i] = r.rc;
+    if (i == sizeof sizes / sizeof sizes[0] - 1) mem0 = coh_agent_memory_size(a);
+  }
+  *mem_after = mem0;
+  CHECK_EQ_INT(e.emits, (int)(3 * sizeof sizes / sizeof sizes[0]));
+  CHECK_EQ_INT(e.matches, e.emits);
+  /* after one round of every size, two more rounds grew nothing */
+  CHECK(mem0 > 0 && coh_agent_memory_size(a) == mem0);
+  coh_agent_free(a);
+  free(payload);
+  coh_module_free(m);
+}
+
+/* ---- SIMD ---------------------------------------------------------------------- */
+
+/* An agent module whose cohort_on_event body (no locals) is `body`; its
+ * cohort_alloc returns 0.  Returns the module's length in out. */
+static size_t simd_module(const uint8_t *body, size_t blen, uint8_t *out) {
+  static const uint8_t head[] = {
+      0, 'a', 's', 'm', 1, 0, 0, 0,
+      1, 13, 2, 0x60, 1, 0x7f, 1, 0x7f, 0x60, 3, 0x7f, 0x7f, 0x7f, 1, 0x7f,
+      3, 3, 2, 0, 1,
+      5, 3, 1, 0, 1,
+      7, 43, 3,
+      6, 'm', 'e', 'm', 'o', 'r', 'y', 2, 0,
+      12, 'c', 'o', 'h', 'o', 'r', 't', '_', 'a', 'l', 'l', 'o', 'c', 0, 0,
+      15, 'c', 'o', 'h', 'o', 'r', 't', '_', 'o', 'n', '_', 'e', 'v', 'e',
+      'n', 't', 0, 1};
+  size_t n = sizeof head;
+  memcpy(out, head, n);
+  out[n++] = 10;                        /* code section */
+  out[n++] = (uint8_t)(1 + 5 + 1 + 1 + blen + 1);
+  out[n++] = 2;
+  out[n++] = 4; out[n++] = 0; out[n++] = 0x41; out[n++] = 0; out[n++] = 0x0b;
+  out[n++] = (uint8_t)(1 + blen + 1);
+  out[n++] = 0;                         /* no locals */
+  memcpy(out + n, body, blen);
+  n += blen;
+  out[n++] = 0x0b;
+  return n;
+}
+
+/* Fuel charges in a rewritten module: `i64.const 1; i64.sub; local.tee`. */
+static int count_charges(const coh__buf *b) {
+  static const uint8_t pat[] = {0x42, 0x01, 0x7d, 0x22};
+  size_t i;
+  int n = 0;
+  for (i = 0; i + sizeof pat <= b->n; i++)
+    n += memcmp((const uint8_t *)b->p + i, pat, sizeof pat) == 0;
+  return n;
+}
+
+/* Fixed-width SIMD: simd_ops.wasm (v128 locals, every kind of SIMD
+ * immediate, two loops) is accepted by the validator, metered like other
+ * code (a charge at entry and at each loop header, and a valid module
+ * afterwards), and compiled only by a wasm2c that translates SIMD: Debian
+ * 12's (wabt 1.0.32) does not, and the load is refused naming the reason
+ * rather than crashing wasm2c.  Malformed and relaxed SIMD are refused with
+ * the opcode and the offset. */
+static void test_simd(void) {
+  FILE *f = fopen(mod_path("simd_ops"), "rb");
+  uint8_t buf[4096], mod[256];
+  size_t n;
+  coh__wasm_info info;
+  coh__buf out = {0};
+  coh_err err;
+  coh_module *m = NULL;
+  char path[600], cmd[800];
+  int rc;
+  REQUIRE(f != NULL);
+  n = fread(buf, 1, sizeof buf, f);
+  fclose(f);
+  REQUIRE(n > 100);
+  /* validated and metered */
+  REQUIRE_OK(coh__wasm_instrument(buf, n, 1, &info, &out, &err));
+  CHECK(info.uses_simd == 1);
+  /* the entries of cohort_alloc and cohort_on_event, its two loop headers */
+  CHECK_EQ_INT(count_charges(&out), 4);
+  snprintf(path, sizeof path, "%s/simd_fuel.wasm", cache_dir);
+  f = fopen(path, "wb");
+  REQUIRE(f != NULL);
+  CHECK(fwrite(out.p, 1, out.n, f) == out.n);
+  fclose(f);
+  snprintf(cmd, sizeof cmd, "wasm-validate '%s'", path);
+  CHECK_EQ_INT(system(cmd), 0); /* the rewrite is a valid SIMD module */
+  coh__buf_free(&out);
+  coh__wasm_info_free(&info);
+  REQUIRE_OK(coh__wasm_instrument(buf, n, 0, &info, &out, &err));
+  CHECK_EQ_INT(count_charges(&out), 0);
+  coh__buf_free(&out);
+  coh__wasm_info_free(&info);
+  /* real compiler output: the kernel as clang -msimd128 vectorises it */
+  {
+    static uint8_t kb[1 << 20];
+    size_t kn;
+    f = fopen(mod_path("bench_kernel_simd"), "rb");
+    REQUIRE(f != NULL);
+    kn = fread(kb, 1, sizeof kb, f);
+    fclose(f);
+    REQUIRE(kn > 100);
+    REQUIRE_OK(coh__wasm_instrument(kb, kn, 1, &info, &out, &err));
+    CHECK(info.uses_simd == 1);
+    CHECK(count_charges(&out) > 3);
+    snprintf(path, sizeof path, "%s/kernel_simd_fuel.wasm", cache_dir);
+    f = fopen(path, "wb");
+    REQUIRE(f != NULL);
+    CHECK(fwrite(out.p, 1, out.n, f) == out.n);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "wasm-validate '%s'", path);
+    CHECK_EQ_INT(system(cmd), 0);
+    coh__buf_free(&out);
+    coh__wasm_info_free(&info);
+    /* the scalar build of the same kernel uses no SIMD */
+    f = fopen(mod_path("bench_kernel"), "rb");
+    REQUIRE(f != NULL);
+    kn = fread(kb, 1, sizeof kb, f);
+    fclose(f);
+    REQUIRE_OK(coh__wasm_instrument(kb, kn, 1, &info, &out, &err));
+    CHECK(info.uses_simd == 0);
+    coh__buf_free(&out);
+    coh__wasm_info_free(&info);
+  }
+  /* a module without SIMD is not marked */
+  {
+    static const uint8_t plain[] = {0x41, 0x07};
+    size_t mn = simd_module(plain, sizeof plain, mod);
+    rc = coh__wasm_instrument(mod, mn, 1, &info, &out, &err);
+    if (rc) fprintf(stderr, "plain module: %s\n", err.msg);
+    REQUIRE(rc == COH_OK);
+    CHECK(info.uses_simd == 0);
+    coh__buf_free(&out);
+    coh__wasm_info_free(&info);
+  }
+  /* compiled: refused by this wasm2c, which has no SIMD output */
+  coh_err_clear(&err);
+  rc = coh_module_load_file(rt, mod_path("simd_ops"), &m, &err);
+  CHECK_EQ_INT(rc, COH_EUNSUPPORTED);
+  CHECK(strstr(err.msg, "uses WebAssembly SIMD") != NULL);
+  CHECK(strstr(err.msg, "wasm2c") != NULL);
+  CHECK(strstr(err.msg, "simd_ops.wasm") != NULL);
+  CHECK(m == NULL);
+  if (rc == COH_OK) {
+    fprintf(stderr, "this wasm2c translates SIMD: extend test_simd to run "
+                    "simd_ops.wasm against its scalar result\n");
+    coh_module_free(m);
+  }
+  /* malformed or unsupported SIMD: the code, the opcode, the offset */
+  {
+    static const struct {
+      uint8_t body[24];
+      size_t len;
+      int code;
+      const char *msg;
+    } bad[] = {
+        {{0xfd, 0x9a, 0x01}, 3, COH_EFORMAT, "unknown SIMD opcode 0xfd 0x9a"},
+        {{0xfd, 0x94, 0x02}, 3, COH_EFORMAT, "unknown SIMD opcode 0xfd 0x114"},
+        {{0x41, 0, 0xfd, 0x80, 0x02}, 5, COH_EUNSUPPORTED,
+         "relaxed SIMD opcode 0xfd 0x100 (i8x16.relaxed_swizzle)"},
+        {{0x41, 0, 0xfd, 0x85, 0x02}, 5, COH_EUNSUPPORTED,
+         "relaxed SIMD opcode 0xfd 0x105 (f32x4.relaxed_madd)"},
+        {{0x41, 0, 0xfd, 0x11, 0xfd, 0x1b, 4}, 7, COH_EFORMAT,
+         "0xfd 0x1b names lane 4 of 4"},
+        {{0x41, 0, 0x41, 0, 0xfd, 0x54, 0, 0, 16}, 9, COH_EFORMAT,
+         "0xfd 0x54 names lane 16 of 16"},
+        {{0x41, 0, 0xfd, 0x00, 5, 0}, 6, COH_EFORMAT,
+         "alignment 2^5, above its natural 2^4"},
+        {{0xfd, 0x0d, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 32},
+         18, COH_EFORMAT, "i8x16.shuffle lane index 32"},
+        {{0xfd, 0x0c, 1, 2, 3}, 5, COH_EFORMAT, "offset 0x"},
+        {{0xfd, 0xff, 0xff, 0xff, 0xff, 0x7f}, 6, COH_EFORMAT,
+         "LEB128 value overflows 32 bits"},
+    };
+    size_t i;
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+      size_t mn = simd_module(bad[i].body, bad[i].len, mod);
+      coh_err_clear(&err);
+      rc = load_bytes(mod, mn, &err);
+      CHECK_EQ_INT(rc, bad[i].code);
+      CHECK(strstr(err.msg, bad[i].msg) != NULL);
+      CHECK(strstr(err.msg, "code section, offset 0x") != NULL);
+      if (rc != bad[i].code || strstr(err.msg, bad[i].msg) == NULL)
+        fprintf(stderr, "case %zu: %s\n", i, err.msg);
+    }
+  }
+  /* truncations of the SIMD module: refused with a known code, never a
+   * crash (the untruncated module reaches the wasm2c refusal above) */
+  for (n = n - 1; n > 8; n -= 3) {
+    rc = load_bytes(buf, n, &err);
+    CHECK(rc == COH_EFORMAT || rc == COH_EUNSUPPORTED);
   }
 }
 
@@ -552,6 +814,91 @@ static void test_snapshot(void) {
   coh_module_free(m);
 }
 
+/* A checkpoint does not depend on the toolchain: a runtime whose compiler
+ * reports another version (a wrapper script around the real cc, as a second
+ * machine with another gcc would) compiles the module under another cache
+ * key, yet its agents write byte-identical checkpoints and each restores
+ * the other's.  Before, the checkpoint held the cache key, and with it the
+ * compiler's version string, which reached the run digest. */
+static void test_snapshot_toolchain_free(void) {
+  char dir[512], cc[600];
+  coh_agent_rt_opts ro;
+  coh_agent_rt *rt2 = NULL;
+  coh_module *m1 = load("counter"), *m2 = NULL;
+  coh_agent *a1 = NULL, *a2 = NULL, *b = NULL;
+  coh_agent_opts o;
+  coh_agent_result r;
+  coh_err err;
+  rec r1, r2, rb;
+  uint8_t *s1 = NULL, *s2 = NULL;
+  size_t n1 = 0, n2 = 0;
+  FILE *f;
+  int i;
+  static const char ev[] = "x\0tick";
+  memset(&r1, 0, sizeof r1);
+  memset(&r2, 0, sizeof r2);
+  memset(&rb, 0, sizeof rb);
+  REQUIRE(m1 != NULL);
+  snprintf(dir, sizeof dir, "%s/othercc", cache_dir);
+  REQUIRE(mkdir(dir, 0700) == 0);
+  snprintf(cc, sizeof cc, "%s/cc", dir);
+  f = fopen(cc, "w");
+  REQUIRE(f != NULL);
+  fputs("#!/bin/sh\n"
+        "if [ \"$1\" = --version ]; then echo 'othercc 99.1 (not gcc)'; "
+        "exit 0; fi\nexec cc \"$@\"\n", f);
+  fclose(f);
+  REQUIRE(chmod(cc, 0700) == 0);
+  memset(&ro, 0, sizeof ro);
+  ro.cache_dir = dir;
+  ro.cc = cc;
+  REQUIRE_OK(coh_agent_rt_new(&ro, &rt2, &err));
+  if (coh_module_load_file(rt2, mod_path("counter"), &m2, &err) != COH_OK)
+    fprintf(stderr, "load with the wrapper cc: %s\n", err.msg);
+  REQUIRE(m2 != NULL);
+  CHECK(coh_module_from_cache(m2) == 0);
+  /* the wrapper's version really changed the toolchain identity */
+  CHECK(strcmp(coh_module_key(m1), coh_module_key(m2)) != 0);
+  CHECK_STR(coh_module_ident(m1), coh_module_ident(m2));
+  CHECK(strlen(coh_module_ident(m1)) == 64);
+  coh_agent_opts_default(&o);
+  o.seed = 5;
+  REQUIRE_OK(coh_agent_new(m1, &o, &rec_host, &r1, &a1, &err));
+  REQUIRE_OK(coh_agent_new(m2, &o, &rec_host, &r2, &a2, &err));
+  CHECK_EQ_INT(coh_agent_init(a1, NULL, 0, &r), COH_OK);
+  CHECK_EQ_INT(coh_agent_init(a2, NULL, 0, &r), COH_OK);
+  for (i = 0; i < 3; i++) {
+    step_k(a1, 1, ev, sizeof ev - 1, &r);
+    step_k(a2, 1, ev, sizeof ev - 1, &r);
+  }
+  REQUIRE_OK(coh_agent_checkpoint(a1, &s1, &n1, &err));
+  REQUIRE_OK(coh_agent_checkpoint(a2, &s2, &n2, &err));
+  CHECK(n1 == n2 && memcmp(s1, s2, n1) == 0);
+  CHECK(memcmp(s1, "COHSNAP2", 8) == 0);
+  /* across toolchains: machine 1's checkpoint continues on machine 2 */
+  REQUIRE_OK(coh_agent_restore(m2, &o, &rec_host, &rb, s1, n1, &b, &err));
+  step_k(b, 1, ev, sizeof ev - 1, &r);
+  step_k(a1, 1, ev, sizeof ev - 1, &r);
+  CHECK(rb.len > 0 && r1.len > rb.len);
+  if (rb.len > 0 && r1.len > rb.len) CHECK_STR(r1.out + r1.len - rb.len, rb.out);
+  coh_agent_free(b);
+  b = NULL;
+  /* a checkpoint of the old format is refused, naming both formats */
+  memcpy(s2, "COHSNAP1", 8);
+  CHECK_EQ_INT(coh_agent_restore(m1, &o, NULL, NULL, s2, n2, &b, &err),
+               COH_EFORMAT);
+  CHECK(strstr(err.msg, "COHSNAP1") != NULL &&
+        strstr(err.msg, "COHSNAP2") != NULL);
+  CHECK(b == NULL);
+  coh_agent_buf_free(s1);
+  coh_agent_buf_free(s2);
+  coh_agent_free(a1);
+  coh_agent_free(a2);
+  coh_module_free(m1);
+  coh_module_free(m2);
+  coh_agent_rt_free(rt2);
+}
+
 /* ---- cache ---------------------------------------------------------------------- */
 
 static void corrupt(const char *path, int truncate_it) {
@@ -749,10 +1096,13 @@ int main(int argc, char **argv) {
   RUN(test_echo);
   RUN(test_host_fail);
   RUN(test_snapshot);
+  RUN(test_snapshot_toolchain_free);
   RUN(test_concurrent_traps);
   RUN(test_concurrent_load);
   RUN(test_cache);
   RUN(test_truncations);
+  RUN(test_simd);
+  RUN(test_sdk_arena);
   coh_agent_rt_free(rt);
   rm_tree(cache_dir);
   rc = TEST_MAIN_END();

@@ -111,6 +111,12 @@ int coh_module_from_cache(const coh_module *m);
  * valid while m lives. */
 const char *coh_module_key(const coh_module *m);
 const char *coh_module_path(const coh_module *m);
+/* The module's identity (64 hex digits): SHA-256 of its bytes alone, with
+ * no toolchain in it (unlike the cache key, which changes with the
+ * compiler's and wasm2c's versions).  Checkpoints name their module by it,
+ * so they, and the run digest, are the same on every machine.  Borrowed,
+ * valid while m lives. */
+const char *coh_module_ident(const coh_module *m);
 
 /* ---- agents ------------------------------------------------------------- */
 
@@ -251,6 +257,12 @@ size_t coh_agent_memory_size(const coh_agent *a);
  * (table holds a function not placed there at instantiation), COH_ENOMEM. */
 int coh_agent_checkpoint(coh_agent *a, uint8_t **out, size_t *out_len,
                          coh_err *err);
+/* COH_OK if snap (len bytes) is a checkpoint of the format this cohort
+ * writes (COHSNAP2); COH_EFORMAT otherwise, naming both formats for an older
+ * one (COHSNAP1, which named the module by its toolchain-dependent cache
+ * key). */
+int coh_agent_checkpoint_format(const uint8_t *snap, size_t len,
+                                coh_err *err);
 /* Creates a new agent from module m and a checkpoint (borrowed) instead of
  * initialising it: _initialize and cohort_init are not run; it continues
  * exactly where the checkpointed agent was.  Errors: COH_EFORMAT (not a

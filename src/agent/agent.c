@@ -467,7 +467,12 @@ uint64_t coh__import_call(void *host, uint32_t id, const uint64_t *x) {
 
 /* ---- checkpoint / restore ------------------------------------------------------- */
 
-#define SNAP_MAGIC "COHSNAP1"
+/* COHSNAP2: the module is named by its identity (coh_module_ident: its
+ * bytes only).  COHSNAP1 named it by the compile-cache key, which hashes the
+ * local compiler's version string: two machines with different compilers
+ * wrote different checkpoints, and so different run digests. */
+#define SNAP_MAGIC "COHSNAP2"
+#define SNAP_MAGIC_V1 "COHSNAP1"
 
 static int gwidth(uint8_t t) { return (t == 0x7e || t == 0x7c) ? 8 : 4; }
 
@@ -483,7 +488,7 @@ int coh_agent_checkpoint(coh_agent *a, uint8_t **out, size_t *out_len,
   if (a->host_rc)
     return coh__err(err, COH_ESTATE, "agent's last call was abandoned by a host failure: %s", a->msg);
   coh__buf_add(&b, SNAP_MAGIC, 8);
-  coh__buf_add(&b, a->mod->key, 64);
+  coh__buf_add(&b, a->mod->ident, 64);
   u = (uint32_t)a->exited;
   coh__buf_add(&b, &u, 4);
   u = (uint32_t)a->exit_code;
@@ -539,6 +544,18 @@ static int take(snaprd *s, void *dst, size_t n) {
   return 0;
 }
 
+int coh_agent_checkpoint_format(const uint8_t *snap, size_t len,
+                                coh_err *err) {
+  if (len >= 8 && memcmp(snap, SNAP_MAGIC_V1, 8) == 0)
+    return coh__err(err, COH_EFORMAT,
+                    "checkpoint format %s (module named by its compile-cache "
+                    "key) is no longer read; this cohort reads %s",
+                    SNAP_MAGIC_V1, SNAP_MAGIC);
+  if (len < 8 + 64 || memcmp(snap, SNAP_MAGIC, 8) != 0)
+    return coh__err(err, COH_EFORMAT, "not a cohort agent checkpoint");
+  return COH_OK;
+}
+
 int coh_agent_restore(coh_module *m, const coh_agent_opts *opts,
                       const coh_agent_host *host, void *ud,
                       const uint8_t *snap, size_t snap_len, coh_agent **out,
@@ -553,13 +570,13 @@ int coh_agent_restore(coh_module *m, const coh_agent_opts *opts,
   *out = NULL;
   s.p = snap;
   s.end = snap + snap_len;
-  if (take(&s, magic, 8) || memcmp(magic, SNAP_MAGIC, 8) ||
-      take(&s, key, 64))
+  if ((rc = coh_agent_checkpoint_format(snap, snap_len, err))) return rc;
+  if (take(&s, magic, 8) || take(&s, key, 64))
     return coh__err(err, COH_EFORMAT, "not a cohort agent checkpoint");
-  if (memcmp(key, m->key, 64))
+  if (memcmp(key, m->ident, 64))
     return coh__err(err, COH_EFORMAT,
-                    "checkpoint is of another module (key %.16s…, module "
-                    "%.16s…)", key, m->key);
+                    "checkpoint is of another module (identity %.16s…, "
+                    "module %.16s…)", key, m->ident);
   if (take(&s, &exited, 4) || take(&s, &code, 4) || take(&s, &rng, 8) ||
       take(&s, &pages, 4))
     return coh__err(err, COH_EFORMAT, "checkpoint truncated (header)");

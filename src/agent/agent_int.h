@@ -29,6 +29,7 @@ typedef struct coh__wasm_info {
   int has_initialize, has_init, has_alloc, has_on_event;
   int imports_cohort, imports_wasi;
   uint32_t max_sig;          /* longest params+results of any type */
+  int uses_simd;             /* v128 values or 0xfd instructions */
 } coh__wasm_info;
 
 /* Version of what coh__wasm_instrument emits (fuel metering scheme and
@@ -52,7 +53,10 @@ struct coh_module {
   void *dl;
   const struct coh__glue *glue;
   coh__wasm_info info;
-  char key[65];
+  char key[65];   /* compile-cache key: hashes the toolchain too */
+  char ident[65]; /* the module's identity in checkpoints: its bytes only,
+                     so that checkpoints (and the run digest they reach)
+                     do not depend on the local compiler or wasm2c */
   char *path;
   int from_cache;
 };

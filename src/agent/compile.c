@@ -37,6 +37,8 @@ struct coh_agent_rt {
   int no_fuel;
   pthread_mutex_t mu;
   char *tool_id; /* compiler + wasm2c identity, computed once */
+  char wasm2c_version[256]; /* `wasm2c --version`, for messages */
+  int simd; /* 0: not yet probed, 1: wasm2c translates SIMD, -1: it does not */
 };
 
 static void rt_free_strings(coh_agent_rt *rt) {
@@ -123,13 +125,13 @@ static void log_tail(const char *path, char *out, size_t max) {
   coh__free(text);
 }
 
-/* First line of `tool --version`, or "?". */
 /* A tool's identity for the cache key: the first line of `tool --version`.
  * The output goes to a private file (mkstemp) in the cache folder: several
  * processes share one cache, and with a fixed name one could read another's
- * output, or none, and so hash a different key — the key is in every agent
- * checkpoint, so the run digest would change.  Any failure is an error for
- * the same reason: a key must never depend on a transient failure. */
+ * output, or none, and so hash a different key.  Any failure is an error:
+ * a key must never depend on a transient failure.  (The key names the
+ * compiled object only; checkpoints carry the module's identity, which
+ * holds no toolchain, so the run digest does not depend on it.) */
 static int tool_version(const char *tool, const char *dir, char *out,
                         size_t cap, coh_err *err) {
   char *argv[3];
@@ -196,6 +198,64 @@ static int write_file(const char *path, const void *data, size_t len,
   return COH_OK;
 }
 
+
+/* ---- SIMD ------------------------------------------------------------------------- */
+
+/* Whether rt's wasm2c translates fixed-width SIMD, found by running it on a
+ * one-function module holding a v128.const (once per runtime; caller holds
+ * rt->mu).  Debian 12's wasm2c (wabt 1.0.32) reads and validates SIMD but
+ * aborts when writing C for it; SIMD output (on SIMDe, libsimde-dev) came
+ * with wabt 1.0.33.  A module that uses SIMD is refused with this reason
+ * instead of a wasm2c crash. */
+static int probe_simd(coh_agent_rt *rt, coh_err *err) {
+  static const uint8_t mod[] = {
+      0, 'a', 's', 'm', 1, 0, 0, 0,
+      1, 4, 1, 0x60, 0, 0,                      /* type () -> () */
+      3, 2, 1, 0,                               /* one function */
+      10, 23, 1, 21, 0,                         /* code: no locals */
+      0xfd, 0x0c, 1, 2, 3, 4, 5, 6, 7, 8,       /* v128.const */
+      9, 10, 11, 12, 13, 14, 15, 16,
+      0x1a, 0x0b};                              /* drop, end */
+  char tmpl[4096];
+  char *p_wasm = NULL, *p_c = NULL, *p_h = NULL, *p_log = NULL;
+  int rc = COH_OK, st;
+  if (rt->simd) return COH_OK;
+  if ((size_t)snprintf(tmpl, sizeof tmpl, "%s/.simd-XXXXXX", rt->cache_dir) >=
+      sizeof tmpl)
+    return coh__err(err, COH_EINVAL, "cache folder path too long");
+  if (mkdtemp(tmpl) == NULL)
+    return coh__err(err, COH_EIO, "cannot create a folder in %s: %s",
+                    rt->cache_dir, strerror(errno));
+  p_wasm = coh__path_join(tmpl, "probe.wasm");
+  p_c = coh__path_join(tmpl, "probe.c");
+  p_h = coh__path_join(tmpl, "probe.h");
+  p_log = coh__path_join(tmpl, "probe.log");
+  if (!p_wasm || !p_c || !p_h || !p_log) {
+    rc = coh__err(err, COH_ENOMEM, "out of memory");
+    goto done;
+  }
+  if ((rc = write_file(p_wasm, mod, sizeof mod, err))) goto done;
+  {
+    char *argv[] = {rt->wasm2c, p_wasm, (char *)"-o", p_c, NULL};
+    st = run_tool(argv, p_log, err);
+    if (st < 0) {
+      rc = COH_ECOMPILE;
+      goto done;
+    }
+    rt->simd = st == 0 ? 1 : -1;
+  }
+done:
+  if (p_wasm) unlink(p_wasm);
+  if (p_c) unlink(p_c);
+  if (p_h) unlink(p_h);
+  if (p_log) unlink(p_log);
+  rmdir(tmpl);
+  coh__free(p_wasm);
+  coh__free(p_c);
+  coh__free(p_h);
+  coh__free(p_log);
+  return rc;
+}
 
 /* ---- glue generation ---------------------------------------------------------- */
 
@@ -426,9 +486,22 @@ int coh_module_load(coh_agent_rt *rt, const uint8_t *bytes, size_t len,
         (rc = tool_version(rt->wasm2c, rt->cache_dir, b, sizeof b, err)))
       goto fail;
     snprintf(both, sizeof both, "%s|%s|%s|%s", a, b, rt->opt, rt->rt_include);
+    snprintf(rt->wasm2c_version, sizeof rt->wasm2c_version, "%s", b);
     rt->tool_id = coh__strdup(both);
     if (rt->tool_id == NULL) {
       rc = coh__err(err, COH_ENOMEM, "out of memory");
+      goto fail;
+    }
+  }
+  if (m->info.uses_simd) {
+    if ((rc = probe_simd(rt, err))) goto fail;
+    if (rt->simd < 0) {
+      rc = coh__err(err, COH_EUNSUPPORTED,
+                    "the module uses WebAssembly SIMD (v128), which this "
+                    "wasm2c (%s) cannot translate to C (SIMD in wasm2c needs "
+                    "wabt 1.0.33 or later; Debian 12 ships 1.0.32): build the "
+                    "agent without -msimd128",
+                    rt->wasm2c_version);
       goto fail;
     }
   }
@@ -452,6 +525,14 @@ int coh_module_load(coh_agent_rt *rt, const uint8_t *bytes, size_t len,
   coh__sha256_update(&s, bytes, len);
   coh__sha256_final(&s, h);
   coh__hex32(h, m->key);
+  /* The identity recorded in checkpoints: no toolchain, no cohort version,
+   * no instrumentation options; only what defines the snapshot's layout
+   * (the module's own memory, globals and table). */
+  coh__sha256_init(&s);
+  coh__sha256_update(&s, "cohort-module|", 14);
+  coh__sha256_update(&s, bytes, len);
+  coh__sha256_final(&s, h);
+  coh__hex32(h, m->ident);
   snprintf(name, sizeof name, "%s.so", m->key);
   so_path = coh__path_join(rt->cache_dir, name);
   snprintf(name, sizeof name, "%s.sum", m->key);
@@ -521,4 +602,5 @@ void coh_module_free(coh_module *m) {
 
 int coh_module_from_cache(const coh_module *m) { return m->from_cache; }
 const char *coh_module_key(const coh_module *m) { return m->key; }
+const char *coh_module_ident(const coh_module *m) { return m->ident; }
 const char *coh_module_path(const coh_module *m) { return m->path; }

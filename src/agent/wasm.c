@@ -17,6 +17,10 @@
  *     by the fuel global being negative, which nothing else can make it;
  *   - drops custom sections (names), so wasm2c's generated names depend only
  *     on what we control.
+ * Fixed-width SIMD (the v128 type, the 0xfd opcodes) is decoded and checked
+ * (known opcode, lane indices, alignment) and metered like every other
+ * instruction; relaxed SIMD is refused.  info->uses_simd tells the compile
+ * step that the module needs a SIMD-capable wasm2c.
  * Full type checking is left to wasm2c, which validates the rewritten module
  * before translating it; everything here is what must hold for the rewrite
  * itself to be correct.
@@ -275,10 +279,14 @@ static void parse_types(inst *s) {
     t->nr = rd_u32(r);
     t->r = rd_bytes(r, t->nr);
     if (r->failed) return;
-    for (j = 0; j < t->np; j++)
+    for (j = 0; j < t->np; j++) {
       if (!is_valtype(t->p[j])) fail(r, COH_EFORMAT, "bad value type");
-    for (j = 0; j < t->nr; j++)
+      if (t->p[j] == 0x7b) s->info->uses_simd = 1;
+    }
+    for (j = 0; j < t->nr; j++) {
       if (!is_valtype(t->r[j])) fail(r, COH_EFORMAT, "bad value type");
+      if (t->r[j] == 0x7b) s->info->uses_simd = 1;
+    }
     if (t->np + t->nr > s->info->max_sig) s->info->max_sig = t->np + t->nr;
   }
   s->info->ntypes = n;
@@ -450,6 +458,17 @@ static void skip_const_expr(inst *s) {
       }
       case 0xd0: rd_byte(r); break;
       case 0xd2: rd_u32(r); break;
+      case 0xfd: {
+        uint32_t sub = rd_u32(r);
+        if (!r->failed && sub != 0x0c) {
+          fail(r, COH_EUNSUPPORTED,
+               "SIMD opcode 0xfd 0x%02x in a constant expression", sub);
+          return;
+        }
+        rd_bytes(r, 16); /* v128.const */
+        s->info->uses_simd = 1;
+        break;
+      }
       default:
         fail(r, COH_EUNSUPPORTED, "opcode 0x%02x in a constant expression",
              op);
@@ -720,6 +739,99 @@ static void memarg(rd *r) {
   rd_u32(r);
 }
 
+/* ---- fixed-width SIMD (the 0xfd prefix) ---------------------------------- */
+
+/* Opcodes 0x00-0xff with no instruction assigned in the SIMD proposal. */
+static int simd_unassigned(uint32_t sub) {
+  switch (sub) {
+    case 0x9a: case 0xa2: case 0xa5: case 0xa6: case 0xaf: case 0xb0:
+    case 0xb2: case 0xb3: case 0xb4: case 0xbb: case 0xc2: case 0xc5:
+    case 0xc6: case 0xcf: case 0xd0: case 0xd2: case 0xd3: case 0xd4:
+    case 0xe2: case 0xee:
+      return 1;
+  }
+  return 0;
+}
+
+/* Names of the relaxed-SIMD opcodes 0x100-0x113, for the refusal. */
+static const char *const relaxed_names[] = {
+    "i8x16.relaxed_swizzle", "i32x4.relaxed_trunc_f32x4_s",
+    "i32x4.relaxed_trunc_f32x4_u", "i32x4.relaxed_trunc_f64x2_s_zero",
+    "i32x4.relaxed_trunc_f64x2_u_zero", "f32x4.relaxed_madd",
+    "f32x4.relaxed_nmadd", "f64x2.relaxed_madd", "f64x2.relaxed_nmadd",
+    "i8x16.relaxed_laneselect", "i16x8.relaxed_laneselect",
+    "i32x4.relaxed_laneselect", "i64x2.relaxed_laneselect",
+    "f32x4.relaxed_min", "f32x4.relaxed_max", "f64x2.relaxed_min",
+    "f64x2.relaxed_max", "i16x8.relaxed_q15mulr_s",
+    "i16x8.relaxed_dot_i8x16_i7x16_s", "i32x4.relaxed_dot_i8x16_i7x16_add_s"};
+
+/* A SIMD memory argument: the alignment may not exceed the access's
+ * natural alignment (2^max_align bytes). */
+static void simd_memarg(rd *r, uint32_t sub, unsigned max_align,
+                        uint32_t fi) {
+  uint32_t align = rd_u32(r);
+  rd_u32(r); /* offset */
+  if (!r->failed && align > max_align)
+    fail(r, COH_EFORMAT,
+         "function %u: SIMD opcode 0xfd 0x%02x has alignment 2^%u, above "
+         "its natural 2^%u", fi, sub, align, max_align);
+}
+
+/* A lane index immediate below `lanes`. */
+static void simd_lane(rd *r, uint32_t sub, unsigned lanes, uint32_t fi) {
+  uint8_t l = rd_byte(r);
+  if (!r->failed && l >= lanes)
+    fail(r, COH_EFORMAT,
+         "function %u: SIMD opcode 0xfd 0x%02x names lane %u of %u", fi, sub,
+         l, lanes);
+}
+
+/* Reads the rest of a 0xfd instruction (the sub-opcode and immediates).
+ * Stack types are wasm2c's to check; what is checked here is what the
+ * decoder needs to find the next instruction, plus immediates that no
+ * valid module can hold (lane indices, alignment). */
+static void simd_instr(rd *r, uint32_t fi) {
+  uint32_t sub = rd_u32(r);
+  if (r->failed) return;
+  if (sub <= 0x0b) { /* v128.load*, v128.store */
+    static const uint8_t nat[12] = {4, 3, 3, 3, 3, 3, 3, 0, 1, 2, 3, 4};
+    simd_memarg(r, sub, nat[sub], fi);
+  } else if (sub == 0x0c) { /* v128.const */
+    rd_bytes(r, 16);
+  } else if (sub == 0x0d) { /* i8x16.shuffle */
+    unsigned i;
+    for (i = 0; i < 16 && !r->failed; i++) {
+      uint8_t l = rd_byte(r);
+      if (!r->failed && l >= 32)
+        fail(r, COH_EFORMAT,
+             "function %u: i8x16.shuffle lane index %u (of 32)", fi, l);
+    }
+  } else if (sub >= 0x15 && sub <= 0x22) { /* extract_lane, replace_lane */
+    static const uint8_t lanes[14] = {16, 16, 16, 8, 8, 8, 4,
+                                      4,  2,  2,  4, 4, 2, 2};
+    simd_lane(r, sub, lanes[sub - 0x15], fi);
+  } else if (sub >= 0x54 && sub <= 0x5b) { /* load/store lane */
+    unsigned sz = (sub - 0x54) & 3; /* 8, 16, 32, 64 bits */
+    simd_memarg(r, sub, sz, fi);
+    simd_lane(r, sub, 16u >> sz, fi);
+  } else if (sub == 0x5c || sub == 0x5d) { /* v128.load32/64_zero */
+    simd_memarg(r, sub, sub == 0x5c ? 2 : 3, fi);
+  } else if (sub <= 0xff) {
+    if (simd_unassigned(sub))
+      fail(r, COH_EFORMAT, "function %u: unknown SIMD opcode 0xfd 0x%02x",
+           fi, sub);
+    /* everything else: no immediates */
+  } else if (sub <= 0x113) {
+    fail(r, COH_EUNSUPPORTED,
+         "function %u: relaxed SIMD opcode 0xfd 0x%x (%s) is not supported "
+         "(its results may differ between machines; only fixed-width SIMD "
+         "is)", fi, sub, relaxed_names[sub - 0x100]);
+  } else {
+    fail(r, COH_EFORMAT, "function %u: unknown SIMD opcode 0xfd 0x%x", fi,
+         sub);
+  }
+}
+
 /* Copies one function body's instructions from r to b, inserting the fuel
  * code (when s->fuel): the entry charge after the locals, a charge after
  * every loop header, a write-back before every call, return, branch to the
@@ -863,7 +975,11 @@ static void rewrite_body(inst *s, rd *r, coh__buf *b, uint32_t fi) {
         } else if (op >= 0x45 && op <= 0xc4) {
           /* numeric, no immediates */
         } else if (op == 0xfd) {
-          fail(r, COH_EUNSUPPORTED, "SIMD instruction in function %u", fi);
+          /* fixed-width SIMD: straight-line code, metered like any other
+           * instruction (fuel is charged at function entry and loop
+           * headers; a SIMD instruction is neither) */
+          simd_instr(r, fi);
+          s->info->uses_simd = 1;
         } else {
           fail(r, COH_EUNSUPPORTED, "opcode 0x%02x in function %u "
                "(exceptions, tail calls, threads are not supported)", op, fi);
@@ -902,8 +1018,11 @@ static void parse_code(inst *s) {
     ngroups = rd_u32(&fr);
     groups = fr.p;
     for (g = 0; g < ngroups && !fr.failed; g++) {
+      uint8_t lt;
       nlocals += rd_u32(&fr);
-      if (!is_valtype(rd_byte(&fr))) fail(&fr, COH_EFORMAT, "bad local type");
+      lt = rd_byte(&fr);
+      if (!is_valtype(lt)) fail(&fr, COH_EFORMAT, "bad local type");
+      if (lt == 0x7b) s->info->uses_simd = 1;
       if (nlocals > 50000)
         fail(&fr, COH_EUNSUPPORTED, "function %u has over 50000 locals", i);
     }

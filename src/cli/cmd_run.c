@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,8 @@
 #include <unistd.h>
 
 #include "cli_int.h"
+#include "cohort/agent.h"
+#include "cohort/journal.h"
 #include "cohort/orch.h"
 #include "util/util_int.h"
 
@@ -301,6 +304,50 @@ static const char resume_usage[] =
     "the first bad record), re-executes its committed ticks (comparing them with\n"
     "the journal), then runs on, appending, to the end.\n";
 
+/* Resume appends checkpoints in this cohort's format to the journal's
+ * chain: refuse a journal whose checkpoints are of an older format (the
+ * chain would hold both, and the digest would match no uninterrupted run).
+ * The latest checkpoint tick is checked; replay and inspect still read
+ * such a journal. */
+typedef struct ck_check {
+  coh_err err;
+  char agent[128];
+} ck_check;
+
+static int ck_check_one(void *ud, const char *agent, const void *state, size_t len) {
+  ck_check *c = ud;
+  if (coh_agent_checkpoint_format(state, len, &c->err) == COH_OK) return 0;
+  snprintf(c->agent, sizeof c->agent, "%s", agent);
+  return 1;
+}
+
+static int checkpoints_resumable(const char *cmd, coh_journal *j, const char *path) {
+  ck_check c;
+  coh_err err;
+  int64_t tick = -1;
+  int rc;
+  memset(&c, 0, sizeof c);
+  if (coh_journal_checkpoint_tick(j, INT64_MAX, &tick, &err)) {
+    coh__runtime_error(cmd, "%s: %s", path, err.msg);
+    return -1;
+  }
+  if (tick < 0) return 0;
+  rc = coh_journal_checkpoints(j, tick, ck_check_one, &c, &err);
+  if (rc == 1) {
+    coh__runtime_error(cmd,
+                       "%s: agent '%s', tick %lld: %s; the journal was written by an "
+                       "older cohort and cannot be resumed by this one (replay and "
+                       "inspect still read it)",
+                       path, c.agent, (long long)tick, c.err.msg);
+    return -1;
+  }
+  if (rc) {
+    coh__runtime_error(cmd, "%s: %s", path, err.msg);
+    return -1;
+  }
+  return 0;
+}
+
 static int replay_or_resume(const char *cmd, int argc, char **argv) {
   int resume = !strcmp(cmd, "resume");
   cli_opts c;
@@ -339,6 +386,7 @@ static int replay_or_resume(const char *cmd, int argc, char **argv) {
     status = COH_EXIT_OK;
     goto done;
   }
+  if (resume && checkpoints_resumable(cmd, j, c.target)) goto done;
   ro.mode = resume ? COH_RUN_RESUME : COH_RUN_REPLAY;
   ro.journal = j;
   if (resume && start_ui(cmd, &c, &mon)) goto done;
