@@ -26,6 +26,8 @@ MODELS=(llama-tiny-plain-fp32 llama-tiny-gqa-fp32 llama-tiny-plain-fp16 llama-ti
         llama-json-plain-fp32
         llama-tiny-plain-int8 llama-tiny-plain-int4 llama-tiny-gqa-int4 llama-tiny-plain-int4-acc4
         llama-tiny-plain-int8-acc4)
+# sanitizer builds (tests/CMakeLists.txt) name fewer, for time
+[ -n "${PCACHE_MODELS:-}" ] && read -r -a MODELS <<<"$PCACHE_MODELS"
 TP="$SRC/tests/data/models/ortgenai-tiny-llama-fp16"
 
 P1="A council chamber in the old city. The seven elders of the river towns sit around a long oak table, with maps of the valley spread before them, and argue about the dam, the harvest, the floods of last spring, and the tolls the northern barons demand for passage through the gorge. Each speaks in turn and briefly."
