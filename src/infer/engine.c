@@ -9,9 +9,10 @@
  *      step feeds its last sampled token, all in one batched OrtRun;
  *   4. prefill: every PREFILL request runs one prompt chunk on its own
  *      (batch 1) — or its whole prompt, on models that cannot continue a
- *      prefill (probe_continuation); when its prompt is complete it samples
- *      its first token and becomes DECODE, joining the decode batch at the
- *      next step.
+ *      prefill (probe_continuation), or loads the chunk from the prefix
+ *      cache (pcache.h; see "prefix cache" below); when its prompt is
+ *      complete it samples its first token and becomes DECODE, joining the
+ *      decode batch at the next step.
  * Rows of the decode batch are ordered by request id, callbacks run in that
  * order, so the tokens produced are a function of the submit/step sequence.
  *
