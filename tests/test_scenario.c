@@ -256,7 +256,13 @@ static void test_defaults(void) {
   CHECK_EQ_INT(s->models[0].device, COH_DEVICE_AUTO);
   CHECK_EQ_INT(s->models[0].max_batch, 16);
   CHECK_EQ_INT(s->models[0].threads, 0);
+  CHECK_EQ_INT(s->models[0].prefill_chunk, 0);
   CHECK_STR(s->agents[0].config_json, "{}");
+  coh_scenario_free(s);
+  y = "models: [{name: m, path: m, prefill_chunk: 64}]\nagents: [{id: p, kind: prompt}]\n";
+  rc = coh_scenario_parse(y, strlen(y), "x.yaml", "d", &s, &err);
+  REQUIRE(rc == COH_OK);
+  CHECK_EQ_INT(s->models[0].prefill_chunk, 64);
   coh_scenario_free(s);
   y = "agents: [{id: p, module: p, config: Null}]\n";
   rc = coh_scenario_parse(y, strlen(y), "x.yaml", "d", &s, &err);
@@ -352,6 +358,12 @@ static void test_out_of_range(void) {
   EXPECT_ERR("models: [{name: m, path: p, max_batch: 2000}]\n"
              "agents: [{id: a, module: a}]\n",
              COH_EFORMAT, "1:40", "max_batch is 2000|1..1024");
+  EXPECT_ERR("models: [{name: m, path: p, prefill_chunk: 0}]\n"
+             "agents: [{id: a, module: a}]\n",
+             COH_EFORMAT, "1:44", "models[0].prefill_chunk is 0|1..65536");
+  EXPECT_ERR("models: [{name: m, path: p, prefill_chunk: 65537}]\n"
+             "agents: [{id: a, module: a}]\n",
+             COH_EFORMAT, "1:44", "prefill_chunk is 65537|1..65536");
   EXPECT_ERR("agents: [{id: a, module: a, memory_mb: 0}]\n", COH_EFORMAT,
              "1:40", "memory_mb|1..4096");
   EXPECT_ERR("agents: [{id: a, module: a, inbox: 0}]\n", COH_EFORMAT, "1:36",

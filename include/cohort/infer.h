@@ -220,7 +220,8 @@ typedef struct coh_engine_stats {
   double step_seconds;       /* wall time inside coh_engine_step */
   int active, queued;        /* now */
   int last_decode_batch;
-  uint64_t prefill_runs;     /* prompt chunks run (one OrtRun each) */
+  uint64_t prefill_runs;     /* prompt chunks run (one OrtRun each, or
+                                loaded from the prefix cache) */
   /* Whether prompt chunks may continue a cache (see "Long prompts" in
    * docs/inference.md): 1 yes, 0 no (every prompt runs whole, in one run),
    * -1 not yet known (decided by the first prompt longer than a chunk). */
@@ -231,7 +232,20 @@ typedef struct coh_engine_stats {
    * masks after its forward pass had finished (the part not hidden). */
   uint64_t masks;
   double mask_seconds, mask_wait_seconds;
+  /* The prefix cache (coh_engine_set_prefix_cache): its budget (0: off) and
+   * block size in tokens (= the model's prefill_chunk); lookups of full
+   * prompt chunks, and hits (chunks loaded instead of run); prompt tokens
+   * loaded; blocks stored, evicted, and declined (no room without evicting
+   * a block a waiting request will read); bytes held now and at most. */
+  size_t prefix_budget;
+  int prefix_block_tokens;
+  uint64_t prefix_lookups, prefix_hits, prefix_hit_tokens;
+  uint64_t prefix_inserts, prefix_evictions, prefix_declined;
+  size_t prefix_bytes, prefix_peak_bytes;
 } coh_engine_stats;
+
+/* The prefix cache's default budget, in MiB. */
+#define COH_PREFIX_CACHE_DEFAULT_MB 256
 
 /* Creates an engine over model m (borrowed: must outlive the engine) that
  * runs at most max_batch requests at once (1..1024).  *out: caller frees
@@ -239,6 +253,17 @@ typedef struct coh_engine_stats {
 int coh_engine_new(coh_model *m, int max_batch, coh_engine **out,
                    coh_err *err);
 void coh_engine_free(coh_engine *e);
+
+/* Sets the prefix cache's memory bound: at most budget_bytes of KV blocks
+ * (0: no cache).  Default COH_PREFIX_CACHE_DEFAULT_MB MiB.  The cache keeps
+ * the K/V of full prompt chunks (the model's prefill_chunk tokens at
+ * position-aligned boundaries) keyed by their whole token prefix, and loads
+ * them for a later prompt with the same prefix instead of running the
+ * chunk.  It never changes a result: tokens, logits and the engine steps at
+ * which they appear are the same with any budget (docs/inference.md,
+ * "Prefix cache").  Only before the first coh_engine_submit: COH_ESTATE
+ * after. */
+int coh_engine_set_prefix_cache(coh_engine *e, size_t budget_bytes, coh_err *err);
 
 /* Queues a request; it is admitted at the start of a later step.  *id:
  * output, unique per engine, assigned in submission order from 1.  Errors

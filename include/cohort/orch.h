@@ -52,6 +52,8 @@ typedef struct coh_run_module {
 /* Called for every committed event, in commit order (for transcripts). */
 typedef void (*coh_run_event_fn)(void *ud, const coh_jevent *ev);
 
+#define COH_RUN_PREFIX_CACHE_OFF (-1)
+
 typedef struct coh_run_options {
   coh_run_mode mode;
   coh_journal *journal;      /* borrowed: FRESH/RESUME append here; REPLAY reads */
@@ -78,6 +80,11 @@ typedef struct coh_run_options {
    * "tokens","text"} (a debugging aid, `cohort run --trace-prompts FILE`;
    * not journaled). */
   FILE *trace_prompts;
+  /* The prefix cache's budget per model, in KiB: 0 the engine's default
+   * (COH_PREFIX_CACHE_DEFAULT_MB MiB), COH_RUN_PREFIX_CACHE_OFF none.  It
+   * cannot change a result, so it is not part of the run's inputs (not
+   * journaled, not in the digest). */
+  int64_t prefix_cache_kib;
 } coh_run_options;
 
 typedef struct coh_run_summary {
@@ -88,6 +95,9 @@ typedef struct coh_run_summary {
   int64_t traps;
   double wall_seconds;
   double tokens_per_second;
+  /* the prefix cache, summed over models (engine statistics; not part of
+   * the digest): full prompt chunks looked up, loaded from it, evicted */
+  int64_t prefix_lookups, prefix_hits, prefix_evictions;
   char digest[65];
   /* REPLAY/RESUME: where the re-execution first differed (tick -1: none) */
   int64_t diverged_tick;

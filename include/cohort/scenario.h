@@ -12,6 +12,9 @@
  *       device: auto          # auto | cpu | cuda
  *       max_batch: 16
  *       threads: 0            # ONNX Runtime intra-op threads; 0 = all cores
+ *       prefill_chunk: 512    # prompt tokens per prefill run and per
+ *                             # prefix-cache block (part of the computation:
+ *                             # another value can change results)
  *   policy:
  *     kind: round_robin       # round_robin | priority | dag
  *     quantum: 4              # events an agent takes per tick (every policy)
@@ -76,6 +79,8 @@ typedef struct coh_scn_model {
   coh_device device; /* default AUTO */
   int max_batch;     /* default 16, 1..1024 */
   int threads;       /* default 0 (all cores) */
+  int prefill_chunk; /* prompt tokens per prefill run and prefix-cache block;
+                        default 0 (the engine's, 512), 1..65536 */
   int line;          /* where it was defined, for messages */
 } coh_scn_model;
 

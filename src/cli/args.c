@@ -42,6 +42,19 @@ int coh__parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
   return 0;
 }
 
+int coh__parse_size_kib(const char *s, int64_t *out) {
+  char num[32];
+  size_t n = s ? strlen(s) : 0;
+  int64_t v;
+  int kib = n > 0 && (s[n - 1] == 'K' || s[n - 1] == 'k');
+  if (n == 0 || n - (size_t)kib >= sizeof num) return -1;
+  memcpy(num, s, n - (size_t)kib);
+  num[n - (size_t)kib] = '\0';
+  if (coh__parse_i64(num, 0, kib ? (int64_t)1 << 30 : (int64_t)1 << 20, &v)) return -1;
+  *out = kib ? v : v << 10;
+  return 0;
+}
+
 int coh__parse_f64(const char *s, double lo, double hi, double *out) {
   char *end;
   double v;

@@ -91,5 +91,7 @@ int coh__cmd_resume(int argc, char **argv);
  * lie in [lo, hi].  Returns 0 on success, -1 otherwise. */
 int coh__parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
 int coh__parse_f64(const char *s, double lo, double hi, double *out);
+/* A memory size: "N" MiB or "NK" KiB, at most 1 TiB; *out in KiB. */
+int coh__parse_size_kib(const char *s, int64_t *out);
 
 #endif /* COH_CLI_INT_H */

@@ -35,6 +35,9 @@ static const char usage[] =
     "                           the output ends when it is complete and nothing but\n"
     "                           end-of-sequence may follow, or at --max-tokens)\n"
     "  --threads N              ONNX Runtime intra-op threads (default: all cores)\n"
+    "  --prefill-chunk N        prompt tokens per prefill run (default 512)\n"
+    "  --prefix-cache SIZE      prefix cache budget: MiB, or KiB with a K suffix (default\n"
+    "                           256 MiB; 0: off; one request only fills it)\n"
     "  --print-ids              print the generated ids as a JSON array on the last line\n"
     "  --verbose                print timing and provider details on stderr\n";
 
@@ -182,7 +185,7 @@ int coh__cmd_generate(int argc, char **argv) {
   int32_t stop_ids[MAX_STOPS];
   size_t n_stops = 0, n_stop_ids = 0, n_prompt = 0, i;
   int print_ids = 0, verbose = 0, sampling_flag = 0, have_temp = 0, rc;
-  int64_t iv;
+  int64_t iv, pcache_kib = -1;
   double dv;
   coh_model_options mo;
   coh_request req;
@@ -276,6 +279,17 @@ int coh__cmd_generate(int argc, char **argv) {
       if (coh__parse_i64(v, 1, 1024, &iv))
         return coh__usage_error("generate", "--threads must be in [1, 1024] (got '%s')", v);
       mo.intra_op_threads = (int)iv;
+    } else if (!strcmp(a, "--prefill-chunk")) {
+      NEED_VALUE();
+      if (coh__parse_i64(v, 1, 65536, &iv))
+        return coh__usage_error("generate", "--prefill-chunk must be in [1, 65536] (got '%s')", v);
+      mo.prefill_chunk = (int)iv;
+    } else if (!strcmp(a, "--prefix-cache")) {
+      NEED_VALUE();
+      if (coh__parse_size_kib(v, &iv))
+        return coh__usage_error("generate", "--prefix-cache must be MiB, or KiB with a K suffix, "
+                                "at most 1 TiB (got '%s')", v);
+      pcache_kib = iv;
     } else if (!strcmp(a, "--prompt-ids")) {
       NEED_VALUE();
       prompt_ids = v;
@@ -382,6 +396,8 @@ int coh__cmd_generate(int argc, char **argv) {
   req.on_token = on_token;
   req.user = &g;
   if ((rc = coh_engine_new(model, 1, &engine, &err)) ||
+      (pcache_kib >= 0 &&
+       (rc = coh_engine_set_prefix_cache(engine, (size_t)pcache_kib << 10, &err))) ||
       (rc = coh_engine_submit(engine, &req, &id, &err))) {
     coh__runtime_error("generate", "%s", err.msg);
     goto done;

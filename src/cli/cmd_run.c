@@ -37,6 +37,7 @@ typedef struct cli_opts {
   int no_model, quiet;
   const char *ui, *ui_token;
   const char *trace_prompts;
+  int64_t prefix_cache_kib;  /* coh_run_options.prefix_cache_kib */
 } cli_opts;
 
 static int parse(const char *cmd, int argc, char **argv, cli_opts *o,
@@ -81,6 +82,12 @@ static int parse(const char *cmd, int argc, char **argv, cli_opts *o,
       if (val == NULL || *val == '\0') return coh__usage_error(cmd, "--ui-token needs a token");
       o->ui_token = val;
       i++;
+    } else if (!strcmp(a, "--prefix-cache")) {
+      if (val == NULL || coh__parse_size_kib(val, &v))
+        return coh__usage_error(cmd, "--prefix-cache must be MiB, or KiB with a K suffix, "
+                                     "at most 1 TiB (0: off)");
+      o->prefix_cache_kib = v == 0 ? COH_RUN_PREFIX_CACHE_OFF : v;
+      i++;
     } else if (!strcmp(a, "--quiet")) {
       o->quiet = 1;
     } else if (a[0] == '-' && a[1] == '-') {
@@ -121,6 +128,10 @@ static void print_summary(const coh_run_summary *s) {
          (long long)s->agent_steps, (long long)s->traps);
   printf("llm: %lld requests, %lld tokens, %.1f tokens/s\n", (long long)s->llm_requests,
          (long long)s->llm_tokens, s->tokens_per_second);
+  if (s->prefix_lookups > 0)
+    printf("prefix cache: %lld of %lld prompt chunks loaded, %lld blocks evicted\n",
+           (long long)s->prefix_hits, (long long)s->prefix_lookups,
+           (long long)s->prefix_evictions);
   printf("wall: %.2f s\n", s->wall_seconds);
   printf("digest: %s\n", s->digest);
 }
@@ -147,6 +158,7 @@ static int environment(const char *cmd, cli_opts *c, coh_run_options *ro,
   ro->device_override = c->device_override;
   ro->device = c->device;
   ro->no_model = c->no_model;
+  ro->prefix_cache_kib = c->prefix_cache_kib;
   ro->on_event = print_event;
   ro->ud = c;
   ro->interrupted = coh__interrupt_check;
@@ -203,12 +215,14 @@ static char *default_journal(const coh_scenario *s) {
 static const char run_usage[] =
     "usage: cohort run SCENARIO.yaml [--workers N] [--journal FILE] [--device auto|cpu|cuda]\n"
     "                  [--cache-dir DIR] [--quiet] [--ui ADDR:PORT [--ui-token T]]\n"
-    "                  [--trace-prompts FILE]\n"
+    "                  [--trace-prompts FILE] [--prefix-cache SIZE]\n"
     "Runs a scenario headless: prints emitted lines as they commit, then a summary\n"
     "whose last line is `digest: <hex>`.  The journal (default runs/NAME-N.db)\n"
     "can be replayed, resumed and inspected.  --trace-prompts FILE writes one JSON\n"
     "line per LLM request with the exact text the engine tokenized (see\n"
-    "docs/inference.md).\n";
+    "docs/inference.md).  --prefix-cache SIZE bounds each model's prefix cache\n"
+    "(MiB, or KiB with a K suffix; default 256; 0: off); it never changes a result\n"
+    "or the digest.\n";
 
 int coh__cmd_run(int argc, char **argv) {
   cli_opts c;
@@ -292,6 +306,7 @@ done:
 
 static const char replay_usage[] =
     "usage: cohort replay RUN.db [--no-model] [--workers N] [--cache-dir DIR]\n"
+    "                     [--prefix-cache SIZE]\n"
     "Verifies the journal's chain (exit 1 naming the first bad record), then\n"
     "re-executes the run from its recorded inputs (modules from the journal, models\n"
     "checked by hash) and compares every event with the journal; stops at the first\n"
@@ -300,6 +315,7 @@ static const char replay_usage[] =
 
 static const char resume_usage[] =
     "usage: cohort resume RUN.db [--workers N] [--device D] [--cache-dir DIR] [--quiet]\n"
+    "                     [--prefix-cache SIZE]\n"
     "Continues a run that was killed: verifies the journal's chain (exit 1 naming\n"
     "the first bad record), re-executes its committed ticks (comparing them with\n"
     "the journal), then runs on, appending, to the end.\n";

@@ -9,9 +9,10 @@
  *      step feeds its last sampled token, all in one batched OrtRun;
  *   4. prefill: every PREFILL request runs one prompt chunk on its own
  *      (batch 1) — or its whole prompt, on models that cannot continue a
- *      prefill (probe_continuation); when its prompt is complete it samples
- *      its first token and becomes DECODE, joining the decode batch at the
- *      next step.
+ *      prefill (probe_continuation), or loads the chunk from the prefix
+ *      cache (pcache.h; see "prefix cache" below); when its prompt is
+ *      complete it samples its first token and becomes DECODE, joining the
+ *      decode batch at the next step.
  * Rows of the decode batch are ordered by request id, callbacks run in that
  * order, so the tokens produced are a function of the submit/step sequence.
  *
@@ -41,6 +42,7 @@
 #include "gmask.h"
 #include "kvcache.h"
 #include "model_int.h"
+#include "pcache.h"
 #include "sampler.h"
 
 typedef enum seq_state { SEQ_QUEUED, SEQ_PREFILL, SEQ_DECODE } seq_state;
@@ -71,6 +73,11 @@ typedef struct seq {
   int32_t max_ws_run; /* coh_request.max_ws_run */
   int64_t ws_run;    /* JSON whitespace bytes at the end of the output */
   OrtValue **own_kv; /* [2*layers] batch-1 cache while prefilling/joining */
+  /* prefix cache: the entry of the prompt's block that ends at n_cached
+   * (pinned; NULL at 0 or when not cached), and whether the chain is broken
+   * (a block could not be kept: later blocks have no key) */
+  coh__pblock *pc_last;
+  int pc_off;
   int row;           /* row in the decode batch, -1 if none */
   /* text streaming: text of (last prompt token + generated), of which the
    * first prefix_len bytes belong to the prompt token */
@@ -123,6 +130,11 @@ struct coh_engine {
   uint32_t *ws_only, *ws_mask;
   uint8_t *ws_tail;
   size_t ws_n;              /* tokens in ws_tail */
+  /* The prefix cache (pcache.h): made at the first full prompt chunk of a
+   * model that continues prefills; pcache_budget 0: off. */
+  coh__pcache *pcache;
+  size_t pcache_budget;
+  int pcache_failed;        /* could not be made (out of memory): off */
   coh_engine_stats stats;
 };
 
@@ -151,6 +163,7 @@ static void release_kv(coh_engine *e, OrtValue **kv) {
 static void seq_free(coh_engine *e, seq *s) {
   size_t i;
   if (s == NULL) return;
+  coh__pblock_pin(s->pc_last, -1);
   release_kv(e, s->own_kv);
   coh__free(s->own_kv);
   coh_grammar_state_free(s->gstate);
@@ -640,6 +653,118 @@ done:
   return rc;
 }
 
+/* ---- prefix cache -------------------------------------------------------- *
+ * Why a cached block is the same bits as a recomputed one: with the cache on
+ * or off, a prompt is prefilled in the same chunks of prefill_chunk tokens at
+ * the same positions (0, C, 2C, ...), each run on the cache of the chunks
+ * before it.  A block holds the K/V columns one such run wrote for its
+ * chunk; a later prompt with the same tokens up to the block's end would run
+ * that very chunk with the same inputs (same ids, positions, mask, and a
+ * past that is, by induction, the same bits), so it would compute the same
+ * columns.  Loading them instead only skips the run.  The chunk that holds a
+ * prompt's last token always runs (its logits give the first token), and a
+ * loaded chunk still takes its engine step, so when a request samples, and
+ * everything after, is the same with the cache on or off.  Only full chunks
+ * that prefill computed are stored (decode steps compute K/V in other
+ * shapes), and only on models that continue a prefill (probe_continuation):
+ * on the others a prompt runs whole and no block can be reused. */
+
+/* Bytes of one block: K and V of every layer, kv_heads x C x head_dim. */
+static size_t block_bytes(const coh_engine *e) {
+  const coh_model_info *info = &e->m->info;
+  return (size_t)2 * (size_t)info->n_layers * (size_t)info->n_kv_heads *
+         (size_t)e->m->prefill_chunk * (size_t)info->head_dim * kv_elem(e);
+}
+
+/* The cache, made on first use; NULL when off. */
+static coh__pcache *pcache_get(coh_engine *e) {
+  if (e->pcache == NULL && e->pcache_budget > 0 && !e->pcache_failed &&
+      coh__pcache_new(e->pcache_budget, block_bytes(e), e->m->prefill_chunk, &e->pcache) != 0)
+    e->pcache_failed = 1; /* out of memory: run without; results are the same */
+  return e->pcache;
+}
+
+/* Moves s's pin to b (may be NULL). */
+static void seq_set_block(seq *s, coh__pblock *b) {
+  coh__pblock_pin(b, 1);
+  coh__pblock_pin(s->pc_last, -1);
+  s->pc_last = b;
+}
+
+/* Copies columns [col, col + C) of every layer's K/V (src: [1, heads, cols,
+ * head_dim]) into a block, or back (to_block 0: the block's columns into
+ * columns [col, col + C) of dst tensors). */
+static void block_copy(coh_engine *e, OrtValue **kv, int64_t cols, int64_t col,
+                       unsigned char *blk, int to_block) {
+  const coh_model_info *info = &e->m->info;
+  const size_t cb = (size_t)info->head_dim * kv_elem(e), C = (size_t)e->m->prefill_chunk;
+  int l, h;
+  for (l = 0; l < 2 * info->n_layers; l++) {
+    unsigned char *t = tensor_data(e, kv[l]);
+    for (h = 0; h < info->n_kv_heads; h++) {
+      unsigned char *tc = t + ((size_t)h * (size_t)cols + (size_t)col) * cb;
+      unsigned char *bc = blk + ((size_t)l * (size_t)info->n_kv_heads + (size_t)h) * C * cb;
+      if (to_block) memcpy(bc, tc, C * cb);
+      else memcpy(tc, bc, C * cb);
+    }
+  }
+}
+
+/* Loads block b as s's next chunk: s->own_kv grows by C columns. */
+static int load_block(coh_engine *e, seq *s, coh__pblock *b, coh_err *err) {
+  const coh_model_info *info = &e->m->info;
+  const int L2 = 2 * info->n_layers;
+  const int64_t C = e->m->prefill_chunk, cols = s->n_cached + C;
+  const size_t cb = (size_t)info->head_dim * kv_elem(e);
+  int64_t shape[4] = {1, info->n_kv_heads, cols, info->head_dim};
+  OrtValue **nkv = coh__calloc((size_t)L2, sizeof *nkv);
+  int l, h, rc = COH_OK;
+  if (nkv == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+  for (l = 0; l < L2 && rc == COH_OK; l++) {
+    unsigned char *dst, *src;
+    if ((rc = make_tensor(e, shape, 4, e->m->kv_type, &nkv[l], err))) break;
+    dst = tensor_data(e, nkv[l]);
+    src = s->n_cached > 0 ? tensor_data(e, s->own_kv[l]) : NULL;
+    if (dst == NULL || (s->n_cached > 0 && src == NULL)) {
+      rc = coh__err(err, COH_EORT, "reading a KV tensor");
+      break;
+    }
+    for (h = 0; h < info->n_kv_heads && src; h++)
+      memcpy(dst + (size_t)h * (size_t)cols * cb, src + (size_t)h * (size_t)s->n_cached * cb,
+             (size_t)s->n_cached * cb);
+  }
+  if (rc == COH_OK) {
+    block_copy(e, nkv, cols, s->n_cached, (unsigned char *)coh__pblock_data(b), 0);
+    release_kv(e, s->own_kv);
+    memcpy(s->own_kv, nkv, (size_t)L2 * sizeof *nkv);
+  } else {
+    release_kv(e, nkv);
+  }
+  coh__free(nkv);
+  return rc;
+}
+
+/* Marks the blocks that the requests waiting to prefill will load (the
+ * engine's knowledge of what runs next), so that eviction keeps them. */
+static void pcache_mark_wanted(coh_engine *e) {
+  const int64_t C = e->m->prefill_chunk;
+  seq *s;
+  if (e->pcache == NULL) return;
+  for (s = e->head; s; s = s->next) {
+    coh__pblock *b;
+    int64_t at;
+    if ((s->state != SEQ_QUEUED && s->state != SEQ_PREFILL) || is_finished(s) || s->pc_off)
+      continue;
+    if (s->state == SEQ_PREFILL && s->n_cached > 0 && s->pc_last == NULL) continue;
+    b = s->state == SEQ_PREFILL ? s->pc_last : NULL;
+    at = s->state == SEQ_PREFILL ? s->n_cached : 0;
+    for (; at + C < (int64_t)s->n_prompt; at += C) {
+      if ((b = coh__pcache_find(e->pcache, b, s->tokens + at, 0, 0)) == NULL) break;
+      coh__pcache_want(e->pcache, b, e->stats.steps);
+    }
+  }
+}
+
 /* Runs the next prompt chunk of s (batch 1). */
 static int prefill_chunk(coh_engine *e, seq *s, coh_err *err) {
   const coh_model_info *info = &e->m->info;
@@ -663,6 +788,23 @@ static int prefill_chunk(coh_engine *e, seq *s, coh_err *err) {
     s->own_kv = coh__calloc((size_t)L2, sizeof *s->own_kv);
     if (s->own_kv == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
     if ((rc = empty_kv(e, s->own_kv, err))) return rc;
+  }
+  /* A full chunk that is not the prompt's last may come from the cache
+   * (see "prefix cache" above): it takes this step, without a run. */
+  if (e->continues == 1 && chunk == e->m->prefill_chunk && !s->pc_off &&
+      (s->n_cached == 0 || s->pc_last != NULL) && s->n_cached + chunk < (int64_t)s->n_prompt &&
+      pcache_get(e) != NULL) {
+    coh__pblock *b = coh__pcache_find(e->pcache, s->pc_last, s->tokens + s->n_cached,
+                                      e->stats.steps, 1);
+    if (b != NULL) {
+      if ((rc = load_block(e, s, b, err))) return rc;
+      seq_set_block(s, b);
+      s->n_cached += chunk;
+      e->stats.prefill_runs++;
+      e->stats.prefill_tokens += (uint64_t)chunk;
+      e->stats.prefix_hit_tokens += (uint64_t)chunk;
+      return COH_OK;
+    }
   }
   ids = coh__malloc((size_t)(2 * chunk + s->n_cached + chunk) * sizeof *ids);
   present = coh__calloc((size_t)L2, sizeof *present);
@@ -697,10 +839,25 @@ static int prefill_chunk(coh_engine *e, seq *s, coh_err *err) {
   e->stats.prefill_runs++;
   release_kv(e, s->own_kv);
   memcpy(s->own_kv, present, (size_t)L2 * sizeof *present);
+  if (e->continues == 1 && chunk == e->m->prefill_chunk && !s->pc_off &&
+      (s->n_cached == 0 || s->pc_last != NULL) && pcache_get(e) != NULL) {
+    /* keep the block this run computed; when it cannot be kept, the later
+     * blocks of this prompt have no parent to hang from */
+    void *data;
+    coh__pblock *b = coh__pcache_insert(e->pcache, s->pc_last, s->tokens + s->n_cached,
+                                        e->stats.steps, &data);
+    if (b == NULL)
+      b = coh__pcache_find(e->pcache, s->pc_last, s->tokens + s->n_cached, e->stats.steps, 0);
+    else
+      block_copy(e, s->own_kv, s->n_cached + chunk, s->n_cached, data, 1);
+    seq_set_block(s, b);
+    if (b == NULL) s->pc_off = 1;
+  }
   s->n_cached += chunk;
   e->stats.prefill_tokens += (uint64_t)chunk;
   if (s->n_cached == (int64_t)s->n_prompt) {
     int32_t tok;
+    seq_set_block(s, NULL); /* the prompt is done with the cache */
     if ((rc = sample_from(e, s, logits, 0, chunk, chunk - 1, &tok, err))) goto done;
     s->state = SEQ_DECODE;
     if ((rc = accept_token(e, s, tok)))
@@ -918,6 +1075,7 @@ int coh_engine_new(coh_model *m, int max_batch, coh_engine **out,
   e->max_batch = max_batch;
   e->next_id = 1;
   e->continues = -1;
+  e->pcache_budget = (size_t)COH_PREFIX_CACHE_DEFAULT_MB << 20;
   e->n_in = 4 + 2 * (size_t)m->info.n_layers;
   e->n_out = 1 + 2 * (size_t)m->info.n_layers;
   e->in_names = coh__calloc(e->n_in, sizeof *e->in_names);
@@ -970,6 +1128,7 @@ void coh_engine_free(coh_engine *e) {
     next = s->next;
     seq_free(e, s);
   }
+  coh__pcache_free(e->pcache); /* after the requests that pin its entries */
   coh__free(e->jobs);
   coh__free(e->ws_only);
   coh__free(e->ws_mask);
@@ -1211,6 +1370,7 @@ int coh_engine_step(coh_engine *e, coh_err *err) {
   }
 
   /* 4. one prefill chunk for each prefilling request */
+  pcache_mark_wanted(e);
   for (s = e->head; rc == COH_OK && s; s = s->next) {
     if (s->state != SEQ_PREFILL || is_finished(s)) continue;
     rc = prefill_chunk(e, s, err);
@@ -1230,9 +1390,30 @@ int coh_engine_step(coh_engine *e, coh_err *err) {
   return rc;
 }
 
+int coh_engine_set_prefix_cache(coh_engine *e, size_t budget_bytes, coh_err *err) {
+  if (e->next_id != 1)
+    return coh__err(err, COH_ESTATE,
+                    "the prefix cache is set before the engine's first request");
+  e->pcache_budget = budget_bytes;
+  return COH_OK;
+}
+
 void coh_engine_get_stats(const coh_engine *e, coh_engine_stats *out) {
   const seq *s;
   *out = e->stats;
+  out->prefix_budget = e->pcache_budget;
+  out->prefix_block_tokens = e->pcache_budget ? e->m->prefill_chunk : 0;
+  if (e->pcache != NULL) {
+    coh__pcache_stats ps;
+    coh__pcache_get_stats(e->pcache, &ps);
+    out->prefix_lookups = ps.lookups;
+    out->prefix_hits = ps.hits;
+    out->prefix_inserts = ps.inserts;
+    out->prefix_evictions = ps.evictions;
+    out->prefix_declined = ps.declined;
+    out->prefix_bytes = ps.bytes;
+    out->prefix_peak_bytes = ps.peak_bytes;
+  }
   out->prefill_continues = e->continues;
   out->active = e->active;
   out->queued = 0;

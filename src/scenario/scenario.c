@@ -292,7 +292,7 @@ static int get_path(ctx *c, yaml_node_t *n, const char *what, char **out) {
 
 static int read_models(ctx *c, yaml_node_t *seq) {
   static const char *const keys[] = {"name", "path", "device", "max_batch",
-                                     "threads", NULL};
+                                     "threads", "prefill_chunk", NULL};
   static const char *const devices[] = {"auto", "cpu", "cuda", NULL};
   coh_scenario *s = c->s;
   yaml_node_item_t *it;
@@ -307,7 +307,7 @@ static int read_models(ctx *c, yaml_node_t *seq) {
   if (s->models == NULL) return COH_ENOMEM;
   for (it = seq->data.sequence.items.start; it < seq->data.sequence.items.top;
        it++) {
-    yaml_node_t *m = node_at(c, *it), *v[6];
+    yaml_node_t *m = node_at(c, *it), *v[7];
     coh_scn_model *md = &s->models[s->n_models];
     char what[48], field[80];
     int dev;
@@ -348,6 +348,9 @@ static int read_models(ctx *c, yaml_node_t *seq) {
       return rc;
     snprintf(field, sizeof field, "%s.threads", what);
     if (v[4] && (rc = get_int(c, v[4], field, 0, 1024, &md->threads)))
+      return rc;
+    snprintf(field, sizeof field, "%s.prefill_chunk", what);
+    if (v[5] && (rc = get_int(c, v[5], field, 1, 65536, &md->prefill_chunk)))
       return rc;
   }
   return COH_OK;

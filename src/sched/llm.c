@@ -103,11 +103,17 @@ int coh__orch_models_open(orch *o, coh_err *err) {
       coh_model_options_default(&mo);
       mo.device = o->opt->device_override ? o->opt->device : ms->spec->device;
       mo.intra_op_threads = ms->spec->threads;
+      mo.prefill_chunk = ms->spec->prefill_chunk;
       if ((rc = coh_model_open(ms->spec->path, &mo, &ms->model, err))) {
         coh__err_prefix(err, "%s:%d: model '%s'", s->path, ms->spec->line, ms->spec->name);
         return rc;
       }
       if ((rc = coh_engine_new(ms->model, ms->max_batch, &ms->engine, err))) return rc;
+      if (o->opt->prefix_cache_kib != 0 &&
+          (rc = coh_engine_set_prefix_cache(
+               ms->engine,
+               o->opt->prefix_cache_kib > 0 ? (size_t)o->opt->prefix_cache_kib << 10 : 0, err)))
+        return rc;
     }
     if (coh__ring_init(&ms->to_engine, 2) || coh__ring_init(&ms->from_engine, 2))
       return coh__err(err, COH_ENOMEM, "out of memory");
@@ -213,6 +219,14 @@ void coh__orch_models_close(orch *o) {
     }
     if (ms->to_engine.slots) coh__ring_destroy(&ms->to_engine);
     if (ms->from_engine.slots) coh__ring_destroy(&ms->from_engine);
+    if (ms->engine != NULL && o->sum != NULL) {
+      /* the engine thread has ended: its statistics are final */
+      coh_engine_stats st;
+      coh_engine_get_stats(ms->engine, &st);
+      o->sum->prefix_lookups += (int64_t)st.prefix_lookups;
+      o->sum->prefix_hits += (int64_t)st.prefix_hits;
+      o->sum->prefix_evictions += (int64_t)st.prefix_evictions;
+    }
     coh_engine_free(ms->engine); /* callbacks for live requests are not run */
     coh_model_close(ms->model);
     for (a = 0; ms->wait_head && a <= o->n_agents; a++) {
