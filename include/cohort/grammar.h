@@ -108,6 +108,25 @@ int coh_grammar_state_accept(coh_grammar_state *s, int32_t token,
 /* Whether the output so far is a complete sentence of the grammar. */
 int coh_grammar_state_is_complete(const coh_grammar_state *s);
 
+/* Checking a whole text (no tokenizer): the bytes of text are walked
+ * through the grammar.  rejected_at: the offset of the first byte that no
+ * parse takes, or -1; complete: every byte was taken and the text is a
+ * complete sentence; accepted: both (the text is valid).  cut: the parser
+ * dropped stacks at its bounds (docs/grammar.md: 1024 stacks, depth 4096),
+ * so a refusal may be the bound's, not the text's. */
+typedef struct coh_grammar_check {
+  int accepted;
+  int complete;
+  int64_t rejected_at;
+  int cut;
+} coh_grammar_check;
+
+/* Checks text[0..len) (borrowed) against g.  The result is a function of
+ * (g, text) only; g may be shared by threads (each call has its own
+ * state).  Errors: COH_EINVAL (NULL), COH_ENOMEM. */
+int coh_grammar_check_text(const coh_grammar *g, const char *text, size_t len,
+                           coh_grammar_check *out, coh_err *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -38,6 +38,10 @@
  *                             # meaning all their instances, or instance
  *                             # ids; a single id may be written without
  *                             # brackets)
+ *   routes:                   # message routes with a JSON Schema
+ *     - from: planner         # agent ids (all instances) or instance ids
+ *       to: worker
+ *       schema: {type: object, required: [task]}   # inline, a mapping
  *   messages:
  *     - to: alice
  *       from: user            # an id; default "scenario"
@@ -103,6 +107,18 @@ typedef struct coh_scn_message {
   int line;
 } coh_scn_message;
 
+/* A message route with a schema (docs/orchestrator.md "Route schemas"):
+ * every message an instance of `from` sends to an instance of `to` must be
+ * valid for the schema, or it is refused; a stock prompt agent that is the
+ * `from` of a route gets its output constrained by the route's schema. */
+typedef struct coh_scn_route {
+  char *from;        /* an agent id (all its instances) or an instance id */
+  char *to;          /* the same */
+  char *schema_json; /* the JSON Schema as compact JSON text */
+  size_t schema_len;
+  int line;
+} coh_scn_route;
+
 typedef struct coh_scenario {
   char *path;        /* as given */
   char *dir;         /* its folder, against which paths resolve */
@@ -122,6 +138,8 @@ typedef struct coh_scenario {
   size_t n_agents;
   coh_scn_message *messages;
   size_t n_messages;
+  coh_scn_route *routes;
+  size_t n_routes;
 } coh_scenario;
 
 /* Bounds on a scenario file, checked before it is parsed: its size, and

@@ -566,27 +566,28 @@ oom:
   return COH_ENOMEM;
 }
 
-int coh_grammar_state_new(const coh_grammar *g, const coh_grammar_vocab *v,
-                          coh_grammar_state **out, coh_err *err) {
+/* A state at the start of g; v may be NULL (text checks: no masks). */
+static int state_new(const coh_grammar *g, const coh_grammar_vocab *v,
+                     coh_grammar_state **out, coh_err *err) {
   coh_grammar_state *s;
   uint32_t a;
+  size_t md = v ? (size_t)v->max_depth : 0;
   *out = NULL;
-  if (!g || !v) return coh__err(err, COH_EINVAL, "grammar state: NULL argument");
   s = coh__calloc(1, sizeof *s);
   if (!s) return coh__err(err, COH_ENOMEM, "grammar state: out of memory");
   s->g = g;
   s->v = v;
-  s->mask_words = (v->n_ids + 31) / 32;
-  s->lv = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lv);
-  s->lvn = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lvn);
-  s->lvb = coh__malloc((size_t)v->max_depth + 2);
-  s->lvc = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lvc);
-  s->lvk = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lvk);
-  s->lva = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lva);
-  s->lvz = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lvz);
-  s->lvu = coh__malloc(((size_t)v->max_depth + 2) * 8 * sizeof *s->lvu);
-  s->lak = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lak);
-  s->laa = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->laa);
+  s->mask_words = v ? (v->n_ids + 31) / 32 : 0;
+  s->lv = coh__malloc((md + 2) * sizeof *s->lv);
+  s->lvn = coh__malloc((md + 2) * sizeof *s->lvn);
+  s->lvb = coh__malloc(md + 2);
+  s->lvc = coh__malloc((md + 2) * sizeof *s->lvc);
+  s->lvk = coh__malloc((md + 2) * sizeof *s->lvk);
+  s->lva = coh__malloc((md + 2) * sizeof *s->lva);
+  s->lvz = coh__malloc((md + 2) * sizeof *s->lvz);
+  s->lvu = coh__malloc((md + 2) * 8 * sizeof *s->lvu);
+  s->lak = coh__malloc((md + 2) * sizeof *s->lak);
+  s->laa = coh__malloc((md + 2) * sizeof *s->laa);
   s->nc_idx = coh__malloc(NC * sizeof *s->nc_idx);
   s->nc_gen = coh__calloc(NC, sizeof *s->nc_gen);
   if (!s->lv || !s->lvn || !s->lvb || !s->lvc || !s->lvk || !s->lva || !s->lvz ||
@@ -605,6 +606,13 @@ int coh_grammar_state_new(const coh_grammar *g, const coh_grammar_vocab *v,
   }
   *out = s;
   return COH_OK;
+}
+
+int coh_grammar_state_new(const coh_grammar *g, const coh_grammar_vocab *v,
+                          coh_grammar_state **out, coh_err *err) {
+  *out = NULL;
+  if (!g || !v) return coh__err(err, COH_EINVAL, "grammar state: NULL argument");
+  return state_new(g, v, out, err);
 }
 
 void coh_grammar_state_free(coh_grammar_state *s) {
@@ -1079,4 +1087,40 @@ int coh__grammar_state_shortest(const coh_grammar_state *s, char *buf,
   coh__free(cost);
   coh__free(best);
   return rc;
+}
+
+/* ---- checking a text ---------------------------------------------------------- */
+
+int coh_grammar_check_text(const coh_grammar *g, const char *text, size_t len,
+                           coh_grammar_check *out, coh_err *err) {
+  coh_grammar_state *s = NULL;
+  gset a, b;
+  size_t i;
+  int rc;
+  if (!g || !out || (!text && len)) return coh__err(err, COH_EINVAL, "grammar check: NULL argument");
+  memset(out, 0, sizeof *out);
+  out->rejected_at = -1;
+  if ((rc = state_new(g, NULL, &s, err))) return rc;
+  a = s->cur;
+  for (i = 0; i < len; i++) { /* bounded by len */
+    if ((i & 255) == 0) { /* keep the arenas to the live stacks */
+      if (compact(s, &a)) goto oom;
+    }
+    nc_reset(s);
+    step(s, &a, (unsigned char)text[i], &b);
+    if (s->oom) goto oom;
+    if (b.n == 0 && !(b.accept && i + 1 == len)) {
+      out->rejected_at = (int64_t)i;
+      break;
+    }
+    a = b;
+  }
+  if (out->rejected_at < 0) out->complete = len == 0 ? s->cur.accept : a.accept;
+  out->accepted = out->rejected_at < 0 && out->complete;
+  out->cut = s->overflow;
+  coh_grammar_state_free(s);
+  return COH_OK;
+oom:
+  coh_grammar_state_free(s);
+  return coh__err(err, COH_ENOMEM, "grammar check: out of memory");
 }
