@@ -492,6 +492,13 @@ static void maskbench(const coh_tokenizer *t, const coh_grammar_vocab *v,
       int valid = json_is_true(json_object_get(tc, "valid")), c = 0;
       const char *text = json_string_value(json_object_get(tc, "text"));
       long r = walk_text(g, t, v, eos, text, &c);
+      coh_grammar_check ck;
+      /* the byte check (route schemas) agrees with the token walk */
+      CHECK(coh_grammar_check_text(g, text, strlen(text), &ck, &err) == COH_OK);
+      if (ck.accepted != (r < 0 && c))
+        fprintf(stderr, "check_text %d, token walk %d: %s test %zu: %.200s\n", ck.accepted,
+                r < 0 && c, json_string_value(json_object_get(j, "id")), i, text);
+      CHECK_EQ_INT(ck.accepted, r < 0 && c);
       if (valid && !(r < 0 && c)) {
         ok = 0;
         if (known_order_miss(json_string_value(json_object_get(j, "id"))))
@@ -592,6 +599,62 @@ static void test_maskbench(void) {
   coh_grammar_vocab_free(vq);
   coh_tokenizer_free(ll);
   coh_tokenizer_free(qw);
+}
+
+/* ---- checking a text (route schemas) ------------------------------------------------ */
+
+static void test_check_text(void) {
+  static const char schema[] =
+      "{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"minimum\":1,"
+      "\"maximum\":9},\"tags\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}}},"
+      "\"required\":[\"n\"],\"additionalProperties\":false}";
+  static const struct {
+    const char *text;
+    int accepted, complete;
+    long at;
+  } cases[] = {
+      {"{\"n\":3}", 1, 1, -1},
+      {" {\n  \"n\" : 3 ,\"tags\":[\"a\",\"\\u00e9\"]\n}\n", 1, 1, -1},
+      {"{\"n\":3", 0, 0, -1},        /* incomplete */
+      {"", 0, 0, -1},                 /* empty: incomplete */
+      {"{\"n\":\"3\"}", 0, 0, 5},     /* a string where an integer goes */
+      {"{\"n\":10}", 0, 0, 6},        /* 1 may start 1..9, no digit may follow */
+      {"{\"n\":3,\"x\":1}", 0, 0, 8}, /* no additional properties: "x" */
+      {"{\"n\":3}}", 0, 0, 7},        /* a byte after the value */
+      {"[1]", 0, 0, 0},
+  };
+  coh_grammar *g = NULL;
+  coh_grammar_check ck;
+  coh_err err;
+  char *big;
+  size_t i, k;
+  REQUIRE(coh_grammar_from_json_schema(schema, strlen(schema), "t", &g, &err) == COH_OK);
+  for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    CHECK(coh_grammar_check_text(g, cases[i].text, strlen(cases[i].text), &ck, &err) == COH_OK);
+    if (ck.accepted != cases[i].accepted || ck.rejected_at != cases[i].at)
+      fprintf(stderr, "case %zu '%s': accepted %d at %lld\n", i, cases[i].text, ck.accepted,
+              (long long)ck.rejected_at);
+    CHECK_EQ_INT(ck.accepted, cases[i].accepted);
+    CHECK_EQ_INT(ck.complete, cases[i].complete);
+    CHECK(ck.rejected_at == cases[i].at);
+    CHECK_EQ_INT(ck.cut, 0);
+  }
+  /* a long message (the arenas are compacted every 256 bytes): 3000 tags */
+  big = malloc(3000 * 6 + 32);
+  REQUIRE(big != NULL);
+  k = (size_t)sprintf(big, "{\"n\":9,\"tags\":[");
+  for (i = 0; i < 3000; i++) k += (size_t)sprintf(big + k, "%s\"ab\"", i ? "," : "");
+  memcpy(big + k, "]}", 3);
+  CHECK(coh_grammar_check_text(g, big, k + 2, &ck, &err) == COH_OK);
+  CHECK_EQ_INT(ck.accepted, 1);
+  big[k + 1] = ']'; /* "]]": refused at the last byte */
+  CHECK(coh_grammar_check_text(g, big, k + 2, &ck, &err) == COH_OK);
+  CHECK_EQ_INT(ck.accepted, 0);
+  CHECK(ck.rejected_at == (int64_t)(k + 1));
+  free(big);
+  CHECK(coh_grammar_check_text(NULL, "{}", 2, &ck, &err) == COH_EINVAL);
+  CHECK(coh_grammar_check_text(g, NULL, 2, &ck, &err) == COH_EINVAL);
+  coh_grammar_free(g);
 }
 
 /* ---- the invariant ---------------------------------------------------------------- */
@@ -906,6 +969,7 @@ int main(int argc, char **argv) {
   RUN(test_ebnf);
   RUN(test_schema);
   RUN(test_schema_ordered);
+  RUN(test_check_text);
   RUN(test_deterministic);
   RUN(test_fast_equals_slow);
   RUN(test_invariant);
