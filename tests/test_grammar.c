@@ -765,6 +765,97 @@ static void test_invariant(void) {
   }
 }
 
+/* The token budget (coh_grammar_state_budget_mask, docs/grammar.md): random
+ * walks that pick any token the budget mask leaves, with budget B tokens
+ * (the last for EOS), always end complete with EOS within B tokens when the
+ * start's shortest completion fits; at every step the budget mask is a
+ * subset of the mask, every token it keeps has a completion within the
+ * bytes left, it is never empty, and min_bytes is 0 exactly when complete
+ * and never above the shortest completion's length. */
+static void budget_walks(const coh_grammar *g, int walks, int min_b, int max_b) {
+  size_t nv = coh_grammar_vocab_size(V2), i, nw = (nv + 31) / 32;
+  uint32_t *mask = calloc(nw, 4), *bm = calloc(nw, 4);
+  int32_t *allowed = malloc(nv * sizeof *allowed);
+  char buf[4096];
+  int w;
+  REQUIRE(mask && bm && allowed);
+  for (w = 0; w < walks; w++) {
+    coh_grammar_state *s = NULL;
+    coh_err err;
+    int b = min_b + (int)(rnd() % (unsigned)(max_b - min_b + 1)), k, done = 0;
+    uint64_t mb, start;
+    size_t len, na, left;
+    REQUIRE(coh_grammar_state_new(g, V2, &s, &err) == 0);
+    REQUIRE(coh_grammar_state_min_bytes(s, &start, &err) == 0);
+    if (start + 1 > (uint64_t)b) b = (int)start + 1; /* the walk can fit */
+    for (k = 0; k < b && !done; k++) {
+      REQUIRE(coh_grammar_state_min_bytes(s, &mb, &err) == 0);
+      CHECK_EQ_INT(mb == 0, coh_grammar_state_is_complete(s));
+      CHECK(coh__grammar_state_shortest(s, buf, sizeof buf, &len) == 0);
+      CHECK(mb <= len);
+      CHECK(mb + 1 <= (uint64_t)(b - k)); /* kept by the previous steps */
+      REQUIRE(coh_grammar_state_mask(s, mask, &err) == 0);
+      memcpy(bm, mask, nw * 4);
+      /* after this token, b-k-1 tokens: the completion's bytes, then EOS */
+      REQUIRE(coh_grammar_state_budget_mask(s, bm, (int64_t)b - k - 2, &left, &err) == 0);
+      na = 0;
+      for (i = 0; i < nv; i++) {
+        if (!bit(bm, (int32_t)i)) continue;
+        CHECK(bit(mask, (int32_t)i));
+        if ((int32_t)i != EOS2) {
+          uint64_t c;
+          CHECK(coh_grammar_state_token_min_bytes(s, (int32_t)i, &c, &err) == 0);
+          CHECK(c + 2 <= (uint64_t)(b - k));
+        }
+        allowed[na++] = (int32_t)i;
+      }
+      CHECK(na == left);
+      CHECK(na > 0);
+      if (na == 0) break;
+      {
+        int32_t t = allowed[rnd() % na];
+        if (t == EOS2) {
+          CHECK(coh_grammar_state_is_complete(s));
+          done = 1;
+        } else {
+          CHECK(coh_grammar_state_accept(s, t, &err) == 0);
+        }
+      }
+    }
+    CHECK(done);
+    coh_grammar_state_free(s);
+  }
+  free(mask);
+  free(bm);
+  free(allowed);
+}
+
+static void test_budget(void) {
+  const char *schemas[] = {
+      "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"},"
+      "\"b\":{\"type\":\"array\",\"items\":{\"type\":\"integer\",\"minimum\":3,\"maximum\":77},"
+      "\"minItems\":2},\"c\":{\"anyOf\":[{\"type\":\"boolean\"},{\"type\":\"string\","
+      "\"format\":\"date\"}]}},\"required\":[\"a\",\"b\",\"c\"],\"additionalProperties\":false}",
+      "{\"type\":\"array\",\"items\":{\"type\":\"string\",\"format\":\"uri\"},\"minItems\":3}",
+      "{\"$defs\":{\"t\":{\"type\":\"object\",\"properties\":{\"kids\":{\"type\":\"array\","
+      "\"items\":{\"$ref\":\"#/$defs/t\"}}}}},\"$ref\":\"#/$defs/t\"}",
+  };
+  static const coh_grammar_options o = {.ordered_objects = 1};
+  coh_grammar *g = NULL;
+  coh_err err;
+  size_t i;
+  REQUIRE(V2);
+  for (i = 0; i < sizeof schemas / sizeof *schemas; i++) {
+    REQUIRE(coh_grammar_from_json_schema_opts(schemas[i], strlen(schemas[i]), "budget", &o, &g,
+                                              &err) == 0);
+    budget_walks(g, 8, 1, 40);
+    coh_grammar_free(g);
+  }
+  REQUIRE(coh_grammar_any_json_object(&g, &err) == 0);
+  budget_walks(g, 6, 1, 30);
+  coh_grammar_free(g);
+}
+
 /* Masks are deterministic: the same walk twice gives the same masks, and
  * a state's cached mask equals a fresh state's. */
 static void test_deterministic(void) {
@@ -973,6 +1064,7 @@ int main(int argc, char **argv) {
   RUN(test_deterministic);
   RUN(test_fast_equals_slow);
   RUN(test_invariant);
+  RUN(test_budget);
   RUN(test_fuzz_corpus);
   RUN(test_maskbench);
   rc = TEST_MAIN_END();

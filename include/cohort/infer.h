@@ -231,6 +231,9 @@ typedef struct coh_engine_stats {
    * masks after its forward pass had finished (the part not hidden). */
   uint64_t masks;
   double mask_seconds, mask_wait_seconds;
+  /* Tokens sampled again because the first choice left no completion
+   * within max_tokens (the token budget, docs/grammar.md). */
+  uint64_t budget_restricted;
 } coh_engine_stats;
 
 /* Creates an engine over model m (borrowed: must outlive the engine) that
