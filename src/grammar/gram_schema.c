@@ -686,7 +686,12 @@ static int32_t format_rule(sc *c, const char *f, const char *ptr) {
   else if (!strcmp(f, "email"))
     snprintf(re, sizeof re, "^[a-zA-Z0-9!#$%%&'*+/=?^_`{|}~.-]+@[a-zA-Z0-9-]+(\\.[a-zA-Z0-9-]+)*$");
   else if (!strcmp(f, "uri"))
-    snprintf(re, sizeof re, "^[a-zA-Z][a-zA-Z0-9+.-]*:[^ \\t\\n\\r\"\\\\<>{}|^`]*$");
+    /* RFC 3986 characters only (pchar, "/", then "?query", "#fragment");
+     * by construction each matches RFC 3986 URI syntax (and Ajv's "uri") */
+    snprintf(re, sizeof re, "^[a-zA-Z][a-zA-Z0-9+.\\-]*:"
+             "([a-zA-Z0-9._~!$&'()*+,;=:@/\\-]|%%[0-9a-fA-F]{2})+"
+             "(\\?([a-zA-Z0-9._~!$&'()*+,;=:@/?\\-]|%%[0-9a-fA-F]{2})*)?"
+             "(#([a-zA-Z0-9._~!$&'()*+,;=:@/?\\-]|%%[0-9a-fA-F]{2})*)?$");
   else if (!strcmp(f, "ipv4"))
     snprintf(re, sizeof re, "^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}"
              "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$");
