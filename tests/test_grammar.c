@@ -837,8 +837,8 @@ static void test_budget(void) {
       "\"minItems\":2},\"c\":{\"anyOf\":[{\"type\":\"boolean\"},{\"type\":\"string\","
       "\"format\":\"date\"}]}},\"required\":[\"a\",\"b\",\"c\"],\"additionalProperties\":false}",
       "{\"type\":\"array\",\"items\":{\"type\":\"string\",\"format\":\"uri\"},\"minItems\":3}",
-      "{\"$defs\":{\"t\":{\"type\":\"object\",\"properties\":{\"kids\":{\"type\":\"array\","
-      "\"items\":{\"$ref\":\"#/$defs/t\"}}}}},\"$ref\":\"#/$defs/t\"}",
+      ("{\"$defs\":{\"t\":{\"type\":\"object\",\"properties\":{\"kids\":{\"type\":\"array\","
+       "\"items\":{\"$ref\":\"#/$defs/t\"}}}}},\"$ref\":\"#/$defs/t\"}"),
   };
   static const coh_grammar_options o = {.ordered_objects = 1};
   coh_grammar *g = NULL;

@@ -296,6 +296,7 @@ static int32_t char_loop(sc *c) {
   coh__gb *b = c->b;
   int32_t r = coh__gb_rule(b, "chars");
   size_t k = 0;
+  if (r < 0 || c->chr < 0 || b->oom) return -1; /* out of memory: b->oom says so */
   while (k < b->rules[c->chr].n) {
     int32_t e = b->rules[c->chr].e[k++];
     if (e == COH__G_END) {
