@@ -156,7 +156,11 @@ typedef struct coh_scenario {
  * unknown dependencies, more than 1,000,000 agent instances in all, YAML
  * aliases expanding far beyond the file's size, nesting deeper than
  * COH_SCENARIO_MAX_DEPTH, a stock prompt agent's config field that is
- * unknown, mistyped, out of range or too long; COH_EINVAL (not a regular
+ * unknown, mistyped, out of range or too long, a route (`routes`) with a
+ * missing key, an unknown agent, a repeated (from, to) pair or a schema the
+ * grammar engine refuses (the keyword and its JSON pointer), a prompt agent
+ * sending over routes with two schemas, or with its own schema or tools and
+ * a route schema; COH_EINVAL (not a regular
  * file), COH_ERANGE (more than COH_SCENARIO_MAX_BYTES); COH_ENOMEM. */
 int coh_scenario_load(const char *path, coh_scenario **out, coh_err *err);
 
