@@ -37,6 +37,7 @@ typedef struct ctx {
   yaml_mark_t *msg_to_mark; /* n_messages */
   yaml_mark_t on_exit_mark;
   yaml_mark_t *route_mark;  /* 2 per route: from, to */
+  long *route_first;        /* per agent: its first route as a prompt sender, -1 */
   coh_scn_agent **by_id;    /* agents sorted by id */
 } ctx;
 
@@ -1110,25 +1111,31 @@ static int check_routes(ctx *c) {
                     "routes[%zu] (line %d); expected one schema per route", i,
                     s->routes[i].from, s->routes[i].to, j, s->routes[j].line);
   }
+  /* the prompt agents that send over routes: the first such route of each
+   * (one pass over the routes, then over those agents) */
+  if (s->n_routes == 0) return COH_OK;
+  c->route_first = coh__malloc(s->n_agents * sizeof *c->route_first);
+  if (c->route_first == NULL) return COH_ENOMEM;
+  for (i = 0; i < s->n_agents; i++) c->route_first[i] = -1;
+  for (j = 0; j < s->n_routes; j++) {
+    long k = resolve(c, s->routes[j].from, &inst), first;
+    if (!s->agents[k].is_prompt) continue;
+    first = c->route_first[k];
+    if (first < 0) {
+      c->route_first[k] = (long)j;
+    } else if (strcmp(s->routes[j].schema_json, s->routes[first].schema_json) != 0) {
+      return fail(c, c->route_mark[2 * j], "routes[%zu] gives the messages of prompt agent "
+                  "'%s' another schema than routes[%ld] (line %d); expected one schema "
+                  "for all routes from a prompt agent (its output is constrained by it)",
+                  j, s->agents[k].id, first, s->routes[first].line);
+    }
+  }
   for (i = 0; i < s->n_agents; i++) {
     coh_scn_agent *a = &s->agents[i];
-    long first = -1;
+    long first = c->route_first[i];
     json_t *cfg;
     char *ncfg;
     size_t clen, n;
-    if (!a->is_prompt) continue;
-    for (j = 0; j < s->n_routes; j++) {
-      long k = resolve(c, s->routes[j].from, &inst);
-      if (k != (long)i) continue;
-      if (first < 0) {
-        first = (long)j;
-      } else if (strcmp(s->routes[j].schema_json, s->routes[first].schema_json) != 0) {
-        return fail(c, c->route_mark[2 * j], "routes[%zu] gives the messages of prompt agent "
-                    "'%s' another schema than routes[%ld] (line %d); expected one schema "
-                    "for all routes from a prompt agent (its output is constrained by it)",
-                    j, a->id, first, s->routes[first].line);
-      }
-    }
     if (first < 0) continue;
     cfg = json_loads(a->config_json, 0, NULL);
     if (cfg == NULL) return COH_ENOMEM;
@@ -1465,6 +1472,7 @@ fail_parser:
   }
   coh__free(c.msg_to_mark);
   coh__free(c.route_mark);
+  coh__free(c.route_first);
   coh__free(c.by_id);
   if (have_doc) yaml_document_delete(&doc);
   yaml_parser_delete(&parser);
