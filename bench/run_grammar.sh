@@ -4,7 +4,8 @@
 # 4 layers, hidden 256, vocab 32000) if absent, then measures, side by side
 # in alternating rounds, decode steps with every request under a constraint
 # against the same requests without one, for
-#   a JSON Schema   Glaiveai2K---generate_invoice_a880dda9.json from tests/data/genschemas.jsonl
+#   a JSON Schema   Glaiveai2K---generate_invoice_a880dda9 from tests/data/maskbench/cases.jsonl
+#                   (the same schema, same key order, as it was in tests/data/genschemas.jsonl)
 #   --json-object   any JSON object
 # Target (issue 14): <= 5 % more per decode step.  Results: bench/RESULTS.md.
 #   usage: bench/run_grammar.sh [ROUNDS (default 7)] [DECODE (default 64)]
@@ -17,11 +18,11 @@ cmake --build "$BUILD" -j2 --target bench_grammar >/dev/null
 /usr/bin/python3 "$ROOT/tools/mkfixture.py" --suite demo --out "$BUILD/fixtures" >/dev/null
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-/usr/bin/python3 - "$ROOT/tests/data/genschemas.jsonl" "$tmp/schema.json" <<'PY'
+/usr/bin/python3 - "$ROOT/tests/data/maskbench/cases.jsonl" "$tmp/schema.json" <<'PY'
 import json, sys
 for line in open(sys.argv[1]):
     r = json.loads(line)
-    if r["name"] == "Glaiveai2K---generate_invoice_a880dda9.json":
+    if r["id"] == "Glaiveai2K---generate_invoice_a880dda9":
         json.dump(r["schema"], open(sys.argv[2], "w")); break
 else:
     sys.exit("schema not found")

@@ -3,11 +3,15 @@
 # runs them (`cohort run examples/X.yaml`) on the default model
 # (models/shakespeare), checked from the journal alone (`cohort inspect
 # --json`):
-#  - examples/plan.yaml (planner/worker, each with a `schema:`): every llm
-#    result completes (finish eos), and its text parses and validates with
-#    Ajv (tests/ajvref, an independent validator) against the schema of its
-#    request (response_format.json_schema.schema, as journaled); every
-#    planner output reaches the worker as the message it sends;
+#  - examples/plan.yaml (a planner whose messages to the worker go over a
+#    route with a schema, `routes:`; a worker with its own `schema:`):
+#    every llm result completes (finish eos), and its text parses and
+#    validates with Ajv (tests/ajvref, an independent validator) against
+#    the schema of its request (response_format.json_schema.schema, as
+#    journaled); the planner's request carries the route's schema (read
+#    from the scenario file); every planner output reaches the worker as
+#    the message it sends, and every message delivered on the route
+#    validates with Ajv against the route's schema; nothing is refused;
 #  - examples/tools.yaml (a planner with tools and tool_choice: required): a
 #    result that carries tool_calls has a text that validates with Ajv
 #    against the tool-call schema built here from the journaled tools, names
@@ -63,6 +67,22 @@ def call_schema(req):
     return {"type": "object", "properties": {"tool_calls": arr}, "required": ["tool_calls"],
             "additionalProperties": False}
 
+if mode == "plan":
+    import yaml
+    routes = yaml.safe_load(open(sys.argv[4]))["routes"]
+    rschema = [r["schema"] for r in routes if r["from"] == "planner" and r["to"] == "worker"][0]
+    for (a, _), req in reqs.items():
+        if a == "planner" and req.get("response_format", {}).get("json_schema", {}).get("schema") != rschema:
+            errors.append("planner request without the route's schema: %s" % req.get("response_format"))
+    n_route = 0
+    for s_, t_, p_ in sent:
+        if s_ == "planner" and t_ == "worker":
+            n_route += 1
+            out.write(json.dumps({"name": "route#%d" % n_route, "schema": rschema, "output": p_}) + "\n")
+    if n_route != 3:
+        errors.append("%d messages on the route planner -> worker, expected 3" % n_route)
+    if any(e["kind"] == "refused" for e in events):
+        errors.append("a refused send")
 n_results = n_complete = n_calls = 0
 for e in events:
     if e["kind"] != "llm_result":
@@ -124,7 +144,7 @@ for ex in plan tools; do
     bad "cohort run examples/$ex.yaml: $(tail -3 "$tmp/$ex.out")"; continue
   fi
   "$BIN" inspect "$tmp/$ex.db" --json >"$tmp/$ex.jsonl" 2>"$tmp/$ex.err" || { bad "inspect $ex"; continue; }
-  if "$PY" "$tmp/check.py" "$tmp/$ex.jsonl" "$tmp/$ex.ajv.jsonl" "$ex"; then
+  if "$PY" "$tmp/check.py" "$tmp/$ex.jsonl" "$tmp/$ex.ajv.jsonl" "$ex" "examples/$ex.yaml"; then
     ok "$ex: journal checks"
   else
     bad "$ex: journal checks (above)"

@@ -492,6 +492,13 @@ static void maskbench(const coh_tokenizer *t, const coh_grammar_vocab *v,
       int valid = json_is_true(json_object_get(tc, "valid")), c = 0;
       const char *text = json_string_value(json_object_get(tc, "text"));
       long r = walk_text(g, t, v, eos, text, &c);
+      coh_grammar_check ck;
+      /* the byte check (route schemas) agrees with the token walk */
+      CHECK(coh_grammar_check_text(g, text, strlen(text), &ck, &err) == COH_OK);
+      if (ck.accepted != (r < 0 && c))
+        fprintf(stderr, "check_text %d, token walk %d: %s test %zu: %.200s\n", ck.accepted,
+                r < 0 && c, json_string_value(json_object_get(j, "id")), i, text);
+      CHECK_EQ_INT(ck.accepted, r < 0 && c);
       if (valid && !(r < 0 && c)) {
         ok = 0;
         if (known_order_miss(json_string_value(json_object_get(j, "id"))))
@@ -592,6 +599,62 @@ static void test_maskbench(void) {
   coh_grammar_vocab_free(vq);
   coh_tokenizer_free(ll);
   coh_tokenizer_free(qw);
+}
+
+/* ---- checking a text (route schemas) ------------------------------------------------ */
+
+static void test_check_text(void) {
+  static const char schema[] =
+      "{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"minimum\":1,"
+      "\"maximum\":9},\"tags\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}}},"
+      "\"required\":[\"n\"],\"additionalProperties\":false}";
+  static const struct {
+    const char *text;
+    int accepted, complete;
+    long at;
+  } cases[] = {
+      {"{\"n\":3}", 1, 1, -1},
+      {" {\n  \"n\" : 3 ,\"tags\":[\"a\",\"\\u00e9\"]\n}\n", 1, 1, -1},
+      {"{\"n\":3", 0, 0, -1},        /* incomplete */
+      {"", 0, 0, -1},                 /* empty: incomplete */
+      {"{\"n\":\"3\"}", 0, 0, 5},     /* a string where an integer goes */
+      {"{\"n\":10}", 0, 0, 6},        /* 1 may start 1..9, no digit may follow */
+      {"{\"n\":3,\"x\":1}", 0, 0, 8}, /* no additional properties: "x" */
+      {"{\"n\":3}}", 0, 0, 7},        /* a byte after the value */
+      {"[1]", 0, 0, 0},
+  };
+  coh_grammar *g = NULL;
+  coh_grammar_check ck;
+  coh_err err;
+  char *big;
+  size_t i, k;
+  REQUIRE(coh_grammar_from_json_schema(schema, strlen(schema), "t", &g, &err) == COH_OK);
+  for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    CHECK(coh_grammar_check_text(g, cases[i].text, strlen(cases[i].text), &ck, &err) == COH_OK);
+    if (ck.accepted != cases[i].accepted || ck.rejected_at != cases[i].at)
+      fprintf(stderr, "case %zu '%s': accepted %d at %lld\n", i, cases[i].text, ck.accepted,
+              (long long)ck.rejected_at);
+    CHECK_EQ_INT(ck.accepted, cases[i].accepted);
+    CHECK_EQ_INT(ck.complete, cases[i].complete);
+    CHECK(ck.rejected_at == cases[i].at);
+    CHECK_EQ_INT(ck.cut, 0);
+  }
+  /* a long message (the arenas are compacted every 256 bytes): 3000 tags */
+  big = malloc(3000 * 6 + 32);
+  REQUIRE(big != NULL);
+  k = (size_t)sprintf(big, "{\"n\":9,\"tags\":[");
+  for (i = 0; i < 3000; i++) k += (size_t)sprintf(big + k, "%s\"ab\"", i ? "," : "");
+  memcpy(big + k, "]}", 3);
+  CHECK(coh_grammar_check_text(g, big, k + 2, &ck, &err) == COH_OK);
+  CHECK_EQ_INT(ck.accepted, 1);
+  big[k + 1] = ']'; /* "]]": refused at the last byte */
+  CHECK(coh_grammar_check_text(g, big, k + 2, &ck, &err) == COH_OK);
+  CHECK_EQ_INT(ck.accepted, 0);
+  CHECK(ck.rejected_at == (int64_t)(k + 1));
+  free(big);
+  CHECK(coh_grammar_check_text(NULL, "{}", 2, &ck, &err) == COH_EINVAL);
+  CHECK(coh_grammar_check_text(g, NULL, 2, &ck, &err) == COH_EINVAL);
+  coh_grammar_free(g);
 }
 
 /* ---- the invariant ---------------------------------------------------------------- */
@@ -700,6 +763,106 @@ static void test_invariant(void) {
     invariant_walks(g, 25, 30);
     coh_grammar_free(g);
   }
+}
+
+/* The token budget (coh_grammar_state_budget_mask, docs/grammar.md): random
+ * walks that pick any token the budget mask leaves, with budget B tokens
+ * (the last for EOS), always end complete with EOS within B tokens when the
+ * start's shortest completion fits; at every step the budget mask is a
+ * subset of the mask, every token it keeps has a completion within the
+ * bytes left, it is never empty, and min_bytes is 0 exactly when complete
+ * and never above the shortest completion's length. */
+#ifdef COH_TEST_SANITIZED
+#define BUDGET_RECHECK 256
+#define BUDGET_WALKS 3
+#else
+#define BUDGET_RECHECK 16
+#define BUDGET_WALKS 8
+#endif
+static void budget_walks(const coh_grammar *g, int walks, int min_b, int max_b) {
+  size_t nv = coh_grammar_vocab_size(V2), i, nw = (nv + 31) / 32;
+  uint32_t *mask = calloc(nw, 4), *bm = calloc(nw, 4);
+  int32_t *allowed = malloc(nv * sizeof *allowed);
+  char buf[4096];
+  int w;
+  REQUIRE(mask && bm && allowed);
+  for (w = 0; w < walks; w++) {
+    coh_grammar_state *s = NULL;
+    coh_err err;
+    int b = min_b + (int)(rnd() % (unsigned)(max_b - min_b + 1)), k, done = 0;
+    uint64_t mb, start;
+    size_t len, na, left;
+    REQUIRE(coh_grammar_state_new(g, V2, &s, &err) == 0);
+    REQUIRE(coh_grammar_state_min_bytes(s, &start, &err) == 0);
+    if (start + 1 > (uint64_t)b) b = (int)start + 1; /* the walk can fit */
+    for (k = 0; k < b && !done; k++) {
+      REQUIRE(coh_grammar_state_min_bytes(s, &mb, &err) == 0);
+      CHECK_EQ_INT(mb == 0, coh_grammar_state_is_complete(s));
+      CHECK(coh__grammar_state_shortest(s, buf, sizeof buf, &len) == 0);
+      CHECK(mb <= len);
+      CHECK(mb + 1 <= (uint64_t)(b - k)); /* kept by the previous steps */
+      REQUIRE(coh_grammar_state_mask(s, mask, &err) == 0);
+      memcpy(bm, mask, nw * 4);
+      /* after this token, b-k-1 tokens: the completion's bytes, then EOS */
+      REQUIRE(coh_grammar_state_budget_mask(s, bm, (int64_t)b - k - 2, &left, &err) == 0);
+      na = 0;
+      for (i = 0; i < nv; i++) {
+        if (!bit(bm, (int32_t)i)) continue;
+        CHECK(bit(mask, (int32_t)i));
+        /* every kept token's cost again, independently: a sample of them
+         * (one step each; all of them would cost the whole mask again) */
+        if ((int32_t)i != EOS2 && rnd() % BUDGET_RECHECK == 0) {
+          uint64_t c;
+          CHECK(coh_grammar_state_token_min_bytes(s, (int32_t)i, &c, &err) == 0);
+          CHECK(c + 2 <= (uint64_t)(b - k));
+        }
+        allowed[na++] = (int32_t)i;
+      }
+      CHECK(na == left);
+      CHECK(na > 0);
+      if (na == 0) break;
+      {
+        int32_t t = allowed[rnd() % na];
+        if (t == EOS2) {
+          CHECK(coh_grammar_state_is_complete(s));
+          done = 1;
+        } else {
+          CHECK(coh_grammar_state_accept(s, t, &err) == 0);
+        }
+      }
+    }
+    CHECK(done);
+    coh_grammar_state_free(s);
+  }
+  free(mask);
+  free(bm);
+  free(allowed);
+}
+
+static void test_budget(void) {
+  const char *schemas[] = {
+      "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"},"
+      "\"b\":{\"type\":\"array\",\"items\":{\"type\":\"integer\",\"minimum\":3,\"maximum\":77},"
+      "\"minItems\":2},\"c\":{\"anyOf\":[{\"type\":\"boolean\"},{\"type\":\"string\","
+      "\"format\":\"date\"}]}},\"required\":[\"a\",\"b\",\"c\"],\"additionalProperties\":false}",
+      "{\"type\":\"array\",\"items\":{\"type\":\"string\",\"format\":\"uri\"},\"minItems\":3}",
+      ("{\"$defs\":{\"t\":{\"type\":\"object\",\"properties\":{\"kids\":{\"type\":\"array\","
+       "\"items\":{\"$ref\":\"#/$defs/t\"}}}}},\"$ref\":\"#/$defs/t\"}"),
+  };
+  static const coh_grammar_options o = {.ordered_objects = 1};
+  coh_grammar *g = NULL;
+  coh_err err;
+  size_t i;
+  REQUIRE(V2);
+  for (i = 0; i < sizeof schemas / sizeof *schemas; i++) {
+    REQUIRE(coh_grammar_from_json_schema_opts(schemas[i], strlen(schemas[i]), "budget", &o, &g,
+                                              &err) == 0);
+    budget_walks(g, BUDGET_WALKS, 1, 40);
+    coh_grammar_free(g);
+  }
+  REQUIRE(coh_grammar_any_json_object(&g, &err) == 0);
+  budget_walks(g, BUDGET_WALKS, 1, 30);
+  coh_grammar_free(g);
 }
 
 /* Masks are deterministic: the same walk twice gives the same masks, and
@@ -906,9 +1069,11 @@ int main(int argc, char **argv) {
   RUN(test_ebnf);
   RUN(test_schema);
   RUN(test_schema_ordered);
+  RUN(test_check_text);
   RUN(test_deterministic);
   RUN(test_fast_equals_slow);
   RUN(test_invariant);
+  RUN(test_budget);
   RUN(test_fuzz_corpus);
   RUN(test_maskbench);
   rc = TEST_MAIN_END();

@@ -820,6 +820,93 @@ static void test_out_of_memory(void) {
   CHECK(saw_ok);
 }
 
+/* Route schemas: parsed, compiled, the prompt agent's config gets the
+ * schema; errors name the place; out of memory anywhere is COH_ENOMEM. */
+static const char routes_yaml[] =
+    "models: [{name: demo, path: m}]\n"                                   /* 1 */
+    "agents:\n"                                                           /* 2 */
+    "  - {id: p, kind: prompt, config: {model: demo, prompt: \"{input}\",\n" /* 3 */
+    "      routes: [{match: \"\", to: w}]}}\n"                            /* 4 */
+    "  - {id: w, module: w.wasm, count: 3, config: {k: 1}}\n"              /* 5 */
+    "  - {id: e, module: e.wasm}\n"                                        /* 6 */
+    "routes:\n"                                                           /* 7 */
+    "  - from: p\n"                                                       /* 8 */
+    "    to: w\n"                                                         /* 9 */
+    "    schema: {type: array, items: {type: integer, maximum: 2.5e1}}\n"  /* 10 */
+    "  - {from: w-1, to: e, schema: {type: object}}\n";                    /* 11 */
+
+static void test_routes(void) {
+  coh_err err;
+  coh_scenario *s = parse(routes_yaml, &err);
+  long k;
+  int saw_ok = 0;
+  if (s == NULL) fprintf(stderr, "  %s\n", err.msg);
+  REQUIRE(s != NULL);
+  CHECK_EQ_INT((int)s->n_routes, 2);
+  CHECK_STR(s->routes[0].from, "p");
+  CHECK_STR(s->routes[0].to, "w");
+  CHECK_EQ_INT(s->routes[0].line, 8);
+  CHECK_STR(s->routes[0].schema_json,
+               "{\"type\":\"array\",\"items\":{\"type\":\"integer\",\"maximum\":25.0}}");
+  CHECK_EQ_INT((int)s->routes[0].schema_len, (int)strlen(s->routes[0].schema_json));
+  CHECK_STR(s->routes[1].from, "w-1");
+  CHECK_EQ_INT(s->routes[1].line, 11);
+  /* the prompt agent's config: the route's schema first, then its own */
+  CHECK_STR(s->agents[0].config_json,
+               "{\"schema\":{\"type\":\"array\",\"items\":{\"type\":\"integer\",\"maximum\":"
+               "25.0}},\"model\":\"demo\",\"prompt\":\"{input}\",\"routes\":[{\"match\":\"\","
+               "\"to\":\"w\"}]}");
+  CHECK_STR(s->agents[1].config_json, "{\"k\":1}"); /* a wasm agent: as written */
+  coh_scenario_free(s);
+  /* a prompt agent with an empty config gets {"schema": S} */
+  s = parse("models: [{name: d, path: m}]\nagents: [{id: p, kind: prompt}, {id: q, module: q}]\n"
+            "routes: [{from: p, to: q, schema: {const: 1}}]\n", &err);
+  REQUIRE(s != NULL);
+  CHECK_STR(s->agents[0].config_json, "{\"schema\":{\"const\":1}}");
+  coh_scenario_free(s);
+  EXPECT_ERR("agents: [{id: a, module: a}]\nroutes: {from: a}\n", COH_EFORMAT, "2:9",
+             "routes is a mapping|expected a sequence");
+  EXPECT_ERR("agents: [{id: a, module: a}]\nroutes: [{from: a, to: a}]\n", COH_EFORMAT, "2:10",
+             "routes[0] has no 'schema'");
+  EXPECT_ERR("agents: [{id: a, module: a}]\nroutes: [{from: a, to: b, schema: {}}]\n",
+             COH_EFORMAT, "2:24", "routes[0].to names unknown agent 'b'");
+  EXPECT_ERR("agents: [{id: a, module: a, count: 2}]\nroutes: [{from: a-2, to: a, schema: {}}]\n",
+             COH_EFORMAT, "2:17", "routes[0].from names unknown agent 'a-2'");
+  EXPECT_ERR("agents: [{id: a, module: a}]\nroutes: [{from: a, to: a, schema: {not: {}}}]\n",
+             COH_EFORMAT, "2:35",
+             "routes[0].schema|unsupported keyword not at /");
+  EXPECT_ERR("agents: [{id: a, module: a}]\nroutes: [{from: a, to: a, schema: {$ref: \"#/x\"}}]\n",
+             COH_EFORMAT, "2:35", "routes[0].schema");
+  EXPECT_ERR("agents: [{id: a, module: a}]\nroutes: [{from: a, to: a, schema: {}},\n"
+             "  {from: a, to: a, schema: {}}]\n", COH_EFORMAT, "3:10",
+             "routes[1] repeats the route a -> a of routes[0] (line 2)");
+  EXPECT_ERR("models: [{name: d, path: m}]\nagents: [{id: p, kind: prompt, count: 2}, {id: q, module: q}]\n"
+             "routes: [{from: p-1, to: q, schema: {}}]\n", COH_EFORMAT, "3:17",
+             "one instance of the prompt agent 'p'|expected 'p'");
+  EXPECT_ERR("models: [{name: d, path: m}]\nagents: [{id: p, kind: prompt, config: {tools: []}},"
+             " {id: q, module: q}]\nroutes: [{from: p, to: q, schema: {}}]\n", COH_EFORMAT, "3:17",
+             "prompt agent 'p' a schema, but its config (line 2) has 'tools'");
+  /* out of memory at every allocation: COH_ENOMEM, nothing leaked */
+  coh_replace_allocator(fail_malloc, fail_realloc, fail_calloc, free);
+  for (k = 0; k < 4000 && !saw_ok; k++) {
+    int rc;
+    s = NULL;
+    fail_countdown = k;
+    rc = coh_scenario_parse(routes_yaml, strlen(routes_yaml), "f.yaml", "/b", &s, &err);
+    fail_countdown = -1;
+    if (rc != COH_OK) {
+      CHECK_EQ_INT(rc, COH_ENOMEM);
+      CHECK(s == NULL);
+    } else {
+      saw_ok = 1;
+      CHECK_EQ_INT((int)s->n_routes, 2);
+    }
+    coh_scenario_free(s);
+  }
+  coh_replace_allocator(malloc, realloc, calloc, free);
+  CHECK(saw_ok);
+}
+
 /* Replays the fuzz corpus (seeds and crash regressions) through the fuzz
  * harness, which aborts on a violated property. */
 static void test_fuzz_corpus(void) {
@@ -866,6 +953,7 @@ int main(int argc, char **argv) {
   RUN(test_floats);
   RUN(test_load_examples);
   RUN(test_out_of_memory);
+  RUN(test_routes);
   RUN(test_fuzz_corpus);
   return TEST_MAIN_END();
 }

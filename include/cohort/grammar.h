@@ -108,6 +108,43 @@ int coh_grammar_state_accept(coh_grammar_state *s, int32_t token,
 /* Whether the output so far is a complete sentence of the grammar. */
 int coh_grammar_state_is_complete(const coh_grammar_state *s);
 
+/* The token budget (docs/grammar.md, "Finishing within max_tokens").
+ * *out := the fewest bytes that complete the output from this state (0 when
+ * it is complete).  Errors: COH_EINVAL, COH_ENOMEM. */
+int coh_grammar_state_min_bytes(coh_grammar_state *s, uint64_t *out, coh_err *err);
+/* *out := the fewest bytes that would complete the output after token
+ * (UINT64_MAX when the token is not allowed; an eos id: 0 when the output
+ * is complete).  The state is unchanged. */
+int coh_grammar_state_token_min_bytes(coh_grammar_state *s, int32_t token, uint64_t *out,
+                                      coh_err *err);
+/* Restricts mask (a mask of s: allowed tokens) to the tokens after which
+ * the output can still be completed in at most max_bytes bytes; an eos id
+ * stays exactly when the output is complete (max_bytes < 0: only eos).
+ * Only removes tokens, so every token left keeps the output completable.
+ * *n_left (may be NULL): the tokens left.  Deterministic: a function of
+ * (state, mask, max_bytes).  Its cost is one step per allowed token. */
+int coh_grammar_state_budget_mask(coh_grammar_state *s, uint32_t *mask, int64_t max_bytes,
+                                  size_t *n_left, coh_err *err);
+
+/* Checking a whole text (no tokenizer): the bytes of text are walked
+ * through the grammar.  rejected_at: the offset of the first byte that no
+ * parse takes, or -1; complete: every byte was taken and the text is a
+ * complete sentence; accepted: both (the text is valid).  cut: the parser
+ * dropped stacks at its bounds (docs/grammar.md: 1024 stacks, depth 4096),
+ * so a refusal may be the bound's, not the text's. */
+typedef struct coh_grammar_check {
+  int accepted;
+  int complete;
+  int64_t rejected_at;
+  int cut;
+} coh_grammar_check;
+
+/* Checks text[0..len) (borrowed) against g.  The result is a function of
+ * (g, text) only; g may be shared by threads (each call has its own
+ * state).  Errors: COH_EINVAL (NULL), COH_ENOMEM. */
+int coh_grammar_check_text(const coh_grammar *g, const char *text, size_t len,
+                           coh_grammar_check *out, coh_err *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -242,6 +242,9 @@ typedef struct coh_engine_stats {
   uint64_t prefix_lookups, prefix_hits, prefix_hit_tokens;
   uint64_t prefix_inserts, prefix_evictions, prefix_declined;
   size_t prefix_bytes, prefix_peak_bytes;
+  /* Tokens sampled again because the first choice left no completion
+   * within max_tokens (the token budget, docs/grammar.md). */
+  uint64_t budget_restricted;
 } coh_engine_stats;
 
 /* The prefix cache's default budget, in MiB. */

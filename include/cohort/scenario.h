@@ -41,6 +41,10 @@
  *                             # meaning all their instances, or instance
  *                             # ids; a single id may be written without
  *                             # brackets)
+ *   routes:                   # message routes with a JSON Schema
+ *     - from: planner         # agent ids (all instances) or instance ids
+ *       to: worker
+ *       schema: {type: object, required: [task]}   # inline, a mapping
  *   messages:
  *     - to: alice
  *       from: user            # an id; default "scenario"
@@ -108,6 +112,18 @@ typedef struct coh_scn_message {
   int line;
 } coh_scn_message;
 
+/* A message route with a schema (docs/orchestrator.md "Route schemas"):
+ * every message an instance of `from` sends to an instance of `to` must be
+ * valid for the schema, or it is refused; a stock prompt agent that is the
+ * `from` of a route gets its output constrained by the route's schema. */
+typedef struct coh_scn_route {
+  char *from;        /* an agent id (all its instances) or an instance id */
+  char *to;          /* the same */
+  char *schema_json; /* the JSON Schema as compact JSON text */
+  size_t schema_len;
+  int line;
+} coh_scn_route;
+
 typedef struct coh_scenario {
   char *path;        /* as given */
   char *dir;         /* its folder, against which paths resolve */
@@ -127,6 +143,8 @@ typedef struct coh_scenario {
   size_t n_agents;
   coh_scn_message *messages;
   size_t n_messages;
+  coh_scn_route *routes;
+  size_t n_routes;
 } coh_scenario;
 
 /* Bounds on a scenario file, checked before it is parsed: its size, and
@@ -143,7 +161,11 @@ typedef struct coh_scenario {
  * unknown dependencies, more than 1,000,000 agent instances in all, YAML
  * aliases expanding far beyond the file's size, nesting deeper than
  * COH_SCENARIO_MAX_DEPTH, a stock prompt agent's config field that is
- * unknown, mistyped, out of range or too long; COH_EINVAL (not a regular
+ * unknown, mistyped, out of range or too long, a route (`routes`) with a
+ * missing key, an unknown agent, a repeated (from, to) pair or a schema the
+ * grammar engine refuses (the keyword and its JSON pointer), a prompt agent
+ * sending over routes with two schemas, or with its own schema or tools and
+ * a route schema; COH_EINVAL (not a regular
  * file), COH_ERANGE (more than COH_SCENARIO_MAX_BYTES); COH_ENOMEM. */
 int coh_scenario_load(const char *path, coh_scenario **out, coh_err *err);
 

@@ -296,6 +296,7 @@ static int32_t char_loop(sc *c) {
   coh__gb *b = c->b;
   int32_t r = coh__gb_rule(b, "chars");
   size_t k = 0;
+  if (r < 0 || c->chr < 0 || b->oom) return -1; /* out of memory: b->oom says so */
   while (k < b->rules[c->chr].n) {
     int32_t e = b->rules[c->chr].e[k++];
     if (e == COH__G_END) {
@@ -686,7 +687,12 @@ static int32_t format_rule(sc *c, const char *f, const char *ptr) {
   else if (!strcmp(f, "email"))
     snprintf(re, sizeof re, "^[a-zA-Z0-9!#$%%&'*+/=?^_`{|}~.-]+@[a-zA-Z0-9-]+(\\.[a-zA-Z0-9-]+)*$");
   else if (!strcmp(f, "uri"))
-    snprintf(re, sizeof re, "^[a-zA-Z][a-zA-Z0-9+.-]*:[^ \\t\\n\\r\"\\\\<>{}|^`]*$");
+    /* RFC 3986 characters only (pchar, "/", then "?query", "#fragment");
+     * by construction each matches RFC 3986 URI syntax (and Ajv's "uri") */
+    snprintf(re, sizeof re, "^[a-zA-Z][a-zA-Z0-9+.\\-]*:"
+             "([a-zA-Z0-9._~!$&'()*+,;=:@/\\-]|%%[0-9a-fA-F]{2})+"
+             "(\\?([a-zA-Z0-9._~!$&'()*+,;=:@/?\\-]|%%[0-9a-fA-F]{2})*)?"
+             "(#([a-zA-Z0-9._~!$&'()*+,;=:@/?\\-]|%%[0-9a-fA-F]{2})*)?$");
   else if (!strcmp(f, "ipv4"))
     snprintf(re, sizeof re, "^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}"
              "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$");

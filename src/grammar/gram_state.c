@@ -385,6 +385,9 @@ struct coh_grammar_state {
   /* text so far (for messages): the last bytes */
   char tail[48];
   size_t tail_n;
+  /* the token budget (coh_grammar_state_budget_mask): per position, the
+   * fewest bytes from it to the end of its alternative; made on first use */
+  uint32_t *sfx;
 };
 
 static void nc_reset(coh_grammar_state *s) {
@@ -566,27 +569,28 @@ oom:
   return COH_ENOMEM;
 }
 
-int coh_grammar_state_new(const coh_grammar *g, const coh_grammar_vocab *v,
-                          coh_grammar_state **out, coh_err *err) {
+/* A state at the start of g; v may be NULL (text checks: no masks). */
+static int state_new(const coh_grammar *g, const coh_grammar_vocab *v,
+                     coh_grammar_state **out, coh_err *err) {
   coh_grammar_state *s;
   uint32_t a;
+  size_t md = v ? (size_t)v->max_depth : 0;
   *out = NULL;
-  if (!g || !v) return coh__err(err, COH_EINVAL, "grammar state: NULL argument");
   s = coh__calloc(1, sizeof *s);
   if (!s) return coh__err(err, COH_ENOMEM, "grammar state: out of memory");
   s->g = g;
   s->v = v;
-  s->mask_words = (v->n_ids + 31) / 32;
-  s->lv = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lv);
-  s->lvn = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lvn);
-  s->lvb = coh__malloc((size_t)v->max_depth + 2);
-  s->lvc = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lvc);
-  s->lvk = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lvk);
-  s->lva = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lva);
-  s->lvz = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lvz);
-  s->lvu = coh__malloc(((size_t)v->max_depth + 2) * 8 * sizeof *s->lvu);
-  s->lak = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->lak);
-  s->laa = coh__malloc(((size_t)v->max_depth + 2) * sizeof *s->laa);
+  s->mask_words = v ? (v->n_ids + 31) / 32 : 0;
+  s->lv = coh__malloc((md + 2) * sizeof *s->lv);
+  s->lvn = coh__malloc((md + 2) * sizeof *s->lvn);
+  s->lvb = coh__malloc(md + 2);
+  s->lvc = coh__malloc((md + 2) * sizeof *s->lvc);
+  s->lvk = coh__malloc((md + 2) * sizeof *s->lvk);
+  s->lva = coh__malloc((md + 2) * sizeof *s->lva);
+  s->lvz = coh__malloc((md + 2) * sizeof *s->lvz);
+  s->lvu = coh__malloc((md + 2) * 8 * sizeof *s->lvu);
+  s->lak = coh__malloc((md + 2) * sizeof *s->lak);
+  s->laa = coh__malloc((md + 2) * sizeof *s->laa);
   s->nc_idx = coh__malloc(NC * sizeof *s->nc_idx);
   s->nc_gen = coh__calloc(NC, sizeof *s->nc_gen);
   if (!s->lv || !s->lvn || !s->lvb || !s->lvc || !s->lvk || !s->lva || !s->lvz ||
@@ -607,6 +611,13 @@ int coh_grammar_state_new(const coh_grammar *g, const coh_grammar_vocab *v,
   return COH_OK;
 }
 
+int coh_grammar_state_new(const coh_grammar *g, const coh_grammar_vocab *v,
+                          coh_grammar_state **out, coh_err *err) {
+  *out = NULL;
+  if (!g || !v) return coh__err(err, COH_EINVAL, "grammar state: NULL argument");
+  return state_new(g, v, out, err);
+}
+
 void coh_grammar_state_free(coh_grammar_state *s) {
   int i;
   if (!s) return;
@@ -624,6 +635,7 @@ void coh_grammar_state_free(coh_grammar_state *s) {
   coh__free(s->laa);
   coh__free(s->nc_idx);
   coh__free(s->nc_gen);
+  coh__free(s->sfx);
   for (i = 0; i < CACHE_N; i++) coh__free(s->cmask[i]);
   coh__free(s);
 }
@@ -1030,21 +1042,17 @@ static void emit_from(emit *e, uint32_t pos, int rec) {
   }
 }
 
-int coh__grammar_state_shortest(const coh_grammar_state *s, char *buf,
-                                size_t cap, size_t *len) {
-  const coh_grammar *g = s->g;
-  uint64_t *cost = coh__malloc((g->n_rules + 1) * sizeof *cost);
-  uint32_t *best = coh__malloc((g->n_rules + 1) * sizeof *best);
-  emit e;
+/* cost[r]: the fewest bytes rule r derives (UINT64_MAX: none); best[r]:
+ * the elems index of an alternative that derives them (may be NULL).  A
+ * fixpoint over the rules; it ends because every change lowers a cost and
+ * costs are bounded below. */
+static void rule_costs(const coh_grammar *g, uint64_t *cost, uint32_t *best) {
   size_t r;
-  int changed, rc = COH_OK;
-  *len = 0;
-  if (!cost || !best) {
-    coh__free(cost);
-    coh__free(best);
-    return COH_ENOMEM;
+  int changed;
+  for (r = 0; r < g->n_rules; r++) {
+    cost[r] = UINT64_MAX;
+    if (best) best[r] = 0;
   }
-  for (r = 0; r < g->n_rules; r++) cost[r] = UINT64_MAX, best[r] = 0;
   do {
     changed = 0;
     for (r = 0; r < g->n_rules; r++) {
@@ -1058,10 +1066,30 @@ int coh__grammar_state_shortest(const coh_grammar_state *s, char *buf,
           else if (cost[COH__E_VAL(x)] == UINT64_MAX) { c = UINT64_MAX; break; }
           else c += cost[COH__E_VAL(x)];
         }
-        if (c < cost[r]) cost[r] = c, best[r] = g->alts[a], changed = 1;
+        if (c < cost[r]) {
+          cost[r] = c;
+          if (best) best[r] = g->alts[a];
+          changed = 1;
+        }
       }
     }
   } while (changed);
+}
+
+int coh__grammar_state_shortest(const coh_grammar_state *s, char *buf,
+                                size_t cap, size_t *len) {
+  const coh_grammar *g = s->g;
+  uint64_t *cost = coh__malloc((g->n_rules + 1) * sizeof *cost);
+  uint32_t *best = coh__malloc((g->n_rules + 1) * sizeof *best);
+  emit e;
+  int rc = COH_OK;
+  *len = 0;
+  if (!cost || !best) {
+    coh__free(cost);
+    coh__free(best);
+    return COH_ENOMEM;
+  }
+  rule_costs(g, cost, best);
   memset(&e, 0, sizeof e);
   e.g = g;
   e.best = best;
@@ -1079,4 +1107,172 @@ int coh__grammar_state_shortest(const coh_grammar_state *s, char *buf,
   coh__free(cost);
   coh__free(best);
   return rc;
+}
+
+/* ---- checking a text ---------------------------------------------------------- */
+
+int coh_grammar_check_text(const coh_grammar *g, const char *text, size_t len,
+                           coh_grammar_check *out, coh_err *err) {
+  coh_grammar_state *s = NULL;
+  gset a, b;
+  size_t i;
+  int rc;
+  if (!g || !out || (!text && len)) return coh__err(err, COH_EINVAL, "grammar check: NULL argument");
+  memset(out, 0, sizeof *out);
+  out->rejected_at = -1;
+  if ((rc = state_new(g, NULL, &s, err))) return rc;
+  a = s->cur;
+  for (i = 0; i < len; i++) { /* bounded by len */
+    if ((i & 255) == 0) { /* keep the arenas to the live stacks */
+      if (compact(s, &a)) goto oom;
+    }
+    nc_reset(s);
+    step(s, &a, (unsigned char)text[i], &b);
+    if (s->oom) goto oom;
+    if (b.n == 0 && !(b.accept && i + 1 == len)) {
+      out->rejected_at = (int64_t)i;
+      break;
+    }
+    a = b;
+  }
+  if (out->rejected_at < 0) out->complete = len == 0 ? s->cur.accept : a.accept;
+  out->accepted = out->rejected_at < 0 && out->complete;
+  out->cut = s->overflow;
+  coh_grammar_state_free(s);
+  return COH_OK;
+oom:
+  coh_grammar_state_free(s);
+  return coh__err(err, COH_ENOMEM, "grammar check: out of memory");
+}
+
+/* ---- the token budget ------------------------------------------------------------ */
+
+#define SFX_MAX 0x3fffffffu /* saturation: "more than any budget" */
+
+/* s->sfx[p] = the fewest bytes from position p to the end of its
+ * alternative (a class: 1, a reference: the rule's cost). */
+static int ensure_sfx(coh_grammar_state *s) {
+  const coh_grammar *g = s->g;
+  uint64_t *cost;
+  size_t p;
+  if (s->sfx) return COH_OK;
+  cost = coh__malloc((g->n_rules + 1) * sizeof *cost);
+  s->sfx = coh__malloc((g->n_elems + 1) * sizeof *s->sfx);
+  if (!cost || !s->sfx) {
+    coh__free(cost);
+    coh__free(s->sfx);
+    s->sfx = NULL;
+    return COH_ENOMEM;
+  }
+  rule_costs(g, cost, NULL);
+  for (p = g->n_elems; p-- > 0;) {
+    uint32_t x = g->elems[p];
+    uint64_t c;
+    if (COH__E_KIND(x) == COH__E_END) {
+      s->sfx[p] = 0;
+      continue;
+    }
+    c = COH__E_KIND(x) == COH__E_CLS ? 1 : cost[COH__E_VAL(x)];
+    c = c >= SFX_MAX ? SFX_MAX : c + s->sfx[p + 1];
+    s->sfx[p] = (uint32_t)(c >= SFX_MAX ? SFX_MAX : c);
+  }
+  coh__free(cost);
+  return COH_OK;
+}
+
+/* The fewest bytes that complete set x: 0 when it accepts, else the least
+ * over its stacks of the positions' suffix costs, top to root. */
+static uint64_t set_cost(const coh_grammar_state *s, const gset *x) {
+  uint64_t best = UINT64_MAX;
+  uint32_t i;
+  if (x->accept) return 0;
+  for (i = 0; i < x->n; i++) {
+    uint64_t c = 0;
+    uint32_t nd = s->tops[x->at + i];
+    while (nd != NONE && c < best) { /* depth is bounded (COH__GRAM_MAX_DEPTH) */
+      c += s->sfx[s->nodes[nd].pos];
+      nd = s->nodes[nd].parent;
+    }
+    if (c < best) best = c;
+  }
+  return best;
+}
+
+int coh_grammar_state_min_bytes(coh_grammar_state *s, uint64_t *out, coh_err *err) {
+  if (!s || !out) return coh__err(err, COH_EINVAL, "grammar min bytes: NULL argument");
+  if (ensure_sfx(s)) return coh__err(err, COH_ENOMEM, "grammar min bytes: out of memory");
+  *out = s->finished ? 0 : set_cost(s, &s->cur);
+  return COH_OK;
+}
+
+/* The cost after token id (not an eos id), UINT64_MAX when the token is not
+ * allowed; the arenas are given back. */
+static uint64_t token_cost(coh_grammar_state *s, int32_t id) {
+  const coh_grammar_vocab *v = s->v;
+  size_t base_nodes = s->n_nodes, base_tops = s->n_tops, i, n = v->blen[id];
+  const char *bytes = v->text + v->boff[id];
+  uint64_t c = UINT64_MAX;
+  gset a = s->cur, b;
+  if (n == 0) return UINT64_MAX;
+  nc_reset(s);
+  for (i = 0; i < n && !s->oom; i++) {
+    step(s, &a, (unsigned char)bytes[i], &b);
+    if (b.n == 0 && !(b.accept && i + 1 == n)) break;
+    a = b;
+  }
+  if (i == n && !s->oom) c = set_cost(s, &a);
+  s->n_nodes = base_nodes;
+  s->n_tops = base_tops;
+  return c;
+}
+
+int coh_grammar_state_token_min_bytes(coh_grammar_state *s, int32_t token, uint64_t *out,
+                                      coh_err *err) {
+  if (!s || !out) return coh__err(err, COH_EINVAL, "grammar token min bytes: NULL argument");
+  if (token < 0 || (size_t)token >= s->v->n_ids)
+    return coh__err(err, COH_EINVAL, "grammar token min bytes: token %ld out of range",
+                    (long)token);
+  if (ensure_sfx(s)) return coh__err(err, COH_ENOMEM, "grammar token min bytes: out of memory");
+  if (s->finished) {
+    *out = UINT64_MAX;
+    return COH_OK;
+  }
+  if (s->v->is_eos[token]) {
+    *out = s->cur.accept ? 0 : UINT64_MAX;
+    return COH_OK;
+  }
+  *out = token_cost(s, token);
+  if (s->oom) {
+    s->oom = 0;
+    return coh__err(err, COH_ENOMEM, "grammar token min bytes: out of memory");
+  }
+  return COH_OK;
+}
+
+int coh_grammar_state_budget_mask(coh_grammar_state *s, uint32_t *mask, int64_t max_bytes,
+                                  size_t *n_left, coh_err *err) {
+  size_t w, left = 0;
+  if (!s || !mask) return coh__err(err, COH_EINVAL, "grammar budget mask: NULL argument");
+  if (ensure_sfx(s)) return coh__err(err, COH_ENOMEM, "grammar budget mask: out of memory");
+  for (w = 0; w < s->mask_words; w++) {
+    uint32_t bits = mask[w];
+    while (bits) { /* bounded by the vocabulary */
+      int b = __builtin_ctz(bits);
+      int32_t id = (int32_t)(w * 32 + (size_t)b);
+      bits &= bits - 1;
+      if (s->v->is_eos[id]) { /* kept exactly when the output is complete */
+        if (!s->cur.accept || s->finished) mask[w] &= ~(1u << b);
+        else left++;
+        continue;
+      }
+      if (max_bytes < 0 || token_cost(s, id) > (uint64_t)max_bytes) mask[w] &= ~(1u << b);
+      else left++;
+      if (s->oom) {
+        s->oom = 0;
+        return coh__err(err, COH_ENOMEM, "grammar budget mask: out of memory");
+      }
+    }
+  }
+  if (n_left) *n_left = left;
+  return COH_OK;
 }

@@ -128,6 +128,7 @@ struct coh_engine {
    * whose bytes are all JSON whitespace; each token's trailing whitespace
    * byte count (capped at 255); a scratch mask */
   uint32_t *ws_only, *ws_mask;
+  uint32_t *budget_mask; /* scratch: a mask restricted to the token budget */
   uint8_t *ws_tail;
   size_t ws_n;              /* tokens in ws_tail */
   /* The prefix cache (pcache.h): made at the first full prompt chunk of a
@@ -511,6 +512,39 @@ static const uint32_t *ws_bound(coh_engine *e, seq *s) {
   return any ? e->ws_mask : s->gmask;
 }
 
+/* The token budget (docs/grammar.md, "Finishing within max_tokens"): the
+ * sampled token *out must leave a completion of the output that fits the
+ * tokens left after it (max_tokens and the context), counting a byte a
+ * token (every byte is a token of the vocabularies we serve, so the
+ * shortest completion fits) and one token for EOS.  When it does not, the
+ * mask is restricted to the tokens that do and the token is sampled again
+ * from that mask (with the same sampling parameters, the stream going on):
+ * for greedy and temperature sampling, the same as sampling from the
+ * restricted mask at once, but the restricted mask (a step per allowed
+ * token) is only computed when the sampled token breaks the budget.  If no
+ * token keeps a completion within the budget (a schema whose shortest
+ * output is longer than max_tokens), the token stays. */
+static int budget_check(coh_engine *e, seq *s, const float *lf, const uint32_t *allowed,
+                        int32_t *out, coh_err *err) {
+  int64_t left = (int64_t)s->max_tokens - s->n_generated - 1;
+  int64_t ctx = e->m->info.context - (int64_t)s->n_tokens - 1;
+  uint64_t cost;
+  size_t n_left = 0;
+  int rc;
+  if (is_eos(e, *out)) return COH_OK;
+  if (ctx < left) left = ctx;
+  if ((rc = coh_grammar_state_token_min_bytes(s->gstate, *out, &cost, err))) return rc;
+  /* after *out, `left` tokens: the cost in bytes, then EOS */
+  if (left > 0 && cost < (uint64_t)left) return COH_OK;
+  memcpy(e->budget_mask, allowed, e->mask_words * sizeof *e->budget_mask);
+  if ((rc = coh_grammar_state_budget_mask(s->gstate, e->budget_mask, left - 1, &n_left, err)))
+    return rc;
+  e->stats.budget_restricted++;
+  if (n_left == 0) return COH_OK;
+  return coh__sample_masked(e->sampler, &s->sampling, lf, e->budget_mask, s->tokens, s->n_tokens,
+                            &s->rng, out, err);
+}
+
 /* Samples from row `row`, position `pos` of a logits tensor [rows, seq, V]. */
 static int sample_from(coh_engine *e, seq *s, OrtValue *logits, int64_t row,
                        int64_t seq_len, int64_t pos, int32_t *out,
@@ -531,9 +565,12 @@ static int sample_from(coh_engine *e, seq *s, OrtValue *logits, int64_t row,
   if (s->gstate != NULL && !s->gmask_fresh)
     return coh__err(err, COH_ESTATE, "internal: request %llu has no grammar mask",
                     (unsigned long long)s->id);
-  rc = coh__sample_masked(e->sampler, &s->sampling, lf,
-                          s->gstate ? ws_bound(e, s) : NULL, s->tokens, s->n_tokens,
-                          &s->rng, out, err);
+  {
+    const uint32_t *allowed = s->gstate ? ws_bound(e, s) : NULL;
+    rc = coh__sample_masked(e->sampler, &s->sampling, lf, allowed, s->tokens, s->n_tokens,
+                            &s->rng, out, err);
+    if (rc == COH_OK && s->gstate != NULL) rc = budget_check(e, s, lf, allowed, out, err);
+  }
   if (rc == COH_OK && s->gstate != NULL) rc = grammar_advance(e, s, *out, err);
   if (rc) coh__err_prefix(err, "request %llu", (unsigned long long)s->id);
   return rc;
@@ -1132,6 +1169,7 @@ void coh_engine_free(coh_engine *e) {
   coh__free(e->jobs);
   coh__free(e->ws_only);
   coh__free(e->ws_mask);
+  coh__free(e->budget_mask);
   coh__free(e->ws_tail);
   coh__sampler_free(e->sampler);
   /* Last: every tensor from this allocator was released above. */
@@ -1188,6 +1226,9 @@ static int grammar_setup(coh_engine *e, coh_err *err) {
   if (e->jobs == NULL) e->jobs = coh__calloc((size_t)e->max_batch, sizeof *e->jobs);
   if (e->jobs == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
   if ((rc = ws_setup(e, gv, err))) return rc;
+  if (e->budget_mask == NULL &&
+      (e->budget_mask = coh__calloc(e->mask_words, sizeof *e->budget_mask)) == NULL)
+    return coh__err(err, COH_ENOMEM, "out of memory");
   return coh__masker_new(e->mask_words, (gv + 31) / 32, &e->masker, err);
 }
 

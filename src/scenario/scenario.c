@@ -36,6 +36,8 @@ typedef struct ctx {
   agent_aux *aux;           /* n_agents */
   yaml_mark_t *msg_to_mark; /* n_messages */
   yaml_mark_t on_exit_mark;
+  yaml_mark_t *route_mark;  /* 2 per route: from, to */
+  long *route_first;        /* per agent: its first route as a prompt sender, -1 */
   coh_scn_agent **by_id;    /* agents sorted by id */
 } ctx;
 
@@ -517,7 +519,8 @@ static yaml_node_t *map_get(ctx *c, yaml_node_t *map, const char *key) {
 /* Compiles the JSON Schema at node n (field names it): a schema the grammar
  * engine refuses fails the load at the node's line, with the keyword and
  * its JSON pointer. */
-static int check_schema(ctx *c, yaml_node_t *n, const char *field) {
+static int schema_text(ctx *c, yaml_node_t *n, const char *field, char **out,
+                       size_t *out_len) {
   json_t *j = NULL;
   char *text = NULL;
   size_t len = 0;
@@ -534,11 +537,20 @@ static int check_schema(ctx *c, yaml_node_t *n, const char *field) {
   if (rc) return coh__err(c->err, COH_ENOMEM, "out of memory");
   coh_err_clear(&e);
   rc = coh_grammar_from_json_schema(text, len, field, &g, &e);
-  coh__free(text);
   coh_grammar_free(g);
+  if (rc == COH_OK && out != NULL) {
+    *out = text;
+    *out_len = len;
+    return COH_OK;
+  }
+  coh__free(text);
   if (rc == COH_ENOMEM) return coh__err(c->err, rc, "out of memory");
   if (rc) return fail(c, n->start_mark, "%s", e.msg); /* e.msg names the field */
   return COH_OK;
+}
+
+static int check_schema(ctx *c, yaml_node_t *n, const char *field) {
+  return schema_text(c, n, field, NULL, NULL);
 }
 
 /* Structured output keys of a prompt agent: schema, tools' parameters,
@@ -898,6 +910,45 @@ static int read_messages(ctx *c, yaml_node_t *seq) {
   return COH_OK;
 }
 
+static int read_routes(ctx *c, yaml_node_t *seq) {
+  static const char *const keys[] = {"from", "to", "schema", NULL};
+  coh_scenario *s = c->s;
+  yaml_node_item_t *it;
+  size_t n;
+  int rc;
+  if (seq->type != YAML_SEQUENCE_NODE)
+    return fail(c, seq->start_mark, "routes is %s; expected a sequence of "
+                "{from, to, schema} mappings", type_name(seq));
+  n = (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
+  if (n == 0) return COH_OK;
+  if (n > 4096)
+    return fail(c, seq->start_mark, "routes has %zu entries; expected at most 4096", n);
+  s->routes = coh__calloc(n, sizeof *s->routes);
+  c->route_mark = coh__calloc(n, 2 * sizeof *c->route_mark);
+  if (s->routes == NULL || c->route_mark == NULL) return COH_ENOMEM;
+  for (it = seq->data.sequence.items.start; it < seq->data.sequence.items.top; it++) {
+    yaml_node_t *m = node_at(c, *it), *v[3];
+    coh_scn_route *r = &s->routes[s->n_routes];
+    char what[48], field[80];
+    snprintf(what, sizeof what, "routes[%zu]", s->n_routes);
+    if ((rc = take_keys(c, m, what, keys, v))) return rc;
+    s->n_routes++;
+    r->line = (int)m->start_mark.line + 1;
+    if (v[0] == NULL || v[1] == NULL || v[2] == NULL)
+      return fail(c, m->start_mark, "%s has no '%s'; expected 'from', 'to' and 'schema'",
+                  what, v[0] == NULL ? "from" : v[1] == NULL ? "to" : "schema");
+    c->route_mark[2 * (s->n_routes - 1)] = v[0]->start_mark;
+    c->route_mark[2 * (s->n_routes - 1) + 1] = v[1]->start_mark;
+    snprintf(field, sizeof field, "%s.from", what);
+    if ((rc = get_id(c, v[0], field, &r->from))) return rc;
+    snprintf(field, sizeof field, "%s.to", what);
+    if ((rc = get_id(c, v[1], field, &r->to))) return rc;
+    snprintf(field, sizeof field, "%s.schema", what);
+    if ((rc = schema_text(c, v[2], field, &r->schema_json, &r->schema_len))) return rc;
+  }
+  return COH_OK;
+}
+
 /* ---- cross-references ---------------------------------------------------- */
 
 /* Agents sorted by id (ties in file order), so that names resolve by
@@ -1034,6 +1085,88 @@ done:
   return rc;
 }
 
+/* Route endpoints name agents; a stock prompt agent that is the `from` of
+ * routes gets the routes' schema as its config.schema (one schema: its
+ * output goes wherever its routes and replies take it), unless it has its
+ * own schema or tools (refused: the constraint would be ambiguous). */
+static int check_routes(ctx *c) {
+  coh_scenario *s = c->s;
+  size_t i, j;
+  int inst;
+  for (i = 0; i < s->n_routes; i++) {
+    char what[48];
+    long kf = resolve(c, s->routes[i].from, &inst), kt;
+    snprintf(what, sizeof what, "routes[%zu].from", i);
+    if (kf < 0) return unknown_agent(c, c->route_mark[2 * i], what, s->routes[i].from, 1);
+    if (s->agents[kf].is_prompt && s->agents[kf].count > 1 &&
+        strcmp(s->routes[i].from, s->agents[kf].id) != 0)
+      return fail(c, c->route_mark[2 * i], "%s names '%s', one instance of the prompt "
+                  "agent '%s'; expected '%s' (its instances share one config, which "
+                  "the route's schema constrains)", what, s->routes[i].from,
+                  s->agents[kf].id, s->agents[kf].id);
+    snprintf(what, sizeof what, "routes[%zu].to", i);
+    kt = resolve(c, s->routes[i].to, &inst);
+    if (kt < 0) return unknown_agent(c, c->route_mark[2 * i + 1], what, s->routes[i].to, 1);
+    for (j = 0; j < i; j++)
+      if (!strcmp(s->routes[j].from, s->routes[i].from) &&
+          !strcmp(s->routes[j].to, s->routes[i].to))
+        return fail(c, c->route_mark[2 * i], "routes[%zu] repeats the route %s -> %s of "
+                    "routes[%zu] (line %d); expected one schema per route", i,
+                    s->routes[i].from, s->routes[i].to, j, s->routes[j].line);
+  }
+  /* the prompt agents that send over routes: the first such route of each
+   * (one pass over the routes, then over those agents) */
+  if (s->n_routes == 0) return COH_OK;
+  c->route_first = coh__malloc(s->n_agents * sizeof *c->route_first);
+  if (c->route_first == NULL) return COH_ENOMEM;
+  for (i = 0; i < s->n_agents; i++) c->route_first[i] = -1;
+  for (j = 0; j < s->n_routes; j++) {
+    long k = resolve(c, s->routes[j].from, &inst), first;
+    if (!s->agents[k].is_prompt) continue;
+    first = c->route_first[k];
+    if (first < 0) {
+      c->route_first[k] = (long)j;
+    } else if (strcmp(s->routes[j].schema_json, s->routes[first].schema_json) != 0) {
+      return fail(c, c->route_mark[2 * j], "routes[%zu] gives the messages of prompt agent "
+                  "'%s' another schema than routes[%ld] (line %d); expected one schema "
+                  "for all routes from a prompt agent (its output is constrained by it)",
+                  j, s->agents[k].id, first, s->routes[first].line);
+    }
+  }
+  for (i = 0; i < s->n_agents; i++) {
+    coh_scn_agent *a = &s->agents[i];
+    long first = c->route_first[i];
+    json_t *cfg;
+    char *ncfg;
+    size_t clen, n;
+    if (first < 0) continue;
+    cfg = json_loads(a->config_json, 0, NULL);
+    if (cfg == NULL) return COH_ENOMEM;
+    n = json_object_get(cfg, "schema") != NULL ? 1 : json_object_get(cfg, "tools") != NULL ? 2 : 0;
+    json_decref(cfg);
+    if (n)
+      return fail(c, c->route_mark[2 * (size_t)first], "routes[%ld] gives the messages of "
+                  "prompt agent '%s' a schema, but its config (line %d) has '%s'; expected "
+                  "the schema in one place: on the route, or in config.schema without "
+                  "a route schema", first, a->id, a->line, n == 1 ? "schema" : "tools");
+    /* config.schema := the route's schema: {"schema":S, ...the config} */
+    clen = strlen(a->config_json);
+    n = clen + s->routes[first].schema_len + 16;
+    if ((ncfg = coh__malloc(n)) == NULL) return COH_ENOMEM;
+    snprintf(ncfg, n, "{\"schema\":%s%s%s", s->routes[first].schema_json,
+             clen > 2 ? "," : "", clen > 2 ? a->config_json + 1 : "}");
+    if ((clen = strlen(ncfg)) > PROMPT_CFG_MAX) {
+      coh__free(ncfg);
+      return fail(c, c->route_mark[2 * (size_t)first], "routes[%ld]: agent '%s''s config "
+                  "with the route's schema is %zu bytes as JSON; expected at most %d (the "
+                  "stock prompt agent's buffer)", first, a->id, clen, PROMPT_CFG_MAX);
+    }
+    coh__free(a->config_json);
+    a->config_json = ncfg;
+  }
+  return COH_OK;
+}
+
 static int cross_check(ctx *c) {
   coh_scenario *s = c->s;
   size_t i, j;
@@ -1097,6 +1230,7 @@ static int cross_check(ctx *c) {
       return unknown_agent(c, c->msg_to_mark[i], what, s->messages[i].to, 0);
     }
   }
+  if ((rc = check_routes(c))) return rc;
   if (s->stop_on_exit) {
     long k = resolve(c, s->stop_on_exit, &inst);
     if (k < 0 || !inst)
@@ -1111,14 +1245,14 @@ static int cross_check(ctx *c) {
 static int read_top(ctx *c, yaml_node_t *root) {
   static const char *const keys[] = {"name", "seed", "models", "policy",
                                      "stop", "checkpoint_every", "agents",
-                                     "messages", NULL};
+                                     "messages", "routes", NULL};
   static const char *const pkeys[] = {"kind", "quantum", NULL};
   static const char *const policies[] = {"round_robin", "priority", "dag",
                                          NULL};
   static const char *const skeys[] = {"max_ticks", "quiescence", "on_exit",
                                       NULL};
   coh_scenario *s = c->s;
-  yaml_node_t *v[8], *pv[2], *sv[3];
+  yaml_node_t *v[9], *pv[2], *sv[3];
   int rc;
   if ((rc = take_keys(c, root, "the scenario", keys, v))) return rc;
   if (v[0]) {
@@ -1159,6 +1293,7 @@ static int read_top(ctx *c, yaml_node_t *root) {
   if (v[2] && (rc = read_models(c, v[2]))) return rc;
   if ((rc = read_agents(c, v[6], root->start_mark))) return rc;
   if (v[7] && (rc = read_messages(c, v[7]))) return rc;
+  if (v[8] && (rc = read_routes(c, v[8]))) return rc;
   return cross_check(c);
 }
 
@@ -1339,6 +1474,8 @@ fail_parser:
     coh__free(c.aux);
   }
   coh__free(c.msg_to_mark);
+  coh__free(c.route_mark);
+  coh__free(c.route_first);
   coh__free(c.by_id);
   if (have_doc) yaml_document_delete(&doc);
   yaml_parser_delete(&parser);
@@ -1406,6 +1543,12 @@ void coh_scenario_free(coh_scenario *s) {
     coh__free(s->messages[i].body);
   }
   coh__free(s->messages);
+  for (i = 0; i < s->n_routes; i++) {
+    coh__free(s->routes[i].from);
+    coh__free(s->routes[i].to);
+    coh__free(s->routes[i].schema_json);
+  }
+  coh__free(s->routes);
   coh__free(s->stop_on_exit);
   coh__free(s->name);
   coh__free(s->text);

@@ -81,6 +81,44 @@ static int find_agent(const orch *o, const char *id, size_t len) {
   return -1;
 }
 
+/* Whether slot a is an endpoint (spec, inst) of a route. */
+static int route_has(const orch *o, int spec, const char *inst, const agent_slot *a) {
+  return a->spec == &o->s->agents[spec] && (inst == NULL || strcmp(a->id, inst) == 0);
+}
+
+/* The route schemas of a send from a to t, in scenario order: the first
+ * that msg does not satisfy is recorded (OUT_SCHEMA_REFUSED) and the send
+ * fails with COH_ABI_EINVAL.  A function of (scenario, sender, target,
+ * msg) only.  Returns 1 when refused, -1 after host_oom, 0 when valid. */
+static int route_check(agent_slot *a, coh_agent *ag, int t, const char *to, size_t to_len,
+                       const uint8_t *msg, size_t msg_len) {
+  const orch *o = a->o;
+  size_t r;
+  for (r = 0; r < o->s->n_routes; r++) {
+    const orch_route *rt = &o->routes[r];
+    coh_grammar_check chk;
+    coh_err e;
+    out_item *it;
+    if (!route_has(o, rt->from_spec, rt->from_inst, a) ||
+        !route_has(o, rt->to_spec, rt->to_inst, &o->agents[t]))
+      continue;
+    coh_err_clear(&e);
+    if (coh_grammar_check_text(rt->g, (const char *)msg, msg_len, &chk, &e)) {
+      host_oom(a, ag, "send");
+      return -1;
+    }
+    if (chk.accepted) continue;
+    it = push_out(a, ag, "send", OUT_SCHEMA_REFUSED, to, to_len);
+    if (it == NULL) return -1;
+    it->target = t;
+    it->level = (int)r;
+    it->at = chk.rejected_at;
+    it->cut = chk.cut;
+    return 1;
+  }
+  return 0;
+}
+
 static void h_emit(void *ud, coh_agent *ag, const uint8_t *data, size_t len) {
   push_out(ud, ag, "emit", OUT_EMIT, data, len);
 }
@@ -95,6 +133,13 @@ static int32_t h_send(void *ud, coh_agent *ag, const char *to, size_t to_len,
   if (t < 0 || o->agents[t].status != AGENT_ALIVE) {
     push_out(a, ag, "send", OUT_REFUSED, to, to_len);
     return COH_ABI_ENOTFOUND;
+  }
+  /* Route schemas, before backpressure: a message that is not valid for
+   * its route is refused whatever the inbox holds. */
+  if (o->s->n_routes) {
+    int bad = route_check(a, ag, t, to, to_len, msg, msg_len);
+    if (bad < 0) return COH_ABI_ETOOBIG; /* not seen: the call is abandoned */
+    if (bad) return COH_ABI_EINVAL;
   }
   /* Backpressure, decided from the inbox as it was at the start of the tick
    * plus this sender's own sends to it this tick: the same in every run. */

@@ -124,6 +124,49 @@ static int agent_index(const orch *o, const char *id) {
   return -1;
 }
 
+/* A route endpoint: a scenario agent's id (every instance) or an instance
+ * id (the loader checked that it names one or the other). */
+static int route_end(orch *o, const char *name, int *spec, const char **inst) {
+  size_t i;
+  int k;
+  for (i = 0; i < o->s->n_agents; i++)
+    if (!strcmp(o->s->agents[i].id, name)) {
+      *spec = (int)i;
+      *inst = NULL;
+      return 0;
+    }
+  if ((k = agent_index(o, name)) < 0) return -1;
+  *spec = (int)(o->agents[k].spec - o->s->agents);
+  *inst = o->agents[k].id;
+  return 0;
+}
+
+/* Compiles the route schemas (the permissive form: it checks what others
+ * wrote, docs/grammar.md). */
+static int make_routes(orch *o, coh_err *err) {
+  const coh_scenario *s = o->s;
+  size_t i;
+  int rc;
+  if (s->n_routes == 0) return COH_OK;
+  o->routes = coh__calloc(s->n_routes, sizeof *o->routes);
+  if (o->routes == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+  for (i = 0; i < s->n_routes; i++) {
+    const coh_scn_route *r = &s->routes[i];
+    orch_route *x = &o->routes[i];
+    char name[64];
+    if (route_end(o, r->from, &x->from_spec, &x->from_inst) ||
+        route_end(o, r->to, &x->to_spec, &x->to_inst))
+      return coh__err(err, COH_EINVAL, "%s:%d: routes[%zu] names an unknown agent",
+                      s->path, r->line, i);
+    snprintf(name, sizeof name, "routes[%zu].schema", i);
+    if ((rc = coh_grammar_from_json_schema(r->schema_json, r->schema_len, name, &x->g, err))) {
+      coh__err_prefix(err, "%s:%d", s->path, r->line);
+      return rc;
+    }
+  }
+  return COH_OK;
+}
+
 /* dag: `after` names instance ids or base ids (all instances). */
 static int resolve_after(orch *o, coh_err *err) {
   int k;
@@ -502,6 +545,31 @@ static int commit_agent(orch *o, agent_slot *a, int *pending_llm, coh_err *err) 
         free(s);
         if (rc) return rc;
         break;
+      case OUT_SCHEMA_REFUSED: {
+        const coh_scn_route *r = &o->s->routes[it->level];
+        char why[300];
+        o->refused++;
+        if (it->at >= 0)
+          snprintf(why, sizeof why, "byte %lld of the message is not allowed there by the "
+                   "schema of routes[%d] (%s -> %s, line %d)%s", (long long)it->at, it->level,
+                   r->from, r->to, r->line, it->cut ? " (the validator's stack bound was reached)" : "");
+        else
+          snprintf(why, sizeof why, "the message ends before it is a complete value of the "
+                   "schema of routes[%d] (%s -> %s, line %d)", it->level, r->from, r->to, r->line);
+        j = json_object();
+        json_object_set_new(j, "to", json_stringn(it->data ? it->data : "", it->len));
+        json_object_set_new(j, "reason", json_string("schema"));
+        json_object_set_new(j, "route", json_integer(it->level));
+        json_object_set_new(j, "at", it->at >= 0 ? json_integer((json_int_t)it->at) : json_null());
+        json_object_set_new(j, "error", json_string(why));
+        s = dump(j);
+        if (s == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+        rc = produce(o, "refused", a->id, o->agents[it->target].id, s, strlen(s), err);
+        free(s);
+        if (rc) return rc;
+        set_last_event(a, "refused", why, strlen(why));
+        break;
+      }
       case OUT_EMIT:
         if ((rc = produce(o, "emit", a->id, "", it->data, it->len, err))) return rc;
         coh__orch_transcript(o, a->index, it->data ? it->data : "", it->len);
@@ -807,6 +875,8 @@ static void teardown(orch *o) {
     coh__free(a->qlat);
     coh__free(a->id);
   }
+  for (i = 0; o->routes && i < o->s->n_routes; i++) coh_grammar_free(o->routes[i].g);
+  coh__free(o->routes);
   for (i = 0; o->modules && i < o->s->n_agents; i++) coh_module_free(o->modules[i]);
   coh__free(o->modules);
   coh__free(o->agents);
@@ -916,7 +986,9 @@ int coh_run(const coh_scenario *s, const coh_run_options *opt,
   memset(&ro, 0, sizeof ro);
   ro.cache_dir = opt->cache_dir;
   if ((rc = coh_agent_rt_new(&ro, &o.rt, err))) goto done;
-  if ((rc = make_agents(&o, err)) || (rc = resolve_after(&o, err))) goto done;
+  if ((rc = make_agents(&o, err)) || (rc = resolve_after(&o, err)) ||
+      (rc = make_routes(&o, err)))
+    goto done;
   pending_llm = coh__calloc((size_t)o.cap_agents + 1, sizeof *pending_llm);
   if (pending_llm == NULL) {
     rc = coh__err(err, COH_ENOMEM, "out of memory");

@@ -14,6 +14,7 @@
 #include <pthread.h>
 
 #include "cohort/agent.h"
+#include "cohort/grammar.h"
 #include "cohort/infer.h"
 #include "cohort/monitor.h"
 #include "cohort/orch.h"
@@ -48,7 +49,8 @@ typedef struct inbox {
 
 /* Outputs an agent produced during one step, committed in order. */
 enum out_type {
-  OUT_SEND, OUT_REFUSED, OUT_EMIT, OUT_LOG, OUT_LLM, OUT_TIMER, OUT_SPAWN
+  OUT_SEND, OUT_REFUSED, OUT_EMIT, OUT_LOG, OUT_LLM, OUT_TIMER, OUT_SPAWN,
+  OUT_SCHEMA_REFUSED /* a send that failed its route's schema */
 };
 
 /* Agents another agent may spawn during a run, beyond the scenario's: the
@@ -61,7 +63,9 @@ typedef struct out_item {
                        OUT_SPAWN: scenario agent index of `like` */
   int64_t id;       /* OUT_LLM: request number; OUT_TIMER: timer id */
   int64_t due;      /* OUT_TIMER: due tick */
-  int level;        /* OUT_LOG */
+  int level;        /* OUT_LOG; OUT_SCHEMA_REFUSED: the route's index */
+  int64_t at;       /* OUT_SCHEMA_REFUSED: the first byte refused, -1: incomplete */
+  int cut;          /* OUT_SCHEMA_REFUSED: the parser's bounds were reached */
   char *data;       /* message body / emit / log text / request JSON /
                        refused target name / spawn: "id\0config" */
   size_t len;
@@ -201,6 +205,15 @@ typedef struct timer_ev {
   int64_t id;
 } timer_ev;
 
+/* A route schema (coh_scn_route), compiled: an endpoint is a scenario agent
+ * (spec index) and, when the route names one instance, that instance's id. */
+typedef struct orch_route {
+  int from_spec, to_spec;
+  const char *from_inst, *to_inst; /* NULL: every instance (and spawned like it) */
+  coh_grammar *g;                  /* the permissive form (any property order after
+                                      the required ones, docs/grammar.md) */
+} orch_route;
+
 typedef struct orch {
   const coh_scenario *s;
   const coh_run_options *opt;
@@ -228,6 +241,7 @@ typedef struct orch {
   recorded_llm *recorded;
   size_t n_recorded;
   int *by_id;             /* agent indices sorted by id (binary search) */
+  orch_route *routes;     /* s->n_routes, compiled once; read-only while ticking */
   /* monitor (all NULL/0 without --ui) */
   coh_monitor *mon;
   stage_hist stages[ST_COUNT];

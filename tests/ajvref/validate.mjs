@@ -16,16 +16,62 @@ const Ajv2019 = require("ajv/dist/2019").default;
 const Ajv2020 = require("ajv/dist/2020").default;
 const addFormats = require("ajv-formats").default;
 
+// Formats that JSON Schema does not define but ajv-formats checks: for JSON
+// Schema (and for cohort's grammar engine, docs/grammar.md) a format name
+// outside the specification is an annotation that every string satisfies.
+const NONSTANDARD_FORMATS = ["url", "iso-time", "iso-date-time", "byte", "int32", "int64",
+                             "float", "double", "password", "binary",
+                             "json-pointer-uri-fragment"];
+
+// Draft-04's `id` (the base URI; Ajv 8 refuses the keyword) is dropped at
+// every schema position: it only matters to a reference that resolves
+// against it, and such a reference then fails to compile, which is counted
+// (reference_cannot_compile) and fails tests/grammar_gen_ajv.sh; local
+// "#/..." pointers do not depend on it.  Property names "id" (inside
+// `properties`) are left alone: only schema objects are walked.
+const MAP_KEYS = ["properties", "patternProperties", "definitions", "$defs", "dependentSchemas"];
+const ONE_KEYS = ["additionalProperties", "additionalItems", "not", "if", "then", "else",
+                  "contains", "propertyNames", "unevaluatedItems", "unevaluatedProperties"];
+const LIST_KEYS = ["anyOf", "allOf", "oneOf", "prefixItems"];
+function dropDraft4Id(s, depth, key = "id") {
+  if (depth > 200 || s === null || typeof s !== "object" || Array.isArray(s)) return;
+  if (typeof s[key] === "string") delete s[key];
+  for (const k of MAP_KEYS)
+    if (s[k] && typeof s[k] === "object") for (const v of Object.values(s[k])) dropDraft4Id(v, depth + 1, key);
+  for (const k of ONE_KEYS) dropDraft4Id(s[k], depth + 1, key);
+  for (const k of LIST_KEYS) if (Array.isArray(s[k])) for (const v of s[k]) dropDraft4Id(v, depth + 1, key);
+  if (Array.isArray(s.items)) for (const v of s.items) dropDraft4Id(v, depth + 1, key);
+  else dropDraft4Id(s.items, depth + 1, key);
+  if (s.dependencies && typeof s.dependencies === "object")
+    for (const v of Object.values(s.dependencies)) dropDraft4Id(v, depth + 1, key);
+}
+
+function compile(Cls, s) {
+  const ajv = new Cls({ strict: false, allErrors: true, validateFormats: true });
+  addFormats(ajv);
+  for (const f of NONSTANDARD_FORMATS) ajv.addFormat(f, true);
+  return ajv.compile(s);
+}
+
 function validator(schema) {
   const s = JSON.parse(JSON.stringify(schema));
+  dropDraft4Id(s, 0);
   const dialect = typeof s.$schema === "string" ? s.$schema : "";
   // Draft-04/06/07 schemas are checked as draft-07 (Ajv's default; draft-04
   // needs another package); 2019-09 and 2020-12 with their own dialects.
   const Cls = dialect.includes("2020-12") ? Ajv2020 : dialect.includes("2019-09") ? Ajv2019 : Ajv;
   if (Cls === Ajv) delete s.$schema;
-  const ajv = new Cls({ strict: false, allErrors: true, validateFormats: true });
-  addFormats(ajv);
-  return ajv.compile(s);
+  try {
+    return compile(Cls, s);
+  } catch (e) {
+    // A schema that gives two subschemas the same `$id` (written by hand as
+    // JSON pointers, copy-pasted) cannot compile; when it has no `$ref`,
+    // its `$id`s identify nothing and are dropped.
+    if (!/resolves to more than one schema/.test(e.message) || JSON.stringify(s).includes('"$ref"'))
+      throw e;
+    dropDraft4Id(s, 0, "$id");
+    return compile(Cls, s);
+  }
 }
 
 const file = process.argv[2];
