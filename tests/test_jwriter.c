@@ -17,6 +17,9 @@
  *                  producer's next calls with the journal's message; the
  *                  journal keeps the earlier groups, verifies, and none of
  *                  the failed tick is reported
+ *   group_bytes    a tick over max_group_bytes is not bundled with the
+ *                  small ticks queued before it (a disk-full there loses
+ *                  only it)
  *   group_api      coh_journal_group_*: misuse is COH_ESTATE; a rolled-back
  *                  group leaves the handle and the file at its start
  * Waits are for conditions with a deadline, never fixed sleeps.
@@ -420,6 +423,72 @@ static void writer_error(void) {
   coh_journal_close(b);
 }
 
+/* ---- group_bytes ------------------------------------------------------------------- */
+
+typedef struct group_log {
+  gate g;
+  int64_t last[64];
+  int n;
+} group_log;
+
+static void log_hook(void *ud, int64_t last_tick) {
+  group_log *l = ud;
+  if (l->n < 64) l->last[l->n++] = last_tick;
+  gate_hook(&l->g, last_tick);
+}
+
+static int first_group_held(void *ud) { return atomic_load(&((gate *)ud)->hits) > 0; }
+
+/* A big tick is not bundled with the small ones queued before it: with the
+ * disk held at tick 0's commit, ticks 1..9 queue up (tick 5 carries 5,000
+ * bytes, over max_group_bytes); then the groups are 1-4, 5, 6-9. */
+static void group_bytes(void) {
+  char path[512], big[5000];
+  coh_journal *j = NULL;
+  coh_jwriter *w = NULL;
+  coh_jwriter_opts wo;
+  static group_log lg;
+  coh_jevent ev;
+  coh_err err;
+  int64_t t;
+  REQUIRE(coh_journal_create(tmp_path(path, sizeof path, "gb.db"), inputs, strlen(inputs), &j, &err) == COH_OK);
+  memset(&lg, 0, sizeof lg);
+  memset(big, 'x', sizeof big);
+  pthread_mutex_init(&lg.g.mu, NULL);
+  pthread_cond_init(&lg.g.cv, NULL);
+  lg.g.closed = 1;
+  memset(&wo, 0, sizeof wo);
+  wo.max_group_bytes = 4096;
+  wo.before_commit = log_hook;
+  wo.hook_ud = &lg;
+  REQUIRE(coh_jwriter_start(j, &wo, &w, &err) == COH_OK);
+  for (t = 0; t < 10; t++) {
+    memset(&ev, 0, sizeof ev);
+    ev.tick = t;
+    ev.kind = "message";
+    ev.source = "a";
+    ev.target = "b";
+    ev.payload = big;
+    ev.payload_len = t == 5 ? sizeof big : 100;
+    CHECK(coh_jwriter_tick_begin(w, t, &err) == COH_OK);
+    CHECK(coh_jwriter_event(w, &ev, &err) == COH_OK);
+    CHECK(coh_jwriter_tick_end(w, 0, &err) == COH_OK);
+    /* tick 0 alone in the first group, held at its commit */
+    if (t == 0) CHECK(wait_until(first_group_held, &lg.g));
+  }
+  gate_open(&lg.g);
+  CHECK(coh_jwriter_stop(w, &err) == COH_OK);
+  CHECK_EQ_INT(lg.n, 4);
+  CHECK_EQ_INT(lg.last[0], 0);
+  CHECK_EQ_INT(lg.last[1], 4);
+  CHECK_EQ_INT(lg.last[2], 5);
+  CHECK_EQ_INT(lg.last[3], 9);
+  CHECK(coh_journal_verify(j, &err) == COH_OK);
+  coh_journal_close(j);
+  pthread_cond_destroy(&lg.g.cv);
+  pthread_mutex_destroy(&lg.g.mu);
+}
+
 /* ---- group_api ---------------------------------------------------------------------- */
 
 static void group_api(void) {
@@ -468,6 +537,7 @@ int main(int argc, char **argv) {
   RUN(backpressure);
   RUN(byte_bound);
   RUN(writer_error);
+  RUN(group_bytes);
   RUN(group_api);
   rc = TEST_MAIN_END();
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

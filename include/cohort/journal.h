@@ -4,9 +4,11 @@
  * It holds the run's inputs (the genesis record in meta "inputs", and the
  * scenario text and agent modules as content-addressed blobs), every
  * committed event in commit order, agent checkpoints, and wall-clock
- * timings.  Events are committed one tick at a time, in one transaction: a
- * run killed at any point (kill -9 included) leaves the journal at the end
- * of its last committed tick, never in the middle of one.
+ * timings.  Events are committed one tick at a time, in one transaction (or
+ * a group of whole ticks in one, coh_journal_group_begin): a run killed at
+ * any point (kill -9 included) leaves the journal at the end of its last
+ * committed tick, never in the middle of one.  A run's journal is written
+ * by its own thread (cohort/jwriter.h).
  *
  * The chain.  Every record that matters is on one SHA-256 hash chain, in
  * this order: the genesis, then for each tick its events (by seq), its

@@ -5,7 +5,8 @@
  * The producer (the orchestrator thread) builds each committed tick —
  * tick_begin, its events and checkpoints, tick_end — into a batch that the
  * writer copies nothing else into; tick_end queues it.  The writer thread
- * takes every tick queued so far (at most max_group), writes them in one
+ * takes every tick queued so far (at most max_group ticks and about
+ * max_group_bytes), writes them in one
  * SQLite transaction (coh_journal_group_begin/commit: group commit in WAL
  * mode) and hashes the chain as it goes; the chain and the digest are
  * exactly those of a tick-by-tick coh_journal_append.  A tick is *durable*
@@ -57,6 +58,8 @@ typedef struct coh_jwriter_opts {
   size_t max_ticks;  /* ticks held at once; 0: 64 */
   size_t max_bytes;  /* bytes of events and checkpoints held; 0: 64 MiB */
   size_t max_group;  /* ticks per transaction at most; 0: max_ticks */
+  size_t max_group_bytes; /* a group takes no further tick past this many
+                             bytes (a first tick always); 0: 1 MiB */
   coh_jwriter_report_fn report; /* may be NULL */
   void *report_ud;
   /* Tests only (may be NULL): called on the writer thread before each

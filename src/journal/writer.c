@@ -148,7 +148,7 @@ static void *writer_main(void *arg) {
   pthread_mutex_lock(&w->mu);
   for (;;) {
     batch *first, *b;
-    size_t n = 0;
+    size_t n = 0, bytes = 0;
     int64_t last = -1;
     double t0;
     coh_err e;
@@ -156,7 +156,13 @@ static void *writer_main(void *arg) {
     while (w->next_write == NULL && !w->stopping) pthread_cond_wait(&w->work, &w->mu);
     if (w->next_write == NULL) break; /* stopping, and nothing left */
     first = w->next_write;
+    /* a group: what is queued, up to max_group ticks and, unless it is the
+     * first, no tick that would take it past max_group_bytes — so a big
+     * tick (checkpoints) is not bundled with the small ones before it, and
+     * a failure there (disk full) does not take them down with it */
     for (b = first; b != NULL && n < w->o.max_group; b = b->next, n++) {
+      if (n > 0 && bytes + b->len > w->o.max_group_bytes) break;
+      bytes += b->len;
       b->state = B_WRITING;
       last = b->tick;
     }
@@ -237,6 +243,7 @@ int coh_jwriter_start(coh_journal *j, const coh_jwriter_opts *o, coh_jwriter **o
   if (w->o.max_ticks == 0) w->o.max_ticks = 64;
   if (w->o.max_bytes == 0) w->o.max_bytes = (size_t)64 << 20;
   if (w->o.max_group == 0 || w->o.max_group > w->o.max_ticks) w->o.max_group = w->o.max_ticks;
+  if (w->o.max_group_bytes == 0) w->o.max_group_bytes = (size_t)1 << 20;
   w->j = j;
   w->last_tick = -1;
   w->st.max_ticks = w->o.max_ticks;
