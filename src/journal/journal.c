@@ -10,7 +10,8 @@
  *   checkpoints(tick, agent, state, PRIMARY KEY(tick, agent))
  *
  * Crash safety.  The file is in WAL mode with synchronous=NORMAL, and every
- * tick is one transaction (BEGIN IMMEDIATE ... COMMIT).  In WAL mode a
+ * tick is one transaction (BEGIN IMMEDIATE ... COMMIT), or a few whole ticks
+ * are (group_begin ... group_commit, as the writer thread does).  In WAL mode a
  * transaction becomes visible only when its commit frame is in the WAL, and
  * recovery ignores frames after the last valid commit frame (they are
  * checksummed), so a process killed at any point — kill -9 included — leaves
