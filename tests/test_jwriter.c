@@ -20,6 +20,11 @@
  *   group_bytes    a tick over max_group_bytes is not bundled with the
  *                  small ticks queued before it (a disk-full there loses
  *                  only it)
+ *   run_lagging_loop  coh_run itself against a disk stuck at its first
+ *                  COMMIT (queue of 2 ticks): the tick loop stops at the
+ *                  start of tick 2, nothing is reported, and when the disk
+ *                  moves the run ends with the digest of one that never
+ *                  waited, every event reported once
  *   group_api      coh_journal_group_*: misuse is COH_ESTATE; a rolled-back
  *                  group leaves the handle and the file at its start
  * Waits are for conditions with a deadline, never fixed sleeps.
@@ -34,6 +39,8 @@
 
 #include "cohort/journal.h"
 #include "cohort/jwriter.h"
+#include "cohort/orch.h"
+#include "cohort/scenario.h"
 #include "test.h"
 
 static char tmpdir[256];
@@ -489,6 +496,138 @@ static void group_bytes(void) {
   pthread_mutex_destroy(&lg.g.mu);
 }
 
+/* ---- run_lagging: the whole tick loop against a stuck disk -------------------- */
+
+typedef struct run_ctx {
+  coh_scenario *s;
+  coh_journal *j;
+  coh_run_record *rec;
+  coh_run_options o;
+  coh_run_summary sum;
+  coh_err err;
+  int rc;
+  atomic_int ticks_started; /* interrupted() is asked before every tick */
+  atomic_int reported;      /* on_event calls */
+} run_ctx;
+
+static int count_tick(void *ud) {
+  atomic_fetch_add(&((run_ctx *)ud)->ticks_started, 1);
+  return 0;
+}
+
+static void count_event(void *ud, const coh_jevent *ev) {
+  (void)ev;
+  atomic_fetch_add(&((run_ctx *)ud)->reported, 1);
+}
+
+static void *run_main(void *arg) {
+  run_ctx *c = arg;
+  c->rc = coh_run(c->s, &c->o, &c->sum, &c->err);
+  return NULL;
+}
+
+/* Creates the journal (as the CLI does) and prepares a FRESH run of s. */
+static int run_prepare(run_ctx *c, const char *path, const char *cache) {
+  coh_journal_init init;
+  memset(&c->o, 0, sizeof c->o);
+  c->o.cache_dir = cache;
+  c->o.workers = 2;
+  if (coh_run_record_new(c->s, &c->o, &c->rec, &c->err)) return -1;
+  memset(&init, 0, sizeof init);
+  init.inputs = c->rec->genesis;
+  init.inputs_len = c->rec->genesis_len;
+  init.blobs = c->rec->blobs;
+  init.n_blobs = c->rec->n_blobs;
+  if (coh_journal_create_init(path, &init, &c->j, &c->err)) return -1;
+  c->o.mode = COH_RUN_FRESH;
+  c->o.journal = c->j;
+  c->o.modules = c->rec->modules;
+  c->o.on_event = count_event;
+  c->o.ud = c;
+  c->o.interrupted = count_tick;
+  c->o.interrupted_ud = c;
+  return 0;
+}
+
+typedef struct loop_watch {
+  run_ctx *c;
+  gate *g;
+} loop_watch;
+
+static int loop_held(void *ud) {
+  loop_watch *l = ud;
+  return atomic_load(&l->g->hits) > 0 && atomic_load(&l->c->ticks_started) >= 3;
+}
+
+/* coh_run with a 2-tick queue and a disk stuck at its first COMMIT: the
+ * tick loop stops at the start of tick 2 (tick 0 being written, tick 1
+ * queued), nothing is reported, and once the disk moves the run ends with
+ * the digest of a run that never waited. */
+static void run_lagging_loop(void) {
+  const char *build = getenv("COH_BUILD_DIR");
+  char cache[1024], spath[600], pref[512], plag[512];
+  static run_ctx ref, lag;
+  static gate g;
+  coh_jwriter_opts wo;
+  loop_watch lw;
+  pthread_t th;
+  FILE *f;
+  int held;
+  REQUIRE(build != NULL);
+  snprintf(cache, sizeof cache, "%s/test-module-cache", build);
+  snprintf(spath, sizeof spath, "%s/lag.yaml", tmpdir);
+  f = fopen(spath, "w");
+  REQUIRE(f != NULL);
+  fprintf(f,
+          "name: lag\nseed: 2\nstop: {max_ticks: 40}\ncheckpoint_every: 10\n"
+          "agents:\n  - {id: e, module: %s/agents/echo.wasm, count: 4, inbox: 4}\n"
+          "messages:\n  - {from: e-1, to: e-0, body: \"ping\"}\n"
+          "  - {from: e-3, to: e-2, body: \"pong\"}\n", build);
+  fclose(f);
+  memset(&ref, 0, sizeof ref);
+  memset(&lag, 0, sizeof lag);
+  REQUIRE(coh_scenario_load(spath, &ref.s, &ref.err) == COH_OK);
+  REQUIRE(coh_scenario_load(spath, &lag.s, &lag.err) == COH_OK);
+  REQUIRE(run_prepare(&ref, tmp_path(pref, sizeof pref, "ref.db"), cache) == 0);
+  REQUIRE(run_prepare(&lag, tmp_path(plag, sizeof plag, "lagrun.db"), cache) == 0);
+  run_main(&ref);
+  CHECK_EQ_INT(ref.rc, COH_OK);
+  pthread_mutex_init(&g.mu, NULL);
+  pthread_cond_init(&g.cv, NULL);
+  g.closed = 1;
+  atomic_store(&g.hits, 0);
+  memset(&wo, 0, sizeof wo);
+  wo.max_ticks = 2;
+  wo.before_commit = gate_hook;
+  wo.hook_ud = &g;
+  lag.o.journal_writer = &wo;
+  REQUIRE(pthread_create(&th, NULL, run_main, &lag) == 0);
+  lw.c = &lag;
+  lw.g = &g;
+  held = wait_until(loop_held, &lw);
+  CHECK(held);
+  /* held at the bound: had the loop not blocked, it would be far past
+   * tick 2 by now (the whole reference run is 40 ticks) */
+  CHECK_EQ_INT(atomic_load(&lag.ticks_started), 3);
+  CHECK_EQ_INT(atomic_load(&lag.reported), 0);
+  gate_open(&g);
+  pthread_join(th, NULL);
+  CHECK_EQ_INT(lag.rc, COH_OK);
+  CHECK_STR(lag.sum.digest, ref.sum.digest);
+  CHECK_EQ_INT(lag.sum.events, ref.sum.events);
+  CHECK_EQ_INT(atomic_load(&lag.reported), lag.sum.events);
+  CHECK_EQ_INT(atomic_load(&ref.reported), ref.sum.events);
+  CHECK(coh_journal_verify(lag.j, &lag.err) == COH_OK);
+  coh_journal_close(ref.j);
+  coh_journal_close(lag.j);
+  coh_run_record_free(ref.rec);
+  coh_run_record_free(lag.rec);
+  coh_scenario_free(ref.s);
+  coh_scenario_free(lag.s);
+  pthread_cond_destroy(&g.cv);
+  pthread_mutex_destroy(&g.mu);
+}
+
 /* ---- group_api ---------------------------------------------------------------------- */
 
 static void group_api(void) {
@@ -538,6 +677,7 @@ int main(int argc, char **argv) {
   RUN(byte_bound);
   RUN(writer_error);
   RUN(group_bytes);
+  RUN(run_lagging_loop);
   RUN(group_api);
   rc = TEST_MAIN_END();
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
