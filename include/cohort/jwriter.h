@@ -3,8 +3,8 @@
  * off the tick loop and writes them to a journal (cohort/journal.h).
  *
  * The producer (the orchestrator thread) builds each committed tick —
- * tick_begin, its events and checkpoints, tick_end — into a batch that the
- * writer copies nothing else into; tick_end queues it.  The writer thread
+ * tick_begin, its events and checkpoints, tick_end — into a batch (a copy:
+ * the caller's buffers are free again at once); tick_end queues it.  The writer thread
  * takes every tick queued so far (at most max_group ticks and about
  * max_group_bytes), writes them in one
  * SQLite transaction (coh_journal_group_begin/commit: group commit in WAL
