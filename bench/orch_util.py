@@ -172,6 +172,32 @@ def summary(path):
             n = best(sel(bench="route", impl="node", workers=w), "rate")
             if c and n and w >= 2:
                 p(f"    same worker count {w}: cohort (tmpfs) / node = {c['rate'] / n['rate']:.2f}x")
+    # ---- (w) whole process, side by side
+    whole = sel(bench="whole")
+    if whole:
+        w0 = whole[0]
+        p(f"(w) whole process, {w0['agents']} agents x {w0['hops']} hops, 2 workers, journal on disk: "
+          f"wall seconds from exec to exit, {max(len(sel(bench='whole', impl=i)) for i in ('node',))} "
+          f"alternating rounds (load {min(r['load'] for r in whole)}-{max(r['load'] for r in whole)})")
+        med = {}
+        for impl in ("before", "cohort", "node"):
+            v = sorted(r["seconds"] for r in sel(bench="whole", impl=impl))
+            if not v:
+                continue
+            med[impl] = v[len(v) // 2]
+            digests = sorted({r["digest"] for r in sel(bench="whole", impl=impl) if r["digest"]})
+            cpu = sorted(r.get("cpu_seconds", 0) for r in sel(bench="whole", impl=impl))
+            p(f"    {impl:7s} median {med[impl]:7.3f} s  min {v[0]:7.3f}  max {v[-1]:7.3f}  "
+              f"CPU median {cpu[len(cpu) // 2]:6.3f} s  "
+              f"runs: {' '.join('%.3f' % r['seconds'] for r in sel(bench='whole', impl=impl))}"
+              + (f"  digest {digests[0][:16]}..." if len(digests) == 1 else
+                 f"  digests {len(digests)}" if digests else ""))
+        for impl in ("before", "cohort"):
+            if impl in med and "node" in med:
+                p(f"    {impl} vs node: {med['node'] / med[impl]:.2f}x as fast (target >= 3x, ambition 10x)")
+        if "before" in med and "cohort" in med:
+            p(f"    after vs before: {med['before'] / med['cohort']:.2f}x as fast")
+        p("")
     # ---- (b) LLM
     for model in sorted({r["model"] for r in sel(bench="llm")}, key=lambda m: "0" if "100m" in m else m):
         p("")

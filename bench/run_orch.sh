@@ -14,6 +14,13 @@
 #      fixture): `cohort run` with max_batch 64 vs max_batch 1 (target >= 4x);
 #      and the cost of tick-boundary admission vs free-running admission on
 #      the engine API (bench/orch_llm_bench.c), target <= 10% loss.
+#  (w) the whole process side by side: `cohort run` of (a)'s scenario, journal
+#      on disk, 2 workers, timed from exec to exit (module load, 1,000
+#      instantiations, the run, the last commit and close), against the Node
+#      reference's whole process at 2 workers, in WHOLE_PAIRS alternating
+#      rounds; with BEFORE_BIN=/path/to/cohort (e.g. a build of the commit
+#      before a change) that binary joins each round, so before, after and
+#      Node are measured under the same load.
 #  (c) memory per agent: peak RSS (VmHWM) of `cohort run` with 1,000 and
 #      10,000 echo agents minus a 10-agent baseline, divided by N; peak
 #      virtual address space; and a run past the address-space ceiling
@@ -23,6 +30,7 @@
 # env:   BUILD=build dir (default ./build)  REPS=2  HOPS=100  WORKERS="1 2 4"
 #        ROUNDS=2 (100M)  ROUNDS2=4 (demo)  LLM_PAIRS=5  MODEL2= (skip demo)
 #        MEM_N="1000 10000"  KEEP=1 keeps the work folder
+#        SECTIONS="a w b c" (which parts to run)  WHOLE_PAIRS=5  BEFORE_BIN=
 # Prints every measurement as it goes and a summary with the ratios at the
 # end; raw results (JSON lines) stay in the work folder with KEEP=1.
 set -euo pipefail
@@ -45,6 +53,10 @@ MIN_TOK=${MIN_TOK:-8}
 MAX_TOK=${MAX_TOK:-24}
 THREADS=${THREADS:-2}
 MEM_N=${MEM_N:-1000 10000}
+SECTIONS=${SECTIONS:-a w b c}
+WHOLE_PAIRS=${WHOLE_PAIRS:-5}
+BEFORE_BIN=${BEFORE_BIN:-}
+want() { case " $SECTIONS " in *" $1 "*) return 0 ;; esac; return 1; }
 MEM_LIMIT_N=${MEM_LIMIT_N:-16400}   # past the address-space ceiling: expected to fail cleanly
 MODEL=${MODEL-$BUILD/fixtures/llama-100m-plain}   # the bench fixture (100M)
 MODEL2=${MODEL2-$BUILD/fixtures/llama-demo}        # the demo fixture (20M); empty: skip
@@ -55,13 +67,13 @@ die() { echo "run_orch.sh: $*" >&2; exit 1; }
 command -v node >/dev/null || die "node (20) is needed for the reference"
 command -v clang >/dev/null || die "clang (wasm32-wasi) is needed for the bench agents"
 # the fixtures (deterministic; a folder whose stamp matches is kept)
-if [ ! -f "$BUILD/fixtures/llama-100m-plain/model.onnx" ]; then
+if want b && [ ! -f "$BUILD/fixtures/llama-100m-plain/model.onnx" ]; then
   echo "generating the 100M fixture (llama-100m-plain, as in --suite bench) into $BUILD/fixtures"
   $PY "$SRC/tools/mkfixture.py" --name llama-100m-plain --layers 8 --hidden 768 --heads 12 \
     --kv-heads 4 --intermediate 2048 --vocab 32000 --context 1024 --seed 42 --attention plain \
     --dtype fp32 --layout genai --out "$BUILD/fixtures" >/dev/null
 fi
-if [ ! -f "$BUILD/fixtures/llama-demo/model.onnx" ]; then
+if want b && [ -n "$MODEL2" ] && [ ! -f "$BUILD/fixtures/llama-demo/model.onnx" ]; then
   echo "generating the demo fixture into $BUILD/fixtures"
   $PY "$SRC/tools/mkfixture.py" --suite demo --out "$BUILD/fixtures" >/dev/null
 fi
@@ -101,9 +113,10 @@ ROUTE=$WORK/route.yaml
     echo "  - {from: p-$((k ^ 1)), to: p-$k, body: \"message $k from p-$((k ^ 1))\"}"
   done
 } >"$ROUTE"
+"$BIN" run "$ROUTE" --journal "$WORK/warm.db" --workers 1 --quiet --cache-dir "$CACHE" >/dev/null
+if want a; then
 echo
 echo "== (a) routing: $AGENTS agents, $HOPS hops per message"
-"$BIN" run "$ROUTE" --journal "$WORK/warm.db" --workers 1 --quiet --cache-dir "$CACHE" >/dev/null
 for rep in $(seq 1 "$REPS"); do
   for w in $WORKERS; do
     for loc in disk tmpfs; do
@@ -125,6 +138,38 @@ for rep in $(seq 1 "$REPS"); do
     $UTIL tag bench=route impl=node rep="$rep" rate="$rate" <"$WORK/node.out" | tee -a "$RES"
   done
 done
+fi
+
+# ---- (w) whole process, side by side ----------------------------------------------
+if want w; then
+echo
+echo "== (w) whole process: $AGENTS agents x $HOPS hops, 2 workers, journal on disk;" \
+  "$WHOLE_PAIRS alternating rounds${BEFORE_BIN:+ (before: $BEFORE_BIN)}"
+[ -z "$BEFORE_BIN" ] || [ -x "$BEFORE_BIN" ] || die "BEFORE_BIN=$BEFORE_BIN is not executable"
+[ -z "$BEFORE_BIN" ] ||
+  "$BEFORE_BIN" run "$ROUTE" --journal "$WORK/warm-before.db" --workers 1 --quiet --cache-dir "$CACHE" >/dev/null
+whole() { # impl, command...: one JSON line with the process's wall and CPU seconds
+  local impl=$1 t0 t1 rc=0; shift
+  t0=$(date +%s.%N)
+  /usr/bin/time -f '%U %S' -o "$WORK/time.out" "$@" >"$WORK/whole.out" 2>&1 || rc=$?
+  t1=$(date +%s.%N)
+  [ $rc = 0 ] || die "$impl failed (exit $rc): $(tail -n 3 "$WORK/whole.out")"
+  echo "{\"seconds\": $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.4f", b - a}'),"\
+    "\"cpu_seconds\": $(awk '{printf "%.3f", $1 + $2}' "$WORK/time.out")}" |
+    $UTIL tag bench=whole impl="$impl" workers=2 journal=disk agents="$AGENTS" hops="$HOPS" \
+      load="$(cut -d' ' -f1 /proc/loadavg)" \
+      digest="$(sed -n 's/^digest: //p' "$WORK/whole.out" | head -n1)" | tee -a "$RES"
+}
+for rep in $(seq 1 "$WHOLE_PAIRS"); do
+  if [ -n "$BEFORE_BIN" ]; then
+    whole before "$BEFORE_BIN" run "$ROUTE" --journal "$WORK/whole-b$rep.db" --workers 2 --quiet --cache-dir "$CACHE"
+    rm -f "$WORK/whole-b$rep.db"*
+  fi
+  whole cohort "$BIN" run "$ROUTE" --journal "$WORK/whole-a$rep.db" --workers 2 --quiet --cache-dir "$CACHE"
+  rm -f "$WORK/whole-a$rep.db"*
+  whole node node "$SRC/bench/orch_route_node.mjs" "$AGENTS" "$HOPS" 2
+done
+fi
 
 # ---- (b) LLM ----------------------------------------------------------------------
 llm_yaml() { # $1 model dir, $2 max_batch, $3 rounds
@@ -173,10 +218,13 @@ llm_suite() { # $1 model dir, $2 rounds
     --min-tokens "$MIN_TOK" --max-tokens "$MAX_TOK" --max-batch 1 --threads "$THREADS" |
     $UTIL tag bench=llm model="$name" | tee -a "$RES"
 }
+if want b; then
 llm_suite "$MODEL" "$ROUNDS"
 if [ -n "$MODEL2" ]; then llm_suite "$MODEL2" "$ROUNDS2"; fi
+fi
 
 # ---- (c) memory ---------------------------------------------------------------------
+if want c; then
 echo
 echo "== (c) memory: echo agents"
 for n in 10 $MEM_N $MEM_LIMIT_N; do
@@ -196,6 +244,7 @@ for n in 10 $MEM_N $MEM_LIMIT_N; do
   $UTIL tag bench=mem agents="$n" error="$why" <"$WORK/mem.out" | tee -a "$RES"
   rm -f "$SHM/mem$n.db"*
 done
+fi
 
 echo
 echo "================================ summary ================================"

@@ -192,10 +192,17 @@ static char tmp[512], cache[1024], scenario_path[1024];
 static char ref_digest[65];
 static int keep_files;
 
+/* One tick per transaction: the journal writer groups whatever ticks are
+ * queued when it commits, which depends on thread timing, and so would the
+ * number of SQLite calls; the sweep needs the same count in every run.
+ * Grouping itself is tested in test_jwriter.c. */
+static const coh_jwriter_opts one_tick_groups = {.max_group = 1};
+
 static void init_options(coh_run_options *o) {
   memset(o, 0, sizeof *o);
   o->cache_dir = cache;
   o->workers = 2;
+  o->journal_writer = &one_tick_groups;
 }
 
 /* Creates the journal at path (as the CLI does: genesis, blobs, and the

@@ -4,9 +4,11 @@
  * It holds the run's inputs (the genesis record in meta "inputs", and the
  * scenario text and agent modules as content-addressed blobs), every
  * committed event in commit order, agent checkpoints, and wall-clock
- * timings.  Events are committed one tick at a time, in one transaction: a
- * run killed at any point (kill -9 included) leaves the journal at the end
- * of its last committed tick, never in the middle of one.
+ * timings.  Events are committed one tick at a time, in one transaction (or
+ * a group of whole ticks in one, coh_journal_group_begin): a run killed at
+ * any point (kill -9 included) leaves the journal at the end of its last
+ * committed tick, never in the middle of one.  A run's journal is written
+ * by its own thread (cohort/jwriter.h).
  *
  * The chain.  Every record that matters is on one SHA-256 hash chain, in
  * this order: the genesis, then for each tick its events (by seq), its
@@ -148,8 +150,23 @@ int coh_journal_checkpoint_put(coh_journal *j, const char *agent,
  * holding the tick record's chain and the wall-clock duration (not
  * hashed). */
 int coh_journal_tick_commit(coh_journal *j, int64_t wall_us, coh_err *err);
-/* Abandons the open tick (nothing of it is kept). */
+/* Abandons the open tick (nothing of it is kept); inside a group, the whole
+ * group (see group_begin). */
 void coh_journal_tick_rollback(coh_journal *j);
+
+/* Group commit: several ticks in one transaction (the journal writer,
+ * cohort/jwriter.h, uses it to take the commit off the per-tick path).
+ * Between group_begin and group_commit, every tick_begin/tick_commit pair
+ * writes its tick's rows and advances the handle (digest, last tick) but
+ * does not commit; group_commit commits every tick of the group at once,
+ * so a process killed at any point still leaves whole ticks only.  A
+ * failure inside the group (or tick_rollback, or group_rollback) abandons
+ * every tick of the group and returns the handle to the state at
+ * group_begin.  COH_ESTATE: group_begin with a tick or group open,
+ * group_commit with a tick open or no group. */
+int coh_journal_group_begin(coh_journal *j, coh_err *err);
+int coh_journal_group_commit(coh_journal *j, coh_err *err);
+void coh_journal_group_rollback(coh_journal *j);
 
 /* Last committed tick (-1 if none) and the number of events through it,
  * read from the file (so a reader sees a live writer's progress). */

@@ -29,6 +29,7 @@
 
 #include "cohort/common.h"
 #include "cohort/journal.h"
+#include "cohort/jwriter.h"
 #include "cohort/monitor.h"
 #include "cohort/scenario.h"
 
@@ -66,8 +67,15 @@ typedef struct coh_run_options {
   int device_override;       /* 1: use `device` for every model */
   coh_device device;
   int no_model;              /* REPLAY: LLM results come from the journal */
+  /* Called for every committed event, in commit order: while appending,
+   * once the event's tick is durable in the journal (so a transcript never
+   * shows what a kill -9 could lose); while comparing with a journal, as
+   * the event is checked. */
   coh_run_event_fn on_event;
   void *ud;
+  /* May be NULL (defaults).  The journal writer's bounds and test hook
+   * (cohort/jwriter.h); its report fields are ignored (on_event is used). */
+  const coh_jwriter_opts *journal_writer;
   coh_monitor *monitor;      /* borrowed, may be NULL: snapshots, trace spans,
                                 and pause/resume/step/stop between ticks */
   /* May be NULL.  Asked before every tick (and when a paused run receives

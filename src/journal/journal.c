@@ -10,7 +10,8 @@
  *   checkpoints(tick, agent, state, PRIMARY KEY(tick, agent))
  *
  * Crash safety.  The file is in WAL mode with synchronous=NORMAL, and every
- * tick is one transaction (BEGIN IMMEDIATE ... COMMIT).  In WAL mode a
+ * tick is one transaction (BEGIN IMMEDIATE ... COMMIT), or a few whole ticks
+ * are (group_begin ... group_commit, as the writer thread does).  In WAL mode a
  * transaction becomes visible only when its commit frame is in the WAL, and
  * recovery ignores frames after the last valid commit frame (they are
  * checksummed), so a process killed at any point — kill -9 included — leaves
@@ -252,6 +253,11 @@ struct coh_journal {
   int64_t pseq;
   int64_t pckpt; /* checkpoints stored in the open tick (events come first) */
   int walking; /* an events()/checkpoints()/verify() walk is under way */
+  /* an open group (group_begin): the committed state when it began */
+  int in_group;
+  uint8_t gchain[32];
+  int64_t gseq;
+  int64_t glast_tick;
 };
 
 /* An empty blob must still bind as a blob, not as NULL. */
@@ -298,7 +304,7 @@ static void close_db(coh_journal *j) {
 
 void coh_journal_close(coh_journal *j) {
   if (j == NULL) return;
-  if (j->in_tick) coh_journal_tick_rollback(j);
+  if (j->in_tick || j->in_group) coh_journal_tick_rollback(j);
   close_db(j);
   coh__free(j->path);
   coh__free(j);
@@ -881,8 +887,9 @@ int coh_journal_tick_begin(coh_journal *j, int64_t tick, coh_err *err) {
                     "journal %s: tick %lld is not after the last committed "
                     "tick %lld", j->path, (long long)tick,
                     (long long)j->last_tick);
-  rc = exec_st(j, ST_BEGIN, err, "beginning a tick");
-  if (rc) return rc;
+  /* inside a group the group's transaction holds the tick */
+  if (!j->in_group && (rc = exec_st(j, ST_BEGIN, err, "beginning a tick")))
+    return rc;
   j->in_tick = 1;
   j->tick = tick;
   j->pseq = j->seq;
@@ -984,9 +991,10 @@ int coh_journal_tick_commit(coh_journal *j, int64_t wall_us, coh_err *err) {
   rc = exec_st(j, ST_INS_TICK, err, "committing a tick");
   if (rc) return rc;
   /* On failure the transaction stays open (or SQLite already rolled it
-   * back); either way the caller's tick_rollback cleans up. */
-  rc = exec_st(j, ST_COMMIT, err, "committing a tick");
-  if (rc) return rc;
+   * back); either way the caller's tick_rollback cleans up.  Inside a group
+   * the COMMIT is group_commit's. */
+  if (!j->in_group && (rc = exec_st(j, ST_COMMIT, err, "committing a tick")))
+    return rc;
   j->in_tick = 0;
   j->seq = j->pseq;
   j->last_tick = j->tick;
@@ -995,7 +1003,7 @@ int coh_journal_tick_commit(coh_journal *j, int64_t wall_us, coh_err *err) {
 }
 
 void coh_journal_tick_rollback(coh_journal *j) {
-  if (j == NULL || !j->in_tick) return;
+  if (j == NULL || (!j->in_tick && !j->in_group)) return;
   /* "no transaction is active" after an error that already rolled back is
    * fine: the goal state is reached either way. */
   if (!sqlite3_get_autocommit(j->db)) {
@@ -1003,7 +1011,45 @@ void coh_journal_tick_rollback(coh_journal *j) {
     sqlite3_reset(j->st[ST_ROLLBACK]);
   }
   j->in_tick = 0;
+  if (j->in_group) { /* the whole group goes: back to its start */
+    j->in_group = 0;
+    memcpy(j->chain, j->gchain, 32);
+    j->seq = j->gseq;
+    j->last_tick = j->glast_tick;
+  }
 }
+
+/* ---- group commit ----------------------------------------------------- */
+
+int coh_journal_group_begin(coh_journal *j, coh_err *err) {
+  int rc;
+  if (j->in_tick || j->in_group)
+    return coh__err(err, COH_ESTATE,
+                    "journal %s: a %s is still open", j->path,
+                    j->in_group ? "group" : "tick");
+  if ((rc = exec_st(j, ST_BEGIN, err, "beginning a group of ticks"))) return rc;
+  j->in_group = 1;
+  memcpy(j->gchain, j->chain, 32);
+  j->gseq = j->seq;
+  j->glast_tick = j->last_tick;
+  return COH_OK;
+}
+
+int coh_journal_group_commit(coh_journal *j, coh_err *err) {
+  int rc;
+  if (!j->in_group || j->in_tick)
+    return coh__err(err, COH_ESTATE, "journal %s: %s", j->path,
+                    j->in_tick ? "a tick of the group is still open"
+                               : "no open group to commit");
+  /* On failure the group stays open; the caller's group_rollback (or
+   * tick_rollback) abandons it and restores the handle. */
+  if ((rc = exec_st(j, ST_COMMIT, err, "committing a group of ticks")))
+    return rc;
+  j->in_group = 0;
+  return COH_OK;
+}
+
+void coh_journal_group_rollback(coh_journal *j) { coh_journal_tick_rollback(j); }
 
 int coh_journal_last_tick(coh_journal *j, int64_t *tick, int64_t *n_events,
                           coh_err *err) {
@@ -1434,6 +1480,9 @@ int coh_journal_verify(coh_journal *j, coh_err *err) {
     return coh__err(err, COH_ESTATE,
                     "journal %s: verify with tick %lld open", j->path,
                     (long long)j->tick);
+  if (j->in_group)
+    return coh__err(err, COH_ESTATE,
+                    "journal %s: verify with a group of ticks open", j->path);
   if (j->walking)
     return coh__err(err, COH_ESTATE,
                     "journal %s: verify() called from inside a walk", j->path);
@@ -1508,7 +1557,7 @@ int coh_journal_blob_get(coh_journal *j, const uint8_t sha256[32],
 int coh_journal_truncate_after(coh_journal *j, int64_t tick, coh_err *err) {
   static const int dels[3] = {ST_DEL_EVENTS, ST_DEL_TICKS, ST_DEL_CKPTS};
   int i, rc;
-  if (j->in_tick || j->walking)
+  if (j->in_tick || j->in_group || j->walking)
     return coh__err(err, COH_ESTATE,
                     "journal %s: truncate with a tick open or a walk under "
                     "way", j->path);

@@ -295,9 +295,12 @@ static int produce(orch *o, const char *kind, const char *src, const char *dst,
       memcpy(ev.chain, r->chain, sizeof ev.chain);
       o->ref_pos++;
     }
-  } else if (o->opt->journal && o->opt->mode != COH_RUN_REPLAY) {
-    int rc = coh_journal_append(o->opt->journal, &ev, err);
+  } else if (o->jw) {
+    /* on_event hears of it when its tick is durable (the writer reports) */
+    int rc = coh_jwriter_event(o->jw, &ev, err);
     if (rc) return rc;
+    o->events++;
+    return COH_OK;
   }
   o->events++;
   if (o->opt->on_event) o->opt->on_event(o->opt->ud, &ev);
@@ -770,7 +773,7 @@ static int checkpoint_agents(orch *o, coh_err *err) {
       coh__err_prefix(err, "agent '%s': checkpoint", a->id);
       return rc;
     }
-    rc = coh_journal_checkpoint_put(o->opt->journal, a->id, snap, len, err);
+    rc = coh_jwriter_checkpoint(o->jw, a->id, snap, len, err);
     coh_agent_buf_free(snap);
     if (rc) return rc;
   }
@@ -963,6 +966,17 @@ static int collect_recorded(void *ud, const coh_jevent *ev) {
   return 0;
 }
 
+/* The journal writer, started at the first tick that appends (after a
+ * resume's comparison phase, which reads the journal on this thread). */
+static int start_writer(orch *o, coh_err *err) {
+  coh_jwriter_opts wo;
+  if (o->opt->journal_writer) wo = *o->opt->journal_writer;
+  else memset(&wo, 0, sizeof wo);
+  wo.report = o->opt->on_event;
+  wo.report_ud = o->opt->ud;
+  return coh_jwriter_start(o->opt->journal, &wo, &o->jw, err);
+}
+
 int coh_run(const coh_scenario *s, const coh_run_options *opt,
             coh_run_summary *sum, coh_err *err) {
   orch o;
@@ -1025,7 +1039,9 @@ int coh_run(const coh_scenario *s, const coh_run_options *opt,
     }
     writing = !o.comparing && opt->journal && opt->mode != COH_RUN_REPLAY;
     if (o.comparing && (rc = load_reference_tick(&o, o.tick, err))) goto done;
-    if (writing && (rc = coh_journal_tick_begin(opt->journal, o.tick, err))) goto done;
+    if (writing && o.jw == NULL && (rc = start_writer(&o, err))) goto done;
+    /* blocks while the writer's queue is full (backpressure) */
+    if (writing && (rc = coh_jwriter_tick_begin(o.jw, o.tick, err))) goto done;
 
     if ((rc = deliver_inputs(&o, err))) goto done;
     if (o.tick == 0) {
@@ -1055,6 +1071,17 @@ int coh_run(const coh_scenario *s, const coh_run_options *opt,
       stop = "divergence";
       break;
     }
+    if (writing) {
+      if (s->checkpoint_every > 0 && o.tick > 0 && o.tick % s->checkpoint_every == 0 &&
+          (rc = checkpoint_agents(&o, err)))
+        goto done;
+      if ((rc = coh_jwriter_tick_end(o.jw, (int64_t)((coh__wall_seconds() - tick_t0) * 1e6),
+                                     err)))
+        goto done;
+      /* the dashboard shows only durable ticks: with it, every tick waits
+       * for its commit (docs/orchestrator.md, durability) */
+      if (o.mon && (rc = coh_jwriter_flush(o.jw, err))) goto done;
+    }
     if (o.mon) {
       struct tl_entry *e = &o.timeline[o.tl_pos];
       int64_t steps = 0;
@@ -1072,14 +1099,6 @@ int coh_run(const coh_scenario *s, const coh_run_options *opt,
       coh__orch_span(&o, "tick", "orchestrator", 2, tick_t0, coh__wall_seconds(), 0, 0);
       coh__orch_publish(&o, o.paused || o.step_once, 0, NULL);
     }
-    if (writing) {
-      if (s->checkpoint_every > 0 && o.tick > 0 && o.tick % s->checkpoint_every == 0 &&
-          (rc = checkpoint_agents(&o, err)))
-        goto done;
-      if ((rc = coh_journal_tick_commit(opt->journal,
-                                        (int64_t)((coh__wall_seconds() - tick_t0) * 1e6), err)))
-        goto done;
-    }
     if (s->stop_on_exit) {
       int x = agent_index(&o, s->stop_on_exit);
       if (x >= 0 && o.agents[x].status != AGENT_ALIVE) {
@@ -1095,8 +1114,21 @@ int coh_run(const coh_scenario *s, const coh_run_options *opt,
     }
   }
   sum->ticks = o.tick;
+  /* everything committed is on disk and reported before the run returns */
+  if (o.jw && (rc = coh_jwriter_flush(o.jw, err))) goto done;
   coh__orch_publish(&o, 1, 1, stop);
 done:
+  if (o.jw) {
+    /* a failed tick was never queued; the ticks queued before it are whole
+     * and are written (and reported) before the writer ends */
+    coh_err werr;
+    int wrc = coh_jwriter_stop(o.jw, &werr);
+    o.jw = NULL;
+    if (rc == COH_OK && wrc != COH_OK) {
+      rc = wrc;
+      if (err) *err = werr;
+    }
+  }
   if (rc != COH_OK && opt->journal && opt->mode != COH_RUN_REPLAY)
     coh_journal_tick_rollback(opt->journal);
   sum->events = o.events;

@@ -16,6 +16,7 @@
 #include "cohort/agent.h"
 #include "cohort/grammar.h"
 #include "cohort/infer.h"
+#include "cohort/jwriter.h"
 #include "cohort/monitor.h"
 #include "cohort/orch.h"
 #include "infer/sampler.h"
@@ -235,6 +236,9 @@ typedef struct orch {
   coh_jevent *ref;
   size_t n_ref, cap_ref, ref_pos;
   int comparing;          /* 1 while ticks <= ref_last_tick */
+  /* the journal writer thread, from the first tick that appends on; it
+   * reports each event to opt->on_event once its tick is durable */
+  coh_jwriter *jw;
   int64_t ref_last_tick;
   int diverged;
   /* no-model replay: recorded LLM results, looked up by (agent, number) */
