@@ -47,7 +47,7 @@
  * each trial a whole run) at an even sample of RUN_SAMPLE points. */
 #define SWEEP_MAX 400
 /* Under AddressSanitizer a run costs several times more CPU, and the test
- * runs there too (scripts/test.sh, 600 s per test, stress-tests.sh under
+ * runs there too (scripts/test.sh, 1800 s per sanitized test, stress-tests.sh under
  * load): 60 points, with the resumes below, cost less than the 100 points
  * without resumes did.  The Release build sweeps 100. */
 #if defined(__SANITIZE_ADDRESS__)
