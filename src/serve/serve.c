@@ -279,6 +279,7 @@ static int tick(coh_serve *s) {
       s->m.gen_seconds += coh__wall_seconds() - t0;
       s->m.steps++;
       s->m.last_batch = st.last_decode_batch;
+      if (st.last_decode_batch > s->m.max_batch) s->m.max_batch = st.last_decode_batch;
       pthread_mutex_unlock(&s->lock);
     }
     if (coh_engine_busy(m->engine)) busy = 1;
@@ -395,11 +396,14 @@ void coh__serve_metrics_text(coh_serve *s, coh__buf *b) {
       "cohort_serve_batch_active %zu\n"
       "# TYPE cohort_serve_batch_last_decode gauge\n"
       "cohort_serve_batch_last_decode %d\n"
+      "# HELP cohort_serve_batch_max_decode The largest decode batch so far.\n"
+      "# TYPE cohort_serve_batch_max_decode gauge\n"
+      "cohort_serve_batch_max_decode %d\n"
       "# TYPE cohort_serve_ticks_total counter\n"
       "cohort_serve_ticks_total %llu\n",
       (unsigned long long)m.admitted, (unsigned long long)m.completed,
       (unsigned long long)m.cancelled, (unsigned long long)m.errors, open, waiting,
-      slots, m.last_batch, (unsigned long long)m.steps);
+      slots, m.last_batch, m.max_batch, (unsigned long long)m.steps);
   coh__buf_printf(b,
       "# TYPE cohort_serve_prompt_tokens_total counter\n"
       "cohort_serve_prompt_tokens_total %llu\n"
@@ -463,6 +467,7 @@ int coh_serve_new(const coh_serve_options *o, coh_serve **out, coh_err *err) {
   s->o = *o;
   pthread_mutex_init(&s->lock, NULL);
   pthread_cond_init(&s->loop_cond, NULL);
+  pthread_cond_init(&s->idle_cond, NULL);
   s->listen = coh__strdup(o->listen ? o->listen : "127.0.0.1:8080");
   s->api_key = o->api_key ? coh__strdup(o->api_key) : NULL;
   if (s->listen == NULL || (o->api_key && s->api_key == NULL)) {
@@ -513,6 +518,10 @@ int coh_serve_new(const coh_serve_options *o, coh_serve **out, coh_err *err) {
     m->vocab = info->vocab;
     if ((rc = coh__sha256_file(info->onnx_path, hex, err))) goto fail;
     snprintf(m->fingerprint, sizeof m->fingerprint, "fp_%.12s_cohort-%s", hex, coh_version());
+    if (o->max_batch > 1 && !strcmp(info->attention, "concat"))
+      say(s, "serve: model %s: \"concat\" attention: a request batched with others of "
+             "different lengths may not give the bytes it gives alone (docs/serve.md); "
+             "--max-batch 1 keeps seeded outputs exact", m->id);
     if ((rc = coh_engine_new(m->model, o->max_batch, &m->engine, err))) {
       coh__err_prefix(err, "serve: --model %s: ", o->model_dirs[i]);
       goto fail;
@@ -547,6 +556,7 @@ void coh_serve_free(coh_serve *s) {
   coh__free(s->listen);
   coh__free(s->api_key);
   pthread_cond_destroy(&s->loop_cond);
+  pthread_cond_destroy(&s->idle_cond);
   pthread_mutex_destroy(&s->lock);
   coh__free(s);
 }

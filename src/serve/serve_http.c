@@ -206,12 +206,12 @@ static int check_body(coh_serve *s, struct mg_connection *conn, json_t *root, ge
       "seed", "stop", "n", "logprobs", "top_logprobs", "user", "stream", "stream_options",
       "response_format", "tools", "tool_choice", "parallel_tool_calls", "frequency_penalty",
       "presence_penalty", "logit_bias", "store", "metadata", "top_k", "min_p",
-      "repetition_penalty", NULL};
+      "repetition_penalty", "ignore_eos", NULL};
   static const char *const cmpl_keys[] = {
       "model", "prompt", "max_tokens", "temperature", "top_p", "seed", "stop", "n",
       "logprobs", "user", "stream", "stream_options", "echo", "best_of", "suffix",
       "frequency_penalty", "presence_penalty", "logit_bias", "top_k", "min_p",
-      "repetition_penalty", NULL};
+      "repetition_penalty", "ignore_eos", NULL};
   const char *const *keys = g->kind == COH__JOB_CHAT ? chat_keys : cmpl_keys;
   const char *key, *model;
   json_t *v, *out;
@@ -282,6 +282,14 @@ static int check_body(coh_serve *s, struct mg_connection *conn, json_t *root, ge
           return 1;
         }
       }
+  }
+  v = json_object_get(root, "ignore_eos"); /* cohort's extension */
+  if (v && !json_is_null(v)) {
+    if (!json_is_boolean(v)) {
+      BAD("ignore_eos", "'ignore_eos' must be a boolean");
+      return 1;
+    }
+    json_object_set(out, "ignore_eos", v);
   }
   v = json_object_get(root, "logit_bias");
   if (v && !json_is_null(v) && !(json_is_object(v) && json_object_size(v) == 0)) {
@@ -995,8 +1003,25 @@ static void handle_models(coh_serve *s, struct mg_connection *conn, const char *
   send_json(s, conn, 200, json_pack("{s:s,s:o}", "object", "list", "data", data), NULL);
 }
 
+static int route(coh_serve *s, struct mg_connection *conn);
+
+/* Counts the handlers that run, so that the drain can wait until every
+ * response has been written out before civetweb stops (mg_stop makes
+ * writes in progress fail). */
 static int request_handler(struct mg_connection *conn, void *cbdata) {
   coh_serve *s = cbdata;
+  int rc;
+  pthread_mutex_lock(&s->lock);
+  s->n_handlers++;
+  pthread_mutex_unlock(&s->lock);
+  rc = route(s, conn);
+  pthread_mutex_lock(&s->lock);
+  if (--s->n_handlers == 0) pthread_cond_broadcast(&s->idle_cond);
+  pthread_mutex_unlock(&s->lock);
+  return rc;
+}
+
+static int route(coh_serve *s, struct mg_connection *conn) {
   const struct mg_request_info *ri = mg_get_request_info(conn);
   const char *uri = ri->local_uri ? ri->local_uri : "/", *method = ri->request_method;
   int get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
@@ -1155,7 +1180,17 @@ static void *nudger(void *arg) {
 
 void coh__serve_http_stop(coh_serve *s) {
   pthread_t th;
-  int nudging = pthread_create(&th, NULL, nudger, s) == 0;
+  int nudging;
+  struct timespec dl;
+  /* let the handlers finish writing (bounded: 10 s, for a stalled client) */
+  clock_gettime(CLOCK_REALTIME, &dl);
+  dl.tv_sec += 10;
+  pthread_mutex_lock(&s->lock);
+  s->stopping = 1;
+  while (s->n_handlers > 0)
+    if (pthread_cond_timedwait(&s->idle_cond, &s->lock, &dl) != 0) break;
+  pthread_mutex_unlock(&s->lock);
+  nudging = pthread_create(&th, NULL, nudger, s) == 0;
   mg_stop(s->ctx);
   atomic_store(&s->mg_stopped, 1);
   if (nudging) pthread_join(th, NULL);

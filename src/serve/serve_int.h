@@ -94,7 +94,7 @@ typedef struct coh__serve_metrics {
   uint64_t ttft_bucket[10];    /* cumulative at the bounds in serve.c */
   double gen_seconds;          /* wall time of engine steps */
   uint64_t steps;
-  int last_batch;
+  int last_batch, max_batch;
 } coh__serve_metrics;
 
 struct coh_serve {
@@ -114,6 +114,8 @@ struct coh_serve {
   size_t n_open;      /* jobs accepted and not done */
   size_t n_active_slots;
   int stopping;
+  int n_handlers;     /* HTTP handlers running (drain waits for 0) */
+  pthread_cond_t idle_cond;
   uint64_t next_seq;
   uint64_t tick;
   coh__serve_metrics m;
