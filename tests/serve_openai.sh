@@ -14,6 +14,10 @@
 #   - SSE framing byte for byte (curl), a disconnect mid-stream (cancelled,
 #     slot freed), 429 when --max-queue is full, --api-key, SIGTERM with
 #     requests in flight (drained, exit 0)
+#   - --journal: the whole session of the first server (all of the above)
+#     replays with `cohort replay` (every result identical), `cohort
+#     inspect` shows it, and a result edited and re-chained
+#     (journal_rechain.py) is found as a divergence (exit 4)
 set -u
 BIN=${COH_BIN:?} SRC=${COH_SOURCE_DIR:?} FIX=${COH_FIXTURES:?}
 PY=${COH_PYTHON:-/usr/bin/python3}
@@ -97,7 +101,7 @@ rc=$?
 [ $? -eq 1 ] && grep -q "$tmp/nothing" "$tmp/e4" && ok "missing model folder: exit 1 naming it" || bad "missing model: $(cat "$tmp/e4")"
 
 # ---- the API, and the solo runs (--max-batch 64) -----------------------------------------
-if start big --model "$MODEL_DIR" --model "$GQA_DIR" --max-batch 64 --max-queue 64; then
+if start big --model "$MODEL_DIR" --model "$GQA_DIR" --max-batch 64 --max-queue 64 --journal "$tmp/big.db"; then
   node_mode api "$BASE" "$MODEL"
   node_mode solo "$BASE" "$GQA" "$tmp/solo.json"
   node_mode concurrent "$BASE" "$GQA" "$tmp/solo.json" 1
@@ -168,6 +172,41 @@ PY
       grep -q '"finish_reason":"length"' "$tmp/term$i.body" &&
       ok "SIGTERM: stream $i ran to max_tokens and [DONE]" || bad "SIGTERM: stream $i cut short: $(tail -c 300 "$tmp/term$i.body")"
   done
+fi
+
+# ---- the journal of that session replays ----------------------------------------------------
+if [ -f "$tmp/big.db" ]; then
+  "$BIN" inspect "$tmp/big.db" >"$tmp/insp.out" 2>"$tmp/insp.err"
+  nreq=$(grep -c ' serve_request ' "$tmp/insp.out")
+  nres=$(grep -c ' serve_result ' "$tmp/insp.out")
+  ncan=$(grep -c ' serve_cancel ' "$tmp/insp.out")
+  [ "$nreq" -ge 150 ] && [ "$nres" = "$nreq" ] && [ "$ncan" -ge 1 ] &&
+    ok "inspect: $nreq requests, $nres results, $ncan cancellation(s) journaled" ||
+    bad "inspect: $nreq requests, $nres results, $ncan cancels: $(head -c 300 "$tmp/insp.err")"
+  "$BIN" replay "$tmp/big.db" --threads 2 >"$tmp/rep.out" 2>"$tmp/rep.err"
+  rc=$?
+  [ $rc -eq 0 ] && grep -q "^replayed $nreq request(s), $nres result(s) identical$" "$tmp/rep.out" &&
+    ok "replay of the served session: every result reproduced ($(cat "$tmp/rep.out"))" ||
+    bad "replay: rc $rc $(cat "$tmp/rep.out") $(tail -3 "$tmp/rep.err")"
+  # an edited result, re-chained so that the chain verifies: replay finds it
+  cp "$tmp/big.db" "$tmp/edit.db"
+  "$PY" - "$tmp/edit.db" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+seq, p = db.execute("select seq, payload from events where kind='serve_result' order by seq limit 1 offset 5").fetchone()
+p = p.decode() if isinstance(p, bytes) else p
+i = p.index('"tokens":[') + len('"tokens":[')
+j = p.index(',', i)
+p = p[:i] + str(int(p[i:j]) ^ 1) + p[j:]
+db.execute("update events set payload=? where seq=?", (p.encode(), seq))
+db.commit()
+PY
+  "$PY" "$SRC/tests/journal_rechain.py" "$tmp/edit.db" >/dev/null 2>&1
+  "$BIN" replay "$tmp/edit.db" --threads 2 >"$tmp/rep2.out" 2>"$tmp/rep2.err"
+  rc=$?
+  [ $rc -eq 4 ] && grep -q '^diverged at tick [0-9]*, request [0-9]*: journal: ' "$tmp/rep2.out" &&
+    ok "replay of an edited, re-chained journal: divergence found (exit 4)" ||
+    bad "edited journal: rc $rc $(cat "$tmp/rep2.out") $(tail -3 "$tmp/rep2.err")"
 fi
 
 # ---- --max-batch 1: the same 64 concurrent requests give the same bytes --------------------

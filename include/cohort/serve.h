@@ -55,6 +55,10 @@ typedef struct coh_serve_options {
   size_t max_body;      /* largest request body; default 4 MiB (413 above) */
   coh_device device;    /* default AUTO */
   int threads;          /* ONNX Runtime intra-op threads; 0: all cores */
+  const char *journal;  /* NULL, or a new journal file (refuses an existing
+                           one): every admitted request (tick, parameters,
+                           seed), cancellation and result, on the journal's
+                           hash chain (docs/serve.md) */
   /* Polled by the serve loop at every tick and while idle; non-zero starts
    * the drain: new requests get 503, the requests in flight finish, then
    * coh_serve_run returns.  NULL: never. */
@@ -87,6 +91,33 @@ int coh_serve_run(coh_serve *s, coh_err *err);
 
 /* Stops listening and frees everything.  s may be NULL. */
 void coh_serve_free(coh_serve *s);
+
+/* ---- replay of a served session ---------------------------------------------- */
+
+typedef struct coh_serve_replay_report {
+  uint64_t requests, results;   /* journaled ones re-executed / compared */
+  int diverged;                 /* 1: see tick, seq and what */
+  int64_t tick;
+  uint64_t seq;                 /* the request whose result differs */
+  char what[COH_ERRMSG_MAX];    /* the two results, shortened */
+} coh_serve_replay_report;
+
+/* Whether the journal at path (already verified by the caller, borrowed)
+ * is a served session's: 1 yes, 0 no. */
+struct coh_journal;
+int coh_serve_journal_is(struct coh_journal *j);
+
+/* Re-executes the served session in journal j (borrowed; verified by the
+ * caller): opens the models the genesis names (checking their hashes),
+ * admits every journaled request at its tick, applies every cancellation
+ * at its tick, steps the engines as the serve loop did, and compares every
+ * result with the journal's, in order.  The first difference stops it
+ * (rep->diverged).  device/threads: as in coh_serve_options (threads 0:
+ * the journaled count).  Errors: COH_EJOURNAL (a malformed serve event or
+ * genesis: named), COH_EMODEL (a model file whose hash differs from the
+ * journal's), the errors of coh_model_open, COH_ENOMEM. */
+int coh_serve_replay(struct coh_journal *j, coh_device device, int threads,
+                     coh_serve_replay_report *rep, coh_err *err);
 
 #ifdef __cplusplus
 }

@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <sys/stat.h>
+
 #include "cli_int.h"
+#include "cohort/journal.h"
 #include "cohort/serve.h"
 
 static const char usage[] =
@@ -20,6 +23,8 @@ static const char usage[] =
     "  --max-batch N        requests decoded at once per model (default 16)\n"
     "  --max-queue N        requests waiting for a batch slot before 429 (default 256)\n"
     "  --max-body BYTES     largest request body before 413 (default 4194304)\n"
+    "  --journal FILE       journal every admitted request, cancellation and result\n"
+    "                       (a new file; `cohort replay FILE` re-executes the session)\n"
     "  --device auto|cpu|cuda   execution provider (default auto)\n"
     "  --threads N          ONNX Runtime intra-op threads (default: all cores)\n";
 
@@ -71,6 +76,10 @@ int coh__cmd_serve(int argc, char **argv) {
         return coh__usage_error("serve", "--max-body must be an integer in [1024, 2^30]");
       o.max_body = (size_t)v;
       i++;
+    } else if (!strcmp(a, "--journal")) {
+      if (val == NULL || *val == '\0') return coh__usage_error("serve", "--journal needs a file name");
+      o.journal = val;
+      i++;
     } else if (!strcmp(a, "--device")) {
       if (val == NULL || coh_device_parse(val, &o.device))
         return coh__usage_error("serve", "--device must be auto, cpu or cuda");
@@ -104,5 +113,48 @@ int coh__cmd_serve(int argc, char **argv) {
   coh__interrupt_uninstall();
   if (rc != COH_OK) return coh__runtime_error("serve", "%s", err.msg);
   fprintf(stderr, "cohort serve: drained and stopped\n");
+  return COH_EXIT_OK;
+}
+
+/* `cohort replay FILE` of a served session's journal: -1 when FILE is not
+ * one (the scenario replay handles it), else the exit status: 0 every
+ * result reproduced, 4 a divergence (printed), 1 an error. */
+int coh__serve_replay_maybe(int argc, char **argv) {
+  const char *path = NULL;
+  coh_journal *j = NULL;
+  coh_device device = COH_DEVICE_AUTO;
+  coh_serve_replay_report rep;
+  coh_err err = {0};
+  struct stat st;
+  int i, rc, threads = 0;
+  int64_t v;
+  for (i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--device") && i + 1 < argc) {
+      if (coh_device_parse(argv[++i], &device)) return -1;
+    } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+      if (coh__parse_i64(argv[++i], 1, 1024, &v)) return -1;
+      threads = (int)v;
+    } else if (argv[i][0] != '-' && path == NULL) {
+      path = argv[i];
+    } else {
+      return -1; /* flags of the scenario replay: its parser reports them */
+    }
+  }
+  if (path == NULL || stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return -1;
+  if (coh_journal_open(path, &j, &err) != COH_OK) return -1;
+  rc = coh_serve_journal_is(j);
+  coh_journal_close(j);
+  if (!rc) return -1;
+  if ((rc = coh__journal_open_verified("replay", path, &j)) != COH_EXIT_OK) return rc;
+  rc = coh_serve_replay(j, device, threads, &rep, &err);
+  coh_journal_close(j);
+  if (rc != COH_OK) return coh__runtime_error("replay", "%s: %s", path, err.msg);
+  if (rep.diverged) {
+    printf("diverged at tick %lld, request %llu: %s\n", (long long)rep.tick,
+           (unsigned long long)rep.seq, rep.what);
+    return 4;
+  }
+  printf("replayed %llu request(s), %llu result(s) identical\n", (unsigned long long)rep.requests,
+         (unsigned long long)rep.results);
   return COH_EXIT_OK;
 }

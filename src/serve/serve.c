@@ -21,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cohort/journal.h"
 #include "serve_int.h"
 
 void coh_serve_options_default(coh_serve_options *o) {
@@ -52,11 +53,54 @@ void coh__serve_job_free(coh__serve_job *job) {
     coh__buf_free(&job->choices[i].text);
     coh__free(job->choices[i].piece_end);
     coh__free(job->choices[i].toks);
+    coh__free(job->choices[i].ids);
   }
+  coh__free(job->llm_text);
   coh__free(job->choices);
   coh_llm_request_free(&job->lr);
   pthread_cond_destroy(&job->cond);
   coh__free(job);
+}
+
+int coh__serve_job_new(coh_serve *s, int model, int kind, int n, uint64_t seed,
+                       const char *llm_text, const int32_t *ids, size_t n_ids,
+                       coh__serve_job **out, coh_err *err) {
+  coh__serve_job *job;
+  int i, rc;
+  *out = NULL;
+  if ((job = coh__calloc(1, sizeof *job)) == NULL)
+    return coh__err(err, COH_ENOMEM, "out of memory");
+  pthread_cond_init(&job->cond, NULL);
+  *out = job;
+  job->srv = s;
+  job->model = model;
+  job->kind = kind;
+  job->n = n;
+  job->seed = seed;
+  if ((job->choices = coh__calloc((size_t)n, sizeof *job->choices)) == NULL ||
+      (job->llm_text = coh__strdup(llm_text)) == NULL) {
+    job->n = 0;
+    return coh__err(err, COH_ENOMEM, "out of memory");
+  }
+  for (i = 0; i < n; i++) {
+    job->choices[i].job = job;
+    job->choices[i].index = i;
+  }
+  rc = coh_llm_request_parse(llm_text, strlen(llm_text), s->models[model].model, seed, &job->lr,
+                             err);
+  if (rc != COH_OK) return rc;
+  if (ids != NULL) {
+    int32_t *copy = coh__malloc((n_ids ? n_ids : 1) * sizeof *copy);
+    if (copy == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+    memcpy(copy, ids, n_ids * sizeof *copy);
+    coh_free(job->lr.ids);
+    job->lr.ids = copy;
+    job->lr.n_ids = n_ids;
+    job->lr.req.prompt = copy;
+    job->lr.req.n_prompt = n_ids;
+    job->ids_given = 1;
+  }
+  return COH_OK;
 }
 
 int coh__serve_enqueue(coh_serve *s, coh__serve_job *job) {
@@ -133,6 +177,16 @@ static void on_token(void *user, const coh_token_event *ev) {
   }
   pthread_mutex_lock(&s->lock);
   if (ev->token >= 0) {
+    if ((size_t)c->n_tokens == c->cap_ids) {
+      size_t nc = c->cap_ids ? c->cap_ids * 2 : 64;
+      int32_t *p = coh__realloc(c->ids, nc * sizeof *p);
+      if (p == NULL) job->oom = 1;
+      else {
+        c->ids = p;
+        c->cap_ids = nc;
+      }
+    }
+    if ((size_t)c->n_tokens < c->cap_ids) c->ids[c->n_tokens] = ev->token;
     c->n_tokens++;
     s->m.completion_tokens++;
     if (job->t_first == 0) {
@@ -211,8 +265,51 @@ static int job_finished(coh_serve *s, const coh__serve_job *job) {
   return done;
 }
 
-/* One tick.  Returns 1 if an engine has work left or a job was admitted. */
-static int tick(coh_serve *s) {
+/* Records an event of the current tick (journal / replay); payload owned.
+ * An allocation failure drops it and is logged: the journal then misses an
+ * event, which replay reports as a divergence. */
+static void add_event(coh_serve *s, const char *kind, const coh__serve_job *job, char *payload) {
+  if (s->journal == NULL && !s->replaying) {
+    coh__free(payload);
+    return;
+  }
+  if (payload != NULL && s->n_ev == s->cap_ev) {
+    size_t nc = s->cap_ev ? s->cap_ev * 2 : 64;
+    coh__serve_event *p = coh__realloc(s->ev, nc * sizeof *p);
+    if (p == NULL) {
+      coh__free(payload);
+      payload = NULL;
+    } else {
+      s->ev = p;
+      s->cap_ev = nc;
+    }
+  }
+  if (payload == NULL) {
+    say(s, "serve: out of memory: event %s of request %llu not journaled", kind,
+        (unsigned long long)job->seq);
+    return;
+  }
+  s->ev[s->n_ev].kind = kind;
+  s->ev[s->n_ev].model = job->model;
+  s->ev[s->n_ev].seq = job->seq;
+  s->ev[s->n_ev].payload = payload;
+  s->n_ev++;
+}
+
+static int track(coh__serve_job ***arr, size_t *n, size_t *cap, coh__serve_job *job) {
+  if (*n == *cap) {
+    size_t nc = *cap ? *cap * 2 : 64;
+    coh__serve_job **p = coh__realloc(*arr, nc * sizeof *p);
+    if (p == NULL) return -1;
+    *arr = p;
+    *cap = nc;
+  }
+  (*arr)[(*n)++] = job;
+  return 0;
+}
+
+/* One tick.  Returns 1 if an engine has work left. */
+int coh__serve_tick(coh_serve *s) {
   coh__serve_job *in, *job;
   size_t i, k;
   int busy = 0;
@@ -228,37 +325,35 @@ static int tick(coh_serve *s) {
   while (in != NULL) {
     job = in;
     in = in->next;
-    if (s->n_active == s->cap_active) {
-      size_t nc = s->cap_active ? s->cap_active * 2 : 64;
-      coh__serve_job **p = coh__realloc(s->active, nc * sizeof *p);
-      if (p == NULL) { /* cannot track it: fail it at once */
-        pthread_mutex_lock(&s->lock);
-        for (k = 0; k < (size_t)job->n; k++) job->choices[k].finish = COH_FINISH_ERROR;
-        job->oom = 1;
-        job->done = 1;
-        s->n_waiting--;
-        s->n_open--;
-        pthread_cond_broadcast(&job->cond);
-        pthread_mutex_unlock(&s->lock);
-        continue;
-      }
-      s->active = p;
-      s->cap_active = nc;
+    if (track(&s->active, &s->n_active, &s->cap_active, job)) {
+      /* cannot track it: fail it at once */
+      pthread_mutex_lock(&s->lock);
+      for (k = 0; k < (size_t)job->n; k++) job->choices[k].finish = COH_FINISH_ERROR;
+      job->oom = 1;
+      job->done = 1;
+      s->n_waiting--;
+      s->n_open--;
+      pthread_cond_broadcast(&job->cond);
+      pthread_mutex_unlock(&s->lock);
+      continue;
     }
     job->tick_admitted = s->tick;
+    add_event(s, "serve_request", job, coh__serve_request_payload(s, job));
     admit(s, job);
     pthread_mutex_lock(&s->lock);
     s->m.admitted++;
     s->m.prompt_tokens += job->lr.n_ids * (size_t)job->n;
     pthread_mutex_unlock(&s->lock);
-    s->active[s->n_active++] = job;
   }
 
   /* 2. cancellations: a client that went away frees its slots this tick */
   for (i = 0; i < s->n_active; i++) {
     job = s->active[i];
     if (!job->cancel_sent && atomic_load(&job->cancel)) {
+      char *p = coh__malloc(48);
       job->cancel_sent = 1;
+      if (p) snprintf(p, 48, "{\"seq\":%llu}", (unsigned long long)job->seq);
+      add_event(s, "serve_cancel", job, p);
       for (k = 0; k < (size_t)job->n; k++)
         if (job->choices[k].submitted)
           (void)coh_engine_cancel(s->models[job->model].engine, job->choices[k].engine_id);
@@ -268,24 +363,24 @@ static int tick(coh_serve *s) {
   /* 3. one engine step per busy model */
   for (i = 0; i < s->n_models; i++) {
     coh__serve_model *m = &s->models[i];
+    double t0;
+    coh_engine_stats st;
     if (coh_engine_busy(m->engine) == 0) continue;
-    double t0 = coh__wall_seconds();
+    t0 = coh__wall_seconds();
     if (coh_engine_step(m->engine, &err) != COH_OK)
       say(s, "serve: model %s: step failed: %s", m->id, err.msg);
-    {
-      coh_engine_stats st;
-      coh_engine_get_stats(m->engine, &st);
-      pthread_mutex_lock(&s->lock);
-      s->m.gen_seconds += coh__wall_seconds() - t0;
-      s->m.steps++;
-      s->m.last_batch = st.last_decode_batch;
-      if (st.last_decode_batch > s->m.max_batch) s->m.max_batch = st.last_decode_batch;
-      pthread_mutex_unlock(&s->lock);
-    }
+    coh_engine_get_stats(m->engine, &st);
+    pthread_mutex_lock(&s->lock);
+    s->m.gen_seconds += coh__wall_seconds() - t0;
+    s->m.steps++;
+    s->m.last_batch = st.last_decode_batch;
+    if (st.last_decode_batch > s->m.max_batch) s->m.max_batch = st.last_decode_batch;
+    pthread_mutex_unlock(&s->lock);
     if (coh_engine_busy(m->engine)) busy = 1;
   }
 
-  /* 4. retire finished jobs; recount waiting and active slots */
+  /* 4. retire finished jobs (in admission order); recount waiting and
+   * active slots */
   pthread_mutex_lock(&s->lock);
   for (i = k = 0; i < s->n_active; i++) {
     job = s->active[i];
@@ -297,8 +392,16 @@ static int tick(coh_serve *s) {
       }
       if (cancelled) s->m.cancelled++;
       else if (!failed) s->m.completed++;
-      job->done = 1;
+      add_event(s, "serve_result", job, coh__serve_result_payload(s, job));
       s->n_open--;
+      if (s->replaying) {
+        if (track(&s->retired, &s->n_retired, &s->cap_retired, job)) {
+          say(s, "serve: out of memory retiring request %llu", (unsigned long long)job->seq);
+          coh__serve_job_free(job);
+        }
+        continue;
+      }
+      job->done = 1;
       pthread_cond_broadcast(&job->cond);
       continue; /* from here on the HTTP thread owns it */
     }
@@ -319,6 +422,18 @@ static int tick(coh_serve *s) {
     s->n_active_slots = slots;
   }
   pthread_mutex_unlock(&s->lock);
+
+  /* 5. the journal: this tick's events in one transaction */
+  if (s->journal != NULL && s->n_ev > 0 && coh__serve_journal_tick(s, &err) != COH_OK) {
+    say(s, "serve: journal: %s; stopping", err.msg);
+    pthread_mutex_lock(&s->lock);
+    s->stopping = 1;
+    pthread_mutex_unlock(&s->lock);
+  }
+  if (!s->replaying) {
+    for (i = 0; i < s->n_ev; i++) coh__free(s->ev[i].payload);
+    s->n_ev = 0;
+  }
   return busy;
 }
 
@@ -349,7 +464,7 @@ int coh_serve_run(coh_serve *s, coh_err *err) {
       continue;
     }
     pthread_mutex_unlock(&s->lock);
-    busy = tick(s);
+    busy = coh__serve_tick(s);
   }
   (void)err;
   return COH_OK;
@@ -442,6 +557,20 @@ static int is_loopback(const char *addr) { return strncmp(addr, "127.", 4) == 0;
 
 int coh_serve_new(const coh_serve_options *o, coh_serve **out, coh_err *err) {
   coh_serve *s;
+  int rc;
+  *out = NULL;
+  if ((rc = coh__serve_core_new(o, &s, err))) return rc;
+  if (o->journal != NULL && (rc = coh__serve_journal_create(s, o->journal, err))) goto fail;
+  if ((rc = coh__serve_http_start(s, err))) goto fail;
+  *out = s;
+  return COH_OK;
+fail:
+  coh_serve_free(s);
+  return rc;
+}
+
+int coh__serve_core_new(const coh_serve_options *o, coh_serve **out, coh_err *err) {
+  coh_serve *s;
   size_t i, j;
   int rc, port;
   char addr[16];
@@ -515,9 +644,14 @@ int coh_serve_new(const coh_serve_options *o, coh_serve **out, coh_err *err) {
       goto fail;
     }
     m->context = info->context;
+    if ((m->dir = coh__strdup(o->model_dirs[i])) == NULL) {
+      rc = coh__err(err, COH_ENOMEM, "serve: out of memory");
+      goto fail;
+    }
     m->vocab = info->vocab;
     if ((rc = coh__sha256_file(info->onnx_path, hex, err))) goto fail;
     snprintf(m->fingerprint, sizeof m->fingerprint, "fp_%.12s_cohort-%s", hex, coh_version());
+    memcpy(m->onnx_sha256, hex, sizeof hex);
     if (o->max_batch > 1 && !strcmp(info->attention, "concat"))
       say(s, "serve: model %s: \"concat\" attention: a request batched with others of "
              "different lengths may not give the bytes it gives alone (docs/serve.md); "
@@ -529,7 +663,6 @@ int coh_serve_new(const coh_serve_options *o, coh_serve **out, coh_err *err) {
   }
   memcpy(s->addr, addr, sizeof addr);
   s->port = port;
-  if ((rc = coh__serve_http_start(s, err))) goto fail;
   *out = s;
   return COH_OK;
 fail:
@@ -551,7 +684,15 @@ void coh_serve_free(coh_serve *s) {
     coh_engine_free(s->models[i].engine);
     coh_model_close(s->models[i].model);
     coh__free(s->models[i].id);
+    coh__free(s->models[i].dir);
   }
+  if (s->journal != NULL) coh_journal_close(s->journal);
+  for (i = 0; i < s->n_ev; i++) coh__free(s->ev[i].payload);
+  coh__free(s->ev);
+  for (i = 0; i < s->n_retired; i++) coh__serve_job_free(s->retired[i]);
+  coh__free(s->retired);
+  /* jobs left active (replay stopped at a divergence) */
+  for (i = 0; i < s->n_active && s->replaying; i++) coh__serve_job_free(s->active[i]);
   coh__free(s->active);
   coh__free(s->listen);
   coh__free(s->api_key);

@@ -886,26 +886,11 @@ static void handle_generate(coh_serve *s, struct mg_connection *conn, int kind) 
   if (check_body(s, conn, root, &g, &llm)) goto done;
   m = &s->models[g.model];
   if (!g.have_seed) g.seed = draw_seed();
-  if ((job = coh__calloc(1, sizeof *job)) == NULL ||
-      (job->choices = coh__calloc((size_t)g.n, sizeof *job->choices)) == NULL ||
-      (llm_text = json_dumps(llm, JSON_COMPACT)) == NULL) {
-    if (job) pthread_cond_init(&job->cond, NULL);
+  if ((llm_text = json_dumps(llm, JSON_COMPACT)) == NULL) {
     send_error(s, conn, 500, "server_error", NULL, NULL, "out of memory");
     goto done;
   }
-  pthread_cond_init(&job->cond, NULL);
-  job->srv = s;
-  job->model = g.model;
-  job->kind = kind;
-  job->n = g.n;
-  job->seed = g.seed;
-  job->logprobs = g.logprobs;
-  job->top_logprobs = g.top_logprobs;
-  for (i = 0; i < g.n; i++) {
-    job->choices[i].job = job;
-    job->choices[i].index = i;
-  }
-  rc = coh_llm_request_parse(llm_text, strlen(llm_text), m->model, g.seed, &job->lr, &err);
+  rc = coh__serve_job_new(s, g.model, kind, g.n, g.seed, llm_text, g.ids, g.n_ids, &job, &err);
   if (rc != COH_OK) {
     char param[128];
     field_of(err.msg, param, sizeof param);
@@ -915,14 +900,8 @@ static void handle_generate(coh_serve *s, struct mg_connection *conn, int kind) 
       BAD(param[0] ? param : NULL, "%s", err.msg);
     goto done;
   }
-  if (g.ids != NULL) { /* completions with token ids */
-    coh_free(job->lr.ids);
-    job->lr.ids = g.ids;
-    job->lr.n_ids = g.n_ids;
-    g.ids = NULL;
-    job->lr.req.prompt = job->lr.ids;
-    job->lr.req.n_prompt = job->lr.n_ids;
-  }
+  job->logprobs = g.logprobs;
+  job->top_logprobs = g.top_logprobs;
   if (job->lr.n_ids == 0) {
     BAD(kind == COH__JOB_CHAT ? "messages" : "prompt", "the prompt has no tokens");
     goto done;

@@ -31,6 +31,8 @@ typedef struct coh__serve_model {
   const coh_tokenizer *tok;
   char *id;               /* the folder's base name */
   char fingerprint[40];   /* "fp_" + 12 hex of the model file + "-" version */
+  char onnx_sha256[65];
+  char *dir;              /* as given */
   int64_t context;
   int64_t vocab;
 } coh__serve_model;
@@ -59,6 +61,8 @@ typedef struct coh__serve_choice {
   coh__serve_tok *toks;   /* when the job wants logprobs */
   size_t n_toks, cap_toks;
   int32_t n_tokens;       /* tokens generated */
+  int32_t *ids;           /* the generated ids (for the journal) */
+  size_t cap_ids;
   coh_finish finish;      /* NONE while running */
 } coh__serve_choice;
 
@@ -71,6 +75,9 @@ typedef struct coh__serve_job {
   int kind;
   coh_llm_request lr;          /* parsed by the HTTP thread; the engine
                                   borrows its prompt and grammar */
+  char *llm_text;              /* the llm request JSON lr was parsed from
+                                  (journaled; replay parses it again) */
+  int ids_given;               /* completions: the prompt came as ids */
   int n;                       /* choices */
   coh__serve_choice *choices;
   int logprobs, top_logprobs;  /* logprobs: 0 off, 1 on */
@@ -122,7 +129,34 @@ struct coh_serve {
   /* loop only: */
   coh__serve_job **active;
   size_t n_active, cap_active;
+  struct coh_journal *journal;  /* --journal, or NULL */
+  int replaying;                /* coh_serve_replay: no HTTP, jobs retire
+                                   into retired[] instead of to a waiter */
+  coh__serve_job **retired;
+  size_t n_retired, cap_retired;
+  /* the events of the current tick (journal / replay comparison) */
+  struct coh__serve_event *ev;
+  size_t n_ev, cap_ev;
 };
+
+/* One journaled event of the serve loop: "serve_request" (admitted),
+ * "serve_cancel" (its client left), "serve_result" (finished). */
+typedef struct coh__serve_event {
+  const char *kind;
+  int model;
+  uint64_t seq;
+  char *payload;  /* JSON, owned */
+} coh__serve_event;
+
+/* serve.c: one tick of the serve loop (the tick machine). */
+int coh__serve_tick(coh_serve *s);
+/* The models and engines of a server, without HTTP (replay). */
+int coh__serve_core_new(const coh_serve_options *o, coh_serve **out, coh_err *err);
+/* serve_journal.c: the payloads, and the journal of a live server. */
+char *coh__serve_request_payload(coh_serve *s, const coh__serve_job *job);
+char *coh__serve_result_payload(coh_serve *s, const coh__serve_job *job);
+int coh__serve_journal_create(coh_serve *s, const char *path, coh_err *err);
+int coh__serve_journal_tick(coh_serve *s, coh_err *err);
 
 /* serve_http.c: starts civetweb on s->listen (s->addr/s->port set). */
 int coh__serve_http_start(coh_serve *s, coh_err *err);
@@ -134,6 +168,13 @@ int coh__serve_parse_listen(const char *s, char addr[16], int *port,
 /* serve.c: queues job for admission (under s->lock): 0, or the HTTP status
  * to answer with (429 queue full, 503 draining). */
 int coh__serve_enqueue(coh_serve *s, coh__serve_job *job);
+/* A new job for model: parses llm_text (copied) with seed; ids (n_ids,
+ * copied; NULL: from the text) replace the prompt's tokens.  *out: free
+ * with coh__serve_job_free, also after a failure (then *out may be NULL).
+ * Errors: those of coh_llm_request_parse, COH_ENOMEM. */
+int coh__serve_job_new(coh_serve *s, int model, int kind, int n, uint64_t seed,
+                       const char *llm_text, const int32_t *ids, size_t n_ids,
+                       coh__serve_job **out, coh_err *err);
 /* Frees a job that is done or was never queued. */
 void coh__serve_job_free(coh__serve_job *job);
 /* Counts a response by status (metrics). */
