@@ -67,8 +67,8 @@ int coh__cmd_serve(int argc, char **argv) {
       o.max_batch = (int)v;
       i++;
     } else if (!strcmp(a, "--max-queue")) {
-      if (val == NULL || coh__parse_i64(val, 0, 65536, &v))
-        return coh__usage_error("serve", "--max-queue must be an integer in [0, 65536]");
+      if (val == NULL || coh__parse_i64(val, 1, 65536, &v))
+        return coh__usage_error("serve", "--max-queue must be an integer in [1, 65536]");
       o.max_queue = (int)v;
       i++;
     } else if (!strcmp(a, "--max-body")) {

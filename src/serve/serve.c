@@ -582,8 +582,8 @@ int coh__serve_core_new(const coh_serve_options *o, coh_serve **out, coh_err *er
     return coh__err(err, COH_EINVAL, "serve: at most %d --model folders", COH_SERVE_MAX_MODELS);
   if (o->max_batch < 1 || o->max_batch > 1024)
     return coh__err(err, COH_EINVAL, "serve: --max-batch %d: must lie in [1, 1024]", o->max_batch);
-  if (o->max_queue < 0 || o->max_queue > 65536)
-    return coh__err(err, COH_EINVAL, "serve: --max-queue %d: must lie in [0, 65536]", o->max_queue);
+  if (o->max_queue < 1 || o->max_queue > 65536)
+    return coh__err(err, COH_EINVAL, "serve: --max-queue %d: must lie in [1, 65536]", o->max_queue);
   if (o->max_body < 1024)
     return coh__err(err, COH_EINVAL, "serve: --max-body: at least 1024 bytes");
   if ((rc = coh__serve_parse_listen(o->listen ? o->listen : "127.0.0.1:8080", addr, &port, err)))
