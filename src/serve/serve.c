@@ -410,13 +410,18 @@ int coh__serve_tick(coh_serve *s) {
   s->n_active = k;
   {
     size_t waiting = 0, slots = 0;
+    double ort = 0, step = 0;
     coh__serve_job *q;
     for (i = 0; i < s->n_models; i++) {
       coh_engine_stats st;
       coh_engine_get_stats(s->models[i].engine, &st);
       waiting += (size_t)st.queued;
       slots += (size_t)st.active;
+      ort += st.ort_seconds;
+      step += st.step_seconds;
     }
+    s->ort_seconds = ort;
+    s->step_seconds = step;
     for (q = s->in_head; q != NULL; q = q->next) waiting++;
     s->n_waiting = waiting;
     s->n_active_slots = slots;
@@ -476,8 +481,11 @@ void coh__serve_metrics_text(coh_serve *s, coh__buf *b) {
   coh__serve_metrics m;
   size_t waiting, slots, open;
   int i;
+  double ort = 0, step = 0;
   pthread_mutex_lock(&s->lock);
   m = s->m;
+  ort = s->ort_seconds;
+  step = s->step_seconds;
   waiting = s->n_waiting;
   slots = s->n_active_slots;
   open = s->n_open;
@@ -531,6 +539,13 @@ void coh__serve_metrics_text(coh_serve *s, coh__buf *b) {
       "# TYPE cohort_serve_ttft_seconds histogram\n",
       (unsigned long long)m.prompt_tokens, (unsigned long long)m.completion_tokens,
       m.gen_seconds > 0 ? (double)m.completion_tokens / m.gen_seconds : 0.0);
+  coh__buf_printf(b,
+      "# HELP cohort_serve_engine_seconds_total Wall time of engine steps (all models).\n"
+      "# TYPE cohort_serve_engine_seconds_total counter\n"
+      "cohort_serve_engine_seconds_total %.6f\n"
+      "# HELP cohort_serve_ort_seconds_total Wall time inside ONNX Runtime's Run.\n"
+      "# TYPE cohort_serve_ort_seconds_total counter\n"
+      "cohort_serve_ort_seconds_total %.6f\n", step, ort);
   for (i = 0; i < 10; i++)
     coh__buf_printf(b, "cohort_serve_ttft_seconds_bucket{le=\"%g\"} %llu\n", ttft_bounds[i],
                     (unsigned long long)m.ttft_bucket[i]);

@@ -126,6 +126,7 @@ struct coh_serve {
   uint64_t next_seq;
   uint64_t tick;
   coh__serve_metrics m;
+  double ort_seconds, step_seconds;   /* engine stats, summed over models */
   /* loop only: */
   coh__serve_job **active;
   size_t n_active, cap_active;
