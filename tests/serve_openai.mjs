@@ -234,6 +234,48 @@ async function api() {
     'param' in rb.error && 'code' in rb.error, `malformed JSON: 400 ${JSON.stringify(rb)}`);
   const big = await fetch(`${BASE}/v1/chat/completions`, { method: 'POST', body: 'x'.repeat(5 << 20) });
   check(big.status === 413 && (await big.json()).error?.code === 'request_too_large', 'oversized body: 413');
+  // hostile bodies: every one gets a 4xx with an OpenAI error body naming
+  // what is wrong, and the server keeps answering
+  const M = JSON.stringify(MODEL);
+  const hostile = [
+    ['[]', null], ['"x"', null], ['{"model":' + M + '}', 'messages'], ['{"model":' + M + ',"messages":[]}', 'messages'],
+    ['{"model":' + M + ',"messages":[1]}', 'messages[0]'], ['{"model":' + M + ',"messages":[{"role":"user","content":5}]}', 'messages[0].content'],
+    ['{"model":' + M + ',"messages":[{"role":"user","content":[{"type":"image_url"}]}]}', 'messages[0].content[0]'],
+    ['{"model":' + M + ',"messages":[{"role":"user","content":"x"}],"temperature":"hot"}', 'temperature'],
+    ['{"model":' + M + ',"messages":[{"role":"user","content":"x"}],"temperature":1e400}', null],
+    ['{"model":' + M + ',"messages":[{"role":"user","content":"x"}],"top_p":0}', 'top_p'],
+    ['{"model":' + M + ',"messages":[{"role":"user","content":"x"}],"seed":1.5}', 'seed'],
+    ['{"model":' + M + ',"messages":[{"role":"user","content":"x"}],"stop":[""]}', 'stop[0]'],
+    ['{"model":' + M + ',"messages":[{"role":"user","content":"x"}],"stop":' + JSON.stringify(Array(17).fill('a')) + '}', 'stop'],
+    ['{"model":' + M + ',"messages":[{"role":"user","content":"x"}],"stream":"yes"}', 'stream'],
+    ['{"model":' + M + ',"messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}}', 'stream_options'],
+    ['{"model":' + M + ',"messages":[{"role":"user","content":"x"}],"top_logprobs":3}', 'top_logprobs'],
+    ['{"model":' + M + ',"messages":[{"role":"user","content":"x"}],"logit_bias":{"1":5}}', 'logit_bias'],
+    ['{"model":' + M + ',"messages":[{"role":"user","content":"x"}],"presence_penalty":1}', 'presence_penalty'],
+    ['{"model":' + M + ',"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"bad name!"}}]}', null],
+    ['{"model":' + M + ',"messages":[{"role":"user","content":"x"}],"model":"dup"}', null],
+    ['{"model":' + M + ',"prompt":"x"}', 'prompt'],
+    ['{"model":' + M + ',"messages":' + '['.repeat(3000) + ']'.repeat(3000) + '}', null],
+    ['{"model":' + M + ',"messages":[{"role":"user","content":"x"}],"n":1000000000000}', 'n'],
+  ];
+  let hostileOk = 0;
+  for (const [b, param] of hostile) {
+    const hr = await fetch(`${BASE}/v1/chat/completions`, { method: 'POST', body: b });
+    let he = null;
+    try { he = (await hr.json()).error; } catch { /* checked below */ }
+    const good = hr.status >= 400 && hr.status < 500 && typeof he?.message === 'string' && he.message.length > 0 &&
+      (param === null || he.param === param);
+    if (good) hostileOk++;
+    else bad(`hostile body ${b.slice(0, 80)}: ${hr.status} ${JSON.stringify(he)}`);
+  }
+  check(hostileOk === hostile.length, `${hostileOk}/${hostile.length} hostile bodies refused with a 4xx naming the field`);
+  // deep but allowed nesting (58 schema levels): the checks recurse per
+  // level, which once overflowed a civetweb thread's small stack
+  const deep = (d) => '{"type":"array","items":'.repeat(d) + '{}' + '}'.repeat(d);
+  const dr = await fetch(`${BASE}/v1/chat/completions`, { method: 'POST', body: '{"model":' + M +
+    ',"max_tokens":4,"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"d","schema":' +
+    deep(58) + '}}}' });
+  check(dr.status === 200 && (await fetch(`${BASE}/health`)).status === 200, `a schema 58 levels deep: ${dr.status}, the server lives`);
   const nf = await fetch(`${BASE}/v1/nothing`);
   check(nf.status === 404 && (await nf.json()).error?.code === 'unknown_url', 'unknown URL: 404');
 }

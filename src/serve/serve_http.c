@@ -857,6 +857,30 @@ static int read_body(coh_serve *s, struct mg_connection *conn, char **body, size
   return 0;
 }
 
+/* The deepest nesting of arrays and objects in a JSON text (strings
+ * skipped), stopping at limit + 1.  Checked before parsing: jansson, the
+ * chat renderer and the schema compiler recurse per level, and civetweb's
+ * threads have small stacks (a body nested 1000 deep overflowed one). */
+#define MAX_JSON_DEPTH 64
+static int json_depth(const char *p, size_t n, int limit) {
+  size_t i;
+  int depth = 0, max = 0, in_str = 0;
+  for (i = 0; i < n && max <= limit; i++) {
+    char c = p[i];
+    if (in_str) {
+      if (c == '\\') i++;
+      else if (c == '"') in_str = 0;
+    } else if (c == '"') {
+      in_str = 1;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max) max = depth;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      depth--;
+    }
+  }
+  return max;
+}
+
 static void handle_generate(coh_serve *s, struct mg_connection *conn, int kind) {
   char *body = NULL, *llm_text = NULL, hdr[64];
   size_t len = 0;
@@ -871,6 +895,11 @@ static void handle_generate(coh_serve *s, struct mg_connection *conn, int kind) 
   memset(&g, 0, sizeof g);
   g.kind = kind;
   if (read_body(s, conn, &body, &len)) return;
+  if (json_depth(body, len, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {
+    send_error(s, conn, 400, "invalid_request_error", NULL, "invalid_json",
+               "the JSON body nests arrays and objects deeper than %d levels", MAX_JSON_DEPTH);
+    goto done;
+  }
   root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
   if (root == NULL) {
     send_error(s, conn, 400, "invalid_request_error", NULL, "invalid_json",
@@ -984,16 +1013,51 @@ static void handle_models(coh_serve *s, struct mg_connection *conn, const char *
 
 static int route(coh_serve *s, struct mg_connection *conn);
 
+typedef struct route_arg {
+  coh_serve *s;
+  struct mg_connection *conn;
+  int rc;
+} route_arg;
+
+static void *route_thread(void *p) {
+  route_arg *a = p;
+  a->rc = route(a->s, a->conn);
+  return NULL;
+}
+
+/* The stack a request is handled on.  civetweb's own threads have small
+ * stacks (Debian builds it with a fixed 100 KiB or so), and checking a
+ * request recurses per nesting level of its JSON (jansson, the chat
+ * renderer, the JSON Schema compiler): a schema 58 levels deep overflowed
+ * one.  So each request runs on a thread of its own with this stack while
+ * the civetweb thread waits for it. */
+#define ROUTE_STACK ((size_t)8 << 20)
+
 /* Counts the handlers that run, so that the drain can wait until every
  * response has been written out before civetweb stops (mg_stop makes
  * writes in progress fail). */
 static int request_handler(struct mg_connection *conn, void *cbdata) {
   coh_serve *s = cbdata;
   int rc;
+  pthread_attr_t attr;
+  pthread_t th;
+  route_arg a;
   pthread_mutex_lock(&s->lock);
   s->n_handlers++;
   pthread_mutex_unlock(&s->lock);
-  rc = route(s, conn);
+  a.s = s;
+  a.conn = conn;
+  a.rc = 0;
+  if (pthread_attr_init(&attr) == 0 && pthread_attr_setstacksize(&attr, ROUTE_STACK) == 0 &&
+      pthread_create(&th, &attr, route_thread, &a) == 0) {
+    pthread_join(th, NULL);
+    rc = a.rc;
+  } else {
+    send_error(s, conn, 503, "server_error", NULL, "no_thread",
+               "the server cannot start a thread for this request: retry later");
+    rc = 503;
+  }
+  pthread_attr_destroy(&attr);
   pthread_mutex_lock(&s->lock);
   if (--s->n_handlers == 0) pthread_cond_broadcast(&s->idle_cond);
   pthread_mutex_unlock(&s->lock);
