@@ -710,7 +710,6 @@ static void stream_job(coh_serve *s, struct mg_connection *conn, coh__serve_job 
   size_t sent[COH__SERVE_MAX_N] = {0};
   int reported[COH__SERVE_MAX_N] = {0}, role_sent = 0, i, buffered;
   char hdr[128];
-  const coh__serve_model *m = &s->models[job->model];
 
   memset(&x, 0, sizeof x);
   x.s = s;
@@ -727,7 +726,6 @@ static void stream_job(coh_serve *s, struct mg_connection *conn, coh__serve_job 
             "Cache-Control: no-cache\r\n%sConnection: close\r\n\r\n",
             hdr);
   coh__serve_count_status(s, 200);
-  (void)m;
   pthread_mutex_lock(&s->lock);
   for (;;) {
     coh__buf b = {0};
