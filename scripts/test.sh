@@ -38,10 +38,12 @@ if [ $QUICK -eq 0 ]; then
   # whole orchestrated runs (worker pool + engine threads), and the monitor
   # (server threads against a publishing thread), and the engine's grammar-mask
   # helper thread (constrained requests, batched), the prefix cache on the
-  # engine thread (test_pcache, prefix_cache), and the journal writer thread.
+  # engine thread (test_pcache, prefix_cache), the journal writer thread, and
+  # `cohort serve` (HTTP threads handing requests to the serve loop, SSE
+  # writers, cancellation).
   TSAN_OPTIONS="halt_on_error=1 suppressions=$ROOT/tests/tsan.supp" \
     run_suite tsan -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
-      -DCOH_SANITIZE=thread -- -R "test_agent|test_ring|test_tokenizer|orch_run|test_monitor|test_engine_grammar|test_pcache|prefix_cache|test_jwriter"
+      -DCOH_SANITIZE=thread -- -R "test_agent|test_ring|test_tokenizer|orch_run|test_monitor|test_engine_grammar|test_pcache|prefix_cache|test_jwriter|serve_openai"
   # Every fuzz target: its regression inputs, then the seed corpus plus
   # generated inputs up to a fixed number of runs with a fixed seed (long
   # runs: scripts/fuzz.sh TARGET SECONDS; figures in docs/reliability.md).

@@ -22,6 +22,10 @@ int coh__cmd_grammar(int argc, char **argv);
 int coh__cmd_models(int argc, char **argv);
 int coh__cmd_exec(int argc, char **argv);
 int coh__cmd_inspect(int argc, char **argv);
+int coh__cmd_serve(int argc, char **argv);
+/* cmd_serve.c: `cohort replay` of a served session's journal; -1 when the
+ * file is not one. */
+int coh__serve_replay_maybe(int argc, char **argv);
 /* inspect_ui.c: serves the monitor dashboard over journal j (borrowed) at
  * listen ("ADDR:PORT") until SIGINT/SIGTERM; returns the exit status. */
 struct coh_journal;

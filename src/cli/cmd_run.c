@@ -448,5 +448,8 @@ done:
   return status;
 }
 
-int coh__cmd_replay(int argc, char **argv) { return replay_or_resume("replay", argc, argv); }
+int coh__cmd_replay(int argc, char **argv) {
+  int rc = coh__serve_replay_maybe(argc, argv); /* a served session's journal */
+  return rc >= 0 ? rc : replay_or_resume("replay", argc, argv);
+}
 int coh__cmd_resume(int argc, char **argv) { return replay_or_resume("resume", argc, argv); }

@@ -21,6 +21,7 @@ static const struct {
     {"replay", coh__cmd_replay, "re-execute a journaled run and report the first divergence"},
     {"resume", coh__cmd_resume, "continue a killed run from its journal"},
     {"inspect", coh__cmd_inspect, "print or verify a run journal's transcript"},
+    {"serve", coh__cmd_serve, "serve models over the OpenAI HTTP API (docs/serve.md)"},
 };
 
 static void print_usage(FILE *f) {

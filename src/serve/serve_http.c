@@ -1,0 +1,1240 @@
+/*
+ * serve_http.c — the OpenAI HTTP API of `cohort serve`, on civetweb (the
+ * library the monitor uses, linked the same way: cmake/monitor.cmake).
+ *
+ * Each request runs on one of civetweb's threads: the body is read (at most
+ * max_body bytes, else 413), the OpenAI JSON is checked field by field
+ * (errors name the field in the OpenAI error body), translated into an llm
+ * request (cohort/infer.h: the one chat renderer, tokenizer and
+ * constrained decoding of the engine) and parsed here, on the HTTP thread;
+ * the job then goes to the serve loop (serve.c) through its bounded queue,
+ * and this thread writes what the loop generates: one JSON response, or
+ * Server-Sent Events in the chunk format of the OpenAI API.
+ *
+ * Error bodies: {"error": {"message", "type", "param", "code"}}, with the
+ * statuses the official clients map to their error classes (400
+ * BadRequestError, 401 AuthenticationError, 404 NotFoundError, 413, 429
+ * RateLimitError, 5xx InternalServerError).
+ */
+#include <arpa/inet.h>
+#include <civetweb.h>
+#include <errno.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "serve_int.h"
+
+/* ---- responses ----------------------------------------------------------------- */
+
+static const char *reason(int status) {
+  switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 413: return "Payload Too Large";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Error";
+  }
+}
+
+static void send_body(coh_serve *s, struct mg_connection *conn, int status, const char *mime,
+                      const char *extra, const char *body, size_t len) {
+  mg_printf(conn,
+            "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+            "Cache-Control: no-store\r\n%sConnection: close\r\n\r\n",
+            status, reason(status), mime, len, extra ? extra : "");
+  if (len) mg_write(conn, body, len);
+  coh__serve_count_status(s, status);
+}
+
+static void send_json(coh_serve *s, struct mg_connection *conn, int status, json_t *v,
+                      const char *extra) {
+  char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
+  if (text == NULL) {
+    static const char oom[] =
+        "{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\",\"param\":null,"
+        "\"code\":null}}";
+    send_body(s, conn, 500, "application/json", NULL, oom, sizeof oom - 1);
+  } else {
+    send_body(s, conn, status, "application/json", extra, text, strlen(text));
+    free(text);
+  }
+  json_decref(v);
+}
+
+/* The error body; param and code may be NULL (JSON null). */
+static void send_error(coh_serve *s, struct mg_connection *conn, int status, const char *type,
+                       const char *param, const char *code, const char *fmt, ...)
+    COH__PRINTF(7, 8);
+static void send_error(coh_serve *s, struct mg_connection *conn, int status, const char *type,
+                       const char *param, const char *code, const char *fmt, ...) {
+  char msg[COH_ERRMSG_MAX + 256];
+  va_list ap;
+  json_t *e;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  e = json_pack("{s:{s:s,s:s,s:s?,s:s?}}", "error", "message", msg, "type", type, "param", param,
+                "code", code);
+  send_json(s, conn, status, e,
+            status == 401 ? "WWW-Authenticate: Bearer realm=\"cohort\"\r\n" : NULL);
+}
+
+#define BAD(param, ...) \
+  send_error(s, conn, 400, "invalid_request_error", param, NULL, __VA_ARGS__)
+
+/* A JSON string of len bytes of generated text: invalid UTF-8 (a character
+ * cut at max_tokens) becomes U+FFFD, so the body is always valid JSON. */
+static json_t *text_string(const char *p, size_t len) {
+  coh__buf b = {0};
+  size_t i = 0, k;
+  json_t *v;
+  while (i < len) {
+    k = coh__utf8_seq((const unsigned char *)p + i, len - i);
+    if (k == 0) {
+      coh__buf_add(&b, "\xEF\xBF\xBD", 3);
+      i++;
+    } else {
+      coh__buf_add(&b, p + i, k);
+      i += k;
+    }
+  }
+  if (b.oom) {
+    coh__buf_free(&b);
+    return NULL;
+  }
+  v = json_stringn(b.p ? b.p : "", b.n);
+  coh__buf_free(&b);
+  return v;
+}
+
+/* ---- authentication ------------------------------------------------------------- */
+
+/* Constant time in the length of the presented header: every byte of the
+ * longer of the two strings is compared. */
+static int bearer_ok(const char *key, const char *hdr) {
+  static const char pre[] = "Bearer ";
+  size_t kl = strlen(key), hl, i, n;
+  unsigned char diff = 0;
+  if (hdr == NULL) return 0;
+  hl = strlen(hdr);
+  n = hl > kl + 7 ? hl : kl + 7;
+  for (i = 0; i < n; i++) {
+    unsigned char want = i < 7 ? (unsigned char)pre[i] : i - 7 < kl ? (unsigned char)key[i - 7] : 0;
+    unsigned char got = i < hl ? (unsigned char)hdr[i] : 0;
+    diff |= (unsigned char)(want ^ got);
+  }
+  return diff == 0 && hl == kl + 7;
+}
+
+/* ---- request checking ------------------------------------------------------------- */
+
+typedef struct gen_params {
+  int kind;
+  int model;
+  int stream, include_usage;
+  int n;
+  int logprobs, top_logprobs;
+  int have_seed;
+  uint64_t seed;
+  int64_t max_tokens;  /* -1: not given */
+  int32_t *ids;        /* completions: prompt as token ids */
+  size_t n_ids;
+} gen_params;
+
+static int is_num(json_t *v) { return json_is_integer(v) || json_is_real(v); }
+
+/* Copies a message, joining "content" given as an array of text parts
+ * ({"type": "text", "text": ...}) into one string. */
+static json_t *flatten_message(json_t *m, size_t i, char *param, size_t cap, int *bad) {
+  json_t *c = json_object_get(m, "content"), *out;
+  size_t k;
+  coh__buf b = {0};
+  if (!json_is_object(m) || !json_is_array(c)) return json_incref(m);
+  for (k = 0; k < json_array_size(c) && k < 4096; k++) {
+    json_t *part = json_array_get(c, k), *t = json_object_get(part, "text");
+    const char *ty = json_string_value(json_object_get(part, "type"));
+    if (!json_is_object(part) || ty == NULL || strcmp(ty, "text") || !json_is_string(t)) {
+      snprintf(param, cap, "messages[%zu].content[%zu]", i, k);
+      *bad = 1;
+      coh__buf_free(&b);
+      return NULL;
+    }
+    coh__buf_add(&b, json_string_value(t), json_string_length(t));
+  }
+  if (k < json_array_size(c) || b.oom) {
+    snprintf(param, cap, "messages[%zu].content", i);
+    *bad = 1;
+    coh__buf_free(&b);
+    return NULL;
+  }
+  out = json_deep_copy(m);
+  if (out) json_object_set_new(out, "content", json_stringn(b.p ? b.p : "", b.n));
+  coh__buf_free(&b);
+  return out;
+}
+
+/* The field an llm-request message names ("field 'messages[2].role'"). */
+static void field_of(const char *msg, char *param, size_t cap) {
+  const char *a = strstr(msg, "field '"), *e;
+  param[0] = '\0';
+  if (a == NULL) return;
+  a += 7;
+  e = strchr(a, '\'');
+  if (e == NULL || (size_t)(e - a) >= cap) return;
+  memcpy(param, a, (size_t)(e - a));
+  param[e - a] = '\0';
+}
+
+/* Checks the OpenAI body (root, an object) and builds the llm request JSON
+ * in *llm.  Returns 0, or 1 after sending the error response. */
+static int check_body(coh_serve *s, struct mg_connection *conn, json_t *root, gen_params *g,
+                      json_t **llm) {
+  static const char *const chat_keys[] = {
+      "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p",
+      "seed", "stop", "n", "logprobs", "top_logprobs", "user", "stream", "stream_options",
+      "response_format", "tools", "tool_choice", "parallel_tool_calls", "frequency_penalty",
+      "presence_penalty", "logit_bias", "store", "metadata", "top_k", "min_p",
+      "repetition_penalty", "ignore_eos", NULL};
+  static const char *const cmpl_keys[] = {
+      "model", "prompt", "max_tokens", "temperature", "top_p", "seed", "stop", "n",
+      "logprobs", "user", "stream", "stream_options", "echo", "best_of", "suffix",
+      "frequency_penalty", "presence_penalty", "logit_bias", "top_k", "min_p",
+      "repetition_penalty", "ignore_eos", NULL};
+  const char *const *keys = g->kind == COH__JOB_CHAT ? chat_keys : cmpl_keys;
+  const char *key, *model;
+  json_t *v, *out;
+  size_t i;
+
+  json_object_foreach(root, key, v) {
+    for (i = 0; keys[i] && strcmp(keys[i], key); i++) {}
+    if (keys[i] == NULL) {
+      BAD(key, "Unrecognized request argument supplied: %s", key);
+      return 1;
+    }
+  }
+  v = json_object_get(root, "model");
+  if (!json_is_string(v)) {
+    BAD("model", v ? "'model' must be a string" : "you must provide a model parameter");
+    return 1;
+  }
+  model = json_string_value(v);
+  for (i = 0; i < s->n_models && strcmp(s->models[i].id, model); i++) {}
+  if (i == s->n_models) {
+    send_error(s, conn, 404, "invalid_request_error", "model", "model_not_found",
+               "The model '%s' does not exist", model);
+    return 1;
+  }
+  g->model = (int)i;
+  if ((out = json_object()) == NULL) goto oom;
+  *llm = out;
+  json_object_set(out, "model", v);
+
+  /* sampling: OpenAI's defaults (temperature 1, top_p 1) */
+  v = json_object_get(root, "temperature");
+  if (v && !json_is_null(v) && (!is_num(v) || json_number_value(v) < 0 || json_number_value(v) > 2)) {
+    BAD("temperature", "'temperature' must be a number in [0, 2]");
+    return 1;
+  }
+  json_object_set_new(out, "temperature",
+                      json_real(v && !json_is_null(v) ? json_number_value(v) : 1.0));
+  v = json_object_get(root, "top_p");
+  if (v && !json_is_null(v)) {
+    if (!is_num(v) || !(json_number_value(v) > 0) || json_number_value(v) > 1) {
+      BAD("top_p", "'top_p' must be a number in (0, 1]");
+      return 1;
+    }
+    json_object_set(out, "top_p", v);
+  }
+  {
+    static const char *const ext[] = {"top_k", "min_p", "repetition_penalty"};
+    for (i = 0; i < 3; i++)
+      if ((v = json_object_get(root, ext[i])) != NULL && !json_is_null(v)) {
+        if (!is_num(v)) {
+          BAD(ext[i], "'%s' must be a number", ext[i]);
+          return 1;
+        }
+        json_object_set(out, ext[i], v);
+      }
+  }
+  {
+    static const char *const pen[] = {"frequency_penalty", "presence_penalty"};
+    for (i = 0; i < 2; i++)
+      if ((v = json_object_get(root, pen[i])) != NULL && !json_is_null(v)) {
+        if (!is_num(v) || json_number_value(v) < -2 || json_number_value(v) > 2) {
+          BAD(pen[i], "'%s' must be a number in [-2, 2]", pen[i]);
+          return 1;
+        }
+        if (json_number_value(v) != 0) {
+          BAD(pen[i], "'%s' other than 0 is not supported by cohort (use repetition_penalty)",
+              pen[i]);
+          return 1;
+        }
+      }
+  }
+  v = json_object_get(root, "ignore_eos"); /* cohort's extension */
+  if (v && !json_is_null(v)) {
+    if (!json_is_boolean(v)) {
+      BAD("ignore_eos", "'ignore_eos' must be a boolean");
+      return 1;
+    }
+    json_object_set(out, "ignore_eos", v);
+  }
+  v = json_object_get(root, "logit_bias");
+  if (v && !json_is_null(v) && !(json_is_object(v) && json_object_size(v) == 0)) {
+    BAD("logit_bias", "'logit_bias' is not supported by cohort");
+    return 1;
+  }
+  v = json_object_get(root, "user");
+  if (v && !json_is_null(v) && !json_is_string(v)) {
+    BAD("user", "'user' must be a string");
+    return 1;
+  }
+
+  /* max_tokens / max_completion_tokens */
+  g->max_tokens = -1;
+  {
+    static const char *const mt[] = {"max_tokens", "max_completion_tokens"};
+    for (i = 0; i < 2; i++)
+      if ((v = json_object_get(root, mt[i])) != NULL && !json_is_null(v)) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+            json_integer_value(v) > s->models[g->model].context) {
+          BAD(mt[i], "'%s' must be an integer in [1, %lld] (the model's context)", mt[i],
+              (long long)s->models[g->model].context);
+          return 1;
+        }
+        g->max_tokens = json_integer_value(v);
+      }
+  }
+  /* seed */
+  v = json_object_get(root, "seed");
+  if (v && !json_is_null(v)) {
+    if (!json_is_integer(v)) {
+      BAD("seed", "'seed' must be an integer");
+      return 1;
+    }
+    g->have_seed = 1;
+    g->seed = (uint64_t)json_integer_value(v);
+  }
+  /* n */
+  g->n = 1;
+  v = json_object_get(root, "n");
+  if (v && !json_is_null(v)) {
+    if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+        json_integer_value(v) > COH__SERVE_MAX_N) {
+      BAD("n", "'n' must be an integer in [1, %d]", COH__SERVE_MAX_N);
+      return 1;
+    }
+    g->n = (int)json_integer_value(v);
+  }
+  /* stop */
+  v = json_object_get(root, "stop");
+  if (v && !json_is_null(v)) json_object_set(out, "stop", v);
+  /* stream, stream_options */
+  v = json_object_get(root, "stream");
+  if (v && !json_is_null(v) && !json_is_boolean(v)) {
+    BAD("stream", "'stream' must be a boolean");
+    return 1;
+  }
+  g->stream = json_is_true(v);
+  v = json_object_get(root, "stream_options");
+  if (v && !json_is_null(v)) {
+    json_t *iu = json_object_get(v, "include_usage");
+    const char *k2;
+    json_t *x;
+    if (!g->stream) {
+      BAD("stream_options", "'stream_options' is only allowed when 'stream' is true");
+      return 1;
+    }
+    if (!json_is_object(v)) {
+      BAD("stream_options", "'stream_options' must be an object");
+      return 1;
+    }
+    json_object_foreach(v, k2, x) if (strcmp(k2, "include_usage") && strcmp(k2, "include_obfuscation")) {
+      BAD("stream_options", "Unrecognized stream option: %s", k2);
+      return 1;
+    }
+    if (iu && !json_is_boolean(iu)) {
+      BAD("stream_options.include_usage", "'stream_options.include_usage' must be a boolean");
+      return 1;
+    }
+    g->include_usage = json_is_true(iu);
+  }
+
+  if (g->kind == COH__JOB_CHAT) {
+    json_t *msgs = json_object_get(root, "messages"), *arr;
+    v = json_object_get(root, "logprobs");
+    if (v && !json_is_null(v) && !json_is_boolean(v)) {
+      BAD("logprobs", "'logprobs' must be a boolean");
+      return 1;
+    }
+    g->logprobs = json_is_true(v);
+    v = json_object_get(root, "top_logprobs");
+    if (v && !json_is_null(v)) {
+      if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+          json_integer_value(v) > COH__SERVE_MAX_TOP_LOGPROBS) {
+        BAD("top_logprobs", "'top_logprobs' must be an integer in [0, %d]",
+            COH__SERVE_MAX_TOP_LOGPROBS);
+        return 1;
+      }
+      if (!g->logprobs) {
+        BAD("top_logprobs", "'top_logprobs' needs 'logprobs' set to true");
+        return 1;
+      }
+      g->top_logprobs = (int)json_integer_value(v);
+    }
+    if (!json_is_array(msgs) || json_array_size(msgs) == 0) {
+      BAD("messages", msgs ? "'messages' must be a non-empty array"
+                           : "you must provide a messages parameter");
+      return 1;
+    }
+    if ((arr = json_array()) == NULL) goto oom;
+    json_object_set_new(out, "messages", arr);
+    for (i = 0; i < json_array_size(msgs); i++) {
+      char param[64];
+      int bad = 0;
+      json_t *m = flatten_message(json_array_get(msgs, i), i, param, sizeof param, &bad);
+      if (bad) {
+        BAD(param, "'%s' must be a string or an array of text parts", param);
+        return 1;
+      }
+      if (m == NULL) goto oom;
+      json_array_append_new(arr, m);
+    }
+    {
+      static const char *const pass[] = {"response_format", "tools", "tool_choice",
+                                         "parallel_tool_calls"};
+      for (i = 0; i < 4; i++)
+        if ((v = json_object_get(root, pass[i])) != NULL && !json_is_null(v))
+          json_object_set(out, pass[i], v);
+    }
+  } else {
+    json_t *p = json_object_get(root, "prompt");
+    v = json_object_get(root, "logprobs");
+    if (v && !json_is_null(v)) {
+      if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 5) {
+        BAD("logprobs", "'logprobs' must be an integer in [0, 5]");
+        return 1;
+      }
+      g->logprobs = 1;
+      g->top_logprobs = (int)json_integer_value(v);
+    }
+    v = json_object_get(root, "echo");
+    if (v && !json_is_null(v) && !json_is_false(v)) {
+      BAD("echo", "'echo' is not supported by cohort");
+      return 1;
+    }
+    v = json_object_get(root, "suffix");
+    if (v && !json_is_null(v)) {
+      BAD("suffix", "'suffix' is not supported by cohort");
+      return 1;
+    }
+    v = json_object_get(root, "best_of");
+    if (v && !json_is_null(v) && !(json_is_integer(v) && json_integer_value(v) == g->n)) {
+      BAD("best_of", "'best_of' must equal 'n' (cohort returns every choice)");
+      return 1;
+    }
+    /* a one-element array holding a string or token ids is the same prompt */
+    if (json_is_array(p) && json_array_size(p) == 1 &&
+        (json_is_string(json_array_get(p, 0)) || json_is_array(json_array_get(p, 0))))
+      p = json_array_get(p, 0);
+    if (json_is_string(p)) {
+      json_object_set(out, "prompt", p);
+    } else if (json_is_array(p) && json_array_size(p) > 0) {
+      size_t n = json_array_size(p);
+      int64_t vocab = s->models[g->model].vocab;
+      if ((int64_t)n > s->models[g->model].context) {
+        send_error(s, conn, 400, "invalid_request_error", "prompt", "context_length_exceeded",
+                   "'prompt' has %zu tokens, more than the model's context of %lld", n,
+                   (long long)s->models[g->model].context);
+        return 1;
+      }
+      if ((g->ids = coh__malloc(n * sizeof *g->ids)) == NULL) goto oom;
+      for (i = 0; i < n; i++) {
+        json_t *t = json_array_get(p, i);
+        if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) >= vocab) {
+          char param[48];
+          snprintf(param, sizeof param, "prompt[%zu]", i);
+          BAD(param, "'%s' must be a token id in [0, %lld)", param, (long long)vocab);
+          return 1;
+        }
+        g->ids[i] = (int32_t)json_integer_value(t);
+      }
+      g->n_ids = n;
+      json_object_set_new(out, "prompt", json_string(""));
+    } else {
+      BAD("prompt", p ? "'prompt' must be a string, a non-empty array of token ids, or a "
+                        "one-element array of either"
+                      : "you must provide a prompt parameter");
+      return 1;
+    }
+  }
+  return 0;
+oom:
+  send_error(s, conn, 500, "server_error", NULL, NULL, "out of memory");
+  return 1;
+}
+
+static uint64_t draw_seed(void) {
+  uint64_t v = 0;
+  size_t got = 0;
+  int tries = 0;
+  while (got < sizeof v && tries++ < 16) {
+    ssize_t k = getrandom((char *)&v + got, sizeof v - got, 0);
+    if (k > 0) got += (size_t)k;
+  }
+  if (got < sizeof v) v ^= (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull;
+  return v >> 1; /* fits a signed 64-bit JSON integer */
+}
+
+/* ---- responses built from a job ------------------------------------------------------ */
+
+static const char *finish_reason(coh_finish f) {
+  switch (f) {
+    case COH_FINISH_LENGTH:
+    case COH_FINISH_CONTEXT: return "length";
+    case COH_FINISH_NONE: return NULL;
+    default: return "stop";
+  }
+}
+
+/* The text of one token for logprobs (its exact bytes, as a JSON string
+ * with U+FFFD for an incomplete character) and its bytes array. */
+static void token_json(const coh_tokenizer *tok, int32_t id, json_t **str, json_t **bytes) {
+  char buf[256];
+  size_t len = 0, i;
+  coh_err err = {0};
+  if (coh_tokenizer_token_bytes(tok, id, buf, sizeof buf, &len, &err) != COH_OK) len = 0;
+  *str = text_string(buf, len);
+  *bytes = json_array();
+  for (i = 0; i < len && *bytes; i++)
+    json_array_append_new(*bytes, json_integer((unsigned char)buf[i]));
+}
+
+static json_t *chat_logprobs(const coh__serve_model *m, const coh__serve_choice *c) {
+  json_t *content = json_array();
+  size_t i;
+  int k;
+  for (i = 0; i < c->n_toks && content; i++) {
+    const coh__serve_tok *t = &c->toks[i];
+    json_t *str, *bytes, *top = json_array();
+    token_json(m->tok, t->id, &str, &bytes);
+    for (k = 0; k < t->n_top && top; k++) {
+      json_t *s2, *b2;
+      token_json(m->tok, t->top_id[k], &s2, &b2);
+      json_array_append_new(top, json_pack("{s:o,s:f,s:o}", "token", s2, "logprob",
+                                           (double)t->top_lp[k], "bytes", b2));
+    }
+    json_array_append_new(content, json_pack("{s:o,s:f,s:o,s:o}", "token", str, "logprob",
+                                             (double)t->logprob, "bytes", bytes,
+                                             "top_logprobs", top));
+  }
+  return json_pack("{s:o,s:[]}", "content", content, "refusal");
+}
+
+static json_t *cmpl_logprobs(const coh__serve_model *m, const coh__serve_choice *c) {
+  json_t *tokens = json_array(), *lps = json_array(), *tops = json_array(), *offs = json_array();
+  size_t i, off = 0;
+  int k;
+  for (i = 0; i < c->n_toks; i++) {
+    const coh__serve_tok *t = &c->toks[i];
+    json_t *str, *bytes, *top = json_object();
+    token_json(m->tok, t->id, &str, &bytes);
+    json_array_append(tokens, str);
+    json_array_append_new(lps, json_real(t->logprob));
+    json_array_append_new(offs, json_integer((json_int_t)off));
+    off += json_array_size(bytes);
+    json_decref(bytes);
+    json_decref(str);
+    for (k = 0; k < t->n_top && top; k++) {
+      json_t *s2, *b2;
+      token_json(m->tok, t->top_id[k], &s2, &b2);
+      if (s2) json_object_set_new(top, json_string_value(s2), json_real(t->top_lp[k]));
+      json_decref(s2);
+      json_decref(b2);
+    }
+    json_array_append_new(tops, top);
+  }
+  return json_pack("{s:o,s:o,s:o,s:o}", "tokens", tokens, "token_logprobs", lps,
+                   "top_logprobs", tops, "text_offset", offs);
+}
+
+/* The tool calls of a chat choice's text, in the OpenAI shape, or NULL. */
+static json_t *tool_calls(const coh__serve_job *job, int index, const char *text, size_t len) {
+  char *calls = NULL;
+  json_t *arr, *out;
+  size_t i;
+  coh_err err = {0};
+  if (job->lr.tool_choice == COH_TOOLS_NONE) return NULL;
+  if (coh_llm_tool_calls(job->lr.tool_names, job->lr.n_tools, text, len, &calls, &err) != COH_OK ||
+      calls == NULL)
+    return NULL;
+  arr = json_loads(calls, 0, NULL);
+  coh_free(calls);
+  if (!json_is_array(arr)) {
+    json_decref(arr);
+    return NULL;
+  }
+  out = json_array();
+  for (i = 0; i < json_array_size(arr) && out; i++) {
+    json_t *c = json_array_get(arr, i);
+    char id[64], *args = json_dumps(json_object_get(c, "arguments"), JSON_COMPACT);
+    snprintf(id, sizeof id, "call_%llu_%d_%zu", (unsigned long long)job->seq, index, i);
+    json_array_append_new(out, json_pack("{s:i,s:s,s:s,s:{s:O,s:s}}", "index", (json_int_t)i,
+                                         "id", id, "type", "function", "function", "name",
+                                         json_object_get(c, "name"), "arguments",
+                                         args ? args : "{}"));
+    free(args);
+  }
+  json_decref(arr);
+  return out;
+}
+
+static json_t *usage_json(const coh__serve_job *job) {
+  json_int_t comp = 0;
+  int i;
+  for (i = 0; i < job->n; i++) comp += job->choices[i].n_tokens;
+  return json_pack("{s:I,s:I,s:I}", "prompt_tokens", (json_int_t)job->lr.n_ids,
+                   "completion_tokens", comp, "total_tokens", (json_int_t)job->lr.n_ids + comp);
+}
+
+static void job_id(const coh__serve_job *job, char *buf, size_t cap) {
+  snprintf(buf, cap, "%s-cohort-%llu", job->kind == COH__JOB_CHAT ? "chatcmpl" : "cmpl",
+           (unsigned long long)job->seq);
+}
+
+/* The whole response of a finished job (lock held: the job is done). */
+static json_t *full_response(coh_serve *s, const coh__serve_job *job, long long created) {
+  const coh__serve_model *m = &s->models[job->model];
+  json_t *choices = json_array();
+  char id[64];
+  int i;
+  job_id(job, id, sizeof id);
+  for (i = 0; i < job->n && choices; i++) {
+    const coh__serve_choice *c = &job->choices[i];
+    const char *text = c->text.p ? c->text.p : "";
+    json_t *lp = job->logprobs ? (job->kind == COH__JOB_CHAT ? chat_logprobs(m, c)
+                                                             : cmpl_logprobs(m, c))
+                               : json_null();
+    if (job->kind == COH__JOB_CHAT) {
+      json_t *calls = tool_calls(job, i, text, c->text.n), *msg;
+      if (calls)
+        msg = json_pack("{s:s,s:n,s:o,s:n}", "role", "assistant", "content", "tool_calls", calls,
+                        "refusal");
+      else
+        msg = json_pack("{s:s,s:o,s:n}", "role", "assistant", "content",
+                        text_string(text, c->text.n), "refusal");
+      json_array_append_new(choices,
+                            json_pack("{s:i,s:o,s:o,s:s}", "index", i, "message", msg, "logprobs",
+                                      lp, "finish_reason",
+                                      calls ? "tool_calls" : finish_reason(c->finish)));
+    } else {
+      json_array_append_new(choices,
+                            json_pack("{s:o,s:i,s:o,s:s}", "text", text_string(text, c->text.n),
+                                      "index", i, "logprobs", lp, "finish_reason",
+                                      finish_reason(c->finish)));
+    }
+  }
+  return json_pack("{s:s,s:s,s:I,s:s,s:s,s:o,s:o}", "id", id, "object",
+                   job->kind == COH__JOB_CHAT ? "chat.completion" : "text_completion", "created",
+                   (json_int_t)created, "model", m->id, "system_fingerprint", m->fingerprint,
+                   "choices", choices, "usage", usage_json(job));
+}
+
+/* ---- SSE ------------------------------------------------------------------------------ */
+
+typedef struct stream_ctx {
+  coh_serve *s;
+  struct mg_connection *conn;
+  coh__serve_job *job;
+  char id[64];
+  long long created;
+  int broken;
+} stream_ctx;
+
+/* One chunk: "data: " + the chunk object + a blank line, appended to b.
+ * choice: the choices array's one element, or NULL (the usage chunk). */
+static void chunk(stream_ctx *x, coh__buf *b, json_t *choice, json_t *usage) {
+  const coh__serve_model *m = &x->s->models[x->job->model];
+  json_t *c = json_pack("{s:s,s:s,s:I,s:s,s:s,s:o}", "id", x->id, "object",
+                        x->job->kind == COH__JOB_CHAT ? "chat.completion.chunk"
+                                                      : "text_completion",
+                        "created", (json_int_t)x->created, "model", m->id, "system_fingerprint",
+                        m->fingerprint, "choices", choice ? json_pack("[o]", choice) : json_array());
+  char *t;
+  /* with include_usage every chunk carries "usage": null, the last one the counts */
+  if (c && usage) json_object_set_new(c, "usage", usage);
+  else json_decref(usage);
+  t = c ? json_dumps(c, JSON_COMPACT) : NULL;
+  if (t == NULL) {
+    b->oom = 1;
+  } else {
+    coh__buf_printf(b, "data: %s\n\n", t);
+    free(t);
+  }
+  json_decref(c);
+}
+
+static json_t *delta_choice(const coh__serve_job *job, int index, json_t *delta,
+                            const char *finish) {
+  if (job->kind == COH__JOB_CHAT)
+    return json_pack("{s:i,s:o,s:n,s:s?}", "index", index, "delta", delta, "logprobs",
+                     "finish_reason", finish);
+  /* completions: the delta is the text */
+  return json_pack("{s:o,s:i,s:n,s:s?}", "text", delta, "index", index, "logprobs",
+                   "finish_reason", finish);
+}
+
+static int write_all(stream_ctx *x, const coh__buf *b) {
+  if (x->broken || b->n == 0) return x->broken ? -1 : 0;
+  if (mg_write(x->conn, b->p, b->n) != (int)b->n) x->broken = 1;
+  return x->broken ? -1 : 0;
+}
+
+/* Streams job until it is done or the client is gone (then cancels it and
+ * waits until the loop has let go of it). */
+static void stream_job(coh_serve *s, struct mg_connection *conn, coh__serve_job *job,
+                       int include_usage) {
+  stream_ctx x;
+  size_t sent[COH__SERVE_MAX_N] = {0};
+  int reported[COH__SERVE_MAX_N] = {0}, role_sent = 0, i, buffered;
+  char hdr[128];
+
+  memset(&x, 0, sizeof x);
+  x.s = s;
+  x.conn = conn;
+  x.job = job;
+  x.created = (long long)time(NULL);
+  job_id(job, x.id, sizeof x.id);
+  /* a chat with tools is sent whole at the end: it may turn out to be a
+   * tool call, which is not text */
+  buffered = job->kind == COH__JOB_CHAT && job->lr.tool_choice != COH_TOOLS_NONE;
+  snprintf(hdr, sizeof hdr, "x-cohort-seed: %llu\r\n", (unsigned long long)job->seed);
+  mg_printf(conn,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
+            "Cache-Control: no-cache\r\n%sConnection: close\r\n\r\n",
+            hdr);
+  coh__serve_count_status(s, 200);
+  pthread_mutex_lock(&s->lock);
+  for (;;) {
+    coh__buf b = {0};
+    int done = job->done, progress = 0;
+    if (!role_sent && job->kind == COH__JOB_CHAT) {
+      for (i = 0; i < job->n; i++)
+        chunk(&x, &b, delta_choice(job, i, json_pack("{s:s,s:s}", "role", "assistant", "content", ""),
+                                   NULL),
+              include_usage ? json_null() : NULL);
+      role_sent = progress = 1;
+    }
+    for (i = 0; i < job->n; i++) {
+      coh__serve_choice *c = &job->choices[i];
+      if (!buffered) {
+        for (; sent[i] < c->n_pieces; sent[i]++) {
+          size_t a = sent[i] ? c->piece_end[sent[i] - 1] : 0, e = c->piece_end[sent[i]];
+          json_t *d = job->kind == COH__JOB_CHAT
+                          ? json_pack("{s:o}", "content", text_string(c->text.p + a, e - a))
+                          : text_string(c->text.p + a, e - a);
+          chunk(&x, &b, delta_choice(job, i, d, NULL), include_usage ? json_null() : NULL);
+          progress = 1;
+        }
+      }
+      if (!reported[i] && c->finish != COH_FINISH_NONE && c->finish != COH_FINISH_CANCELLED &&
+          c->finish != COH_FINISH_ERROR) {
+        const char *fr = finish_reason(c->finish);
+        if (buffered) {
+          json_t *calls = tool_calls(job, i, c->text.p ? c->text.p : "", c->text.n);
+          if (calls) {
+            fr = "tool_calls";
+            chunk(&x, &b, delta_choice(job, i, json_pack("{s:o}", "tool_calls", calls), NULL),
+                  include_usage ? json_null() : NULL);
+          } else if (c->text.n) {
+            chunk(&x, &b,
+                  delta_choice(job, i,
+                               json_pack("{s:o}", "content", text_string(c->text.p, c->text.n)),
+                               NULL),
+                  include_usage ? json_null() : NULL);
+          }
+        }
+        chunk(&x, &b, delta_choice(job, i, job->kind == COH__JOB_CHAT ? json_object()
+                                                                     : json_string(""), fr),
+              include_usage ? json_null() : NULL);
+        reported[i] = progress = 1;
+      }
+    }
+    if (done) {
+      int failed = 0;
+      for (i = 0; i < job->n; i++)
+        if (job->choices[i].finish == COH_FINISH_ERROR || job->oom) failed = 1;
+      if (failed)
+        coh__buf_printf(&b, "data: {\"error\":{\"message\":\"generation failed (see the server "
+                            "log)\",\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n");
+      else if (include_usage)
+        chunk(&x, &b, NULL, usage_json(job));
+      coh__buf_printf(&b, "data: [DONE]\n\n");
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (b.oom) x.broken = 1;
+    (void)write_all(&x, &b);
+    coh__buf_free(&b);
+    pthread_mutex_lock(&s->lock);
+    if (done) break;
+    if (x.broken) {
+      /* the client is gone: cancel, and wait until the loop lets go */
+      atomic_store(&job->cancel, 1);
+      pthread_cond_signal(&s->loop_cond);
+      while (!job->done) pthread_cond_wait(&job->cond, &s->lock);
+      break;
+    }
+    if (!progress && !job->done) pthread_cond_wait(&job->cond, &s->lock);
+  }
+  pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- endpoints ------------------------------------------------------------------------ */
+
+/* Reads the body: 0 with *body (caller frees), or 1 after answering. */
+static int read_body(coh_serve *s, struct mg_connection *conn, char **body, size_t *len) {
+  const struct mg_request_info *ri = mg_get_request_info(conn);
+  size_t max = s->o.max_body, n = 0, cap;
+  char *p;
+  *body = NULL;
+  if (ri->content_length > (long long)max) {
+    send_error(s, conn, 413, "invalid_request_error", NULL, "request_too_large",
+               "request body of %lld bytes exceeds the limit of %zu bytes (--max-body)",
+               ri->content_length, max);
+    return 1;
+  }
+  cap = ri->content_length >= 0 ? (size_t)ri->content_length + 1 : 65536;
+  if ((p = coh__malloc(cap)) == NULL) {
+    send_error(s, conn, 500, "server_error", NULL, NULL, "out of memory");
+    return 1;
+  }
+  for (;;) {
+    int k;
+    if (n + 1 >= cap) {
+      char *q;
+      if (cap > max) {
+        coh__free(p);
+        send_error(s, conn, 413, "invalid_request_error", NULL, "request_too_large",
+                   "request body exceeds the limit of %zu bytes (--max-body)", max);
+        return 1;
+      }
+      q = coh__realloc(p, cap * 2);
+      if (q == NULL) {
+        coh__free(p);
+        send_error(s, conn, 500, "server_error", NULL, NULL, "out of memory");
+        return 1;
+      }
+      p = q;
+      cap *= 2;
+    }
+    k = mg_read(conn, p + n, cap - 1 - n);
+    if (k <= 0) break;
+    n += (size_t)k;
+  }
+  if (n > max) {
+    coh__free(p);
+    send_error(s, conn, 413, "invalid_request_error", NULL, "request_too_large",
+               "request body exceeds the limit of %zu bytes (--max-body)", max);
+    return 1;
+  }
+  p[n] = '\0';
+  *body = p;
+  *len = n;
+  return 0;
+}
+
+/* The deepest nesting of arrays and objects in a JSON text (strings
+ * skipped), stopping at limit + 1.  Checked before parsing: jansson, the
+ * chat renderer and the schema compiler recurse per level, and civetweb's
+ * threads have small stacks (a body nested 1000 deep overflowed one). */
+#define MAX_JSON_DEPTH 64
+static int json_depth(const char *p, size_t n, int limit) {
+  size_t i;
+  int depth = 0, max = 0, in_str = 0;
+  for (i = 0; i < n && max <= limit; i++) {
+    char c = p[i];
+    if (in_str) {
+      if (c == '\\') i++;
+      else if (c == '"') in_str = 0;
+    } else if (c == '"') {
+      in_str = 1;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max) max = depth;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      depth--;
+    }
+  }
+  return max;
+}
+
+static void handle_generate(coh_serve *s, struct mg_connection *conn, int kind) {
+  char *body = NULL, *llm_text = NULL, hdr[64];
+  size_t len = 0;
+  json_error_t je;
+  json_t *root = NULL, *llm = NULL;
+  gen_params g;
+  coh__serve_job *job = NULL;
+  coh__serve_model *m;
+  coh_err err = {0};
+  int i, rc;
+
+  memset(&g, 0, sizeof g);
+  g.kind = kind;
+  if (read_body(s, conn, &body, &len)) return;
+  if (json_depth(body, len, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {
+    send_error(s, conn, 400, "invalid_request_error", NULL, "invalid_json",
+               "the JSON body nests arrays and objects deeper than %d levels", MAX_JSON_DEPTH);
+    goto done;
+  }
+  root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+  if (root == NULL) {
+    send_error(s, conn, 400, "invalid_request_error", NULL, "invalid_json",
+               "We could not parse the JSON body of your request: line %d, column %d: %s",
+               je.line, je.column, je.text);
+    goto done;
+  }
+  if (!json_is_object(root)) {
+    send_error(s, conn, 400, "invalid_request_error", NULL, "invalid_json",
+               "the request body must be a JSON object");
+    goto done;
+  }
+  if (check_body(s, conn, root, &g, &llm)) goto done;
+  m = &s->models[g.model];
+  if (!g.have_seed) g.seed = draw_seed();
+  if ((llm_text = json_dumps(llm, JSON_COMPACT)) == NULL) {
+    send_error(s, conn, 500, "server_error", NULL, NULL, "out of memory");
+    goto done;
+  }
+  rc = coh__serve_job_new(s, g.model, kind, g.n, g.seed, llm_text, g.ids, g.n_ids, &job, &err);
+  if (rc != COH_OK) {
+    char param[128];
+    field_of(err.msg, param, sizeof param);
+    if (rc == COH_ENOMEM)
+      send_error(s, conn, 500, "server_error", NULL, NULL, "%s", err.msg);
+    else
+      BAD(param[0] ? param : NULL, "%s", err.msg);
+    goto done;
+  }
+  job->logprobs = g.logprobs;
+  job->top_logprobs = g.top_logprobs;
+  if (job->lr.n_ids == 0) {
+    BAD(kind == COH__JOB_CHAT ? "messages" : "prompt", "the prompt has no tokens");
+    goto done;
+  }
+  if ((int64_t)job->lr.n_ids >= m->context ||
+      (g.max_tokens > 0 && (int64_t)job->lr.n_ids + g.max_tokens > m->context)) {
+    send_error(s, conn, 400, "invalid_request_error",
+               kind == COH__JOB_CHAT ? "messages" : "prompt", "context_length_exceeded",
+               "This model's maximum context length is %lld tokens. However, you requested "
+               "%lld tokens (%zu in the prompt, %lld for the completion).",
+               (long long)m->context,
+               (long long)job->lr.n_ids + (g.max_tokens > 0 ? g.max_tokens : 0), job->lr.n_ids,
+               (long long)(g.max_tokens > 0 ? g.max_tokens : 0));
+    goto done;
+  }
+  job->lr.req.max_tokens =
+      (int32_t)(g.max_tokens > 0 ? g.max_tokens : m->context - (int64_t)job->lr.n_ids);
+  job->t_arrive = coh__wall_seconds();
+
+  rc = coh__serve_enqueue(s, job);
+  if (rc == 429) {
+    send_error(s, conn, 429, "rate_limit_exceeded", NULL, "queue_full",
+               "the server's queue is full (--max-queue %d): retry later", s->o.max_queue);
+    goto done;
+  }
+  if (rc == 503) {
+    send_error(s, conn, 503, "server_error", NULL, "shutting_down",
+               "the server is shutting down");
+    goto done;
+  }
+  /* from here the job belongs to the loop until job->done */
+  if (g.stream) {
+    stream_job(s, conn, job, g.include_usage);
+  } else {
+    json_t *resp = NULL;
+    int failed = 0;
+    pthread_mutex_lock(&s->lock);
+    while (!job->done) pthread_cond_wait(&job->cond, &s->lock);
+    for (i = 0; i < job->n; i++)
+      if (job->choices[i].finish == COH_FINISH_ERROR) failed = 1;
+    if (!failed && !job->oom) resp = full_response(s, job, (long long)time(NULL));
+    pthread_mutex_unlock(&s->lock);
+    snprintf(hdr, sizeof hdr, "x-cohort-seed: %llu\r\n", (unsigned long long)job->seed);
+    if (failed)
+      send_error(s, conn, 500, "server_error", NULL, NULL,
+                 "generation failed (see the server log)");
+    else
+      send_json(s, conn, resp ? 200 : 500, resp, hdr);
+  }
+done:
+  coh__serve_job_free(job);
+  coh__free(g.ids);
+  free(llm_text);
+  json_decref(llm);
+  json_decref(root);
+  coh__free(body);
+}
+
+static void handle_models(coh_serve *s, struct mg_connection *conn, const char *one) {
+  json_t *data = json_array();
+  size_t i;
+  for (i = 0; i < s->n_models; i++) {
+    json_t *mj = json_pack("{s:s,s:s,s:i,s:s}", "id", s->models[i].id, "object", "model",
+                           "created", 0, "owned_by", "cohort");
+    if (one != NULL && !strcmp(one, s->models[i].id)) {
+      json_decref(data);
+      send_json(s, conn, 200, mj, NULL);
+      return;
+    }
+    json_array_append_new(data, mj);
+  }
+  if (one != NULL) {
+    json_decref(data);
+    send_error(s, conn, 404, "invalid_request_error", "model", "model_not_found",
+               "The model '%s' does not exist", one);
+    return;
+  }
+  send_json(s, conn, 200, json_pack("{s:s,s:o}", "object", "list", "data", data), NULL);
+}
+
+static int route(coh_serve *s, struct mg_connection *conn);
+
+typedef struct route_arg {
+  coh_serve *s;
+  struct mg_connection *conn;
+  int rc;
+} route_arg;
+
+static void *route_thread(void *p) {
+  route_arg *a = p;
+  a->rc = route(a->s, a->conn);
+  return NULL;
+}
+
+/* The stack a request is handled on.  civetweb's own threads have small
+ * stacks (Debian builds it with a fixed 100 KiB or so), and checking a
+ * request recurses per nesting level of its JSON (jansson, the chat
+ * renderer, the JSON Schema compiler): a schema 58 levels deep overflowed
+ * one.  So each request runs on a thread of its own with this stack while
+ * the civetweb thread waits for it. */
+#define ROUTE_STACK ((size_t)8 << 20)
+
+/* Counts the handlers that run, so that the drain can wait until every
+ * response has been written out before civetweb stops (mg_stop makes
+ * writes in progress fail). */
+static int request_handler(struct mg_connection *conn, void *cbdata) {
+  coh_serve *s = cbdata;
+  int rc;
+  pthread_attr_t attr;
+  pthread_t th;
+  route_arg a;
+  pthread_mutex_lock(&s->lock);
+  s->n_handlers++;
+  pthread_mutex_unlock(&s->lock);
+  a.s = s;
+  a.conn = conn;
+  a.rc = 0;
+  if (pthread_attr_init(&attr) == 0 && pthread_attr_setstacksize(&attr, ROUTE_STACK) == 0 &&
+      pthread_create(&th, &attr, route_thread, &a) == 0) {
+    pthread_join(th, NULL);
+    rc = a.rc;
+  } else {
+    send_error(s, conn, 503, "server_error", NULL, "no_thread",
+               "the server cannot start a thread for this request: retry later");
+    rc = 503;
+  }
+  pthread_attr_destroy(&attr);
+  pthread_mutex_lock(&s->lock);
+  if (--s->n_handlers == 0) pthread_cond_broadcast(&s->idle_cond);
+  pthread_mutex_unlock(&s->lock);
+  return rc;
+}
+
+static int route(coh_serve *s, struct mg_connection *conn) {
+  const struct mg_request_info *ri = mg_get_request_info(conn);
+  const char *uri = ri->local_uri ? ri->local_uri : "/", *method = ri->request_method;
+  int get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
+
+  if (!strcmp(uri, "/health")) {
+    int stopping;
+    pthread_mutex_lock(&s->lock);
+    stopping = s->stopping;
+    pthread_mutex_unlock(&s->lock);
+    if (stopping) send_body(s, conn, 503, "application/json", NULL, "{\"status\":\"draining\"}", 21);
+    else send_body(s, conn, 200, "application/json", NULL, "{\"status\":\"ok\"}", 15);
+    return 200;
+  }
+  if (s->api_key != NULL && !bearer_ok(s->api_key, mg_get_header(conn, "Authorization"))) {
+    send_error(s, conn, 401, "invalid_request_error", NULL, "invalid_api_key",
+               "Incorrect API key provided (send it as 'Authorization: Bearer KEY')");
+    return 401;
+  }
+  if (!strcmp(uri, "/metrics") && get) {
+    coh__buf b = {0};
+    coh__serve_metrics_text(s, &b);
+    if (b.oom) send_error(s, conn, 500, "server_error", NULL, NULL, "out of memory");
+    else send_body(s, conn, 200, "text/plain; version=0.0.4", NULL, b.p, b.n);
+    coh__buf_free(&b);
+    return 200;
+  }
+  if (!strcmp(uri, "/v1/models") && get) {
+    handle_models(s, conn, NULL);
+  } else if (!strncmp(uri, "/v1/models/", 11) && get) {
+    handle_models(s, conn, uri + 11);
+  } else if (!strcmp(uri, "/v1/chat/completions") && post) {
+    handle_generate(s, conn, COH__JOB_CHAT);
+  } else if (!strcmp(uri, "/v1/completions") && post) {
+    handle_generate(s, conn, COH__JOB_COMPLETION);
+  } else if (!strcmp(uri, "/v1/models") || !strcmp(uri, "/v1/chat/completions") ||
+             !strcmp(uri, "/v1/completions") || !strcmp(uri, "/metrics")) {
+    send_error(s, conn, 405, "invalid_request_error", NULL, "method_not_allowed",
+               "method %s is not allowed on %s", method, uri);
+  } else {
+    send_error(s, conn, 404, "invalid_request_error", NULL, "unknown_url",
+               "Unknown request URL: %s %s", method, uri);
+  }
+  return 200;
+}
+
+static int log_message(const struct mg_connection *conn, const char *msg) {
+  (void)conn;
+  (void)msg;
+  return 1; /* bad clients must not fill the server's stderr */
+}
+
+/* ---- start/stop ------------------------------------------------------------------------ */
+
+int coh__serve_parse_listen(const char *s, char addr[16], int *port, coh_err *err) {
+  const char *colon = strrchr(s, ':'), *ps = colon ? colon + 1 : s;
+  char host[256];
+  struct in_addr ia;
+  char *end;
+  long p;
+  if (s[0] == '[' || (colon && memchr(s, ':', (size_t)(colon - s))))
+    return coh__err(err, COH_EINVAL,
+                    "--listen '%s': IPv6 is not supported by this civetweb build; use an IPv4 "
+                    "address", s);
+  errno = 0;
+  p = strtol(ps, &end, 10);
+  if (*ps == '\0' || *end != '\0' || errno || p < 0 || p > 65535)
+    return coh__err(err, COH_EINVAL, "--listen '%s': expected ADDR:PORT or PORT (port 0..65535)", s);
+  *port = (int)p;
+  if (colon == NULL) {
+    strcpy(addr, "127.0.0.1");
+    return COH_OK;
+  }
+  if ((size_t)(colon - s) >= sizeof host || colon == s)
+    return coh__err(err, COH_EINVAL, "--listen '%s': expected ADDR:PORT", s);
+  memcpy(host, s, (size_t)(colon - s));
+  host[colon - s] = '\0';
+  if (!strcmp(host, "localhost")) strcpy(host, "127.0.0.1");
+  if (inet_pton(AF_INET, host, &ia) != 1)
+    return coh__err(err, COH_EINVAL, "--listen '%s': '%s' is not an IPv4 address (or localhost)",
+                    s, host);
+  inet_ntop(AF_INET, &ia, addr, 16);
+  return COH_OK;
+}
+
+int coh__serve_http_start(coh_serve *s, coh_err *err) {
+  char listen[40], threads[24], queue[24], etext[256] = "";
+  struct mg_callbacks cb;
+  struct mg_init_data init;
+  struct mg_error_data edata;
+  unsigned ecode = 0;
+  struct mg_server_port ports[2];
+  /* a thread per request that may be open (in a batch slot or queued),
+   * plus spares that answer 429, health and metrics at once */
+  long nt = (long)s->o.max_batch * (long)s->n_models + s->o.max_queue + 16;
+  const char *options[] = {"listening_ports", listen,
+                           "num_threads", threads,
+                           "connection_queue", queue,
+                           "request_timeout_ms", "60000",
+                           "enable_keep_alive", "no",
+                           "enable_directory_listing", "no",
+                           NULL};
+  if (nt > 1024) nt = 1024;
+  snprintf(threads, sizeof threads, "%ld", nt);
+  snprintf(queue, sizeof queue, "%d", 256);
+  snprintf(listen, sizeof listen, "%s:%d", s->addr, s->port);
+  memset(&cb, 0, sizeof cb);
+  cb.log_message = log_message;
+  memset(&init, 0, sizeof init);
+  init.callbacks = &cb;
+  init.user_data = s;
+  init.configuration_options = options;
+  memset(&edata, 0, sizeof edata);
+  edata.code = &ecode;
+  edata.text = etext;
+  edata.text_buffer_size = sizeof etext;
+  mg_init_library(0);
+  s->ctx = mg_start2(&init, &edata);
+  if (s->ctx == NULL) {
+    mg_exit_library();
+    return coh__err(err, COH_EIO, "serve: --listen %s: cannot listen: %s", s->listen,
+                    etext[0] ? etext : "unknown error");
+  }
+  if (mg_get_server_ports(s->ctx, 2, ports) < 1) {
+    mg_stop(s->ctx);
+    s->ctx = NULL;
+    mg_exit_library();
+    return coh__err(err, COH_EIO, "serve: --listen %s: no listening port", s->listen);
+  }
+  s->port = ports[0].port;
+  mg_set_request_handler(s->ctx, "/", request_handler, s);
+  return COH_OK;
+}
+
+/* civetweb's listening thread notices mg_stop only between polls, which
+ * last up to 2 s; a connection wakes it, so stopping takes milliseconds. */
+static void *nudger(void *arg) {
+  coh_serve *s = arg;
+  struct sockaddr_in a;
+  int i;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_port = htons((uint16_t)s->port);
+  if (strcmp(s->addr, "0.0.0.0") == 0 || inet_pton(AF_INET, s->addr, &a.sin_addr) != 1)
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  for (i = 0; i < 500 && !atomic_load(&s->mg_stopped); i++) {
+    struct timespec ts = {0, 20 * 1000000L};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0) {
+      (void)connect(fd, (struct sockaddr *)&a, sizeof a);
+      close(fd);
+    }
+    nanosleep(&ts, NULL);
+  }
+  return NULL;
+}
+
+void coh__serve_http_stop(coh_serve *s) {
+  pthread_t th;
+  int nudging;
+  struct timespec dl;
+  /* let the handlers finish writing (bounded: 10 s, for a stalled client) */
+  clock_gettime(CLOCK_REALTIME, &dl);
+  dl.tv_sec += 10;
+  pthread_mutex_lock(&s->lock);
+  s->stopping = 1;
+  while (s->n_handlers > 0)
+    if (pthread_cond_timedwait(&s->idle_cond, &s->lock, &dl) != 0) break;
+  pthread_mutex_unlock(&s->lock);
+  nudging = pthread_create(&th, NULL, nudger, s) == 0;
+  mg_stop(s->ctx);
+  atomic_store(&s->mg_stopped, 1);
+  if (nudging) pthread_join(th, NULL);
+  s->ctx = NULL;
+  mg_exit_library();
+}
