@@ -140,7 +140,7 @@ def analyse(model_dir):
             if len(dims) == 4 and dims[1] > 0 and dims[3] > 0:
                 kv += dims[1] * dims[3] * elem_size(tt.elem_type)
     return {"model": os.path.basename(os.path.normpath(model_dir)), "weight_bytes": int(total),
-            "read_per_token": int(read), "initializers": len(tensors), "matmulnbits_inputs": nbits,
+            "read_per_token": int(read), "parameters": params, "initializers": len(tensors), "matmulnbits_inputs": nbits,
             "parts": {k: {"bytes": int(v[0]), "read": int(v[1])} for k, v in sorted(parts.items())},
             "kv_bytes_per_position": int(kv)}
 

@@ -19,7 +19,9 @@ trap 'rm -rf "$TMP"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 for m in llama-tiny-plain-fp32 llama-tiny-plain-fp16 llama-tiny-plain-int4-acc4 llama-tiny-plain-int8-acc4; do
-  "$PY" "$TOOL" "$COH_FIXTURES/$m" >"$TMP/$m.json" 2>"$TMP/$m.err" || { cat "$TMP/$m.err" >&2; fail "$m: exit $?"; }
+  rc=0
+  "$PY" "$TOOL" "$COH_FIXTURES/$m" >"$TMP/$m.json" 2>"$TMP/$m.err" || rc=$?
+  [ "$rc" -eq 0 ] || { cat "$TMP/$m.err" >&2; fail "$m: exit $rc"; }
 done
 
 "$PY" - "$COH_FIXTURES" "$TMP" <<'EOF' || fail "byte counts differ (above)"
