@@ -37,8 +37,8 @@
 # [llama-300m-plain] (the fp32 fixture; mkfixture remakes it if the sizes change), ROUNDS [3],
 # THREADS [2], PROMPT_LEN [16], DECODE [32], STREAM_MIB [256], STREAM_REPS [5],
 # LAYERS [16] HIDDEN [1024] HEADS [16] KV_HEADS [4] INTER [4096] VOCAB [32000],
-# VARIANTS ["int8:head:acc4 int4:head:acc4"]: QUANT[:asym][:head][:accN], each
-# a --quant twin (block BLOCK [32]) as in bench/run_quant.sh.
+# VARIANTS ["int8:head:acc4 int4:head:acc4"]: QUANT[:asym][:head][:accN][:bN], each
+# a --quant twin as in bench/run_quant.sh, block N (:bN) or BLOCK [32].
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -79,16 +79,20 @@ models=("$OUT/$BASE")
 labels=("fp32")
 for v in $VARIANTS; do
   IFS=: read -r -a parts <<<"$v"
-  args=(--quant "${parts[0]}" --block "$BLOCK")
+  blk=$BLOCK
+  args=(--quant "${parts[0]}")
   for p in "${parts[@]:1}"; do
     case $p in
+      b[0-9]*) blk=${p#b} ;;
       asym) args+=(--asym) ;;
       head) args+=(--quant-head) ;;
       acc*) args+=(--accuracy-level "${p#acc}") ;;
       *) echo "run_roofline: unknown variant part '$p' in '$v'" >&2; exit 2 ;;
     esac
   done
+  args+=(--block "$blk")
   name="$BASE-${v//:/-}"
+  [ "$blk" -eq 32 ] || [[ $v == *:b"$blk"* ]] || name+="-b$blk"
   # --from always rewrites; keep a twin newer than its source's weights
   # (mkfixture writes a folder under a temporary name and renames it when
   # complete, so a model.onnx there is whole)
