@@ -1,6 +1,7 @@
 /* test_util.c — error tables, the replaceable allocator, bounded file
- * reads and paths kept inside a folder. */
+ * reads, paths kept inside a folder, lossy UTF-8 and listen addresses. */
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -162,6 +163,49 @@ static void test_path_inside(void) {
   rm_tree(dir);
 }
 
+/* Valid sequences pass through; each byte that starts no valid sequence
+ * (a cut character, a stray continuation, an overlong) becomes U+FFFD. */
+static void test_utf8_lossy(void) {
+  static const struct {
+    const char *in, *out;
+  } cases[] = {
+      {"", ""},
+      {"abc", "abc"},
+      {"caf\xC3\xA9 \xE2\x98\x95", "caf\xC3\xA9 \xE2\x98\x95"},
+      {"x\xE2\x98", "x\xEF\xBF\xBD\xEF\xBF\xBD"},   /* cut at the end */
+      {"\x80y", "\xEF\xBF\xBDy"},                      /* stray continuation */
+      {"\xC0\xAF", "\xEF\xBF\xBD\xEF\xBF\xBD"},      /* overlong '/' */
+      {"\xED\xA0\x80", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"}, /* surrogate */
+  };
+  size_t i;
+  for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    coh__buf b = {0};
+    coh__buf_add_utf8_lossy(&b, cases[i].in, strlen(cases[i].in));
+    CHECK(!b.oom);
+    CHECK(b.n == strlen(cases[i].out) && (b.n == 0 || !memcmp(b.p, cases[i].out, b.n)));
+    coh__buf_free(&b);
+  }
+}
+
+static void test_parse_listen(void) {
+  char addr[16];
+  int port = -1;
+  coh_err err = {0};
+  CHECK_EQ_INT(coh__parse_listen("--ui", "8080", addr, &port, &err), COH_OK);
+  CHECK(!strcmp(addr, "127.0.0.1") && port == 8080);
+  CHECK_EQ_INT(coh__parse_listen("--ui", "localhost:0", addr, &port, &err), COH_OK);
+  CHECK(!strcmp(addr, "127.0.0.1") && port == 0);
+  CHECK_EQ_INT(coh__parse_listen("--ui", "0.0.0.0:65535", addr, &port, &err), COH_OK);
+  CHECK(!strcmp(addr, "0.0.0.0") && port == 65535);
+  CHECK_EQ_INT(coh__parse_listen("--ui", "[::1]:80", addr, &port, &err), COH_EINVAL);
+  CHECK(strstr(err.msg, "--ui '[::1]:80'") && strstr(err.msg, "IPv6"));
+  CHECK_EQ_INT(coh__parse_listen("--listen", "1.2.3.4:65536", addr, &port, &err), COH_EINVAL);
+  CHECK(strstr(err.msg, "--listen '1.2.3.4:65536'") != NULL);
+  CHECK_EQ_INT(coh__parse_listen("--ui", ":80", addr, &port, &err), COH_EINVAL);
+  CHECK_EQ_INT(coh__parse_listen("--ui", "host.example:80", addr, &port, &err), COH_EINVAL);
+  CHECK(strstr(err.msg, "not an IPv4 address") != NULL);
+}
+
 int main(int argc, char **argv) {
   TEST_MAIN_BEGIN(argc, argv);
   RUN(test_error_tables);
@@ -169,5 +213,7 @@ int main(int argc, char **argv) {
   RUN(test_allocator_replace);
   RUN(test_read_file_bounded);
   RUN(test_path_inside);
+  RUN(test_utf8_lossy);
+  RUN(test_parse_listen);
   return TEST_MAIN_END();
 }

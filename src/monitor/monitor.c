@@ -874,40 +874,6 @@ static int log_message(const struct mg_connection *conn, const char *msg) {
 
 /* ---- start/stop ------------------------------------------------------------- */
 
-/* "PORT", "ADDR:PORT" → dotted IPv4 address and port. */
-static int parse_listen(const char *s, char addr[16], int *port, coh_err *err) {
-  const char *colon = strrchr(s, ':'), *ps = colon ? colon + 1 : s;
-  char host[256];
-  struct in_addr ia;
-  char *end;
-  long p;
-  if (s[0] == '[' || (colon && memchr(s, ':', (size_t)(colon - s))))
-    return coh__err(err, COH_EINVAL,
-                    "--ui '%s': IPv6 is not supported by this civetweb build; "
-                    "use an IPv4 address", s);
-  errno = 0;
-  p = strtol(ps, &end, 10);
-  if (*ps == '\0' || *end != '\0' || errno || p < 0 || p > 65535)
-    return coh__err(err, COH_EINVAL,
-                    "--ui '%s': expected ADDR:PORT or PORT (port 0..65535)", s);
-  *port = (int)p;
-  if (colon == NULL) {
-    strcpy(addr, "127.0.0.1");
-    return COH_OK;
-  }
-  if ((size_t)(colon - s) >= sizeof host || colon == s)
-    return coh__err(err, COH_EINVAL, "--ui '%s': expected ADDR:PORT", s);
-  memcpy(host, s, (size_t)(colon - s));
-  host[colon - s] = '\0';
-  if (!strcmp(host, "localhost")) strcpy(host, "127.0.0.1");
-  if (inet_pton(AF_INET, host, &ia) != 1)
-    return coh__err(err, COH_EINVAL,
-                    "--ui '%s': '%s' is not an IPv4 address (or localhost)", s,
-                    host);
-  inet_ntop(AF_INET, &ia, addr, 16);
-  return COH_OK;
-}
-
 static int token_chars_ok(const char *t) {
   if (*t == '\0' || strlen(t) > 100) return 0;
   for (; *t; t++)
@@ -1007,7 +973,7 @@ int coh_monitor_start(const coh_monitor_opts *opts, coh_monitor **out,
   *out = NULL;
   if (opts == NULL || opts->listen == NULL)
     return coh__err(err, COH_EINVAL, "--ui: no address given");
-  if ((rc = parse_listen(opts->listen, addr, &port, err))) return rc;
+  if ((rc = coh__parse_listen("--ui", opts->listen, addr, &port, err))) return rc;
   if (opts->token != NULL && !token_chars_ok(opts->token))
     return coh__err(err, COH_EINVAL,
                     "--ui-token: use 1..100 characters from A-Z a-z 0-9 - _ . ~");

@@ -98,18 +98,8 @@ static void send_error(coh_serve *s, struct mg_connection *conn, int status, con
  * cut at max_tokens) becomes U+FFFD, so the body is always valid JSON. */
 static json_t *text_string(const char *p, size_t len) {
   coh__buf b = {0};
-  size_t i = 0, k;
   json_t *v;
-  while (i < len) {
-    k = coh__utf8_seq((const unsigned char *)p + i, len - i);
-    if (k == 0) {
-      coh__buf_add(&b, "\xEF\xBF\xBD", 3);
-      i++;
-    } else {
-      coh__buf_add(&b, p + i, k);
-      i += k;
-    }
-  }
+  coh__buf_add_utf8_lossy(&b, p, len);
   if (b.oom) {
     coh__buf_free(&b);
     return NULL;
@@ -1117,34 +1107,7 @@ static int log_message(const struct mg_connection *conn, const char *msg) {
 /* ---- start/stop ------------------------------------------------------------------------ */
 
 int coh__serve_parse_listen(const char *s, char addr[16], int *port, coh_err *err) {
-  const char *colon = strrchr(s, ':'), *ps = colon ? colon + 1 : s;
-  char host[256];
-  struct in_addr ia;
-  char *end;
-  long p;
-  if (s[0] == '[' || (colon && memchr(s, ':', (size_t)(colon - s))))
-    return coh__err(err, COH_EINVAL,
-                    "--listen '%s': IPv6 is not supported by this civetweb build; use an IPv4 "
-                    "address", s);
-  errno = 0;
-  p = strtol(ps, &end, 10);
-  if (*ps == '\0' || *end != '\0' || errno || p < 0 || p > 65535)
-    return coh__err(err, COH_EINVAL, "--listen '%s': expected ADDR:PORT or PORT (port 0..65535)", s);
-  *port = (int)p;
-  if (colon == NULL) {
-    strcpy(addr, "127.0.0.1");
-    return COH_OK;
-  }
-  if ((size_t)(colon - s) >= sizeof host || colon == s)
-    return coh__err(err, COH_EINVAL, "--listen '%s': expected ADDR:PORT", s);
-  memcpy(host, s, (size_t)(colon - s));
-  host[colon - s] = '\0';
-  if (!strcmp(host, "localhost")) strcpy(host, "127.0.0.1");
-  if (inet_pton(AF_INET, host, &ia) != 1)
-    return coh__err(err, COH_EINVAL, "--listen '%s': '%s' is not an IPv4 address (or localhost)",
-                    s, host);
-  inet_ntop(AF_INET, &ia, addr, 16);
-  return COH_OK;
+  return coh__parse_listen("--listen", s, addr, port, err);
 }
 
 int coh__serve_http_start(coh_serve *s, coh_err *err) {

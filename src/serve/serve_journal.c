@@ -33,18 +33,8 @@
 /* Generated text as JSON: invalid UTF-8 becomes U+FFFD. */
 static json_t *text_json(const char *p, size_t len) {
   coh__buf b = {0};
-  size_t i = 0, k;
   json_t *v;
-  while (i < len) {
-    k = coh__utf8_seq((const unsigned char *)p + i, len - i);
-    if (k == 0) {
-      coh__buf_add(&b, "\xEF\xBF\xBD", 3);
-      i++;
-    } else {
-      coh__buf_add(&b, p + i, k);
-      i += k;
-    }
-  }
+  coh__buf_add_utf8_lossy(&b, p, len);
   v = b.oom ? NULL : json_stringn(b.p ? b.p : "", b.n);
   coh__buf_free(&b);
   return v;

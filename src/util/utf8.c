@@ -19,3 +19,17 @@ size_t coh__utf8_seq(const unsigned char *p, size_t n) {
     return 0;
   return len;
 }
+
+void coh__buf_add_utf8_lossy(coh__buf *b, const char *p, size_t n) {
+  size_t i = 0, k;
+  while (i < n) {
+    k = coh__utf8_seq((const unsigned char *)p + i, n - i);
+    if (k == 0) {
+      coh__buf_add(b, "\xEF\xBF\xBD", 3);
+      i++;
+    } else {
+      coh__buf_add(b, p + i, k);
+      i += k;
+    }
+  }
+}

@@ -103,6 +103,16 @@ int coh__sha256_file(const char *path, char hex[65], coh_err *err);
  * included). */
 size_t coh__utf8_seq(const unsigned char *p, size_t n);
 
+/* Appends p[0..n) to b with every byte that does not start a valid UTF-8
+ * sequence replaced by U+FFFD (generated text cut inside a character), so
+ * that the result is always valid UTF-8. */
+void coh__buf_add_utf8_lossy(coh__buf *b, const char *p, size_t n);
+
+/* "PORT" or "ADDR:PORT" (IPv4 or localhost; a port alone means 127.0.0.1)
+ * into a dotted address addr[16] and *port (0..65535).  flag names the
+ * option in error messages ("--ui", "--listen"). */
+int coh__parse_listen(const char *flag, const char *s, char addr[16], int *port, coh_err *err);
+
 /* Monotonic wall-clock seconds.  The one wall clock of the library: used
  * for timing columns, statistics and traces only, never on the
  * deterministic path. */
