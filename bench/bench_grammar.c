@@ -4,11 +4,13 @@
  * without one, side by side in one process.
  *
  *   bench_grammar MODEL_DIR (--json-schema FILE | --grammar FILE | --json-object)
- *                 [--batch 16] [--decode 64] [--rounds 5] [--threads N]
+ *                 [--batch 16] [--decode 64] [--max-tokens D] [--rounds 5] [--threads N]
  *
  * One round = one run without a constraint, then one with it (fresh engine,
  * max_batch B, B greedy requests with fixed pseudo-random prompts of 16
- * tokens, max_tokens D); rounds alternate ABBA (odd rounds run the
+ * tokens, max_tokens M, default D, timing at most D full-batch steps: an M
+ * above D measures a schema whose output fits its budget, an M equal to D one
+ * whose token budget binds, docs/grammar.md); rounds alternate ABBA (odd rounds run the
  * constrained engine first) so that drift on a shared machine hits both
  * alike.  Only decode steps at the full batch B are timed, and only those
  * that both runs of a round have (a constrained request may finish early;
@@ -74,7 +76,7 @@ typedef struct run_result {
   double mask_s, wait_s;
 } run_result;
 
-static int run_once(coh_model *m, const coh_grammar *g, int batch, int decode,
+static int run_once(coh_model *m, const coh_grammar *g, int batch, int decode, int max_tokens,
                     run_result *out, coh_err *err) {
   const coh_model_info *info = coh_model_get_info(m);
   coh_engine *e = NULL;
@@ -92,11 +94,11 @@ static int run_once(coh_model *m, const coh_grammar *g, int batch, int decode,
       prompt[i] = (int32_t)(100 + (uint64_t)(r * 7919 + i * 104729) % (uint64_t)(info->vocab - 200));
     q.prompt = prompt;
     q.n_prompt = 16;
-    q.max_tokens = decode;
+    q.max_tokens = max_tokens;
     q.grammar = g;
     if ((rc = coh_engine_submit(e, &q, &id, err))) goto done;
   }
-  while (coh_engine_busy(e) && guard++ < 100000) {
+  while (coh_engine_busy(e) && guard++ < 100000 && n < decode) {
     uint64_t before, pbefore;
     double t0;
     coh_engine_get_stats(e, &st);
@@ -124,7 +126,7 @@ done:
 
 int main(int argc, char **argv) {
   const char *dir = NULL, *schema = NULL, *gpath = NULL;
-  int json_object = 0, batch = 16, decode = 64, rounds = 5, threads = 0, i, k;
+  int json_object = 0, batch = 16, decode = 64, max_tokens = 0, rounds = 5, threads = 0, i, k;
   coh_model_options mo;
   coh_model *m = NULL;
   coh_grammar *g = NULL;
@@ -141,6 +143,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--json-object")) json_object = 1;
     else if (!strcmp(argv[i], "--batch") && v) batch = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--decode") && v) decode = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--max-tokens") && v) max_tokens = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--rounds") && v) rounds = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--threads") && v) threads = atoi(argv[++i]);
     else if (argv[i][0] != '-' && dir == NULL) dir = argv[i];
@@ -150,11 +153,14 @@ int main(int argc, char **argv) {
     }
   }
   if (dir == NULL || (schema != NULL) + (gpath != NULL) + json_object != 1 || batch < 1 ||
-      batch > 1024 || decode < 2 || rounds < 1 || rounds > MAX_ROUNDS) {
+      batch > 1024 || decode < 2 || decode > MAX_STEPS || rounds < 1 || rounds > MAX_ROUNDS ||
+      max_tokens < 0 || (max_tokens > 0 && max_tokens < decode)) {
     fprintf(stderr, "usage: bench_grammar MODEL_DIR (--json-schema F | --grammar F | --json-object) "
-                    "[--batch 16] [--decode 64] [--rounds 5 (<= 64)] [--threads N]\n");
+                    "[--batch 16] [--decode 64] [--max-tokens M >= decode] [--rounds 5 (<= 64)] "
+                    "[--threads N]\n");
     return 2;
   }
+  if (max_tokens == 0) max_tokens = decode;
   if (schema || gpath) {
     const char *p = schema ? schema : gpath;
     if ((text = read_file(p, &len)) == NULL) {
@@ -186,8 +192,10 @@ int main(int argc, char **argv) {
     static double ta[MAX_STEPS], tb[MAX_STEPS];
     int common, j;
     /* ABBA: odd rounds run the constrained engine first */
-    if (k % 2 == 0 ? run_once(m, NULL, batch, decode, &a, &err) || run_once(m, g, batch, decode, &b, &err)
-                   : run_once(m, g, batch, decode, &b, &err) || run_once(m, NULL, batch, decode, &a, &err)) {
+    if (k % 2 == 0 ? run_once(m, NULL, batch, decode, max_tokens, &a, &err) ||
+                         run_once(m, g, batch, decode, max_tokens, &b, &err)
+                   : run_once(m, g, batch, decode, max_tokens, &b, &err) ||
+                         run_once(m, NULL, batch, decode, max_tokens, &a, &err)) {
       fprintf(stderr, "bench_grammar: %s\n", err.msg);
       coh_model_close(m);
       coh_grammar_free(g);
@@ -226,9 +234,9 @@ int main(int argc, char **argv) {
     printf("last constrained run: %llu masks, %.1f us each (helper thread), %.3f ms waited for "
            "masks after OrtRun in total\n",
            (unsigned long long)last.masks, per_mask * 1e6, last.wait_s * 1e3);
-    printf("{\"batch\":%d,\"decode\":%d,\"rounds\":%d,\"plain_ms\":%.4f,\"constrained_ms\":%.4f,"
+    printf("{\"batch\":%d,\"decode\":%d,\"max_tokens\":%d,\"rounds\":%d,\"plain_ms\":%.4f,\"constrained_ms\":%.4f,"
            "\"overhead_pct\":%.2f,\"best_overhead_pct\":%.2f,\"mask_us\":%.2f,\"mask_wait_ms\":%.4f}\n",
-           batch, decode, rounds, pm * 1e3, cm * 1e3, (cm / pm - 1.0) * 100.0,
+           batch, decode, max_tokens, rounds, pm * 1e3, cm * 1e3, (cm / pm - 1.0) * 100.0,
            (cbest / pbest - 1.0) * 100.0, per_mask * 1e6, last.wait_s * 1e3);
   }
   coh_model_close(m);

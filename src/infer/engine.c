@@ -129,6 +129,7 @@ struct coh_engine {
    * byte count (capped at 255); a scratch mask */
   uint32_t *ws_only, *ws_mask;
   uint32_t *budget_mask; /* scratch: a mask restricted to the token budget */
+  size_t max_token_bytes; /* the longest token's bytes (SIZE_MAX: unknown) */
   uint8_t *ws_tail;
   size_t ws_n;              /* tokens in ws_tail */
   /* The prefix cache (pcache.h): made at the first full prompt chunk of a
@@ -536,6 +537,20 @@ static int budget_check(coh_engine *e, seq *s, const float *lf, const uint32_t *
   if ((rc = coh_grammar_state_token_min_bytes(s->gstate, *out, &cost, err))) return rc;
   /* after *out, `left` tokens: the cost in bytes, then EOS */
   if (left > 0 && cost < (uint64_t)left) return COH_OK;
+  /* No token can fit when even the longest one leaves more than the budget
+   * to complete: every token t costs at least (completion now) - len(t).
+   * Then the restricted mask would be empty and the token stays, so skip
+   * the step-per-allowed-token walk that would find that out (the common
+   * case while a long schema's output cannot fit max_tokens at all). */
+  if (e->max_token_bytes != SIZE_MAX) {
+    uint64_t now;
+    if ((rc = coh_grammar_state_min_bytes(s->gstate, &now, err))) return rc;
+    if (now > (uint64_t)e->max_token_bytes &&
+        (left <= 0 || now - (uint64_t)e->max_token_bytes >= (uint64_t)left)) {
+      e->stats.budget_restricted++;
+      return COH_OK;
+    }
+  }
   memcpy(e->budget_mask, allowed, e->mask_words * sizeof *e->budget_mask);
   if ((rc = coh_grammar_state_budget_mask(s->gstate, e->budget_mask, left - 1, &n_left, err)))
     return rc;
@@ -1194,9 +1209,15 @@ static int ws_setup(coh_engine *e, size_t gv, coh_err *err) {
   if (e->ws_only == NULL || e->ws_mask == NULL || e->ws_tail == NULL)
     return coh__err(err, COH_ENOMEM, "out of memory");
   e->ws_n = gv;
+  e->max_token_bytes = 0;
   for (id = 0; id < gv; id++) {
-    /* a token too long for buf counts as not whitespace */
-    if (coh_tokenizer_token_bytes(e->m->tok, (int32_t)id, buf, sizeof buf, &len, &e2)) continue;
+    /* a token too long for buf counts as not whitespace, and leaves the
+     * longest token's length unknown */
+    if (coh_tokenizer_token_bytes(e->m->tok, (int32_t)id, buf, sizeof buf, &len, &e2)) {
+      e->max_token_bytes = SIZE_MAX;
+      continue;
+    }
+    if (len > e->max_token_bytes && e->max_token_bytes != SIZE_MAX) e->max_token_bytes = len;
     for (t = 0; t < len && is_ws(buf[len - 1 - t]); t++) {}
     e->ws_tail[id] = (uint8_t)(t > 255 ? 255 : t);
     if (len > 0 && t == len) e->ws_only[id / 32] |= 1u << (id % 32);
