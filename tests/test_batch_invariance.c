@@ -175,12 +175,19 @@ static void test_long_plain_fp16(void) {
 static void test_long_optimum_fp32(void) {
   CHECK_EQ_INT(check_model(fixture("llama-long-optimum-fp32"), 64), 0);
 }
-/* the quantized twins have a 256-token context */
+/* The quantized twins (256-token context) at accuracy_level 4, the shipped
+ * default model's configuration: MatMulNBits quantizes each row's
+ * activations on its own.  Not here: the accuracy_level 0 twins
+ * (llama-tiny-plain-int8, -int4, -gqa-int4).  There ONNX Runtime's
+ * MatMulNBits fp32 path rounds a row differently with the number of rows
+ * in the call, GroupQueryAttention included (40 of 40 requests differ in
+ * logit bits, 0 in tokens, measured 2026-11-30): a property of that kernel,
+ * not of the attention layout; docs/inference.md says so. */
 static void test_tiny_int8_acc4(void) {
   CHECK_EQ_INT(check_model(fixture("llama-tiny-plain-int8-acc4"), 32), 0);
 }
-static void test_tiny_int4(void) {
-  CHECK_EQ_INT(check_model(fixture("llama-tiny-plain-int4"), 32), 0);
+static void test_tiny_int4_acc4(void) {
+  CHECK_EQ_INT(check_model(fixture("llama-tiny-plain-int4-acc4"), 32), 0);
 }
 /* GroupQueryAttention: each row attends over its own length (control) */
 static void test_long_gqa_fp32(void) {
@@ -197,7 +204,7 @@ int main(int argc, char **argv) {
   RUN(test_long_plain_fp16);
   RUN(test_long_optimum_fp32);
   RUN(test_tiny_int8_acc4);
-  RUN(test_tiny_int4);
+  RUN(test_tiny_int4_acc4);
   RUN(test_long_gqa_fp32);
   RUN(test_default_model);
   return TEST_MAIN_END();
