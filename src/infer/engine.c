@@ -29,12 +29,13 @@
  * once: if it allows nothing but end-of-sequence, the request finishes
  * there (COH_FINISH_EOS) without another forward pass.
  *
- * KV layout (kvcache.h): while the batch's composition is unchanged, the
- * present tensors of one step are fed back as the past of the next with no
- * copy.  "concat" models (past ++ new) append the new token's column at the
- * end and accept a mask with holes; "gqa" models (GroupQueryAttention) write
- * the new token at column n_cached of its row and need masks that are a
- * prefix of ones, which the packed layout guarantees.
+ * KV layout: "gqa" models (GroupQueryAttention) keep one packed batch
+ * (kvcache.h): while its composition is unchanged, the present tensors of
+ * one step are fed back as the past of the next with no copy; the new token
+ * lands at column n_cached of its row, and masks are a prefix of ones.
+ * "concat" models (past ++ new, masked) decode in buckets instead, so that
+ * a row's attention layout does not depend on its batch-mates (batch
+ * invariance; see "bucketed decode" below).
  */
 #include <stdio.h>
 #include <string.h>
