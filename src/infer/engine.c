@@ -29,12 +29,13 @@
  * once: if it allows nothing but end-of-sequence, the request finishes
  * there (COH_FINISH_EOS) without another forward pass.
  *
- * KV layout (kvcache.h): while the batch's composition is unchanged, the
- * present tensors of one step are fed back as the past of the next with no
- * copy.  "concat" models (past ++ new) append the new token's column at the
- * end and accept a mask with holes; "gqa" models (GroupQueryAttention) write
- * the new token at column n_cached of its row and need masks that are a
- * prefix of ones, which the packed layout guarantees.
+ * KV layout: "gqa" models (GroupQueryAttention) keep one packed batch
+ * (kvcache.h): while its composition is unchanged, the present tensors of
+ * one step are fed back as the past of the next with no copy; the new token
+ * lands at column n_cached of its row, and masks are a prefix of ones.
+ * "concat" models (past ++ new, masked) decode in buckets instead, so that
+ * a row's attention layout does not depend on its batch-mates (batch
+ * invariance; see "bucketed decode" below).
  */
 #include <stdio.h>
 #include <string.h>
@@ -79,6 +80,10 @@ typedef struct seq {
   coh__pblock *pc_last;
   int pc_off;
   int row;           /* row in the decode batch, -1 if none */
+  /* concat models: the bucket group (coh_engine.cgroups) and row whose
+   * present tensors hold this request's cache after its last decode step;
+   * cg -1: the cache is own_kv */
+  int cg, cg_row;
   /* text streaming: text of (last prompt token + generated), of which the
    * first prefix_len bytes belong to the prompt token */
   size_t prefix_len, emitted;
@@ -101,6 +106,13 @@ struct coh_engine {
   seq *head;         /* all live requests, in id order */
   int active;
   decode_batch batch;
+  /* concat models decode in bucket groups (see "bucketed decode"): the
+   * present tensors of the last step's groups, [2*layers] each, of
+   * cg_cols[g] columns; n_cg groups; cg_logits: scratch, one per group */
+  OrtValue ***cgroups;
+  int64_t *cg_cols;
+  int n_cg;
+  OrtValue **cg_logits;
   coh__sampler *sampler;
   float *logits_f32; /* [vocab] scratch */
   /* KV tensors the engine creates itself (batch re-layouts, empty pasts)
@@ -1026,6 +1038,8 @@ fail:
   return rc;
 }
 
+static int decode_concat(coh_engine *e, seq **rows, int n, coh_err *err);
+
 static int decode_step(coh_engine *e, seq **rows, int n, coh_err *err) {
   const coh_model_info *info = &e->m->info;
   const int L2 = 2 * info->n_layers;
@@ -1034,6 +1048,7 @@ static int decode_step(coh_engine *e, seq **rows, int n, coh_err *err) {
   OrtValue **present = NULL, *logits = NULL;
   int i, rc, same = e->batch.rows == n;
 
+  if (!e->m->gqa) return decode_concat(e, rows, n, err);
   for (i = 0; same && i < n; i++) same = e->batch.row_seq[i] == rows[i];
   if (!same && (rc = batch_rebuild(e, rows, n, err))) return rc;
   b = &e->batch;
@@ -1110,6 +1125,223 @@ done:
   return rc;
 }
 
+/* ---- bucketed decode (concat models) --------------------------------------- *
+ * Why: a concat model attends over past ++ new with an attention mask, and
+ * ONNX Runtime reduces over all columns of the tensor (softmax sums, the
+ * probabilities x V MatMul) in vectorised blocks.  Masked columns add exact
+ * zeros, but where a row's real columns fall among those blocks, and how
+ * many columns there are, decide the order of the additions, so a row
+ * padded to its batch's longest row rounds differently from the same row
+ * alone (test_batch_invariance: 39 of 40 requests differed in logit bits).
+ * So a row's attention layout is made a function of the row alone: with n
+ * cached tokens, its past has P = T - 1 columns, where T = n + 1 rounded up
+ * to a multiple of COH__DECODE_BUCKET (at most the context): the n real
+ * columns first, zeros up to P, the new token at column P.  Rows with the
+ * same T share one OrtRun (every attention slice then has the same shape
+ * and layout as when the row runs alone; the other operators work row by
+ * row), rows of different T run in separate calls of the same step.  Each
+ * step gathers every row's real columns (from its prefill cache, or from
+ * the present tensors of its group in the step before) into fresh past
+ * tensors: one copy of the cache per step, the price of the fixed layout.
+ * GQA models attend over each row's own length already and keep the
+ * packed batch (decode_step). */
+#define COH__DECODE_BUCKET 64
+
+static int64_t bucket_cols(const coh_engine *e, int64_t n_cached) {
+  int64_t t = (n_cached + 1 + COH__DECODE_BUCKET - 1) / COH__DECODE_BUCKET * COH__DECODE_BUCKET;
+  if (e->m->info.context > 0 && t > e->m->info.context && n_cached + 1 <= e->m->info.context)
+    t = e->m->info.context;
+  return t;
+}
+
+static void cgroups_clear(coh_engine *e) {
+  int g;
+  for (g = 0; g < e->n_cg; g++) {
+    release_kv(e, e->cgroups[g]);
+    coh__free(e->cgroups[g]);
+    e->cgroups[g] = NULL;
+  }
+  e->n_cg = 0;
+}
+
+static int decode_concat(coh_engine *e, seq **rows, int n, coh_err *err) {
+  const coh_model_info *info = &e->m->info;
+  const int L2 = 2 * info->n_layers;
+  const size_t col_bytes = (size_t)info->head_dim * kv_elem(e);
+  OrtValue ***groups = NULL, **past = NULL;
+  int64_t *gcols = NULL, *ids = NULL, *pos, *mask = NULL, *valid = NULL, max_t = 0;
+  int *grp = NULL, *grow = NULL, ng = 0, i, g, l, rc = COH_OK;
+
+  if (e->cgroups == NULL) {
+    e->cgroups = coh__calloc((size_t)e->max_batch, sizeof *e->cgroups);
+    e->cg_cols = coh__calloc((size_t)e->max_batch, sizeof *e->cg_cols);
+    e->cg_logits = coh__calloc((size_t)e->max_batch, sizeof *e->cg_logits);
+    if (e->cgroups == NULL || e->cg_cols == NULL || e->cg_logits == NULL)
+      return coh__err(err, COH_ENOMEM, "out of memory");
+  }
+  groups = coh__calloc((size_t)n, sizeof *groups);
+  gcols = coh__calloc((size_t)n, sizeof *gcols);
+  grp = coh__calloc((size_t)n, sizeof *grp);
+  grow = coh__calloc((size_t)n, sizeof *grow);
+  past = coh__calloc((size_t)L2, sizeof *past);
+  ids = coh__malloc((size_t)(2 * n) * sizeof *ids);
+  if (groups == NULL || gcols == NULL || grp == NULL || grow == NULL || past == NULL || ids == NULL) {
+    rc = coh__err(err, COH_ENOMEM, "out of memory");
+    goto done;
+  }
+  pos = ids + n;
+  /* groups in order of their first row (rows are in id order) */
+  for (i = 0; i < n; i++) {
+    int64_t t = bucket_cols(e, rows[i]->n_cached);
+    for (g = 0; g < ng && gcols[g] != t; g++) {
+    }
+    if (g == ng) gcols[ng++] = t;
+    grp[i] = g;
+    if (t > max_t) max_t = t;
+  }
+  for (g = 0; g < n; g++) e->cg_logits[g] = NULL;
+  mask = coh__malloc((size_t)n * (size_t)max_t * sizeof *mask);
+  valid = coh__malloc((size_t)max_t * sizeof *valid);
+  if (mask == NULL || valid == NULL) {
+    rc = coh__err(err, COH_ENOMEM, "out of memory");
+    goto done;
+  }
+  masks_start(e, rows, n);
+  for (g = 0; g < ng && rc == COH_OK; g++) {
+    const int64_t T = gcols[g], P = T - 1;
+    int64_t shape[4], gn = 0, c;
+    for (i = 0; i < n; i++) {
+      seq *s = rows[i];
+      int64_t *mrow;
+      if (grp[i] != g) continue;
+      grow[i] = (int)gn;
+      ids[gn] = s->tokens[s->n_tokens - 1];
+      pos[gn] = s->n_cached;
+      mrow = mask + (size_t)gn * (size_t)T;
+      for (c = 0; c < T; c++) mrow[c] = c < s->n_cached || c == P;
+      gn++;
+    }
+    shape[0] = gn;
+    shape[1] = info->n_kv_heads;
+    shape[2] = P;
+    shape[3] = info->head_dim;
+    for (l = 0; l < L2 && rc == COH_OK; l++) {
+      char *dst;
+      int j = 0;
+      if ((rc = make_tensor(e, shape, 4, e->m->kv_type, &past[l], err))) break;
+      if ((dst = tensor_data(e, past[l])) == NULL) {
+        rc = coh__err(err, COH_EORT, "reading a KV tensor");
+        break;
+      }
+      for (i = 0; i < n; i++) {
+        seq *s = rows[i];
+        const void *src;
+        int64_t src_cols, src_row, got;
+        const int64_t *v = NULL;
+        int h;
+        if (grp[i] != g) continue;
+        if (s->cg >= 0) {
+          /* last step's layout: n_cached - 1 real columns, then the new one last */
+          src_cols = e->cg_cols[s->cg];
+          src = tensor_data(e, e->cgroups[s->cg][l]);
+          src_row = s->cg_row;
+          for (c = 0; c < src_cols; c++) valid[c] = c < s->n_cached - 1 || c == src_cols - 1;
+          v = valid;
+        } else {
+          src = s->n_cached > 0 ? tensor_data(e, s->own_kv[l]) : NULL;
+          src_cols = s->n_cached;
+          src_row = 0;
+        }
+        if (src == NULL) {
+          rc = coh__err(err, COH_EORT, "reading a KV tensor");
+          break;
+        }
+        got = coh__kv_pack_row(dst, P, j, src, src_cols, src_row, v, info->n_kv_heads,
+                               info->head_dim, kv_elem(e));
+        if (got != s->n_cached) {
+          rc = coh__err(err, COH_ESTATE,
+                        "internal: KV row of request %llu has %lld columns, expected %lld",
+                        (unsigned long long)s->id, (long long)got, (long long)s->n_cached);
+          break;
+        }
+        /* padding must be finite (masked scores are still computed), and
+         * zero, so that it is the same bits alone or batched */
+        for (h = 0; h < info->n_kv_heads && got < P; h++)
+          memset(dst + (((size_t)j * (size_t)info->n_kv_heads + (size_t)h) * (size_t)P +
+                        (size_t)got) * col_bytes,
+                 0, (size_t)(P - got) * col_bytes);
+        j++;
+      }
+    }
+    if (rc == COH_OK) {
+      groups[g] = coh__calloc((size_t)L2, sizeof *groups[g]);
+      if (groups[g] == NULL) rc = coh__err(err, COH_ENOMEM, "out of memory");
+    }
+    if (rc == COH_OK)
+      rc = run_model(e, gn, 1, T, ids, pos, mask, past, 1, groups[g], &e->cg_logits[g], NULL, err);
+    release_kv(e, past);
+    for (l = 0; l < L2; l++) past[l] = NULL;
+  }
+  {
+    coh_err merr;
+    int mrc = masks_finish(e, rows, n, &merr);
+    if (rc == COH_OK && mrc != COH_OK) {
+      *err = merr;
+      rc = mrc;
+    }
+  }
+  if (rc) goto done;
+
+  /* The presents become the rows' caches; the sources are done with. */
+  cgroups_clear(e);
+  for (g = 0; g < ng; g++) {
+    e->cgroups[g] = groups[g];
+    e->cg_cols[g] = gcols[g];
+    groups[g] = NULL;
+  }
+  e->n_cg = ng;
+  for (i = 0; i < n; i++) {
+    seq *s = rows[i];
+    s->cg = grp[i];
+    s->cg_row = grow[i];
+    if (s->own_kv) {
+      release_kv(e, s->own_kv);
+      coh__free(s->own_kv);
+      s->own_kv = NULL;
+    }
+  }
+  e->stats.decode_tokens += (uint64_t)n;
+  e->stats.last_decode_batch = n;
+  for (i = 0; i < n; i++) {
+    seq *s = rows[i];
+    int32_t tok;
+    s->n_cached++;
+    if ((rc = sample_from(e, s, e->cg_logits[grp[i]], grow[i], 1, 0, &tok, err))) goto done;
+    if ((rc = accept_token(e, s, tok))) {
+      rc = coh__err(err, rc, "out of memory");
+      goto done;
+    }
+  }
+done:
+  for (g = 0; g < ng; g++) {
+    if (e->cg_logits[g]) e->api->ReleaseValue(e->cg_logits[g]);
+    e->cg_logits[g] = NULL;
+    if (groups && groups[g]) {
+      release_kv(e, groups[g]);
+      coh__free(groups[g]);
+    }
+  }
+  coh__free(groups);
+  coh__free(gcols);
+  coh__free(grp);
+  coh__free(grow);
+  coh__free(past);
+  coh__free(ids);
+  coh__free(mask);
+  coh__free(valid);
+  return rc;
+}
+
 /* ---- engine ---------------------------------------------------------------- */
 
 int coh_engine_new(coh_model *m, int max_batch, coh_engine **out,
@@ -1175,6 +1407,10 @@ void coh_engine_free(coh_engine *e) {
   seq *s, *next;
   if (e == NULL) return;
   batch_clear(e);
+  cgroups_clear(e);
+  coh__free(e->cgroups);
+  coh__free(e->cg_cols);
+  coh__free(e->cg_logits);
   coh__masker_free(e->masker); /* before the states its jobs point to */
   for (s = e->head; s; s = next) {
     next = s->next;
@@ -1295,6 +1531,7 @@ int coh_engine_submit(coh_engine *e, const coh_request *r, uint64_t *id,
   s = coh__calloc(1, sizeof *s);
   if (s == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
   s->row = -1;
+  s->cg = -1;
   s->cap_tokens = r->n_prompt + (size_t)(r->max_tokens < 4096 ? r->max_tokens : 4096) + 1;
   s->tokens = coh__malloc(s->cap_tokens * sizeof *s->tokens);
   if (s->tokens == NULL) goto oom;
@@ -1428,6 +1665,7 @@ int coh_engine_step(coh_engine *e, coh_err *err) {
     if (rc) {
       fail_rows(e, rows, n);
       batch_clear(e);
+      cgroups_clear(e);
     }
   }
 
@@ -1446,6 +1684,8 @@ int coh_engine_step(coh_engine *e, coh_err *err) {
     int alive = 0;
     for (i = 0; i < e->batch.rows; i++) alive += e->batch.row_seq[i] != NULL;
     if (alive == 0) batch_clear(e);
+    for (alive = 0, s = e->head; s && !alive; s = s->next) alive = s->cg >= 0;
+    if (!alive) cgroups_clear(e);
   }
   e->stats.steps++;
   e->stats.step_seconds += coh__wall_seconds() - t0;

@@ -2,12 +2,14 @@
  * kvcache.h — layout of the KV cache of a decode batch, and the copies that
  * re-lay it out when requests join or leave.
  *
- * A decode batch keeps, per layer, a key and a value tensor of shape
+ * A decode batch of a GroupQueryAttention model keeps, per layer, a key and a value tensor of shape
  * [rows, kv_heads, cols, head_dim] plus a mask [rows, cols] that says which
  * columns of each row hold a real token (1) and which are padding (0).  In
  * steady state the present tensors of step t are the past tensors of step
  * t+1 with no copy; only a change of composition packs every surviving row
- * into a fresh, compact layout (valid columns first, in order).
+ * into a fresh, compact layout (valid columns first, in order).  Concat
+ * models pack rows into per-bucket tensors every step (engine.c, "bucketed
+ * decode") with coh__kv_pack_row too.
  */
 #ifndef COH_KVCACHE_H
 #define COH_KVCACHE_H
