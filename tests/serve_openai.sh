@@ -8,9 +8,9 @@
 #   - determinism: 64 seeded requests one at a time, then all 64 at once in
 #     two shuffled arrival orders, against --max-batch 1 and --max-batch 64:
 #     every response equals its solo run.  On the llama-long-gqa-fp32
-#     fixture (GroupQueryAttention, context 2048): see docs/serve.md for why
-#     a "concat"-attention model (models/shakespeare) is not batch invariant
-#     at batch > 1
+#     fixture (GroupQueryAttention, context 2048) and on the default model
+#     (models/shakespeare: "concat" attention, int8 weights), whose rows the
+#     engine lays out per row (docs/inference.md, "Batch invariance")
 #   - SSE framing byte for byte (curl), a disconnect mid-stream (cancelled,
 #     slot freed), 429 when --max-queue is full, --api-key, SIGTERM with
 #     requests in flight (drained, exit 0)
@@ -107,6 +107,8 @@ if start big --model "$MODEL_DIR" --model "$GQA_DIR" --max-batch 64 --max-queue 
   node_mode solo "$BASE" "$GQA" "$tmp/solo.json"
   node_mode concurrent "$BASE" "$GQA" "$tmp/solo.json" 1
   node_mode concurrent "$BASE" "$GQA" "$tmp/solo.json" 2
+  node_mode solo "$BASE" "$MODEL" "$tmp/solo-default.json"
+  node_mode concurrent "$BASE" "$MODEL" "$tmp/solo-default.json" 3
   mb=$(curl -s "$BASE/metrics" | sed -n 's/^cohort_serve_batch_max_decode \([0-9]*\)$/\1/p')
   [ "${mb:-0}" -ge 8 ] && ok "--max-batch 64: requests were batched (largest decode batch $mb)" ||
     bad "--max-batch 64: largest decode batch ${mb:-?}, expected >= 8"

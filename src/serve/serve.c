@@ -667,10 +667,6 @@ int coh__serve_core_new(const coh_serve_options *o, coh_serve **out, coh_err *er
     if ((rc = coh__sha256_file(info->onnx_path, hex, err))) goto fail;
     snprintf(m->fingerprint, sizeof m->fingerprint, "fp_%.12s_cohort-%s", hex, coh_version());
     memcpy(m->onnx_sha256, hex, sizeof hex);
-    if (o->max_batch > 1 && !strcmp(info->attention, "concat"))
-      say(s, "serve: model %s: \"concat\" attention: a request batched with others of "
-             "different lengths may not give the bytes it gives alone (docs/serve.md); "
-             "--max-batch 1 keeps seeded outputs exact", m->id);
     if ((rc = coh_engine_new(m->model, o->max_batch, &m->engine, err))) {
       coh__err_prefix(err, "serve: --model %s: ", o->model_dirs[i]);
       goto fail;
