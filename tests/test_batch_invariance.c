@@ -80,17 +80,6 @@ static int submit(coh_engine *e, const req *r, out *o) {
   return 0;
 }
 
-static int run_all(coh_engine *e) {
-  coh_err err;
-  int guard = 0;
-  while (coh_engine_busy(e) && guard++ < 100000)
-    if (coh_engine_step(e, &err)) {
-      fprintf(stderr, "step: %s\n", err.msg);
-      return -1;
-    }
-  return coh_engine_busy(e) ? -1 : 0;
-}
-
 /* Runs the check on one model; returns the number of requests whose
  * batched output differs from their solo output (-1 on a setup failure). */
 static int check_model(const char *dir, int max_batch) {

@@ -57,17 +57,6 @@ static int submit(coh_engine *e, const int32_t *prompt, size_t n, int max_tokens
   return 0;
 }
 
-static int run_all(coh_engine *e) {
-  coh_err err;
-  int guard = 0;
-  while (coh_engine_busy(e) && guard++ < 10000)
-    if (coh_engine_step(e, &err)) {
-      fprintf(stderr, "step: %s\n", err.msg);
-      return -1;
-    }
-  return 0;
-}
-
 /* Parses a JSON array of ints into ids; returns the count. */
 static int json_ids(json_t *a, int32_t *ids, int cap) {
   size_t i;

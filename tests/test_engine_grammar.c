@@ -67,17 +67,6 @@ static int submit(coh_engine *e, const coh_grammar *g, int max_tokens,
   return 0;
 }
 
-static int run_all(coh_engine *e) {
-  coh_err err;
-  int guard = 0;
-  while (coh_engine_busy(e) && guard++ < 10000)
-    if (coh_engine_step(e, &err)) {
-      fprintf(stderr, "step: %s\n", err.msg);
-      return -1;
-    }
-  return coh_engine_busy(e) ? -1 : 0;
-}
-
 static coh_grammar *ebnf(const char *text) {
   coh_grammar *g = NULL;
   coh_err err;

@@ -175,17 +175,6 @@ static int submit(coh_engine *e, const int32_t *p, int len, int max_tokens, out 
   return coh_engine_submit(e, &r, &id, err);
 }
 
-static int run_all(coh_engine *e) {
-  coh_err err;
-  int guard = 0;
-  while (coh_engine_busy(e) && guard++ < 100000)
-    if (coh_engine_step(e, &err)) {
-      fprintf(stderr, "step: %s\n", err.msg);
-      return -1;
-    }
-  return coh_engine_busy(e) ? -1 : 0;
-}
-
 /* Compares one request's output with its reference; n_want tokens are
  * expected (fewer than the reference's at a smaller context). */
 static void compare(const char *model, const char *how, const out *o, int n_want,
