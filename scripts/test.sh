@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # test.sh — build and run the whole test suite the ways CI does: a normal
-# -Werror build with gcc, the same with clang, AddressSanitizer + UBSan,
-# ThreadSanitizer, and the libFuzzer harnesses for a fixed number of runs.
+# -Werror build with gcc (every test), the same with clang (every target
+# built; the module test programs and the pinned digests run),
+# AddressSanitizer + UBSan (every test that runs code built here),
+# ThreadSanitizer (the threaded tests), and the libFuzzer harnesses for a
+# fixed number of runs.  Which suite runs what, and why: docs/testing.md.
 #   scripts/test.sh           all of them
 #   scripts/test.sh --quick   only the normal gcc build
 set -euo pipefail
@@ -28,11 +31,21 @@ run_suite() { # name, cmake args... [-- ctest args...]
 # gcc at -O3 (Release, what scripts/setup.sh builds) catches the most warnings
 run_suite gcc -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=Release
 if [ $QUICK -eq 0 ]; then
-  run_suite clang -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo
+  # clang builds everything with -Werror (its warnings are not gcc's), but
+  # runs only what a second compiler at -O2 adds: the module test programs
+  # (label unit), which call each module directly, and the pinned digests
+  # (label compiler).  The shell tests drive the same code through the
+  # cohort binary; the ASan + UBSan suite below builds it with the same
+  # clang and runs every one of them, and the gcc suite runs them optimized.
+  run_suite clang -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -- -L '^(unit|compiler)$'
+  # Every test except those that run only Python tools (label tool: no code
+  # built here runs in them, so a sanitizer has nothing to check; the gcc
+  # suite runs them).
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   LSAN_OPTIONS=suppressions="$ROOT/tests/lsan.supp" \
     run_suite asan -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
-      -DCOH_SANITIZE=address,undefined
+      -DCOH_SANITIZE=address,undefined -- -LE '^tool$'
   # ThreadSanitizer over everything that runs threads: the agent runtime's
   # concurrent traps, the SPSC rings, the tokenizer's concurrent encodes,
   # whole orchestrated runs (worker pool + engine threads), and the monitor
