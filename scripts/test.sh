@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # test.sh — build and run the whole test suite the ways CI does: a normal
-# -Werror build with gcc, the same with clang, AddressSanitizer + UBSan,
-# ThreadSanitizer, and the libFuzzer harnesses for a fixed number of runs.
+# -Werror build with gcc (every test), the same with clang (every target
+# built; the module test programs and the pinned digests run),
+# AddressSanitizer + UBSan (every test that runs code built here),
+# ThreadSanitizer (the threaded tests), and the libFuzzer harnesses for a
+# fixed number of runs.  Which suite runs what, and why: docs/testing.md.
 #   scripts/test.sh           all of them
 #   scripts/test.sh --quick   only the normal gcc build
 set -euo pipefail
@@ -28,11 +31,21 @@ run_suite() { # name, cmake args... [-- ctest args...]
 # gcc at -O3 (Release, what scripts/setup.sh builds) catches the most warnings
 run_suite gcc -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=Release
 if [ $QUICK -eq 0 ]; then
-  run_suite clang -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo
+  # clang builds everything with -Werror (its warnings are not gcc's), but
+  # runs only what a second compiler at -O2 adds: the module test programs
+  # (label unit), which call each module directly, and the pinned digests
+  # (label compiler).  The shell tests drive the same code through the
+  # cohort binary; the ASan + UBSan suite below builds it with the same
+  # clang and runs every one of them, and the gcc suite runs them optimized.
+  run_suite clang -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -- -L '^(unit|compiler)$'
+  # Every test except those that run only Python tools (label tool: no code
+  # built here runs in them, so a sanitizer has nothing to check; the gcc
+  # suite runs them).
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   LSAN_OPTIONS=suppressions="$ROOT/tests/lsan.supp" \
     run_suite asan -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
-      -DCOH_SANITIZE=address,undefined
+      -DCOH_SANITIZE=address,undefined -- -LE '^tool$'
   # ThreadSanitizer over everything that runs threads: the agent runtime's
   # concurrent traps, the SPSC rings, the tokenizer's concurrent encodes,
   # whole orchestrated runs (worker pool + engine threads), and the monitor
@@ -40,10 +53,11 @@ if [ $QUICK -eq 0 ]; then
   # helper thread (constrained requests, batched), the prefix cache on the
   # engine thread (test_pcache, prefix_cache), the journal writer thread, and
   # `cohort serve` (HTTP threads handing requests to the serve loop, SSE
-  # writers, cancellation).
+  # writers, cancellation).  Of test_tokenizer, the one case that runs
+  # threads (test_tokenizer_threads, registered in TSan builds only).
   TSAN_OPTIONS="halt_on_error=1 suppressions=$ROOT/tests/tsan.supp" \
     run_suite tsan -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
-      -DCOH_SANITIZE=thread -- -R "test_agent|test_ring|test_tokenizer|orch_run|test_monitor|test_engine_grammar|test_pcache|prefix_cache|test_jwriter|serve_openai"
+      -DCOH_SANITIZE=thread -- -R "^(test_agent|test_ring|test_tokenizer_threads|orch_run|test_monitor|test_engine_grammar|test_pcache|prefix_cache|test_jwriter|serve_openai)$"
   # Every fuzz target: its regression inputs, then the seed corpus plus
   # generated inputs up to a fixed number of runs with a fixed seed (long
   # runs: scripts/fuzz.sh TARGET SECONDS; figures in docs/reliability.md).

@@ -14,6 +14,7 @@
 static int test__failures;
 static int test__checks;
 static const char *test__only;
+static int test__ran; /* cases run: `./test_x NAME` that names none fails */
 
 #define CHECK(expr)                                                       \
   do {                                                                    \
@@ -66,6 +67,7 @@ static const char *test__only;
   do {                                                                    \
     if (test__only == NULL || strcmp(test__only, #fn) == 0) {             \
       int test__before = test__failures;                                  \
+      test__ran++;                                                        \
       fn();                                                               \
       fprintf(stderr, "%s %s\n", test__failures == test__before ? "ok  " \
                                                                 : "FAIL", \
@@ -75,8 +77,10 @@ static const char *test__only;
 
 #define TEST_MAIN_BEGIN(argc, argv) test__only = (argc) > 1 ? (argv)[1] : NULL
 #define TEST_MAIN_END()                                                   \
-  (fprintf(stderr, "%d checks, %d failures\n", test__checks,              \
-           test__failures),                                               \
-   test__failures ? 1 : 0)
+  (test__ran == 0 && test__only != NULL                                   \
+       ? (fprintf(stderr, "FAIL: no test case named %s\n", test__only), 1) \
+       : (fprintf(stderr, "%d checks, %d failures\n", test__checks,       \
+                  test__failures),                                        \
+          test__failures ? 1 : 0))
 
 #endif /* COH_TEST_H */
