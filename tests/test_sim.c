@@ -107,6 +107,13 @@ static int prepare(run_ctx *c, const char *yaml) {
   return 0;
 }
 
+/* Ticks m until it stops or a tick fails (at most 1000 ticks). */
+static int drive(coh_sim *m, coh_err *err) {
+  int rc = COH_OK, guard = 0;
+  while (rc == COH_OK && coh_sim_stopped(m) == NULL && guard++ < 1000) rc = coh_sim_tick(m, err);
+  return rc;
+}
+
 static void release(run_ctx *c) {
   coh_journal_close(c->j);
   coh_run_record_free(c->rec);
@@ -330,13 +337,12 @@ static int64_t run_with_sink(const char *fmt, rec_sink *r, char digest[65], kind
   coh_sim *m = NULL;
   coh_sim_sink k = rec_sink_of(r);
   coh_run_summary sum;
-  int guard = 0, rc = COH_OK;
+  int rc;
   int64_t events = -1;
   if (prepare(&c, scenario(fmt)) != 0) return -1;
   if (coh_sim_new(c.s, &c.o, &m, &c.err) != COH_OK) return -1;
   CHECK_EQ_INT(coh_sim_add_sink(m, &k, &c.err), COH_OK);
-  while (rc == COH_OK && coh_sim_stopped(m) == NULL && guard++ < 1000)
-    rc = coh_sim_tick(m, &c.err);
+  rc = drive(m, &c.err);
   CHECK_EQ_INT(rc, COH_OK);
   CHECK_EQ_INT(coh_sim_finish(m, &sum, &c.err), COH_OK);
   coh_sim_free(m);
@@ -395,15 +401,14 @@ static void sink_error(void) {
   coh_sim *m = NULL;
   coh_run_summary sum;
   int64_t last = -1, nev = 0;
-  int guard = 0, rc = COH_OK;
+  int rc;
   memset(&r, 0, sizeof r);
   r.fail_end_at = 5;
   k = rec_sink_of(&r);
   REQUIRE(prepare(&c, scenario(pingpong)) == 0);
   REQUIRE(coh_sim_new(c.s, &c.o, &m, &c.err) == COH_OK);
   CHECK_EQ_INT(coh_sim_add_sink(m, &k, &c.err), COH_OK);
-  while (rc == COH_OK && coh_sim_stopped(m) == NULL && guard++ < 1000)
-    rc = coh_sim_tick(m, &c.err);
+  rc = drive(m, &c.err);
   CHECK_EQ_INT(rc, COH_EIO);
   CHECK(strstr(c.err.msg, "rec sink: refused tick 5") != NULL);
   CHECK_EQ_INT(coh_sim_next_tick(m), 5);
@@ -511,7 +516,7 @@ static void sink_stop(void) {
   coh_sim *m = NULL;
   coh_run_summary sum;
   int64_t last = -1, nev = 0;
-  int guard = 0, rc = COH_OK;
+  int rc;
   memset(&k, 0, sizeof k);
   st.at = 3;
   k.name = "stopper";
@@ -522,8 +527,7 @@ static void sink_stop(void) {
   REQUIRE(prepare(&c, scenario(pingpong)) == 0);
   REQUIRE(coh_sim_new(c.s, &c.o, &m, &c.err) == COH_OK);
   CHECK_EQ_INT(coh_sim_add_sink(m, &k, &c.err), COH_OK);
-  while (rc == COH_OK && coh_sim_stopped(m) == NULL && guard++ < 1000)
-    rc = coh_sim_tick(m, &c.err);
+  rc = drive(m, &c.err);
   CHECK_EQ_INT(rc, COH_OK);
   CHECK_STR(coh_sim_stopped(m), "enough");
   CHECK_EQ_INT(coh_sim_next_tick(m), 3);

@@ -160,12 +160,8 @@ static void h_log(void *ud, coh_agent *a, int level, const char *m,
   print_line(o);
 }
 
-static uint64_t mix(uint64_t z) {
-  z += 0x9e3779b97f4a7c15ull;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
+/* splitmix64 of z: one step from state z (util_int.h). */
+static uint64_t mix(uint64_t z) { return coh__splitmix64_next(&z); }
 
 static int64_t h_llm(void *ud, coh_agent *a, const char *req, size_t n) {
   exec_ctx *x = ud;

@@ -19,7 +19,6 @@
 #include "cohort/jwriter.h"
 #include "cohort/monitor.h"
 #include "cohort/orch.h"
-#include "infer/sampler.h"
 #include "ring.h"
 #include "util/util_int.h"
 

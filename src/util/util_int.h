@@ -121,4 +121,33 @@ double coh__wall_seconds(void);
 /* Joins dir and name with a '/'; caller frees with coh__free. */
 char *coh__path_join(const char *dir, const char *name);
 
+/* ---- random numbers (rng.c) ---------------------------------------------
+ * One implementation for the whole library: these formulas are part of the
+ * determinism contract (journals depend on them): never change them.
+ *
+ * splitmix64 (Steele, Lea & Flood 2014): *state += G (0x9e3779b97f4a7c15),
+ * returns mix(*state), mix being the finaliser (z ^= z>>30;
+ * z *= 0xbf58476d1ce4e5b9; z ^= z>>27; z *= 0x94d049bb133111eb; z ^= z>>31). */
+uint64_t coh__splitmix64_next(uint64_t *state);
+
+/* xoshiro256** (Blackman & Vigna, 2018).  State seeded by running
+ * splitmix64 from the 64-bit seed and taking its first four outputs, so
+ * every seed (0 included) gives a valid non-zero state. */
+typedef struct coh__rng {
+  uint64_t s[4];
+} coh__rng;
+
+/* Seeds *r from seed (splitmix64 x4 as described above). */
+void coh__rng_seed(coh__rng *r, uint64_t seed);
+/* Next 64-bit output of xoshiro256**; advances *r by one step. */
+uint64_t coh__rng_next(coh__rng *r);
+/* A double in [0, 1): the top 53 bits of one coh__rng_next, times 2^-53. */
+double coh__rng_uniform(coh__rng *r);
+
+/* Derives a seed from (a, b, c) = (run seed, agent index, request number or
+ * UINT64_MAX for the agent's own stream):
+ *   h = mix(a + G); h = mix((h ^ b) + G); h = mix((h ^ c) + G); return h.
+ * The chaining makes the order of the inputs matter. */
+uint64_t coh__seed_derive(uint64_t a, uint64_t b, uint64_t c);
+
 #endif /* COH_UTIL_INT_H */
