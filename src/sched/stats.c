@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "monitor/monitor_int.h"
 #include "orch_int.h"
 
 /* Upper bounds of the histogram buckets in milliseconds; the last is +Inf. */

@@ -108,6 +108,11 @@ size_t coh__utf8_seq(const unsigned char *p, size_t n);
  * that the result is always valid UTF-8. */
 void coh__buf_add_utf8_lossy(coh__buf *b, const char *p, size_t n);
 
+/* Appends s (n bytes) as a JSON string literal, quotes included; invalid
+ * UTF-8 bytes become \ufffd so the output is always valid JSON (the
+ * monitor's renderers and the orchestrator's snapshot writer). */
+void coh__json_str(coh__buf *b, const char *s, size_t n);
+
 /* "PORT" or "ADDR:PORT" (IPv4 or localhost; a port alone means 127.0.0.1)
  * into a dotted address addr[16] and *port (0..65535).  flag names the
  * option in error messages ("--ui", "--listen"). */
