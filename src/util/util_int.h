@@ -126,6 +126,14 @@ double coh__wall_seconds(void);
 /* Joins dir and name with a '/'; caller frees with coh__free. */
 char *coh__path_join(const char *dir, const char *name);
 
+/* ---- futex (futex.c) ------------------------------------------------------
+ * Sleeps while *word == expected (returns at once if it differs), at most
+ * ms milliseconds (ms < 0: no limit); may return spuriously, so callers
+ * re-check their condition in a loop. */
+void coh__futex_wait(_Atomic uint32_t *word, uint32_t expected, int ms);
+/* Wakes up to n threads sleeping on word (INT32_MAX: all). */
+void coh__futex_wake(_Atomic uint32_t *word, int n);
+
 /* ---- random numbers (rng.c) ---------------------------------------------
  * One implementation for the whole library: these formulas are part of the
  * determinism contract (journals depend on them): never change them.
