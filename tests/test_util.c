@@ -219,6 +219,34 @@ static void test_rng(void) {
   CHECK(r1.s[0] | r1.s[1] | r1.s[2] | r1.s[3]);
 }
 
+/* coh__grow: doubles from `first`, jumps straight to a larger need, keeps
+ * the contents, leaves items and cap alone when they fit or on overflow. */
+static void test_grow(void) {
+  int *v = NULL, *n;
+  size_t cap = 0, i;
+  n = coh__grow(v, &cap, 1, sizeof *v, 4);
+  REQUIRE(n != NULL);
+  v = n;
+  CHECK_EQ_INT(cap, 4);
+  for (i = 0; i < 4; i++) v[i] = (int)i;
+  CHECK(coh__grow(v, &cap, 4, sizeof *v, 4) == v);
+  CHECK_EQ_INT(cap, 4);
+  n = coh__grow(v, &cap, 5, sizeof *v, 4);
+  REQUIRE(n != NULL);
+  v = n;
+  CHECK_EQ_INT(cap, 8);
+  n = coh__grow(v, &cap, 33, sizeof *v, 4);
+  REQUIRE(n != NULL);
+  v = n;
+  CHECK_EQ_INT(cap, 64);
+  for (i = 0; i < 4; i++) CHECK_EQ_INT(v[i], (int)i);
+  CHECK(coh__grow(v, &cap, SIZE_MAX / 2, sizeof *v, 4) == NULL);
+  CHECK(coh__grow(v, &cap, SIZE_MAX, 1, 4) == NULL);
+  CHECK_EQ_INT(cap, 64);
+  CHECK_EQ_INT(v[3], 3);
+  coh__free(v);
+}
+
 static void test_parse_listen(void) {
   char addr[16];
   int port = -1;
@@ -248,5 +276,6 @@ int main(int argc, char **argv) {
   RUN(test_utf8_lossy);
   RUN(test_parse_listen);
   RUN(test_rng);
+  RUN(test_grow);
   return TEST_MAIN_END();
 }

@@ -417,12 +417,10 @@ static int deliver_inputs(orch *o, coh_err *err) {
 
 static int add_timer(orch *o, int agent, int64_t id, int64_t due) {
   size_t i;
-  if (o->n_timers == o->cap_timers) {
-    size_t ncap = o->cap_timers ? o->cap_timers * 2 : 16;
-    timer_ev *n = coh__realloc(o->timers, ncap * sizeof *n);
+  {
+    timer_ev *n = coh__grow(o->timers, &o->cap_timers, o->n_timers + 1, sizeof *n, 16);
     if (n == NULL) return COH_ENOMEM;
     o->timers = n;
-    o->cap_timers = ncap;
   }
   /* sorted by (due, agent, id): insertion keeps the canonical order */
   i = o->n_timers;

@@ -51,12 +51,10 @@ static int ref_collect(void *ud, const coh_jevent *ev) {
   size_t kl = strlen(ev->kind) + 1, sl = strlen(ev->source) + 1, tl = strlen(ev->target) + 1;
   char *blob;
   coh_jevent *r;
-  if (c->n_ref == c->cap_ref) {
-    size_t ncap = c->cap_ref ? c->cap_ref * 2 : 64;
-    coh_jevent *n = coh__realloc(c->ref, ncap * sizeof *n);
+  {
+    coh_jevent *n = coh__grow(c->ref, &c->cap_ref, c->n_ref + 1, sizeof *n, 64);
     if (n == NULL) return COH_ENOMEM;
     c->ref = n;
-    c->cap_ref = ncap;
   }
   blob = coh__malloc(kl + sl + tl + ev->payload_len + 1);
   if (blob == NULL) return COH_ENOMEM;

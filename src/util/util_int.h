@@ -25,6 +25,15 @@ void coh__free(void *ptr);
 /* strdup through the cohort allocator; NULL on out of memory. */
 char *coh__strdup(const char *s);
 
+/* A growable array: returns items reallocated so that `need` elements of
+ * `elem` bytes fit, doubling *cap (from `first` when 0), and updates *cap;
+ * items itself when they already fit.  NULL on out of memory or overflow,
+ * items and *cap untouched (still valid).  Use:
+ *   T *n = coh__grow(a->v, &a->cap, a->n + 1, sizeof *n, 16);
+ *   if (n == NULL) return COH_ENOMEM;
+ *   a->v = n; */
+void *coh__grow(void *items, size_t *cap, size_t need, size_t elem, size_t first);
+
 /* Writes code and a formatted message into err (which may be NULL) and
  * returns code, so that failures read `return coh__err(err, COH_EIO, ...)`. */
 int coh__err(coh_err *err, int code, const char *fmt, ...) COH__PRINTF(3, 4);
