@@ -33,6 +33,24 @@ o3=$("${X[@]}" "$A/counter.wasm" --seed 6 --input 1 --input 2)
 if [ "$o1" != "$o2" ] || [ "$o1" = "$o3" ]; then
   echo "FAIL determinism: $o1 / $o2 / $o3"; fail=1
 else echo "ok   determinism"; fi
+# exec seeds like run: a one-agent scenario with the same seed and the same
+# two messages emits the same lines, random bytes included
+cat >"$CACHE/one.yaml" <<YAML
+name: one
+seed: 5
+stop: {max_ticks: 10, quiescence: true}
+agents:
+  - {id: c, module: $(cd "$A" && pwd)/counter.wasm}
+messages:
+  - {from: user, to: c, body: "1", tick: 1}
+  - {from: user, to: c, body: "2", tick: 2}
+YAML
+from_run=$("$BIN" run "$CACHE/one.yaml" --cache-dir "$CACHE" --journal "$CACHE/one.db" 2>&1 |
+  sed -n 's/^\[[0-9]*\] c: //p')
+from_exec=$(sed -n 's/^{"type":"emit","data":"\(.*\)"}$/\1/p' <<<"$o1")
+if [ -z "$from_exec" ] || [ "$(wc -l <<<"$from_exec")" != 2 ] || [ "$from_run" != "$from_exec" ]; then
+  echo "FAIL exec_seeds_like_run: run emitted [$from_run], exec [$from_exec]"; fail=1
+else echo "ok   exec_seeds_like_run"; fi
 check prompt_no_model 0 '{"type":"error","id":1,"message":"no model: pass --model DIR"}' \
   "${X[@]}" "$A/prompt.wasm" --config '{"role":"r","model":"m"}' --input '"q"'
 check prompt_error_event 0 '[llm error] no model: pass --model DIR' \

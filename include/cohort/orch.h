@@ -124,6 +124,142 @@ typedef struct coh_run_summary {
 int coh_run(const coh_scenario *s, const coh_run_options *o,
             coh_run_summary *sum, coh_err *err);
 
+/* ---- the tick machine -------------------------------------------------------
+ * coh_run is a driver over these: the caller owns the loop, so it can run a
+ * tick, look, and run the next (a server, a debugger, a test).
+ *
+ *   coh_sim *sim;
+ *   if (coh_sim_new(s, &o, &sim, err)) return ...;     // agents, models, workers
+ *   while (rc == COH_OK && coh_sim_stopped(sim) == NULL) rc = coh_sim_tick(sim, err);
+ *   rc2 = coh_sim_finish(sim, &sum, err);              // flush, digest, summary
+ *   coh_sim_free(sim);
+ *
+ * A run is the same sequence of ticks however it is driven: the digest does
+ * not depend on the driver.  Everything is called on one thread (the
+ * caller's); s and o are borrowed until coh_sim_free. */
+typedef struct coh_sim coh_sim;
+
+/* Loads the modules and models, instantiates the agents and starts the
+ * worker (and engine) threads.  Errors as coh_run's; *out is NULL then. */
+int coh_sim_new(const coh_scenario *s, const coh_run_options *o, coh_sim **out,
+                coh_err *err);
+
+/* Runs the next tick (tick 0 initialises the agents): commits, journals or
+ * compares its events.  Once the run has stopped (coh_sim_stopped non-NULL)
+ * it does nothing.  An error fails the run: the tick is not committed, and
+ * only coh_sim_finish / coh_sim_free may follow (another coh_sim_tick
+ * returns COH_EINVAL). */
+int coh_sim_tick(coh_sim *sim, coh_err *err);
+
+/* NULL while the run goes on; else the stop reason (coh_run_summary's
+ * stop_reason values), set by the tick that ended the run (or, for
+ * "interrupted", "stopped", "journal_end" and "max_ticks" of a run with no
+ * tick, by the call that found it so). */
+const char *coh_sim_stopped(const coh_sim *sim);
+
+/* The tick coh_sim_tick would run next (= ticks run so far). */
+int64_t coh_sim_next_tick(const coh_sim *sim);
+
+/* Ends the run: waits until every committed tick is durable (and reported
+ * to on_event), stops the journal writer, and fills *sum (may be NULL).
+ * After a failed tick it rolls back the journal's open transaction and
+ * returns that tick's error code.  Once per sim. */
+int coh_sim_finish(coh_sim *sim, coh_run_summary *sum, coh_err *err);
+
+/* Frees the machine (finishing it first if coh_sim_finish was not called,
+ * its error ignored).  NULL is a no-op. */
+void coh_sim_free(coh_sim *sim);
+
+/* ---- sinks ------------------------------------------------------------------
+ * Everything that happens to committed events is handed to a table of
+ * sinks, called in the order they were added, on the thread that calls
+ * coh_sim_tick: the journal writer (below), and any the caller adds (a
+ * transcript, a metrics counter, a test).  Every callback may be NULL.
+ * A tick that fails (an error from the core or from a sink) is never
+ * finished: no sink sees its tick_end.  Callbacks return COH_OK or a
+ * negative COH_E* code, which fails the tick (and so the run); the error
+ * message is passed on as the sink wrote it, so it should name the sink's
+ * file or purpose.
+ * coh_sim_new builds the sinks the options ask for, so coh_run's callers
+ * need not know about them: the journal sink first when appending (FRESH
+ * and RESUME, from the tick after the journal's last), then the comparator
+ * (REPLAY, and RESUME's prefix); opt->on_event is their report (or, with
+ * neither, hears every event as it is committed). */
+typedef struct coh_sim_sink {
+  const char *name;   /* for error messages */
+  void *ud;
+  /* Before tick `tick`'s first event.  *active (preset to 1): 0 skips this
+   * sink for the rest of the tick (no event, checkpoint or tick_end). */
+  int (*tick_begin)(void *ud, int64_t tick, int *active, coh_err *err);
+  /* A committed event of the tick (borrowed).  seq and chain are those of
+   * the reference journal while a tick is compared with one (replay, a
+   * resume's prefix), else 0 (the journal writer assigns them). */
+  int (*event)(void *ud, const coh_jevent *ev, coh_err *err);
+  /* An agent's memory snapshot, at ticks that are a multiple of the
+   * scenario's checkpoint_every, after the tick's events (borrowed).
+   * Snapshots are taken only when some active sink has this callback. */
+  int (*checkpoint)(void *ud, const char *agent, const void *state, size_t len,
+                    coh_err *err);
+  /* The tick is whole (wall_us: how long it took; not deterministic).
+   * Called in REVERSE order of addition, so that the journal sink (the
+   * first, and the commit point) hears last: a tick another sink refuses
+   * here is never journaled. */
+  int (*tick_end)(void *ud, int64_t tick, int64_t wall_us, coh_err *err);
+  /* Make every finished tick durable: at the end of a run, and after each
+   * tick while a monitor is attached (it shows only durable ticks). */
+  int (*flush)(void *ud, coh_err *err);
+  /* The last call: failed is nonzero when the run failed (a tick left
+   * open must be dropped).  Frees what the sink owns. */
+  int (*close)(void *ud, int failed, coh_err *err);
+  /* May be NULL.  The stop reason after a callback returned COH_SINK_STOP
+   * (NULL: "stopped"). */
+  const char *(*stop_reason)(void *ud);
+} coh_sim_sink;
+
+/* A sink callback's answer (positive, unlike the COH_E* codes) that stops
+ * the run: from tick_begin, before the tick runs; from event or tick_end,
+ * at the end of the tick, which is then not finished (no later sink hears
+ * its tick_end, it does not count as run, and its events are not counted
+ * in the summary).  The machine's stop reason is the sink's stop_reason. */
+#define COH_SINK_STOP 1
+
+/* Where a re-execution first differed from its reference journal. */
+typedef struct coh_sim_divergence {
+  int64_t tick;          /* -1: none */
+  char agent[80];
+  char expected[512];
+  char actual[512];
+} coh_sim_divergence;
+
+/* The replay comparator as a sink: every event of the ticks up to j's last
+ * is compared with j's event at the same place; the first difference is
+ * written to *div (borrowed until close) and stops the run ("divergence").
+ * Matching events go to report (may be NULL) with j's seq and chain.  Past
+ * j's last tick the sink is inactive, or, with stop_at_end, stops the run
+ * ("journal_end": a replay).  Reads j on the tick loop's thread. */
+int coh_sim_compare_sink(coh_journal *j, int stop_at_end, coh_run_event_fn report,
+                         void *report_ud, coh_sim_divergence *div, coh_sim_sink *out,
+                         coh_err *err);
+
+/* At most this many sinks per machine. */
+#define COH_SIM_MAX_SINKS 8
+
+/* Adds a sink (the struct is copied; ud is borrowed until its close), before
+ * the first tick.  COH_EINVAL after the first tick or past
+ * COH_SIM_MAX_SINKS. */
+int coh_sim_add_sink(coh_sim *sim, const coh_sim_sink *sink, coh_err *err);
+
+/* The journal writer as a sink: ticks from first_tick on are written to j
+ * by a writer thread (cohort/jwriter.h; wo may be NULL: defaults), started
+ * at the first such tick; earlier ticks are skipped (a resume's verified
+ * prefix).  report (may be NULL) hears every event once its tick is
+ * durable, in commit order, with seq and chain.  On close after a failure,
+ * the journal's open transaction is rolled back.  *out is ready for
+ * coh_sim_add_sink; its close frees it. */
+int coh_sim_journal_sink(coh_journal *j, int64_t first_tick, const coh_jwriter_opts *wo,
+                         coh_run_event_fn report, void *report_ud, coh_sim_sink *out,
+                         coh_err *err);
+
 /* A run's record: the genesis (the canonical description of its inputs,
  * from which the journal's hash chain starts: journal format and cohort
  * versions, seed, the scenario text's SHA-256, every agent module's SHA-256,

@@ -280,20 +280,13 @@ int coh_agent_step(coh_agent *a, uint32_t kind, const void *payload,
 
 /* ---- imports -------------------------------------------------------------------- */
 
-static uint64_t splitmix(uint64_t *s) {
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
 static void fill_random(coh_agent *a, uint8_t *p, size_t n) {
   if (a->host.random) {
     a->host.random(a->ud, a, p, n);
     return;
   }
   while (n > 0) {
-    uint64_t v = splitmix(&a->rng);
+    uint64_t v = coh__splitmix64_next(&a->rng);
     size_t k = n < 8 ? n : 8;
     memcpy(p, &v, k);
     p += k;

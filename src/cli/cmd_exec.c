@@ -160,12 +160,6 @@ static void h_log(void *ud, coh_agent *a, int level, const char *m,
   print_line(o);
 }
 
-static uint64_t mix(uint64_t z) {
-  z += 0x9e3779b97f4a7c15ull;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
 
 static int64_t h_llm(void *ud, coh_agent *a, const char *req, size_t n) {
   exec_ctx *x = ud;
@@ -192,7 +186,7 @@ static int64_t h_llm(void *ud, coh_agent *a, const char *req, size_t n) {
     size_t tl = 0;
     coh_err err;
     coh_err_clear(&err);
-    if (x->llm_fn(x->llm_ud, req, n, mix(x->seed ^ (uint64_t)id), &text, &tl,
+    if (x->llm_fn(x->llm_ud, req, n, coh__seed_derive(x->seed, 0, (uint64_t)id), &text, &tl,
                   &err) == COH_OK) {
       json_object_set_new(res, "text", jstr(text, tl));
       coh_agent_buf_free(text);
@@ -215,18 +209,6 @@ static int64_t h_llm(void *ud, coh_agent *a, const char *req, size_t n) {
 static int64_t h_now(void *ud, coh_agent *a) {
   (void)a;
   return ((exec_ctx *)ud)->tick;
-}
-
-static void h_random(void *ud, coh_agent *a, uint8_t *p, size_t n) {
-  exec_ctx *x = ud;
-  (void)a;
-  while (n > 0) {
-    uint64_t v = mix(x->seed++);
-    size_t k = n < 8 ? n : 8;
-    memcpy(p, &v, k);
-    p += k;
-    n -= k;
-  }
 }
 
 static int64_t h_timer(void *ud, coh_agent *a, int64_t ticks) {
@@ -327,7 +309,7 @@ int coh__cmd_exec(int argc, char **argv) {
   coh_err err;
   exec_ctx x;
   static const coh_agent_host host = {h_emit,  h_send,      h_log,
-                                      h_llm,   h_now,       h_random,
+                                      h_llm,   h_now,       NULL /* random: the agent's own stream */,
                                       h_timer, h_state_get, h_state_put,
                                       NULL /* spawn: exec runs one agent */};
   memset(&x, 0, sizeof x);
@@ -401,7 +383,11 @@ int coh__cmd_exec(int argc, char **argv) {
     return coh__usage_error("exec", "no module given (cohort exec "
                             "MODULE.wasm)");
   }
+  /* seeded as `cohort run` seeds a scenario's first agent (index 0) and its
+   * LLM requests, so that exec and a one-agent run of the same module with
+   * the same seed draw the same random bytes and sampling seeds */
   x.seed = ao.seed;
+  ao.seed = coh__seed_derive(x.seed, 0, UINT64_MAX);
   if (cache == NULL) {
     cache_buf = coh__default_cache_dir();
     if (cache_buf == NULL) {

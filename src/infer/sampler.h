@@ -15,30 +15,10 @@
 
 #include "cohort/common.h"
 #include "cohort/sampling.h"
+#include "util/util_int.h"
 
-/* ---- random stream ------------------------------------------------------
- * xoshiro256** (Blackman & Vigna, 2018).  State seeded by running
- * splitmix64 from the 64-bit seed and taking its first four outputs, so
- * every seed (0 included) gives a valid non-zero state. */
-typedef struct coh__rng {
-  uint64_t s[4];
-} coh__rng;
-
-/* Seeds *r from seed (splitmix64 x4 as described above). */
-void coh__rng_seed(coh__rng *r, uint64_t seed);
-/* Next 64-bit output of xoshiro256**; advances *r by one step. */
-uint64_t coh__rng_next(coh__rng *r);
-/* A double in [0, 1): the top 53 bits of one coh__rng_next, times 2^-53. */
-double coh__rng_uniform(coh__rng *r);
-
-/* Derives a per-request seed from (a, b, c) = (run seed, agent id, request
- * sequence number).  With G = 0x9e3779b97f4a7c15 and mix the splitmix64
- * finaliser (z ^= z>>30; z *= 0xbf58476d1ce4e5b9; z ^= z>>27;
- * z *= 0x94d049bb133111eb; z ^= z>>31):
- *   h = mix(a + G); h = mix((h ^ b) + G); h = mix((h ^ c) + G); return h.
- * The chaining makes the order of the inputs matter.  This formula is part
- * of the determinism contract (journals depend on it): never change it. */
-uint64_t coh__seed_derive(uint64_t a, uint64_t b, uint64_t c);
+/* The random stream (coh__rng) and the seed derivation (coh__seed_derive)
+ * are util_int.h's (src/util/rng.c): one implementation for the library. */
 
 /* ---- sampler ------------------------------------------------------------ */
 typedef struct coh__sampler coh__sampler;

@@ -42,7 +42,6 @@
 #include <civetweb.h>
 #include <errno.h>
 #include <jansson.h>
-#include <linux/futex.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -51,7 +50,6 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -67,18 +65,7 @@
 #define PUSH_INTERVAL_MS 100
 #define CONTROL_BODY_MAX 1024
 
-/* ---- futex helpers ------------------------------------------------------- */
-
-static void futex_wait_ms(_Atomic uint32_t *word, uint32_t expected, int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, expected,
-          ms >= 0 ? &ts : NULL, NULL, 0);
-}
-
-static void futex_wake_all(_Atomic uint32_t *word) {
-  syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, 0x7fffffff, NULL,
-          NULL, 0);
-}
+/* ---- sleeping (futex wait/wake: util_int.h) ------------------------------ */
 
 static void sleep_ms(int ms) {
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -194,7 +181,7 @@ void coh_monitor_publish(coh_monitor *m, const char *json, size_t len) {
   atomic_fetch_add_explicit(&m->published, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&m->pub_seq, 1, memory_order_seq_cst);
   if (atomic_load_explicit(&m->pub_waiters, memory_order_seq_cst) != 0)
-    futex_wake_all(&m->pub_seq);
+    coh__futex_wake(&m->pub_seq, INT32_MAX);
 }
 
 /* Under snap_lock: makes `front` the newest published snapshot. */
@@ -403,7 +390,7 @@ static int push_control(coh_monitor *m, coh_control c) {
   atomic_store_explicit(&m->ctl_tail, t + 1, memory_order_seq_cst);
   pthread_mutex_unlock(&m->ctl_lock);
   if (atomic_load_explicit(&m->ctl_waiters, memory_order_seq_cst) != 0)
-    futex_wake_all(&m->ctl_tail);
+    coh__futex_wake(&m->ctl_tail, INT32_MAX);
   return 0;
 }
 
@@ -432,7 +419,7 @@ coh_control coh_monitor_wait_control(coh_monitor *m) {
     h = atomic_load_explicit(&m->ctl_head, memory_order_relaxed);
     atomic_fetch_add_explicit(&m->ctl_waiters, 1, memory_order_seq_cst);
     if (atomic_load_explicit(&m->ctl_tail, memory_order_seq_cst) == h)
-      futex_wait_ms(&m->ctl_tail, h, -1);
+      coh__futex_wait(&m->ctl_tail, h, -1);
     atomic_fetch_sub_explicit(&m->ctl_waiters, 1, memory_order_seq_cst);
   }
 }
@@ -717,7 +704,7 @@ static void *ws_sender(void *arg) {
     if (c->ack_mode) { /* the previous snapshot not handled yet: wait */
       uint32_t a = atomic_load_explicit(&c->acked, memory_order_seq_cst);
       if ((int32_t)(a - c->sent) < 0) {
-        futex_wait_ms(&c->acked, a, 1000);
+        coh__futex_wait(&c->acked, a, 1000);
         continue;
       }
     }
@@ -733,7 +720,7 @@ static void *ws_sender(void *arg) {
     atomic_fetch_add_explicit(&m->pub_waiters, 1, memory_order_seq_cst);
     if (atomic_load_explicit(&m->pub_seq, memory_order_seq_cst) == seq &&
         !atomic_load(&c->closing) && !atomic_load(&m->stopping))
-      futex_wait_ms(&m->pub_seq, seq, 1000);
+      coh__futex_wait(&m->pub_seq, seq, 1000);
     atomic_fetch_sub_explicit(&m->pub_waiters, 1, memory_order_seq_cst);
   }
   return NULL;
@@ -829,7 +816,7 @@ static int ws_data(struct mg_connection *conn, int bits, char *data,
   if (ack) {
     if (wc->ack_mode) {
       atomic_fetch_add_explicit(&wc->acked, 1, memory_order_seq_cst);
-      futex_wake_all(&wc->acked);
+      coh__futex_wake(&wc->acked, INT32_MAX);
     }
     return 1;
   }
@@ -846,8 +833,8 @@ static void ws_release(const struct mg_connection *conn) {
   m = c->m;
   mg_set_user_connection_data(conn, NULL);
   atomic_store(&c->closing, 1);
-  futex_wake_all(&m->pub_seq);
-  futex_wake_all(&c->acked);
+  coh__futex_wake(&m->pub_seq, INT32_MAX);
+  coh__futex_wake(&c->acked, INT32_MAX);
   if (c->started) pthread_join(c->thread, NULL);
   pthread_mutex_destroy(&c->write_lock);
   coh__free(c->buf);
@@ -1058,7 +1045,7 @@ void coh_monitor_stop(coh_monitor *m) {
   int nudging;
   if (m == NULL) return;
   atomic_store(&m->stopping, 1);
-  futex_wake_all(&m->pub_seq);
+  coh__futex_wake(&m->pub_seq, INT32_MAX);
   nudging = pthread_create(&th, NULL, nudger, m) == 0;
   mg_stop(m->ctx); /* joins civetweb's threads; close handlers join ours */
   atomic_store(&m->stopped, 1);

@@ -22,10 +22,6 @@ typedef struct coh__ui_asset {
 
 extern const coh__ui_asset coh__ui_assets[];
 
-/* Appends s (n bytes) as a JSON string literal, quotes included; invalid
- * UTF-8 bytes become U+FFFD so the output is always valid JSON. */
-void coh__json_str(coh__buf *b, const char *s, size_t n);
-
 /* Appends x as the shortest decimal that reads back as the same double
  * (integers without a fraction); NaN and infinities as Prometheus writes
  * them ("NaN", "+Inf", "-Inf"). */

@@ -15,43 +15,6 @@
 
 /* ---- small text helpers ------------------------------------------------- */
 
-
-void coh__json_str(coh__buf *b, const char *s, size_t n) {
-  const unsigned char *p = (const unsigned char *)s;
-  size_t i = 0, k;
-  coh__buf_addc(b, '"');
-  while (i < n) {
-    unsigned char c = p[i];
-    /* printable ASCII other than '"' and '\\' is copied in runs: the
-     * orchestrator writes ~170 KB snapshots with this ten times a second */
-    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-      size_t j = i + 1;
-      while (j < n && p[j] >= 0x20 && p[j] < 0x7f && p[j] != '"' && p[j] != '\\') j++;
-      coh__buf_add(b, p + i, j - i);
-      i = j;
-      continue;
-    }
-    if (c == '"' || c == '\\') {
-      coh__buf_addc(b, '\\');
-      coh__buf_addc(b, (char)c);
-      i++;
-    } else if (c == '\n') {
-      coh__buf_add(b, "\\n", 2), i++;
-    } else if (c == '\t') {
-      coh__buf_add(b, "\\t", 2), i++;
-    } else if (c == '\r') {
-      coh__buf_add(b, "\\r", 2), i++;
-    } else if (c < 0x20 || c == 0x7f) {
-      coh__buf_printf(b, "\\u%04x", c), i++;
-    } else if ((k = coh__utf8_seq(p + i, n - i)) == 0) {
-      coh__buf_add(b, "\\ufffd", 6), i++;
-    } else {
-      coh__buf_add(b, p + i, k), i += k;
-    }
-  }
-  coh__buf_addc(b, '"');
-}
-
 void coh__fmt_num(coh__buf *b, double x) {
   char tmp[40];
   int prec;

@@ -32,14 +32,12 @@ static out_item *push_out(agent_slot *a, coh_agent *ag, const char *call, enum o
   out_item *it;
   char *copy = NULL;
   if (a->n_outs == a->cap_outs) {
-    size_t ncap = a->cap_outs ? a->cap_outs * 2 : 8;
-    out_item *n = coh__realloc(a->outs, ncap * sizeof *n);
+    out_item *n = coh__grow(a->outs, &a->cap_outs, a->n_outs + 1, sizeof *n, 8);
     if (n == NULL) {
       host_oom(a, ag, call);
       return NULL;
     }
     a->outs = n;
-    a->cap_outs = ncap;
   }
   if (len > 0 || data != NULL) {
     copy = coh__malloc(len + 1);
@@ -306,11 +304,9 @@ const coh_agent_host coh__orch_host = {
 /* Room for one more queued-latency sample (timings only: on failure the
  * sample is dropped). */
 static int grow_qlat(agent_slot *a) {
-  size_t ncap = a->cap_qlat ? a->cap_qlat * 2 : 8;
-  double *n = coh__realloc(a->qlat, ncap * sizeof *n);
+  double *n = coh__grow(a->qlat, &a->cap_qlat, a->n_qlat + 1, sizeof *n, 8);
   if (n == NULL) return 0;
   a->qlat = n;
-  a->cap_qlat = ncap;
   return 1;
 }
 

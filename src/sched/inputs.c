@@ -150,7 +150,7 @@ static int hash_model(const char *dir, json_t *files, char identity[65], coh_err
       goto done;
     }
     if (n == cap) {
-      char **nn = coh__realloc(names, (cap = cap ? cap * 2 : 16) * sizeof *nn);
+      char **nn = coh__grow(names, &cap, n + 1, sizeof *nn, 16);
       if (nn == NULL) {
         rc = coh__err(err, COH_ENOMEM, "out of memory");
         goto done;

@@ -29,14 +29,12 @@ static void on_token(void *user, const coh_token_event *ev) {
   if (ev->token >= 0) r->tokens++;
   if (ev->finish == COH_FINISH_NONE) return;
   if (ms->n_done == ms->cap_done) {
-    size_t ncap = ms->cap_done ? ms->cap_done * 2 : 16;
-    llm_req **n = coh__realloc(ms->done, ncap * sizeof *n);
+    llm_req **n = coh__grow(ms->done, &ms->cap_done, ms->n_done + 1, sizeof *n, 16);
     if (n == NULL) {
       ms->cb_oom = 1;
       return;
     }
     ms->done = n;
-    ms->cap_done = ncap;
   }
   r->finish = ev->finish;
   r->done_tick = ms->o->tick;
@@ -61,14 +59,12 @@ static int fail_now(orch *o, model_slot *ms, llm_req *r, const char *msg, coh_er
   r->t_done = coh__wall_seconds();
   r->next = NULL;
   if (ms->n_done == ms->cap_done) {
-    size_t ncap = ms->cap_done ? ms->cap_done * 2 : 16;
-    llm_req **n = coh__realloc(ms->done, ncap * sizeof *n);
+    llm_req **n = coh__grow(ms->done, &ms->cap_done, ms->n_done + 1, sizeof *n, 16);
     if (n == NULL) {
       coh__orch_llm_free(r);
       return coh__err(err, COH_ENOMEM, "out of memory");
     }
     ms->done = n;
-    ms->cap_done = ncap;
   }
   ms->done[ms->n_done++] = r;
   return COH_OK;
@@ -333,14 +329,12 @@ static int admit_one(orch *o, model_slot *ms, llm_req *r, coh_err *err) {
       }
     }
     if (ms->n_replay == ms->cap_replay) {
-      size_t ncap = ms->cap_replay ? ms->cap_replay * 2 : 16;
-      llm_req **n = coh__realloc(ms->replay, ncap * sizeof *n);
+      llm_req **n = coh__grow(ms->replay, &ms->cap_replay, ms->n_replay + 1, sizeof *n, 16);
       if (n == NULL) {
         coh__orch_llm_free(r);
         return coh__err(err, COH_ENOMEM, "out of memory");
       }
       ms->replay = n;
-      ms->cap_replay = ncap;
     }
     ms->replay[ms->n_replay++] = r;
     ms->in_engine++;
@@ -348,14 +342,12 @@ static int admit_one(orch *o, model_slot *ms, llm_req *r, coh_err *err) {
   }
   /* room in `live` first: once submitted, r must be findable at close */
   if (ms->n_live == ms->cap_live) {
-    size_t ncap = ms->cap_live ? ms->cap_live * 2 : 16;
-    llm_req **n = coh__realloc(ms->live, ncap * sizeof *n);
+    llm_req **n = coh__grow(ms->live, &ms->cap_live, ms->n_live + 1, sizeof *n, 16);
     if (n == NULL) {
       coh__orch_llm_free(r);
       return coh__err(err, COH_ENOMEM, "out of memory");
     }
     ms->live = n;
-    ms->cap_live = ncap;
   }
   rc = coh_llm_request_parse(r->json, r->len, ms->model, r->seed, &lr, &e);
   if (rc == COH_OK) {
@@ -430,15 +422,13 @@ void coh__orch_llm_replay_step(orch *o) {
       if (r->body != NULL && r->done_tick == o->tick) {
         size_t j;
         if (ms->n_done == ms->cap_done) {
-          size_t ncap = ms->cap_done ? ms->cap_done * 2 : 16;
-          llm_req **n = coh__realloc(ms->done, ncap * sizeof *n);
+          llm_req **n = coh__grow(ms->done, &ms->cap_done, ms->n_done + 1, sizeof *n, 16);
           if (n == NULL) { /* a late result would be a false divergence: fail the tick */
             ms->replay[keep++] = r;
             ms->step_rc = coh__err(&ms->step_err, COH_ENOMEM, "out of memory");
             continue;
           }
           ms->done = n;
-          ms->cap_done = ncap;
         }
         /* keep `done` in journal order */
         for (j = ms->n_done; j > 0 && ms->done[j - 1]->rec_seq > r->rec_seq; j--)

@@ -239,29 +239,124 @@ static void stop_workers(orch *o) {
 
 /* ---- events ---------------------------------------------------------------- */
 
-static int load_reference_tick(orch *o, int64_t tick, coh_err *err);
 static int spawn_agent(orch *o, int spec, const char *id, const char *config,
                        coh_err *err);
 
-static void note_divergence(orch *o, const char *agent, const char *expected,
-                            const char *actual) {
-  coh_run_summary *s = o->sum;
-  if (o->diverged) return;
-  o->diverged = 1;
-  s->diverged_tick = o->tick;
-  snprintf(s->diverged_agent, sizeof s->diverged_agent, "%s", agent);
-  snprintf(s->diverged_expected, sizeof s->diverged_expected, "%s", expected);
-  snprintf(s->diverged_actual, sizeof s->diverged_actual, "%s", actual);
+/* ---- sinks ------------------------------------------------------------------- */
+
+int coh_sim_add_sink(coh_sim *o, const coh_sim_sink *sink, coh_err *err) {
+  if (o->tick > 0 || o->failed || o->finished)
+    return coh__err(err, COH_EINVAL, "sink '%s': sinks are added before the first tick",
+                    sink->name ? sink->name : "?");
+  if (o->n_sinks >= COH_SIM_MAX_SINKS)
+    return coh__err(err, COH_EINVAL, "sink '%s': more than %d sinks",
+                    sink->name ? sink->name : "?", COH_SIM_MAX_SINKS);
+  o->sinks[o->n_sinks++] = *sink;
+  return COH_OK;
 }
 
-static void describe(char *buf, size_t n, const char *kind, const char *src,
-                     const char *dst, const void *payload, size_t len) {
-  snprintf(buf, n, "%s %s -> %s: %.*s", kind, src, dst[0] ? dst : "-",
-           (int)(len > 300 ? 300 : len), (const char *)payload);
+/* A sink's error is passed on as the sink wrote it (it names its own file:
+ * the journal's name the journal). */
+static int sink_fail(const coh_sim_sink *k, int rc, coh_err *err) {
+  (void)k;
+  (void)err;
+  return rc;
 }
 
-/* One committed event: appended to the journal, or (replay/resume, up to the
- * end of the reference) compared with the reference's next event. */
+/* A sink's COH_SINK_STOP: the first one's reason is kept. */
+static void sink_stop(orch *o, const coh_sim_sink *k) {
+  const char *why = k->stop_reason ? k->stop_reason(k->ud) : NULL;
+  if (o->sink_stop == NULL) o->sink_stop = why ? why : "stopped";
+}
+
+static int sinks_tick_begin(orch *o, coh_err *err) {
+  int i, rc;
+  for (i = 0; i < o->n_sinks; i++) {
+    const coh_sim_sink *k = &o->sinks[i];
+    o->sink_active[i] = 1;
+    if (k->tick_begin == NULL) continue;
+    rc = k->tick_begin(k->ud, o->tick, &o->sink_active[i], err);
+    if (rc == COH_SINK_STOP) sink_stop(o, k);
+    else if (rc) return sink_fail(k, rc, err);
+  }
+  return COH_OK;
+}
+
+static int sinks_event(orch *o, const coh_jevent *ev, coh_err *err) {
+  int i, rc;
+  for (i = 0; i < o->n_sinks; i++) {
+    const coh_sim_sink *k = &o->sinks[i];
+    if (!o->sink_active[i] || k->event == NULL) continue;
+    rc = k->event(k->ud, ev, err);
+    if (rc == COH_SINK_STOP) sink_stop(o, k);
+    else if (rc) return sink_fail(k, rc, err);
+  }
+  return COH_OK;
+}
+
+static int sinks_want_checkpoints(const orch *o) {
+  int i;
+  for (i = 0; i < o->n_sinks; i++)
+    if (o->sink_active[i] && o->sinks[i].checkpoint) return 1;
+  return 0;
+}
+
+static int sinks_checkpoint(orch *o, const char *agent, const void *state, size_t len,
+                            coh_err *err) {
+  int i, rc;
+  for (i = 0; i < o->n_sinks; i++) {
+    const coh_sim_sink *k = &o->sinks[i];
+    if (o->sink_active[i] && k->checkpoint &&
+        (rc = k->checkpoint(k->ud, agent, state, len, err)))
+      return sink_fail(k, rc, err);
+  }
+  return COH_OK;
+}
+
+/* In reverse order of addition: the first sink (the journal: the commit
+ * point) hears last, so a tick that another sink refuses is not written. */
+static int sinks_tick_end(orch *o, int64_t wall_us, coh_err *err) {
+  int i, rc;
+  for (i = o->n_sinks - 1; i >= 0; i--) {
+    const coh_sim_sink *k = &o->sinks[i];
+    if (!o->sink_active[i] || k->tick_end == NULL) continue;
+    rc = k->tick_end(k->ud, o->tick, wall_us, err);
+    if (rc == COH_SINK_STOP) {
+      sink_stop(o, k);
+      return COH_OK; /* the tick is not finished: no later sink hears of it */
+    }
+    if (rc) return sink_fail(k, rc, err);
+  }
+  return COH_OK;
+}
+
+static int sinks_flush(orch *o, coh_err *err) {
+  int i, rc;
+  for (i = 0; i < o->n_sinks; i++) {
+    const coh_sim_sink *k = &o->sinks[i];
+    if (k->flush && (rc = k->flush(k->ud, err))) return sink_fail(k, rc, err);
+  }
+  return COH_OK;
+}
+
+/* Closes every sink (each exactly once); returns the first error. */
+static int sinks_close(orch *o, int failed, coh_err *err) {
+  int i, rc = COH_OK;
+  for (i = 0; i < o->n_sinks; i++) {
+    const coh_sim_sink *k = &o->sinks[i];
+    coh_err e;
+    int r = k->close ? k->close(k->ud, failed, &e) : COH_OK;
+    if (r && rc == COH_OK) {
+      rc = r;
+      if (err) *err = e;
+    }
+  }
+  o->n_sinks = 0;
+  return rc;
+}
+
+/* One committed event, handed to the sinks (the journal, the comparator,
+ * ...). */
 static int produce(orch *o, const char *kind, const char *src, const char *dst,
                    const void *payload, size_t len, coh_err *err) {
   coh_jevent ev;
@@ -273,79 +368,11 @@ static int produce(orch *o, const char *kind, const char *src, const char *dst,
   ev.payload = payload ? payload : "";
   ev.payload_len = len;
   ev.wall_us = (int64_t)((coh__wall_seconds() - o->t0) * 1e6);
-  if (o->comparing) {
-    char want[512], got[512];
-    describe(got, sizeof got, kind, src, dst, ev.payload, len);
-    if (o->diverged) return COH_OK;
-    if (o->ref_pos >= o->n_ref) {
-      note_divergence(o, src, "(no further event in this tick)", got);
-      return COH_OK;
-    }
-    {
-      const coh_jevent *r = &o->ref[o->ref_pos];
-      int same = !strcmp(r->kind, kind) && !strcmp(r->source, src) &&
-                 !strcmp(r->target, dst) && r->payload_len == len &&
-                 (len == 0 || !memcmp(r->payload, ev.payload, len));
-      if (!same) {
-        describe(want, sizeof want, r->kind, r->source, r->target, r->payload, r->payload_len);
-        note_divergence(o, src, want, got);
-        return COH_OK;
-      }
-      ev.seq = r->seq;
-      memcpy(ev.chain, r->chain, sizeof ev.chain);
-      o->ref_pos++;
-    }
-  } else if (o->jw) {
-    /* on_event hears of it when its tick is durable (the writer reports) */
-    int rc = coh_jwriter_event(o->jw, &ev, err);
-    if (rc) return rc;
-    o->events++;
-    return COH_OK;
-  }
   o->events++;
-  if (o->opt->on_event) o->opt->on_event(o->opt->ud, &ev);
-  return COH_OK;
-}
-
-/* Reference events of one tick are copied into one allocation each (kind,
- * source, target and payload back to back; freed through `kind`). */
-static int ref_collect(void *ud, const coh_jevent *ev) {
-  orch *o = ud;
-  size_t kl = strlen(ev->kind) + 1, sl = strlen(ev->source) + 1, tl = strlen(ev->target) + 1;
-  char *blob;
-  coh_jevent *r;
-  if (o->n_ref == o->cap_ref) {
-    size_t ncap = o->cap_ref ? o->cap_ref * 2 : 64;
-    coh_jevent *n = coh__realloc(o->ref, ncap * sizeof *n);
-    if (n == NULL) return COH_ENOMEM;
-    o->ref = n;
-    o->cap_ref = ncap;
-  }
-  blob = coh__malloc(kl + sl + tl + ev->payload_len + 1);
-  if (blob == NULL) return COH_ENOMEM;
-  r = &o->ref[o->n_ref++];
-  *r = *ev;
-  memcpy(blob, ev->kind, kl);
-  memcpy(blob + kl, ev->source, sl);
-  memcpy(blob + kl + sl, ev->target, tl);
-  if (ev->payload_len) memcpy(blob + kl + sl + tl, ev->payload, ev->payload_len);
-  blob[kl + sl + tl + ev->payload_len] = '\0';
-  r->kind = blob;
-  r->source = blob + kl;
-  r->target = blob + kl + sl;
-  r->payload = blob + kl + sl + tl;
-  return 0;
-}
-
-static void ref_clear(orch *o) {
-  size_t i;
-  for (i = 0; i < o->n_ref; i++) coh__free((void *)o->ref[i].kind);
-  o->n_ref = o->ref_pos = 0;
-}
-
-static int load_reference_tick(orch *o, int64_t tick, coh_err *err) {
-  ref_clear(o);
-  return coh_journal_events(o->opt->journal, tick, tick, NULL, ref_collect, o, err);
+  /* the journal and the comparator report to on_event (once the tick is
+   * durable, or as the event is checked); without them it hears it now */
+  if (!o->reporting_sinks && o->opt->on_event) o->opt->on_event(o->opt->ud, &ev);
+  return sinks_event(o, &ev, err);
 }
 
 /* ---- tick: inputs ------------------------------------------------------------ */
@@ -390,12 +417,10 @@ static int deliver_inputs(orch *o, coh_err *err) {
 
 static int add_timer(orch *o, int agent, int64_t id, int64_t due) {
   size_t i;
-  if (o->n_timers == o->cap_timers) {
-    size_t ncap = o->cap_timers ? o->cap_timers * 2 : 16;
-    timer_ev *n = coh__realloc(o->timers, ncap * sizeof *n);
+  {
+    timer_ev *n = coh__grow(o->timers, &o->cap_timers, o->n_timers + 1, sizeof *n, 16);
     if (n == NULL) return COH_ENOMEM;
     o->timers = n;
-    o->cap_timers = ncap;
   }
   /* sorted by (due, agent, id): insertion keeps the canonical order */
   i = o->n_timers;
@@ -773,7 +798,7 @@ static int checkpoint_agents(orch *o, coh_err *err) {
       coh__err_prefix(err, "agent '%s': checkpoint", a->id);
       return rc;
     }
-    rc = coh_jwriter_checkpoint(o->jw, a->id, snap, len, err);
+    rc = sinks_checkpoint(o, a->id, snap, len, err);
     coh_agent_buf_free(snap);
     if (rc) return rc;
   }
@@ -885,8 +910,6 @@ static void teardown(orch *o) {
   coh__free(o->agents);
   coh__free(o->by_id);
   coh__free(o->timers);
-  ref_clear(o);
-  coh__free(o->ref);
   for (i = 0; i < o->n_recorded; i++) coh__free(o->recorded[i].body);
   coh__free(o->recorded);
   coh__orch_stats_free(o);
@@ -966,177 +989,245 @@ static int collect_recorded(void *ud, const coh_jevent *ev) {
   return 0;
 }
 
-/* The journal writer, started at the first tick that appends (after a
- * resume's comparison phase, which reads the journal on this thread). */
-static int start_writer(orch *o, coh_err *err) {
-  coh_jwriter_opts wo;
-  if (o->opt->journal_writer) wo = *o->opt->journal_writer;
-  else memset(&wo, 0, sizeof wo);
-  wo.report = o->opt->on_event;
-  wo.report_ud = o->opt->ud;
-  return coh_jwriter_start(o->opt->journal, &wo, &o->jw, err);
+/* The part of a run's end shared by coh_sim_finish and coh_sim_free: the
+ * writer stopped (a failed tick was never queued; the ticks queued before
+ * it are whole and are written, and reported, before the writer ends), an
+ * open journal transaction rolled back after a failure, the summary. */
+static int sim_close(orch *o, int rc, coh_err *err) {
+  const coh_run_options *opt = o->opt;
+  coh_run_summary *sum = o->sum;
+  coh_err serr;
+  int src = sinks_close(o, rc != COH_OK, &serr);
+  if (rc == COH_OK && src != COH_OK) {
+    rc = src;
+    if (err) *err = serr;
+  }
+  sum->events = o->events;
+  sum->stop_reason = o->stop ? o->stop : "max_ticks";
+  sum->wall_seconds = coh__wall_seconds() - o->t0;
+  sum->tokens_per_second = sum->wall_seconds > 0 ? (double)sum->llm_tokens / sum->wall_seconds : 0;
+  if (opt->journal) coh_journal_digest(opt->journal, sum->digest);
+  o->finished = 1;
+  return rc;
 }
 
-int coh_run(const coh_scenario *s, const coh_run_options *opt,
-            coh_run_summary *sum, coh_err *err) {
-  orch o;
+int coh_sim_new(const coh_scenario *s, const coh_run_options *opt, coh_sim **out,
+                coh_err *err) {
+  orch *o;
   coh_agent_rt_opts ro;
-  int rc = COH_OK, *pending_llm = NULL;
-  int64_t n_events_ref = 0;
-  const char *stop = "max_ticks";
+  int rc = COH_OK;
+  int64_t n_events_ref = 0, ref_last_tick = -1;
 
-  memset(&o, 0, sizeof o);
-  memset(sum, 0, sizeof *sum);
-  sum->diverged_tick = -1;
-  o.s = s;
-  o.opt = opt;
-  o.sum = sum;
-  o.t0 = coh__wall_seconds();
-  o.ref_last_tick = -1;
-  o.mon = opt->monitor;
+  *out = NULL;
   if (opt->cache_dir == NULL) return coh__err(err, COH_EINVAL, "no module cache folder given");
   if (opt->mode != COH_RUN_FRESH && opt->journal == NULL)
     return coh__err(err, COH_EINVAL, "replay and resume need a journal");
+  o = coh__calloc(1, sizeof *o);
+  if (o == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+  o->s = s;
+  o->opt = opt;
+  o->sum = &o->own_sum;
+  o->sum->diverged_tick = -1;
+  o->div.tick = -1;
+  o->t0 = coh__wall_seconds();
+  o->mon = opt->monitor;
   memset(&ro, 0, sizeof ro);
   ro.cache_dir = opt->cache_dir;
-  if ((rc = coh_agent_rt_new(&ro, &o.rt, err))) goto done;
-  if ((rc = make_agents(&o, err)) || (rc = resolve_after(&o, err)) ||
-      (rc = make_routes(&o, err)))
-    goto done;
-  pending_llm = coh__calloc((size_t)o.cap_agents + 1, sizeof *pending_llm);
-  if (pending_llm == NULL) {
+  if ((rc = coh_agent_rt_new(&ro, &o->rt, err))) goto fail;
+  if ((rc = make_agents(o, err)) || (rc = resolve_after(o, err)) ||
+      (rc = make_routes(o, err)))
+    goto fail;
+  o->pending_llm = coh__calloc((size_t)o->cap_agents + 1, sizeof *o->pending_llm);
+  if (o->pending_llm == NULL) {
     rc = coh__err(err, COH_ENOMEM, "out of memory");
-    goto done;
+    goto fail;
   }
   if (opt->mode != COH_RUN_FRESH) {
-    if ((rc = coh_journal_last_tick(opt->journal, &o.ref_last_tick, &n_events_ref, err))) goto done;
-    o.comparing = o.ref_last_tick >= 0;
+    if ((rc = coh_journal_last_tick(opt->journal, &ref_last_tick, &n_events_ref, err)))
+      goto fail;
     if (opt->no_model &&
-        (rc = coh_journal_events(opt->journal, INT64_MIN, INT64_MAX, NULL, collect_recorded, &o, err)))
-      goto done;
+        (rc = coh_journal_events(opt->journal, INT64_MIN, INT64_MAX, NULL, collect_recorded, o,
+                                 err)))
+      goto fail;
   }
-  if ((rc = coh__orch_models_open(&o, err)) || (rc = create_agents(&o, err)) ||
-      (rc = start_workers(&o, err)))
-    goto done;
+  /* the sinks the options ask for: the journal first (its tick_end, the
+   * commit point, comes last), appending after a resume's verified prefix;
+   * then the comparator over that prefix (or the whole journal: replay) */
+  if (opt->journal && opt->mode != COH_RUN_REPLAY) {
+    coh_sim_sink js;
+    if ((rc = coh_sim_journal_sink(opt->journal, ref_last_tick + 1, opt->journal_writer,
+                                   opt->on_event, opt->ud, &js, err)))
+      goto fail;
+    o->sinks[o->n_sinks++] = js;
+    o->reporting_sinks++;
+  }
+  if (opt->mode != COH_RUN_FRESH) {
+    coh_sim_sink cs;
+    if ((rc = coh_sim_compare_sink(opt->journal, opt->mode == COH_RUN_REPLAY, opt->on_event,
+                                   opt->ud, &o->div, &cs, err)))
+      goto fail;
+    o->sinks[o->n_sinks++] = cs;
+    o->reporting_sinks++;
+  }
+  if ((rc = coh__orch_models_open(o, err)) || (rc = create_agents(o, err)) ||
+      (rc = start_workers(o, err)))
+    goto fail;
+  if (s->max_ticks <= 0) o->stop = "max_ticks";
+  *out = o;
+  return COH_OK;
+fail:
+  o->failed = rc;
+  (void)sim_close(o, rc, NULL);
+  coh__free(o->pending_llm);
+  teardown(o);
+  coh__free(o);
+  return rc;
+}
 
-  for (o.tick = 0; o.tick < s->max_ticks; o.tick++) {
-    double tick_t0 = coh__wall_seconds();
-    int64_t events_before = o.events;
-    int k, writing;
-    if (opt->interrupted && opt->interrupted(opt->interrupted_ud)) {
-      stop = "interrupted";
-      break;
-    }
-    if (handle_controls(&o)) {
-      stop = opt->interrupted && opt->interrupted(opt->interrupted_ud) ? "interrupted" : "stopped";
-      break;
-    }
-    tick_t0 = coh__wall_seconds();
-    o.comparing = opt->mode != COH_RUN_FRESH && o.tick <= o.ref_last_tick;
-    if (opt->mode == COH_RUN_REPLAY && o.tick > o.ref_last_tick) {
-      stop = "journal_end";
-      break;
-    }
-    writing = !o.comparing && opt->journal && opt->mode != COH_RUN_REPLAY;
-    if (o.comparing && (rc = load_reference_tick(&o, o.tick, err))) goto done;
-    if (writing && o.jw == NULL && (rc = start_writer(&o, err))) goto done;
-    /* blocks while the writer's queue is full (backpressure) */
-    if (writing && (rc = coh_jwriter_tick_begin(o.jw, o.tick, err))) goto done;
+const char *coh_sim_stopped(const coh_sim *o) { return o->stop; }
 
-    if ((rc = deliver_inputs(&o, err))) goto done;
-    if (o.tick == 0) {
-      dispatch(&o, 1);
-    } else {
-      if ((rc = coh__orch_llm_admit(&o, err))) goto done;
-      choose(&o, pending_llm);
-      dispatch(&o, 0);
-    }
-    if ((rc = step_failures(&o, err))) goto done;
-    for (k = 0; k < o.n_agents; k++)
-      if ((rc = commit_agent(&o, &o.agents[k], pending_llm, err))) goto done;
-    for (k = 0; k < o.n_models; k++)
-      if (o.models[k].step_rc) {
-        rc = o.models[k].step_rc;
-        coh__err(err, rc, "model '%s': %s", o.models[k].spec->name, o.models[k].step_err.msg);
-        goto done;
-      }
-    if ((rc = commit_llm(&o, pending_llm, err))) goto done;
-    if (o.comparing && !o.diverged && o.ref_pos < o.n_ref) {
-      const coh_jevent *r = &o.ref[o.ref_pos];
-      char want[512];
-      describe(want, sizeof want, r->kind, r->source, r->target, r->payload, r->payload_len);
-      note_divergence(&o, r->source, want, "(no such event in this tick)");
-    }
-    if (o.diverged) {
-      stop = "divergence";
-      break;
-    }
-    if (writing) {
-      if (s->checkpoint_every > 0 && o.tick > 0 && o.tick % s->checkpoint_every == 0 &&
-          (rc = checkpoint_agents(&o, err)))
-        goto done;
-      if ((rc = coh_jwriter_tick_end(o.jw, (int64_t)((coh__wall_seconds() - tick_t0) * 1e6),
-                                     err)))
-        goto done;
-      /* the dashboard shows only durable ticks: with it, every tick waits
-       * for its commit (docs/orchestrator.md, durability) */
-      if (o.mon && (rc = coh_jwriter_flush(o.jw, err))) goto done;
-    }
-    if (o.mon) {
-      struct tl_entry *e = &o.timeline[o.tl_pos];
-      int64_t steps = 0;
-      for (k = 0; k < o.n_models; k++)
-        if (o.models[k].step_t1 > tick_t0)
-          coh__orch_span(&o, "engine step", o.models[k].spec->name, 1, o.models[k].step_t0,
-                         o.models[k].step_t1, 0, 0);
-      for (k = 0; k < o.n_agents; k++) steps += o.agents[k].last_tick == o.tick;
-      e->tick = o.tick;
-      e->wall_ms = (coh__wall_seconds() - tick_t0) * 1e3;
-      e->events = o.events - events_before;
-      e->steps = steps;
-      o.tl_pos = (o.tl_pos + 1) % 300;
-      if (o.tl_n < 300) o.tl_n++;
-      coh__orch_span(&o, "tick", "orchestrator", 2, tick_t0, coh__wall_seconds(), 0, 0);
-      coh__orch_publish(&o, o.paused || o.step_once, 0, NULL);
-    }
-    if (s->stop_on_exit) {
-      int x = agent_index(&o, s->stop_on_exit);
-      if (x >= 0 && o.agents[x].status != AGENT_ALIVE) {
-        stop = "exit";
-        o.tick++;
-        break;
-      }
-    }
-    if (s->quiescence && o.tick > 0 && !anything_pending(&o)) {
-      stop = "quiescence";
-      o.tick++;
-      break;
-    }
+int64_t coh_sim_next_tick(const coh_sim *o) { return o->tick; }
+
+/* One tick; sets o->stop when the run ends (before the tick, or after it). */
+static int sim_tick(orch *o, coh_err *err) {
+  const coh_scenario *s = o->s;
+  const coh_run_options *opt = o->opt;
+  int *pending_llm = o->pending_llm;
+  double tick_t0;
+  int64_t events_before = o->events;
+  int k, rc;
+  if (opt->interrupted && opt->interrupted(opt->interrupted_ud)) {
+    o->stop = "interrupted";
+    return COH_OK;
   }
-  sum->ticks = o.tick;
-  /* everything committed is on disk and reported before the run returns */
-  if (o.jw && (rc = coh_jwriter_flush(o.jw, err))) goto done;
-  coh__orch_publish(&o, 1, 1, stop);
-done:
-  if (o.jw) {
-    /* a failed tick was never queued; the ticks queued before it are whole
-     * and are written (and reported) before the writer ends */
-    coh_err werr;
-    int wrc = coh_jwriter_stop(o.jw, &werr);
-    o.jw = NULL;
-    if (rc == COH_OK && wrc != COH_OK) {
-      rc = wrc;
-      if (err) *err = werr;
-    }
+  if (handle_controls(o)) {
+    o->stop = opt->interrupted && opt->interrupted(opt->interrupted_ud) ? "interrupted" : "stopped";
+    return COH_OK;
   }
-  if (rc != COH_OK && opt->journal && opt->mode != COH_RUN_REPLAY)
-    coh_journal_tick_rollback(opt->journal);
-  sum->events = o.events;
-  sum->stop_reason = stop;
-  sum->wall_seconds = coh__wall_seconds() - o.t0;
-  sum->tokens_per_second = sum->wall_seconds > 0 ? (double)sum->llm_tokens / sum->wall_seconds : 0;
-  if (opt->journal) coh_journal_digest(opt->journal, sum->digest);
-  coh__free(pending_llm);
-  teardown(&o);
+  tick_t0 = coh__wall_seconds();
+  /* the journal sink blocks here while the writer's queue is full
+   * (backpressure); the comparator loads the reference's tick, or ends a
+   * replay ("journal_end") */
+  if ((rc = sinks_tick_begin(o, err))) return rc;
+  if (o->sink_stop) {
+    o->stop = o->sink_stop;
+    return COH_OK;
+  }
+
+  if ((rc = deliver_inputs(o, err))) return rc;
+  if (o->tick == 0) {
+    dispatch(o, 1);
+  } else {
+    if ((rc = coh__orch_llm_admit(o, err))) return rc;
+    choose(o, pending_llm);
+    dispatch(o, 0);
+  }
+  if ((rc = step_failures(o, err))) return rc;
+  for (k = 0; k < o->n_agents; k++)
+    if ((rc = commit_agent(o, &o->agents[k], pending_llm, err))) return rc;
+  for (k = 0; k < o->n_models; k++)
+    if (o->models[k].step_rc) {
+      rc = o->models[k].step_rc;
+      coh__err(err, rc, "model '%s': %s", o->models[k].spec->name, o->models[k].step_err.msg);
+      return rc;
+    }
+  if ((rc = commit_llm(o, pending_llm, err))) return rc;
+  if (o->sink_stop == NULL && s->checkpoint_every > 0 && o->tick > 0 && o->tick % s->checkpoint_every == 0 &&
+      sinks_want_checkpoints(o) && (rc = checkpoint_agents(o, err)))
+    return rc;
+  if (o->sink_stop == NULL &&
+      (rc = sinks_tick_end(o, (int64_t)((coh__wall_seconds() - tick_t0) * 1e6), err)))
+    return rc;
+  if (o->sink_stop) { /* a divergence: the tick is not finished */
+    o->events = events_before;
+    o->stop = o->sink_stop;
+    return COH_OK;
+  }
+  /* the dashboard shows only durable ticks: with it, every tick waits for
+   * its commit (docs/orchestrator.md, durability) */
+  if (o->mon && (rc = sinks_flush(o, err))) return rc;
+  if (o->mon) {
+    struct tl_entry *e = &o->timeline[o->tl_pos];
+    int64_t steps = 0;
+    for (k = 0; k < o->n_models; k++)
+      if (o->models[k].step_t1 > tick_t0)
+        coh__orch_span(o, "engine step", o->models[k].spec->name, 1, o->models[k].step_t0,
+                       o->models[k].step_t1, 0, 0);
+    for (k = 0; k < o->n_agents; k++) steps += o->agents[k].last_tick == o->tick;
+    e->tick = o->tick;
+    e->wall_ms = (coh__wall_seconds() - tick_t0) * 1e3;
+    e->events = o->events - events_before;
+    e->steps = steps;
+    o->tl_pos = (o->tl_pos + 1) % 300;
+    if (o->tl_n < 300) o->tl_n++;
+    coh__orch_span(o, "tick", "orchestrator", 2, tick_t0, coh__wall_seconds(), 0, 0);
+    coh__orch_publish(o, o->paused || o->step_once, 0, NULL);
+  }
+  if (s->stop_on_exit) {
+    int x = agent_index(o, s->stop_on_exit);
+    if (x >= 0 && o->agents[x].status != AGENT_ALIVE) o->stop = "exit";
+  }
+  if (o->stop == NULL && s->quiescence && o->tick > 0 && !anything_pending(o))
+    o->stop = "quiescence";
+  o->tick++;
+  if (o->stop == NULL && o->tick >= s->max_ticks) o->stop = "max_ticks";
+  return COH_OK;
+}
+
+int coh_sim_tick(coh_sim *o, coh_err *err) {
+  int rc;
+  if (o->failed) return coh__err(err, COH_EINVAL, "the run failed at tick %lld; only "
+                                 "coh_sim_finish or coh_sim_free may follow",
+                                 (long long)o->tick);
+  if (o->stop || o->finished) return COH_OK;
+  rc = sim_tick(o, err);
+  if (rc) o->failed = rc;
+  return rc;
+}
+
+int coh_sim_finish(coh_sim *o, coh_run_summary *sum, coh_err *err) {
+  int rc = o->failed;
+  if (o->finished) return coh__err(err, COH_EINVAL, "coh_sim_finish called twice");
+  if (rc == COH_OK) {
+    o->sum->ticks = o->tick;
+    /* everything committed is on disk and reported before the run returns */
+    rc = sinks_flush(o, err);
+    if (rc == COH_OK) coh__orch_publish(o, 1, 1, o->stop ? o->stop : "max_ticks");
+  }
+  rc = sim_close(o, rc, err);
+  o->sum->diverged_tick = o->div.tick;
+  if (o->div.tick >= 0) {
+    memcpy(o->sum->diverged_agent, o->div.agent, sizeof o->sum->diverged_agent);
+    memcpy(o->sum->diverged_expected, o->div.expected, sizeof o->sum->diverged_expected);
+    memcpy(o->sum->diverged_actual, o->div.actual, sizeof o->sum->diverged_actual);
+  }
+  if (sum) *sum = *o->sum;
+  return rc;
+}
+
+void coh_sim_free(coh_sim *o) {
+  if (o == NULL) return;
+  if (!o->finished) (void)coh_sim_finish(o, NULL, NULL);
+  coh__free(o->pending_llm);
+  teardown(o);
+  coh__free(o);
+}
+
+/* The plain driver: every tick until the run stops. */
+int coh_run(const coh_scenario *s, const coh_run_options *opt,
+            coh_run_summary *sum, coh_err *err) {
+  coh_sim *sim;
+  int rc;
+  memset(sum, 0, sizeof *sum);
+  sum->diverged_tick = -1;
+  if ((rc = coh_sim_new(s, opt, &sim, err))) return rc;
+  while (rc == COH_OK && coh_sim_stopped(sim) == NULL) rc = coh_sim_tick(sim, err);
+  if (rc == COH_OK) {
+    rc = coh_sim_finish(sim, sum, err);
+  } else {
+    coh_err ignored;
+    (void)coh_sim_finish(sim, sum, &ignored);
+  }
+  coh_sim_free(sim);
   return rc;
 }

@@ -19,7 +19,6 @@
 #include "cohort/jwriter.h"
 #include "cohort/monitor.h"
 #include "cohort/orch.h"
-#include "infer/sampler.h"
 #include "ring.h"
 #include "util/util_int.h"
 
@@ -82,7 +81,7 @@ typedef struct kv_pair {
 enum agent_status { AGENT_ALIVE, AGENT_EXITED, AGENT_FAILED };
 
 typedef struct agent_slot {
-  struct orch *o;
+  struct coh_sim *o;
   int index;
   char *id;
   const coh_scn_agent *spec;
@@ -157,7 +156,7 @@ typedef struct recorded_llm {
 } recorded_llm;
 
 typedef struct model_slot {
-  struct orch *o;
+  struct coh_sim *o;
   const coh_scn_model *spec;
   coh_model *model;
   coh_engine *engine;
@@ -193,7 +192,7 @@ typedef struct model_slot {
  * `done`.  One hand-over per worker per tick, not one per agent: a futex
  * wake-up costs microseconds, an agent step often less. */
 typedef struct worker {
-  struct orch *o;
+  struct coh_sim *o;
   pthread_t thread;
   coh__ring tasks, done;
   agent_slot **batch;     /* [cap_agents]; orchestrator-written between ticks */
@@ -215,7 +214,7 @@ typedef struct orch_route {
                                       the required ones, docs/grammar.md) */
 } orch_route;
 
-typedef struct orch {
+typedef struct coh_sim {
   const coh_scenario *s;
   const coh_run_options *opt;
   coh_agent_rt *rt;
@@ -232,15 +231,15 @@ typedef struct orch {
   int64_t events;
   double t0;
   coh_run_summary *sum;
-  /* replay/resume: the reference journal's events of the current tick */
-  coh_jevent *ref;
-  size_t n_ref, cap_ref, ref_pos;
-  int comparing;          /* 1 while ticks <= ref_last_tick */
-  /* the journal writer thread, from the first tick that appends on; it
-   * reports each event to opt->on_event once its tick is durable */
-  coh_jwriter *jw;
-  int64_t ref_last_tick;
-  int diverged;
+  /* the sinks (cohort/orch.h), in the order added; active[i]: sink i takes
+   * part in the current tick (its tick_begin said so) */
+  coh_sim_sink sinks[COH_SIM_MAX_SINKS];
+  int sink_active[COH_SIM_MAX_SINKS];
+  int n_sinks;
+  int reporting_sinks;    /* sinks built from the options that report events
+                             to opt->on_event (journal, comparator) */
+  const char *sink_stop;  /* a sink asked to stop at the end of this tick */
+  coh_sim_divergence div; /* the options' comparator writes here */
   /* no-model replay: recorded LLM results, looked up by (agent, number) */
   recorded_llm *recorded;
   size_t n_recorded;
@@ -259,6 +258,13 @@ typedef struct orch {
   double last_publish;
   coh__buf snap; /* the snapshot JSON, reused from one publish to the next */
   int paused, step_once, stopped;
+  /* the tick machine (coh_sim_*): per-agent LLM requests outstanding, the
+   * stop reason (NULL while running), a failed tick's code, the summary */
+  int *pending_llm;
+  const char *stop;
+  int failed;
+  int finished;
+  coh_run_summary own_sum;
 } orch;
 
 /* host.c: the agent host interface (worker side) and a step task. */

@@ -8,20 +8,8 @@
  * registered.  The re-check after registering closes the lost-wake-up race:
  * the futex call itself returns at once if the word already changed.
  */
-#include <linux/futex.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
 #include "ring.h"
 #include "util/util_int.h"
-
-static void futex_wait(_Atomic uint32_t *word, uint32_t expected) {
-  syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
-}
-
-static void futex_wake(_Atomic uint32_t *word) {
-  syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-}
 
 int coh__ring_init(coh__ring *r, uint32_t capacity) {
   uint32_t cap = 2;
@@ -46,7 +34,7 @@ int coh__ring_try_push(coh__ring *r, void *p) {
   if (tail - head > r->mask) return -1;
   r->slots[tail & r->mask] = p;
   atomic_store_explicit(&r->tail, tail + 1, memory_order_seq_cst);
-  if (atomic_load_explicit(&r->waiters, memory_order_seq_cst) != 0) futex_wake(&r->tail);
+  if (atomic_load_explicit(&r->waiters, memory_order_seq_cst) != 0) coh__futex_wake(&r->tail, 1);
   return 0;
 }
 
@@ -55,7 +43,7 @@ void coh__ring_push(coh__ring *r, void *p) {
     uint32_t head = atomic_load_explicit(&r->head, memory_order_acquire);
     atomic_fetch_add_explicit(&r->waiters, 1, memory_order_seq_cst);
     if (atomic_load_explicit(&r->tail, memory_order_relaxed) - head > r->mask)
-      futex_wait(&r->head, head);
+      coh__futex_wait(&r->head, head, -1);
     atomic_fetch_sub_explicit(&r->waiters, 1, memory_order_seq_cst);
   }
 }
@@ -67,7 +55,7 @@ void *coh__ring_try_pop(coh__ring *r) {
   if (head == tail) return NULL;
   p = r->slots[head & r->mask];
   atomic_store_explicit(&r->head, head + 1, memory_order_seq_cst);
-  if (atomic_load_explicit(&r->waiters, memory_order_seq_cst) != 0) futex_wake(&r->head);
+  if (atomic_load_explicit(&r->waiters, memory_order_seq_cst) != 0) coh__futex_wake(&r->head, 1);
   return p;
 }
 
@@ -79,7 +67,7 @@ void *coh__ring_pop(coh__ring *r) {
     tail = atomic_load_explicit(&r->tail, memory_order_acquire);
     atomic_fetch_add_explicit(&r->waiters, 1, memory_order_seq_cst);
     if (atomic_load_explicit(&r->head, memory_order_relaxed) == tail)
-      futex_wait(&r->tail, tail);
+      coh__futex_wait(&r->tail, tail, -1);
     atomic_fetch_sub_explicit(&r->waiters, 1, memory_order_seq_cst);
   }
 }

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "monitor/monitor_int.h"
 #include "orch_int.h"
 
 /* Upper bounds of the histogram buckets in milliseconds; the last is +Inf. */
@@ -122,13 +121,11 @@ void coh__orch_span(orch *o, const char *name, const char *track, int kind,
   coh_trace_span *s;
   if (o->mon == NULL) return;
   if (o->n_spans == o->cap_spans) {
-    size_t ncap = o->cap_spans ? o->cap_spans * 2 : 256;
     coh_trace_span *n;
-    if (ncap > 1u << 20) return; /* the monitor is not draining: drop */
-    n = coh__realloc(o->spans, ncap * sizeof *n);
+    if (o->cap_spans >= 1u << 20) return; /* the monitor is not draining: drop */
+    n = coh__grow(o->spans, &o->cap_spans, o->n_spans + 1, sizeof *n, 256);
     if (n == NULL) return;
     o->spans = n;
-    o->cap_spans = ncap;
   }
   s = &o->spans[o->n_spans++];
   s->name = name; /* static strings and agent/model names outlive the flush */

@@ -39,3 +39,18 @@ char *coh__strdup(const char *s) {
   return p;
 }
 void coh_free(void *ptr) { coh__free(ptr); }
+
+void *coh__grow(void *items, size_t *cap, size_t need, size_t elem, size_t first) {
+  size_t ncap = *cap ? *cap : first;
+  void *n;
+  if (need <= *cap) return items;
+  while (ncap < need) {
+    if (ncap > SIZE_MAX / 2) return NULL;
+    ncap *= 2;
+  }
+  if (elem != 0 && ncap > SIZE_MAX / elem) return NULL;
+  n = coh__realloc(items, ncap * elem);
+  if (n == NULL) return NULL;
+  *cap = ncap;
+  return n;
+}

@@ -25,6 +25,15 @@ void coh__free(void *ptr);
 /* strdup through the cohort allocator; NULL on out of memory. */
 char *coh__strdup(const char *s);
 
+/* A growable array: returns items reallocated so that `need` elements of
+ * `elem` bytes fit, doubling *cap (from `first` when 0), and updates *cap;
+ * items itself when they already fit.  NULL on out of memory or overflow,
+ * items and *cap untouched (still valid).  Use:
+ *   T *n = coh__grow(a->v, &a->cap, a->n + 1, sizeof *n, 16);
+ *   if (n == NULL) return COH_ENOMEM;
+ *   a->v = n; */
+void *coh__grow(void *items, size_t *cap, size_t need, size_t elem, size_t first);
+
 /* Writes code and a formatted message into err (which may be NULL) and
  * returns code, so that failures read `return coh__err(err, COH_EIO, ...)`. */
 int coh__err(coh_err *err, int code, const char *fmt, ...) COH__PRINTF(3, 4);
@@ -108,6 +117,11 @@ size_t coh__utf8_seq(const unsigned char *p, size_t n);
  * that the result is always valid UTF-8. */
 void coh__buf_add_utf8_lossy(coh__buf *b, const char *p, size_t n);
 
+/* Appends s (n bytes) as a JSON string literal, quotes included; invalid
+ * UTF-8 bytes become \ufffd so the output is always valid JSON (the
+ * monitor's renderers and the orchestrator's snapshot writer). */
+void coh__json_str(coh__buf *b, const char *s, size_t n);
+
 /* "PORT" or "ADDR:PORT" (IPv4 or localhost; a port alone means 127.0.0.1)
  * into a dotted address addr[16] and *port (0..65535).  flag names the
  * option in error messages ("--ui", "--listen"). */
@@ -120,5 +134,42 @@ double coh__wall_seconds(void);
 
 /* Joins dir and name with a '/'; caller frees with coh__free. */
 char *coh__path_join(const char *dir, const char *name);
+
+/* ---- futex (futex.c) ------------------------------------------------------
+ * Sleeps while *word == expected (returns at once if it differs), at most
+ * ms milliseconds (ms < 0: no limit); may return spuriously, so callers
+ * re-check their condition in a loop. */
+void coh__futex_wait(_Atomic uint32_t *word, uint32_t expected, int ms);
+/* Wakes up to n threads sleeping on word (INT32_MAX: all). */
+void coh__futex_wake(_Atomic uint32_t *word, int n);
+
+/* ---- random numbers (rng.c) ---------------------------------------------
+ * One implementation for the whole library: these formulas are part of the
+ * determinism contract (journals depend on them): never change them.
+ *
+ * splitmix64 (Steele, Lea & Flood 2014): *state += G (0x9e3779b97f4a7c15),
+ * returns mix(*state), mix being the finaliser (z ^= z>>30;
+ * z *= 0xbf58476d1ce4e5b9; z ^= z>>27; z *= 0x94d049bb133111eb; z ^= z>>31). */
+uint64_t coh__splitmix64_next(uint64_t *state);
+
+/* xoshiro256** (Blackman & Vigna, 2018).  State seeded by running
+ * splitmix64 from the 64-bit seed and taking its first four outputs, so
+ * every seed (0 included) gives a valid non-zero state. */
+typedef struct coh__rng {
+  uint64_t s[4];
+} coh__rng;
+
+/* Seeds *r from seed (splitmix64 x4 as described above). */
+void coh__rng_seed(coh__rng *r, uint64_t seed);
+/* Next 64-bit output of xoshiro256**; advances *r by one step. */
+uint64_t coh__rng_next(coh__rng *r);
+/* A double in [0, 1): the top 53 bits of one coh__rng_next, times 2^-53. */
+double coh__rng_uniform(coh__rng *r);
+
+/* Derives a seed from (a, b, c) = (run seed, agent index, request number or
+ * UINT64_MAX for the agent's own stream):
+ *   h = mix(a + G); h = mix((h ^ b) + G); h = mix((h ^ c) + G); return h.
+ * The chaining makes the order of the inputs matter. */
+uint64_t coh__seed_derive(uint64_t a, uint64_t b, uint64_t c);
 
 #endif /* COH_UTIL_INT_H */
