@@ -21,11 +21,14 @@ run_suite() { # name, cmake args... [-- ctest args...]
   local cm=() ct=()
   while [ $# -gt 0 ] && [ "$1" != "--" ]; do cm+=("$1"); shift; done
   [ "${1:-}" = "--" ] && { shift; ct=("$@"); }
+  local t0=$SECONDS
   echo "=== [$name] configure + build ==="
   cmake -S . -B "build-test-$name" -DCOH_WERROR=ON "${cm[@]}" >/dev/null
   cmake --build "build-test-$name" -j"$J" >/dev/null
-  echo "=== [$name] ctest ==="
+  echo "=== [$name] ctest (build took $((SECONDS - t0)) s) ==="
+  t0=$SECONDS
   ctest --test-dir "build-test-$name" --output-on-failure -j"$J" "${ct[@]}"
+  echo "=== [$name] passed (ctest took $((SECONDS - t0)) s) ==="
 }
 
 # gcc at -O3 (Release, what scripts/setup.sh builds) catches the most warnings
@@ -61,6 +64,8 @@ if [ $QUICK -eq 0 ]; then
   # Every fuzz target: its regression inputs, then the seed corpus plus
   # generated inputs up to a fixed number of runs with a fixed seed (long
   # runs: scripts/fuzz.sh TARGET SECONDS; figures in docs/reliability.md).
+  t0=$SECONDS
   bash scripts/fuzz.sh --runs "${COH_FUZZ_RUNS:-2000}" all
+  echo "=== [fuzz] passed (build and runs took $((SECONDS - t0)) s) ==="
 fi
-echo "=== all test suites passed ==="
+echo "=== all test suites passed in $SECONDS s ==="
