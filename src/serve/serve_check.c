@@ -195,7 +195,8 @@ int coh__serve_read_body(size_t max, long long content_length, coh__serve_read_f
   if ((p = coh__malloc(cap)) == NULL)
     return reply(r, 500, "server_error", NULL, NULL, "out of memory");
   /* each round reads at least one byte or ends; the buffer doubles only
-   * while it is at most max, so at most max + 1 bytes are ever read */
+   * while it is at most max, so at most max(64 KiB, 2 max) bytes are read
+   * before the 413 */
   for (;;) {
     long k;
     if (n + 1 >= cap) {
