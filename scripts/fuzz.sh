@@ -10,7 +10,7 @@
 #                                            up to N runs (fixed seed), per
 #                                            target
 # Targets: tokenizer scenario journal wasm llm_request monitor chat
-# grammar_schema grammar_ebnf.
+# grammar_schema grammar_ebnf serve.
 # A crash leaves its input in build-fuzz/artifacts/TARGET/; once the bug is
 # fixed, commit the input as tests/fuzz/regressions/TARGET/NAME-what-it-broke
 # (replayed by every --runs). Environment: COH_FUZZ_BUILD (default build-fuzz),
@@ -18,7 +18,8 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-TARGETS=(tokenizer scenario journal wasm llm_request monitor chat grammar_schema grammar_ebnf)
+TARGETS=(tokenizer scenario journal wasm llm_request monitor chat grammar_schema grammar_ebnf
+         serve)
 RUNS=0
 if [ "${1:-}" = "--runs" ]; then
   RUNS=${2:?--runs needs a number}

@@ -257,6 +257,8 @@ async function api() {
     ['{"model":' + M + ',"prompt":"x"}', 'prompt'],
     ['{"model":' + M + ',"messages":' + '['.repeat(3000) + ']'.repeat(3000) + '}', null],
     ['{"model":' + M + ',"messages":[{"role":"user","content":"x"}],"n":1000000000000}', 'n'],
+    // an unknown key whose message is cut inside a UTF-8 character (was a 500)
+    ['{"model":' + M + ',"messages":[{"role":"user","content":"x"}],"' + '\u00e9'.repeat(500) + '":1}', null],
   ];
   let hostileOk = 0;
   for (const [b, param] of hostile) {

@@ -2,14 +2,20 @@
  * test_serve.c — the serve loop's tick machine without HTTP (src/serve):
  * admission at tick boundaries, batch invariance through the tick machine,
  * a cancellation that frees its slot within one tick, the bounded queue,
- * the journal's payloads, and the listen-address parser.  The HTTP side is
- * tested with real clients by tests/serve_openai.sh.
+ * the journal's payloads, the listen-address parser, and the request
+ * checks before admission (serve_check.c, also replayed through the fuzz
+ * harness's corpus).  The HTTP side is tested with real clients by
+ * tests/serve_openai.sh.
  */
+#include <dirent.h>
+#include <jansson.h>
 #include <string.h>
 
 #include "serve/serve_int.h"
 #include "test.h"
 #include "test_fixture.h"
+/* the fuzz harness of the request checks (coh__fuzz_serve_one) */
+#include "fuzz/fuzz_serve.c"
 
 static coh_serve *core(int max_batch, int max_queue) {
   coh_serve_options o;
@@ -211,6 +217,175 @@ static void test_payloads(void) {
   coh_serve_free(s);
 }
 
+typedef struct mem_src {
+  const char *p;
+  size_t n, at;
+} mem_src;
+
+static long mem_read(void *ctx, char *buf, size_t n) {
+  mem_src *m = ctx;
+  size_t k = m->n - m->at;
+  if (k > n) k = n;
+  if (k > 5) k = 5;
+  memcpy(buf, m->p + m->at, k);
+  m->at += k;
+  return (long)k;
+}
+
+/* Route, Bearer key and the body bound, as serve_http.c calls them. */
+static void test_front(void) {
+  const char *one = NULL;
+  char *body = NULL;
+  size_t len = 0;
+  coh__serve_reply r;
+  mem_src src = {"{\"a\":1}", 7, 0};
+  CHECK_EQ_INT(coh__serve_route_of("POST", "/v1/chat/completions", &one), COH__ROUTE_CHAT);
+  CHECK_EQ_INT(coh__serve_route_of("GET", "/v1/chat/completions", &one), COH__ROUTE_BAD_METHOD);
+  CHECK_EQ_INT(coh__serve_route_of("GET", "/v1/models/m1", &one), COH__ROUTE_MODEL);
+  CHECK(one != NULL && !strcmp(one, "m1"));
+  CHECK_EQ_INT(coh__serve_route_of("DELETE", "/health", &one), COH__ROUTE_HEALTH);
+  CHECK(one == NULL);
+  CHECK_EQ_INT(coh__serve_route_of("GET", "/v1/nothing", &one), COH__ROUTE_UNKNOWN);
+  CHECK(coh__serve_bearer_ok("k3y", "Bearer k3y"));
+  CHECK(!coh__serve_bearer_ok("k3y", "Bearer k3y "));
+  CHECK(!coh__serve_bearer_ok("k3y", "Bearer k3"));
+  CHECK(!coh__serve_bearer_ok("k3y", "bearer k3y"));
+  CHECK(!coh__serve_bearer_ok("k3y", NULL));
+  /* a body read in pieces, without Content-Length */
+  CHECK_EQ_INT(coh__serve_read_body(1024, -1, mem_read, &src, &body, &len, &r), 0);
+  CHECK(body != NULL && len == 7 && !strcmp(body, "{\"a\":1}"));
+  coh__free(body);
+  /* a Content-Length over the bound: 413 before reading */
+  src.at = 0;
+  CHECK_EQ_INT(coh__serve_read_body(1024, 5 << 20, mem_read, &src, &body, &len, &r), 1);
+  CHECK(body == NULL && r.status == 413 && !strcmp(r.code, "request_too_large"));
+  CHECK_EQ_INT((int)src.at, 0);
+  /* a body over the bound without Content-Length: 413 after reading at
+   * most max(64 KiB, 2 max) bytes (the bound is 1024, the smallest
+   * --max-body) */
+  {
+    char *huge = malloc(70000);
+    REQUIRE(huge != NULL);
+    memset(huge, 'x', 70000);
+    src.p = huge;
+    src.n = 70000;
+    src.at = 0;
+    CHECK_EQ_INT(coh__serve_read_body(1024, -1, mem_read, &src, &body, &len, &r), 1);
+    CHECK(r.status == 413 && body == NULL);
+    CHECK(src.at <= 65536 + 1);
+    free(huge);
+  }
+}
+
+#define ADDS(b, str) coh__buf_add((b), (str), strlen(str))
+
+/* Checks an OpenAI body against the fixture model: 0 accepted (the job
+ * freed), else the reply's status. */
+static int check_one(coh_serve *s, int kind, const char *body, coh__serve_reply *r) {
+  coh__serve_checked c;
+  if (coh__serve_check_request(s, kind, body, strlen(body), 5, &c, r)) return r->status;
+  coh__serve_job_free(c.job);
+  return 0;
+}
+
+/* The request checks with a real model: a refusal names the field; the
+ * bounds of docs/serve.md hold; the error body stays valid JSON when the
+ * message is cut inside a UTF-8 character. */
+static void test_check_request(void) {
+  coh_serve *s = core(1, 2);
+  coh__serve_reply r;
+  coh__serve_checked c;
+  coh__buf b = {0};
+  json_t *e;
+  char *text;
+  int i;
+  REQUIRE(s != NULL);
+  /* accepted: the job carries what the body said */
+  {
+    const char *ok = "{\"model\":\"llama-tiny-gqa-fp32\",\"messages\":[{\"role\":\"user\","
+                     "\"content\":\"hi\"}],\"max_tokens\":7,\"n\":2,\"seed\":11,"
+                     "\"stream\":true,\"stream_options\":{\"include_usage\":true}}";
+    REQUIRE(coh__serve_check_request(s, COH__JOB_CHAT, ok, strlen(ok), 5, &c, &r) == 0);
+    CHECK(c.job != NULL && c.stream == 1 && c.include_usage == 1);
+    CHECK_EQ_INT(c.job->n, 2);
+    CHECK_EQ_INT(c.job->lr.req.max_tokens, 7);
+    CHECK(c.job->seed == 11 && c.job->lr.n_ids > 0);
+    coh__serve_job_free(c.job);
+  }
+  /* no seed: the drawn one */
+  {
+    const char *p = "{\"model\":\"llama-tiny-gqa-fp32\",\"prompt\":\"x\"}";
+    CHECK_EQ_INT(coh__serve_check_request(s, COH__JOB_COMPLETION, p, strlen(p), 99, &c, &r), 0);
+  }
+  CHECK(c.job != NULL && c.job->seed == 99);
+  coh__serve_job_free(c.job);
+  CHECK_EQ_INT(check_one(s, COH__JOB_CHAT, "{\"model\":\"nope\",\"messages\":[]}", &r), 404);
+  CHECK(!strcmp(r.param, "model") && !strcmp(r.code, "model_not_found"));
+  CHECK_EQ_INT(check_one(s, COH__JOB_CHAT,
+                         "{\"model\":\"llama-tiny-gqa-fp32\",\"messages\":[{\"role\":\"user\","
+                         "\"content\":\"x\"}],\"stop\":[\"\"]}", &r), 400);
+  CHECK_STR(r.param, "stop[0]");
+  /* 4097 messages: refused by count, before any is copied */
+  ADDS(&b, "{\"model\":\"llama-tiny-gqa-fp32\",\"messages\":[");
+  for (i = 0; i < COH_LLM_MAX_MESSAGES + 1; i++)
+    ADDS(&b, i ? ",{\"role\":\"user\",\"content\":\"x\"}" : "{\"role\":\"user\",\"content\":\"x\"}");
+  ADDS(&b, "]}");
+  REQUIRE(!b.oom);
+  CHECK_EQ_INT(coh__serve_check_request(s, COH__JOB_CHAT, b.p, b.n, 5, &c, &r), 1);
+  CHECK(r.status == 400 && !strcmp(r.param, "messages") && strstr(r.msg, "4096") != NULL);
+  coh__buf_free(&b);
+  /* an unknown key of 500 two-byte characters: the message is cut inside
+   * a character; the error body (U+FFFD for the cut) is still built */
+  ADDS(&b, "{\"model\":\"llama-tiny-gqa-fp32\",\"");
+  for (i = 0; i < 500; i++) ADDS(&b, "\xc3\xa9");
+  ADDS(&b, "\":1}");
+  REQUIRE(!b.oom);
+  CHECK_EQ_INT(coh__serve_check_request(s, COH__JOB_CHAT, b.p, b.n, 5, &c, &r), 1);
+  CHECK_EQ_INT(r.status, 400);
+  CHECK(strncmp(r.msg, "Unrecognized request argument supplied: ", 40) == 0);
+  CHECK(json_string(r.msg) == NULL); /* not UTF-8 as cut: json_pack would fail */
+  e = coh__serve_error_json(r.type, r.param, r.code, r.msg);
+  REQUIRE(e != NULL);
+  text = json_dumps(e, JSON_COMPACT);
+  CHECK(text != NULL && strstr(text, "\"type\":\"invalid_request_error\"") != NULL);
+  free(text);
+  json_decref(e);
+  coh__buf_free(&b);
+  coh_serve_free(s);
+}
+
+/* Replays the fuzz seeds and crash regressions through the harness, which
+ * aborts on a violated property. */
+static void test_fuzz_corpus(void) {
+  const char *dirs[2] = {COH_TEST_DATA "/../fuzz/corpus/serve",
+                         COH_TEST_DATA "/../fuzz/regressions/serve"};
+  int n = 0, k;
+  for (k = 0; k < 2; k++) {
+    DIR *d = opendir(dirs[k]);
+    struct dirent *e;
+    if (d == NULL) continue;
+    while ((e = readdir(d)) != NULL) {
+      char path[1024];
+      char *buf = NULL;
+      size_t len = 0;
+      coh_err err;
+      if (e->d_name[0] == '.') continue;
+      snprintf(path, sizeof path, "%s/%s", dirs[k], e->d_name);
+      if (coh__read_file(path, &buf, &len, &err) != COH_OK) continue;
+      coh__fuzz_serve_one((const uint8_t *)buf, len);
+      coh__free(buf);
+      n++;
+    }
+    closedir(d);
+  }
+  fprintf(stderr, "  %d corpus files replayed\n", n);
+  CHECK(n >= 40);
+  coh_tokenizer_free(fuzz_tok);
+  coh_chat_template_free(fuzz_chat);
+  fuzz_tok = NULL;
+  fuzz_chat = NULL;
+}
+
 int main(int argc, char **argv) {
   TEST_MAIN_BEGIN(argc, argv);
   RUN(test_listen);
@@ -219,5 +394,8 @@ int main(int argc, char **argv) {
   RUN(test_cancel_within_one_tick);
   RUN(test_queue_bound);
   RUN(test_payloads);
+  RUN(test_front);
+  RUN(test_check_request);
+  RUN(test_fuzz_corpus);
   return TEST_MAIN_END();
 }

@@ -46,62 +46,7 @@ static void say(coh_serve *s, const char *fmt, ...) {
 
 /* ---- jobs -------------------------------------------------------------------- */
 
-void coh__serve_job_free(coh__serve_job *job) {
-  int i;
-  if (job == NULL) return;
-  for (i = 0; i < job->n && job->choices; i++) {
-    coh__buf_free(&job->choices[i].text);
-    coh__free(job->choices[i].piece_end);
-    coh__free(job->choices[i].toks);
-    coh__free(job->choices[i].ids);
-  }
-  coh__free(job->llm_text);
-  coh__free(job->choices);
-  coh_llm_request_free(&job->lr);
-  pthread_cond_destroy(&job->cond);
-  coh__free(job);
-}
-
-int coh__serve_job_new(coh_serve *s, int model, int kind, int n, uint64_t seed,
-                       const char *llm_text, const int32_t *ids, size_t n_ids,
-                       coh__serve_job **out, coh_err *err) {
-  coh__serve_job *job;
-  int i, rc;
-  *out = NULL;
-  if ((job = coh__calloc(1, sizeof *job)) == NULL)
-    return coh__err(err, COH_ENOMEM, "out of memory");
-  pthread_cond_init(&job->cond, NULL);
-  *out = job;
-  job->srv = s;
-  job->model = model;
-  job->kind = kind;
-  job->n = n;
-  job->seed = seed;
-  if ((job->choices = coh__calloc((size_t)n, sizeof *job->choices)) == NULL ||
-      (job->llm_text = coh__strdup(llm_text)) == NULL) {
-    job->n = 0;
-    return coh__err(err, COH_ENOMEM, "out of memory");
-  }
-  for (i = 0; i < n; i++) {
-    job->choices[i].job = job;
-    job->choices[i].index = i;
-  }
-  rc = coh_llm_request_parse(llm_text, strlen(llm_text), s->models[model].model, seed, &job->lr,
-                             err);
-  if (rc != COH_OK) return rc;
-  if (ids != NULL) {
-    int32_t *copy = coh__malloc((n_ids ? n_ids : 1) * sizeof *copy);
-    if (copy == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
-    memcpy(copy, ids, n_ids * sizeof *copy);
-    coh_free(job->lr.ids);
-    job->lr.ids = copy;
-    job->lr.n_ids = n_ids;
-    job->lr.req.prompt = copy;
-    job->lr.req.n_prompt = n_ids;
-    job->ids_given = 1;
-  }
-  return COH_OK;
-}
+/* coh__serve_job_new and coh__serve_job_free are in serve_check.c. */
 
 int coh__serve_enqueue(coh_serve *s, coh__serve_job *job) {
   size_t cap = (size_t)s->o.max_queue;
@@ -658,6 +603,7 @@ int coh__serve_core_new(const coh_serve_options *o, coh_serve **out, coh_err *er
                     o->model_dirs[i]);
       goto fail;
     }
+    m->chat = coh_model_chat_template(m->model);
     m->context = info->context;
     if ((m->dir = coh__strdup(o->model_dirs[i])) == NULL) {
       rc = coh__err(err, COH_ENOMEM, "serve: out of memory");

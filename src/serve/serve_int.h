@@ -24,11 +24,14 @@
 
 #define COH__SERVE_MAX_N 8           /* most choices per request ("n") */
 #define COH__SERVE_MAX_TOP_LOGPROBS 20
+#define COH__SERVE_MAX_DEPTH 64      /* deepest nesting of a request body */
+#define COH__SERVE_MAX_PARTS 4096    /* most text parts of one message */
 
 typedef struct coh__serve_model {
   coh_model *model;
   coh_engine *engine;
   const coh_tokenizer *tok;
+  const coh_chat_template *chat;  /* the model's (NULL: plain format) */
   char *id;               /* the folder's base name */
   char fingerprint[40];   /* "fp_" + 12 hex of the model file + "-" version */
   char onnx_sha256[65];
@@ -166,10 +169,69 @@ void coh__serve_http_stop(coh_serve *s);
 int coh__serve_parse_listen(const char *s, char addr[16], int *port,
                             coh_err *err);
 
+/* ---- serve_check.c: a request up to its admission, without sockets ---- */
+
+/* What the server answers a request it refuses: the HTTP status and the
+ * OpenAI error body's fields. */
+typedef struct coh__serve_reply {
+  int status;            /* 0: not refused */
+  const char *type;      /* "invalid_request_error", "server_error" */
+  const char *code;      /* static, or NULL (JSON null) */
+  char param[128];       /* "" is JSON null */
+  char msg[COH_ERRMSG_MAX + 256];
+} coh__serve_reply;
+
+/* The OpenAI error body {"error": {"message", "type", "param", "code"}}
+ * (param, code: NULL is JSON null); bytes of msg or param that are not
+ * UTF-8 become U+FFFD.  NULL when out of memory; caller json_decrefs. */
+struct json_t;
+struct json_t *coh__serve_error_json(const char *type, const char *param, const char *code,
+                                     const char *msg);
+
+enum {
+  COH__ROUTE_UNKNOWN = 0,  /* 404 */
+  COH__ROUTE_BAD_METHOD,   /* a known path with the wrong method: 405 */
+  COH__ROUTE_HEALTH,       /* any method, before the key check */
+  COH__ROUTE_METRICS,
+  COH__ROUTE_MODELS,
+  COH__ROUTE_MODEL,        /* GET /v1/models/ID */
+  COH__ROUTE_CHAT,
+  COH__ROUTE_COMPLETIONS
+};
+/* The route of method and path (borrowed); *model_id points into uri for
+ * COH__ROUTE_MODEL, else NULL. */
+int coh__serve_route_of(const char *method, const char *uri, const char **model_id);
+/* 1 when hdr (may be NULL) is "Bearer KEY"; constant time in the length
+ * of hdr. */
+int coh__serve_bearer_ok(const char *key, const char *hdr);
+
+/* Reads up to n bytes into buf: the count, 0 at the end, < 0 on error. */
+typedef long (*coh__serve_read_fn)(void *ctx, char *buf, size_t n);
+/* Reads a body of at most max bytes (content_length: the header's value,
+ * -1 when absent): 0 with *body (NUL-terminated, caller frees with
+ * coh__free) and *len, or 1 with *r (413, 500). */
+int coh__serve_read_body(size_t max, long long content_length, coh__serve_read_fn rd, void *ctx,
+                         char **body, size_t *len, coh__serve_reply *r);
+
+/* A request that passed the checks. */
+typedef struct coh__serve_checked {
+  coh__serve_job *job;   /* owned by the caller: enqueue or free */
+  int stream, include_usage;
+} coh__serve_checked;
+/* Checks the body (len bytes, borrowed) of a POST to /v1/chat/completions
+ * (kind COH__JOB_CHAT) or /v1/completions against s->models (only their
+ * id, tok, chat, context and vocab are read) and builds its job: the
+ * OpenAI fields translated into an llm request, parsed with the model's
+ * tokenizer and chat template, its max_tokens set.  drawn_seed is the seed
+ * when the body gives none.  0 with out->job, or 1 with *r (400 naming
+ * the field, 404 unknown model, 500 out of memory) and out->job NULL. */
+int coh__serve_check_request(coh_serve *s, int kind, const char *body, size_t len,
+                             uint64_t drawn_seed, coh__serve_checked *out, coh__serve_reply *r);
+
 /* serve.c: queues job for admission (under s->lock): 0, or the HTTP status
  * to answer with (429 queue full, 503 draining). */
 int coh__serve_enqueue(coh_serve *s, coh__serve_job *job);
-/* A new job for model: parses llm_text (copied) with seed; ids (n_ids,
+/* serve_check.c: a new job for model: parses llm_text (copied) with seed; ids (n_ids,
  * copied; NULL: from the text) replace the prompt's tokens.  *out: free
  * with coh__serve_job_free, also after a failure (then *out may be NULL).
  * Errors: those of coh_llm_request_parse, COH_ENOMEM. */
