@@ -1002,6 +1002,11 @@ static int sim_close(orch *o, int rc, coh_err *err) {
     rc = src;
     if (err) *err = serr;
   }
+  /* Nothing runs after the last tick: stop the workers and the engines now,
+   * so that the summary the caller gets holds the engines' final statistics
+   * (the prefix cache's, added when each engine thread has ended). */
+  if (o->workers) stop_workers(o);
+  coh__orch_models_close(o);
   sum->events = o->events;
   sum->stop_reason = o->stop ? o->stop : "max_ticks";
   sum->wall_seconds = coh__wall_seconds() - o->t0;
