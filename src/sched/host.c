@@ -128,6 +128,15 @@ static int32_t h_send(void *ud, coh_agent *ag, const char *to, size_t to_len,
   int t = find_agent(o, to, to_len);
   size_t mine = 0, i;
   out_item *it;
+  if (t < 0) { /* a name outside the run (the scenario's `outside`) */
+    for (i = 0; i < o->s->n_outside; i++)
+      if (strlen(o->s->outside[i]) == to_len && !memcmp(o->s->outside[i], to, to_len)) {
+        it = push_out(a, ag, "send", OUT_OUTSIDE, msg, msg_len);
+        if (it == NULL) return COH_ABI_ETOOBIG; /* not seen: the call is abandoned */
+        it->target = (int)i;
+        return COH_ABI_OK;
+      }
+  }
   if (t < 0 || o->agents[t].status != AGENT_ALIVE) {
     push_out(a, ag, "send", OUT_REFUSED, to, to_len);
     return COH_ABI_ENOTFOUND;

@@ -561,6 +561,11 @@ static int commit_agent(orch *o, agent_slot *a, int *pending_llm, coh_err *err) 
           return coh__err(err, COH_ENOMEM, "out of memory");
         break;
       }
+      case OUT_OUTSIDE: /* committed, delivered nowhere */
+        o->messages++;
+        if ((rc = produce(o, "message", a->id, o->s->outside[it->target], it->data, it->len, err)))
+          return rc;
+        break;
       case OUT_REFUSED:
         o->refused++;
         j = json_object();
