@@ -48,7 +48,7 @@
  *   outside: [user]           # names that are not agents but may be sent
  *                             # to: the message is journaled and goes
  *                             # nowhere (a send to another unknown name is
- *                             # refused)
+ *                             # refused); "*": every name that is no agent's
  *   default_model: demo       # requests naming an unknown model go here
  *                             # (default: they get an error result)
  *   no_model_error: "..."     # the error text of a request that names no
@@ -155,7 +155,8 @@ typedef struct coh_scenario {
   size_t n_routes;
   char **outside;    /* names that are not agents but may be sent to: the
                         send succeeds, is committed as a "message" event,
-                        and goes nowhere (`cohort exec`'s "exec") */
+                        and goes nowhere; "*" is every name that is no
+                        agent instance's (`cohort exec`'s) */
   size_t n_outside;
   char *default_model;  /* NULL: a request naming an unknown model fails;
                            else it goes to this model */

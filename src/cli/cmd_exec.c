@@ -6,11 +6,12 @@
  * The scenario (built in memory, parsed by coh_scenario_parse):
  *   seed: --seed; agents: [{id: agent, module: MODULE, config: --config,
  *   fuel: --fuel, memory_mb: --memory-mb}]; every --input a message from
- *   "exec" at tick 1 (one per tick: quantum 1); outside: [exec], so the
- *   agent's replies to "exec" succeed and are printed; with --model DIR one
- *   model (max_batch 1) that answers every request (default_model), without
- *   it every request fails with no_model_error; stop: on_exit agent,
- *   quiescence, max_ticks EXEC_MAX_TICKS.
+ *   "exec" at tick 1 (taken one per tick: quantum 1); outside: ["*"], so a
+ *   send to "exec", or to any name that is not the agent's, succeeds and is
+ *   printed; with --model DIR one model (max_batch 1) that answers every
+ *   request (default_model), without it every request fails with
+ *   no_model_error; stop: on_exit agent, quiescence, max_ticks
+ *   EXEC_MAX_TICKS.
  * A sink prints the committed events as JSON lines on stdout (send, emit,
  * log, llm, error, refused); the last line is the status:
  *   {"status":"ok"}  or  {"status":"trap","kind":"...","message":"..."}
@@ -193,7 +194,7 @@ static int scenario_text(const char *module, json_t *config, const char *const *
   s = json_pack("{s:s,s:I,s:{s:s,s:i},s:{s:I,s:b,s:s},s:[s],s:s,s:[o]}", "name", "exec", "seed",
                 (json_int_t)seed, "policy", "kind", "round_robin", "quantum", 1, "stop",
                 "max_ticks", (json_int_t)EXEC_MAX_TICKS, "quiescence", 1, "on_exit", EXEC_AGENT,
-                "outside", EXEC_FROM, "no_model_error", EXEC_NO_MODEL, "agents", agent);
+                "outside", "*", "no_model_error", EXEC_NO_MODEL, "agents", agent);
   if (s == NULL || msgs == NULL) goto oom;
   for (i = 0; i < ninputs; i++)
     /* the body is the input's JSON text itself (a string body is sent as is) */

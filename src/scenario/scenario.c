@@ -1245,7 +1245,8 @@ static int cross_check(ctx *c) {
 /* ---- the top level ------------------------------------------------------- */
 
 /* outside: names that are not agents but may be sent to (a message to one
- * is committed and goes nowhere), e.g. `cohort exec`'s "exec".  Read after
+ * is committed and goes nowhere), e.g. `cohort exec`'s "exec"; "*" stands
+ * for every name that is no agent instance's.  Read after
  * the agents, so that a name an agent instance has is refused. */
 static int read_outside(ctx *c, yaml_node_t *n) {
   yaml_node_item_t *it;
@@ -1266,7 +1267,12 @@ static int read_outside(ctx *c, yaml_node_t *n) {
     yaml_node_t *e = node_at(c, *it);
     char *id = NULL;
     snprintf(field, sizeof field, "outside[%zu]", c->s->n_outside);
-    if ((rc = get_id(c, e, field, &id))) return rc;
+    if (e->type == YAML_SCALAR_NODE && e->data.scalar.length == 1 &&
+        e->data.scalar.value[0] == '*')
+      rc = get_str(c, e, field, &id); /* "*": every name that is no agent's */
+    else
+      rc = get_id(c, e, field, &id);
+    if (rc) return rc;
     c->s->outside[c->s->n_outside++] = id;
     if (resolve(c, id, &inst) >= 0)
       return fail(c, e->start_mark, "%s '%s' is an agent's id; expected a name "

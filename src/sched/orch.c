@@ -561,9 +561,10 @@ static int commit_agent(orch *o, agent_slot *a, int *pending_llm, coh_err *err) 
           return coh__err(err, COH_ENOMEM, "out of memory");
         break;
       }
-      case OUT_OUTSIDE: /* committed, delivered nowhere */
+      case OUT_OUTSIDE: /* committed, delivered nowhere; data "name\0body" */
         o->messages++;
-        if ((rc = produce(o, "message", a->id, o->s->outside[it->target], it->data, it->len, err)))
+        if ((rc = produce(o, "message", a->id, it->data, it->data + it->id + 1,
+                          it->len - (size_t)it->id - 1, err)))
           return rc;
         break;
       case OUT_REFUSED:
