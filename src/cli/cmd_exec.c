@@ -49,27 +49,17 @@ typedef struct exec_out {
 
 /* ---- output ------------------------------------------------------------------ */
 
-/* A JSON string from bytes that may not be UTF-8 (invalid bytes as U+FFFD). */
+/* A JSON string from bytes that may not be UTF-8 (invalid sequences as
+ * U+FFFD); NULL when out of memory. */
 static json_t *jstr(const char *p, size_t n) {
   json_t *s = json_stringn(p, n);
-  char *clean;
-  size_t i, j = 0;
+  coh__buf b;
   if (s != NULL) return s;
-  clean = coh__malloc(n * 3 + 1);
-  if (clean == NULL) return json_string("");
-  for (i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)p[i];
-    if (c < 0x80) {
-      clean[j++] = (char)c;
-    } else {
-      clean[j++] = (char)0xef;
-      clean[j++] = (char)0xbf;
-      clean[j++] = (char)0xbd;
-    }
-  }
-  s = json_stringn(clean, j);
-  coh__free(clean);
-  return s ? s : json_string("");
+  memset(&b, 0, sizeof b);
+  coh__buf_add_utf8_lossy(&b, p, n);
+  s = b.oom ? NULL : json_stringn(b.p ? b.p : "", b.n);
+  coh__buf_free(&b);
+  return s;
 }
 
 /* Prints o as one line and releases it; COH_ENOMEM when it could not be
