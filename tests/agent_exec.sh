@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # agent_exec.sh — `cohort exec` end to end: the example agents, the stock
 # prompt agent without a model, traps (exit 3), refused modules (exit 1),
-# usage errors (exit 2), and a cache hit on the second run.
+# usage errors (exit 2), and a cache hit on the second run.  exec is a
+# one-agent scenario on the tick machine: the scenario keys it relies on
+# (outside, default_model, no_model_error) are checked in a run too.
 set -u
 BIN=${COH_BIN:-build/cohort}
 B=${COH_BUILD_DIR:-build}
@@ -51,6 +53,37 @@ from_exec=$(sed -n 's/^{"type":"emit","data":"\(.*\)"}$/\1/p' <<<"$o1")
 if [ -z "$from_exec" ] || [ "$(wc -l <<<"$from_exec")" != 2 ] || [ "$from_run" != "$from_exec" ]; then
   echo "FAIL exec_seeds_like_run: run emitted [$from_run], exec [$from_exec]"; fail=1
 else echo "ok   exec_seeds_like_run"; fi
+# exec is a one-agent scenario with outside: ["*"]: a send to any name that
+# is not the agent's succeeds and is printed (relay forwards to the id it is
+# given)
+check send_any_name 0 '{"type":"send","to":"1","data":""}' "${X[@]}" "$A/relay.wasm" --input 1
+# the same scenario keys in a run: a reply to a name in `outside` is a
+# journaled message (not refused), a send to any other unknown name is
+# refused, and no_model_error is the error result of a request that names
+# no model of the scenario
+cat >"$CACHE/outside.yaml" <<YAML
+outside: [user]
+no_model_error: get a model
+agents:
+  - {id: e, module: $(cd "$A" && pwd)/echo.wasm}
+  - {id: p, module: $(cd "$A" && pwd)/prompt.wasm, config: {role: r, model: m}}
+  - {id: f, module: $(cd "$A" && pwd)/echo.wasm}
+messages:
+  - {from: user, to: e, body: '"hi"'}
+  - {from: user, to: p, body: '"q"'}
+  - {from: stranger, to: f, body: '"x"'}
+YAML
+"$BIN" run "$CACHE/outside.yaml" --cache-dir "$CACHE" --journal "$CACHE/outside.db" >/dev/null 2>&1
+ev=$("$BIN" inspect "$CACHE/outside.db" --json 2>&1)
+if ! grep -q '"kind":"message","source":"e","target":"user","payload":"echo: \\"hi\\""' <<<"$ev"; then
+  echo "FAIL run_outside: no message from e to user in the journal: $ev"; fail=1
+elif grep -q '"kind":"refused","source":"e"' <<<"$ev"; then
+  echo "FAIL run_outside: the reply to user was refused: $ev"; fail=1
+elif ! grep -q '"kind":"refused","source":"f".*no_such_agent' <<<"$ev"; then
+  echo "FAIL run_outside: the reply to stranger (not outside) was not refused: $ev"; fail=1
+elif ! grep -q '"kind":"llm_result","source":"","target":"p","payload":"{\\"id\\":1,\\"error\\":\\"get a model\\"}"' <<<"$ev"; then
+  echo "FAIL run_no_model_error: $ev"; fail=1
+else echo "ok   run_outside_no_model_error"; fi
 check prompt_no_model 0 '{"type":"error","id":1,"message":"no model: pass --model DIR"}' \
   "${X[@]}" "$A/prompt.wasm" --config '{"role":"r","model":"m"}' --input '"q"'
 check prompt_error_event 0 '[llm error] no model: pass --model DIR' \
@@ -112,6 +145,12 @@ elif printf '%s\n' "$p1" | grep -q '"type":"error"'; then
 elif [ "$p1" != "$p2" ]; then
   echo "FAIL prompt_with_model: two runs differ"; fail=1
 else echo "ok   prompt_with_model_text_deterministic"; fi
+# default_model: exec's one model answers a request that names another
+p3=$("${X[@]}" "$A/prompt.wasm" --config '{"role":"r","model":"other","max_tokens":4}' --input '"q"' --model "$TINY" 2>/dev/null)
+if ! printf '%s\n' "$p3" | grep -q '"type":"emit","data":"[^"]' ||
+   printf '%s\n' "$p3" | grep -q '"type":"error"'; then
+  echo "FAIL default_model: a request naming another model was not answered: $p3"; fail=1
+else echo "ok   default_model"; fi
 # cache hit: a recompile publishes a new object by rename(2) over the old
 # name, so the file count cannot tell; its inode and change time can.  The
 # control (a damaged checksum forces a recompile) shows the check can fail.

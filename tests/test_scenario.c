@@ -909,6 +909,45 @@ static void test_routes(void) {
 
 /* Replays the fuzz corpus (seeds and crash regressions) through the fuzz
  * harness, which aborts on a violated property. */
+/* outside, default_model, no_model_error: what `cohort exec` needs to be a
+ * one-agent scenario. */
+static void test_outside(void) {
+  coh_err err;
+  coh_scenario *s;
+  const char *y = "models: [{name: m, path: p}, {name: n, path: q}]\n"
+                  "default_model: n\nno_model_error: ask for one\n"
+                  "outside: [user, '*']\nagents: [{id: a, module: a}]\n";
+  coh_err_clear(&err);
+  s = parse(y, &err);
+  REQUIRE(s != NULL);
+  CHECK(s->n_outside == 2);
+  CHECK_STR(s->outside[0], "user");
+  CHECK_STR(s->outside[1], "*");
+  CHECK_STR(s->default_model, "n");
+  CHECK_STR(s->no_model_error, "ask for one");
+  coh_scenario_free(s);
+  s = parse("agents: [{id: a, module: a}]\n", &err);
+  REQUIRE(s != NULL);
+  CHECK(s->n_outside == 0 && s->default_model == NULL && s->no_model_error == NULL);
+  coh_scenario_free(s);
+  EXPECT_ERR("outside: user\nagents: [{id: a, module: a}]\n", COH_EFORMAT, "1:10",
+             "outside is a string|expected a sequence of ids");
+  EXPECT_ERR("outside: [a]\nagents: [{id: a, module: a}]\n", COH_EFORMAT, "1:11",
+             "outside[0] 'a' is an agent's id|no agent instance has");
+  EXPECT_ERR("outside: [w-1]\nagents: [{id: w, module: a, count: 2}]\n", COH_EFORMAT,
+             "1:11", "outside[0] 'w-1' is an agent's id");
+  EXPECT_ERR("outside: [u, u]\nagents: [{id: a, module: a}]\n", COH_EFORMAT, "1:14",
+             "outside[1] 'u' is listed twice");
+  EXPECT_ERR("outside: ['a b']\nagents: [{id: a, module: a}]\n", COH_EFORMAT, "1:11",
+             "outside[0] 'a b' is not a valid id");
+  EXPECT_ERR("default_model: m\nagents: [{id: a, module: a}]\n", COH_EFORMAT, "1:16",
+             "default_model names unknown model 'm'|(there are none)");
+  EXPECT_ERR("models: [{name: m, path: p}]\ndefault_model: x\nagents: [{id: a, module: a}]\n",
+             COH_EFORMAT, "2:16", "default_model names unknown model 'x'");
+  EXPECT_ERR("no_model_error: ''\nagents: [{id: a, module: a}]\n", COH_EFORMAT, "1:17",
+             "no_model_error is empty");
+}
+
 static void test_fuzz_corpus(void) {
   const char *dir = COH_TEST_DATA "/../fuzz/corpus/scenario";
   DIR *d = opendir(dir);
@@ -954,6 +993,7 @@ int main(int argc, char **argv) {
   RUN(test_load_examples);
   RUN(test_out_of_memory);
   RUN(test_routes);
+  RUN(test_outside);
   RUN(test_fuzz_corpus);
   return TEST_MAIN_END();
 }

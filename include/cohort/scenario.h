@@ -45,6 +45,14 @@
  *     - from: planner         # agent ids (all instances) or instance ids
  *       to: worker
  *       schema: {type: object, required: [task]}   # inline, a mapping
+ *   outside: [user]           # names that are not agents but may be sent
+ *                             # to: the message is journaled and goes
+ *                             # nowhere (a send to another unknown name is
+ *                             # refused); "*": every name that is no agent's
+ *   default_model: demo       # requests naming an unknown model go here
+ *                             # (default: they get an error result)
+ *   no_model_error: "..."     # the error text of a request that names no
+ *                             # model of the scenario
  *   messages:
  *     - to: alice
  *       from: user            # an id; default "scenario"
@@ -145,6 +153,15 @@ typedef struct coh_scenario {
   size_t n_messages;
   coh_scn_route *routes;
   size_t n_routes;
+  char **outside;    /* names that are not agents but may be sent to: the
+                        send succeeds, is committed as a "message" event,
+                        and goes nowhere; "*" is every name that is no
+                        agent instance's (`cohort exec`'s) */
+  size_t n_outside;
+  char *default_model;  /* NULL: a request naming an unknown model fails;
+                           else it goes to this model */
+  char *no_model_error; /* NULL: the default; else the error result of a
+                           request that names no model of the scenario */
 } coh_scenario;
 
 /* Bounds on a scenario file, checked before it is parsed: its size, and

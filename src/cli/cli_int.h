@@ -32,16 +32,6 @@ struct coh_journal;
 int coh__inspect_ui(const char *path, struct coh_journal *j, const char *listen,
                     const char *token);
 
-/* exec_llm.c: the inference engine behind `cohort exec --model DIR`.
- * The returned function and its user data answer agents' llm() requests;
- * release with coh__exec_llm_close. */
-struct coh_err;
-int coh__exec_llm_open(const char *model_dir,
-                       int (**fn)(void *, const char *, size_t, uint64_t,
-                                  char **, size_t *, struct coh_err *),
-                       void **ud, struct coh_err *err);
-void coh__exec_llm_close(void *ud);
-
 /* Prints "cohort CMD: MESSAGE" to stderr and returns COH_EXIT_USAGE. */
 int coh__usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -65,6 +55,7 @@ int coh__journal_open_verified(const char *cmd, const char *path,
 /* run_journal.c: creates a run's journal at path holding rec's genesis and
  * blobs and the scenario's path and absolute folder (meta, outside the
  * chain).  *j: caller closes. */
+struct coh_err;
 struct coh_scenario;
 struct coh_run_record;
 int coh__create_journal(const char *path, const struct coh_scenario *s,

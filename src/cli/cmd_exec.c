@@ -1,11 +1,21 @@
 /*
- * cmd_exec.c — `cohort exec MODULE.wasm`: runs one agent headless.
+ * cmd_exec.c — `cohort exec MODULE.wasm`: runs one agent headless, as a
+ * one-agent scenario on the tick machine (cohort/orch.h), so that exec and
+ * `cohort run` share one agent host, one event loop and one seeding.
  *
- * init (with --config), then every --input delivered in order as a message
- * event from "exec", then whatever the agent caused (LLM results, timers) in
- * logical-time order.  Each emit, send, log and llm request is printed as
- * one JSON line on stdout; the last line is the status:
+ * The scenario (built in memory, parsed by coh_scenario_parse):
+ *   seed: --seed; agents: [{id: agent, module: MODULE, config: --config,
+ *   fuel: --fuel, memory_mb: --memory-mb}]; every --input a message from
+ *   "exec" at tick 1 (taken one per tick: quantum 1); outside: ["*"], so a
+ *   send to "exec", or to any name that is not the agent's, succeeds and is
+ *   printed; with --model DIR one model (max_batch 1) that answers every
+ *   request (default_model), without it every request fails with
+ *   no_model_error; stop: on_exit agent, quiescence, max_ticks
+ *   EXEC_MAX_TICKS.
+ * A sink prints the committed events as JSON lines on stdout (send, emit,
+ * log, llm, error, refused); the last line is the status:
  *   {"status":"ok"}  or  {"status":"trap","kind":"...","message":"..."}
+ *   or {"status":"error",...} (cohort_init refused to start).
  * Exit 0 ok, 3 trap, 1 load/compile/runtime error, 2 usage.
  */
 #include <stdio.h>
@@ -15,258 +25,187 @@
 #include <jansson.h>
 
 #include "cli_int.h"
-#include "cohort/agent.h"
+#include "cohort/orch.h"
+#include "cohort/scenario.h"
 #include "util/util_int.h"
 
-#define MAX_EVENTS 100000
+/* The agent's id in the scenario, and the name its inputs come from. */
+#define EXEC_AGENT "agent"
+#define EXEC_FROM "exec"
+#define EXEC_MODEL "model"
+#define EXEC_NO_MODEL "no model: pass --model DIR"
+/* the bound on a run (an agent that keeps itself busy forever) */
+#define EXEC_MAX_TICKS 1000000
 
-typedef struct ev {
-  uint32_t kind;
-  char *data;
-  size_t len;
-  int64_t due;
-  int64_t seq;
-} ev;
+enum { ST_RUNNING, ST_EXITED, ST_TRAP, ST_REFUSED_INIT };
 
-typedef struct kv {
-  char *key, *val;
-  size_t klen, vlen;
-} kv;
-
-typedef struct exec_ctx {
-  ev *q;
-  size_t nq, cap;
-  int64_t seq;
-  kv *kvs;
-  size_t nkv;
-  int64_t tick;
-  int64_t next_req, next_timer;
-  uint64_t seed;
-  coh_agent_llm_fn llm_fn; /* NULL: no model */
-  void *llm_ud;
-  int oom;
-} exec_ctx;
-
-/* Inference for `--model DIR` is in exec_llm.c (coh__exec_llm_open). */
+/* The printing sink's state. */
+typedef struct exec_out {
+  int state;
+  int64_t last_rc;       /* of the agent's last init/step event */
+  json_t *trap;          /* the trap event's payload (ST_TRAP) */
+  int write_error;
+} exec_out;
 
 /* ---- output ------------------------------------------------------------------ */
 
-/* A JSON string from bytes that may not be UTF-8 (invalid bytes as U+FFFD). */
+/* A JSON string from bytes that may not be UTF-8 (invalid sequences as
+ * U+FFFD); NULL when out of memory. */
 static json_t *jstr(const char *p, size_t n) {
   json_t *s = json_stringn(p, n);
-  char *clean;
-  size_t i, j = 0;
+  coh__buf b;
   if (s != NULL) return s;
-  clean = coh__malloc(n * 3 + 1);
-  if (clean == NULL) return json_string("");
-  for (i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)p[i];
-    if (c < 0x80) {
-      clean[j++] = (char)c;
-    } else {
-      clean[j++] = (char)0xef;
-      clean[j++] = (char)0xbf;
-      clean[j++] = (char)0xbd;
-    }
-  }
-  s = json_stringn(clean, j);
-  coh__free(clean);
-  return s ? s : json_string("");
+  memset(&b, 0, sizeof b);
+  coh__buf_add_utf8_lossy(&b, p, n);
+  s = b.oom ? NULL : json_stringn(b.p ? b.p : "", b.n);
+  coh__buf_free(&b);
+  return s;
 }
 
-static void print_line(json_t *o) {
-  char *s = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
-  if (s) {
-    fputs(s, stdout);
-    fputc('\n', stdout);
-    free(s); /* jansson's allocation */
-  }
+/* Prints o as one line and releases it; COH_ENOMEM when it could not be
+ * built (a line left out would misreport the run). */
+static int print_line(json_t *o, coh_err *err) {
+  char *s = o ? json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
   json_decref(o);
+  if (s == NULL) return coh__err(err, COH_ENOMEM, "exec: out of memory printing an event");
+  fputs(s, stdout);
+  fputc('\n', stdout);
+  free(s); /* jansson's allocation */
+  return COH_OK;
 }
 
-/* ---- event queue -------------------------------------------------------------- */
-
-static int push(exec_ctx *x, uint32_t kind, const char *hdr, const char *body,
-                size_t blen, int64_t due) {
-  size_t hl = strlen(hdr);
-  ev *e;
-  if (x->nq == x->cap) {
-    size_t nc = x->cap ? x->cap * 2 : 16;
-    ev *nq = coh__realloc(x->q, nc * sizeof *nq);
-    if (nq == NULL) return (x->oom = 1), -1;
-    x->q = nq;
-    x->cap = nc;
-  }
-  e = &x->q[x->nq];
-  e->data = coh__malloc(hl + 1 + blen);
-  if (e->data == NULL) return (x->oom = 1), -1;
-  memcpy(e->data, hdr, hl + 1);
-  if (blen) memcpy(e->data + hl + 1, body, blen);
-  e->len = hl + 1 + blen;
-  e->kind = kind;
-  e->due = due;
-  e->seq = x->seq++;
-  x->nq++;
-  return 0;
+/* The event's payload as JSON (the core writes these payloads), or NULL. */
+static json_t *payload_json(const coh_jevent *ev) {
+  return json_loadb(ev->payload, ev->payload_len, 0, NULL);
 }
 
-/* Removes and returns the next event: lowest (due, seq). */
-static int pop(exec_ctx *x, ev *out) {
-  size_t i, best = 0;
-  if (x->nq == 0) return 0;
-  for (i = 1; i < x->nq; i++)
-    if (x->q[i].due < x->q[best].due ||
-        (x->q[i].due == x->q[best].due && x->q[i].seq < x->q[best].seq))
-      best = i;
-  *out = x->q[best];
-  memmove(&x->q[best], &x->q[best + 1], (x->nq - best - 1) * sizeof *x->q);
-  x->nq--;
-  return 1;
-}
+/* ---- the printing sink ------------------------------------------------------------ */
 
-/* ---- host interface ----------------------------------------------------------- */
-
-static void h_emit(void *ud, coh_agent *a, const uint8_t *d, size_t n) {
-  json_t *o = json_object();
-  (void)ud;
-  (void)a;
-  json_object_set_new(o, "type", json_string("emit"));
-  json_object_set_new(o, "data", jstr((const char *)d, n));
-  print_line(o);
-}
-
-static int32_t h_send(void *ud, coh_agent *a, const char *to, size_t tl,
-                      const uint8_t *m, size_t ml) {
-  json_t *o = json_object();
-  (void)ud;
-  (void)a;
-  json_object_set_new(o, "type", json_string("send"));
-  json_object_set_new(o, "to", jstr(to, tl));
-  json_object_set_new(o, "data", jstr((const char *)m, ml));
-  print_line(o);
-  return COH_ABI_OK;
-}
-
-static void h_log(void *ud, coh_agent *a, int level, const char *m,
-                  size_t n) {
+static int on_event(void *ud, const coh_jevent *ev, coh_err *err) {
   static const char *lv[] = {"debug", "info", "warn", "error"};
-  json_t *o = json_object();
-  (void)ud;
-  (void)a;
-  while (n > 0 && m[n - 1] == '\n') n--;
-  json_object_set_new(o, "type", json_string("log"));
-  json_object_set_new(o, "level", json_string(lv[level & 3]));
-  json_object_set_new(o, "message", jstr(m, n));
-  print_line(o);
-}
-
-
-static int64_t h_llm(void *ud, coh_agent *a, const char *req, size_t n) {
-  exec_ctx *x = ud;
-  int64_t id = ++x->next_req;
-  char hdr[32];
-  json_t *o = json_object(), *res = json_object();
-  char *body;
-  (void)a;
-  json_object_set_new(o, "type", json_string("llm"));
-  json_object_set_new(o, "id", json_integer(id));
-  json_object_set_new(o, "request", jstr(req, n));
-  print_line(o);
-  if (x->llm_fn == NULL) {
-    json_t *e = json_object();
-    json_object_set_new(e, "type", json_string("error"));
-    json_object_set_new(e, "id", json_integer(id));
-    json_object_set_new(e, "message",
-                        json_string("no model: pass --model DIR"));
-    print_line(e);
-    json_object_set_new(res, "error",
-                        json_string("no model: pass --model DIR"));
+  exec_out *x = ud;
+  const char *k = ev->kind;
+  json_t *p = NULL, *o = NULL;
+  int rc = COH_OK;
+  if (x->state != ST_RUNNING) return COH_OK; /* the status is the last line */
+  if (!strcmp(k, "message")) {
+    if (!strcmp(ev->source, EXEC_FROM)) return COH_OK; /* an input */
+    o = json_pack("{s:s,s:o,s:o}", "type", "send", "to", jstr(ev->target, strlen(ev->target)),
+                  "data", jstr(ev->payload, ev->payload_len));
+  } else if (!strcmp(k, "emit")) {
+    o = json_pack("{s:s,s:o}", "type", "emit", "data", jstr(ev->payload, ev->payload_len));
+  } else if (!strcmp(k, "log")) {
+    const char *t;
+    size_t n;
+    if ((p = payload_json(ev)) == NULL) goto oom;
+    t = json_string_value(json_object_get(p, "text"));
+    n = t ? strlen(t) : 0;
+    while (n > 0 && t[n - 1] == '\n') n--;
+    o = json_pack("{s:s,s:s,s:o}", "type", "log", "level",
+                  lv[json_integer_value(json_object_get(p, "level")) & 3], "message",
+                  jstr(t ? t : "", n));
+  } else if (!strcmp(k, "llm_request")) {
+    if ((p = payload_json(ev)) == NULL) goto oom;
+    o = json_pack("{s:s,s:O,s:O}", "type", "llm", "id", json_object_get(p, "id"), "request",
+                  json_object_get(p, "request"));
+  } else if (!strcmp(k, "llm_result")) {
+    json_t *e;
+    if ((p = payload_json(ev)) == NULL) goto oom;
+    if ((e = json_object_get(p, "error")) == NULL) goto done; /* text: the agent's own */
+    o = json_pack("{s:s,s:O,s:O}", "type", "error", "id", json_object_get(p, "id"), "message", e);
+  } else if (!strcmp(k, "refused") || !strcmp(k, "spawn_refused")) {
+    /* a send to a name that is neither the agent nor "exec" (or to a full
+     * inbox), a spawn the run refused: the payload says why */
+    if ((p = payload_json(ev)) == NULL) goto oom;
+    o = json_pack("{s:s,s:s}", "type", k, "agent", ev->source);
+    if (o && json_object_update(o, p)) goto oom;
+  } else if (!strcmp(k, "init") || !strcmp(k, "step")) {
+    if (strcmp(ev->source, EXEC_AGENT) != 0) goto done;
+    if ((p = payload_json(ev)) == NULL) goto oom;
+    x->last_rc = json_integer_value(json_object_get(p, "rc"));
+    goto done;
+  } else if (!strcmp(k, "trap") && !strcmp(ev->source, EXEC_AGENT)) {
+    if ((p = payload_json(ev)) == NULL) goto oom;
+    x->state = strcmp(json_string_value(json_object_get(p, "kind")), "refused_init") == 0
+                   ? ST_REFUSED_INIT
+                   : ST_TRAP;
+    x->trap = p;
+    return COH_OK;
+  } else if (!strcmp(k, "exit") && !strcmp(ev->source, EXEC_AGENT)) {
+    x->state = ST_EXITED;
+    goto done;
   } else {
-    char *text = NULL;
-    size_t tl = 0;
-    coh_err err;
-    coh_err_clear(&err);
-    if (x->llm_fn(x->llm_ud, req, n, coh__seed_derive(x->seed, 0, (uint64_t)id), &text, &tl,
-                  &err) == COH_OK) {
-      json_object_set_new(res, "text", jstr(text, tl));
-      coh_agent_buf_free(text);
-    } else {
-      json_object_set_new(res, "error", json_string(err.msg));
-    }
+    goto done; /* timers, spawns: the agent's own business */
   }
-  body = json_dumps(res, JSON_COMPACT); /* freed with free(): jansson's */
-  json_decref(res);
-  snprintf(hdr, sizeof hdr, "%lld", (long long)id);
-  if (body == NULL || push(x, COH_ABI_EV_LLM, hdr, body, strlen(body),
-                           x->tick + 1) != 0) {
-    free(body);
-    return COH_ABI_EFULL;
+  if (o == NULL) goto oom;
+  rc = print_line(o, err);
+  if (fflush(stdout) == EOF || ferror(stdout)) x->write_error = 1;
+  goto done;
+oom:
+  json_decref(o);
+  rc = coh__err(err, COH_ENOMEM, "exec: out of memory printing a %s event", k);
+done:
+  json_decref(p);
+  return rc;
+}
+
+/* The last line: how the agent ended.  Returns the exit status. */
+static int print_status(exec_out *x, coh_err *err) {
+  json_t *o;
+  int ex = COH_EXIT_OK;
+  if (x->state == ST_TRAP) {
+    o = json_pack("{s:s,s:O,s:O}", "status", "trap", "kind", json_object_get(x->trap, "kind"),
+                  "message", json_object_get(x->trap, "message"));
+    ex = COH_EXIT_TRAP;
+  } else if (x->state == ST_REFUSED_INIT) {
+    o = json_pack("{s:s,s:s,s:I}", "status", "error", "message", "cohort_init returned non-zero",
+                  "rc", (json_int_t)x->last_rc);
+    ex = COH_EXIT_RUNTIME;
+  } else {
+    o = json_pack("{s:s}", "status", "ok");
   }
-  free(body);
-  return id;
+  if (print_line(o, err)) return coh__runtime_error("exec", "%s", err->msg);
+  return ex;
 }
 
-static int64_t h_now(void *ud, coh_agent *a) {
-  (void)a;
-  return ((exec_ctx *)ud)->tick;
-}
+/* ---- the scenario ----------------------------------------------------------------- */
 
-static int64_t h_timer(void *ud, coh_agent *a, int64_t ticks) {
-  exec_ctx *x = ud;
-  char hdr[32];
-  int64_t id = ++x->next_timer;
-  (void)a;
-  if (ticks < 0 || ticks > 1000000) return COH_ABI_EINVAL;
-  snprintf(hdr, sizeof hdr, "%lld", (long long)id);
-  if (push(x, COH_ABI_EV_TIMER, hdr, "", 0, x->tick + (ticks ? ticks : 1)))
-    return COH_ABI_EFULL;
-  return id;
-}
-
-static kv *find_kv(exec_ctx *x, const char *k, size_t kl) {
-  size_t i;
-  for (i = 0; i < x->nkv; i++)
-    if (x->kvs[i].klen == kl && !memcmp(x->kvs[i].key, k, kl))
-      return &x->kvs[i];
-  return NULL;
-}
-
-static int32_t h_state_get(void *ud, coh_agent *a, const char *k, size_t kl,
-                           uint8_t *v, size_t cap) {
-  kv *e = find_kv(ud, k, kl);
-  (void)a;
-  if (e == NULL) return COH_ABI_ENOTFOUND;
-  memcpy(v, e->val, e->vlen < cap ? e->vlen : cap);
-  return (int32_t)e->vlen;
-}
-
-static int32_t h_state_put(void *ud, coh_agent *a, const char *k, size_t kl,
-                           const uint8_t *v, size_t vl) {
-  exec_ctx *x = ud;
-  kv *e = find_kv(x, k, kl);
-  char *nv;
-  (void)a;
-  if (vl > 1 << 20) return COH_ABI_ETOOBIG;
-  if (e == NULL) {
-    kv *n = coh__realloc(x->kvs, (x->nkv + 1) * sizeof *n);
-    if (n == NULL) return COH_ABI_EFULL;
-    x->kvs = n;
-    e = &x->kvs[x->nkv];
-    e->key = coh__malloc(kl ? kl : 1);
-    if (e->key == NULL) return COH_ABI_EFULL;
-    memcpy(e->key, k, kl);
-    e->klen = kl;
-    e->val = NULL;
-    e->vlen = 0;
-    x->nkv++;
+/* The one-agent scenario as JSON text (YAML's flow style): *out, caller
+ * frees with free() (jansson's). */
+static int scenario_text(const char *module, json_t *config, const char *const *inputs,
+                         int ninputs, uint64_t seed, uint64_t fuel, int memory_mb,
+                         const char *model, char **out, coh_err *err) {
+  json_t *s, *agent, *msgs, *models;
+  int i;
+  *out = NULL;
+  agent = json_pack("{s:s,s:s,s:O,s:I,s:i}", "id", EXEC_AGENT, "module", module, "config", config,
+                    "fuel", (json_int_t)fuel, "memory_mb", memory_mb);
+  msgs = json_array();
+  s = json_pack("{s:s,s:I,s:{s:s,s:i},s:{s:I,s:b,s:s},s:[s],s:s,s:[o]}", "name", "exec", "seed",
+                (json_int_t)seed, "policy", "kind", "round_robin", "quantum", 1, "stop",
+                "max_ticks", (json_int_t)EXEC_MAX_TICKS, "quiescence", 1, "on_exit", EXEC_AGENT,
+                "outside", "*", "no_model_error", EXEC_NO_MODEL, "agents", agent);
+  if (s == NULL || msgs == NULL) goto oom;
+  for (i = 0; i < ninputs; i++)
+    /* the body is the input's JSON text itself (a string body is sent as is) */
+    if (json_array_append_new(msgs, json_pack("{s:s,s:s,s:s,s:i}", "from", EXEC_FROM, "to",
+                                              EXEC_AGENT, "body", inputs[i], "tick", 1)))
+      goto oom;
+  if (ninputs && json_object_set(s, "messages", msgs)) goto oom;
+  if (model) {
+    models = json_pack("[{s:s,s:s,s:i}]", "name", EXEC_MODEL, "path", model, "max_batch", 1);
+    if (models == NULL || json_object_set_new(s, "models", models) ||
+        json_object_set_new(s, "default_model", json_string(EXEC_MODEL)))
+      goto oom;
   }
-  nv = coh__malloc(vl ? vl : 1);
-  if (nv == NULL) return COH_ABI_EFULL;
-  memcpy(nv, v, vl);
-  coh__free(e->val);
-  e->val = nv;
-  e->vlen = vl;
-  return COH_ABI_OK;
+  *out = json_dumps(s, JSON_INDENT(1));
+  json_decref(s);
+  json_decref(msgs);
+  return *out ? COH_OK : coh__err(err, COH_ENOMEM, "exec: out of memory");
+oom:
+  json_decref(s);
+  json_decref(msgs);
+  return coh__err(err, COH_ENOMEM, "exec: out of memory");
 }
 
 /* ---- command -------------------------------------------------------------------- */
@@ -278,6 +217,7 @@ static void usage(FILE *f) {
           "                   [--model DIR] [--cache-dir DIR]\n"
           "Runs one agent: init, then each input as a message event; prints "
           "one JSON\nline per emit/send/log/llm and a final status line.\n"
+          "  --config JSON  the agent's config (a JSON object)\n"
           "  --fuel N       fuel per call (0 = unlimited; default 100000000)\n"
           "  --memory-mb M  linear memory cap in MiB (default 64)\n"
           "  --cache-dir D  compiled-module cache (default "
@@ -285,35 +225,21 @@ static void usage(FILE *f) {
           "Exit: 0 ok, 3 trap, 1 load/compile error, 2 usage.\n");
 }
 
-static int print_trap(const coh_agent_result *r) {
-  json_t *o = json_object();
-  json_object_set_new(o, "status", json_string("trap"));
-  json_object_set_new(o, "kind", json_string(coh_trap_name(r->trap)));
-  json_object_set_new(o, "message", json_string(r->message));
-  print_line(o);
-  return COH_EXIT_TRAP;
-}
-
 int coh__cmd_exec(int argc, char **argv) {
-  const char *module = NULL, *config = "", *model = NULL, *cache = NULL;
+  const char *module = NULL, *model = NULL, *cache = NULL;
   const char **inputs = NULL;
-  char *cache_buf = NULL;
-  int ninputs = 0, i, rc = COH_EXIT_RUNTIME, crc;
+  char *cache_buf = NULL, *text = NULL;
+  json_t *config = NULL;
+  int ninputs = 0, i, rc = COH_EXIT_RUNTIME, crc, memory_mb = 64;
   int64_t v;
-  coh_agent_opts ao;
-  coh_agent_rt_opts ro;
-  coh_agent_rt *rt = NULL;
-  coh_module *m = NULL;
-  coh_agent *a = NULL;
-  coh_agent_result r;
+  uint64_t seed = 0, fuel = 100000000;
+  coh_scenario *scn = NULL;
+  coh_run_options ro;
+  coh_sim *sim = NULL;
+  coh_sim_sink sink;
+  exec_out x;
   coh_err err;
-  exec_ctx x;
-  static const coh_agent_host host = {h_emit,  h_send,      h_log,
-                                      h_llm,   h_now,       NULL /* random: the agent's own stream */,
-                                      h_timer, h_state_get, h_state_put,
-                                      NULL /* spawn: exec runs one agent */};
   memset(&x, 0, sizeof x);
-  coh_agent_opts_default(&ao);
   coh_err_clear(&err);
   inputs = coh__calloc((size_t)argc + 1, sizeof *inputs);
   if (inputs == NULL) return coh__runtime_error("exec", "out of memory");
@@ -322,157 +248,128 @@ int coh__cmd_exec(int argc, char **argv) {
     const char *val = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
       usage(stdout);
-      coh__free(inputs);
-      return COH_EXIT_OK;
+      rc = COH_EXIT_OK;
+      goto done;
     }
     if (f[0] != '-' || f[1] == '\0') {
       if (module) {
-        coh__free(inputs);
-        return coh__usage_error("exec", "unexpected argument '%s'", f);
+        rc = coh__usage_error("exec", "unexpected argument '%s'", f);
+        goto done;
       }
       module = f;
       continue;
     }
     if (val == NULL) {
-      coh__free(inputs);
-      return coh__usage_error("exec", "%s needs a value", f);
+      rc = coh__usage_error("exec", "%s needs a value", f);
+      goto done;
     }
     i++;
     if (!strcmp(f, "--config") || !strcmp(f, "--input")) {
       json_error_t je;
       json_t *j = json_loads(val, JSON_DECODE_ANY, &je);
       if (j == NULL) {
-        coh__free(inputs);
-        return coh__usage_error("exec", "%s: invalid JSON at column %d: %s",
-                                f, je.column, je.text);
+        rc = coh__usage_error("exec", "%s: invalid JSON at column %d: %s", f, je.column, je.text);
+        goto done;
       }
-      json_decref(j);
-      if (f[2] == 'c')
-        config = val;
-      else
+      if (f[2] == 'c') {
+        if (!json_is_object(j)) {
+          json_decref(j);
+          rc = coh__usage_error("exec", "--config: expected a JSON object (an agent's "
+                                "config, as in a scenario)");
+          goto done;
+        }
+        json_decref(config);
+        config = j;
+      } else {
+        json_decref(j);
         inputs[ninputs++] = val;
+      }
     } else if (!strcmp(f, "--fuel")) {
       if (coh__parse_i64(val, 0, INT64_MAX, &v)) {
-        coh__free(inputs);
-        return coh__usage_error("exec", "--fuel: expected an integer >= 0");
+        rc = coh__usage_error("exec", "--fuel: expected an integer >= 0");
+        goto done;
       }
-      ao.fuel = (uint64_t)v;
+      fuel = (uint64_t)v;
     } else if (!strcmp(f, "--memory-mb")) {
       if (coh__parse_i64(val, 1, 4095, &v)) {
-        coh__free(inputs);
-        return coh__usage_error("exec", "--memory-mb: expected 1..4095");
+        rc = coh__usage_error("exec", "--memory-mb: expected 1..4095");
+        goto done;
       }
-      ao.max_memory_pages = (uint32_t)(v * 16);
+      memory_mb = (int)v;
     } else if (!strcmp(f, "--seed")) {
       if (coh__parse_i64(val, 0, INT64_MAX, &v)) {
-        coh__free(inputs);
-        return coh__usage_error("exec", "--seed: expected an integer >= 0");
+        rc = coh__usage_error("exec", "--seed: expected an integer >= 0");
+        goto done;
       }
-      ao.seed = (uint64_t)v;
+      seed = (uint64_t)v;
     } else if (!strcmp(f, "--model")) {
       model = val;
     } else if (!strcmp(f, "--cache-dir")) {
       cache = val;
     } else {
-      coh__free(inputs);
-      return coh__usage_error("exec", "unknown flag '%s'", f);
+      rc = coh__usage_error("exec", "unknown flag '%s'", f);
+      goto done;
     }
   }
   if (module == NULL) {
-    coh__free(inputs);
-    return coh__usage_error("exec", "no module given (cohort exec "
-                            "MODULE.wasm)");
+    rc = coh__usage_error("exec", "no module given (cohort exec MODULE.wasm)");
+    goto done;
   }
-  /* seeded as `cohort run` seeds a scenario's first agent (index 0) and its
-   * LLM requests, so that exec and a one-agent run of the same module with
-   * the same seed draw the same random bytes and sampling seeds */
-  x.seed = ao.seed;
-  ao.seed = coh__seed_derive(x.seed, 0, UINT64_MAX);
   if (cache == NULL) {
     cache_buf = coh__default_cache_dir();
     if (cache_buf == NULL) {
-      coh__free(inputs);
-      return coh__usage_error("exec", "no cache folder: set --cache-dir, "
-                              "XDG_CACHE_HOME or HOME");
+      rc = coh__usage_error("exec", "no cache folder: set --cache-dir, XDG_CACHE_HOME or HOME");
+      goto done;
     }
     cache = cache_buf;
   }
-  if (model &&
-      coh__exec_llm_open(model, &x.llm_fn, &x.llm_ud, &err) != COH_OK) {
+  if (config == NULL && (config = json_object()) == NULL) {
+    rc = coh__runtime_error("exec", "out of memory");
+    goto done;
+  }
+  /* relative paths (module, model) resolve against the working folder */
+  if (scenario_text(module, config, inputs, ninputs, seed, fuel, memory_mb, model, &text, &err) ||
+      coh_scenario_parse(text, strlen(text), "exec", ".", &scn, &err)) {
     rc = coh__runtime_error("exec", "%s", err.msg);
     goto done;
   }
   memset(&ro, 0, sizeof ro);
+  ro.mode = COH_RUN_FRESH;
+  ro.workers = 1;
   ro.cache_dir = cache;
-  if (coh_agent_rt_new(&ro, &rt, &err) != COH_OK ||
-      coh_module_load_file(rt, module, &m, &err) != COH_OK) {
+  memset(&sink, 0, sizeof sink);
+  sink.name = "exec output";
+  sink.ud = &x;
+  sink.event = on_event;
+  if (coh_sim_new(scn, &ro, &sim, &err) || coh_sim_add_sink(sim, &sink, &err)) {
     rc = coh__runtime_error("exec", "%s", err.msg);
     goto done;
   }
-  if (coh_agent_new(m, &ao, &host, &x, &a, &err) != COH_OK) {
+  crc = COH_OK;
+  while (crc == COH_OK && coh_sim_stopped(sim) == NULL && !x.write_error)
+    crc = coh_sim_tick(sim, &err);
+  if (crc == COH_OK) crc = coh_sim_finish(sim, NULL, &err);
+  if (crc != COH_OK) {
     rc = coh__runtime_error("exec", "%s", err.msg);
     goto done;
   }
-  crc = coh_agent_init(a, config, strlen(config), &r);
-  if (crc == COH_ETRAP) {
-    rc = print_trap(&r);
+  if (x.write_error) {
+    rc = coh__runtime_error("exec", "cannot write to stdout");
     goto done;
   }
-  if (crc != COH_OK || r.rc != 0) {
-    json_t *o = json_object();
-    json_object_set_new(o, "status", json_string("error"));
-    json_object_set_new(o, "message",
-                        json_string(crc ? coh_strerror(crc)
-                                        : "cohort_init returned non-zero"));
-    json_object_set_new(o, "rc", json_integer(r.rc));
-    print_line(o);
-    rc = COH_EXIT_RUNTIME;
+  if (x.state == ST_RUNNING && coh_sim_stopped(sim) != NULL &&
+      !strcmp(coh_sim_stopped(sim), "max_ticks")) {
+    rc = coh__runtime_error("exec", "over %d ticks: stopping", EXEC_MAX_TICKS);
     goto done;
   }
-  for (i = 0; i < ninputs; i++)
-    if (push(&x, COH_ABI_EV_MESSAGE, "exec", inputs[i], strlen(inputs[i]),
-             0) != 0)
-      break;
-  for (i = 0; !r.exited; i++) {
-    ev e;
-    if (!pop(&x, &e)) break;
-    if (i >= MAX_EVENTS) {
-      coh__free(e.data);
-      rc = coh__runtime_error("exec", "over %d events: stopping", MAX_EVENTS);
-      goto done;
-    }
-    if (e.due > x.tick) x.tick = e.due;
-    crc = coh_agent_step(a, e.kind, e.data, e.len, &r);
-    coh__free(e.data);
-    x.tick++;
-    if (crc == COH_ETRAP) {
-      rc = print_trap(&r);
-      goto done;
-    }
-    if (crc != COH_OK) {
-      rc = coh__runtime_error("exec", "step: %s", coh_strerror(crc));
-      goto done;
-    }
-  }
-  if (x.oom) {
-    rc = coh__runtime_error("exec", "out of memory");
-    goto done;
-  }
-  print_line(json_pack("{s:s}", "status", "ok"));
-  rc = COH_EXIT_OK;
+  rc = print_status(&x, &err);
 done:
   fflush(stdout);
-  coh_agent_free(a);
-  coh_module_free(m);
-  coh_agent_rt_free(rt);
-  if (x.llm_fn) coh__exec_llm_close(x.llm_ud);
-  for (i = 0; (size_t)i < x.nq; i++) coh__free(x.q[i].data);
-  coh__free(x.q);
-  for (i = 0; (size_t)i < x.nkv; i++) {
-    coh__free(x.kvs[i].key);
-    coh__free(x.kvs[i].val);
-  }
-  coh__free(x.kvs);
+  coh_sim_free(sim);
+  coh_scenario_free(scn);
+  free(text); /* jansson's */
+  json_decref(config);
+  json_decref(x.trap);
   free(cache_buf); /* from coh__default_cache_dir */
   coh__free(inputs);
   return rc;

@@ -17,6 +17,8 @@
 
 #define ID_MAX 64
 #define MAX_INSTANCES 1000000
+#define MAX_OUTSIDE 1000
+#define NO_MODEL_ERROR_MAX 200
 
 /* Per-agent facts kept only while loading, for the cross-reference pass. */
 typedef struct agent_aux {
@@ -1242,17 +1244,59 @@ static int cross_check(ctx *c) {
 
 /* ---- the top level ------------------------------------------------------- */
 
+/* outside: names that are not agents but may be sent to (a message to one
+ * is committed and goes nowhere), e.g. `cohort exec`'s "exec"; "*" stands
+ * for every name that is no agent instance's.  Read after
+ * the agents, so that a name an agent instance has is refused. */
+static int read_outside(ctx *c, yaml_node_t *n) {
+  yaml_node_item_t *it;
+  size_t cnt, i;
+  int rc, inst;
+  char field[48];
+  if (n->type != YAML_SEQUENCE_NODE)
+    return fail(c, n->start_mark, "outside is %s; expected a sequence of ids",
+                type_name(n));
+  cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+  if (cnt > MAX_OUTSIDE)
+    return fail(c, n->start_mark, "outside has %zu names; expected at most %d",
+                cnt, MAX_OUTSIDE);
+  if (cnt == 0) return COH_OK;
+  c->s->outside = coh__calloc(cnt, sizeof *c->s->outside);
+  if (c->s->outside == NULL) return COH_ENOMEM;
+  for (it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
+    yaml_node_t *e = node_at(c, *it);
+    char *id = NULL;
+    snprintf(field, sizeof field, "outside[%zu]", c->s->n_outside);
+    if (e->type == YAML_SCALAR_NODE && e->data.scalar.length == 1 &&
+        e->data.scalar.value[0] == '*')
+      rc = get_str(c, e, field, &id); /* "*": every name that is no agent's */
+    else
+      rc = get_id(c, e, field, &id);
+    if (rc) return rc;
+    c->s->outside[c->s->n_outside++] = id;
+    if (resolve(c, id, &inst) >= 0)
+      return fail(c, e->start_mark, "%s '%s' is an agent's id; expected a name "
+                  "that no agent instance has", field, id);
+    for (i = 0; i + 1 < c->s->n_outside; i++)
+      if (strcmp(c->s->outside[i], id) == 0)
+        return fail(c, e->start_mark, "%s '%s' is listed twice; expected "
+                    "unique names", field, id);
+  }
+  return COH_OK;
+}
+
 static int read_top(ctx *c, yaml_node_t *root) {
   static const char *const keys[] = {"name", "seed", "models", "policy",
                                      "stop", "checkpoint_every", "agents",
-                                     "messages", "routes", NULL};
+                                     "messages", "routes", "outside",
+                                     "default_model", "no_model_error", NULL};
   static const char *const pkeys[] = {"kind", "quantum", NULL};
   static const char *const policies[] = {"round_robin", "priority", "dag",
                                          NULL};
   static const char *const skeys[] = {"max_ticks", "quiescence", "on_exit",
                                       NULL};
   coh_scenario *s = c->s;
-  yaml_node_t *v[9], *pv[2], *sv[3];
+  yaml_node_t *v[12], *pv[2], *sv[3];
   int rc;
   if ((rc = take_keys(c, root, "the scenario", keys, v))) return rc;
   if (v[0]) {
@@ -1294,7 +1338,25 @@ static int read_top(ctx *c, yaml_node_t *root) {
   if ((rc = read_agents(c, v[6], root->start_mark))) return rc;
   if (v[7] && (rc = read_messages(c, v[7]))) return rc;
   if (v[8] && (rc = read_routes(c, v[8]))) return rc;
-  return cross_check(c);
+  if ((rc = cross_check(c))) return rc;
+  if (v[9] && (rc = read_outside(c, v[9]))) return rc;
+  if (v[10]) {
+    size_t i;
+    if ((rc = get_id(c, v[10], "default_model", &s->default_model))) return rc;
+    for (i = 0; i < s->n_models; i++)
+      if (strcmp(s->models[i].name, s->default_model) == 0) break;
+    if (i == s->n_models)
+      return fail(c, v[10]->start_mark, "default_model names unknown model "
+                  "'%s'; expected one of the names in 'models'%s",
+                  s->default_model, s->n_models ? "" : " (there are none)");
+  }
+  if (v[11]) {
+    if ((rc = get_str(c, v[11], "no_model_error", &s->no_model_error))) return rc;
+    if (strlen(s->no_model_error) > NO_MODEL_ERROR_MAX)
+      return fail(c, v[11]->start_mark, "no_model_error is %zu bytes; expected "
+                  "at most %d", strlen(s->no_model_error), NO_MODEL_ERROR_MAX);
+  }
+  return COH_OK;
 }
 
 /* Translates a libyaml failure into "FILE:LINE:COLUMN: ...". */
@@ -1549,6 +1611,10 @@ void coh_scenario_free(coh_scenario *s) {
     coh__free(s->routes[i].schema_json);
   }
   coh__free(s->routes);
+  for (i = 0; i < s->n_outside; i++) coh__free(s->outside[i]);
+  coh__free(s->outside);
+  coh__free(s->default_model);
+  coh__free(s->no_model_error);
   coh__free(s->stop_on_exit);
   coh__free(s->name);
   coh__free(s->text);

@@ -128,6 +128,26 @@ static int32_t h_send(void *ud, coh_agent *ag, const char *to, size_t to_len,
   int t = find_agent(o, to, to_len);
   size_t mine = 0, i;
   out_item *it;
+  if (t < 0 && memchr(to, '\0', to_len) == NULL) { /* the scenario's `outside` */
+    for (i = 0; i < o->s->n_outside; i++)
+      if (!strcmp(o->s->outside[i], "*") ||
+          (strlen(o->s->outside[i]) == to_len && !memcmp(o->s->outside[i], to, to_len))) {
+        /* data: "name\0body", id: the name's length */
+        char *buf = coh__malloc(to_len + 1 + msg_len);
+        if (buf == NULL) {
+          host_oom(a, ag, "send");
+          return COH_ABI_ETOOBIG; /* not seen: the call is abandoned */
+        }
+        memcpy(buf, to, to_len);
+        buf[to_len] = '\0';
+        if (msg_len) memcpy(buf + to_len + 1, msg, msg_len);
+        it = push_out(a, ag, "send", OUT_OUTSIDE, buf, to_len + 1 + msg_len);
+        coh__free(buf);
+        if (it == NULL) return COH_ABI_ETOOBIG; /* not seen: the call is abandoned */
+        it->id = (int64_t)to_len;
+        return COH_ABI_OK;
+      }
+  }
   if (t < 0 || o->agents[t].status != AGENT_ALIVE) {
     push_out(a, ag, "send", OUT_REFUSED, to, to_len);
     return COH_ABI_ENOTFOUND;

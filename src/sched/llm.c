@@ -256,9 +256,11 @@ static int pick_model(orch *o, const char *json, size_t len) {
   if (root == NULL) return found;
   m = json_object_get(root, "model");
   if (json_is_string(m) && json_string_length(m) > 0) {
-    found = o->n_models; /* unknown unless matched */
+    found = o->n_models; /* unknown unless matched, or the default model's */
     for (i = 0; i < o->n_models; i++)
       if (!strcmp(o->s->models[i].name, json_string_value(m))) found = i;
+    for (i = 0; found == o->n_models && o->s->default_model && i < o->n_models; i++)
+      if (!strcmp(o->s->models[i].name, o->s->default_model)) found = i;
   }
   json_decref(root);
   return found;
@@ -312,7 +314,10 @@ static int admit_one(orch *o, model_slot *ms, llm_req *r, coh_err *err) {
   uint64_t id;
   int rc;
   r->t_admit = coh__wall_seconds();
-  if (ms->spec == NULL) return fail_now(o, ms, r, "the request names no model of this scenario", err);
+  if (ms->spec == NULL)
+    return fail_now(o, ms, r, o->s->no_model_error ? o->s->no_model_error
+                                                   : "the request names no model of this scenario",
+                    err);
   if (o->opt->no_model) {
     /* replay --no-model: the result comes from the reference journal, at
      * the tick it was recorded; a request the journal never answered stays

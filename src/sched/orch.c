@@ -561,6 +561,12 @@ static int commit_agent(orch *o, agent_slot *a, int *pending_llm, coh_err *err) 
           return coh__err(err, COH_ENOMEM, "out of memory");
         break;
       }
+      case OUT_OUTSIDE: /* committed, delivered nowhere; data "name\0body" */
+        o->messages++;
+        if ((rc = produce(o, "message", a->id, it->data, it->data + it->id + 1,
+                          it->len - (size_t)it->id - 1, err)))
+          return rc;
+        break;
       case OUT_REFUSED:
         o->refused++;
         j = json_object();
@@ -1002,6 +1008,11 @@ static int sim_close(orch *o, int rc, coh_err *err) {
     rc = src;
     if (err) *err = serr;
   }
+  /* Nothing runs after the last tick: stop the workers and the engines now,
+   * so that the summary the caller gets holds the engines' final statistics
+   * (the prefix cache's, added when each engine thread has ended). */
+  if (o->workers) stop_workers(o);
+  coh__orch_models_close(o);
   sum->events = o->events;
   sum->stop_reason = o->stop ? o->stop : "max_ticks";
   sum->wall_seconds = coh__wall_seconds() - o->t0;

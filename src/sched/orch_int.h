@@ -50,7 +50,8 @@ typedef struct inbox {
 /* Outputs an agent produced during one step, committed in order. */
 enum out_type {
   OUT_SEND, OUT_REFUSED, OUT_EMIT, OUT_LOG, OUT_LLM, OUT_TIMER, OUT_SPAWN,
-  OUT_SCHEMA_REFUSED /* a send that failed its route's schema */
+  OUT_SCHEMA_REFUSED, /* a send that failed its route's schema */
+  OUT_OUTSIDE         /* a send to a name in the scenario's `outside` */
 };
 
 /* Agents another agent may spawn during a run, beyond the scenario's: the
@@ -61,13 +62,15 @@ typedef struct out_item {
   enum out_type type;
   int target;       /* OUT_SEND/OUT_REFUSED: agent index (-1: unknown);
                        OUT_SPAWN: scenario agent index of `like` */
-  int64_t id;       /* OUT_LLM: request number; OUT_TIMER: timer id */
+  int64_t id;       /* OUT_LLM: request number; OUT_TIMER: timer id;
+                       OUT_OUTSIDE: the length of the name in data */
   int64_t due;      /* OUT_TIMER: due tick */
   int level;        /* OUT_LOG; OUT_SCHEMA_REFUSED: the route's index */
   int64_t at;       /* OUT_SCHEMA_REFUSED: the first byte refused, -1: incomplete */
   int cut;          /* OUT_SCHEMA_REFUSED: the parser's bounds were reached */
   char *data;       /* message body / emit / log text / request JSON /
-                       refused target name / spawn: "id\0config" */
+                       refused target name / spawn: "id\0config" /
+                       OUT_OUTSIDE: "name\0body" */
   size_t len;
 } out_item;
 
