@@ -40,8 +40,11 @@ extern "C" {
 typedef enum coh_run_mode {
   COH_RUN_FRESH = 0,   /* a new run, appending to a new journal */
   COH_RUN_REPLAY = 1,  /* re-execute and compare with `journal`; write nothing */
-  COH_RUN_RESUME = 2   /* re-execute the committed prefix of `journal`
-                          (verifying it), then continue appending to it */
+  COH_RUN_RESUME = 2   /* restore the journal's latest resume state and the
+                          agent checkpoints of its tick (or start at tick 0:
+                          resume_full, or no usable state), re-execute the
+                          committed ticks after it (verifying them), then
+                          continue appending */
 } coh_run_mode;
 
 /* An agent module's bytes (borrowed). */
