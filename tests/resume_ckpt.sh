@@ -211,6 +211,20 @@ if r.returncode == 1 and "resume_state" in r.stderr:
     ok("a truncated resume state is refused: %s" % r.stderr.strip()[:200])
 else:
     bad("truncated resume state: exit %d, %s" % (r.returncode, r.stdout + r.stderr))
+# ... at any length: every cut is refused cleanly (exit 1, never a crash)
+n = q(killed_db, "select length(value) from meta where key = 'resume_state'")[0][0]
+cuts = sorted(set([16, 23, n // 5, n // 3, n // 2, n - 9, n - 1]))
+crashed = []
+for cut in cuts:
+    d = copy("cut%d.db" % cut)
+    edit(d, "update meta set value = substr(value, 1, ?) where key = 'resume_state'", (cut,))
+    rr = resume(d)
+    if rr.returncode != 1 or "resume_state" not in rr.stderr:
+        crashed.append((cut, rr.returncode, rr.stderr[-200:]))
+if crashed:
+    bad("resume states cut short: %s" % crashed)
+else:
+    ok("a resume state cut at %s of its %d bytes is refused each time" % (cuts, n))
 r = resume(db, "--full")
 m = FROM0.search(r.stdout)
 if r.returncode == 0 and m and int(m.group(2)) == keep_at + 1 and digest_of(r.stdout) == dref:
