@@ -8,13 +8,20 @@
 #      the journal's events), say so ("resumed from checkpoint at tick T,
 #      re-executed N ticks", N = last durable tick - T), and end with the
 #      uninterrupted run's digest and exactly its events;
-#   2. a tampered checkpoint row at that tick is refused by the chain check
-#      (exit 1, naming the checkpoints table);
-#   3. a truncated resume state (meta, outside the chain) is refused, naming
-#      it; `resume --full` still resumes that journal, from tick 0;
-#   4. a journal without a resume state (an older cohort's) and one with a
-#      state of an unknown format are re-executed from tick 0, saying why,
-#      to the same digest.
+#   2. a tampered checkpoint row at that tick, of an agent or of the
+#      orchestrator's resume state (a checkpoint of the reserved id
+#      '@orchestrator', on the chain), is refused by the chain check of
+#      resume, replay and inspect --verify (exit 1, naming the checkpoints
+#      table and the tick);
+#   3. a resume state cut short and re-chained (journal_rechain.py: a
+#      journal rebuilt by its owner, which a chain cannot detect) is refused
+#      cleanly at any of seven lengths, naming it; `resume --full` resumes
+#      the untouched journal from tick 0 to the same digest;
+#   4. a state of an unknown format (re-chained) is re-executed from tick 0,
+#      saying why, to the same events; a format-2 journal (which kept the
+#      state in meta, off the chain) is refused naming both versions.
+#   The reference run has one resume state per checkpoint tick without
+#   requests outstanding, and the test prints what they cost in bytes.
 # Kill points are chosen by progress, never by time.
 set -u
 BIN=${COH_BIN:?} BUILD=${COH_BUILD_DIR:?} SRC=${COH_SOURCE_DIR:?}
@@ -56,10 +63,11 @@ YAML
   exit 1
 }
 
-"$PY" - "$BIN" "$CACHE" "$tmp" <<'PY'
+"$PY" - "$BIN" "$CACHE" "$tmp" "$SRC" <<'PY'
 import os, re, shutil, signal, sqlite3, subprocess, sys, time
 
-BIN, CACHE, TMP = sys.argv[1], sys.argv[2], sys.argv[3]
+BIN, CACHE, TMP, SRC = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+ORCH = "@orchestrator"
 fails = 0
 
 def ok(msg):
@@ -115,6 +123,14 @@ if not dref or len(busy) < 3 or len(quiet) < 3:
     sys.exit(1)
 ok("reference run: %d events, digest %s; checkpoints with LLM requests outstanding: %s"
    % (len(ref_rows), dref, busy))
+orch = sorted(t for (t,) in q(ref, "select tick from checkpoints where agent = ?", (ORCH,)))
+if orch == quiet:
+    o_bytes = q(ref, "select sum(length(state)) from checkpoints where agent = ?", (ORCH,))[0][0]
+    a_bytes = q(ref, "select sum(length(state)) from checkpoints where agent != ?", (ORCH,))[0][0]
+    ok("one resume state per quiet checkpoint tick %s: %d bytes in all (%d per tick), "
+       "beside %d bytes of agent checkpoints" % (orch, o_bytes, o_bytes // len(orch), a_bytes))
+else:
+    bad("resume states at ticks %s, want the quiet checkpoint ticks %s" % (orch, quiet))
 
 # 1. kill at the first busy checkpoint after each quiet stretch
 points = [c for c in busy if any(x < c for x in quiet) and
@@ -193,38 +209,60 @@ def edit(db, sql, args=()):
     c.commit()
     c.close()
 
-# 2. a tampered checkpoint row at the restored tick: the chain check refuses it
-db = copy("ck.db")
-edit(db, "update checkpoints set state = substr(state, 1, 100) || x'5a' || substr(state, 102) "
-         "where tick = ? and agent = 'q'", (keep_want,))
-r = resume(db)
-if r.returncode == 1 and "table checkpoints" in r.stderr and "resumed" not in r.stdout:
-    ok("a tampered checkpoint at tick %d is refused: %s" % (keep_want, r.stderr.strip()[:200]))
-else:
-    bad("tampered checkpoint: exit %d, %s" % (r.returncode, r.stdout + r.stderr))
+def rechain(db):
+    subprocess.run([sys.executable, os.path.join(SRC, "tests", "journal_rechain.py"), db],
+                   check=True, capture_output=True)
 
-# 3. a truncated resume state is refused, naming it; --full still resumes
-db = copy("trunc.db")
-edit(db, "update meta set value = substr(value, 1, 40) where key = 'resume_state'")
-r = resume(db)
-if r.returncode == 1 and "resume_state" in r.stderr:
-    ok("a truncated resume state is refused: %s" % r.stderr.strip()[:200])
-else:
-    bad("truncated resume state: exit %d, %s" % (r.returncode, r.stdout + r.stderr))
-# ... at any length: every cut is refused cleanly (exit 1, never a crash)
-n = q(killed_db, "select length(value) from meta where key = 'resume_state'")[0][0]
+def events(db):
+    return q(db, "select seq, tick, kind, source, target, payload from events order by seq")
+
+# 2. a tampered checkpoint row at the restored tick, of an agent or of the
+# orchestrator: the chain check of every command refuses it, naming it
+for who in ("q", ORCH):
+    db = copy("ck-%s.db" % who.strip("@"))
+    n = q(db, "select length(state) from checkpoints where tick = ? and agent = ?",
+          (keep_want, who))[0][0]
+    mid = n // 2
+    edit(db, "update checkpoints set state = cast(substr(state, 1, ?) || "
+             "(case when substr(state, ?, 1) = x'5a' then x'5b' else x'5a' end) || "
+             "substr(state, ?) as blob) where tick = ? and agent = ?", (mid - 1, mid, mid + 1, keep_want, who))
+    named = "table checkpoints"
+    r = resume(db)
+    if r.returncode == 1 and named in r.stderr and ("tick %d" % keep_want) in r.stderr \
+            and "resumed" not in r.stdout:
+        ok("a tampered checkpoint of '%s' at tick %d is refused by resume: %s"
+           % (who, keep_want, r.stderr.strip()[:200]))
+    else:
+        bad("tampered checkpoint of '%s': resume exit %d, %s" % (who, r.returncode, r.stdout + r.stderr))
+    for cmd in (["inspect", db, "--verify"], ["replay", db, "--no-model", "--cache-dir", CACHE]):
+        rr = subprocess.run([BIN] + cmd, capture_output=True, text=True)
+        if rr.returncode == 1 and named in rr.stderr:
+            ok("... and by %s" % cmd[0])
+        else:
+            bad("tampered checkpoint of '%s': %s exit %d, %s"
+                % (who, cmd[0], rr.returncode, rr.stdout[-300:] + rr.stderr[-300:]))
+
+# 3. a resume state cut short and re-chained by the file's owner: the chain
+# verifies, and the state is refused cleanly at any length, naming it
+n = q(killed_db, "select length(state) from checkpoints where tick = ? and agent = ?",
+      (keep_want, ORCH))[0][0]
 cuts = sorted(set([16, 23, n // 5, n // 3, n // 2, n - 9, n - 1]))
 crashed = []
+named = "checkpoint '%s' at tick %d" % (ORCH, keep_want)
 for cut in cuts:
     d = copy("cut%d.db" % cut)
-    edit(d, "update meta set value = substr(value, 1, ?) where key = 'resume_state'", (cut,))
+    edit(d, "update checkpoints set state = substr(state, 1, ?) where tick = ? and agent = ?",
+         (cut, keep_want, ORCH))
+    rechain(d)
     rr = resume(d)
-    if rr.returncode != 1 or "resume_state" not in rr.stderr:
+    if rr.returncode != 1 or named not in rr.stderr:
         crashed.append((cut, rr.returncode, rr.stderr[-200:]))
 if crashed:
     bad("resume states cut short: %s" % crashed)
 else:
-    ok("a resume state cut at %s of its %d bytes is refused each time" % (cuts, n))
+    ok("a re-chained resume state cut at %s of its %d bytes is refused each time, naming %s"
+       % (cuts, n, named))
+db = copy("full.db")
 r = resume(db, "--full")
 m = FROM0.search(r.stdout)
 if r.returncode == 0 and m and int(m.group(2)) == keep_at + 1 and digest_of(r.stdout) == dref:
@@ -232,20 +270,26 @@ if r.returncode == 0 and m and int(m.group(2)) == keep_at + 1 and digest_of(r.st
 else:
     bad("resume --full: exit %d, %s" % (r.returncode, r.stdout + r.stderr))
 
-# 4. no resume state (an older cohort's journal), or another format's
-for name, sql, why in (("old.db", "delete from meta where key = 'resume_state'",
-                        "the journal holds no resume state"),
-                       ("fmt.db", "update meta set value = x'434f484f52434839' || substr(value, 9) "
-                                  "where key = 'resume_state'", "not of format COHORCH1")):
-    db = copy(name)
-    edit(db, sql)
-    r = resume(db)
-    m = FROM0.search(r.stdout)
-    if r.returncode == 0 and m and why in m.group(1) and int(m.group(2)) == keep_at + 1 \
-            and digest_of(r.stdout) == dref and rows(db) == ref_rows:
-        ok("%s: re-executed from tick 0 (%s), same digest and events" % (name, m.group(1)[:60]))
-    else:
-        bad("%s: exit %d, %s" % (name, r.returncode, r.stdout + r.stderr))
+# 4. a state of another format (re-chained: as another cohort version would
+# have written it) is not used; a format-2 journal is refused
+db = copy("fmt.db")
+edit(db, "update checkpoints set state = cast(x'434f484f52434839' || substr(state, 9) as blob) "
+         "where agent = ?", (ORCH,))
+rechain(db)
+r = resume(db)
+m = FROM0.search(r.stdout)
+if r.returncode == 0 and m and "not of format COHORCH1" in m.group(1) \
+        and int(m.group(2)) == keep_at + 1 and events(db) == [e[:6] for e in ref_rows]:
+    ok("fmt.db: re-executed from tick 0 (%s), same events" % m.group(1)[:60])
+else:
+    bad("fmt.db: exit %d, %s" % (r.returncode, r.stdout + r.stderr))
+db = copy("v2.db")
+edit(db, "update meta set value = '2' where key = 'schema_version'")
+r = resume(db)
+if r.returncode == 1 and "version '2'" in r.stderr and "version 3" in r.stderr:
+    ok("a format-2 journal is refused: %s" % r.stderr.strip()[:200])
+else:
+    bad("format-2 journal: exit %d, %s" % (r.returncode, r.stdout + r.stderr))
 
 print("resume_ckpt: %s" % ("all passed" if fails == 0 else "%d failures" % fails))
 sys.exit(1 if fails else 0)

@@ -430,53 +430,6 @@ static void writer_error(void) {
   coh_journal_close(b);
 }
 
-/* ---- meta_with_tick ---------------------------------------------------------------- */
-
-/* coh_jwriter_meta: a meta row written in its tick's transaction (the
- * orchestrator's resume state), the latest one kept, outside the chain: the
- * digest is that of the same ticks without it.  One per tick; none outside
- * a tick. */
-static void meta_with_tick(void) {
-  char pa[512], pb[512], da[65], db[65];
-  coh_journal *a = NULL, *b = NULL;
-  coh_jwriter *w = NULL;
-  coh_err err;
-  char *v = NULL, val[32];
-  size_t n = 0;
-  int64_t t;
-  REQUIRE(coh_journal_create(tmp_path(pa, sizeof pa, "ma.db"), inputs, strlen(inputs), &a, &err) == COH_OK);
-  REQUIRE(coh_journal_create(tmp_path(pb, sizeof pb, "mb.db"), inputs, strlen(inputs), &b, &err) == COH_OK);
-  REQUIRE(write_direct(a, 0, 9) == 0);
-  REQUIRE(coh_jwriter_start(b, NULL, &w, &err) == COH_OK);
-  CHECK(coh_jwriter_meta(w, "resume_state", "x", 1, &err) == COH_ESTATE);
-  for (t = 0; t < 10; t++) {
-    tick_gen g;
-    size_t i;
-    gen_tick(&g, t, 0);
-    CHECK(coh_jwriter_tick_begin(w, t, &err) == COH_OK);
-    for (i = 0; i < g.n_ev; i++) CHECK(coh_jwriter_event(w, &g.ev[i], &err) == COH_OK);
-    for (i = 0; i < g.n_ck; i++)
-      CHECK(coh_jwriter_checkpoint(w, i ? "agent-1" : "agent-0", g.state[i], strlen(g.state[i]),
-                                   &err) == COH_OK);
-    if (g.n_ck > 0) {
-      snprintf(val, sizeof val, "state of tick %lld", (long long)t);
-      CHECK(coh_jwriter_meta(w, "resume_state", val, strlen(val), &err) == COH_OK);
-      CHECK(coh_jwriter_meta(w, "resume_state", val, strlen(val), &err) == COH_EINVAL);
-    }
-    CHECK(coh_jwriter_tick_end(w, t, &err) == COH_OK);
-  }
-  CHECK(coh_jwriter_stop(w, &err) == COH_OK);
-  CHECK(coh_journal_meta_get(b, "resume_state", &v, &n, &err) == COH_OK);
-  CHECK(v != NULL && n == strlen("state of tick 9") && !memcmp(v, "state of tick 9", n));
-  coh_free(v);
-  coh_journal_digest(a, da);
-  coh_journal_digest(b, db);
-  CHECK_STR(da, db);
-  CHECK(coh_journal_verify(b, &err) == COH_OK);
-  coh_journal_close(a);
-  coh_journal_close(b);
-}
-
 /* ---- group_bytes ------------------------------------------------------------------- */
 
 typedef struct group_log {
@@ -723,7 +676,6 @@ int main(int argc, char **argv) {
   RUN(backpressure);
   RUN(byte_bound);
   RUN(writer_error);
-  RUN(meta_with_tick);
   RUN(group_bytes);
   RUN(run_lagging_loop);
   RUN(group_api);

@@ -101,12 +101,6 @@ int coh_jwriter_event(coh_jwriter *w, const coh_jevent *ev, coh_err *err);
 /* Adds an agent checkpoint (copied) after the tick's events. */
 int coh_jwriter_checkpoint(coh_jwriter *w, const char *agent,
                            const void *state, size_t len, coh_err *err);
-/* Writes meta row `key` (outside the chain: coh_journal_meta_put) in the
- * tick's transaction, after its checkpoints, so the row is durable exactly
- * when the tick is (the orchestrator's resume state).  One per tick
- * (a second: COH_EINVAL); copied. */
-int coh_jwriter_meta(coh_jwriter *w, const char *key, const void *value,
-                     size_t len, coh_err *err);
 /* Queues the tick being built (wall_us: its duration, not hashed).  Does
  * not wait for the disk. */
 int coh_jwriter_tick_end(coh_jwriter *w, int64_t wall_us, coh_err *err);

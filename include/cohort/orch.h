@@ -236,7 +236,8 @@ typedef struct coh_sim_sink {
 } coh_sim_sink;
 
 /* The format of the resume state (an orchestrator snapshot); the journal
- * keeps the latest one in meta "resume_state", outside the chain. */
+ * sink stores one per such checkpoint tick as that tick's last checkpoint,
+ * of the reserved id COH_JOURNAL_ORCH_CHECKPOINT, on the chain. */
 #define COH_RESUME_STATE_MAGIC "COHORCH1"
 
 /* A sink callback's answer (positive, unlike the COH_E* codes) that stops

@@ -47,8 +47,6 @@ typedef struct batch {
   size_t n_ev, cap_ev;
   wck *ck;
   size_t n_ck, cap_ck;
-  int has_meta;             /* a meta row written with the tick (coh_jwriter_meta) */
-  size_t meta_key, meta_val, meta_len; /* offsets into buf */
   char *buf;
   size_t len, cap;
 } batch;
@@ -135,9 +133,6 @@ static int write_group(coh_jwriter *w, batch *first, size_t n, coh_err *err) {
       if ((rc = coh_journal_checkpoint_put(j, b->buf + b->ck[k].agent, b->buf + b->ck[k].state,
                                            b->ck[k].len, err)))
         goto fail;
-    if (b->has_meta && (rc = coh_journal_meta_put(j, b->buf + b->meta_key, b->buf + b->meta_val,
-                                                  b->meta_len, err)))
-      goto fail;
     if ((rc = coh_journal_tick_commit(j, b->wall_us, err))) goto fail;
     if (i + 1 == n && w->o.before_commit) w->o.before_commit(w->o.hook_ud, b->tick);
   }
@@ -224,7 +219,6 @@ static void report_durable(coh_jwriter *w) {
         w->o.report(w->o.report_ud, &ev);
       }
     b->n_ev = b->n_ck = b->len = 0;
-    b->has_meta = 0;
     b->next = NULL;
     if (w->n_free < w->o.max_ticks) {
       b->next = w->free_list;
@@ -316,7 +310,6 @@ int coh_jwriter_tick_begin(coh_jwriter *w, int64_t tick, coh_err *err) {
   b->state = B_BUILDING;
   b->tick = tick;
   b->n_ev = b->n_ck = b->len = 0;
-    b->has_meta = 0;
   w->building = b;
   w->last_tick = tick;
   return COH_OK;
@@ -377,24 +370,6 @@ int coh_jwriter_checkpoint(coh_jwriter *w, const char *agent, const void *state,
     return coh__err(err, COH_ENOMEM, "journal writer: out of memory");
   c->len = len;
   b->n_ck++;
-  return COH_OK;
-}
-
-int coh_jwriter_meta(coh_jwriter *w, const char *key, const void *value, size_t len,
-                     coh_err *err) {
-  batch *b = w->building;
-  if (b == NULL) return coh__err(err, COH_ESTATE, "journal writer: meta outside a tick");
-  if (key == NULL || (value == NULL && len > 0))
-    return coh__err(err, COH_EINVAL, "journal writer: meta with NULL key or value");
-  if (b->has_meta)
-    return coh__err(err, COH_EINVAL, "journal writer: a second meta row in tick %lld",
-                    (long long)b->tick);
-  b->meta_key = put(b, key, strlen(key));
-  b->meta_val = put(b, len ? value : "", len);
-  if (b->meta_key == SIZE_MAX || b->meta_val == SIZE_MAX)
-    return coh__err(err, COH_ENOMEM, "journal writer: out of memory");
-  b->meta_len = len;
-  b->has_meta = 1;
   return COH_OK;
 }
 

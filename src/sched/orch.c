@@ -1050,13 +1050,36 @@ static int sim_close(orch *o, int rc, coh_err *err) {
 
 static void end_of_tick_stops(orch *o);
 
-/* The journal's resume state, if it can be used: *state NULL (and
- * o->resume_note saying why) when the resume must re-execute from tick 0. */
+/* Copies the resume state (the checkpoint of COH_JOURNAL_ORCH_CHECKPOINT)
+ * out of a checkpoint walk. */
+typedef struct orch_ck {
+  uint8_t *state;
+  size_t len;
+  int found, oom;
+} orch_ck;
+
+static int grab_orch_ck(void *ud, const char *agent, const void *state, size_t len) {
+  orch_ck *c = ud;
+  if (strcmp(agent, COH_JOURNAL_ORCH_CHECKPOINT) != 0) return 0;
+  c->found = 1;
+  c->state = coh__malloc(len ? len : 1);
+  if (c->state == NULL) {
+    c->oom = 1;
+    return 1;
+  }
+  if (len) memcpy(c->state, state, len);
+  c->len = len;
+  return 1;
+}
+
+/* The journal's latest resume state at or before its last committed tick,
+ * if it can be used: *state NULL (and o->resume_note saying why) when the
+ * resume must re-execute from tick 0.  The state is a checkpoint row, on
+ * the chain the caller verified. */
 static int find_resume_state(orch *o, int64_t last, uint8_t **state, size_t *len,
                              coh_err *err) {
-  char *v = NULL;
-  size_t n = 0;
-  int64_t tick;
+  orch_ck c;
+  int64_t tick = -1, st_tick;
   int rc;
   *state = NULL;
   *len = 0;
@@ -1064,27 +1087,34 @@ static int find_resume_state(orch *o, int64_t last, uint8_t **state, size_t *len
     o->resume_note = "a full re-execution was asked for";
     return COH_OK;
   }
-  rc = coh_journal_meta_get(o->opt->journal, "resume_state", &v, &n, err);
-  if (rc == COH_ENOENT) {
+  if ((rc = coh_journal_checkpoint_tick_of(o->opt->journal, COH_JOURNAL_ORCH_CHECKPOINT, last,
+                                           &tick, err)))
+    return rc;
+  if (tick < 0) {
     o->resume_note = "the journal holds no resume state: no checkpoint tick yet had every "
-                     "agent checkpointed and no LLM request outstanding, or it was written "
-                     "by a cohort before resume states (" COH_RESUME_STATE_MAGIC ")";
+                     "agent checkpointed and no LLM request outstanding";
     return COH_OK;
   }
-  if (rc) return rc;
-  if (coh__orch_state_tick((const uint8_t *)v, n, &tick)) {
+  memset(&c, 0, sizeof c);
+  rc = coh_journal_checkpoints(o->opt->journal, tick, grab_orch_ck, &c, err);
+  if (rc == 1 && c.oom) return coh__err(err, COH_ENOMEM, "out of memory");
+  if (rc != 1 && rc != COH_OK) return rc;
+  if (!c.found) /* the row was there a moment ago: the file changed under us */
+    return coh__err(err, COH_EJOURNAL, "journal checkpoint '%s' at tick %lld vanished",
+                    COH_JOURNAL_ORCH_CHECKPOINT, (long long)tick);
+  if (coh__orch_state_tick(c.state, c.len, &st_tick)) {
     o->resume_note = "the journal's resume state is not of format " COH_RESUME_STATE_MAGIC
                      " (another cohort version wrote it)";
-    coh_free(v);
+    coh__free(c.state);
     return COH_OK;
   }
-  if (tick > last) {
-    o->resume_note = "the journal's resume state is of a tick after its last committed one";
-    coh_free(v);
-    return COH_OK;
+  if (st_tick != tick) {
+    coh__free(c.state);
+    return coh__err(err, COH_EFORMAT, "journal checkpoint '%s' at tick %lld holds the state of "
+                    "tick %lld", COH_JOURNAL_ORCH_CHECKPOINT, (long long)tick, (long long)st_tick);
   }
-  *state = (uint8_t *)v;
-  *len = n;
+  *state = c.state;
+  *len = c.len;
   return COH_OK;
 }
 
@@ -1097,7 +1127,9 @@ typedef struct ck_restore {
 static int restore_one(void *ud, const char *agent, const void *state, size_t len) {
   ck_restore *c = ud;
   orch *o = c->o;
-  int k = coh__orch_agent_index(o, agent);
+  int k;
+  if (!strcmp(agent, COH_JOURNAL_ORCH_CHECKPOINT)) return 0; /* restored first */
+  k = coh__orch_agent_index(o, agent);
   if (k < 0 || o->agents[k].status != AGENT_ALIVE || o->agents[k].agent != NULL) {
     c->rc = coh__err(&c->err, COH_EFORMAT, "the checkpoint of agent '%s' at tick %lld is of no "
                      "live agent of the resume state", agent, (long long)o->tick);
@@ -1114,8 +1146,11 @@ static int restore_one(void *ud, const char *agent, const void *state, size_t le
 static int restore_state(orch *o, const uint8_t *state, size_t len, coh_err *err) {
   ck_restore c;
   int k, rc;
+  int64_t tick;
+  memcpy(&tick, state + 8, 8); /* find_resume_state checked it */
   if ((rc = coh__orch_state_restore(o, state, len, err))) {
-    coh__err_prefix(err, "journal meta resume_state");
+    coh__err_prefix(err, "journal checkpoint '%s' at tick %lld", COH_JOURNAL_ORCH_CHECKPOINT,
+                    (long long)tick);
     return rc;
   }
   memset(&c, 0, sizeof c);
@@ -1128,8 +1163,9 @@ static int restore_state(orch *o, const uint8_t *state, size_t len, coh_err *err
   if (rc) return rc;
   for (k = 0; k < o->n_agents; k++)
     if (o->agents[k].status == AGENT_ALIVE && o->agents[k].agent == NULL)
-      return coh__err(err, COH_EFORMAT, "journal meta resume_state: agent '%s' is live at tick "
-                      "%lld but has no checkpoint there", o->agents[k].id, (long long)o->tick);
+      return coh__err(err, COH_EFORMAT, "journal checkpoint '%s' at tick %lld: agent '%s' is "
+                      "live but has no checkpoint there", COH_JOURNAL_ORCH_CHECKPOINT,
+                      (long long)o->tick, o->agents[k].id);
   o->resumed_from = o->tick;
   end_of_tick_stops(o);
   o->tick++;
@@ -1205,12 +1241,12 @@ int coh_sim_new(const coh_scenario *s, const coh_run_options *opt, coh_sim **out
       (rc = state ? restore_state(o, state, state_len, err) : create_agents(o, err)) ||
       (rc = start_workers(o, err)))
     goto fail;
-  coh_free(state);
+  coh__free(state);
   if (o->stop == NULL && o->tick >= s->max_ticks) o->stop = "max_ticks";
   *out = o;
   return COH_OK;
 fail:
-  coh_free(state);
+  coh__free(state);
   o->failed = rc;
   (void)sim_close(o, rc, NULL);
   coh__free(o->pending_llm);

@@ -18,8 +18,11 @@
  *     u64 n_kv, per pair: str key, str value
  *   u64 n_timers, per timer: i64 due, u32 agent, i64 id
  *   u32 n_model_slots (models + 1), per slot: i64 rr_next
- * A state is untrusted input (meta is outside the chain): every count and
- * length is checked against what is left and against the scenario.
+ * The journal stores it as the tick's last checkpoint, of the reserved id
+ * COH_JOURNAL_ORCH_CHECKPOINT, on the chain; resume verifies the chain
+ * first.  A state is still read as untrusted input (a journal rebuilt by
+ * its owner verifies): every count and length is checked against what is
+ * left and against the scenario.
  */
 #include <string.h>
 

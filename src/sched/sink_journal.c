@@ -41,11 +41,11 @@ static int js_checkpoint(void *ud, const char *agent, const void *state, size_t 
   return coh_jwriter_checkpoint(((jsink *)ud)->w, agent, state, len, err);
 }
 
-/* The orchestrator's resume state goes to meta "resume_state", in the
- * tick's transaction: durable exactly when the tick and its checkpoints
- * are, and replaced by the next one (resume uses the latest). */
+/* The orchestrator's resume state is the tick's last checkpoint, of the
+ * reserved id COH_JOURNAL_ORCH_CHECKPOINT: on the chain, and durable
+ * exactly when the tick and its agent checkpoints are. */
 static int js_resume_state(void *ud, const void *state, size_t len, coh_err *err) {
-  return coh_jwriter_meta(((jsink *)ud)->w, "resume_state", state, len, err);
+  return coh_jwriter_checkpoint(((jsink *)ud)->w, COH_JOURNAL_ORCH_CHECKPOINT, state, len, err);
 }
 
 static int js_tick_end(void *ud, int64_t tick, int64_t wall_us, coh_err *err) {
