@@ -8,7 +8,13 @@
 #   - the killed journal verifies (`inspect --verify`);
 #   - `cohort resume` ends with the uninterrupted run's digest, and the
 #     resumed journal's events (seq, tick, kind, source, target, payload,
-#     chain) are exactly the uninterrupted run's: none lost, none duplicated.
+#     chain) are exactly the uninterrupted run's: none lost, none duplicated;
+#   - resume restores the latest checkpoint at or before the journal's last
+#     tick L (T = L - L mod K, K = checkpoint_every: wasm agents only, so
+#     every checkpoint tick can be resumed from) and re-executes only the
+#     ticks after it: it prints "resumed from checkpoint at tick T,
+#     re-executed N ticks" with N = L - T < K (before the first checkpoint:
+#     from tick 0, N = L + 1 <= K).
 # Kill points are chosen by progress, never by time: the driver waits until
 # the journal has committed tick P (or the run ended), then sends SIGKILL.
 # At least 15 of the 20 kills must land mid-run (a loaded machine may let a
@@ -19,6 +25,7 @@ PY=${COH_PYTHON:-/usr/bin/python3}
 A="$BUILD/agents"
 CACHE="$BUILD/test-module-cache"
 TICKS=${KILL_TICKS:-600}
+K=100
 N=${KILL_AGENTS:-16}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -29,7 +36,7 @@ trap 'rm -rf "$tmp"' EXIT
   echo "name: kill"
   echo "seed: 11"
   echo "stop: {max_ticks: $((TICKS + 2)), quiescence: true}"
-  echo "checkpoint_every: 100"
+  echo "checkpoint_every: $K"
   echo "agents:"
   echo "  - {id: c, module: $A/counter.wasm, count: $N, inbox: 4}"
   echo "  - {id: e, module: $A/echo.wasm, count: 2, inbox: 4}"
@@ -45,10 +52,12 @@ trap 'rm -rf "$tmp"' EXIT
   exit 1
 }
 
-"$PY" - "$BIN" "$CACHE" "$tmp" "$TICKS" <<'PY'
-import os, signal, sqlite3, subprocess, sys, time
+"$PY" - "$BIN" "$CACHE" "$tmp" "$TICKS" "$K" <<'PY'
+import os, re, signal, sqlite3, subprocess, sys, time
 
-BIN, CACHE, TMP, TICKS = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+BIN, CACHE, TMP, TICKS, K = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+RESUMED = re.compile(r"^resumed from checkpoint at tick (\d+), re-executed (\d+) ticks$", re.M)
+FROM0 = re.compile(r"^resumed from tick 0 \((.*)\), re-executed (\d+) ticks$", re.M)
 fails = 0
 
 def ok(msg):
@@ -144,6 +153,16 @@ for p in points:
         got = digest_of(r.stdout)
         if killed and at < TICKS:
             mid += 1
+        m, m0 = RESUMED.search(r.stdout), FROM0.search(r.stdout)
+        want = at - at % K
+        if at >= K and m and int(m.group(1)) == want and int(m.group(2)) == at - want < K:
+            ok("kill at tick %d: resumed from checkpoint at tick %d, re-executed %d ticks (< %d)"
+               % (p, want, at - want, K))
+        elif at < K and m0 and int(m0.group(2)) == at + 1 <= K:
+            ok("kill at tick %d: before the first checkpoint, re-executed %d ticks" % (p, at + 1))
+        else:
+            bad("kill at tick %d (journal at %d): want a resume from tick %d re-executing %d "
+                "ticks, got: %s" % (p, at, want, at - want, r.stdout[:300]))
     if got != dref:
         bad("kill at tick %d: digest %s, want %s" % (p, got, dref))
     elif rows(db) != ref_rows:

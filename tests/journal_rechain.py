@@ -37,7 +37,7 @@ def main(path):
     for _, b in rows:
         c.execute("insert or ignore into blobs values(?, ?)", (hashlib.sha256(blob(b)).digest(), blob(b)))
     keys = sorted(k for (k,) in c.execute("select sha256 from blobs"))
-    h = hashlib.sha256(b"cohort-journal-2\0G" + le64(len(inputs)) + inputs + le64(len(keys)) + b"".join(keys))
+    h = hashlib.sha256(b"cohort-journal-3\0G" + le64(len(inputs)) + inputs + le64(len(keys)) + b"".join(keys))
     cur = h.digest()
     c.execute("update meta set value=? where key='genesis'", (cur.hex().encode(),))
     for tick, last_seq in c.execute("select tick, last_seq from ticks order by tick").fetchall():

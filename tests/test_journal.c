@@ -64,7 +64,7 @@ static void ref_le64(coh__sha256 *s, int64_t v) {
 static void ref_chain0(const char *inputs, uint8_t out[32]) {
   coh__sha256 s;
   coh__sha256_init(&s);
-  coh__sha256_update(&s, "cohort-journal-2", 17);
+  coh__sha256_update(&s, "cohort-journal-3", 17);
   coh__sha256_update(&s, "G", 1);
   ref_le64(&s, (int64_t)strlen(inputs));
   coh__sha256_update(&s, inputs, strlen(inputs));
@@ -919,11 +919,29 @@ static void test_checkpoints(void) {
       CHECK_EQ_INT(coh_journal_checkpoint_put(j, "a", "new", 3, &err), COH_EINVAL);
       CHECK(strstr(err.msg, "already has a checkpoint") != NULL);
       CHECK(coh_journal_checkpoint_put(j, "empty", NULL, 0, &err) == 0);
+      /* the orchestrator's state, at ticks 0 and 4 only */
+      snprintf(s, sizeof s, "o@%lld", (long long)t);
+      if (t < 8)
+        CHECK(coh_journal_checkpoint_put(j, COH_JOURNAL_ORCH_CHECKPOINT, s, strlen(s), &err) == 0);
     }
     CHECK(coh_journal_tick_commit(j, 0, &err) == 0);
   }
   CHECK(coh_journal_checkpoint_tick(j, INT64_MAX, &tick, &err) == 0);
   CHECK_EQ_INT(tick, 8);
+  /* the latest tick with a checkpoint of a given agent */
+  CHECK(coh_journal_checkpoint_tick_of(j, COH_JOURNAL_ORCH_CHECKPOINT, INT64_MAX, &tick, &err) == 0);
+  CHECK_EQ_INT(tick, 4);
+  CHECK(coh_journal_checkpoint_tick_of(j, COH_JOURNAL_ORCH_CHECKPOINT, 3, &tick, &err) == 0);
+  CHECK_EQ_INT(tick, 0);
+  CHECK(coh_journal_checkpoint_tick_of(j, COH_JOURNAL_ORCH_CHECKPOINT, -1, &tick, &err) == 0);
+  CHECK_EQ_INT(tick, -1);
+  CHECK(coh_journal_checkpoint_tick_of(j, "b", INT64_MAX, &tick, &err) == 0);
+  CHECK_EQ_INT(tick, 8);
+  CHECK(coh_journal_checkpoint_tick_of(j, "nobody", INT64_MAX, &tick, &err) == 0);
+  CHECK_EQ_INT(tick, -1);
+  CHECK_EQ_INT(coh_journal_checkpoint_tick_of(j, NULL, INT64_MAX, &tick, &err), COH_EINVAL);
+  /* it is on the chain like every checkpoint */
+  CHECK(coh_journal_verify(j, &err) == 0);
   CHECK(coh_journal_checkpoint_tick(j, 7, &tick, &err) == 0);
   CHECK_EQ_INT(tick, 4);
   CHECK(coh_journal_checkpoint_tick(j, 4, &tick, &err) == 0);
@@ -932,7 +950,7 @@ static void test_checkpoints(void) {
   CHECK_EQ_INT(tick, -1);
   got[0] = '\0';
   CHECK(coh_journal_checkpoints(j, 4, ck_collect, got, &err) == 0);
-  CHECK_STR(got, "a=a@4;b=b@4;empty=;");
+  CHECK_STR(got, "@orchestrator=o@4;a=a@4;b=b@4;empty=;");
   got[0] = '\0';
   CHECK(coh_journal_checkpoints(j, 5, ck_collect, got, &err) == 0);
   CHECK_STR(got, "");

@@ -56,14 +56,20 @@ static const char inputs[] = "{\"test\":\"jwriter\"}";
 /* ---- a deterministic stream of ticks ----------------------------------------- */
 
 /* Tick t has (t * 7) % 5 events (some ticks none), payloads of varied length
- * (some empty), and checkpoints of two agents every third tick. */
+ * (some empty), checkpoints of two agents every third tick and, every sixth,
+ * a third one of the orchestrator's reserved id (its resume state), so that
+ * every grouping below is compared with it on the chain too. */
 typedef struct tick_gen {
   char payload[8][1200];
   coh_jevent ev[8];
   size_t n_ev;
-  char state[2][64];
+  char state[3][64];
   size_t n_ck;
 } tick_gen;
+
+static const char *ck_agent(size_t i) {
+  return i == 0 ? "agent-0" : i == 1 ? "agent-1" : COH_JOURNAL_ORCH_CHECKPOINT;
+}
 
 static void gen_tick(tick_gen *g, int64_t t, size_t payload_len) {
   static const char *const kinds[] = {"message", "emit", "log", "timer", "llm_request"};
@@ -81,7 +87,7 @@ static void gen_tick(tick_gen *g, int64_t t, size_t payload_len) {
     g->ev[i].payload_len = len;
     g->ev[i].wall_us = t * 100 + (int64_t)i;
   }
-  g->n_ck = t > 0 && t % 3 == 0 ? 2 : 0;
+  g->n_ck = t > 0 && t % 3 == 0 ? (t % 6 == 0 ? 3 : 2) : 0;
   for (i = 0; i < g->n_ck; i++) snprintf(g->state[i], sizeof g->state[i], "state %d of tick %lld", (int)i, (long long)t);
 }
 
@@ -96,7 +102,7 @@ static int write_direct(coh_journal *j, int64_t from, int64_t to) {
     for (i = 0; i < g.n_ev; i++)
       if (coh_journal_append(j, &g.ev[i], &err)) return -1;
     for (i = 0; i < g.n_ck; i++)
-      if (coh_journal_checkpoint_put(j, i ? "agent-1" : "agent-0", g.state[i], strlen(g.state[i]), &err))
+      if (coh_journal_checkpoint_put(j, ck_agent(i), g.state[i], strlen(g.state[i]), &err))
         return -1;
     if (coh_journal_tick_commit(j, t, &err)) return -1;
   }
@@ -113,7 +119,7 @@ static int write_tick(coh_jwriter *w, int64_t t, size_t payload_len, coh_err *er
   for (i = 0; i < g.n_ev; i++)
     if ((rc = coh_jwriter_event(w, &g.ev[i], err))) return rc;
   for (i = 0; i < g.n_ck; i++)
-    if ((rc = coh_jwriter_checkpoint(w, i ? "agent-1" : "agent-0", g.state[i], strlen(g.state[i]), err)))
+    if ((rc = coh_jwriter_checkpoint(w, ck_agent(i), g.state[i], strlen(g.state[i]), err)))
       return rc;
   return coh_jwriter_tick_end(w, t, err);
 }

@@ -16,7 +16,7 @@
  * stores the chain value after it (events.chain, checkpoints.chain,
  * ticks.chain).  Integers are little-endian 64-bit, strings NUL-terminated,
  * every step starts with a one-byte record type:
- *   genesis    = SHA256("cohort-journal-2\0" || 'G' || len || inputs ||
+ *   genesis    = SHA256("cohort-journal-3\0" || 'G' || len || inputs ||
  *                       n_blobs || sorted 32-byte blob keys)
  *   event      = SHA256(prev || 'E' || seq || tick || kind || source ||
  *                       target || payload_len || payload)
@@ -24,7 +24,13 @@
  *   tick       = SHA256(prev || 'T' || tick || last_seq || n_checkpoints)
  * The run digest is the chain value of the last tick record (the genesis
  * if no tick was committed).  Wall-clock columns (wall_us) and meta other
- * than "inputs" are outside the chain.  docs/journal.md says what this
+ * than "inputs" are outside the chain.
+ * A checkpoint's agent is an agent id ([A-Za-z0-9_.-], cohort/scenario.h)
+ * or the reserved COH_JOURNAL_ORCH_CHECKPOINT, which no agent can have: the
+ * orchestrator's own state at that tick (format COHORCH1, cohort/orch.h),
+ * stored after the tick's agent checkpoints, so that what `resume` restores
+ * is on the chain like every agent checkpoint (format 3; format 2 kept it
+ * in meta, outside the chain).  docs/journal.md says what this
  * proves and what it does not.
  *
  * Threading: one thread at a time per journal handle.
@@ -43,7 +49,11 @@ extern "C" {
 
 /* The journal format (tables and chain); recorded in every journal and in
  * every run's genesis record.  open() refuses any other version. */
-#define COH_JOURNAL_FORMAT_VERSION 2
+#define COH_JOURNAL_FORMAT_VERSION 3
+
+/* The checkpoint "agent" that holds the orchestrator's resume state: '@' is
+ * not an id character, so no agent has this id. */
+#define COH_JOURNAL_ORCH_CHECKPOINT "@orchestrator"
 
 typedef struct coh_journal coh_journal;
 
@@ -201,6 +211,11 @@ int coh_journal_ticks(coh_journal *j, coh_jtick_fn fn, void *ud, coh_err *err);
  * over the checkpoints of that tick (agent id, state). */
 int coh_journal_checkpoint_tick(coh_journal *j, int64_t at_most,
                                 int64_t *tick, coh_err *err);
+/* The latest tick <= at_most that has a checkpoint of `agent` (-1 if
+ * none); e.g. of COH_JOURNAL_ORCH_CHECKPOINT, for resume. */
+int coh_journal_checkpoint_tick_of(coh_journal *j, const char *agent,
+                                   int64_t at_most, int64_t *tick,
+                                   coh_err *err);
 typedef int (*coh_jcheckpoint_fn)(void *ud, const char *agent,
                                   const void *state, size_t len);
 int coh_journal_checkpoints(coh_journal *j, int64_t tick,

@@ -40,8 +40,11 @@ extern "C" {
 typedef enum coh_run_mode {
   COH_RUN_FRESH = 0,   /* a new run, appending to a new journal */
   COH_RUN_REPLAY = 1,  /* re-execute and compare with `journal`; write nothing */
-  COH_RUN_RESUME = 2   /* re-execute the committed prefix of `journal`
-                          (verifying it), then continue appending to it */
+  COH_RUN_RESUME = 2   /* restore the journal's latest resume state and the
+                          agent checkpoints of its tick (or start at tick 0:
+                          resume_full, or no usable state), re-execute the
+                          committed ticks after it (verifying them), then
+                          continue appending */
 } coh_run_mode;
 
 /* An agent module's bytes (borrowed). */
@@ -58,6 +61,9 @@ typedef void (*coh_run_event_fn)(void *ud, const coh_jevent *ev);
 typedef struct coh_run_options {
   coh_run_mode mode;
   coh_journal *journal;      /* borrowed: FRESH/RESUME append here; REPLAY reads */
+  /* RESUME: 1 re-executes every committed tick from tick 0 (the behaviour
+   * before checkpoints were restored; for measurements and tests) */
+  int resume_full;
   int workers;               /* 0: online cores - 1, at least 1 */
   const char *cache_dir;     /* compiled-module cache (required) */
   const char *prompt_module; /* the stock prompt agent's .wasm (for kind: prompt) */
@@ -112,6 +118,12 @@ typedef struct coh_run_summary {
   char diverged_agent[80];
   char diverged_expected[512];
   char diverged_actual[512];
+  /* RESUME: the checkpoint tick the run was restored from (-1: it was
+   * re-executed from tick 0, for resume_note's reason), and how many of the
+   * journal's committed ticks were re-executed and compared */
+  int64_t resumed_from;
+  int64_t reexecuted;
+  const char *resume_note;   /* NULL, or why no checkpoint was used */
   const char *stop_reason;   /* "max_ticks" | "quiescence" | "exit" | "journal_end" |
                                 "divergence" | "stopped" (a monitor's stop) |
                                 "interrupted" (o->interrupted said so) */
@@ -214,7 +226,19 @@ typedef struct coh_sim_sink {
   /* May be NULL.  The stop reason after a callback returned COH_SINK_STOP
    * (NULL: "stopped"). */
   const char *(*stop_reason)(void *ud);
+  /* May be NULL.  The orchestrator's own state at a checkpoint tick
+   * (inboxes, timers, key-value stores, request and timer counters, spawned
+   * agents, admission cursors: COH_RESUME_STATE_MAGIC, borrowed), after the
+   * tick's agent checkpoints, when every live agent was checkpointed and no
+   * LLM request is outstanding; with the checkpoints it is what `resume`
+   * restores instead of re-executing the ticks before it. */
+  int (*resume_state)(void *ud, const void *state, size_t len, coh_err *err);
 } coh_sim_sink;
+
+/* The format of the resume state (an orchestrator snapshot); the journal
+ * sink stores one per such checkpoint tick as that tick's last checkpoint,
+ * of the reserved id COH_JOURNAL_ORCH_CHECKPOINT, on the chain. */
+#define COH_RESUME_STATE_MAGIC "COHORCH1"
 
 /* A sink callback's answer (positive, unlike the COH_E* codes) that stops
  * the run: from tick_begin, before the tick runs; from event or tick_end,

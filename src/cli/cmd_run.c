@@ -35,6 +35,7 @@ typedef struct cli_opts {
   int device_override;
   coh_device device;
   int no_model, quiet;
+  int full;             /* resume --full: re-execute from tick 0 */
   const char *ui, *ui_token;
   const char *trace_prompts;
   int64_t prefix_cache_kib;  /* coh_run_options.prefix_cache_kib */
@@ -90,6 +91,8 @@ static int parse(const char *cmd, int argc, char **argv, cli_opts *o,
       i++;
     } else if (!strcmp(a, "--quiet")) {
       o->quiet = 1;
+    } else if (!strcmp(a, "--full") && !strcmp(cmd, "resume")) {
+      o->full = 1;
     } else if (a[0] == '-' && a[1] == '-') {
       return coh__usage_error(cmd, "unknown option '%s' (see --help)", a);
     } else if (o->target == NULL) {
@@ -315,10 +318,12 @@ static const char replay_usage[] =
 
 static const char resume_usage[] =
     "usage: cohort resume RUN.db [--workers N] [--device D] [--cache-dir DIR] [--quiet]\n"
-    "                     [--prefix-cache SIZE]\n"
+    "                     [--prefix-cache SIZE] [--full]\n"
     "Continues a run that was killed: verifies the journal's chain (exit 1 naming\n"
-    "the first bad record), re-executes its committed ticks (comparing them with\n"
-    "the journal), then runs on, appending, to the end.\n";
+    "the first bad record), restores the agents and the orchestrator from the\n"
+    "latest checkpoint that had no LLM request outstanding, re-executes the\n"
+    "committed ticks after it (comparing them with the journal), then runs on,\n"
+    "appending, to the end.  --full re-executes every committed tick from tick 0.\n";
 
 /* Resume appends checkpoints in this cohort's format to the journal's
  * chain: refuse a journal whose checkpoints are of an older format (the
@@ -332,6 +337,8 @@ typedef struct ck_check {
 
 static int ck_check_one(void *ud, const char *agent, const void *state, size_t len) {
   ck_check *c = ud;
+  /* the orchestrator's state: its format is checked where it is used */
+  if (!strcmp(agent, COH_JOURNAL_ORCH_CHECKPOINT)) return 0;
   if (coh_agent_checkpoint_format(state, len, &c->err) == COH_OK) return 0;
   snprintf(c->agent, sizeof c->agent, "%s", agent);
   return 1;
@@ -404,6 +411,7 @@ static int replay_or_resume(const char *cmd, int argc, char **argv) {
   }
   if (resume && checkpoints_resumable(cmd, j, c.target)) goto done;
   ro.mode = resume ? COH_RUN_RESUME : COH_RUN_REPLAY;
+  ro.resume_full = c.full;
   ro.journal = j;
   if (resume && start_ui(cmd, &c, &mon)) goto done;
   ro.monitor = mon;
@@ -411,6 +419,14 @@ static int replay_or_resume(const char *cmd, int argc, char **argv) {
   if (coh_run(s, &ro, &sum, &err)) {
     coh__runtime_error(cmd, "%s", err.msg);
     goto done;
+  }
+  if (resume) {
+    if (sum.resumed_from >= 0)
+      printf("resumed from checkpoint at tick %lld, re-executed %lld ticks\n",
+             (long long)sum.resumed_from, (long long)sum.reexecuted);
+    else
+      printf("resumed from tick 0 (%s), re-executed %lld ticks\n",
+             sum.resume_note ? sum.resume_note : "no checkpoint", (long long)sum.reexecuted);
   }
   if (resume && !strcmp(sum.stop_reason, "interrupted")) {
     coh_journal_meta_put(j, "status", "interrupted", 11, &err);

@@ -140,6 +140,7 @@ enum {
   ST_VERIFY_EVENTS,
   ST_VERIFY_TICKS,
   ST_CKPT_TICK,
+  ST_CKPT_TICK_OF,
   ST_CKPTS,
   ST_LAST_EVENT,
   ST_LAST_TICK,
@@ -181,6 +182,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_VERIFY_TICKS] = "SELECT tick, last_seq, chain FROM ticks "
                         "ORDER BY tick",
     [ST_CKPT_TICK] = "SELECT MAX(tick) FROM checkpoints WHERE tick <= ?",
+    [ST_CKPT_TICK_OF] = "SELECT MAX(tick) FROM checkpoints WHERE tick <= ?1 "
+                        "AND agent = ?2",
     [ST_CKPTS] = "SELECT agent, state FROM checkpoints WHERE tick = ? "
                  "ORDER BY agent",
     [ST_LAST_EVENT] = "SELECT tick, last_seq, chain FROM ticks "
@@ -1163,22 +1166,39 @@ int coh_journal_events(coh_journal *j, int64_t from_tick, int64_t to_tick,
   return rc;
 }
 
-int coh_journal_checkpoint_tick(coh_journal *j, int64_t at_most,
-                                int64_t *tick, coh_err *err) {
-  sqlite3_stmt *st = j->st[ST_CKPT_TICK];
+static int ckpt_tick(coh_journal *j, const char *agent, int64_t at_most,
+                     int64_t *tick, coh_err *err) {
+  sqlite3_stmt *st = j->st[agent ? ST_CKPT_TICK_OF : ST_CKPT_TICK];
   int rc;
   sqlite3_bind_int64(st, 1, at_most);
+  if (agent) sqlite3_bind_text(st, 2, agent, -1, SQLITE_STATIC);
   rc = sqlite3_step(st);
   if (rc != SQLITE_ROW) {
     rc = sqlfail(j, err, rc, "reading checkpoints");
     sqlite3_reset(st);
+    if (agent) sqlite3_clear_bindings(st);
     return rc;
   }
   *tick = sqlite3_column_type(st, 0) == SQLITE_NULL
               ? -1
               : sqlite3_column_int64(st, 0);
   sqlite3_reset(st);
+  if (agent) sqlite3_clear_bindings(st);
   return COH_OK;
+}
+
+int coh_journal_checkpoint_tick(coh_journal *j, int64_t at_most,
+                                int64_t *tick, coh_err *err) {
+  return ckpt_tick(j, NULL, at_most, tick, err);
+}
+
+int coh_journal_checkpoint_tick_of(coh_journal *j, const char *agent,
+                                   int64_t at_most, int64_t *tick,
+                                   coh_err *err) {
+  if (agent == NULL)
+    return coh__err(err, COH_EINVAL, "journal %s: no checkpoint agent given",
+                    j->path);
+  return ckpt_tick(j, agent, at_most, tick, err);
 }
 
 int coh_journal_ticks(coh_journal *j, coh_jtick_fn fn, void *ud,

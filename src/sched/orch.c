@@ -20,7 +20,7 @@
 
 /* ---- small helpers --------------------------------------------------------- */
 
-static int inbox_push(inbox *in, uint32_t kind, const char *header,
+int coh__orch_inbox_push(inbox *in, uint32_t kind, const char *header,
                       const void *body, size_t body_len) {
   size_t hl = strlen(header);
   inbox_ev *ev;
@@ -113,7 +113,7 @@ static int make_agents(orch *o, coh_err *err) {
 }
 
 /* Finds an instance by id (exact), or -1. */
-static int agent_index(const orch *o, const char *id) {
+int coh__orch_agent_index(const orch *o, const char *id) {
   int lo = 0, hi = o->n_agents - 1;
   while (lo <= hi) {
     int mid = (lo + hi) / 2, c = strcmp(o->agents[o->by_id[mid]].id, id);
@@ -135,7 +135,7 @@ static int route_end(orch *o, const char *name, int *spec, const char **inst) {
       *inst = NULL;
       return 0;
     }
-  if ((k = agent_index(o, name)) < 0) return -1;
+  if ((k = coh__orch_agent_index(o, name)) < 0) return -1;
   *spec = (int)(o->agents[k].spec - o->s->agents);
   *inst = o->agents[k].id;
   return 0;
@@ -245,7 +245,7 @@ static int spawn_agent(orch *o, int spec, const char *id, const char *config,
 /* ---- sinks ------------------------------------------------------------------- */
 
 int coh_sim_add_sink(coh_sim *o, const coh_sim_sink *sink, coh_err *err) {
-  if (o->tick > 0 || o->failed || o->finished)
+  if (o->started || o->failed || o->finished)
     return coh__err(err, COH_EINVAL, "sink '%s': sinks are added before the first tick",
                     sink->name ? sink->name : "?");
   if (o->n_sinks >= COH_SIM_MAX_SINKS)
@@ -311,6 +311,33 @@ static int sinks_checkpoint(orch *o, const char *agent, const void *state, size_
       return sink_fail(k, rc, err);
   }
   return COH_OK;
+}
+
+static int sinks_want_resume_state(const orch *o) {
+  int i;
+  for (i = 0; i < o->n_sinks; i++)
+    if (o->sink_active[i] && o->sinks[i].resume_state) return 1;
+  return 0;
+}
+
+/* The orchestrator's resume state after the tick's checkpoints, when the
+ * tick can be resumed from (resume.c). */
+static int sinks_resume_state(orch *o, coh_err *err) {
+  coh__buf b = {0};
+  int i, rc = COH_OK;
+  if (!sinks_want_resume_state(o) || !coh__orch_resumable(o)) return COH_OK;
+  if (coh__orch_state_save(o, &b)) {
+    coh__buf_free(&b);
+    return coh__err(err, COH_ENOMEM, "out of memory writing the resume state");
+  }
+  for (i = 0; i < o->n_sinks && rc == COH_OK; i++) {
+    const coh_sim_sink *k = &o->sinks[i];
+    if (o->sink_active[i] && k->resume_state &&
+        (rc = k->resume_state(k->ud, b.p, b.n, err)))
+      rc = sink_fail(k, rc, err);
+  }
+  coh__buf_free(&b);
+  return rc;
 }
 
 /* In reverse order of addition: the first sink (the journal: the commit
@@ -390,10 +417,10 @@ static int deliver_inputs(orch *o, coh_err *err) {
     int64_t due = m->tick < 1 ? 1 : m->tick;
     int t;
     if (due != o->tick) continue;
-    t = agent_index(o, m->to);
+    t = coh__orch_agent_index(o, m->to);
     if (t < 0 || o->agents[t].status != AGENT_ALIVE) continue;
     if ((rc = produce(o, "message", m->from, m->to, m->body, m->body_len, err))) return rc;
-    if (inbox_push(&o->agents[t].in, COH_ABI_EV_MESSAGE, m->from, m->body, m->body_len))
+    if (coh__orch_inbox_push(&o->agents[t].in, COH_ABI_EV_MESSAGE, m->from, m->body, m->body_len))
       return coh__err(err, COH_ENOMEM, "out of memory");
   }
   for (i = 0; i < o->n_timers; i++) {
@@ -404,7 +431,7 @@ static int deliver_inputs(orch *o, coh_err *err) {
       snprintf(hdr, sizeof hdr, "%lld", (long long)te->id);
       if (a->status == AGENT_ALIVE) {
         if ((rc = produce(o, "timer", a->id, a->id, hdr, strlen(hdr), err))) return rc;
-        if (inbox_push(&a->in, COH_ABI_EV_TIMER, hdr, NULL, 0))
+        if (coh__orch_inbox_push(&a->in, COH_ABI_EV_TIMER, hdr, NULL, 0))
           return coh__err(err, COH_ENOMEM, "out of memory");
       }
     } else {
@@ -415,7 +442,7 @@ static int deliver_inputs(orch *o, coh_err *err) {
   return COH_OK;
 }
 
-static int add_timer(orch *o, int agent, int64_t id, int64_t due) {
+int coh__orch_add_timer(orch *o, int agent, int64_t id, int64_t due) {
   size_t i;
   {
     timer_ev *n = coh__grow(o->timers, &o->cap_timers, o->n_timers + 1, sizeof *n, 16);
@@ -557,7 +584,7 @@ static int commit_agent(orch *o, agent_slot *a, int *pending_llm, coh_err *err) 
         o->messages++;
         if ((rc = produce(o, "message", a->id, t->id, it->data, it->len, err))) return rc;
         if (t->status == AGENT_ALIVE &&
-            inbox_push(&t->in, COH_ABI_EV_MESSAGE, a->id, it->data, it->len))
+            coh__orch_inbox_push(&t->in, COH_ABI_EV_MESSAGE, a->id, it->data, it->len))
           return coh__err(err, COH_ENOMEM, "out of memory");
         break;
       }
@@ -640,7 +667,7 @@ static int commit_agent(orch *o, agent_slot *a, int *pending_llm, coh_err *err) 
         break;
       case OUT_SPAWN: {
         const char *nid = it->data, *cfg = it->data + strlen(it->data) + 1;
-        int ok = agent_index(o, nid) < 0 && o->n_agents < o->cap_agents;
+        int ok = coh__orch_agent_index(o, nid) < 0 && o->n_agents < o->cap_agents;
         j = json_object();
         json_object_set_new(j, "like", json_string(o->s->agents[it->target].id));
         json_object_set_new(j, "config", cfg[0] ? json_string(cfg) : json_null());
@@ -659,7 +686,7 @@ static int commit_agent(orch *o, agent_slot *a, int *pending_llm, coh_err *err) 
         snprintf(buf, sizeof buf, "{\"id\":%lld,\"due\":%lld}", (long long)it->id,
                  (long long)it->due);
         if ((rc = produce(o, "timer_set", a->id, "", buf, strlen(buf), err))) return rc;
-        if (add_timer(o, a->index, it->id, it->due)) return coh__err(err, COH_ENOMEM, "out of memory");
+        if (coh__orch_add_timer(o, a->index, it->id, it->due)) return coh__err(err, COH_ENOMEM, "out of memory");
         break;
     }
   }
@@ -773,7 +800,7 @@ static int commit_llm(orch *o, int *pending_llm, coh_err *err) {
       }
       snprintf(hdr, sizeof hdr, "%lld", (long long)r->number);
       if (rc == COH_OK && a->status == AGENT_ALIVE &&
-          inbox_push(&a->in, COH_ABI_EV_LLM, hdr, s, len))
+          coh__orch_inbox_push(&a->in, COH_ABI_EV_LLM, hdr, s, len))
         rc = coh__err(err, COH_ENOMEM, "out of memory");
       coh__free(s);
       o->sum->llm_tokens += r->tokens;
@@ -787,8 +814,9 @@ static int commit_llm(orch *o, int *pending_llm, coh_err *err) {
   return COH_OK;
 }
 
-static int checkpoint_agents(orch *o, coh_err *err) {
+static int checkpoint_agents(orch *o, int *complete, coh_err *err) {
   int k, rc;
+  *complete = 1;
   for (k = 0; k < o->n_agents; k++) {
     agent_slot *a = &o->agents[k];
     uint8_t *snap = NULL;
@@ -799,7 +827,10 @@ static int checkpoint_agents(orch *o, coh_err *err) {
      * anything else (out of memory) fails the tick rather than leave out a
      * checkpoint, which would change the chain and the digest. */
     rc = coh_agent_checkpoint(a->agent, &snap, &len, err);
-    if (rc == COH_EUNSUPPORTED) continue;
+    if (rc == COH_EUNSUPPORTED) {
+      *complete = 0; /* such a tick cannot be resumed from */
+      continue;
+    }
     if (rc) {
       coh__err_prefix(err, "agent '%s': checkpoint", a->id);
       return rc;
@@ -826,8 +857,9 @@ static int anything_pending(orch *o) {
   return 0;
 }
 
-/* Instantiates slot k's agent with its spec's limits and its own seed. */
-static int instantiate(orch *o, int k, coh_err *err) {
+/* Instantiates slot k's agent with its spec's limits and its own seed;
+ * from a checkpoint when snap is non-NULL (resume). */
+static int instantiate_from(orch *o, int k, const void *snap, size_t snap_len, coh_err *err) {
   agent_slot *a = &o->agents[k];
   coh_agent_opts ao;
   int rc;
@@ -835,10 +867,13 @@ static int instantiate(orch *o, int k, coh_err *err) {
   ao.fuel = a->spec->fuel;
   ao.max_memory_pages = a->spec->memory_mb * 16u > 65535u ? 65535u : a->spec->memory_mb * 16u;
   ao.seed = coh__seed_derive(o->s->seed, (uint64_t)k, UINT64_MAX);
-  if ((rc = coh_agent_new(a->module, &ao, &coh__orch_host, a, &a->agent, err)))
-    coh__err_prefix(err, "%s:%d: agent '%s'", o->s->path, a->spec->line, a->id);
+  rc = snap ? coh_agent_restore(a->module, &ao, &coh__orch_host, a, snap, snap_len, &a->agent, err)
+            : coh_agent_new(a->module, &ao, &coh__orch_host, a, &a->agent, err);
+  if (rc) coh__err_prefix(err, "%s:%d: agent '%s'", o->s->path, a->spec->line, a->id);
   return rc;
 }
+
+static int instantiate(orch *o, int k, coh_err *err) { return instantiate_from(o, k, NULL, 0, err); }
 
 static int create_agents(orch *o, coh_err *err) {
   int k, rc;
@@ -965,7 +1000,7 @@ static int collect_recorded(void *ud, const coh_jevent *ev) {
   recorded_llm *r;
   int agent;
   if (strcmp(ev->kind, "llm_result") != 0) return 0;
-  agent = agent_index(o, ev->target);
+  agent = coh__orch_agent_index(o, ev->target);
   root = json_loadb(ev->payload, ev->payload_len, 0, &je);
   id = root ? json_object_get(root, "id") : NULL;
   if (agent < 0 || !json_is_integer(id)) {
@@ -1022,12 +1057,140 @@ static int sim_close(orch *o, int rc, coh_err *err) {
   return rc;
 }
 
+/* ---- resume from a checkpoint ------------------------------------------------ */
+
+static void end_of_tick_stops(orch *o);
+
+/* Copies the resume state (the checkpoint of COH_JOURNAL_ORCH_CHECKPOINT)
+ * out of a checkpoint walk. */
+typedef struct orch_ck {
+  uint8_t *state;
+  size_t len;
+  int found, oom;
+} orch_ck;
+
+static int grab_orch_ck(void *ud, const char *agent, const void *state, size_t len) {
+  orch_ck *c = ud;
+  if (strcmp(agent, COH_JOURNAL_ORCH_CHECKPOINT) != 0) return 0;
+  c->found = 1;
+  c->state = coh__malloc(len ? len : 1);
+  if (c->state == NULL) {
+    c->oom = 1;
+    return 1;
+  }
+  if (len) memcpy(c->state, state, len);
+  c->len = len;
+  return 1;
+}
+
+/* The journal's latest resume state at or before its last committed tick,
+ * if it can be used: *state NULL (and o->resume_note saying why) when the
+ * resume must re-execute from tick 0.  The state is a checkpoint row, on
+ * the chain the caller verified. */
+static int find_resume_state(orch *o, int64_t last, uint8_t **state, size_t *len,
+                             coh_err *err) {
+  orch_ck c;
+  int64_t tick = -1, st_tick;
+  int rc;
+  *state = NULL;
+  *len = 0;
+  if (o->opt->resume_full) {
+    o->resume_note = "a full re-execution was asked for";
+    return COH_OK;
+  }
+  if ((rc = coh_journal_checkpoint_tick_of(o->opt->journal, COH_JOURNAL_ORCH_CHECKPOINT, last,
+                                           &tick, err)))
+    return rc;
+  if (tick < 0) {
+    o->resume_note = "the journal holds no resume state: no checkpoint tick yet had every "
+                     "agent checkpointed and no LLM request outstanding";
+    return COH_OK;
+  }
+  memset(&c, 0, sizeof c);
+  rc = coh_journal_checkpoints(o->opt->journal, tick, grab_orch_ck, &c, err);
+  if (rc == 1 && c.oom) return coh__err(err, COH_ENOMEM, "out of memory");
+  if (rc != 1 && rc != COH_OK) return rc;
+  if (!c.found) /* the row was there a moment ago: the file changed under us */
+    return coh__err(err, COH_EJOURNAL, "journal checkpoint '%s' at tick %lld vanished",
+                    COH_JOURNAL_ORCH_CHECKPOINT, (long long)tick);
+  if (coh__orch_state_tick(c.state, c.len, &st_tick)) {
+    o->resume_note = "the journal's resume state is not of format " COH_RESUME_STATE_MAGIC
+                     " (another cohort version wrote it)";
+    coh__free(c.state);
+    return COH_OK;
+  }
+  if (st_tick != tick) {
+    coh__free(c.state);
+    return coh__err(err, COH_EFORMAT, "journal checkpoint '%s' at tick %lld holds the state of "
+                    "tick %lld", COH_JOURNAL_ORCH_CHECKPOINT, (long long)tick, (long long)st_tick);
+  }
+  *state = c.state;
+  *len = c.len;
+  return COH_OK;
+}
+
+typedef struct ck_restore {
+  orch *o;
+  int rc;
+  coh_err err;
+} ck_restore;
+
+static int restore_one(void *ud, const char *agent, const void *state, size_t len) {
+  ck_restore *c = ud;
+  orch *o = c->o;
+  int k;
+  if (!strcmp(agent, COH_JOURNAL_ORCH_CHECKPOINT)) return 0; /* restored first */
+  k = coh__orch_agent_index(o, agent);
+  if (k < 0 || o->agents[k].status != AGENT_ALIVE || o->agents[k].agent != NULL) {
+    c->rc = coh__err(&c->err, COH_EFORMAT, "the checkpoint of agent '%s' at tick %lld is of no "
+                     "live agent of the resume state", agent, (long long)o->tick);
+    return 1;
+  }
+  if ((c->rc = instantiate_from(o, k, state, len, &c->err))) return 1;
+  return 0;
+}
+
+/* Restores the orchestrator from a resume state and the agents from the
+ * checkpoints of its tick T (both after the chain was verified: the
+ * checkpoints are on it), checks the stop conditions as tick T's end did,
+ * and leaves the machine at tick T + 1. */
+static int restore_state(orch *o, const uint8_t *state, size_t len, coh_err *err) {
+  ck_restore c;
+  int k, rc;
+  int64_t tick;
+  memcpy(&tick, state + 8, 8); /* find_resume_state checked it */
+  if ((rc = coh__orch_state_restore(o, state, len, err))) {
+    coh__err_prefix(err, "journal checkpoint '%s' at tick %lld", COH_JOURNAL_ORCH_CHECKPOINT,
+                    (long long)tick);
+    return rc;
+  }
+  memset(&c, 0, sizeof c);
+  c.o = o;
+  rc = coh_journal_checkpoints(o->opt->journal, o->tick, restore_one, &c, err);
+  if (rc == 1) {
+    if (err) *err = c.err;
+    return c.rc;
+  }
+  if (rc) return rc;
+  for (k = 0; k < o->n_agents; k++)
+    if (o->agents[k].status == AGENT_ALIVE && o->agents[k].agent == NULL)
+      return coh__err(err, COH_EFORMAT, "journal checkpoint '%s' at tick %lld: agent '%s' is "
+                      "live but has no checkpoint there", COH_JOURNAL_ORCH_CHECKPOINT,
+                      (long long)o->tick, o->agents[k].id);
+  o->resumed_from = o->tick;
+  end_of_tick_stops(o);
+  o->tick++;
+  return COH_OK;
+}
+
 int coh_sim_new(const coh_scenario *s, const coh_run_options *opt, coh_sim **out,
                 coh_err *err) {
   orch *o;
   coh_agent_rt_opts ro;
   int rc = COH_OK;
   int64_t n_events_ref = 0, ref_last_tick = -1;
+  uint8_t *state = NULL;
+  size_t state_len = 0;
 
   *out = NULL;
   if (opt->cache_dir == NULL) return coh__err(err, COH_EINVAL, "no module cache folder given");
@@ -1040,6 +1203,7 @@ int coh_sim_new(const coh_scenario *s, const coh_run_options *opt, coh_sim **out
   o->sum = &o->own_sum;
   o->sum->diverged_tick = -1;
   o->div.tick = -1;
+  o->resumed_from = -1;
   o->t0 = coh__wall_seconds();
   o->mon = opt->monitor;
   memset(&ro, 0, sizeof ro);
@@ -1059,6 +1223,10 @@ int coh_sim_new(const coh_scenario *s, const coh_run_options *opt, coh_sim **out
     if (opt->no_model &&
         (rc = coh_journal_events(opt->journal, INT64_MIN, INT64_MAX, NULL, collect_recorded, o,
                                  err)))
+      goto fail;
+    o->ref_last_tick = ref_last_tick;
+    if (opt->mode == COH_RUN_RESUME &&
+        (rc = find_resume_state(o, ref_last_tick, &state, &state_len, err)))
       goto fail;
   }
   /* the sinks the options ask for: the journal first (its tick_end, the
@@ -1080,13 +1248,16 @@ int coh_sim_new(const coh_scenario *s, const coh_run_options *opt, coh_sim **out
     o->sinks[o->n_sinks++] = cs;
     o->reporting_sinks++;
   }
-  if ((rc = coh__orch_models_open(o, err)) || (rc = create_agents(o, err)) ||
+  if ((rc = coh__orch_models_open(o, err)) ||
+      (rc = state ? restore_state(o, state, state_len, err) : create_agents(o, err)) ||
       (rc = start_workers(o, err)))
     goto fail;
-  if (s->max_ticks <= 0) o->stop = "max_ticks";
+  coh__free(state);
+  if (o->stop == NULL && o->tick >= s->max_ticks) o->stop = "max_ticks";
   *out = o;
   return COH_OK;
 fail:
+  coh__free(state);
   o->failed = rc;
   (void)sim_close(o, rc, NULL);
   coh__free(o->pending_llm);
@@ -1099,6 +1270,18 @@ const char *coh_sim_stopped(const coh_sim *o) { return o->stop; }
 
 int64_t coh_sim_next_tick(const coh_sim *o) { return o->tick; }
 
+/* The stop conditions checked after tick o->tick committed (also after a
+ * resume restored the state of a tick). */
+static void end_of_tick_stops(orch *o) {
+  const coh_scenario *s = o->s;
+  if (s->stop_on_exit) {
+    int x = coh__orch_agent_index(o, s->stop_on_exit);
+    if (x >= 0 && o->agents[x].status != AGENT_ALIVE) o->stop = "exit";
+  }
+  if (o->stop == NULL && s->quiescence && o->tick > 0 && !anything_pending(o))
+    o->stop = "quiescence";
+}
+
 /* One tick; sets o->stop when the run ends (before the tick, or after it). */
 static int sim_tick(orch *o, coh_err *err) {
   const coh_scenario *s = o->s;
@@ -1107,6 +1290,7 @@ static int sim_tick(orch *o, coh_err *err) {
   double tick_t0;
   int64_t events_before = o->events;
   int k, rc;
+  o->started = 1;
   if (opt->interrupted && opt->interrupted(opt->interrupted_ud)) {
     o->stop = "interrupted";
     return COH_OK;
@@ -1143,9 +1327,12 @@ static int sim_tick(orch *o, coh_err *err) {
       return rc;
     }
   if ((rc = commit_llm(o, pending_llm, err))) return rc;
-  if (o->sink_stop == NULL && s->checkpoint_every > 0 && o->tick > 0 && o->tick % s->checkpoint_every == 0 &&
-      sinks_want_checkpoints(o) && (rc = checkpoint_agents(o, err)))
-    return rc;
+  if (o->sink_stop == NULL && s->checkpoint_every > 0 && o->tick > 0 &&
+      o->tick % s->checkpoint_every == 0 && sinks_want_checkpoints(o)) {
+    int complete;
+    if ((rc = checkpoint_agents(o, &complete, err))) return rc;
+    if (complete && (rc = sinks_resume_state(o, err))) return rc;
+  }
   if (o->sink_stop == NULL &&
       (rc = sinks_tick_end(o, (int64_t)((coh__wall_seconds() - tick_t0) * 1e6), err)))
     return rc;
@@ -1174,12 +1361,8 @@ static int sim_tick(orch *o, coh_err *err) {
     coh__orch_span(o, "tick", "orchestrator", 2, tick_t0, coh__wall_seconds(), 0, 0);
     coh__orch_publish(o, o->paused || o->step_once, 0, NULL);
   }
-  if (s->stop_on_exit) {
-    int x = agent_index(o, s->stop_on_exit);
-    if (x >= 0 && o->agents[x].status != AGENT_ALIVE) o->stop = "exit";
-  }
-  if (o->stop == NULL && s->quiescence && o->tick > 0 && !anything_pending(o))
-    o->stop = "quiescence";
+  end_of_tick_stops(o);
+  if (opt->mode == COH_RUN_RESUME && o->tick <= o->ref_last_tick) o->reexecuted++;
   o->tick++;
   if (o->stop == NULL && o->tick >= s->max_ticks) o->stop = "max_ticks";
   return COH_OK;
@@ -1207,6 +1390,9 @@ int coh_sim_finish(coh_sim *o, coh_run_summary *sum, coh_err *err) {
   }
   rc = sim_close(o, rc, err);
   o->sum->diverged_tick = o->div.tick;
+  o->sum->resumed_from = o->resumed_from;
+  o->sum->reexecuted = o->reexecuted;
+  o->sum->resume_note = o->resume_note;
   if (o->div.tick >= 0) {
     memcpy(o->sum->diverged_agent, o->div.agent, sizeof o->sum->diverged_agent);
     memcpy(o->sum->diverged_expected, o->div.expected, sizeof o->sum->diverged_expected);

@@ -264,6 +264,11 @@ typedef struct coh_sim {
   /* the tick machine (coh_sim_*): per-agent LLM requests outstanding, the
    * stop reason (NULL while running), a failed tick's code, the summary */
   int *pending_llm;
+  int started;            /* a tick ran (sinks can no longer be added) */
+  /* RESUME: the reference journal's last tick, the tick restored from
+   * (-1: none) and why not, the committed ticks re-executed */
+  int64_t ref_last_tick, resumed_from, reexecuted;
+  const char *resume_note;
   const char *stop;
   int failed;
   int finished;
@@ -274,6 +279,25 @@ typedef struct coh_sim {
 extern const coh_agent_host coh__orch_host;
 void coh__orch_run_step(agent_slot *a, int64_t tick);
 void coh__orch_clear_outs(agent_slot *a);
+
+/* orch.c, for resume.c: an inbox push ("header\0body"), an id lookup
+ * (-1: none), a timer in canonical order (COH_ENOMEM). */
+int coh__orch_inbox_push(inbox *in, uint32_t kind, const char *header, const void *body,
+                         size_t body_len);
+int coh__orch_agent_index(const orch *o, const char *id);
+int coh__orch_add_timer(orch *o, int agent, int64_t id, int64_t due);
+
+/* resume.c: the resume state (cohort/orch.h, COH_RESUME_STATE_MAGIC).
+ * resumable: no LLM request outstanding.  save: appends the state of the
+ * tick just committed to b (COH_ENOMEM).  tick: the state's tick, -1 if p
+ * is not a state of this format.  restore: applies a state to o, whose
+ * scenario slots exist and whose agents are not instantiated (spawned slots
+ * are added, inboxes, stores, timers, counters and o->tick set); an
+ * inconsistent state is COH_EFORMAT naming the field. */
+int coh__orch_resumable(const orch *o);
+int coh__orch_state_save(const orch *o, coh__buf *b);
+int coh__orch_state_tick(const uint8_t *p, size_t n, int64_t *tick);
+int coh__orch_state_restore(orch *o, const uint8_t *p, size_t n, coh_err *err);
 
 /* stats.c: timings, snapshots and trace spans for the monitor. */
 void coh__hist_add(stage_hist *h, double ms);

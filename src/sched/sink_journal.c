@@ -41,6 +41,13 @@ static int js_checkpoint(void *ud, const char *agent, const void *state, size_t 
   return coh_jwriter_checkpoint(((jsink *)ud)->w, agent, state, len, err);
 }
 
+/* The orchestrator's resume state is the tick's last checkpoint, of the
+ * reserved id COH_JOURNAL_ORCH_CHECKPOINT: on the chain, and durable
+ * exactly when the tick and its agent checkpoints are. */
+static int js_resume_state(void *ud, const void *state, size_t len, coh_err *err) {
+  return coh_jwriter_checkpoint(((jsink *)ud)->w, COH_JOURNAL_ORCH_CHECKPOINT, state, len, err);
+}
+
 static int js_tick_end(void *ud, int64_t tick, int64_t wall_us, coh_err *err) {
   jsink *s = ud;
   (void)tick;
@@ -87,6 +94,7 @@ int coh_sim_journal_sink(coh_journal *j, int64_t first_tick, const coh_jwriter_o
   out->tick_begin = js_tick_begin;
   out->event = js_event;
   out->checkpoint = js_checkpoint;
+  out->resume_state = js_resume_state;
   out->tick_end = js_tick_end;
   out->flush = js_flush;
   out->close = js_close;

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# run_resume.sh — the cost of `cohort resume` after a late kill, restoring
+# the latest checkpoint (the default) against re-executing every committed
+# tick (`resume --full`, what resume did before checkpoints were restored).
+#   bash bench/run_resume.sh [BUILD_DIR] [TICKS] [REPS]
+# A TICKS-tick run (16 counters fed every 10th tick, an echo pair bouncing
+# every tick, checkpoint_every 100) is killed -9 once its journal holds tick
+# TICKS - 50 (by progress, never by time); each repetition resumes a fresh
+# copy of that journal both ways, alternating, and checks both reach the
+# uninterrupted run's digest, and times `inspect --verify` of the same
+# journal (the chain check every resume starts with).  Prints the wall
+# seconds of each and the ratios.
+set -eu
+BUILD=${1:-build-test-gcc}
+TICKS=${2:-5000}
+REPS=${3:-3}
+PY=${COH_PYTHON:-/usr/bin/python3}
+BIN="$BUILD/cohort"
+A="$(cd "$BUILD" && pwd)/agents"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+{
+  echo "name: resume-bench"
+  echo "seed: 3"
+  echo "stop: {max_ticks: $TICKS}"
+  echo "checkpoint_every: 100"
+  echo "agents:"
+  echo "  - {id: c, module: $A/counter.wasm, count: 16, inbox: 4}"
+  echo "  - {id: e, module: $A/echo.wasm, count: 2, inbox: 4}"
+  echo "messages:"
+  echo "  - {from: e-1, to: e-0, body: \"ping\"}"
+  for t in $(seq 10 10 "$TICKS"); do
+    for k in $(seq 0 15); do echo "  - {to: c-$k, body: \"$t\", tick: $t}"; done
+  done
+} >"$tmp/r.yaml"
+"$BIN" run "$tmp/r.yaml" --journal "$tmp/ref.db" --cache-dir "$tmp/cache" --quiet >"$tmp/ref.out"
+"$PY" - "$BIN" "$tmp" "$TICKS" "$REPS" <<'PY'
+import os, shutil, signal, sqlite3, subprocess, sys, time
+BIN, T, TICKS, REPS = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+dig = lambda s: [l[8:] for l in s.splitlines() if l.startswith("digest: ")][-1]
+dref = dig(open(T + "/ref.out").read())
+db = T + "/k.db"
+def last():
+    try:
+        c = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=0.1)
+        t = c.execute("select max(tick) from ticks").fetchone()[0]
+        c.close()
+        return -1 if t is None else t
+    except sqlite3.Error:
+        return -1
+p = subprocess.Popen([BIN, "run", T + "/r.yaml", "--journal", db, "--cache-dir", T + "/cache",
+                      "--quiet"], stdout=subprocess.DEVNULL)
+while p.poll() is None and not (os.path.exists(db) and last() >= TICKS - 50):
+    time.sleep(0.002)
+p.send_signal(signal.SIGKILL)
+p.wait()
+at = last()
+print("killed with the journal at tick %d of %d" % (at, TICKS))
+res = {"checkpoint": [], "full": [], "verify": []}
+for rep in range(REPS):
+    for mode in ("checkpoint", "full", "verify") if rep % 2 == 0 else ("verify", "full", "checkpoint"):
+        d = T + "/c.db"
+        for sfx in ("", "-wal", "-shm"):
+            if os.path.exists(d + sfx): os.unlink(d + sfx)
+            if os.path.exists(db + sfx): shutil.copy(db + sfx, d + sfx)
+        cmd = [BIN, "resume", d, "--cache-dir", T + "/cache", "--quiet"] + (["--full"] if mode == "full" else [])
+        if mode == "verify":  # the chain check every resume starts with (linear in the journal)
+            cmd = [BIN, "inspect", d, "--verify"]
+        t0 = time.time()
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        dt = time.time() - t0
+        if mode == "verify":
+            if r.returncode != 0:
+                sys.exit("verify: %s" % (r.stdout + r.stderr))
+            res[mode].append(dt)
+            print("rep %d %-10s %6.2f s" % (rep, mode, dt))
+            continue
+        if r.returncode != 0 or dig(r.stdout) != dref:
+            sys.exit("resume %s: exit %d, %s" % (mode, r.returncode, r.stdout + r.stderr))
+        line = [l for l in r.stdout.splitlines() if l.startswith("resumed")][0]
+        res[mode].append(dt)
+        print("rep %d %-10s %6.2f s  %s" % (rep, mode, dt, line))
+mc, mf, mv = min(res["checkpoint"]), min(res["full"]), min(res["verify"])
+print("best of %d: resume %.2f s, resume --full %.2f s (ratio %.1fx); verify alone %.2f s; "
+      "beyond the verify: %.2f s vs %.2f s (ratio %.1fx)"
+      % (REPS, mc, mf, mf / mc, mv, mc - mv, mf - mv, (mf - mv) / max(mc - mv, 1e-3)))
+PY
