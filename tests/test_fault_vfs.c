@@ -192,11 +192,18 @@ static char tmp[512], cache[1024], scenario_path[1024];
 static char ref_digest[65];
 static int keep_files;
 
-/* One tick per transaction: the journal writer groups whatever ticks are
- * queued when it commits, which depends on thread timing, and so would the
- * number of SQLite calls; the sweep needs the same count in every run.
- * Grouping itself is tested in test_jwriter.c. */
-static const coh_jwriter_opts one_tick_groups = {.max_group = 1};
+/* The sweep needs the same number of SQLite calls in every run of the
+ * scenario, so nothing that reaches the journal may depend on timing:
+ *   - one tick per transaction: the journal writer groups whatever ticks
+ *     are queued when it commits, which depends on thread timing (grouping
+ *     itself is tested in test_jwriter.c);
+ *   - wall_us journaled as 0: a timing's varint width changes the size of
+ *     its row, and with it how many pages a commit writes.  Under load (or
+ *     in the first run of a process, which compiles the agent modules) the
+ *     reference run made 2,753 writes and a trial 2,755, or the other way
+ *     round, so the last N of the sweep was never reached.  wall_us is
+ *     outside the chain: the digests are those of a timed run. */
+static const coh_jwriter_opts one_tick_groups = {.max_group = 1, .zero_wall_us = 1};
 
 static void init_options(coh_run_options *o) {
   memset(o, 0, sizeof *o);
@@ -421,12 +428,26 @@ static void test_vfs_sweep(void) {
     REQUIRE(0);
   }
 
-  /* the reference: no fault; count the calls */
+  /* the reference: no fault; count the calls.  Twice: the sweep stands on
+   * every run making the same calls, so that is checked first (the first
+   * run of the process also compiles the agent modules, the slow case). */
   snprintf(ref_path, sizeof ref_path, "%s/ref.db", tmp);
-  shim_reset(-1, 0);
-  if (fresh_run(s, ref_path, &sum, &err)) fprintf(stderr, "reference run: %s\n", err.msg);
-  memcpy(ref_calls, calls, sizeof calls);
-  memcpy(ref_digest, sum.digest, 65);
+  for (k = 0; k < 2; k++) {
+    remove_journal(ref_path);
+    shim_reset(-1, 0);
+    if (fresh_run(s, ref_path, &sum, &err)) fprintf(stderr, "reference run: %s\n", err.msg);
+    if (k == 0) {
+      memcpy(ref_calls, calls, sizeof calls);
+      memcpy(ref_digest, sum.digest, 65);
+    }
+  }
+  for (k = 0; k < K_COUNT; k++)
+    if (calls[k] != ref_calls[k]) {
+      fprintf(stderr, "two fault-free runs made %ld and %ld %s calls: the sweep needs the same "
+              "count every run (see one_tick_groups)\n", ref_calls[k], calls[k], kind_name[k]);
+      CHECK(calls[k] == ref_calls[k]);
+    }
+  CHECK(strcmp(sum.digest, ref_digest) == 0);
   CHECK(ref_digest[0] != '\0');
   CHECK(sum.ticks == 24);
   CHECK(verify_file(ref_path) == COH_OK);

@@ -27,6 +27,8 @@
  *                  waited, every event reported once
  *   group_api      coh_journal_group_*: misuse is COH_ESTATE; a rolled-back
  *                  group leaves the handle and the file at its start
+ *   zero_wall      zero_wall_us journals (and reports) every wall_us as 0
+ *                  and leaves the digest that of the timed journal
  * Waits are for conditions with a deadline, never fixed sleeps.
  */
 #include <pthread.h>
@@ -668,6 +670,61 @@ static void group_api(void) {
   coh_journal_close(j);
 }
 
+/* ---- zero_wall ---------------------------------------------------------------------- */
+
+static int nonzero_event_wall(void *ud, const coh_jevent *ev) {
+  if (ev->wall_us != 0) (*(int *)ud)++;
+  return 0;
+}
+
+static int nonzero_tick_wall(void *ud, int64_t tick, int64_t last_seq, int64_t wall_us) {
+  (void)tick;
+  (void)last_seq;
+  if (wall_us != 0) (*(int *)ud)++;
+  return 0;
+}
+
+static int wall_reported_nonzero;
+static void report_wall(void *ud, const coh_jevent *ev) {
+  (void)ud;
+  if (ev->wall_us != 0) wall_reported_nonzero++;
+}
+
+static void zero_wall(void) {
+  char pa[512], pb[512], da[65], db[65];
+  coh_journal *a = NULL, *b = NULL;
+  coh_jwriter *w = NULL;
+  coh_jwriter_opts wo;
+  coh_err err;
+  int64_t t;
+  int timed = 0, ev_nonzero = 0, tick_nonzero = 0;
+  REQUIRE(coh_journal_create(tmp_path(pa, sizeof pa, "a.db"), inputs, strlen(inputs), &a, &err) == COH_OK);
+  REQUIRE(coh_journal_create(tmp_path(pb, sizeof pb, "b.db"), inputs, strlen(inputs), &b, &err) == COH_OK);
+  REQUIRE(write_direct(a, 0, 29) == 0);
+  /* the direct journal has the generator's timings (tick t: t * 100 + i) */
+  CHECK(coh_journal_events(a, INT64_MIN, INT64_MAX, NULL, nonzero_event_wall, &timed, &err) == COH_OK);
+  CHECK(timed > 0);
+  memset(&wo, 0, sizeof wo);
+  wo.zero_wall_us = 1;
+  wo.report = report_wall;
+  wall_reported_nonzero = 0;
+  REQUIRE(coh_jwriter_start(b, &wo, &w, &err) == COH_OK);
+  for (t = 0; t < 30; t++) CHECK(write_tick(w, t, 0, &err) == COH_OK);
+  CHECK(coh_jwriter_stop(w, &err) == COH_OK);
+  CHECK(coh_journal_events(b, INT64_MIN, INT64_MAX, NULL, nonzero_event_wall, &ev_nonzero, &err) == COH_OK);
+  CHECK(coh_journal_ticks(b, nonzero_tick_wall, &tick_nonzero, &err) == COH_OK);
+  CHECK_EQ_INT(ev_nonzero, 0);
+  CHECK_EQ_INT(tick_nonzero, 0);
+  CHECK_EQ_INT(wall_reported_nonzero, 0);
+  /* wall_us is outside the chain */
+  coh_journal_digest(a, da);
+  coh_journal_digest(b, db);
+  CHECK_STR(da, db);
+  CHECK(coh_journal_verify(b, &err) == COH_OK);
+  coh_journal_close(a);
+  coh_journal_close(b);
+}
+
 int main(int argc, char **argv) {
   const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
   char cmd[600];
@@ -685,6 +742,7 @@ int main(int argc, char **argv) {
   RUN(group_bytes);
   RUN(run_lagging_loop);
   RUN(group_api);
+  RUN(zero_wall);
   rc = TEST_MAIN_END();
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);

@@ -343,7 +343,7 @@ int coh_jwriter_event(coh_jwriter *w, const coh_jevent *ev, coh_err *err) {
       e->payload == SIZE_MAX)
     return coh__err(err, COH_ENOMEM, "journal writer: out of memory");
   e->payload_len = ev->payload_len;
-  e->wall_us = ev->wall_us;
+  e->wall_us = w->o.zero_wall_us ? 0 : ev->wall_us;
   e->seq = 0;
   b->n_ev++;
   return COH_OK;
@@ -377,7 +377,7 @@ int coh_jwriter_tick_end(coh_jwriter *w, int64_t wall_us, coh_err *err) {
   batch *b = w->building;
   int rc = COH_OK;
   if (b == NULL) return coh__err(err, COH_ESTATE, "journal writer: no tick to end");
-  b->wall_us = wall_us;
+  b->wall_us = w->o.zero_wall_us ? 0 : wall_us;
   w->building = NULL;
   pthread_mutex_lock(&w->mu);
   if (w->failed) {
