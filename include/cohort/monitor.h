@@ -102,7 +102,9 @@ void coh_monitor_publish(coh_monitor *m, const char *json, size_t len);
 typedef struct coh_monitor_hist {
   uint64_t count;
   double sum_ms, p50_ms, p95_ms, p99_ms, jitter_ms;
-  double le_ms[COH_MONITOR_BUCKETS];        /* upper bounds; the last +Inf */
+  size_t n_buckets;                         /* at most COH_MONITOR_BUCKETS */
+  double le_ms[COH_MONITOR_BUCKETS];        /* increasing upper bounds; the
+                                               last may be +Inf (JSON null) */
   uint64_t cumulative[COH_MONITOR_BUCKETS]; /* samples at or below le_ms */
 } coh_monitor_hist;
 typedef struct coh_monitor_agent {

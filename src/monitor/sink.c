@@ -56,8 +56,10 @@ typedef struct msink {
   size_t n_av, cap_av;
   uint64_t *model_tokens;     /* by model index */
   int n_models;
-  int64_t messages, refused;
+  int64_t messages, refused;  /* sent by agents (not the scenario's) */
   int64_t tick_events, tick_steps;
+  int stepping;               /* a step of this tick was committed: the
+                                 tick's inputs (scenario messages) are over */
   coh_monitor_tick timeline[TL_MAX];
   size_t tl_n, tl_pos;
   struct tr_entry { int64_t tick; int agent; char *text; } transcript[TR_MAX];
@@ -109,6 +111,7 @@ static void hist_view(msink *k, const stage_hist *h, coh_monitor_hist *out) {
   out->p99_ms = PCT(0.99);
   out->jitter_ms = h->wn ? sqrt(var / (double)h->wn) : 0.0;
 #undef PCT
+  out->n_buckets = COH_MONITOR_BUCKETS;
   for (i = 0; i < COH_MONITOR_BUCKETS; i++) {
     cum += h->buckets[i];
     out->le_ms[i] = i < COH_MONITOR_BUCKETS - 1 ? bucket_ms[i] : INFINITY;
@@ -268,6 +271,7 @@ static int on_tick_begin(void *ud, int64_t tick, int *active, coh_err *err) {
   (void)err;
   k->tick_events = 0;
   k->tick_steps = 0;
+  k->stepping = 0;
   return COH_OK;
 }
 
@@ -288,7 +292,7 @@ static void transcript_add(msink *k, int64_t tick, int agent, const char *text, 
   k->tr_pos = (k->tr_pos + 1) % TR_MAX;
 }
 
-/* The payload's integer member `key` (0 when absent). */
+/* The event's payload parsed (NULL when it is not JSON). */
 static json_t *payload_json(const coh_jevent *ev) {
   return json_loadb(ev->payload, ev->payload_len, 0, NULL);
 }
@@ -298,8 +302,10 @@ static int on_event(void *ud, const coh_jevent *ev, coh_err *err) {
   const char *kind = ev->kind;
   (void)err;
   k->tick_events++;
+  /* a tick's scenario messages are committed before its first step; an
+   * agent's sends after its step */
   if (!strcmp(kind, "message")) {
-    k->messages++;
+    k->messages += k->stepping;
   } else if (!strcmp(kind, "refused")) {
     json_t *j = payload_json(ev);
     const char *reason = json_string_value(json_object_get(j, "reason"));
@@ -332,6 +338,7 @@ static void on_step(void *ud, const coh_sim_step_info *st) {
   agent_view *a = view_of(k, st->agent);
   size_t i;
   k->tick_steps++;
+  k->stepping = 1;
   if (a) {
     a->steps++;
     a->fuel += st->fuel;

@@ -74,7 +74,7 @@ static void hist_json(coh__buf *b, const coh_monitor_hist *h) {
   LIT(b, ",\"jitter_ms\":");
   put_real(b, h->jitter_ms);
   LIT(b, ",\"buckets\":[");
-  for (i = 0; i < COH_MONITOR_BUCKETS; i++) {
+  for (i = 0; i < h->n_buckets && i < COH_MONITOR_BUCKETS; i++) {
     if (i) coh__buf_addc(b, ',');
     LIT(b, "[");
     if (isfinite(h->le_ms[i])) put_real(b, h->le_ms[i]);
@@ -255,12 +255,20 @@ void coh__snapshot_metrics(coh__buf *b, const coh_monitor_snapshot *s) {
                       "Wall-clock latency per task stage.");
   for (i = 0; i < COH_STAGE_COUNT; i++) {
     const coh_monitor_hist *h = &s->stages[i];
-    for (k = 0; k < COH_MONITOR_BUCKETS; k++) {
+    int have_inf = 0;
+    for (k = 0; k < h->n_buckets && k < COH_MONITOR_BUCKETS; k++) {
       coh__buf_printf(b, "cohort_stage_latency_seconds_bucket{stage=\"%s\",le=\"", stage_names[i]);
-      if (isfinite(h->le_ms[k])) coh__fmt_num(b, h->le_ms[k] / 1000.0);
-      else LIT(b, "+Inf");
+      if (isfinite(h->le_ms[k])) {
+        coh__fmt_num(b, h->le_ms[k] / 1000.0);
+      } else {
+        LIT(b, "+Inf");
+        have_inf = 1;
+      }
       coh__buf_printf(b, "\"} %lld\n", (long long)h->cumulative[k]);
     }
+    if (!have_inf) /* a histogram always ends with +Inf, which is the count */
+      coh__buf_printf(b, "cohort_stage_latency_seconds_bucket{stage=\"%s\",le=\"+Inf\"} %lld\n",
+                      stage_names[i], (long long)h->count);
     coh__buf_printf(b, "cohort_stage_latency_seconds_sum{stage=\"%s\"} ", stage_names[i]);
     coh__fmt_num(b, h->sum_ms / 1000.0);
     coh__buf_printf(b, "\ncohort_stage_latency_seconds_count{stage=\"%s\"} %lld\n", stage_names[i],
