@@ -1059,9 +1059,13 @@ int coh_sim_new(const coh_scenario *s, const coh_run_options *opt, coh_sim **out
                                    opt->mode == COH_RUN_REPLAY   ? "replay"
                                    : opt->mode == COH_RUN_RESUME ? "resume"
                                                                  : "run",
-                                   opt->journal, &ms, err)) ||
-        (rc = coh_sim_add_sink(o, &ms, err)))
+                                   opt->journal, &ms, err)))
       goto fail;
+    if ((rc = coh_sim_add_sink(o, &ms, err))) {
+      coh_err ignored;
+      (void)ms.close(ms.ud, 1, &ignored); /* not in the table: close it here */
+      goto fail;
+    }
   }
   if (s->max_ticks <= 0) o->stop = "max_ticks";
   *out = o;
