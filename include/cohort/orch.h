@@ -76,8 +76,10 @@ typedef struct coh_run_options {
   /* May be NULL (defaults).  The journal writer's bounds and test hook
    * (cohort/jwriter.h); its report fields are ignored (on_event is used). */
   const coh_jwriter_opts *journal_writer;
-  coh_monitor *monitor;      /* borrowed, may be NULL: snapshots, trace spans,
-                                and pause/resume/step/stop between ticks */
+  coh_monitor *monitor;      /* borrowed, may be NULL: coh_sim_new adds the
+                                monitor sink (coh_sim_monitor_sink: snapshots,
+                                trace spans, pause/resume/step/stop between
+                                ticks) */
   /* May be NULL.  Asked before every tick (and when a paused run receives
    * STOP): nonzero stops the run there, with stop reason "interrupted"; the
    * ticks before are committed.  The CLI's signal handling answers it. */
@@ -208,7 +210,8 @@ typedef struct coh_sim_sink {
    * here is never journaled. */
   int (*tick_end)(void *ud, int64_t tick, int64_t wall_us, coh_err *err);
   /* Make every finished tick durable: at the end of a run, and after each
-   * tick while a monitor is attached (it shows only durable ticks). */
+   * tick while a sink with `durable` is added (a monitor: it shows only
+   * durable ticks). */
   int (*flush)(void *ud, coh_err *err);
   /* The last call: failed is nonzero when the run failed (a tick left
    * open must be dropped).  Frees what the sink owns. */
