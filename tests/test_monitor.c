@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -1005,6 +1006,122 @@ static void test_concurrent_spans(void) {
   coh_monitor_stop(m);
 }
 
+/* The snapshot struct (what a run publishes): its JSON is exactly the text
+ * below; /metrics rendered from the struct is byte for byte what the JSON
+ * renderer makes of that JSON (the two writers agree); publishing it serves
+ * both texts, and /metrics no longer needs the JSON. */
+static void test_snapshot_struct(void) {
+  static const char *const want_json =
+      "{\"version\":1,\"run\":{\"scenario\":\"demo\",\"tick\":7,\"paused\":true,"
+      "\"finished\":false,\"stop_reason\":null,\"digest\":\"ab\",\"wall_seconds\":1.5,"
+      "\"workers\":2,\"mode\":\"run\"},\"counters\":{\"events\":42,\"agent_steps\":10,"
+      "\"messages\":5,\"refused\":1,\"traps\":0,\"llm_requests\":3,\"llm_tokens\":120},"
+      "\"agents\":[{\"id\":\"a1\",\"state\":\"alive\",\"inbox\":2,\"fuel_used\":1000,"
+      "\"steps\":4,\"last_tick\":7,\"last_event\":\"x\"},{\"id\":\"we\\\"ird\\\\id\\nx\","
+      "\"state\":\"exited\",\"inbox\":0,\"fuel_used\":5,\"steps\":1,\"last_tick\":2,"
+      "\"last_event\":\"\"}],\"models\":[{\"name\":\"tiny\",\"provider\":\"cpu\",\"batch\":3,"
+      "\"queued\":1,\"max_batch\":8,\"tokens\":120,\"tokens_per_second\":12.5}],\"stages\":{";
+  coh_monitor_agent agents[2] = {
+      {"a1", "alive", "x", 2, 1000, 4, 7},
+      {"we\"ird\\id\nx", "exited", "", 0, 5, 1, 2}};
+  coh_monitor_model model = {"tiny", "cpu", 3, 1, 8, 120, 12.5};
+  coh_monitor_line line = {3, "a1", "hi \xff"};
+  coh_monitor_tick tk = {7, 0.25, 4, 2};
+  coh_monitor_snapshot s;
+  coh_monitor *m = NULL;
+  coh__http_req rq;
+  coh__http_resp rs;
+  coh_err err;
+  char *json = NULL, *metrics = NULL, *via_json = NULL;
+  size_t jlen = 0, mlen = 0, vlen = 0;
+  json_t *root;
+  memset(&s, 0, sizeof s);
+  s.scenario = "demo";
+  s.mode = "run";
+  s.digest = "ab";
+  s.tick = 7;
+  s.workers = 2;
+  s.paused = 1;
+  s.wall_seconds = 1.5;
+  s.events = 42;
+  s.agent_steps = 10;
+  s.messages = 5;
+  s.refused = 1;
+  s.llm_requests = 3;
+  s.llm_tokens = 120;
+  s.agents = agents;
+  s.n_agents = 2;
+  s.models = &model;
+  s.n_models = 1;
+  /* the stages of small_snapshot, bucket for bucket (delivered has none) */
+  {
+    coh_monitor_hist *h = &s.stages[COH_STAGE_QUEUED];
+    h->count = 3, h->sum_ms = 1.5, h->p50_ms = 0.5, h->p95_ms = 0.9, h->p99_ms = 0.9;
+    h->jitter_ms = 0.2, h->n_buckets = 3;
+    h->le_ms[0] = 0.1, h->le_ms[1] = 1, h->le_ms[2] = INFINITY;
+    h->cumulative[0] = 0, h->cumulative[1] = 3, h->cumulative[2] = 3;
+    h = &s.stages[COH_STAGE_STEP];
+    h->n_buckets = 1, h->le_ms[0] = INFINITY;
+    h = &s.stages[COH_STAGE_INFER];
+    h->count = 2, h->sum_ms = 250, h->p50_ms = 100, h->p95_ms = 150, h->p99_ms = 150;
+    h->jitter_ms = 0.1, h->n_buckets = 3;
+    h->le_ms[0] = 100, h->le_ms[1] = 250, h->le_ms[2] = INFINITY;
+    h->cumulative[0] = 1, h->cumulative[1] = 2, h->cumulative[2] = 2;
+  }
+  s.transcript = &line;
+  s.n_transcript = 1;
+  s.ticks = &tk;
+  s.n_ticks = 1;
+  REQUIRE(coh_monitor_snapshot_json(&s, &json, &jlen, &err) == COH_OK);
+  CHECK(jlen == strlen(json));
+  CHECK(strncmp(json, want_json, strlen(want_json)) == 0);
+  CHECK(strstr(json, "\"inference\":{\"count\":2,\"sum_ms\":250.0,\"p50_ms\":100.0,"
+                     "\"p95_ms\":150.0,\"p99_ms\":150.0,\"jitter_ms\":0.10000000000000001,"
+                     "\"buckets\":[[100.0,1],[250.0,2],[null,2]]},\"delivered\":{\"count\":0,"
+                     "\"sum_ms\":0.0,\"p50_ms\":0.0,\"p95_ms\":0.0,\"p99_ms\":0.0,"
+                     "\"jitter_ms\":0.0,\"buckets\":[]}},") != NULL);
+  /* invalid UTF-8 becomes \ufffd; the timeline as written */
+  CHECK(strstr(json, "\"transcript\":[{\"tick\":3,\"agent\":\"a1\",\"text\":\"hi \\ufffd\"}],"
+                     "\"ticks\":[{\"tick\":7,\"wall_ms\":0.25,\"events\":4,\"steps\":2}]}") != NULL);
+  root = json_loadb(json, jlen, 0, NULL);
+  CHECK(root != NULL && json_is_object(json_object_get(root, "stages")));
+  json_decref(root);
+  REQUIRE(coh_monitor_snapshot_metrics(&s, &metrics, &mlen, &err) == COH_OK);
+  REQUIRE(coh_monitor_render_metrics(json, jlen, &via_json, &vlen, &err) == COH_OK);
+  CHECK_EQ_INT((long long)mlen, (long long)vlen);
+  CHECK_STR(metrics, via_json);
+  /* the same snapshot as small_snapshot: the same metrics, exactly */
+  CHECK_STR(metrics, small_metrics);
+  /* published as a struct: both endpoints serve the rendered texts */
+  REQUIRE(coh__monitor_new(NULL, &m, &err) == COH_OK);
+  coh_monitor_publish_snapshot(m, &s);
+  memset(&rq, 0, sizeof rq);
+  rq.method = "GET";
+  rq.content_length = -1;
+  rq.uri = "/api/snapshot";
+  CHECK_EQ_INT(coh__monitor_http(m, &rq, &rs), 200);
+  CHECK(rs.len == jlen && memcmp(rs.body, json, jlen) == 0);
+  coh__http_resp_free(&rs);
+  rq.uri = "/metrics";
+  CHECK_EQ_INT(coh__monitor_http(m, &rq, &rs), 200);
+  CHECK(rs.len == mlen && memcmp(rs.body, metrics, mlen) == 0);
+  coh__http_resp_free(&rs);
+  rq.method = "HEAD";
+  CHECK_EQ_INT(coh__monitor_http(m, &rq, &rs), 200);
+  CHECK(rs.len == 0);
+  coh__http_resp_free(&rs);
+  /* a JSON publish after it: /metrics parses that one again */
+  coh_monitor_publish(m, small_snapshot, strlen(small_snapshot));
+  rq.method = "GET";
+  CHECK_EQ_INT(coh__monitor_http(m, &rq, &rs), 200);
+  CHECK(rs.len == strlen(small_metrics) && memcmp(rs.body, small_metrics, rs.len) == 0);
+  coh__http_resp_free(&rs);
+  coh__monitor_free(m);
+  coh_free(json);
+  coh_free(metrics);
+  coh_free(via_json);
+}
+
 /* The handlers called directly, as the fuzz harness calls them. */
 static void test_handlers_direct(void) {
   coh_monitor *m = NULL;
@@ -1095,6 +1212,7 @@ int main(int argc, char **argv) {
   TEST_MAIN_BEGIN(argc, argv);
   RUN(test_metrics_exact);
   RUN(test_metrics_errors);
+  RUN(test_snapshot_struct);
   RUN(test_trace_render);
   RUN(test_start_errors);
   RUN(test_endpoints);

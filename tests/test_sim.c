@@ -35,7 +35,21 @@
  *                     3 stops the run with its reason; ticks 0..2 are
  *                     journaled and nothing of tick 3 (the open tick is
  *                     dropped)
+ *   monitor_sink      the monitor sink (coh_run_options.monitor, built by
+ *                     coh_sim_new): with pause, two single steps and resume
+ *                     queued, the run gives the digest of a run without a
+ *                     monitor; the last snapshot (read through the handler,
+ *                     as /api/snapshot serves it) says finished, max_ticks,
+ *                     tick 40, and its counters, agents' steps, timeline,
+ *                     stage counts and transcript agree with the summary and
+ *                     with a counting sink beside it (messages: agents' sends,
+ *                     not the scenario's); /metrics is what the
+ *                     JSON renderer makes of that snapshot; /trace has the
+ *                     step and tick spans.  With pause, step, stop queued
+ *                     the run stops after tick 0 ("stopped"), the journal
+ *                     ends at tick 0, the snapshot says so
  */
+#include <jansson.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +59,7 @@
 #include "cohort/journal.h"
 #include "cohort/orch.h"
 #include "cohort/scenario.h"
+#include "monitor/monitor_int.h"
 #include "test.h"
 
 static char tmpdir[256];
@@ -544,6 +559,172 @@ static void sink_stop(void) {
   release(&c);
 }
 
+/* ---- the monitor sink ---------------------------------------------------------------- */
+
+typedef struct kinds {
+  int64_t messages, emits, events;
+} kinds;
+
+static int kinds_event(void *ud, const coh_jevent *ev, coh_err *err) {
+  kinds *k = ud;
+  (void)err;
+  k->events++;
+  k->messages += !strcmp(ev->kind, "message");
+  k->emits += !strcmp(ev->kind, "emit");
+  return COH_OK;
+}
+
+/* GET uri from m's handler; the body (NUL-terminated) or NULL. */
+static char *mon_get(coh_monitor *m, const char *uri, size_t *len) {
+  coh__http_req rq;
+  coh__http_resp rs;
+  char *out = NULL;
+  memset(&rq, 0, sizeof rq);
+  rq.method = "GET";
+  rq.uri = uri;
+  rq.content_length = -1;
+  if (coh__monitor_http(m, &rq, &rs) == 200 && (out = malloc(rs.len + 1)) != NULL) {
+    memcpy(out, rs.body, rs.len);
+    out[rs.len] = '\0';
+    *len = rs.len;
+  }
+  coh__http_resp_free(&rs);
+  return out;
+}
+
+static int64_t jint(json_t *o, const char *a, const char *b) {
+  return (int64_t)json_integer_value(json_object_get(b ? json_object_get(o, a) : o, b ? b : a));
+}
+
+static void monitor_sink(void) {
+  static run_ctx ref, c;
+  static kinds kc;
+  coh_monitor *mon = NULL;
+  coh_sim_sink k;
+  coh_sim *m = NULL;
+  coh_run_summary sum;
+  coh_err err;
+  char *snap, *metrics, *via = NULL, *trace;
+  size_t slen = 0, mlen = 0, vlen = 0, tlen = 0, i;
+  int64_t steps = 0, tl_events = 0, tl_steps = 0, last = -1, nev = 0;
+  json_t *root, *arr, *e;
+  REQUIRE(prepare(&ref, scenario(pingpong)) == 0);
+  CHECK_EQ_INT(coh_run(ref.s, &ref.o, &ref.sum, &ref.err), COH_OK);
+  REQUIRE(coh__monitor_new(NULL, &mon, &err) == COH_OK);
+  REQUIRE(prepare(&c, scenario(pingpong)) == 0);
+  c.o.monitor = mon;
+  /* queued before the run: the first tick runs paused, one step at a time */
+  CHECK(coh_monitor_post_control(mon, COH_CONTROL_PAUSE) == 0);
+  CHECK(coh_monitor_post_control(mon, COH_CONTROL_STEP) == 0);
+  CHECK(coh_monitor_post_control(mon, COH_CONTROL_STEP) == 0);
+  CHECK(coh_monitor_post_control(mon, COH_CONTROL_RESUME) == 0);
+  memset(&k, 0, sizeof k);
+  k.name = "kinds";
+  k.ud = &kc;
+  k.event = kinds_event;
+  REQUIRE(coh_sim_new(c.s, &c.o, &m, &c.err) == COH_OK);
+  CHECK_EQ_INT(coh_sim_add_sink(m, &k, &c.err), COH_OK);
+  CHECK_EQ_INT(drive(m, &c.err), COH_OK);
+  CHECK_EQ_INT(coh_sim_finish(m, &sum, &c.err), COH_OK);
+  coh_sim_free(m);
+  CHECK_STR(sum.digest, ref.sum.digest);
+  CHECK_EQ_INT(sum.events, ref.sum.events);
+  CHECK(coh_monitor_next_control(mon) == COH_CONTROL_NONE); /* all taken */
+  snap = mon_get(mon, "/api/snapshot", &slen);
+  REQUIRE(snap != NULL);
+  root = json_loadb(snap, slen, 0, NULL);
+  REQUIRE(root != NULL);
+  CHECK(json_is_true(json_object_get(json_object_get(root, "run"), "finished")));
+  CHECK(json_is_false(json_object_get(json_object_get(root, "run"), "paused")));
+  CHECK_STR(json_string_value(json_object_get(json_object_get(root, "run"), "stop_reason")),
+            "max_ticks");
+  CHECK_STR(json_string_value(json_object_get(json_object_get(root, "run"), "scenario")),
+            "pingpong");
+  CHECK_STR(json_string_value(json_object_get(json_object_get(root, "run"), "mode")), "run");
+  CHECK_STR(json_string_value(json_object_get(json_object_get(root, "run"), "digest")),
+            sum.digest);
+  CHECK_EQ_INT(jint(root, "run", "tick"), 40);
+  CHECK_EQ_INT(jint(root, "run", "workers"), 2);
+  CHECK_EQ_INT(jint(root, "counters", "events"), sum.events);
+  CHECK_EQ_INT(jint(root, "counters", "agent_steps"), sum.agent_steps);
+  /* messages between agents: not the scenario's two */
+  CHECK_EQ_INT(jint(root, "counters", "messages"), kc.messages - 2);
+  CHECK(kc.messages > 0);
+  CHECK_EQ_INT(kc.events, sum.events);
+  arr = json_object_get(root, "agents");
+  CHECK_EQ_INT((int64_t)json_array_size(arr), 4);
+  json_array_foreach(arr, i, e) {
+    steps += jint(e, "steps", NULL);
+    CHECK(jint(e, "fuel_used", NULL) > 0);
+    CHECK_STR(json_string_value(json_object_get(e, "state")), "alive");
+  }
+  CHECK_EQ_INT(steps, sum.agent_steps);
+  CHECK_STR(json_string_value(json_object_get(json_array_get(arr, 0), "id")), "e-0");
+  CHECK(strncmp(json_string_value(json_object_get(json_array_get(arr, 0), "last_event")),
+                "emit: ", 6) == 0);
+  arr = json_object_get(root, "ticks");
+  CHECK_EQ_INT((int64_t)json_array_size(arr), 40);
+  json_array_foreach(arr, i, e) {
+    CHECK_EQ_INT(jint(e, "tick", NULL), (int64_t)i);
+    tl_events += jint(e, "events", NULL);
+    tl_steps += jint(e, "steps", NULL);
+  }
+  CHECK_EQ_INT(tl_events, sum.events);
+  CHECK_EQ_INT(tl_steps, sum.agent_steps);
+  CHECK_EQ_INT(jint(json_object_get(root, "stages"), "agent_step", "count"), sum.agent_steps);
+  /* every event a step took waited: the scenario's two and the messages
+   * taken before the end */
+  CHECK(jint(json_object_get(root, "stages"), "queued", "count") > 0);
+  CHECK(jint(json_object_get(root, "stages"), "queued", "count") <= kc.messages + 2);
+  CHECK_EQ_INT((int64_t)json_array_size(json_object_get(root, "transcript")),
+               kc.emits < 200 ? kc.emits : 200);
+  CHECK(kc.emits > 0);
+  json_decref(root);
+  metrics = mon_get(mon, "/metrics", &mlen);
+  REQUIRE(metrics != NULL);
+  CHECK_EQ_INT(coh_monitor_render_metrics(snap, slen, &via, &vlen, &err), COH_OK);
+  CHECK(via != NULL && vlen == mlen && memcmp(via, metrics, mlen) == 0);
+  trace = mon_get(mon, "/trace", &tlen);
+  CHECK(trace != NULL && strstr(trace, "\"name\":\"init\"") && strstr(trace, "\"name\":\"step\"") &&
+        strstr(trace, "\"name\":\"tick\""));
+  free(snap);
+  free(metrics);
+  free(trace);
+  coh_free(via);
+  release(&c);
+  release(&ref);
+
+  /* pause, step, stop: tick 0 only */
+  REQUIRE(prepare(&c, scenario(pingpong)) == 0);
+  c.o.monitor = mon;
+  CHECK(coh_monitor_post_control(mon, COH_CONTROL_PAUSE) == 0);
+  CHECK(coh_monitor_post_control(mon, COH_CONTROL_STEP) == 0);
+  CHECK(coh_monitor_post_control(mon, COH_CONTROL_STOP) == 0);
+  REQUIRE(coh_sim_new(c.s, &c.o, &m, &c.err) == COH_OK);
+  CHECK_EQ_INT(drive(m, &c.err), COH_OK);
+  CHECK_STR(coh_sim_stopped(m), "stopped");
+  CHECK_EQ_INT(coh_sim_next_tick(m), 1);
+  CHECK_EQ_INT(coh_sim_finish(m, &sum, &c.err), COH_OK);
+  coh_sim_free(m);
+  CHECK_STR(sum.stop_reason, "stopped");
+  CHECK(coh_journal_last_tick(c.j, &last, &nev, &c.err) == COH_OK);
+  CHECK_EQ_INT(last, 0);
+  snap = mon_get(mon, "/api/snapshot", &slen);
+  REQUIRE(snap != NULL);
+  root = json_loadb(snap, slen, 0, NULL);
+  CHECK(root != NULL);
+  CHECK_STR(json_string_value(json_object_get(json_object_get(root, "run"), "stop_reason")),
+            "stopped");
+  CHECK(json_is_true(json_object_get(json_object_get(root, "run"), "paused")));
+  CHECK_EQ_INT(jint(root, "run", "tick"), 1);
+  CHECK_EQ_INT(jint(root, "counters", "events"), nev);
+  CHECK_EQ_INT((int64_t)json_array_size(json_object_get(root, "ticks")), 1);
+  json_decref(root);
+  free(snap);
+  release(&c);
+  coh__monitor_free(mon);
+}
+
 int main(int argc, char **argv) {
   const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
   const char *build = getenv("COH_BUILD_DIR");
@@ -567,6 +748,7 @@ int main(int argc, char **argv) {
   RUN(sink_error);
   RUN(replay_compare);
   RUN(sink_stop);
+  RUN(monitor_sink);
   rc = TEST_MAIN_END();
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);

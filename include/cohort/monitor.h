@@ -89,8 +89,77 @@ const char *coh_monitor_url(const coh_monitor *m);
 const char *coh_monitor_token(const coh_monitor *m);
 
 /* Orchestrator side.  Publishes a snapshot (JSON text, borrowed, copied):
- * never blocks on server threads (triple buffer swapped with atomics). */
+ * never blocks on server threads (triple buffer swapped with atomics).
+ * /metrics parses it (coh_monitor_render_metrics).  For `inspect --ui` and
+ * tests; a run publishes coh_monitor_snapshot structs instead. */
 void coh_monitor_publish(coh_monitor *m, const char *json, size_t len);
+
+/* ---- the snapshot as a struct ------------------------------------------------
+ * What the monitor sink (coh_sim_monitor_sink, cohort/orch.h) fills after a
+ * tick: the fields of the JSON schema above, one to one.  Strings and
+ * arrays are borrowed for the call that takes the struct. */
+#define COH_MONITOR_BUCKETS 19
+typedef struct coh_monitor_hist {
+  uint64_t count;
+  double sum_ms, p50_ms, p95_ms, p99_ms, jitter_ms;
+  size_t n_buckets;                         /* at most COH_MONITOR_BUCKETS */
+  double le_ms[COH_MONITOR_BUCKETS];        /* increasing upper bounds; the
+                                               last may be +Inf (JSON null) */
+  uint64_t cumulative[COH_MONITOR_BUCKETS]; /* samples at or below le_ms */
+} coh_monitor_hist;
+typedef struct coh_monitor_agent {
+  const char *id, *state, *last_event;
+  int64_t inbox, fuel_used, steps, last_tick;
+} coh_monitor_agent;
+typedef struct coh_monitor_model {
+  const char *name, *provider;
+  int64_t batch, queued, max_batch, tokens;
+  double tokens_per_second;
+} coh_monitor_model;
+typedef struct coh_monitor_line {
+  int64_t tick;
+  const char *agent, *text;
+} coh_monitor_line;
+typedef struct coh_monitor_tick {
+  int64_t tick;
+  double wall_ms;
+  int64_t events, steps;
+} coh_monitor_tick;
+enum { COH_STAGE_QUEUED, COH_STAGE_STEP, COH_STAGE_INFER, COH_STAGE_DELIVER,
+       COH_STAGE_COUNT };
+typedef struct coh_monitor_snapshot {
+  /* run */
+  const char *scenario, *mode, *digest;
+  const char *stop_reason;   /* NULL: null */
+  int64_t tick, workers;
+  int paused, finished;
+  double wall_seconds;
+  /* counters */
+  int64_t events, agent_steps, messages, refused, traps, llm_requests, llm_tokens;
+  const coh_monitor_agent *agents;
+  size_t n_agents;
+  const coh_monitor_model *models;
+  size_t n_models;
+  coh_monitor_hist stages[COH_STAGE_COUNT]; /* queued, agent_step, inference, delivered */
+  const coh_monitor_line *transcript;       /* oldest first */
+  size_t n_transcript;
+  const coh_monitor_tick *ticks;            /* oldest first */
+  size_t n_ticks;
+} coh_monitor_snapshot;
+
+/* Publishes s: the JSON of the schema above (for /api/snapshot and the
+ * WebSocket) and the /metrics text are both rendered from the struct, here,
+ * into buffers the monitor keeps between publishes; nothing is parsed back.
+ * Never blocks on server threads.  Out of memory skips this publish. */
+void coh_monitor_publish_snapshot(coh_monitor *m, const coh_monitor_snapshot *s);
+
+/* The renderers of coh_monitor_publish_snapshot, exposed for tests: *out
+ * (caller frees with coh_free) is exactly what /api/snapshot, resp.
+ * /metrics, serve for s.  Errors: COH_ENOMEM. */
+int coh_monitor_snapshot_json(const coh_monitor_snapshot *s, char **out,
+                              size_t *out_len, coh_err *err);
+int coh_monitor_snapshot_metrics(const coh_monitor_snapshot *s, char **out,
+                                 size_t *out_len, coh_err *err);
 
 /* One trace span: a complete event ("X") on a track, optionally a step of
  * a flow that correlates the stages of one task. */

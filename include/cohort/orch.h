@@ -82,8 +82,10 @@ typedef struct coh_run_options {
   /* May be NULL (defaults).  The journal writer's bounds and test hook
    * (cohort/jwriter.h); its report fields are ignored (on_event is used). */
   const coh_jwriter_opts *journal_writer;
-  coh_monitor *monitor;      /* borrowed, may be NULL: snapshots, trace spans,
-                                and pause/resume/step/stop between ticks */
+  coh_monitor *monitor;      /* borrowed, may be NULL: coh_sim_new adds the
+                                monitor sink (coh_sim_monitor_sink: snapshots,
+                                trace spans, pause/resume/step/stop between
+                                ticks) */
   /* May be NULL.  Asked before every tick (and when a paused run receives
    * STOP): nonzero stops the run there, with stop reason "interrupted"; the
    * ticks before are committed.  The CLI's signal handling answers it. */
@@ -197,6 +199,8 @@ void coh_sim_free(coh_sim *sim);
  * and RESUME, from the tick after the journal's last), then the comparator
  * (REPLAY, and RESUME's prefix); opt->on_event is their report (or, with
  * neither, hears every event as it is committed). */
+struct coh_sim_step_info; /* below */
+struct coh_sim_llm_info;
 typedef struct coh_sim_sink {
   const char *name;   /* for error messages */
   void *ud;
@@ -218,7 +222,8 @@ typedef struct coh_sim_sink {
    * here is never journaled. */
   int (*tick_end)(void *ud, int64_t tick, int64_t wall_us, coh_err *err);
   /* Make every finished tick durable: at the end of a run, and after each
-   * tick while a monitor is attached (it shows only durable ticks). */
+   * tick while a sink with `durable` is added (a monitor: it shows only
+   * durable ticks). */
   int (*flush)(void *ud, coh_err *err);
   /* The last call: failed is nonzero when the run failed (a tick left
    * open must be dropped).  Frees what the sink owns. */
@@ -233,12 +238,85 @@ typedef struct coh_sim_sink {
    * LLM request is outstanding; with the checkpoints it is what `resume`
    * restores instead of re-executing the ticks before it. */
   int (*resume_state)(void *ud, const void *state, size_t len, coh_err *err);
+
+  /* ---- observers (all optional; wall-clock, never deterministic) ----------
+   * What a live view needs beyond the committed events: the monitor sink
+   * (coh_sim_monitor_sink) is built from these, and so may any other.  They
+   * see timings only, and none of them can change what a tick does. */
+  /* Nonzero: the run makes every finished tick durable (flush) before the
+   * next one, and then calls tick_durable: a live view shows only what a
+   * kill -9 cannot take back. */
+  int durable;
+  /* Before each tick, before anything of it runs (may block: a paused
+   * run).  COH_SINK_STOP stops the run there (reason "interrupted" when the
+   * options' interrupted says so, else the sink's stop_reason or
+   * "stopped"); any other nonzero is an error that fails the run. */
+  int (*between_ticks)(void *ud, coh_err *err);
+  /* An agent's step (or init) was committed, right after its event. */
+  void (*step)(void *ud, const struct coh_sim_step_info *st);
+  /* An LLM result was committed, right after its event. */
+  void (*llm_done)(void *ud, const struct coh_sim_llm_info *li);
+  /* With `durable`: tick `tick` is finished and durable; t0 is the wall
+   * clock (coh_sim_stats.t0's clock) at which it began. */
+  int (*tick_durable)(void *ud, int64_t tick, double t0, coh_err *err);
 } coh_sim_sink;
 
 /* The format of the resume state (an orchestrator snapshot); the journal
  * sink stores one per such checkpoint tick as that tick's last checkpoint,
  * of the reserved id COH_JOURNAL_ORCH_CHECKPOINT, on the chain. */
 #define COH_RESUME_STATE_MAGIC "COHORCH1"
+
+/* A committed agent step, for observers (pointers borrowed for the call). */
+typedef struct coh_sim_step_info {
+  int agent;               /* index for coh_sim_get_agent */
+  int is_init;
+  uint64_t fuel;           /* fuel the step used */
+  double t0, t1;           /* wall clock (seconds) of the step, on its worker */
+  const double *queued_ms; /* how long each event it took had waited */
+  size_t n_queued;
+} coh_sim_step_info;
+
+/* A committed LLM result, for observers. */
+typedef struct coh_sim_llm_info {
+  int agent;               /* the requester's index */
+  int model;               /* index for coh_sim_get_model; >= n_models: the
+                              journal's recorded results (replay --no-model) */
+  int64_t number;          /* the agent's request number */
+  int64_t tokens;
+  double t_commit, t_admit, t_done; /* wall clock; t_admit 0: never in an engine */
+} coh_sim_llm_info;
+
+/* ---- read-only queries ------------------------------------------------------
+ * For sinks, between and during their callbacks, on the thread that calls
+ * coh_sim_tick.  Returned strings are borrowed until coh_sim_free. */
+typedef struct coh_sim_stats {
+  int64_t tick;            /* coh_sim_next_tick (the tick running, in a
+                              callback during a tick) */
+  int64_t events, agent_steps, llm_requests, llm_tokens, traps;
+  int workers, n_agents, n_models;
+  double t0;               /* wall clock (seconds) when the run started */
+} coh_sim_stats;
+void coh_sim_get_stats(const coh_sim *sim, coh_sim_stats *out);
+
+typedef struct coh_sim_agent_info {
+  const char *id;
+  const char *state;       /* "alive" | "exited" | "failed" */
+  int64_t inbox;           /* events waiting */
+} coh_sim_agent_info;
+/* COH_EINVAL if k is not in 0..n_agents-1. */
+int coh_sim_get_agent(const coh_sim *sim, int k, coh_sim_agent_info *out);
+/* The agent's index, or -1. */
+int coh_sim_agent_index(const coh_sim *sim, const char *id);
+
+typedef struct coh_sim_model_info {
+  const char *name, *provider;   /* provider "journal": no model loaded */
+  int64_t batch;           /* sequences in the last decode step */
+  int64_t queued;          /* requests waiting for admission */
+  int max_batch;
+  double step_t0, step_t1; /* wall clock of its last engine step (0: none) */
+} coh_sim_model_info;
+/* COH_EINVAL if k is not in 0..n_models-1. */
+int coh_sim_get_model(const coh_sim *sim, int k, coh_sim_model_info *out);
 
 /* A sink callback's answer (positive, unlike the COH_E* codes) that stops
  * the run: from tick_begin, before the tick runs; from event or tick_end,
@@ -263,6 +341,19 @@ typedef struct coh_sim_divergence {
  * ("journal_end": a replay).  Reads j on the tick loop's thread. */
 int coh_sim_compare_sink(coh_journal *j, int stop_at_end, coh_run_event_fn report,
                          void *report_ud, coh_sim_divergence *div, coh_sim_sink *out,
+                         coh_err *err);
+
+/* The monitor as a sink (src/monitor/sink.c): stage histograms, the tick
+ * timeline, the transcript ring and trace spans, kept by the sink; a
+ * coh_monitor_snapshot published after every durable tick (at most ten a
+ * second, unless paused), and pause/resume/step/stop between ticks.
+ * scenario and mode ("run" | "replay" | "resume") name the run; the digest
+ * is read from j (may be NULL: "").  m and sim are borrowed; *out is ready
+ * for coh_sim_add_sink (before the first tick); its close frees it (after
+ * a last snapshot, "finished", when the run did not fail).
+ * coh_sim_new adds one when coh_run_options.monitor is set. */
+int coh_sim_monitor_sink(coh_monitor *m, coh_sim *sim, const char *scenario,
+                         const char *mode, coh_journal *j, coh_sim_sink *out,
                          coh_err *err);
 
 /* At most this many sinks per machine. */

@@ -1,7 +1,7 @@
 /*
  * inspect_ui.c — `cohort inspect RUN.db --ui ADDR:PORT`: the monitor's
  * dashboard over a finished (or still growing) journal.  One walk over the
- * events builds a snapshot of the monitor's schema (counters, agents' last
+ * events builds a snapshot (coh_monitor_snapshot: counters, agents' last
  * events and states, transcript, models) and trace spans from the events'
  * wall-clock times; the ticks table gives each tick's wall time.  Stage
  * latencies are not in a journal: those histograms are empty (count 0) and
@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -321,81 +322,102 @@ static int count_tick(void *ud, const coh_jevent *ev) {
   return 0;
 }
 
-static json_t *empty_histogram(void) {
-  return json_pack("{s:i, s:f, s:f, s:f, s:f, s:f, s:[[n, i]]}", "count", 0,
-                   "sum_ms", 0.0, "p50_ms", 0.0, "p95_ms", 0.0, "p99_ms", 0.0,
-                   "jitter_ms", 0.0, "buckets", 0);
-}
-
-static char *build_snapshot(builder *b, coh_journal *j, const char *path) {
-  json_t *root, *run, *agents, *models, *stages, *ticks, *tr;
-  char digest[65], *scenario = NULL, *status = NULL, *out = NULL;
+/* The journal's view as the monitor's snapshot struct, published as a run
+ * publishes its own (coh_monitor_publish_snapshot renders the JSON and the
+ * metrics).  Stage latencies are not journaled: each histogram is empty,
+ * with one bucket (+Inf, 0).  Returns 0, or -1 out of memory. */
+static int publish_snapshot(builder *b, coh_journal *j, const char *path, coh_monitor *m) {
+  static const char *const states[] = {"alive", "exited", "failed"};
+  coh_monitor_snapshot s;
+  coh_monitor_agent *agents = NULL;
+  coh_monitor_model *models = NULL;
+  coh_monitor_tick *ticks = NULL;
+  coh_monitor_line *lines = NULL;
+  char digest[65], *scenario = NULL, *status = NULL;
   size_t len, i, n, first;
   double wall = 0;
   int64_t last_tick = -1, n_events = 0;
+  int rc = -1;
   coh_err err;
-  static const char *const states[] = {"alive", "exited", "failed"};
 
+  memset(&s, 0, sizeof s);
   coh_journal_digest(j, digest);
   if (coh_journal_meta_get(j, "scenario_path", &scenario, &len, &err))
     scenario = NULL;
   if (coh_journal_meta_get(j, "status", &status, &len, &err)) status = NULL;
   coh_journal_last_tick(j, &last_tick, &n_events, &err);
   for (i = 0; i < b->n_ticks; i++) wall += b->ticks[i].wall_ms / 1000.0;
-  run = json_pack("{s:s, s:I, s:b, s:b, s:s?, s:s, s:f, s:i, s:s}",
-                  "scenario", scenario ? scenario : path, "tick",
-                  (json_int_t)last_tick, "paused", 0, "finished", 1,
-                  "stop_reason", status, "digest", digest, "wall_seconds", wall,
-                  "workers", 0, "mode", "journal");
-  agents = json_array();
+  first = b->n_ticks > TICKS_MAX ? b->n_ticks - TICKS_MAX : 0;
+  n = json_array_size(b->transcript);
+  agents = coh__calloc(b->n_agents + 1, sizeof *agents);
+  models = coh__calloc(b->n_models + 1, sizeof *models);
+  ticks = coh__calloc(b->n_ticks - first + 1, sizeof *ticks);
+  lines = coh__calloc(n + 1, sizeof *lines);
+  if (!agents || !models || !ticks || !lines) goto done;
+  s.scenario = scenario ? scenario : path;
+  s.tick = last_tick;
+  s.finished = 1;
+  s.stop_reason = status;
+  s.digest = digest;
+  s.wall_seconds = wall;
+  s.mode = "journal";
+  s.events = b->events;
+  s.agent_steps = b->steps;
+  s.messages = b->messages;
+  s.refused = b->refused;
+  s.traps = b->traps;
+  s.llm_requests = b->llm_requests;
+  s.llm_tokens = b->llm_tokens;
   for (i = 0; i < b->n_agents; i++) {
     agent_rec *r = &b->agents[i];
-    int64_t inbox = r->state == 0 && r->received > r->consumed
-                        ? r->received - r->consumed : 0;
-    json_array_append_new(agents, json_pack(
-        "{s:s, s:s, s:I, s:I, s:I, s:I, s:s}", "id", r->id, "state",
-        states[r->state], "inbox", (json_int_t)inbox, "fuel_used",
-        (json_int_t)r->fuel, "steps", (json_int_t)r->steps, "last_tick",
-        (json_int_t)r->last_tick, "last_event",
-        r->last_event ? r->last_event : ""));
+    agents[i].id = r->id;
+    agents[i].state = states[r->state];
+    agents[i].inbox = r->state == 0 && r->received > r->consumed ? r->received - r->consumed : 0;
+    agents[i].fuel_used = r->fuel;
+    agents[i].steps = r->steps;
+    agents[i].last_tick = r->last_tick;
+    agents[i].last_event = r->last_event ? r->last_event : "";
   }
-  models = json_array();
-  for (i = 0; i < b->n_models; i++)
-    json_array_append_new(models, json_pack(
-        "{s:s, s:s, s:i, s:i, s:i, s:I, s:f}", "name", b->models[i].name,
-        "provider", "", "batch", 0, "queued", 0, "max_batch", 0, "tokens",
-        (json_int_t)b->models[i].tokens, "tokens_per_second", 0.0));
-  stages = json_pack("{s:o, s:o, s:o, s:o}", "queued", empty_histogram(),
-                     "agent_step", empty_histogram(), "inference",
-                     empty_histogram(), "delivered", empty_histogram());
-  ticks = json_array();
-  first = b->n_ticks > TICKS_MAX ? b->n_ticks - TICKS_MAX : 0;
-  for (i = first; i < b->n_ticks; i++)
-    json_array_append_new(ticks, json_pack(
-        "{s:I, s:f, s:I, s:I}", "tick", (json_int_t)b->ticks[i].tick,
-        "wall_ms", b->ticks[i].wall_ms, "events",
-        (json_int_t)b->ticks[i].events, "steps", (json_int_t)b->ticks[i].steps));
+  s.agents = agents;
+  s.n_agents = b->n_agents;
+  for (i = 0; i < b->n_models; i++) {
+    models[i].name = b->models[i].name;
+    models[i].provider = "";
+    models[i].tokens = b->models[i].tokens;
+  }
+  s.models = models;
+  s.n_models = b->n_models;
+  for (i = 0; i < COH_STAGE_COUNT; i++) {
+    s.stages[i].n_buckets = 1;
+    s.stages[i].le_ms[0] = INFINITY;
+  }
+  for (i = first; i < b->n_ticks; i++) {
+    ticks[i - first].tick = b->ticks[i].tick;
+    ticks[i - first].wall_ms = b->ticks[i].wall_ms;
+    ticks[i - first].events = b->ticks[i].events;
+    ticks[i - first].steps = b->ticks[i].steps;
+  }
+  s.ticks = ticks;
+  s.n_ticks = b->n_ticks - first;
   /* the transcript ring, oldest first */
-  tr = json_array();
-  n = json_array_size(b->transcript);
-  for (i = 0; i < n; i++)
-    json_array_append(tr, json_array_get(b->transcript,
-                                         n < TRANSCRIPT_MAX ? i
-                                                            : (b->tr_next + i) % n));
-  root = json_pack(
-      "{s:i, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:o, s:o, s:o, s:o, "
-      "s:o}",
-      "version", 1, "run", run, "counters", "events", (json_int_t)b->events,
-      "agent_steps", (json_int_t)b->steps, "messages", (json_int_t)b->messages,
-      "refused", (json_int_t)b->refused, "traps", (json_int_t)b->traps,
-      "llm_requests", (json_int_t)b->llm_requests, "llm_tokens",
-      (json_int_t)b->llm_tokens, "agents", agents, "models", models, "stages",
-      stages, "transcript", tr, "ticks", ticks);
-  if (root) out = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
-  json_decref(root);
+  for (i = 0; i < n; i++) {
+    json_t *e = json_array_get(b->transcript, n < TRANSCRIPT_MAX ? i : (b->tr_next + i) % n);
+    lines[i].tick = (int64_t)json_integer_value(json_object_get(e, "tick"));
+    lines[i].agent = json_string_value(json_object_get(e, "agent"));
+    lines[i].text = json_string_value(json_object_get(e, "text"));
+  }
+  s.transcript = lines;
+  s.n_transcript = n;
+  coh_monitor_publish_snapshot(m, &s);
+  rc = 0;
+done:
+  coh__free(agents);
+  coh__free(models);
+  coh__free(ticks);
+  coh__free(lines);
   coh_free(scenario);
   coh_free(status);
-  return out; /* free() (jansson's allocation) */
+  return rc;
 }
 
 static volatile sig_atomic_t got_signal;
@@ -426,7 +448,6 @@ int coh__inspect_ui(const char *path, coh_journal *j, const char *listen,
   coh_err err;
   coh_monitor *m = NULL;
   coh_monitor_opts o;
-  char *snap = NULL;
   tick_count tc;
   size_t i;
   int status = COH_EXIT_OK, rc;
@@ -458,10 +479,8 @@ int coh__inspect_ui(const char *path, coh_journal *j, const char *listen,
     goto done;
   }
   end_tick(&b);
-  snap = build_snapshot(&b, j, path);
-  if (snap == NULL || b.oom) {
-    status = coh__runtime_error("inspect", "%s: cannot build the snapshot "
-                                "(out of memory)", path);
+  if (b.oom) {
+    status = coh__runtime_error("inspect", "%s: out of memory", path);
     goto done;
   }
   o.listen = listen;
@@ -471,7 +490,12 @@ int coh__inspect_ui(const char *path, coh_journal *j, const char *listen,
                                     : coh__runtime_error("inspect", "%s", err.msg);
     goto done;
   }
-  coh_monitor_publish(m, snap, strlen(snap));
+  if (publish_snapshot(&b, j, path, m)) {
+    coh_monitor_stop(m);
+    status = coh__runtime_error("inspect", "%s: cannot build the snapshot "
+                                "(out of memory)", path);
+    goto done;
+  }
   for (i = 0; i < b.n_spans; i += 4096)
     coh_monitor_trace(m, b.spans + i, b.n_spans - i < 4096 ? b.n_spans - i : 4096);
 
@@ -493,7 +517,6 @@ int coh__inspect_ui(const char *path, coh_journal *j, const char *listen,
   sigaction(SIGTERM, &old_term, NULL);
   coh_monitor_stop(m);
 done:
-  free(snap);
   builder_free(&b);
   return status;
 }

@@ -76,8 +76,9 @@ static void sleep_ms(int ms) {
 /* ---- structures ----------------------------------------------------------- */
 
 typedef struct snapbuf {
-  char *p;
+  char *p;     /* the JSON, a NUL, then (mlen > 0) the /metrics text, a NUL */
   size_t len, cap;
+  size_t mlen; /* 0: none (a JSON publish: /metrics parses the JSON) */
 } snapbuf;
 
 /* A stored span: names are indexes into the intern table. */
@@ -115,6 +116,7 @@ struct coh_monitor {
   _Atomic uint32_t pub_seq;  /* futex word, bumped by every publish */
   _Atomic uint32_t pub_waiters;
   _Atomic uint64_t published, publish_dropped;
+  coh__buf pub_json, pub_metrics; /* publisher's: publish_snapshot renders here */
 
   /* spans: store under span_lock; pending is the orchestrator's */
   pthread_mutex_t span_lock;
@@ -157,13 +159,18 @@ struct ws_client {
 
 /* ---- snapshots ------------------------------------------------------------ */
 
-void coh_monitor_publish(coh_monitor *m, const char *json, size_t len) {
+/* Publishes `len` bytes of JSON and `mlen` bytes of metrics text (mlen 0:
+ * none); either pointer may be NULL when its part is already in place in
+ * the back buffer (publish_snapshot renders into it). */
+static void publish_parts(coh_monitor *m, const char *json, size_t len,
+                          const char *metrics, size_t mlen) {
   snapbuf *b = &m->buf[m->tb_back];
   uint32_t old;
-  if (len + 1 > b->cap) {
+  size_t need = len + 1 + (mlen ? mlen + 1 : 0);
+  if (need > b->cap) {
     size_t cap = b->cap ? b->cap : 4096;
     char *p;
-    while (cap < len + 1) cap *= 2;
+    while (cap < need) cap *= 2;
     p = coh__realloc(b->p, cap);
     if (p == NULL) { /* keep the previous snapshot; count the loss */
       atomic_fetch_add_explicit(&m->publish_dropped, 1, memory_order_relaxed);
@@ -175,6 +182,11 @@ void coh_monitor_publish(coh_monitor *m, const char *json, size_t len) {
   memcpy(b->p, json, len);
   b->p[len] = '\0';
   b->len = len;
+  b->mlen = mlen;
+  if (mlen) {
+    memcpy(b->p + len + 1, metrics, mlen);
+    b->p[len + 1 + mlen] = '\0';
+  }
   old = atomic_exchange_explicit(&m->tb_state, m->tb_back | TB_DIRTY,
                                  memory_order_acq_rel);
   m->tb_back = old & 3u;
@@ -182,6 +194,26 @@ void coh_monitor_publish(coh_monitor *m, const char *json, size_t len) {
   atomic_fetch_add_explicit(&m->pub_seq, 1, memory_order_seq_cst);
   if (atomic_load_explicit(&m->pub_waiters, memory_order_seq_cst) != 0)
     coh__futex_wake(&m->pub_seq, INT32_MAX);
+}
+
+void coh_monitor_publish(coh_monitor *m, const char *json, size_t len) {
+  publish_parts(m, json, len, NULL, 0);
+}
+
+void coh_monitor_publish_snapshot(coh_monitor *m, const coh_monitor_snapshot *s) {
+  /* the publisher's buffers, kept between publishes (no regrowth after the
+   * first) */
+  m->pub_json.n = 0;
+  m->pub_json.oom = 0;
+  m->pub_metrics.n = 0;
+  m->pub_metrics.oom = 0;
+  coh__snapshot_json(&m->pub_json, s);
+  coh__snapshot_metrics(&m->pub_metrics, s);
+  if (m->pub_json.oom || m->pub_metrics.oom || m->pub_metrics.n == 0) {
+    atomic_fetch_add_explicit(&m->publish_dropped, 1, memory_order_relaxed);
+    return;
+  }
+  publish_parts(m, m->pub_json.p, m->pub_json.n, m->pub_metrics.p, m->pub_metrics.n);
 }
 
 /* Under snap_lock: makes `front` the newest published snapshot. */
@@ -195,29 +227,34 @@ static void take_latest(coh_monitor *m) {
   m->snap_version++;
 }
 
-/* Copies the latest snapshot into *buf (grown as needed; the caller's).
+/* Copies the latest snapshot into *buf (grown as needed; the caller's):
+ * its JSON, a NUL, and, when it was published as a struct, its /metrics
+ * text and a NUL (*mlen bytes; 0: none; mlen may be NULL).
  * Returns its version (0: nothing published yet, or out of memory) and its
- * length in *len.  If the version equals `have`, nothing is copied. */
+ * JSON's length in *len.  If the version equals `have`, nothing is copied. */
 static uint64_t copy_latest(coh_monitor *m, char **buf, size_t *cap,
-                            size_t *len, uint64_t have) {
+                            size_t *len, size_t *mlen, uint64_t have) {
   uint64_t v;
   snapbuf *f;
+  size_t total;
   pthread_mutex_lock(&m->snap_lock);
   take_latest(m);
   v = m->snap_version;
   f = &m->buf[m->tb_front];
   if (v != 0 && v != have) {
-    if (*cap < f->len + 1) {
-      char *p = coh__realloc(*buf, f->len + 1);
+    total = f->len + 1 + (f->mlen ? f->mlen + 1 : 0);
+    if (*cap < total) {
+      char *p = coh__realloc(*buf, total);
       if (p == NULL) {
         v = 0;
         goto out;
       }
       *buf = p;
-      *cap = f->len + 1;
+      *cap = total;
     }
-    memcpy(*buf, f->p, f->len + 1);
+    memcpy(*buf, f->p, total);
     *len = f->len;
+    if (mlen) *mlen = f->mlen;
   }
 out:
   pthread_mutex_unlock(&m->snap_lock);
@@ -562,7 +599,7 @@ static int route(coh_monitor *m, const coh__http_req *rq,
   const char *method = rq->method ? rq->method : "";
   int is_get = !strcmp(method, "GET"), is_head = !strcmp(method, "HEAD");
   char *out = NULL;
-  size_t len = 0, cap = 0;
+  size_t len = 0, cap = 0, mlen = 0;
   coh_err err;
   const coh__ui_asset *a;
 
@@ -575,7 +612,7 @@ static int route(coh_monitor *m, const coh__http_req *rq,
   if (!is_get && !is_head)
     return set_text(rs, 405, "Method Not Allowed", "use GET");
   if (!strcmp(uri, "/api/snapshot") || !strcmp(uri, "/metrics")) {
-    if (copy_latest(m, &out, &cap, &len, 0) == 0) {
+    if (copy_latest(m, &out, &cap, &len, &mlen, 0) == 0) {
       coh__free(out);
       return set_text(rs, 503, "Service Unavailable",
                       "no snapshot published yet");
@@ -584,6 +621,11 @@ static int route(coh_monitor *m, const coh__http_req *rq,
       rs->owned = out;
       return set_body(rs, 200, "OK", "application/json", out,
                       is_head ? 0 : len);
+    } else if (mlen > 0) { /* rendered from the struct when published */
+      rs->owned = out;
+      return set_body(rs, 200, "OK",
+                      "text/plain; version=0.0.4; charset=utf-8", out + len + 1,
+                      is_head ? 0 : mlen);
     } else {
       char *text = NULL;
       size_t tlen = 0;
@@ -709,7 +751,7 @@ static void *ws_sender(void *arg) {
       }
     }
     seq = atomic_load_explicit(&m->pub_seq, memory_order_seq_cst);
-    v = copy_latest(m, &c->buf, &c->cap, &len, have);
+    v = copy_latest(m, &c->buf, &c->cap, &len, NULL, have);
     if (v != 0 && v != have) {
       c->sent++;
       if (ws_write(c, c->buf, len)) break; /* the client is gone or stuck */
@@ -896,6 +938,8 @@ static int gen_token(char **out, coh_err *err) {
 void coh__monitor_free(coh_monitor *m) {
   size_t i;
   for (i = 0; i < 3; i++) coh__free(m->buf[i].p);
+  coh__buf_free(&m->pub_json);
+  coh__buf_free(&m->pub_metrics);
   for (i = 0; i < m->n_strs; i++) coh__free(m->strs[i]);
   coh__free(m->strs);
   coh__free(m->str_slot);

@@ -27,6 +27,17 @@ extern const coh__ui_asset coh__ui_assets[];
  * them ("NaN", "+Inf", "-Inf"). */
 void coh__fmt_num(coh__buf *b, double x);
 
+/* Prometheus "# HELP/# TYPE" lines; the help text of a counter family
+ * (render.c's table, shared by both metrics writers). */
+void coh__metrics_family(coh__buf *b, const char *name, const char *type,
+                         const char *help);
+const char *coh__metrics_help(const char *name);
+
+/* snapshot.c: a snapshot struct as JSON text, and as /metrics text
+ * (appended to b; b->oom on failure). */
+void coh__snapshot_json(coh__buf *b, const coh_monitor_snapshot *s);
+void coh__snapshot_metrics(coh__buf *b, const coh_monitor_snapshot *s);
+
 /* ---- HTTP and WebSocket handlers, apart from civetweb --------------------
  * monitor.c's civetweb callbacks only translate a connection into these
  * structs and send the response; the decisions (Host and token checks,

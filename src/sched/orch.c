@@ -252,6 +252,7 @@ int coh_sim_add_sink(coh_sim *o, const coh_sim_sink *sink, coh_err *err) {
     return coh__err(err, COH_EINVAL, "sink '%s': more than %d sinks",
                     sink->name ? sink->name : "?", COH_SIM_MAX_SINKS);
   o->sinks[o->n_sinks++] = *sink;
+  if (sink->durable) o->durable_sinks++;
   return COH_OK;
 }
 
@@ -366,6 +367,34 @@ static int sinks_flush(orch *o, coh_err *err) {
   return COH_OK;
 }
 
+/* Before a tick: a COH_SINK_STOP sets sink_stop (the caller decides the
+ * stop reason). */
+static int sinks_between_ticks(orch *o, coh_err *err) {
+  int i, rc;
+  for (i = 0; i < o->n_sinks; i++) {
+    const coh_sim_sink *k = &o->sinks[i];
+    if (k->between_ticks == NULL) continue;
+    rc = k->between_ticks(k->ud, err);
+    if (rc == COH_SINK_STOP) {
+      sink_stop(o, k);
+      return COH_OK;
+    }
+    if (rc) return sink_fail(k, rc, err);
+  }
+  return COH_OK;
+}
+
+static int sinks_tick_durable(orch *o, double tick_t0, coh_err *err) {
+  int i, rc;
+  for (i = 0; i < o->n_sinks; i++) {
+    const coh_sim_sink *k = &o->sinks[i];
+    if (o->sink_active[i] && k->tick_durable &&
+        (rc = k->tick_durable(k->ud, o->tick, tick_t0, err)))
+      return sink_fail(k, rc, err);
+  }
+  return COH_OK;
+}
+
 /* Closes every sink (each exactly once); returns the first error. */
 static int sinks_close(orch *o, int failed, coh_err *err) {
   int i, rc = COH_OK;
@@ -379,6 +408,7 @@ static int sinks_close(orch *o, int failed, coh_err *err) {
     }
   }
   o->n_sinks = 0;
+  o->durable_sinks = 0;
   return rc;
 }
 
@@ -532,30 +562,34 @@ static void dispatch(orch *o, int init) {
 
 /* ---- tick: commit ------------------------------------------------------------------ */
 
-/* A task token that correlates an LLM request's stages in the trace. */
-static uint64_t flow_id(int agent, int64_t number) {
-  return ((uint64_t)(agent + 1) << 32) | (uint64_t)(number & 0xffffffff);
+/* The observers (cohort/orch.h): a committed step, a committed LLM result.
+ * Wall-clock only; they cannot change the tick. */
+static void sinks_step(orch *o, const agent_slot *a) {
+  coh_sim_step_info st;
+  int i;
+  st.agent = a->index;
+  st.is_init = a->is_init;
+  st.fuel = a->fuel_used;
+  st.t0 = a->step_t0;
+  st.t1 = a->step_t1;
+  st.queued_ms = a->qlat;
+  st.n_queued = a->n_qlat;
+  for (i = 0; i < o->n_sinks; i++)
+    if (o->sink_active[i] && o->sinks[i].step) o->sinks[i].step(o->sinks[i].ud, &st);
 }
 
-/* "kind: payload" for the dashboard, printable ASCII only. */
-static void set_last_event(agent_slot *a, const char *kind, const char *p, size_t n) {
-  size_t k = (size_t)snprintf(a->last_event, sizeof a->last_event, "%s: ", kind), i;
-  for (i = 0; i < n && k + 1 < sizeof a->last_event; i++) {
-    unsigned char c = (unsigned char)p[i];
-    a->last_event[k++] = c >= 32 && c < 127 ? (char)c : c == '\n' ? ' ' : '?';
-  }
-  a->last_event[k] = '\0';
-}
-
-/* Timings and the dashboard's view of one committed step. */
-static void note_step(orch *o, agent_slot *a) {
-  size_t i;
-  a->steps++;
-  a->fuel_total += a->fuel_used;
-  a->last_tick = o->tick;
-  coh__hist_add(&o->stages[ST_STEP], (a->step_t1 - a->step_t0) * 1e3);
-  for (i = 0; i < a->n_qlat; i++) coh__hist_add(&o->stages[ST_QUEUED], a->qlat[i]);
-  coh__orch_span(o, a->is_init ? "init" : "step", a->id, 0, a->step_t0, a->step_t1, 0, 0);
+static void sinks_llm(orch *o, const llm_req *r, int model) {
+  coh_sim_llm_info li;
+  int i;
+  li.agent = r->agent;
+  li.model = model;
+  li.number = r->number;
+  li.tokens = r->tokens;
+  li.t_commit = r->t_commit;
+  li.t_admit = r->t_admit;
+  li.t_done = r->t_done;
+  for (i = 0; i < o->n_sinks; i++)
+    if (o->sink_active[i] && o->sinks[i].llm_done) o->sinks[i].llm_done(o->sinks[i].ud, &li);
 }
 
 static int commit_agent(orch *o, agent_slot *a, int *pending_llm, coh_err *err) {
@@ -575,13 +609,12 @@ static int commit_agent(orch *o, agent_slot *a, int *pending_llm, coh_err *err) 
   free(s);
   if (rc) return rc;
   o->sum->agent_steps++;
-  if (o->mon) note_step(o, a);
+  sinks_step(o, a);
   for (i = 0; i < a->n_outs; i++) {
     out_item *it = &a->outs[i];
     switch (it->type) {
       case OUT_SEND: {
         agent_slot *t = &o->agents[it->target];
-        o->messages++;
         if ((rc = produce(o, "message", a->id, t->id, it->data, it->len, err))) return rc;
         if (t->status == AGENT_ALIVE &&
             coh__orch_inbox_push(&t->in, COH_ABI_EV_MESSAGE, a->id, it->data, it->len))
@@ -589,13 +622,11 @@ static int commit_agent(orch *o, agent_slot *a, int *pending_llm, coh_err *err) 
         break;
       }
       case OUT_OUTSIDE: /* committed, delivered nowhere; data "name\0body" */
-        o->messages++;
         if ((rc = produce(o, "message", a->id, it->data, it->data + it->id + 1,
                           it->len - (size_t)it->id - 1, err)))
           return rc;
         break;
       case OUT_REFUSED:
-        o->refused++;
         j = json_object();
         json_object_set_new(j, "to", json_stringn(it->data ? it->data : "", it->len));
         json_object_set_new(j, "reason", json_string(it->target >= 0 ? "inbox_full" : "no_such_agent"));
@@ -609,7 +640,6 @@ static int commit_agent(orch *o, agent_slot *a, int *pending_llm, coh_err *err) 
       case OUT_SCHEMA_REFUSED: {
         const coh_scn_route *r = &o->s->routes[it->level];
         char why[300];
-        o->refused++;
         if (it->at >= 0)
           snprintf(why, sizeof why, "byte %lld of the message is not allowed there by the "
                    "schema of routes[%d] (%s -> %s, line %d)%s", (long long)it->at, it->level,
@@ -628,13 +658,10 @@ static int commit_agent(orch *o, agent_slot *a, int *pending_llm, coh_err *err) 
         rc = produce(o, "refused", a->id, o->agents[it->target].id, s, strlen(s), err);
         free(s);
         if (rc) return rc;
-        set_last_event(a, "refused", why, strlen(why));
         break;
       }
       case OUT_EMIT:
         if ((rc = produce(o, "emit", a->id, "", it->data, it->len, err))) return rc;
-        coh__orch_transcript(o, a->index, it->data ? it->data : "", it->len);
-        set_last_event(a, "emit", it->data, it->len);
         break;
       case OUT_LOG:
         snprintf(buf, sizeof buf, "%d", it->level);
@@ -660,10 +687,6 @@ static int commit_agent(orch *o, agent_slot *a, int *pending_llm, coh_err *err) 
           return rc;
         pending_llm[a->index]++;
         o->sum->llm_requests++;
-        if (o->mon) {
-          double now = coh__wall_seconds();
-          coh__orch_span(o, "llm request", a->id, 0, now, now, flow_id(a->index, it->id), 1);
-        }
         break;
       case OUT_SPAWN: {
         const char *nid = it->data, *cfg = it->data + strlen(it->data) + 1;
@@ -785,19 +808,7 @@ static int commit_llm(orch *o, int *pending_llm, coh_err *err) {
         if (s == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
       }
       rc = produce(o, "llm_result", src, a->id, s, len, err);
-      if (o->mon && rc == COH_OK) {
-        double now = coh__wall_seconds();
-        uint64_t fl = flow_id(r->agent, r->number);
-        if (r->t_admit > 0) {
-          coh__hist_add(&o->stages[ST_QUEUED], (r->t_admit - r->t_commit) * 1e3);
-          coh__hist_add(&o->stages[ST_INFER], (r->t_done - r->t_admit) * 1e3);
-          coh__orch_span(o, "inference", src, 1, r->t_admit, r->t_done, fl, 2);
-        }
-        coh__hist_add(&o->stages[ST_DELIVER], (now - r->t_done) * 1e3);
-        coh__orch_span(o, "llm result", a->id, 0, now, now, fl, 3);
-        ms->tokens += (uint64_t)r->tokens;
-        set_last_event(a, "llm_result", s, len);
-      }
+      if (rc == COH_OK) sinks_llm(o, r, i);
       snprintf(hdr, sizeof hdr, "%lld", (long long)r->number);
       if (rc == COH_OK && a->status == AGENT_ALIVE &&
           coh__orch_inbox_push(&a->in, COH_ABI_EV_LLM, hdr, s, len))
@@ -953,43 +964,7 @@ static void teardown(orch *o) {
   coh__free(o->timers);
   for (i = 0; i < o->n_recorded; i++) coh__free(o->recorded[i].body);
   coh__free(o->recorded);
-  coh__orch_stats_free(o);
   if (o->rt) coh_agent_rt_free(o->rt);
-}
-
-/* Pause / resume / single-step / stop from the monitor, between ticks: they
- * change when ticks run, never what a tick does.  Returns 1 to stop. */
-static int handle_controls(orch *o) {
-  if (o->mon == NULL) return 0;
-  if (o->step_once) { /* a single step just ran: pause again */
-    o->step_once = 0;
-    o->paused = 1;
-    coh__orch_publish(o, 1, 0, NULL);
-  }
-  for (;;) {
-    coh_control c = o->paused ? coh_monitor_wait_control(o->mon) : coh_monitor_next_control(o->mon);
-    switch (c) {
-      case COH_CONTROL_NONE:
-        return 0;
-      case COH_CONTROL_PAUSE:
-        o->paused = 1;
-        coh__orch_publish(o, 1, 0, NULL);
-        break;
-      case COH_CONTROL_RESUME:
-        o->paused = 0;
-        coh__orch_publish(o, 1, 0, NULL);
-        return 0;
-      case COH_CONTROL_STEP:
-        if (o->paused) {
-          o->paused = 0;
-          o->step_once = 1;
-          return 0;
-        }
-        break;
-      case COH_CONTROL_STOP:
-        return 1;
-    }
-  }
 }
 
 /* replay --no-model: index every llm_result of the reference journal. */
@@ -1205,7 +1180,6 @@ int coh_sim_new(const coh_scenario *s, const coh_run_options *opt, coh_sim **out
   o->div.tick = -1;
   o->resumed_from = -1;
   o->t0 = coh__wall_seconds();
-  o->mon = opt->monitor;
   memset(&ro, 0, sizeof ro);
   ro.cache_dir = opt->cache_dir;
   if ((rc = coh_agent_rt_new(&ro, &o->rt, err))) goto fail;
@@ -1253,6 +1227,22 @@ int coh_sim_new(const coh_scenario *s, const coh_run_options *opt, coh_sim **out
       (rc = start_workers(o, err)))
     goto fail;
   coh__free(state);
+  state = NULL;
+  /* the live view: after the models are open (it shows them) */
+  if (opt->monitor) {
+    coh_sim_sink ms;
+    if ((rc = coh_sim_monitor_sink(opt->monitor, o, s->name,
+                                   opt->mode == COH_RUN_REPLAY   ? "replay"
+                                   : opt->mode == COH_RUN_RESUME ? "resume"
+                                                                 : "run",
+                                   opt->journal, &ms, err)))
+      goto fail;
+    if ((rc = coh_sim_add_sink(o, &ms, err))) {
+      coh_err ignored;
+      (void)ms.close(ms.ud, 1, &ignored); /* not in the table: close it here */
+      goto fail;
+    }
+  }
   if (o->stop == NULL && o->tick >= s->max_ticks) o->stop = "max_ticks";
   *out = o;
   return COH_OK;
@@ -1295,8 +1285,11 @@ static int sim_tick(orch *o, coh_err *err) {
     o->stop = "interrupted";
     return COH_OK;
   }
-  if (handle_controls(o)) {
-    o->stop = opt->interrupted && opt->interrupted(opt->interrupted_ud) ? "interrupted" : "stopped";
+  if ((rc = sinks_between_ticks(o, err))) return rc;
+  if (o->sink_stop) { /* the dashboard's stop (or a signal while paused) */
+    o->stop = opt->interrupted && opt->interrupted(opt->interrupted_ud) ? "interrupted"
+                                                                         : o->sink_stop;
+    o->sink_stop = NULL;
     return COH_OK;
   }
   tick_t0 = coh__wall_seconds();
@@ -1341,25 +1334,11 @@ static int sim_tick(orch *o, coh_err *err) {
     o->stop = o->sink_stop;
     return COH_OK;
   }
-  /* the dashboard shows only durable ticks: with it, every tick waits for
+  /* a live view shows only durable ticks: with one, every tick waits for
    * its commit (docs/orchestrator.md, durability) */
-  if (o->mon && (rc = sinks_flush(o, err))) return rc;
-  if (o->mon) {
-    struct tl_entry *e = &o->timeline[o->tl_pos];
-    int64_t steps = 0;
-    for (k = 0; k < o->n_models; k++)
-      if (o->models[k].step_t1 > tick_t0)
-        coh__orch_span(o, "engine step", o->models[k].spec->name, 1, o->models[k].step_t0,
-                       o->models[k].step_t1, 0, 0);
-    for (k = 0; k < o->n_agents; k++) steps += o->agents[k].last_tick == o->tick;
-    e->tick = o->tick;
-    e->wall_ms = (coh__wall_seconds() - tick_t0) * 1e3;
-    e->events = o->events - events_before;
-    e->steps = steps;
-    o->tl_pos = (o->tl_pos + 1) % 300;
-    if (o->tl_n < 300) o->tl_n++;
-    coh__orch_span(o, "tick", "orchestrator", 2, tick_t0, coh__wall_seconds(), 0, 0);
-    coh__orch_publish(o, o->paused || o->step_once, 0, NULL);
+  if (o->durable_sinks) {
+    if ((rc = sinks_flush(o, err))) return rc;
+    if ((rc = sinks_tick_durable(o, tick_t0, err))) return rc;
   }
   end_of_tick_stops(o);
   if (opt->mode == COH_RUN_RESUME && o->tick <= o->ref_last_tick) o->reexecuted++;
@@ -1386,7 +1365,6 @@ int coh_sim_finish(coh_sim *o, coh_run_summary *sum, coh_err *err) {
     o->sum->ticks = o->tick;
     /* everything committed is on disk and reported before the run returns */
     rc = sinks_flush(o, err);
-    if (rc == COH_OK) coh__orch_publish(o, 1, 1, o->stop ? o->stop : "max_ticks");
   }
   rc = sim_close(o, rc, err);
   o->sum->diverged_tick = o->div.tick;
@@ -1408,6 +1386,53 @@ void coh_sim_free(coh_sim *o) {
   coh__free(o->pending_llm);
   teardown(o);
   coh__free(o);
+}
+
+/* ---- read-only queries (cohort/orch.h) ------------------------------------------- */
+
+void coh_sim_get_stats(const coh_sim *o, coh_sim_stats *out) {
+  memset(out, 0, sizeof *out);
+  out->tick = o->tick;
+  out->events = o->events;
+  out->agent_steps = o->sum->agent_steps;
+  out->llm_requests = o->sum->llm_requests;
+  out->llm_tokens = o->sum->llm_tokens;
+  out->traps = o->sum->traps;
+  out->workers = o->n_workers;
+  out->n_agents = o->n_agents;
+  out->n_models = o->n_models;
+  out->t0 = o->t0;
+}
+
+int coh_sim_get_agent(const coh_sim *o, int k, coh_sim_agent_info *out) {
+  const agent_slot *a;
+  if (k < 0 || k >= o->n_agents) return COH_EINVAL;
+  a = &o->agents[k];
+  out->id = a->id;
+  out->state = a->status == AGENT_ALIVE ? "alive" : a->status == AGENT_EXITED ? "exited" : "failed";
+  out->inbox = (int64_t)a->in.count;
+  return COH_OK;
+}
+
+int coh_sim_agent_index(const coh_sim *o, const char *id) {
+  return id ? agent_index(o, id) : -1;
+}
+
+int coh_sim_get_model(const coh_sim *o, int k, coh_sim_model_info *out) {
+  const model_slot *ms;
+  coh_engine_stats st;
+  if (k < 0 || k >= o->n_models) return COH_EINVAL;
+  ms = &o->models[k];
+  memset(&st, 0, sizeof st);
+  if (ms->engine) coh_engine_get_stats(ms->engine, &st);
+  out->name = ms->spec->name;
+  out->provider = ms->model ? coh_model_get_info(ms->model)->provider : "journal";
+  out->batch = st.last_decode_batch;
+  out->queued = (int64_t)ms->waiting + st.queued;
+  out->max_batch = ms->max_batch;
+  out->step_t0 = ms->step_t0;
+  out->step_t1 = ms->step_t1;
+  return COH_OK;
 }
 
 /* The plain driver: every tick until the run stops. */

@@ -17,7 +17,6 @@
 #include "cohort/grammar.h"
 #include "cohort/infer.h"
 #include "cohort/jwriter.h"
-#include "cohort/monitor.h"
 #include "cohort/orch.h"
 #include "ring.h"
 #include "util/util_int.h"
@@ -29,18 +28,6 @@ typedef struct inbox_ev {
   size_t len;
   double queued_at; /* wall clock when committed (timings only) */
 } inbox_ev;
-
-/* ---- wall-clock stage timings (monitor only; never in the journal) ------ */
-enum { ST_QUEUED, ST_STEP, ST_INFER, ST_DELIVER, ST_COUNT };
-#define COH__N_BUCKETS 19
-#define COH__WINDOW 2048
-typedef struct stage_hist {
-  uint64_t count;
-  double sum_ms;
-  uint64_t buckets[COH__N_BUCKETS]; /* per bucket (not cumulative) */
-  double window[COH__WINDOW];       /* latest samples, for percentiles */
-  size_t wn, wpos;
-} stage_hist;
 
 typedef struct inbox {
   inbox_ev *items;
@@ -114,10 +101,6 @@ typedef struct agent_slot {
   double step_t0, step_t1; /* wall clock of this step (worker-written) */
   double *qlat;            /* queued latencies (ms) of the events it took */
   size_t n_qlat, cap_qlat;
-  /* monitor view (orchestrator-owned) */
-  uint64_t steps, fuel_total;
-  int64_t last_tick;
-  char last_event[120];
   /* persistent, agent-owned */
   kv_pair *kv;
   size_t n_kv;
@@ -183,7 +166,6 @@ typedef struct model_slot {
                              step fails with COH_ENOMEM; engine thread) */
   int stepping;           /* an engine step was dispatched this tick */
   double step_t0, step_t1;  /* wall clock of the last engine step */
-  uint64_t tokens;          /* tokens delivered (monitor) */
   pthread_t thread;
   int has_thread;
   coh__ring to_engine, from_engine;
@@ -248,19 +230,7 @@ typedef struct coh_sim {
   size_t n_recorded;
   int *by_id;             /* agent indices sorted by id (binary search) */
   orch_route *routes;     /* s->n_routes, compiled once; read-only while ticking */
-  /* monitor (all NULL/0 without --ui) */
-  coh_monitor *mon;
-  stage_hist stages[ST_COUNT];
-  int64_t messages, refused;
-  struct tl_entry { int64_t tick; double wall_ms; int64_t events, steps; } timeline[300];
-  size_t tl_n, tl_pos;
-  struct tr_entry { int64_t tick; int agent; char *text; } transcript[200];
-  size_t tr_n, tr_pos;
-  coh_trace_span *spans;
-  size_t n_spans, cap_spans;
-  double last_publish;
-  coh__buf snap; /* the snapshot JSON, reused from one publish to the next */
-  int paused, step_once, stopped;
+  int durable_sinks;      /* sinks with `durable`: flush after every tick */
   /* the tick machine (coh_sim_*): per-agent LLM requests outstanding, the
    * stop reason (NULL while running), a failed tick's code, the summary */
   int *pending_llm;
@@ -298,15 +268,6 @@ int coh__orch_resumable(const orch *o);
 int coh__orch_state_save(const orch *o, coh__buf *b);
 int coh__orch_state_tick(const uint8_t *p, size_t n, int64_t *tick);
 int coh__orch_state_restore(orch *o, const uint8_t *p, size_t n, coh_err *err);
-
-/* stats.c: timings, snapshots and trace spans for the monitor. */
-void coh__hist_add(stage_hist *h, double ms);
-void coh__orch_span(orch *o, const char *name, const char *track, int kind,
-                    double t0, double t1, uint64_t flow, int phase);
-void coh__orch_transcript(orch *o, int agent, const char *text, size_t len);
-/* Publishes a snapshot (rate-limited unless force) and flushes spans. */
-void coh__orch_publish(orch *o, int force, int finished, const char *stop);
-void coh__orch_stats_free(orch *o);
 
 /* llm.c: models, admission and engine steps. */
 int coh__orch_models_open(orch *o, coh_err *err);
