@@ -9,6 +9,7 @@
  *      admits them at the start of its next step, up to max_batch);
  *   2. cancellation: cancel the engine requests of jobs whose client left;
  *   3. one engine step per busy model (callbacks append text to the jobs);
+ *      then the HTTP thread of every job with new text is woken, once;
  *   4. retire the jobs whose choices have all finished.
  * Between ticks, with nothing to do, the loop waits for a job or the stop
  * flag.  Batch composition therefore follows the arrival order of requests,
@@ -170,7 +171,7 @@ static void on_token(void *user, const coh_token_event *ev) {
   coh__serve_job *job = c->job;
   coh_serve *s = job->srv;
   coh__serve_tok t;
-  int want_lp = job->logprobs && ev->token >= 0 && ev->logits != NULL;
+  int want_lp = job->logprobs && ev->token >= 0 && ev->logits != NULL, first;
   if (want_lp) {
     memset(&t, 0, sizeof t);
     logprobs(ev->logits, s->models[job->model].vocab, ev->token, job->top_logprobs, &t);
@@ -225,8 +226,40 @@ static void on_token(void *user, const coh_token_event *ev) {
     else if (c->n_pieces < c->cap_pieces) c->piece_end[c->n_pieces++] = c->text.n;
   }
   if (ev->finish != COH_FINISH_NONE) c->finish = ev->finish;
-  pthread_cond_broadcast(&job->cond);
+  /* The reader is woken after the step (wake_readers), not here: a wake-up
+   * per token inside the step let the woken HTTP thread preempt the serve
+   * loop and contend for this lock, token by token.  The first token is the
+   * exception (once per request): a step that prefills many requests one
+   * after another would otherwise hold every first token until its end,
+   * which is time to first token.  Outside the lock: the job is not done
+   * before this thread says so. */
+  first = !job->notify && job->t_first != 0 && c->n_tokens == 1 && ev->token >= 0;
+  job->notify = !first;
   pthread_mutex_unlock(&s->lock);
+  if (first) pthread_cond_broadcast(&job->cond);
+}
+
+/* Wakes the HTTP thread of every job that got tokens in this tick's engine
+ * steps: one broadcast per job, after the steps.  Broadcast outside the
+ * lock: the job cannot be freed before the loop marks it done (later, in
+ * this thread), and its new state was written under the lock, so a reader
+ * that checked before waits on the condition and gets this wake-up. */
+static void wake_readers(coh_serve *s) {
+  size_t i;
+  int any = 0;
+  pthread_mutex_lock(&s->lock);
+  for (i = 0; i < s->n_active; i++) {
+    coh__serve_job *job = s->active[i];
+    job->wake = job->notify;
+    job->notify = 0;
+    any |= job->wake;
+  }
+  pthread_mutex_unlock(&s->lock);
+  for (i = 0; any && i < s->n_active; i++)
+    if (s->active[i]->wake) {
+      s->active[i]->wake = 0;
+      pthread_cond_broadcast(&s->active[i]->cond);
+    }
 }
 
 /* ---- the tick machine ---------------------------------------------------------- */
@@ -378,6 +411,7 @@ int coh__serve_tick(coh_serve *s) {
     pthread_mutex_unlock(&s->lock);
     if (coh_engine_busy(m->engine)) busy = 1;
   }
+  wake_readers(s);
 
   /* 4. retire finished jobs (in admission order); recount waiting and
    * active slots */

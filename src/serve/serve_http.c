@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -692,8 +693,22 @@ static int write_all(stream_ctx *x, const coh__buf *b) {
   return x->broken ? -1 : 0;
 }
 
+/* Whether job has something stream_job has not sent yet (lock held). */
+static int stream_news(const coh__serve_job *job, const size_t *sent, const int *reported) {
+  int i;
+  if (job->done) return 1;
+  for (i = 0; i < job->n; i++)
+    if (job->choices[i].n_pieces > sent[i] ||
+        (!reported[i] && job->choices[i].finish != COH_FINISH_NONE))
+      return 1;
+  return 0;
+}
+
 /* Streams job until it is done or the client is gone (then cancels it and
- * waits until the loop has let go of it). */
+ * waits until the loop has let go of it).  The lock is held only to copy
+ * what is new: the JSON of the chunks is built and written after it is
+ * released, so the serve loop, which appends tokens under the same lock,
+ * does not wait for this thread's formatting. */
 static void stream_job(coh_serve *s, struct mg_connection *conn, coh__serve_job *job,
                        int include_usage) {
   stream_ctx x;
@@ -718,30 +733,55 @@ static void stream_job(coh_serve *s, struct mg_connection *conn, coh__serve_job 
   coh__serve_count_status(s, 200);
   pthread_mutex_lock(&s->lock);
   for (;;) {
-    coh__buf b = {0};
-    int done = job->done, progress = 0;
-    if (!role_sent && job->kind == COH__JOB_CHAT) {
+    /* Under the lock: the new pieces.  A choice still generating may grow
+     * (and move) its text and piece ends, so its new bytes and ends are
+     * copied; a finished choice's are final (the loop appends nothing after
+     * the finish) and are read in place. */
+    coh__buf b = {0}, fresh = {0};
+    size_t np[COH__SERVE_MAX_N], from[COH__SERVE_MAX_N], at[COH__SERVE_MAX_N];
+    size_t *ends = NULL, n_new = 0, k = 0;
+    coh_finish fin[COH__SERVE_MAX_N];
+    int done = job->done;
+    for (i = 0; i < job->n; i++) n_new += job->choices[i].n_pieces - sent[i];
+    if (n_new > 0 && (ends = coh__malloc(n_new * sizeof *ends)) == NULL) b.oom = 1;
+    for (i = 0; i < job->n && !b.oom; i++) {
+      const coh__serve_choice *c = &job->choices[i];
+      size_t j;
+      fin[i] = c->finish;
+      np[i] = c->n_pieces;
+      from[i] = sent[i] ? c->piece_end[sent[i] - 1] : 0;
+      at[i] = fresh.n;
+      if (fin[i] == COH_FINISH_NONE && np[i] > sent[i])
+        coh__buf_add(&fresh, c->text.p + from[i], c->piece_end[np[i] - 1] - from[i]);
+      for (j = sent[i]; j < np[i]; j++) ends[k++] = c->piece_end[j];
+    }
+    if (fresh.oom) b.oom = 1;
+    pthread_mutex_unlock(&s->lock);
+
+    if (!b.oom && !role_sent && job->kind == COH__JOB_CHAT) {
       for (i = 0; i < job->n; i++)
         chunk(&x, &b, delta_choice(job, i, json_pack("{s:s,s:s}", "role", "assistant", "content", ""),
                                    NULL),
               include_usage ? json_null() : NULL);
-      role_sent = progress = 1;
+      role_sent = 1;
     }
-    for (i = 0; i < job->n; i++) {
-      coh__serve_choice *c = &job->choices[i];
-      if (!buffered) {
-        for (; sent[i] < c->n_pieces; sent[i]++) {
-          size_t a = sent[i] ? c->piece_end[sent[i] - 1] : 0, e = c->piece_end[sent[i]];
+    for (i = 0, k = 0; i < job->n && !b.oom; i++) {
+      const coh__serve_choice *c = &job->choices[i];
+      const char *base = fin[i] == COH_FINISH_NONE ? fresh.p + at[i] - from[i] : c->text.p;
+      size_t a = from[i];
+      for (; sent[i] < np[i]; sent[i]++, k++) {
+        size_t e = ends[k];
+        if (!buffered) {
           json_t *d = job->kind == COH__JOB_CHAT
-                          ? json_pack("{s:o}", "content", text_string(c->text.p + a, e - a))
-                          : text_string(c->text.p + a, e - a);
+                          ? json_pack("{s:o}", "content", text_string(base + a, e - a))
+                          : text_string(base + a, e - a);
           chunk(&x, &b, delta_choice(job, i, d, NULL), include_usage ? json_null() : NULL);
-          progress = 1;
         }
+        a = e;
       }
-      if (!reported[i] && c->finish != COH_FINISH_NONE && c->finish != COH_FINISH_CANCELLED &&
-          c->finish != COH_FINISH_ERROR) {
-        const char *fr = finish_reason(c->finish);
+      if (!reported[i] && fin[i] != COH_FINISH_NONE && fin[i] != COH_FINISH_CANCELLED &&
+          fin[i] != COH_FINISH_ERROR) {
+        const char *fr = finish_reason(fin[i]);
         if (buffered) {
           json_t *calls = tool_calls(job, i, c->text.p ? c->text.p : "", c->text.n);
           if (calls) {
@@ -759,10 +799,13 @@ static void stream_job(coh_serve *s, struct mg_connection *conn, coh__serve_job 
         chunk(&x, &b, delta_choice(job, i, job->kind == COH__JOB_CHAT ? json_object()
                                                                      : json_string(""), fr),
               include_usage ? json_null() : NULL);
-        reported[i] = progress = 1;
+        reported[i] = 1;
       }
     }
+    coh__free(ends);
+    coh__buf_free(&fresh);
     if (done) {
+      /* the job is done: it is this thread's alone */
       int failed = 0;
       for (i = 0; i < job->n; i++)
         if (job->choices[i].finish == COH_FINISH_ERROR || job->oom) failed = 1;
@@ -773,7 +816,6 @@ static void stream_job(coh_serve *s, struct mg_connection *conn, coh__serve_job 
         chunk(&x, &b, NULL, usage_json(job));
       coh__buf_printf(&b, "data: [DONE]\n\n");
     }
-    pthread_mutex_unlock(&s->lock);
     if (b.oom) x.broken = 1;
     (void)write_all(&x, &b);
     coh__buf_free(&b);
@@ -786,7 +828,7 @@ static void stream_job(coh_serve *s, struct mg_connection *conn, coh__serve_job 
       while (!job->done) pthread_cond_wait(&job->cond, &s->lock);
       break;
     }
-    if (!progress && !job->done) pthread_cond_wait(&job->cond, &s->lock);
+    while (!stream_news(job, sent, reported)) pthread_cond_wait(&job->cond, &s->lock);
   }
   pthread_mutex_unlock(&s->lock);
 }
@@ -1098,6 +1140,28 @@ static int route(coh_serve *s, struct mg_connection *conn) {
   return 200;
 }
 
+/* civetweb's worker threads (type 1) run as SCHED_BATCH: the serve loop
+ * wakes one of them per streaming job and step, and a woken SCHED_OTHER
+ * thread may preempt the loop on the spot (wake-up preemption), which left
+ * the loop waiting for a CPU once per job and step and made the HTTP side
+ * cost the engine's clock; a batch thread never preempts on wake-up, it
+ * runs on an idle core or when the running thread's slice ends.  The same
+ * nice level: it is not starved, and nothing needs a privilege.  A hint:
+ * where the policy is not available nothing changes. */
+static void *init_thread(const struct mg_context *ctx, int thread_type) {
+  (void)ctx;
+#ifdef SCHED_BATCH
+  if (thread_type == 1) {
+    struct sched_param sp;
+    memset(&sp, 0, sizeof sp);
+    (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+  }
+#else
+  (void)thread_type;
+#endif
+  return NULL;
+}
+
 static int log_message(const struct mg_connection *conn, const char *msg) {
   (void)conn;
   (void)msg;
@@ -1133,6 +1197,7 @@ int coh__serve_http_start(coh_serve *s, coh_err *err) {
   snprintf(listen, sizeof listen, "%s:%d", s->addr, s->port);
   memset(&cb, 0, sizeof cb);
   cb.log_message = log_message;
+  cb.init_thread = init_thread;
   memset(&init, 0, sizeof init);
   init.callbacks = &cb;
   init.user_data = s;
