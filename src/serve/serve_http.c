@@ -18,15 +18,18 @@
  */
 #include <arpa/inet.h>
 #include <civetweb.h>
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -833,6 +836,88 @@ static void stream_job(coh_serve *s, struct mg_connection *conn, coh__serve_job 
   pthread_mutex_unlock(&s->lock);
 }
 
+/* ---- a non-streaming client that leaves ---------------------------------------------- */
+
+/* The socket of conn.  civetweb has no call that returns it (nor a close
+ * notification), so it is found among the process's descriptors: the TCP
+ * socket whose local port is the server's and whose peer is the request's
+ * remote address and port (unique while the request is open: civetweb
+ * closes it only after the handler returns).  -1 when not found; at most
+ * 65536 descriptors are looked at. */
+static int client_socket(const coh_serve *s, const struct mg_connection *conn) {
+  const struct mg_request_info *ri = mg_get_request_info(conn);
+  DIR *d;
+  struct dirent *de;
+  int fd = -1, seen = 0;
+  if (ri == NULL || (d = opendir("/proc/self/fd")) == NULL) return -1;
+  while (fd < 0 && seen++ < 65536 && (de = readdir(d)) != NULL) {
+    struct sockaddr_in local, peer;
+    socklen_t ll = sizeof local, pl = sizeof peer;
+    struct stat st;
+    char addr[INET_ADDRSTRLEN];
+    char *end;
+    long v = strtol(de->d_name, &end, 10);
+    if (*end != '\0' || end == de->d_name || v < 0 || v > 1 << 30 || v == dirfd(d)) continue;
+    if (fstat((int)v, &st) != 0 || !S_ISSOCK(st.st_mode) ||
+        getsockname((int)v, (struct sockaddr *)&local, &ll) != 0 || local.sin_family != AF_INET ||
+        ntohs(local.sin_port) != s->port ||
+        getpeername((int)v, (struct sockaddr *)&peer, &pl) != 0 || peer.sin_family != AF_INET ||
+        ntohs(peer.sin_port) != ri->remote_port ||
+        inet_ntop(AF_INET, &peer.sin_addr, addr, sizeof addr) == NULL ||
+        strcmp(addr, ri->remote_addr) != 0)
+      continue;
+    fd = (int)v;
+  }
+  closedir(d);
+  return fd;
+}
+
+/* Whether the client closed its end: the request was read whole, so
+ * anything readable now is the end of the stream (or an error).  A client
+ * that half-closes after sending its request (shutdown of its write side;
+ * the OpenAI clients, curl and browsers do not) reads as gone too. */
+static int client_gone(int fd) {
+  struct pollfd p;
+  char c;
+  memset(&p, 0, sizeof p);
+  p.fd = fd;
+  p.events = POLLIN | POLLRDHUP;
+  if (poll(&p, 1, 0) <= 0) return 0;
+  if (p.revents & (POLLERR | POLLHUP | POLLRDHUP | POLLNVAL)) return 1;
+  return recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
+/* Waits (lock held) until the loop is done with a non-streaming job.  Its
+ * client is checked every 50 ms: one that went away has its request
+ * cancelled, which frees its batch slot at the next tick, as a streaming
+ * client's failed write does.  Returns 1 when the client went away. */
+static int wait_done(coh_serve *s, coh__serve_job *job, int fd) {
+  int gone = 0;
+  while (!job->done) {
+    struct timespec ts;
+    if (fd < 0 || gone) {
+      pthread_cond_wait(&job->cond, &s->lock);
+      continue;
+    }
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 50 * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000L;
+    }
+    (void)pthread_cond_timedwait(&job->cond, &s->lock, &ts);
+    if (job->done) break;
+    pthread_mutex_unlock(&s->lock);
+    gone = client_gone(fd);
+    pthread_mutex_lock(&s->lock);
+    if (gone) {
+      atomic_store(&job->cancel, 1);
+      pthread_cond_signal(&s->loop_cond);
+    }
+  }
+  return gone;
+}
+
 /* ---- endpoints ------------------------------------------------------------------------ */
 
 /* Reads the body: 0 with *body (caller frees), or 1 after answering. */
@@ -996,18 +1081,18 @@ static void handle_generate(coh_serve *s, struct mg_connection *conn, int kind) 
     stream_job(s, conn, job, g.include_usage);
   } else {
     json_t *resp = NULL;
-    int failed = 0;
+    int failed = 0, gone, fd = client_socket(s, conn);
     pthread_mutex_lock(&s->lock);
-    while (!job->done) pthread_cond_wait(&job->cond, &s->lock);
+    gone = wait_done(s, job, fd);
     for (i = 0; i < job->n; i++)
       if (job->choices[i].finish == COH_FINISH_ERROR) failed = 1;
-    if (!failed && !job->oom) resp = full_response(s, job, (long long)time(NULL));
+    if (!gone && !failed && !job->oom) resp = full_response(s, job, (long long)time(NULL));
     pthread_mutex_unlock(&s->lock);
     snprintf(hdr, sizeof hdr, "x-cohort-seed: %llu\r\n", (unsigned long long)job->seed);
-    if (failed)
+    if (failed && !gone)
       send_error(s, conn, 500, "server_error", NULL, NULL,
                  "generation failed (see the server log)");
-    else
+    else if (!gone)
       send_json(s, conn, resp ? 200 : 500, resp, hdr);
   }
 done:
