@@ -298,11 +298,15 @@ static int job_finished(coh_serve *s, const coh__serve_job *job) {
   return done;
 }
 
+/* Whether events are recorded (journal / replay): the payloads (JSON of the
+ * whole request and result) are built only then. */
+static int recording(const coh_serve *s) { return s->journal != NULL || s->replaying; }
+
 /* Records an event of the current tick (journal / replay); payload owned.
  * An allocation failure drops it and is logged: the journal then misses an
  * event, which replay reports as a divergence. */
 static void add_event(coh_serve *s, const char *kind, const coh__serve_job *job, char *payload) {
-  if (s->journal == NULL && !s->replaying) {
+  if (!recording(s)) {
     coh__free(payload);
     return;
   }
@@ -371,7 +375,7 @@ int coh__serve_tick(coh_serve *s) {
       continue;
     }
     job->tick_admitted = s->tick;
-    add_event(s, "serve_request", job, coh__serve_request_payload(s, job));
+    if (recording(s)) add_event(s, "serve_request", job, coh__serve_request_payload(s, job));
     admit(s, job);
     pthread_mutex_lock(&s->lock);
     s->m.admitted++;
@@ -383,10 +387,12 @@ int coh__serve_tick(coh_serve *s) {
   for (i = 0; i < s->n_active; i++) {
     job = s->active[i];
     if (!job->cancel_sent && atomic_load(&job->cancel)) {
-      char *p = coh__malloc(48);
       job->cancel_sent = 1;
-      if (p) snprintf(p, 48, "{\"seq\":%llu}", (unsigned long long)job->seq);
-      add_event(s, "serve_cancel", job, p);
+      if (recording(s)) {
+        char *p = coh__malloc(48);
+        if (p) snprintf(p, 48, "{\"seq\":%llu}", (unsigned long long)job->seq);
+        add_event(s, "serve_cancel", job, p);
+      }
       for (k = 0; k < (size_t)job->n; k++)
         if (job->choices[k].submitted)
           (void)coh_engine_cancel(s->models[job->model].engine, job->choices[k].engine_id);
@@ -426,7 +432,7 @@ int coh__serve_tick(coh_serve *s) {
       }
       if (cancelled) s->m.cancelled++;
       else if (!failed) s->m.completed++;
-      add_event(s, "serve_result", job, coh__serve_result_payload(s, job));
+      if (recording(s)) add_event(s, "serve_result", job, coh__serve_result_payload(s, job));
       s->n_open--;
       if (s->replaying) {
         if (track(&s->retired, &s->n_retired, &s->cap_retired, job)) {
