@@ -770,14 +770,16 @@ static void stream_job(coh_serve *s, struct mg_connection *conn, coh__serve_job 
     }
     for (i = 0, k = 0; i < job->n && !b.oom; i++) {
       const coh__serve_choice *c = &job->choices[i];
-      const char *base = fin[i] == COH_FINISH_NONE ? fresh.p + at[i] - from[i] : c->text.p;
       size_t a = from[i];
       for (; sent[i] < np[i]; sent[i]++, k++) {
         size_t e = ends[k];
         if (!buffered) {
+          /* pieces are never empty, so the text they point into exists */
+          const char *p = fin[i] == COH_FINISH_NONE ? fresh.p + at[i] + (a - from[i])
+                                                    : c->text.p + a;
           json_t *d = job->kind == COH__JOB_CHAT
-                          ? json_pack("{s:o}", "content", text_string(base + a, e - a))
-                          : text_string(base + a, e - a);
+                          ? json_pack("{s:o}", "content", text_string(p, e - a))
+                          : text_string(p, e - a);
           chunk(&x, &b, delta_choice(job, i, d, NULL), include_usage ? json_null() : NULL);
         }
         a = e;
