@@ -9,8 +9,9 @@
 //                                                  the same 64 at once, in a
 //                                                  shuffled arrival order; each
 //                                                  must equal its solo result
-//   node serve_openai.mjs disconnect BASE MODEL    abort a stream mid-way: the
-//                                                  server cancels it
+//   node serve_openai.mjs disconnect BASE MODEL    abort a stream mid-way, and a
+//                                                  non-streaming request: the
+//                                                  server cancels both
 //   node serve_openai.mjs queue BASE MODEL         --max-batch 1 --max-queue 1:
 //                                                  the third request gets 429
 //   node serve_openai.mjs auth BASE MODEL KEY      --api-key
@@ -327,6 +328,26 @@ async function disconnect() {
     ok('disconnect: its batch slot is free and nothing is open');
   const after = await oa.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 4, seed: 1 });
   check(after.choices[0].message.content.length > 0, 'disconnect: the server still answers');
+
+  // A non-streaming client that leaves while its request generates: the
+  // server notices the closed socket and cancels it (before, it ran to the
+  // end: 1900 tokens here, so a request that completes fails the check).
+  const before2 = await metric('cohort_serve_requests_cancelled_total');
+  const ac2 = new AbortController();
+  const pending = oa.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'Speak long.' }],
+    max_tokens: 1900, ignore_eos: true, seed: 6 }, { signal: ac2.signal }).then(() => 'answered', () => 'aborted');
+  if (await waitFor('the non-streaming request to hold a slot', async () => (await metric('cohort_serve_batch_active')) === 1))
+    ac2.abort();
+  check((await pending) === 'aborted', 'disconnect, not streaming: the client aborted while its request ran');
+  if (await waitFor('the cancelled counter (not streaming)',
+      async () => (await metric('cohort_serve_requests_cancelled_total')) === before2 + 1))
+    ok('disconnect, not streaming: the server cancelled the request');
+  if (await waitFor('the slot to be freed (not streaming)', async () => (await metric('cohort_serve_batch_active')) === 0 &&
+      (await metric('cohort_serve_requests_open')) === 0))
+    ok('disconnect, not streaming: its batch slot is free and nothing is open');
+  const again = await oa.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 4, seed: 1 });
+  check(again.choices[0].message.content === after.choices[0].message.content,
+    'disconnect, not streaming: the server still answers (the same text as before)');
 }
 
 async function queue() {

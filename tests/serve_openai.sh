@@ -11,8 +11,9 @@
 #     fixture (GroupQueryAttention, context 2048) and on the default model
 #     (models/shakespeare: "concat" attention, int8 weights), whose rows the
 #     engine lays out per row (docs/inference.md, "Batch invariance")
-#   - SSE framing byte for byte (curl), a disconnect mid-stream (cancelled,
-#     slot freed), 429 when --max-queue is full, --api-key, SIGTERM with
+#   - SSE framing byte for byte (curl), a disconnect mid-stream and one of a
+#     non-streaming request (cancelled, slot freed), 429 when --max-queue is
+#     full, --api-key, SIGTERM with
 #     requests in flight (drained, exit 0)
 #   - --journal: the whole session of the first server (all of the above)
 #     replays with `cohort replay` (every result identical), `cohort

@@ -1,4 +1,5 @@
-/* test_kvcache.c — packing KV rows when the decode batch is re-laid out. */
+/* test_kvcache.c — packing KV rows when the decode batch is re-laid out, and
+ * laying a row into a bucket slot. */
 #include "infer/kvcache.h"
 #include "test.h"
 
@@ -54,10 +55,43 @@ static void test_pack_overflow_refused(void) {
   CHECK_EQ_INT(coh__kv_pack_row(dst, 3, 0, src, 0, 0, NULL, 1, 1, sizeof(float)), 0);
 }
 
+/* A row joining a bucket: the first n columns of a source row (of a wider
+ * or a narrower tensor), zeros after them, for every head; the other rows
+ * of the destination are untouched. */
+static void test_copy_prefix(void) {
+  enum { R = 2, H = 2, SC = 5, D = 3, DC = 7, N = 4 };
+  float src[R * H * SC * D], dst[3 * H * DC * D];
+  fill(src, R, H, SC, D);
+  for (size_t i = 0; i < sizeof dst / sizeof dst[0]; i++) dst[i] = -1.0f;
+  coh__kv_copy_prefix(dst, DC, 1, src, SC, 1, N, H, D, sizeof(float));
+  for (int h = 0; h < H; h++) {
+    for (int c = 0; c < DC; c++)
+      for (int d = 0; d < D; d++)
+        CHECK(dst[((1 * H + h) * DC + c) * D + d] == (c < N ? code(1, h, c, d) : 0.0f));
+    for (int c = 0; c < DC; c++) {
+      CHECK(dst[((0 * H + h) * DC + c) * D] == -1.0f);
+      CHECK(dst[((2 * H + h) * DC + c) * D] == -1.0f);
+    }
+  }
+  /* n = 0: the whole row is zeroed */
+  coh__kv_copy_prefix(dst, DC, 0, src, SC, 0, 0, H, D, sizeof(float));
+  for (int h = 0; h < H; h++)
+    for (int c = 0; c < DC; c++) CHECK(dst[((0 * H + h) * DC + c) * D] == 0.0f);
+  {
+    /* n = dst_cols, from a wider source: nothing to zero */
+    float narrow[1 * H * 3 * D];
+    coh__kv_copy_prefix(narrow, 3, 0, src, SC, 1, 3, H, D, sizeof(float));
+    for (int h = 0; h < H; h++)
+      for (int c = 0; c < 3; c++)
+        for (int d = 0; d < D; d++) CHECK(narrow[(h * 3 + c) * D + d] == code(1, h, c, d));
+  }
+}
+
 int main(int argc, char **argv) {
   TEST_MAIN_BEGIN(argc, argv);
   RUN(test_pack_with_holes);
   RUN(test_pack_whole_row);
   RUN(test_pack_overflow_refused);
+  RUN(test_copy_prefix);
   return TEST_MAIN_END();
 }

@@ -216,7 +216,7 @@ typedef struct coh_engine_stats {
   uint64_t prefill_tokens, decode_tokens;
   uint64_t ort_runs;
   uint64_t batch_rebuilds;   /* GQA decode batches re-laid out (joins/leaves);
-                              * concat models gather every step (0 here) */
+                              * concat models: bucket stores resized */
   double ort_seconds;        /* wall time inside OrtRun */
   double step_seconds;       /* wall time inside coh_engine_step */
   int active, queued;        /* now */

@@ -80,9 +80,9 @@ typedef struct seq {
   coh__pblock *pc_last;
   int pc_off;
   int row;           /* row in the decode batch, -1 if none */
-  /* concat models: the bucket group (coh_engine.cgroups) and row whose
-   * present tensors hold this request's cache after its last decode step;
-   * cg -1: the cache is own_kv */
+  /* concat models: the bucket group (index into coh_engine.cg) and slot
+   * that hold this request's cache between decode steps; cg -1: none (the
+   * cache is own_kv) */
   int cg, cg_row;
   /* text streaming: text of (last prompt token + generated), of which the
    * first prefix_len bytes belong to the prompt token */
@@ -98,6 +98,18 @@ typedef struct decode_batch {
   OrtValue **kv;     /* [2*layers] tensors [rows, kv_heads, cols, head_dim] */
 } decode_batch;
 
+/* A bucket group of a concat model ("bucketed decode"): the decode rows
+ * whose attention spans T columns.  store[l] ([cap, kv_heads, T - 1,
+ * head_dim], data[l] its memory) holds one row per slot: slot j is
+ * slot[j]'s cache, its n_cached real columns first, zeros after. */
+typedef struct cgroup {
+  int64_t T;
+  int n, cap;        /* slots in use (0..n-1), slots allocated */
+  seq **slot;        /* [cap] */
+  OrtValue **store;  /* [2*layers]; NULL while cap is 0 */
+  char **data;       /* [2*layers] */
+} cgroup;
+
 struct coh_engine {
   coh_model *m;
   const OrtApi *api;
@@ -106,13 +118,10 @@ struct coh_engine {
   seq *head;         /* all live requests, in id order */
   int active;
   decode_batch batch;
-  /* concat models decode in bucket groups (see "bucketed decode"): the
-   * present tensors of the last step's groups, [2*layers] each, of
-   * cg_cols[g] columns; n_cg groups; cg_logits: scratch, one per group */
-  OrtValue ***cgroups;
-  int64_t *cg_cols;
+  /* concat models decode in bucket groups (see "bucketed decode"), one
+   * per bucket, indexed by bucket_index(T); n_cg entries allocated */
+  struct cgroup *cg;
   int n_cg;
-  OrtValue **cg_logits;
   coh__sampler *sampler;
   float *logits_f32; /* [vocab] scratch */
   /* KV tensors the engine creates itself (batch re-layouts, empty pasts)
@@ -174,9 +183,12 @@ static void release_kv(coh_engine *e, OrtValue **kv) {
     if (kv[i]) e->api->ReleaseValue(kv[i]);
 }
 
+static void cg_remove(coh_engine *e, seq *s);
+
 static void seq_free(coh_engine *e, seq *s) {
   size_t i;
   if (s == NULL) return;
+  cg_remove(e, s);
   coh__pblock_pin(s->pc_last, -1);
   release_kv(e, s->own_kv);
   coh__free(s->own_kv);
@@ -1139,10 +1151,15 @@ done:
  * columns first, zeros up to P, the new token at column P.  Rows with the
  * same T share one OrtRun (every attention slice then has the same shape
  * and layout as when the row runs alone; the other operators work row by
- * row), rows of different T run in separate calls of the same step.  Each
- * step gathers every row's real columns (from its prefill cache, or from
- * the present tensors of its group in the step before) into fresh past
- * tensors: one copy of the cache per step, the price of the fixed layout.
+ * row), rows of different T run in separate calls of the same step.  The
+ * past of a bucket persists between steps (struct cgroup): each row keeps a
+ * slot, a step writes only its new column into it, and a row is copied
+ * whole only when it joins a bucket or another row's leaving moves it into
+ * the freed slot.  (Gathering every row into fresh tensors each step, the
+ * first version, copied the whole cache per step: the largest CPU cost
+ * outside Run in a profile of `cohort serve`, bench/RESULTS.md.)  A row's
+ * place among the slots
+ * does not change its result, as batch invariance requires anyway.
  * GQA models attend over each row's own length already and keep the
  * packed batch (decode_step). */
 #define COH__DECODE_BUCKET 64
@@ -1154,133 +1171,269 @@ static int64_t bucket_cols(const coh_engine *e, int64_t n_cached) {
   return t;
 }
 
-static void cgroups_clear(coh_engine *e) {
-  int g;
-  for (g = 0; g < e->n_cg; g++) {
-    release_kv(e, e->cgroups[g]);
-    coh__free(e->cgroups[g]);
-    e->cgroups[g] = NULL;
-  }
-  e->n_cg = 0;
+/* The group of T columns: T is a multiple of the bucket or the context (the
+ * last, shorter bucket), so the bucket number names it. */
+static int bucket_index(int64_t T) {
+  return (int)((T + COH__DECODE_BUCKET - 1) / COH__DECODE_BUCKET - 1);
 }
 
+/* Bytes of one slot of one store tensor. */
+static size_t cg_slot_bytes(const coh_engine *e, const cgroup *g) {
+  const coh_model_info *info = &e->m->info;
+  return (size_t)info->n_kv_heads * (size_t)(g->T - 1) * (size_t)info->head_dim * kv_elem(e);
+}
+
+static void cg_release(coh_engine *e, cgroup *g) {
+  int j;
+  for (j = 0; j < g->n; j++) g->slot[j]->cg = -1;
+  release_kv(e, g->store);
+  coh__free(g->store);
+  coh__free(g->data);
+  coh__free(g->slot);
+  memset(g, 0, sizeof *g);
+}
+
+static void cgroups_clear(coh_engine *e) {
+  int g;
+  for (g = 0; g < e->n_cg; g++) cg_release(e, &e->cg[g]);
+}
+
+/* Gives group g (of T columns) room for `need` slots: the store grows by
+ * doubling (the rows in use are copied, in place order) and shrinks to half
+ * when a quarter is in use, so a burst does not hold its memory. */
+static int cg_resize(coh_engine *e, cgroup *g, int64_t T, int need, coh_err *err) {
+  const coh_model_info *info = &e->m->info;
+  const int L2 = 2 * info->n_layers;
+  OrtValue **store = NULL;
+  char **data = NULL;
+  seq **slot = NULL;
+  int64_t shape[4];
+  size_t bytes;
+  int cap = g->cap, l, rc = COH_OK;
+  if (g->cap == 0) g->T = T;
+  while (cap < need) cap = cap ? 2 * cap : 4;
+  while (cap > 4 && need * 4 <= cap) cap /= 2;
+  if (cap == g->cap) return COH_OK;
+  bytes = cg_slot_bytes(e, g);
+  store = coh__calloc((size_t)L2, sizeof *store);
+  data = coh__calloc((size_t)L2, sizeof *data);
+  slot = coh__calloc((size_t)cap, sizeof *slot);
+  if (store == NULL || data == NULL || slot == NULL) {
+    rc = coh__err(err, COH_ENOMEM, "out of memory");
+    goto fail;
+  }
+  shape[0] = cap;
+  shape[1] = info->n_kv_heads;
+  shape[2] = T - 1;
+  shape[3] = info->head_dim;
+  for (l = 0; l < L2; l++) {
+    if ((rc = make_tensor(e, shape, 4, e->m->kv_type, &store[l], err))) goto fail;
+    if ((data[l] = tensor_data(e, store[l])) == NULL) {
+      rc = coh__err(err, COH_EORT, "reading a KV tensor");
+      goto fail;
+    }
+    if (g->n > 0) memcpy(data[l], g->data[l], (size_t)g->n * bytes);
+  }
+  if (g->n > 0) memcpy(slot, g->slot, (size_t)g->n * sizeof *slot);
+  release_kv(e, g->store);
+  coh__free(g->store);
+  coh__free(g->data);
+  coh__free(g->slot);
+  g->store = store;
+  g->data = data;
+  g->slot = slot;
+  g->cap = cap;
+  e->stats.batch_rebuilds++;
+  return COH_OK;
+fail:
+  release_kv(e, store);
+  coh__free(store);
+  coh__free(data);
+  coh__free(slot);
+  return rc;
+}
+
+/* Takes s out of its group: the last slot moves into its place (one row
+ * copy); an emptied group frees its memory. */
+static void cg_remove(coh_engine *e, seq *s) {
+  cgroup *g;
+  int last, l, j = s->cg_row;
+  if (s->cg < 0) return;
+  g = &e->cg[s->cg];
+  s->cg = -1;
+  last = g->n - 1;
+  if (j != last) {
+    const size_t bytes = cg_slot_bytes(e, g);
+    for (l = 0; l < 2 * e->m->info.n_layers; l++)
+      memcpy(g->data[l] + (size_t)j * bytes, g->data[l] + (size_t)last * bytes, bytes);
+    g->slot[j] = g->slot[last];
+    g->slot[j]->cg_row = j;
+  }
+  g->n--;
+  if (g->n == 0) cg_release(e, g);
+  else {
+    coh_err ignored;
+    (void)cg_resize(e, g, g->T, g->n, &ignored); /* shrinking is optional */
+  }
+}
+
+/* Puts s into the group of its bucket: its n_cached real columns from
+ * src[l] (row src_row of a tensor of src_cols columns), zeros after. */
+static int cg_add(coh_engine *e, seq *s, char *const *src, int64_t src_cols, int64_t src_row,
+                  coh_err *err) {
+  const coh_model_info *info = &e->m->info;
+  const int64_t T = bucket_cols(e, s->n_cached);
+  const int k = bucket_index(T);
+  cgroup *g;
+  int l, rc;
+  if (k >= e->n_cg) {
+    int n = k + 1;
+    cgroup *p = coh__realloc(e->cg, (size_t)n * sizeof *p);
+    if (p == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+    memset(p + e->n_cg, 0, (size_t)(n - e->n_cg) * sizeof *p);
+    e->cg = p;
+    e->n_cg = n;
+  }
+  g = &e->cg[k];
+  if (g->cap > 0 && g->T != T)
+    return coh__err(err, COH_ESTATE, "internal: bucket %d holds %lld columns, not %lld", k,
+                    (long long)g->T, (long long)T);
+  if ((rc = cg_resize(e, g, T, g->n + 1, err))) return rc;
+  for (l = 0; l < 2 * info->n_layers; l++)
+    coh__kv_copy_prefix(g->data[l], T - 1, g->n, src[l], src_cols, src_row, s->n_cached,
+                        info->n_kv_heads, info->head_dim, kv_elem(e));
+  g->slot[g->n] = s;
+  s->cg = k;
+  s->cg_row = g->n++;
+  return COH_OK;
+}
+
+/* One decode step of concat rows: every busy group runs once with its store
+ * as the past (rows in slot order).  Afterwards a row whose bucket still has
+ * room gets its new column written into its slot (column n_cached, which
+ * was padding): one column per row and layer, not a copy of the cache.  A
+ * row that filled its bucket moves to the next bucket, from the present
+ * tensor (whose T columns are then all real). */
 static int decode_concat(coh_engine *e, seq **rows, int n, coh_err *err) {
   const coh_model_info *info = &e->m->info;
   const int L2 = 2 * info->n_layers;
+  const int H = info->n_kv_heads;
   const size_t col_bytes = (size_t)info->head_dim * kv_elem(e);
-  OrtValue ***groups = NULL, **past = NULL;
-  int64_t *gcols = NULL, *ids = NULL, *pos, *mask = NULL, *valid = NULL, max_t = 0;
-  int *grp = NULL, *grow = NULL, ng = 0, i, g, l, rc = COH_OK;
+  OrtValue ***present = NULL, **logits = NULL, **past = NULL;
+  int64_t *ids = NULL, *pos, *mask = NULL, max_t = 0;
+  int *order = NULL, *lrow = NULL, *lgrp = NULL, *moving = NULL;
+  int ng = 0, n_moving = 0, i, g, l, rc = COH_OK;
 
-  if (e->cgroups == NULL) {
-    e->cgroups = coh__calloc((size_t)e->max_batch, sizeof *e->cgroups);
-    e->cg_cols = coh__calloc((size_t)e->max_batch, sizeof *e->cg_cols);
-    e->cg_logits = coh__calloc((size_t)e->max_batch, sizeof *e->cg_logits);
-    if (e->cgroups == NULL || e->cg_cols == NULL || e->cg_logits == NULL)
-      return coh__err(err, COH_ENOMEM, "out of memory");
+  for (i = 0; i < n; i++) {
+    seq *s = rows[i];
+    if (s->cg < 0) {
+      char **src = coh__calloc((size_t)L2, sizeof *src);
+      if (src == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+      for (l = 0; l < L2 && rc == COH_OK; l++)
+        if ((src[l] = tensor_data(e, s->own_kv[l])) == NULL)
+          rc = coh__err(err, COH_EORT, "reading a KV tensor");
+      if (rc == COH_OK) rc = cg_add(e, s, src, s->n_cached, 0, err);
+      coh__free(src);
+      if (rc) return rc;
+      release_kv(e, s->own_kv);
+      coh__free(s->own_kv);
+      s->own_kv = NULL;
+    } else if (e->cg[s->cg].T != bucket_cols(e, s->n_cached)) {
+      return coh__err(err, COH_ESTATE,
+                      "internal: request %llu with %lld cached tokens is in the bucket of %lld "
+                      "columns",
+                      (unsigned long long)s->id, (long long)s->n_cached,
+                      (long long)e->cg[s->cg].T);
+    }
   }
-  groups = coh__calloc((size_t)n, sizeof *groups);
-  gcols = coh__calloc((size_t)n, sizeof *gcols);
-  grp = coh__calloc((size_t)n, sizeof *grp);
-  grow = coh__calloc((size_t)n, sizeof *grow);
+  order = coh__calloc((size_t)n, sizeof *order);
+  lrow = coh__calloc((size_t)n, sizeof *lrow);
+  lgrp = coh__calloc((size_t)n, sizeof *lgrp);
+  moving = coh__calloc((size_t)n, sizeof *moving);
+  present = coh__calloc((size_t)n, sizeof *present);
+  logits = coh__calloc((size_t)n, sizeof *logits);
   past = coh__calloc((size_t)L2, sizeof *past);
   ids = coh__malloc((size_t)(2 * n) * sizeof *ids);
-  if (groups == NULL || gcols == NULL || grp == NULL || grow == NULL || past == NULL || ids == NULL) {
+  if (order == NULL || lrow == NULL || lgrp == NULL || moving == NULL || present == NULL ||
+      logits == NULL || past == NULL || ids == NULL) {
     rc = coh__err(err, COH_ENOMEM, "out of memory");
     goto done;
   }
   pos = ids + n;
-  /* groups in order of their first row (rows are in id order) */
+  /* groups in order of their first row (rows are in id order); every row
+   * of a group is in rows (finished requests left their group when they
+   * were reaped) */
   for (i = 0; i < n; i++) {
-    int64_t t = bucket_cols(e, rows[i]->n_cached);
-    for (g = 0; g < ng && gcols[g] != t; g++) {
+    for (g = 0; g < ng && order[g] != rows[i]->cg; g++) {
     }
-    if (g == ng) gcols[ng++] = t;
-    grp[i] = g;
-    if (t > max_t) max_t = t;
+    if (g == ng) {
+      order[ng++] = rows[i]->cg;
+      if (e->cg[rows[i]->cg].T > max_t) max_t = e->cg[rows[i]->cg].T;
+    }
+    lgrp[i] = g;
+    lrow[i] = rows[i]->cg_row;
   }
-  for (g = 0; g < n; g++) e->cg_logits[g] = NULL;
+  {
+    int counted = 0;
+    for (g = 0; g < ng; g++) counted += e->cg[order[g]].n;
+    if (counted != n) {
+      rc = coh__err(err, COH_ESTATE, "internal: the buckets hold %d rows, the step has %d",
+                    counted, n);
+      goto done;
+    }
+  }
   mask = coh__malloc((size_t)n * (size_t)max_t * sizeof *mask);
-  valid = coh__malloc((size_t)max_t * sizeof *valid);
-  if (mask == NULL || valid == NULL) {
+  if (mask == NULL) {
     rc = coh__err(err, COH_ENOMEM, "out of memory");
     goto done;
   }
   masks_start(e, rows, n);
   for (g = 0; g < ng && rc == COH_OK; g++) {
-    const int64_t T = gcols[g], P = T - 1;
-    int64_t shape[4], gn = 0, c;
-    for (i = 0; i < n; i++) {
-      seq *s = rows[i];
-      int64_t *mrow;
-      if (grp[i] != g) continue;
-      grow[i] = (int)gn;
-      ids[gn] = s->tokens[s->n_tokens - 1];
-      pos[gn] = s->n_cached;
-      mrow = mask + (size_t)gn * (size_t)T;
+    cgroup *cg = &e->cg[order[g]];
+    const int64_t T = cg->T, P = T - 1, gn = cg->n;
+    const size_t bytes = cg_slot_bytes(e, cg);
+    int64_t shape[4], c;
+    int j, h;
+    for (j = 0; j < gn; j++) {
+      seq *s = cg->slot[j];
+      int64_t *mrow = mask + (size_t)j * (size_t)T;
+      ids[j] = s->tokens[s->n_tokens - 1];
+      pos[j] = s->n_cached;
       for (c = 0; c < T; c++) mrow[c] = c < s->n_cached || c == P;
-      gn++;
     }
     shape[0] = gn;
-    shape[1] = info->n_kv_heads;
+    shape[1] = H;
     shape[2] = P;
     shape[3] = info->head_dim;
+    for (l = 0; l < L2 && rc == COH_OK; l++)
+      rc = COH_ORT_CALL(e->api->CreateTensorWithDataAsOrtValue(
+                            e->m->cpu_mem, cg->data[l], (size_t)gn * bytes, shape, 4,
+                            e->m->kv_type, &past[l]),
+                        "a KV tensor");
+    if (rc == COH_OK && (present[g] = coh__calloc((size_t)L2, sizeof *present[g])) == NULL)
+      rc = coh__err(err, COH_ENOMEM, "out of memory");
+    if (rc == COH_OK)
+      rc = run_model(e, gn, 1, T, ids, pos, mask, past, 1, present[g], &logits[g], NULL, err);
+    for (l = 0; l < L2; l++) {
+      if (past[l]) e->api->ReleaseValue(past[l]);
+      past[l] = NULL;
+    }
+    /* the new column into each slot with room; a full row moves later */
     for (l = 0; l < L2 && rc == COH_OK; l++) {
-      char *dst;
-      int j = 0;
-      if ((rc = make_tensor(e, shape, 4, e->m->kv_type, &past[l], err))) break;
-      if ((dst = tensor_data(e, past[l])) == NULL) {
+      const char *src = tensor_data(e, present[g][l]);
+      if (src == NULL) {
         rc = coh__err(err, COH_EORT, "reading a KV tensor");
         break;
       }
-      for (i = 0; i < n; i++) {
-        seq *s = rows[i];
-        const void *src;
-        int64_t src_cols, src_row, got;
-        const int64_t *v = NULL;
-        int h;
-        if (grp[i] != g) continue;
-        if (s->cg >= 0) {
-          /* last step's layout: n_cached - 1 real columns, then the new one last */
-          src_cols = e->cg_cols[s->cg];
-          src = tensor_data(e, e->cgroups[s->cg][l]);
-          src_row = s->cg_row;
-          for (c = 0; c < src_cols; c++) valid[c] = c < s->n_cached - 1 || c == src_cols - 1;
-          v = valid;
-        } else {
-          src = s->n_cached > 0 ? tensor_data(e, s->own_kv[l]) : NULL;
-          src_cols = s->n_cached;
-          src_row = 0;
-        }
-        if (src == NULL) {
-          rc = coh__err(err, COH_EORT, "reading a KV tensor");
-          break;
-        }
-        got = coh__kv_pack_row(dst, P, j, src, src_cols, src_row, v, info->n_kv_heads,
-                               info->head_dim, kv_elem(e));
-        if (got != s->n_cached) {
-          rc = coh__err(err, COH_ESTATE,
-                        "internal: KV row of request %llu has %lld columns, expected %lld",
-                        (unsigned long long)s->id, (long long)got, (long long)s->n_cached);
-          break;
-        }
-        /* padding must be finite (masked scores are still computed), and
-         * zero, so that it is the same bits alone or batched */
-        for (h = 0; h < info->n_kv_heads && got < P; h++)
-          memset(dst + (((size_t)j * (size_t)info->n_kv_heads + (size_t)h) * (size_t)P +
-                        (size_t)got) * col_bytes,
-                 0, (size_t)(P - got) * col_bytes);
-        j++;
+      for (j = 0; j < gn; j++) {
+        const int64_t nc = cg->slot[j]->n_cached;
+        if (nc >= P) continue;
+        for (h = 0; h < H; h++)
+          memcpy(cg->data[l] + (size_t)j * bytes + ((size_t)h * (size_t)P + (size_t)nc) * col_bytes,
+                 src + (((size_t)j * (size_t)H + (size_t)h) * (size_t)T + (size_t)P) * col_bytes,
+                 col_bytes);
       }
     }
-    if (rc == COH_OK) {
-      groups[g] = coh__calloc((size_t)L2, sizeof *groups[g]);
-      if (groups[g] == NULL) rc = coh__err(err, COH_ENOMEM, "out of memory");
-    }
-    if (rc == COH_OK)
-      rc = run_model(e, gn, 1, T, ids, pos, mask, past, 1, groups[g], &e->cg_logits[g], NULL, err);
-    release_kv(e, past);
-    for (l = 0; l < L2; l++) past[l] = NULL;
   }
   {
     coh_err merr;
@@ -1291,54 +1444,59 @@ static int decode_concat(coh_engine *e, seq **rows, int n, coh_err *err) {
     }
   }
   if (rc) goto done;
-
-  /* The presents become the rows' caches; the sources are done with. */
-  cgroups_clear(e);
-  for (g = 0; g < ng; g++) {
-    e->cgroups[g] = groups[g];
-    e->cg_cols[g] = gcols[g];
-    groups[g] = NULL;
-  }
-  e->n_cg = ng;
-  for (i = 0; i < n; i++) {
-    seq *s = rows[i];
-    s->cg = grp[i];
-    s->cg_row = grow[i];
-    if (s->own_kv) {
-      release_kv(e, s->own_kv);
-      coh__free(s->own_kv);
-      s->own_kv = NULL;
-    }
-  }
+  for (i = 0; i < n; i++)
+    if (rows[i]->n_cached >= e->cg[rows[i]->cg].T - 1) moving[n_moving++] = i;
   e->stats.decode_tokens += (uint64_t)n;
   e->stats.last_decode_batch = n;
   for (i = 0; i < n; i++) {
     seq *s = rows[i];
     int32_t tok;
     s->n_cached++;
-    if ((rc = sample_from(e, s, e->cg_logits[grp[i]], grow[i], 1, 0, &tok, err))) goto done;
+    if ((rc = sample_from(e, s, logits[lgrp[i]], lrow[i], 1, 0, &tok, err))) goto done;
     if ((rc = accept_token(e, s, tok))) {
       rc = coh__err(err, rc, "out of memory");
       goto done;
     }
   }
+  /* rows that filled their bucket move on (a finished one just leaves);
+   * the present row holds all T columns */
+  for (g = 0; g < n_moving; g++) {
+    seq *s;
+    char **src;
+    int64_t T;
+    i = moving[g];
+    s = rows[i];
+    T = e->cg[s->cg].T;
+    cg_remove(e, s);
+    if (is_finished(s)) continue;
+    if ((src = coh__calloc((size_t)L2, sizeof *src)) == NULL) {
+      rc = coh__err(err, COH_ENOMEM, "out of memory");
+      goto done;
+    }
+    for (l = 0; l < L2 && rc == COH_OK; l++)
+      if ((src[l] = tensor_data(e, present[lgrp[i]][l])) == NULL)
+        rc = coh__err(err, COH_EORT, "reading a KV tensor");
+    if (rc == COH_OK) rc = cg_add(e, s, src, T, lrow[i], err);
+    coh__free(src);
+    if (rc) goto done;
+  }
 done:
-  for (g = 0; g < ng; g++) {
-    if (e->cg_logits[g]) e->api->ReleaseValue(e->cg_logits[g]);
-    e->cg_logits[g] = NULL;
-    if (groups && groups[g]) {
-      release_kv(e, groups[g]);
-      coh__free(groups[g]);
+  for (g = 0; g < ng && present != NULL; g++) {
+    if (logits[g]) e->api->ReleaseValue(logits[g]);
+    if (present[g]) {
+      release_kv(e, present[g]);
+      coh__free(present[g]);
     }
   }
-  coh__free(groups);
-  coh__free(gcols);
-  coh__free(grp);
-  coh__free(grow);
+  coh__free(present);
+  coh__free(logits);
   coh__free(past);
+  coh__free(order);
+  coh__free(lrow);
+  coh__free(lgrp);
+  coh__free(moving);
   coh__free(ids);
   coh__free(mask);
-  coh__free(valid);
   return rc;
 }
 
@@ -1408,9 +1566,7 @@ void coh_engine_free(coh_engine *e) {
   if (e == NULL) return;
   batch_clear(e);
   cgroups_clear(e);
-  coh__free(e->cgroups);
-  coh__free(e->cg_cols);
-  coh__free(e->cg_logits);
+  coh__free(e->cg);
   coh__masker_free(e->masker); /* before the states its jobs point to */
   for (s = e->head; s; s = next) {
     next = s->next;

@@ -32,3 +32,18 @@ int64_t coh__kv_pack_row(void *dst, int64_t dst_cols, int64_t dst_row,
   }
   return n;
 }
+
+void coh__kv_copy_prefix(void *dst, int64_t dst_cols, int64_t dst_row, const void *src,
+                         int64_t src_cols, int64_t src_row, int64_t n, int heads, int head_dim,
+                         size_t elem_size) {
+  const size_t col_bytes = (size_t)head_dim * elem_size;
+  int h;
+  for (h = 0; h < heads; h++) {
+    const char *s = (const char *)src +
+                    (((size_t)src_row * (size_t)heads + (size_t)h) * (size_t)src_cols) * col_bytes;
+    char *d = (char *)dst +
+              (((size_t)dst_row * (size_t)heads + (size_t)h) * (size_t)dst_cols) * col_bytes;
+    memcpy(d, s, (size_t)n * col_bytes);
+    memset(d + (size_t)n * col_bytes, 0, (size_t)(dst_cols - n) * col_bytes);
+  }
+}

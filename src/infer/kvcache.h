@@ -8,8 +8,9 @@
  * steady state the present tensors of step t are the past tensors of step
  * t+1 with no copy; only a change of composition packs every surviving row
  * into a fresh, compact layout (valid columns first, in order).  Concat
- * models pack rows into per-bucket tensors every step (engine.c, "bucketed
- * decode") with coh__kv_pack_row too.
+ * models keep each row in a slot of a per-bucket tensor that persists
+ * between steps (engine.c, "bucketed decode"); coh__kv_copy_prefix lays a
+ * row into its slot when it joins a bucket.
  */
 #ifndef COH_KVCACHE_H
 #define COH_KVCACHE_H
@@ -25,6 +26,14 @@
 int64_t coh__kv_pack_row(void *dst, int64_t dst_cols, int64_t dst_row,
                          const void *src, int64_t src_cols, int64_t src_row,
                          const int64_t *valid, int heads, int head_dim,
+                         size_t elem_size);
+
+/* Copies columns [0, n) of row src_row of src (shape [*, heads, src_cols,
+ * head_dim]) to columns [0, n) of row dst_row of dst (shape [*, heads,
+ * dst_cols, head_dim]) and zeroes columns [n, dst_cols) of that row, for
+ * every head.  The caller guarantees n <= src_cols and n <= dst_cols. */
+void coh__kv_copy_prefix(void *dst, int64_t dst_cols, int64_t dst_row, const void *src,
+                         int64_t src_cols, int64_t src_row, int64_t n, int heads, int head_dim,
                          size_t elem_size);
 
 #endif /* COH_KVCACHE_H */

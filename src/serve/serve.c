@@ -9,6 +9,7 @@
  *      admits them at the start of its next step, up to max_batch);
  *   2. cancellation: cancel the engine requests of jobs whose client left;
  *   3. one engine step per busy model (callbacks append text to the jobs);
+ *      then the HTTP thread of every job with new text is woken, once;
  *   4. retire the jobs whose choices have all finished.
  * Between ticks, with nothing to do, the loop waits for a job or the stop
  * flag.  Batch composition therefore follows the arrival order of requests,
@@ -115,7 +116,7 @@ static void on_token(void *user, const coh_token_event *ev) {
   coh__serve_job *job = c->job;
   coh_serve *s = job->srv;
   coh__serve_tok t;
-  int want_lp = job->logprobs && ev->token >= 0 && ev->logits != NULL;
+  int want_lp = job->logprobs && ev->token >= 0 && ev->logits != NULL, first;
   if (want_lp) {
     memset(&t, 0, sizeof t);
     logprobs(ev->logits, s->models[job->model].vocab, ev->token, job->top_logprobs, &t);
@@ -170,8 +171,40 @@ static void on_token(void *user, const coh_token_event *ev) {
     else if (c->n_pieces < c->cap_pieces) c->piece_end[c->n_pieces++] = c->text.n;
   }
   if (ev->finish != COH_FINISH_NONE) c->finish = ev->finish;
-  pthread_cond_broadcast(&job->cond);
+  /* The reader is woken after the step (wake_readers), not here: a wake-up
+   * per token inside the step let the woken HTTP thread preempt the serve
+   * loop and contend for this lock, token by token.  The first token is the
+   * exception (once per request): a step that prefills many requests one
+   * after another would otherwise hold every first token until its end,
+   * which is time to first token.  Outside the lock: the job is not done
+   * before this thread says so. */
+  first = !job->notify && job->t_first != 0 && c->n_tokens == 1 && ev->token >= 0;
+  job->notify = !first;
   pthread_mutex_unlock(&s->lock);
+  if (first) pthread_cond_broadcast(&job->cond);
+}
+
+/* Wakes the HTTP thread of every job that got tokens in this tick's engine
+ * steps: one broadcast per job, after the steps.  Broadcast outside the
+ * lock: the job cannot be freed before the loop marks it done (later, in
+ * this thread), and its new state was written under the lock, so a reader
+ * that checked before waits on the condition and gets this wake-up. */
+static void wake_readers(coh_serve *s) {
+  size_t i;
+  int any = 0;
+  pthread_mutex_lock(&s->lock);
+  for (i = 0; i < s->n_active; i++) {
+    coh__serve_job *job = s->active[i];
+    job->wake = job->notify;
+    job->notify = 0;
+    any |= job->wake;
+  }
+  pthread_mutex_unlock(&s->lock);
+  for (i = 0; any && i < s->n_active; i++)
+    if (s->active[i]->wake) {
+      s->active[i]->wake = 0;
+      pthread_cond_broadcast(&s->active[i]->cond);
+    }
 }
 
 /* ---- the tick machine ---------------------------------------------------------- */
@@ -210,11 +243,15 @@ static int job_finished(coh_serve *s, const coh__serve_job *job) {
   return done;
 }
 
+/* Whether events are recorded (journal / replay): the payloads (JSON of the
+ * whole request and result) are built only then. */
+static int recording(const coh_serve *s) { return s->journal != NULL || s->replaying; }
+
 /* Records an event of the current tick (journal / replay); payload owned.
  * An allocation failure drops it and is logged: the journal then misses an
  * event, which replay reports as a divergence. */
 static void add_event(coh_serve *s, const char *kind, const coh__serve_job *job, char *payload) {
-  if (s->journal == NULL && !s->replaying) {
+  if (!recording(s)) {
     coh__free(payload);
     return;
   }
@@ -283,7 +320,7 @@ int coh__serve_tick(coh_serve *s) {
       continue;
     }
     job->tick_admitted = s->tick;
-    add_event(s, "serve_request", job, coh__serve_request_payload(s, job));
+    if (recording(s)) add_event(s, "serve_request", job, coh__serve_request_payload(s, job));
     admit(s, job);
     pthread_mutex_lock(&s->lock);
     s->m.admitted++;
@@ -295,10 +332,12 @@ int coh__serve_tick(coh_serve *s) {
   for (i = 0; i < s->n_active; i++) {
     job = s->active[i];
     if (!job->cancel_sent && atomic_load(&job->cancel)) {
-      char *p = coh__malloc(48);
       job->cancel_sent = 1;
-      if (p) snprintf(p, 48, "{\"seq\":%llu}", (unsigned long long)job->seq);
-      add_event(s, "serve_cancel", job, p);
+      if (recording(s)) {
+        char *p = coh__malloc(48);
+        if (p) snprintf(p, 48, "{\"seq\":%llu}", (unsigned long long)job->seq);
+        add_event(s, "serve_cancel", job, p);
+      }
       for (k = 0; k < (size_t)job->n; k++)
         if (job->choices[k].submitted)
           (void)coh_engine_cancel(s->models[job->model].engine, job->choices[k].engine_id);
@@ -323,6 +362,7 @@ int coh__serve_tick(coh_serve *s) {
     pthread_mutex_unlock(&s->lock);
     if (coh_engine_busy(m->engine)) busy = 1;
   }
+  wake_readers(s);
 
   /* 4. retire finished jobs (in admission order); recount waiting and
    * active slots */
@@ -337,7 +377,7 @@ int coh__serve_tick(coh_serve *s) {
       }
       if (cancelled) s->m.cancelled++;
       else if (!failed) s->m.completed++;
-      add_event(s, "serve_result", job, coh__serve_result_payload(s, job));
+      if (recording(s)) add_event(s, "serve_result", job, coh__serve_result_payload(s, job));
       s->n_open--;
       if (s->replaying) {
         if (track(&s->retired, &s->n_retired, &s->cap_retired, job)) {

@@ -20,14 +20,18 @@
  */
 #include <arpa/inet.h>
 #include <civetweb.h>
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -323,8 +327,22 @@ static int write_all(stream_ctx *x, const coh__buf *b) {
   return x->broken ? -1 : 0;
 }
 
+/* Whether job has something stream_job has not sent yet (lock held). */
+static int stream_news(const coh__serve_job *job, const size_t *sent, const int *reported) {
+  int i;
+  if (job->done) return 1;
+  for (i = 0; i < job->n; i++)
+    if (job->choices[i].n_pieces > sent[i] ||
+        (!reported[i] && job->choices[i].finish != COH_FINISH_NONE))
+      return 1;
+  return 0;
+}
+
 /* Streams job until it is done or the client is gone (then cancels it and
- * waits until the loop has let go of it). */
+ * waits until the loop has let go of it).  The lock is held only to copy
+ * what is new: the JSON of the chunks is built and written after it is
+ * released, so the serve loop, which appends tokens under the same lock,
+ * does not wait for this thread's formatting. */
 static void stream_job(coh_serve *s, struct mg_connection *conn, coh__serve_job *job,
                        int include_usage) {
   stream_ctx x;
@@ -349,30 +367,57 @@ static void stream_job(coh_serve *s, struct mg_connection *conn, coh__serve_job 
   coh__serve_count_status(s, 200);
   pthread_mutex_lock(&s->lock);
   for (;;) {
-    coh__buf b = {0};
-    int done = job->done, progress = 0;
-    if (!role_sent && job->kind == COH__JOB_CHAT) {
+    /* Under the lock: the new pieces.  A choice still generating may grow
+     * (and move) its text and piece ends, so its new bytes and ends are
+     * copied; a finished choice's are final (the loop appends nothing after
+     * the finish) and are read in place. */
+    coh__buf b = {0}, fresh = {0};
+    size_t np[COH__SERVE_MAX_N], from[COH__SERVE_MAX_N], at[COH__SERVE_MAX_N];
+    size_t *ends = NULL, n_new = 0, k = 0;
+    coh_finish fin[COH__SERVE_MAX_N];
+    int done = job->done;
+    for (i = 0; i < job->n; i++) n_new += job->choices[i].n_pieces - sent[i];
+    if (n_new > 0 && (ends = coh__malloc(n_new * sizeof *ends)) == NULL) b.oom = 1;
+    for (i = 0; i < job->n && !b.oom; i++) {
+      const coh__serve_choice *c = &job->choices[i];
+      size_t j;
+      fin[i] = c->finish;
+      np[i] = c->n_pieces;
+      from[i] = sent[i] ? c->piece_end[sent[i] - 1] : 0;
+      at[i] = fresh.n;
+      if (fin[i] == COH_FINISH_NONE && np[i] > sent[i])
+        coh__buf_add(&fresh, c->text.p + from[i], c->piece_end[np[i] - 1] - from[i]);
+      for (j = sent[i]; j < np[i]; j++) ends[k++] = c->piece_end[j];
+    }
+    if (fresh.oom) b.oom = 1;
+    pthread_mutex_unlock(&s->lock);
+
+    if (!b.oom && !role_sent && job->kind == COH__JOB_CHAT) {
       for (i = 0; i < job->n; i++)
         chunk(&x, &b, delta_choice(job, i, json_pack("{s:s,s:s}", "role", "assistant", "content", ""),
                                    NULL),
               include_usage ? json_null() : NULL);
-      role_sent = progress = 1;
+      role_sent = 1;
     }
-    for (i = 0; i < job->n; i++) {
-      coh__serve_choice *c = &job->choices[i];
-      if (!buffered) {
-        for (; sent[i] < c->n_pieces; sent[i]++) {
-          size_t a = sent[i] ? c->piece_end[sent[i] - 1] : 0, e = c->piece_end[sent[i]];
+    for (i = 0, k = 0; i < job->n && !b.oom; i++) {
+      const coh__serve_choice *c = &job->choices[i];
+      size_t a = from[i];
+      for (; sent[i] < np[i]; sent[i]++, k++) {
+        size_t e = ends[k];
+        if (!buffered) {
+          /* pieces are never empty, so the text they point into exists */
+          const char *p = fin[i] == COH_FINISH_NONE ? fresh.p + at[i] + (a - from[i])
+                                                    : c->text.p + a;
           json_t *d = job->kind == COH__JOB_CHAT
-                          ? json_pack("{s:o}", "content", text_string(c->text.p + a, e - a))
-                          : text_string(c->text.p + a, e - a);
+                          ? json_pack("{s:o}", "content", text_string(p, e - a))
+                          : text_string(p, e - a);
           chunk(&x, &b, delta_choice(job, i, d, NULL), include_usage ? json_null() : NULL);
-          progress = 1;
         }
+        a = e;
       }
-      if (!reported[i] && c->finish != COH_FINISH_NONE && c->finish != COH_FINISH_CANCELLED &&
-          c->finish != COH_FINISH_ERROR) {
-        const char *fr = finish_reason(c->finish);
+      if (!reported[i] && fin[i] != COH_FINISH_NONE && fin[i] != COH_FINISH_CANCELLED &&
+          fin[i] != COH_FINISH_ERROR) {
+        const char *fr = finish_reason(fin[i]);
         if (buffered) {
           json_t *calls = tool_calls(job, i, c->text.p ? c->text.p : "", c->text.n);
           if (calls) {
@@ -390,10 +435,13 @@ static void stream_job(coh_serve *s, struct mg_connection *conn, coh__serve_job 
         chunk(&x, &b, delta_choice(job, i, job->kind == COH__JOB_CHAT ? json_object()
                                                                      : json_string(""), fr),
               include_usage ? json_null() : NULL);
-        reported[i] = progress = 1;
+        reported[i] = 1;
       }
     }
+    coh__free(ends);
+    coh__buf_free(&fresh);
     if (done) {
+      /* the job is done: it is this thread's alone */
       int failed = 0;
       for (i = 0; i < job->n; i++)
         if (job->choices[i].finish == COH_FINISH_ERROR || job->oom) failed = 1;
@@ -404,7 +452,6 @@ static void stream_job(coh_serve *s, struct mg_connection *conn, coh__serve_job 
         chunk(&x, &b, NULL, usage_json(job));
       coh__buf_printf(&b, "data: [DONE]\n\n");
     }
-    pthread_mutex_unlock(&s->lock);
     if (b.oom) x.broken = 1;
     (void)write_all(&x, &b);
     coh__buf_free(&b);
@@ -417,9 +464,91 @@ static void stream_job(coh_serve *s, struct mg_connection *conn, coh__serve_job 
       while (!job->done) pthread_cond_wait(&job->cond, &s->lock);
       break;
     }
-    if (!progress && !job->done) pthread_cond_wait(&job->cond, &s->lock);
+    while (!stream_news(job, sent, reported)) pthread_cond_wait(&job->cond, &s->lock);
   }
   pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- a non-streaming client that leaves ---------------------------------------------- */
+
+/* The socket of conn.  civetweb has no call that returns it (nor a close
+ * notification), so it is found among the process's descriptors: the TCP
+ * socket whose local port is the server's and whose peer is the request's
+ * remote address and port (unique while the request is open: civetweb
+ * closes it only after the handler returns).  -1 when not found; at most
+ * 65536 descriptors are looked at. */
+static int client_socket(const coh_serve *s, const struct mg_connection *conn) {
+  const struct mg_request_info *ri = mg_get_request_info(conn);
+  DIR *d;
+  struct dirent *de;
+  int fd = -1, seen = 0;
+  if (ri == NULL || (d = opendir("/proc/self/fd")) == NULL) return -1;
+  while (fd < 0 && seen++ < 65536 && (de = readdir(d)) != NULL) {
+    struct sockaddr_in local, peer;
+    socklen_t ll = sizeof local, pl = sizeof peer;
+    struct stat st;
+    char addr[INET_ADDRSTRLEN];
+    char *end;
+    long v = strtol(de->d_name, &end, 10);
+    if (*end != '\0' || end == de->d_name || v < 0 || v > 1 << 30 || v == dirfd(d)) continue;
+    if (fstat((int)v, &st) != 0 || !S_ISSOCK(st.st_mode) ||
+        getsockname((int)v, (struct sockaddr *)&local, &ll) != 0 || local.sin_family != AF_INET ||
+        ntohs(local.sin_port) != s->port ||
+        getpeername((int)v, (struct sockaddr *)&peer, &pl) != 0 || peer.sin_family != AF_INET ||
+        ntohs(peer.sin_port) != ri->remote_port ||
+        inet_ntop(AF_INET, &peer.sin_addr, addr, sizeof addr) == NULL ||
+        strcmp(addr, ri->remote_addr) != 0)
+      continue;
+    fd = (int)v;
+  }
+  closedir(d);
+  return fd;
+}
+
+/* Whether the client closed its end: the request was read whole, so
+ * anything readable now is the end of the stream (or an error).  A client
+ * that half-closes after sending its request (shutdown of its write side;
+ * the OpenAI clients, curl and browsers do not) reads as gone too. */
+static int client_gone(int fd) {
+  struct pollfd p;
+  char c;
+  memset(&p, 0, sizeof p);
+  p.fd = fd;
+  p.events = POLLIN | POLLRDHUP;
+  if (poll(&p, 1, 0) <= 0) return 0;
+  if (p.revents & (POLLERR | POLLHUP | POLLRDHUP | POLLNVAL)) return 1;
+  return recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
+/* Waits (lock held) until the loop is done with a non-streaming job.  Its
+ * client is checked every 50 ms: one that went away has its request
+ * cancelled, which frees its batch slot at the next tick, as a streaming
+ * client's failed write does.  Returns 1 when the client went away. */
+static int wait_done(coh_serve *s, coh__serve_job *job, int fd) {
+  int gone = 0;
+  while (!job->done) {
+    struct timespec ts;
+    if (fd < 0 || gone) {
+      pthread_cond_wait(&job->cond, &s->lock);
+      continue;
+    }
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 50 * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000L;
+    }
+    (void)pthread_cond_timedwait(&job->cond, &s->lock, &ts);
+    if (job->done) break;
+    pthread_mutex_unlock(&s->lock);
+    gone = client_gone(fd);
+    pthread_mutex_lock(&s->lock);
+    if (gone) {
+      atomic_store(&job->cancel, 1);
+      pthread_cond_signal(&s->loop_cond);
+    }
+  }
+  return gone;
 }
 
 /* ---- endpoints ------------------------------------------------------------------------ */
@@ -470,18 +599,18 @@ static void handle_generate(coh_serve *s, struct mg_connection *conn, int kind) 
     stream_job(s, conn, job, c.include_usage);
   } else {
     json_t *resp = NULL;
-    int failed = 0;
+    int failed = 0, gone, fd = client_socket(s, conn);
     pthread_mutex_lock(&s->lock);
-    while (!job->done) pthread_cond_wait(&job->cond, &s->lock);
+    gone = wait_done(s, job, fd);
     for (i = 0; i < job->n; i++)
       if (job->choices[i].finish == COH_FINISH_ERROR) failed = 1;
-    if (!failed && !job->oom) resp = full_response(s, job, (long long)time(NULL));
+    if (!gone && !failed && !job->oom) resp = full_response(s, job, (long long)time(NULL));
     pthread_mutex_unlock(&s->lock);
     snprintf(hdr, sizeof hdr, "x-cohort-seed: %llu\r\n", (unsigned long long)job->seed);
-    if (failed)
+    if (failed && !gone)
       send_error(s, conn, 500, "server_error", NULL, NULL,
                  "generation failed (see the server log)");
-    else
+    else if (!gone)
       send_json(s, conn, resp ? 200 : 500, resp, hdr);
   }
 done:
@@ -607,6 +736,28 @@ static int route(coh_serve *s, struct mg_connection *conn) {
   return 200;
 }
 
+/* civetweb's worker threads (type 1) run as SCHED_BATCH: the serve loop
+ * wakes one of them per streaming job and step, and a woken SCHED_OTHER
+ * thread may preempt the loop on the spot (wake-up preemption), which left
+ * the loop waiting for a CPU once per job and step and made the HTTP side
+ * cost the engine's clock; a batch thread never preempts on wake-up, it
+ * runs on an idle core or when the running thread's slice ends.  The same
+ * nice level: it is not starved, and nothing needs a privilege.  A hint:
+ * where the policy is not available nothing changes. */
+static void *init_thread(const struct mg_context *ctx, int thread_type) {
+  (void)ctx;
+#ifdef SCHED_BATCH
+  if (thread_type == 1) {
+    struct sched_param sp;
+    memset(&sp, 0, sizeof sp);
+    (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+  }
+#else
+  (void)thread_type;
+#endif
+  return NULL;
+}
+
 static int log_message(const struct mg_connection *conn, const char *msg) {
   (void)conn;
   (void)msg;
@@ -642,6 +793,7 @@ int coh__serve_http_start(coh_serve *s, coh_err *err) {
   snprintf(listen, sizeof listen, "%s:%d", s->addr, s->port);
   memset(&cb, 0, sizeof cb);
   cb.log_message = log_message;
+  cb.init_thread = init_thread;
   memset(&init, 0, sizeof init);
   init.callbacks = &cb;
   init.user_data = s;

@@ -92,6 +92,10 @@ typedef struct coh__serve_job {
   int cancel_sent;             /* loop only */
   int done;                    /* under s->lock */
   int oom;                     /* under s->lock: an append failed */
+  int notify;                  /* under s->lock: new tokens since the last
+                                  wake-up (the loop wakes the reader once
+                                  per tick, after the engine step) */
+  int wake;                    /* loop only: notify taken, to broadcast */
   pthread_cond_t cond;
 } coh__serve_job;
 
