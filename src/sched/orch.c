@@ -1415,7 +1415,7 @@ int coh_sim_get_agent(const coh_sim *o, int k, coh_sim_agent_info *out) {
 }
 
 int coh_sim_agent_index(const coh_sim *o, const char *id) {
-  return id ? agent_index(o, id) : -1;
+  return id ? coh__orch_agent_index(o, id) : -1;
 }
 
 int coh_sim_get_model(const coh_sim *o, int k, coh_sim_model_info *out) {

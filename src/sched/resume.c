@@ -10,7 +10,7 @@
  * Layout, every integer in the host's byte order (as the agent checkpoints
  * are), a "str" being a u64 length and that many bytes:
  *   "COHORCH1"  u64 tick  u32 n_agents
- *   i64 events, agent_steps, llm_requests, llm_tokens, traps, messages, refused
+ *   i64 events, agent_steps, llm_requests, llm_tokens, traps
  *   per agent slot, in index order:
  *     str id  u32 spec  i64 config_len (-1: none) + bytes  u32 status
  *     u32 needs_init  i64 next_llm  i64 next_timer
@@ -57,8 +57,6 @@ int coh__orch_state_save(const orch *o, coh__buf *b) {
   put_i64(b, sum->llm_requests);
   put_i64(b, sum->llm_tokens);
   put_i64(b, sum->traps);
-  put_i64(b, o->messages);
-  put_i64(b, o->refused);
   for (k = 0; k < o->n_agents; k++) {
     const agent_slot *a = &o->agents[k];
     put_str(b, a->id, strlen(a->id));
@@ -146,19 +144,19 @@ int coh__orch_state_tick(const uint8_t *p, size_t n, int64_t *tick) {
 int coh__orch_state_restore(orch *o, const uint8_t *p, size_t n, coh_err *err) {
   rd r = {p, p + n, "magic"};
   uint8_t magic[8];
-  int64_t tick, v[7];
+  int64_t tick, v[5];
   uint32_t n_agents, u, n_models;
   int k, rc = COH_OK, n_scn = o->n_agents;
   int64_t cnt, e;
-  static const char *const cnames[7] = {"events", "agent_steps", "llm_requests", "llm_tokens",
-                                        "traps", "messages", "refused"};
+  static const char *const cnames[5] = {"events", "agent_steps", "llm_requests", "llm_tokens",
+                                        "traps"};
   if (get(&r, magic, 8, "magic") || memcmp(magic, MAGIC, 8) != 0)
     BAD("not a resume state of format %s", MAGIC);
   if (get_i64(&r, &tick, "tick") || get_u32(&r, &n_agents, "n_agents")) goto trunc;
   if (n_agents < (uint32_t)n_scn || n_agents > (uint32_t)o->cap_agents)
     BAD("%u agent slots, the scenario has %d (at most %d with spawned agents)", n_agents, n_scn,
         o->cap_agents);
-  for (k = 0; k < 7; k++)
+  for (k = 0; k < 5; k++)
     if (get_i64(&r, &v[k], cnames[k])) goto trunc;
   for (k = 0; k < (int)n_agents; k++) {
     agent_slot *a = &o->agents[k];
@@ -279,8 +277,6 @@ int coh__orch_state_restore(orch *o, const uint8_t *p, size_t n, coh_err *err) {
   o->sum->llm_requests = v[2];
   o->sum->llm_tokens = v[3];
   o->sum->traps = v[4];
-  o->messages = v[5];
-  o->refused = v[6];
   o->tick = tick;
   return COH_OK;
 trunc:
