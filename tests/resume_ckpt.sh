@@ -30,6 +30,8 @@
 #   4. a state of an unknown format (re-chained) is re-executed from tick 0,
 #      saying why, to the same events; a format-2 journal (which kept the
 #      state in meta, off the chain) is refused naming both versions.
+#   5. examples/debate.yaml (never idle at a checkpoint tick), cut to 100
+#      ticks, resumes from the checkpoint before each of two cuts.
 #   The test prints what the resume states cost in bytes.
 # Kill points are chosen by progress, never by time.
 set -u
@@ -454,6 +456,40 @@ if r.returncode == 1 and "version '2'" in r.stderr and "version 3" in r.stderr:
     ok("a format-2 journal is refused: %s" % r.stderr.strip()[:200])
 else:
     bad("format-2 journal: exit %d, %s" % (r.returncode, r.stdout + r.stderr))
+
+# 5. examples/debate.yaml (its engine is never idle at a checkpoint tick:
+# before requests in flight were restored, it re-ran from tick 0), cut to
+# 100 ticks: resumed from the checkpoint just before each cut
+dbt = os.path.join(TMP, "debate.yaml")
+with open(os.path.join(SRC, "examples", "debate.yaml")) as f:
+    text = f.read()
+text = text.replace("path: ../models/shakespeare", "path: " + os.path.join(SRC, "models", "shakespeare"))
+text = re.sub(r"max_ticks: \d+", "max_ticks: 100", text)
+with open(dbt, "w") as f:
+    f.write(text)
+dref_db = os.path.join(TMP, "debate.db")
+r = subprocess.run([BIN, "run", dbt, "--journal", dref_db, "--cache-dir", CACHE, "--quiet"],
+                   capture_output=True, text=True)
+ddig = digest_of(r.stdout)
+if r.returncode != 0 or not ddig:
+    bad("debate reference run: exit %d, %s" % (r.returncode, r.stdout + r.stderr))
+else:
+    drows = rows(dref_db)
+    for c in (60, 80):
+        st = bytes(q(dref_db, "select state from checkpoints where tick = ? and agent = ?",
+                     (c, ORCH))[0][0])
+        eng = parse_state(st)["engine"]
+        db = os.path.join(TMP, "debate-cut%d.db" % c)
+        cut_after(dref_db, db, c + 1)
+        rr = resume(db)
+        m = RESUMED.search(rr.stdout)
+        if rr.returncode == 0 and m and int(m.group(1)) == c and int(m.group(2)) == 1 \
+                and eng and digest_of(rr.stdout) == ddig and rows(db) == drows:
+            ok("debate cut after tick %d: resumed from checkpoint %d with %s in the engine, "
+               "re-executed 1 tick: the uninterrupted digest and events" % (c + 1, c, [e[:4] for e in eng]))
+        else:
+            bad("debate cut after tick %d: exit %d, engine %s, %s" % (c + 1, rr.returncode, eng,
+                                                                   (rr.stdout + rr.stderr)[-400:]))
 
 print("resume_ckpt: %s" % ("all passed" if fails == 0 else "%d failures" % fails))
 sys.exit(1 if fails else 0)
