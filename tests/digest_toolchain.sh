@@ -81,7 +81,7 @@ c = sqlite3.connect(sys.argv[1])
 c.execute("update meta set value=? where key='status'", (b"interrupted",))
 if sys.argv[2] == "old":
     # the agents' snapshots; the orchestrator's state ('@orchestrator',
-    # COHORCH1) is of its own format
+    # COHORCH2) is of its own format
     for rowid, state in c.execute("select rowid, state from checkpoints "
                                   "where agent != '@orchestrator'").fetchall():
         assert state[:8] == b"COHSNAP2"

@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # resume_ckpt.sh — `cohort resume` from checkpoints (docs/orchestrator.md,
 # "Journal, replay, resume"), with stock prompt agents on the default model
-# (models/shakespeare) and LLM requests outstanding at some checkpoint ticks:
-#   1. kill -9 by progress at three points, each just after a checkpoint tick
-#      with requests outstanding; resume must restore the latest checkpoint
-#      at or before the last durable tick that had none (computed here from
-#      the journal's events), say so ("resumed from checkpoint at tick T,
-#      re-executed N ticks", N = last durable tick - T), and end with the
-#      uninterrupted run's digest and exactly its events;
+# (models/shakespeare), one of them constrained by a JSON schema, and LLM
+# requests outstanding (waiting for admission, or in the engine part-way
+# through their generation) at most checkpoint ticks:
+#   0. every checkpoint tick has a resume state, and the states list the
+#      requests outstanding (parsed here: each engine request's admission
+#      tick and the tokens and text it had produced);
+#   1. a journal cut after tick C + 1 for every checkpoint tick C with a
+#      request in the engine (what kill -9 leaves: whole ticks), and kill -9
+#      by progress just after three such ticks: resume must restore the
+#      latest checkpoint T at or before the last durable tick L, requests in
+#      flight included (re-running each engine request's steps from its
+#      admission), say so ("resumed from checkpoint at tick T, re-executed N
+#      ticks", N = L - T < checkpoint_every), and end with the uninterrupted
+#      run's digest and exactly its events; among them checkpoints with a
+#      constrained (JSON-schema) request and a plain one mid-generation;
 #   2. a tampered checkpoint row at that tick, of an agent or of the
 #      orchestrator's resume state (a checkpoint of the reserved id
 #      '@orchestrator', on the chain), is refused by the chain check of
@@ -17,11 +25,14 @@
 #      journal rebuilt by its owner, which a chain cannot detect) is refused
 #      cleanly at any of seven lengths, naming it; `resume --full` resumes
 #      the untouched journal from tick 0 to the same digest;
+#   3b. an engine request whose recorded text or token count was edited (and
+#      re-chained) is refused: its re-run does not reproduce it;
 #   4. a state of an unknown format (re-chained) is re-executed from tick 0,
 #      saying why, to the same events; a format-2 journal (which kept the
 #      state in meta, off the chain) is refused naming both versions.
-#   The reference run has one resume state per checkpoint tick without
-#   requests outstanding, and the test prints what they cost in bytes.
+#   5. examples/debate.yaml (never idle at a checkpoint tick), cut to 100
+#      ticks, resumes from the checkpoint before each of two cuts.
+#   The test prints what the resume states cost in bytes.
 # Kill points are chosen by progress, never by time.
 set -u
 BIN=${COH_BIN:?} BUILD=${COH_BUILD_DIR:?} SRC=${COH_SOURCE_DIR:?}
@@ -30,8 +41,9 @@ CACHE="$BUILD/test-module-cache"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# Two prompt agents answered at spaced ticks (so some checkpoints have
-# requests outstanding and some do not), two counters busy every tick.
+# Two prompt agents answered at spaced ticks, one constrained by a JSON
+# schema (so a grammar state is in flight), two counters busy every tick;
+# max_batch 2 for three prompt agents, so some requests wait.
 {
   cat <<YAML
 name: resume-prompt
@@ -48,6 +60,9 @@ agents:
   - id: r
     kind: prompt
     config: {system: "A field near Athens.", template_vars: {speaker: ROMEO}, model: bard, max_tokens: 6, temperature: 0.8, top_k: 40}
+  - id: j
+    kind: prompt
+    config: {system: "A court in Athens.", model: bard, max_tokens: 14, temperature: 0.9, schema: {type: object, properties: {who: {type: string}, says: {type: string}}, required: [who, says]}}
   - {id: c, module: $BUILD/agents/counter.wasm, count: 2}
 messages:
 YAML
@@ -55,6 +70,7 @@ YAML
     echo "  - {from: c-0, to: q, body: \"Speak $t\", tick: $t}"
     echo "  - {from: c-1, to: r, body: \"Say $t\", tick: $((t + 1))}"
   done
+  for t in 3 28 55; do echo "  - {from: c-0, to: j, body: \"Who speaks $t?\", tick: $t}"; done
   for t in $(seq 1 80); do echo "  - {to: c-$((t % 2)), body: \"$t\", tick: $t}"; done
 } >"$tmp/p.yaml"
 
@@ -64,7 +80,7 @@ YAML
 }
 
 "$PY" - "$BIN" "$CACHE" "$tmp" "$SRC" <<'PY'
-import os, re, shutil, signal, sqlite3, subprocess, sys, time
+import os, re, shutil, signal, sqlite3, struct, subprocess, sys, time
 
 BIN, CACHE, TMP, SRC = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 ORCH = "@orchestrator"
@@ -116,26 +132,164 @@ dref = digest_of(open(os.path.join(TMP, "ref.out")).read())
 ref_rows = rows(ref)
 cks = sorted(t for (t,) in q(ref, "select distinct tick from checkpoints"))
 busy = [c for c in cks if outstanding(ref, c) > 0]
-quiet = [c for c in cks if outstanding(ref, c) == 0]
-if not dref or len(busy) < 3 or len(quiet) < 3:
-    bad("reference run: digest %r, checkpoints with requests outstanding %s, without %s"
-        % (dref, busy, quiet))
+if not dref or len(busy) < 3:
+    bad("reference run: digest %r, checkpoints with requests outstanding %s" % (dref, busy))
     sys.exit(1)
-ok("reference run: %d events, digest %s; checkpoints with LLM requests outstanding: %s"
-   % (len(ref_rows), dref, busy))
+ok("reference run: %d events, digest %s; checkpoints %s, with LLM requests outstanding: %s"
+   % (len(ref_rows), dref, cks, busy))
+
+def parse_state(st):
+    """The LLM requests of a resume state (src/sched/resume.c, COHORCH2):
+    {"waiting": [(agent, number)], "engine": [(agent, number, admit, tokens, text)]}."""
+    p = [0]
+    def take(n):
+        v = st[p[0]:p[0] + n]
+        if len(v) != n:
+            raise ValueError("truncated at %d" % p[0])
+        p[0] += n
+        return v
+    u32 = lambda: struct.unpack("=I", take(4))[0]
+    i64 = lambda: struct.unpack("=q", take(8))[0]
+    sstr = lambda: take(i64())
+    if take(8) != b"COHORCH2":
+        raise ValueError("magic")
+    tick, n_agents = i64(), u32()
+    for _ in range(5):
+        i64()
+    ids = []
+    for _ in range(n_agents):
+        ids.append(sstr().decode())
+        u32()
+        c = i64()
+        if c >= 0:
+            take(c)
+        u32(); u32(); i64(); i64()
+        for _ in range(i64()):
+            u32(); sstr()
+        for _ in range(i64()):
+            sstr(); sstr()
+    for _ in range(i64()):
+        i64(); u32(); i64()
+    n_models = u32()
+    for _ in range(n_models):
+        i64()
+    out = {"tick": tick, "waiting": [], "engine": []}
+    for _ in range(n_models):
+        for _ in range(i64()):
+            a, n = u32(), i64()
+            sstr()
+            out["waiting"].append((ids[a], n))
+        for _ in range(i64()):
+            a, n, adm, tok = u32(), i64(), i64(), i64()
+            sstr()
+            out["engine"].append((ids[a], n, adm, tok, sstr().decode("utf-8", "replace")))
+    if p[0] != len(st):
+        raise ValueError("%d trailing bytes" % (len(st) - p[0]))
+    return out
+
+# 0. a resume state at every checkpoint tick, listing what is in flight
 orch = sorted(t for (t,) in q(ref, "select tick from checkpoints where agent = ?", (ORCH,)))
-if orch == quiet:
+if orch == cks:
     o_bytes = q(ref, "select sum(length(state)) from checkpoints where agent = ?", (ORCH,))[0][0]
     a_bytes = q(ref, "select sum(length(state)) from checkpoints where agent != ?", (ORCH,))[0][0]
-    ok("one resume state per quiet checkpoint tick %s: %d bytes in all (%d per tick), "
-       "beside %d bytes of agent checkpoints" % (orch, o_bytes, o_bytes // len(orch), a_bytes))
+    ok("one resume state per checkpoint tick: %d bytes in all (%d per tick), "
+       "beside %d bytes of agent checkpoints" % (o_bytes, o_bytes // len(orch), a_bytes))
 else:
-    bad("resume states at ticks %s, want the quiet checkpoint ticks %s" % (orch, quiet))
+    bad("resume states at ticks %s, want every checkpoint tick %s" % (orch, cks))
+states = {}
+for (t, st) in q(ref, "select tick, state from checkpoints where agent = ?", (ORCH,)):
+    try:
+        states[t] = parse_state(bytes(st))
+    except (ValueError, struct.error) as e:
+        bad("the resume state of tick %d does not parse: %s" % (t, e))
+mismatch = [t for t in states
+            if len(states[t]["waiting"]) + len(states[t]["engine"]) != outstanding(ref, t)]
+if mismatch:
+    bad("resume states whose requests are not the journal's outstanding ones: %s" % mismatch)
+else:
+    ok("each resume state lists exactly the requests outstanding at its tick")
+in_engine = [t for t in cks if t in states and states[t]["engine"]]
+mid = lambda t, who: [e for e in states[t]["engine"] if e[0] in who and e[3] > 0]
+schema_ticks = [t for t in in_engine if mid(t, ("j",))]
+plain_ticks = [t for t in in_engine if mid(t, ("q", "r"))]
+waiting_ticks = [t for t in cks if t in states and states[t]["waiting"]]
+if schema_ticks and plain_ticks:
+    ok("checkpoints with a request mid-generation in the engine: constrained %s, plain %s; "
+       "with requests waiting for admission: %s" % (schema_ticks, plain_ticks, waiting_ticks))
+    t = schema_ticks[0]
+    ok("e.g. tick %d: %s" % (t, [e[:4] + (e[4][:40],) for e in states[t]["engine"]]))
+else:
+    bad("want checkpoints with a constrained and a plain request mid-generation, got %s / %s"
+        % (schema_ticks, plain_ticks))
 
-# 1. kill at the first busy checkpoint after each quiet stretch
-points = [c for c in busy if any(x < c for x in quiet) and
-          max([x for x in cks if x < c], default=-1) in quiet][:3]
-skipped_busy = 0
+def check_resume(db, at, label):
+    """resume db (durable up to tick at): from the latest checkpoint <= at,
+    re-executing at - T < checkpoint_every ticks, to the reference."""
+    r = resume(db)
+    if r.returncode != 0:
+        bad("%s: resume exit %d: %s" % (label, r.returncode, r.stdout + r.stderr))
+        return None
+    if "nothing to resume" in r.stdout:
+        ok("%s: the run had completed" % label)
+        return None
+    want = max([c for c in cks if c <= at], default=-1)
+    m = RESUMED.search(r.stdout)
+    got = None
+    if want < 0:
+        if FROM0.search(r.stdout):
+            ok("%s: no checkpoint yet, resumed from tick 0" % label)
+        else:
+            bad("%s: %s" % (label, r.stdout))
+    elif m is None or int(m.group(1)) != want or int(m.group(2)) != at - want \
+            or at - want >= 4:
+        bad("%s (journal at %d): want 'resumed from checkpoint at tick %d, re-executed %d "
+            "ticks', got: %s" % (label, at, want, at - want, (r.stdout + r.stderr)[:400]))
+    else:
+        got = want
+    if digest_of(r.stdout) != dref:
+        bad("%s: digest %s, want %s" % (label, digest_of(r.stdout), dref))
+        return None
+    if rows(db) != ref_rows:
+        bad("%s: the resumed journal's events differ from the uninterrupted run's" % label)
+        return None
+    if got is not None:
+        st = states.get(got, {"engine": [], "waiting": []})
+        ok("%s (journal at %d): resumed from checkpoint %d with %d requests in the engine %s "
+           "and %d waiting, re-executed %d ticks: the uninterrupted digest and events"
+           % (label, at, got, len(st["engine"]), [e[:4] for e in st["engine"]],
+              len(st["waiting"]), at - got))
+    return got
+
+# 1a. journals cut after tick C + 1 (whole ticks, as kill -9 leaves them)
+def cut_after(src, dst, x):
+    for sfx in ("", "-wal", "-shm"):
+        if os.path.exists(dst + sfx):
+            os.remove(dst + sfx)
+    c = sqlite3.connect(src)
+    c.execute("vacuum into ?", (dst,))
+    c.close()
+    c = sqlite3.connect(dst)
+    for t in ("events", "ticks", "checkpoints"):
+        c.execute("delete from %s where tick > ?" % t, (x,))
+    c.execute("update meta set value = cast('interrupted' as blob) where key = 'status'")
+    c.commit()
+    c.close()
+
+from_flight = []
+for cpt in in_engine:
+    db = os.path.join(TMP, "cut%d.db" % cpt)
+    cut_after(ref, db, cpt + 1)
+    got = check_resume(db, cpt + 1, "journal cut after tick %d" % (cpt + 1))
+    if got == cpt:
+        from_flight.append(cpt)
+if set(schema_ticks) | set(plain_ticks) <= set(from_flight) and len(from_flight) >= 3:
+    ok("resumed exactly from every checkpoint with requests in the engine: %s" % from_flight)
+else:
+    bad("resumed from checkpoints with requests in the engine %s, want all of %s"
+        % (from_flight, in_engine))
+
+# 1b. kill -9 by progress, just after checkpoints with requests in the engine
+points = in_engine[::max(1, len(in_engine) // 3)][:3]
 killed_db = None
 for p in points:
     db = os.path.join(TMP, "k%d.db" % p)
@@ -154,47 +308,19 @@ for p in points:
     at = last_tick(db)
     if not killed or at >= max(cks):
         ok("kill at tick %d: the run got to tick %d first; resumed below anyway" % (p, at))
-    want = max([c for c in quiet if c <= at], default=-1)
-    skipped = [c for c in busy if want < c <= at]
+    want = max([c for c in cks if c <= at], default=-1)
     if killed_db is None and want > 0 and at < max(cks):
         killed_db = os.path.join(TMP, "keep.db")
         for sfx in ("", "-wal", "-shm"):
             if os.path.exists(db + sfx):
                 shutil.copy(db + sfx, killed_db + sfx)
         keep_at, keep_want = at, want
-    r = resume(db)
-    if r.returncode != 0:
-        bad("kill at tick %d: resume exit %d: %s" % (p, r.returncode, r.stdout + r.stderr))
-        continue
-    m = RESUMED.search(r.stdout)
-    if "nothing to resume" in r.stdout:
-        ok("kill at tick %d: the run had completed" % p)
-        continue
-    if want < 0:
-        if FROM0.search(r.stdout):
-            ok("kill at tick %d: no quiet checkpoint yet, resumed from tick 0" % p)
-        else:
-            bad("kill at tick %d: %s" % (p, r.stdout))
-    elif m is None or int(m.group(1)) != want or int(m.group(2)) != at - want:
-        bad("kill at tick %d (journal at %d): want 'resumed from checkpoint at tick %d, "
-            "re-executed %d ticks', got: %s" % (p, at, want, at - want, r.stdout[:400]))
-    else:
-        ok("kill at tick %d (journal at %d): resumed from checkpoint %d, re-executed %d ticks, "
-           "skipping checkpoints with requests outstanding %s" % (p, at, want, at - want, skipped))
-        skipped_busy += len(skipped) > 0
-    if digest_of(r.stdout) != dref:
-        bad("kill at tick %d: digest %s, want %s" % (p, digest_of(r.stdout), dref))
-    elif rows(db) != ref_rows:
-        bad("kill at tick %d: the resumed journal's events differ from the uninterrupted run's" % p)
-    else:
-        ok("kill at tick %d + resume: the uninterrupted digest and events" % p)
-if skipped_busy >= 2:
-    ok("%d resumes skipped a checkpoint with LLM requests in flight" % skipped_busy)
-else:
-    bad("only %d resumes skipped a checkpoint with requests in flight (want >= 2)" % skipped_busy)
-if killed_db is None:
-    bad("no kill landed after a quiet checkpoint: sections 2-4 have no journal")
-    sys.exit(1)
+    check_resume(db, at, "kill -9 at tick %d" % p)
+if killed_db is None:  # every kill came too late: sections 2-4 use a cut journal
+    killed_db = os.path.join(TMP, "keep.db")
+    keep_want = in_engine[0]
+    keep_at = keep_want + 1
+    cut_after(ref, killed_db, keep_at)
 
 def copy(name):
     d = os.path.join(TMP, name)
@@ -262,6 +388,46 @@ if crashed:
 else:
     ok("a re-chained resume state cut at %s of its %d bytes is refused each time, naming %s"
        % (cuts, n, named))
+# 3b. an engine request whose recorded text or token count the re-run does
+# not reproduce (re-chained): refused, naming the request, never resumed
+# with another engine state.  The state's last bytes are the no-model
+# slot's two empty lists, after the last engine request's text.
+tt = next((t for t in in_engine if states[t]["engine"][-1][3] > 0
+           and states[t]["engine"][-1][4]), None)
+if tt is None:
+    bad("no checkpoint whose last engine request has text")
+else:
+    who, num = states[tt]["engine"][-1][:2]
+    st = bytes(q(ref, "select state from checkpoints where tick = ? and agent = ?", (tt, ORCH))[0][0])
+    assert st.endswith(bytes(16))
+    k = len(st) - 17  # the text's last byte
+    edits = {"text": st[:k] + bytes([st[k] ^ 0x01]) + st[k + 1:]}
+    tlen = len(states[tt]["engine"][-1][4].encode())
+    # the token count: the i64 before the json's length (the json ends
+    # where the text's length begins)
+    for cand in range(len(st) - 16 - tlen - 8 - 8, 0, -1):
+        jl = struct.unpack("=q", st[cand:cand + 8])[0]
+        if cand + 8 + jl == len(st) - 16 - tlen - 8:
+            tok = cand - 8
+            n_tok = struct.unpack("=q", st[tok:tok + 8])[0]
+            edits["tokens"] = st[:tok] + struct.pack("=q", n_tok + 1) + st[tok + 8:]
+            break
+    for what, nst in sorted(edits.items()):
+        d = os.path.join(TMP, "rerun-%s.db" % what)
+        cut_after(ref, d, tt + 1)
+        edit(d, "update checkpoints set state = ? where tick = ? and agent = ?", (nst, tt, ORCH))
+        rechain(d)
+        rr = resume(d)
+        want = "request %d of agent '%s' re-run from its admission" % (num, who)
+        if rr.returncode == 1 and want in rr.stderr and "resumed" not in rr.stdout:
+            ok("an engine request's recorded %s changed (re-chained) is refused: %s"
+               % (what, rr.stderr.strip()[-220:]))
+        else:
+            bad("engine request's %s changed: exit %d, %s" % (what, rr.returncode,
+                                                           rr.stdout[-300:] + rr.stderr[-300:]))
+    if "tokens" not in edits:
+        bad("could not find the token count of the last engine request at tick %d" % tt)
+
 db = copy("full.db")
 r = resume(db, "--full")
 m = FROM0.search(r.stdout)
@@ -278,7 +444,7 @@ edit(db, "update checkpoints set state = cast(x'434f484f52434839' || substr(stat
 rechain(db)
 r = resume(db)
 m = FROM0.search(r.stdout)
-if r.returncode == 0 and m and "not of format COHORCH1" in m.group(1) \
+if r.returncode == 0 and m and "not of format COHORCH2" in m.group(1) \
         and int(m.group(2)) == keep_at + 1 and events(db) == [e[:6] for e in ref_rows]:
     ok("fmt.db: re-executed from tick 0 (%s), same events" % m.group(1)[:60])
 else:
@@ -290,6 +456,40 @@ if r.returncode == 1 and "version '2'" in r.stderr and "version 3" in r.stderr:
     ok("a format-2 journal is refused: %s" % r.stderr.strip()[:200])
 else:
     bad("format-2 journal: exit %d, %s" % (r.returncode, r.stdout + r.stderr))
+
+# 5. examples/debate.yaml (its engine is never idle at a checkpoint tick:
+# before requests in flight were restored, it re-ran from tick 0), cut to
+# 100 ticks: resumed from the checkpoint just before each cut
+dbt = os.path.join(TMP, "debate.yaml")
+with open(os.path.join(SRC, "examples", "debate.yaml")) as f:
+    text = f.read()
+text = text.replace("path: ../models/shakespeare", "path: " + os.path.join(SRC, "models", "shakespeare"))
+text = re.sub(r"max_ticks: \d+", "max_ticks: 100", text)
+with open(dbt, "w") as f:
+    f.write(text)
+dref_db = os.path.join(TMP, "debate.db")
+r = subprocess.run([BIN, "run", dbt, "--journal", dref_db, "--cache-dir", CACHE, "--quiet"],
+                   capture_output=True, text=True)
+ddig = digest_of(r.stdout)
+if r.returncode != 0 or not ddig:
+    bad("debate reference run: exit %d, %s" % (r.returncode, r.stdout + r.stderr))
+else:
+    drows = rows(dref_db)
+    for c in (60, 80):
+        st = bytes(q(dref_db, "select state from checkpoints where tick = ? and agent = ?",
+                     (c, ORCH))[0][0])
+        eng = parse_state(st)["engine"]
+        db = os.path.join(TMP, "debate-cut%d.db" % c)
+        cut_after(dref_db, db, c + 1)
+        rr = resume(db)
+        m = RESUMED.search(rr.stdout)
+        if rr.returncode == 0 and m and int(m.group(1)) == c and int(m.group(2)) == 1 \
+                and eng and digest_of(rr.stdout) == ddig and rows(db) == drows:
+            ok("debate cut after tick %d: resumed from checkpoint %d with %s in the engine, "
+               "re-executed 1 tick: the uninterrupted digest and events" % (c + 1, c, [e[:4] for e in eng]))
+        else:
+            bad("debate cut after tick %d: exit %d, engine %s, %s" % (c + 1, rr.returncode, eng,
+                                                                   (rr.stdout + rr.stderr)[-400:]))
 
 print("resume_ckpt: %s" % ("all passed" if fails == 0 else "%d failures" % fails))
 sys.exit(1 if fails else 0)

@@ -27,7 +27,7 @@
  * than "inputs" are outside the chain.
  * A checkpoint's agent is an agent id ([A-Za-z0-9_.-], cohort/scenario.h)
  * or the reserved COH_JOURNAL_ORCH_CHECKPOINT, which no agent can have: the
- * orchestrator's own state at that tick (format COHORCH1, cohort/orch.h),
+ * orchestrator's own state at that tick (format COHORCH2, cohort/orch.h),
  * stored after the tick's agent checkpoints, so that what `resume` restores
  * is on the chain like every agent checkpoint (format 3; format 2 kept it
  * in meta, outside the chain).  docs/journal.md says what this

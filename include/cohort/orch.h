@@ -233,10 +233,10 @@ typedef struct coh_sim_sink {
   const char *(*stop_reason)(void *ud);
   /* May be NULL.  The orchestrator's own state at a checkpoint tick
    * (inboxes, timers, key-value stores, request and timer counters, spawned
-   * agents, admission cursors: COH_RESUME_STATE_MAGIC, borrowed), after the
-   * tick's agent checkpoints, when every live agent was checkpointed and no
-   * LLM request is outstanding; with the checkpoints it is what `resume`
-   * restores instead of re-executing the ticks before it. */
+   * agents, admission cursors, the LLM requests waiting and in engines:
+   * COH_RESUME_STATE_MAGIC, borrowed), after the tick's agent checkpoints,
+   * when every live agent was checkpointed; with the checkpoints it is what
+   * `resume` restores instead of re-executing the ticks before it. */
   int (*resume_state)(void *ud, const void *state, size_t len, coh_err *err);
 
   /* ---- observers (all optional; wall-clock, never deterministic) ----------
@@ -264,7 +264,7 @@ typedef struct coh_sim_sink {
 /* The format of the resume state (an orchestrator snapshot); the journal
  * sink stores one per such checkpoint tick as that tick's last checkpoint,
  * of the reserved id COH_JOURNAL_ORCH_CHECKPOINT, on the chain. */
-#define COH_RESUME_STATE_MAGIC "COHORCH1"
+#define COH_RESUME_STATE_MAGIC "COHORCH2"
 
 /* A committed agent step, for observers (pointers borrowed for the call). */
 typedef struct coh_sim_step_info {

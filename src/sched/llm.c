@@ -199,6 +199,7 @@ void coh__orch_llm_free(llm_req *r) {
   coh__buf_free(&r->text);
   coh_grammar_free(r->grammar);
   coh__free(r->tool_names);
+  coh__free(r->want_text);
   coh__free(r); /* r->body is borrowed from o->recorded */
 }
 
@@ -237,6 +238,8 @@ void coh__orch_models_close(orch *o) {
     for (k = 0; k < ms->n_live; k++) coh__orch_llm_free(ms->live[k]);
     coh__free(ms->live);
     for (k = 0; k < ms->n_replay; k++) coh__orch_llm_free(ms->replay[k]);
+    for (k = 0; k < ms->n_resub; k++) coh__orch_llm_free(ms->resub[k]);
+    coh__free(ms->resub);
     coh__free(ms->done);
     coh__free(ms->replay);
     coh__free(ms->wait_head);
@@ -266,16 +269,15 @@ static int pick_model(orch *o, const char *json, size_t len) {
   return found;
 }
 
-int coh__orch_llm_enqueue(orch *o, int agent, int64_t number, const char *json,
-                          size_t len, coh_err *err) {
+/* A request as committed (its seed derived from the run seed, the agent
+ * and the request number); NULL when out of memory. */
+static llm_req *new_req(orch *o, int agent, int64_t number, const char *json, size_t len) {
   llm_req *r = coh__calloc(1, sizeof *r);
-  int mi;
-  model_slot *ms;
-  if (r == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+  if (r == NULL) return NULL;
   r->json = coh__malloc(len + 1);
   if (r->json == NULL) {
     coh__free(r);
-    return coh__err(err, COH_ENOMEM, "out of memory");
+    return NULL;
   }
   memcpy(r->json, json, len);
   r->json[len] = '\0';
@@ -284,12 +286,21 @@ int coh__orch_llm_enqueue(orch *o, int agent, int64_t number, const char *json,
   r->number = number;
   r->seed = coh__seed_derive(o->s->seed, (uint64_t)agent, (uint64_t)number);
   r->t_commit = coh__wall_seconds();
-  mi = pick_model(o, json, len);
-  ms = &o->models[mi];
-  if (ms->wait_tail[agent]) ms->wait_tail[agent]->next = r;
-  else ms->wait_head[agent] = r;
-  ms->wait_tail[agent] = r;
+  return r;
+}
+
+static void wait_push(model_slot *ms, llm_req *r) {
+  if (ms->wait_tail[r->agent]) ms->wait_tail[r->agent]->next = r;
+  else ms->wait_head[r->agent] = r;
+  ms->wait_tail[r->agent] = r;
   ms->waiting++;
+}
+
+int coh__orch_llm_enqueue(orch *o, int agent, int64_t number, const char *json,
+                          size_t len, coh_err *err) {
+  llm_req *r = new_req(o, agent, number, json, len);
+  if (r == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+  wait_push(&o->models[pick_model(o, json, len)], r);
   return COH_OK;
 }
 
@@ -307,13 +318,16 @@ static void trace_prompt(orch *o, model_slot *ms, llm_req *r, const coh_llm_requ
 }
 
 /* Starts r on ms's engine, or fails it at once (a request the agent got
- * wrong).  Out of memory, ours, is COH_ENOMEM (r freed), never a result. */
-static int admit_one(orch *o, model_slot *ms, llm_req *r, coh_err *err) {
+ * wrong).  Out of memory, ours, is COH_ENOMEM (r freed), never a result.
+ * trace: --trace-prompts may print it (not when a resume re-submits it). */
+static int admit_one(orch *o, model_slot *ms, llm_req *r, int trace, coh_err *err) {
   coh_llm_request lr;
   coh_err e;
   uint64_t id;
   int rc;
   r->t_admit = coh__wall_seconds();
+  r->admit_tick = o->tick;
+  r->admit_seq = ms->admit_next++;
   if (ms->spec == NULL)
     return fail_now(o, ms, r, o->s->no_model_error ? o->s->no_model_error
                                                    : "the request names no model of this scenario",
@@ -356,7 +370,7 @@ static int admit_one(orch *o, model_slot *ms, llm_req *r, coh_err *err) {
   }
   rc = coh_llm_request_parse(r->json, r->len, ms->model, r->seed, &lr, &e);
   if (rc == COH_OK) {
-    if (o->opt->trace_prompts) trace_prompt(o, ms, r, &lr);
+    if (trace && o->opt->trace_prompts) trace_prompt(o, ms, r, &lr);
     lr.req.on_token = on_token;
     lr.req.user = r;
     /* r owns them from here: the engine borrows the grammar until the
@@ -403,7 +417,7 @@ int coh__orch_llm_admit(orch *o, coh_err *err) {
       if (ms->wait_head[a] == NULL) ms->wait_tail[a] = NULL;
       r->next = NULL;
       ms->waiting--;
-      if ((rc = admit_one(o, ms, r, err))) return rc;
+      if ((rc = admit_one(o, ms, r, 1, err))) return rc;
     }
   }
   return COH_OK;
@@ -447,6 +461,134 @@ void coh__orch_llm_replay_step(orch *o) {
     }
     ms->n_replay = keep;
   }
+}
+
+/* ---- resume: outstanding requests ------------------------------------------- */
+
+int coh__orch_llm_restore(orch *o, int model, int agent, int64_t number, const char *json,
+                          size_t len, int in_engine, int64_t admit_tick, int32_t tokens,
+                          const char *text, size_t text_len, coh_err *err) {
+  model_slot *ms = &o->models[model];
+  llm_req *r;
+  if (pick_model(o, json, len) != model)
+    return coh__err(err, COH_EFORMAT, "request %lld of agent '%s' is in model slot %d, its JSON "
+                    "names another", (long long)number, o->agents[agent].id, model);
+  if (in_engine &&
+      (ms->spec == NULL || (size_t)ms->in_engine + ms->n_resub >= (size_t)ms->max_batch))
+    return coh__err(err, COH_EFORMAT, "request %lld of agent '%s': more requests in model slot "
+                    "%d's engine than it can hold", (long long)number, o->agents[agent].id, model);
+  if ((r = new_req(o, agent, number, json, len)) == NULL)
+    return coh__err(err, COH_ENOMEM, "out of memory");
+  o->pending_llm[agent]++;
+  if (!in_engine) {
+    wait_push(ms, r);
+    return COH_OK;
+  }
+  r->restored = 1;
+  r->admit_tick = admit_tick;
+  r->want_tokens = tokens;
+  if ((r->want_text = coh__malloc(text_len + 1)) == NULL) goto oom;
+  if (text_len) memcpy(r->want_text, text, text_len);
+  r->want_len = text_len;
+  if (ms->n_resub == ms->cap_resub) {
+    llm_req **n = coh__grow(ms->resub, &ms->cap_resub, ms->n_resub + 1, sizeof *n, 4);
+    if (n == NULL) goto oom;
+    ms->resub = n;
+  }
+  ms->resub[ms->n_resub++] = r;
+  return COH_OK;
+oom:
+  coh__orch_llm_free(r);
+  return coh__err(err, COH_ENOMEM, "out of memory");
+}
+
+/* One engine step of every model that has work, on the engine threads (as
+ * a tick's dispatch does); the first failure, if any. */
+static int catch_up_step(orch *o, coh_err *err) {
+  int i, rc = COH_OK;
+  for (i = 0; i < o->n_models; i++)
+    if (o->models[i].has_thread && coh_engine_busy(o->models[i].engine)) {
+      coh__ring_push(&o->models[i].to_engine, &o->models[i]);
+      o->models[i].stepping = 1;
+    }
+  for (i = 0; i < o->n_models; i++) {
+    model_slot *ms = &o->models[i];
+    if (!ms->stepping) continue;
+    (void)coh__ring_pop(&ms->from_engine);
+    ms->stepping = 0;
+    if (ms->step_rc && rc == COH_OK)
+      rc = coh__err(err, ms->step_rc, "model '%s': %s", ms->spec->name, ms->step_err.msg);
+  }
+  return rc;
+}
+
+int coh__orch_llm_catch_up(orch *o, coh_err *err) {
+  const int64_t tick = o->tick;
+  int64_t t, first = INT64_MAX;
+  size_t *next;
+  int i, rc = COH_OK;
+  for (i = 0; i < o->n_models; i++)
+    if (o->models[i].n_resub > 0 && o->models[i].resub[0]->admit_tick < first)
+      first = o->models[i].resub[0]->admit_tick;
+  if (first == INT64_MAX) return COH_OK;
+  if ((next = coh__calloc((size_t)o->n_models, sizeof *next)) == NULL)
+    return coh__err(err, COH_ENOMEM, "out of memory");
+  /* the ticks first..tick again, for the engines only: at each, the
+   * requests admitted then are submitted (in their order), then one step */
+  for (t = first; t <= tick && rc == COH_OK; t++) {
+    o->tick = t; /* admit_one records it; nothing may finish (checked) */
+    for (i = 0; i < o->n_models && rc == COH_OK; i++) {
+      model_slot *ms = &o->models[i];
+      while (rc == COH_OK && next[i] < ms->n_resub && ms->resub[next[i]]->admit_tick == t) {
+        llm_req *r = ms->resub[next[i]];
+        ms->resub[next[i]++] = NULL; /* admit_one owns it now */
+        rc = admit_one(o, ms, r, 0, err);
+      }
+    }
+    if (rc == COH_OK && !o->opt->no_model) rc = catch_up_step(o, err);
+    for (i = 0; i <= o->n_models && rc == COH_OK; i++)
+      if (o->models[i].n_done > 0) {
+        llm_req *r = o->models[i].done[0];
+        rc = coh__err(err, COH_EFORMAT, "request %lld of agent '%s' (in an engine at tick %lld) "
+                      "finished at tick %lld when its steps were re-run%s%s",
+                      (long long)r->number, o->agents[r->agent].id, (long long)tick, (long long)t,
+                      r->error[0] ? ": " : "", r->error);
+      }
+  }
+  o->tick = tick;
+  for (i = 0; i < o->n_models && rc == COH_OK; i++) {
+    model_slot *ms = &o->models[i];
+    size_t k;
+    if (next[i] != ms->n_resub)
+      rc = coh__err(err, COH_EFORMAT, "model '%s': a request admitted after tick %lld",
+                    ms->spec->name, (long long)tick);
+    for (k = 0; k < ms->n_live && rc == COH_OK; k++) {
+      llm_req *r = ms->live[k];
+      if (!r->restored) continue;
+      if (r->tokens != r->want_tokens || r->text.n != r->want_len ||
+          (r->want_len && memcmp(r->text.p, r->want_text, r->want_len) != 0))
+        rc = coh__err(err, COH_EFORMAT, "request %lld of agent '%s' re-run from its admission "
+                      "at tick %lld gave %d tokens (%zu bytes of text), the checkpoint holds "
+                      "%d (%zu bytes)%s: this engine does not reproduce the run (resume --full "
+                      "re-executes it from tick 0)",
+                      (long long)r->number, o->agents[r->agent].id, (long long)r->admit_tick,
+                      (int)r->tokens, r->text.n, (int)r->want_tokens, r->want_len,
+                      r->tokens == r->want_tokens && r->text.n == r->want_len
+                          ? ", a different text"
+                          : "");
+      r->restored = 0;
+      coh__free(r->want_text);
+      r->want_text = NULL;
+    }
+  }
+  for (i = 0; i < o->n_models; i++) {
+    model_slot *ms = &o->models[i];
+    size_t k;
+    for (k = 0; k < ms->n_resub; k++) coh__orch_llm_free(ms->resub[k]); /* NULL once taken */
+    ms->n_resub = 0;
+  }
+  coh__free(next);
+  return rc;
 }
 
 /* ---- engine thread ---------------------------------------------------------- */

@@ -1078,7 +1078,7 @@ static int find_resume_state(orch *o, int64_t last, uint8_t **state, size_t *len
     return rc;
   if (tick < 0) {
     o->resume_note = "the journal holds no resume state: no checkpoint tick yet had every "
-                     "agent checkpointed and no LLM request outstanding";
+                     "agent checkpointed";
     return COH_OK;
   }
   memset(&c, 0, sizeof c);
@@ -1134,7 +1134,9 @@ static int restore_state(orch *o, const uint8_t *state, size_t len, coh_err *err
   int k, rc;
   int64_t tick;
   memcpy(&tick, state + 8, 8); /* find_resume_state checked it */
-  if ((rc = coh__orch_state_restore(o, state, len, err))) {
+  /* the state, then the engines' requests re-run up to tick T */
+  if ((rc = coh__orch_state_restore(o, state, len, err)) ||
+      (rc = coh__orch_llm_catch_up(o, err))) {
     coh__err_prefix(err, "journal checkpoint '%s' at tick %lld", COH_JOURNAL_ORCH_CHECKPOINT,
                     (long long)tick);
     return rc;

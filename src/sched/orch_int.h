@@ -123,6 +123,17 @@ typedef struct llm_req {
   char *body;             /* replay --no-model: the journaled result */
   size_t body_len;
   int64_t rec_seq;        /* replay --no-model: its seq in the journal */
+  /* admission: the tick it was submitted to its engine and its place in
+   * the model's submission order (the resume state lists the requests in
+   * an engine in that order, with their admission ticks) */
+  int64_t admit_tick;
+  uint64_t admit_seq;
+  /* resume: a request restored into an engine (llm_catch_up) must have
+   * produced exactly these tokens and text when its steps are re-run */
+  int restored;
+  int32_t want_tokens;
+  char *want_text;
+  size_t want_len;
   /* taken from the parsed request (coh_llm_request): the engine borrows the
    * grammar until the final event; the tool names make the result's
    * "tool_calls" */
@@ -150,6 +161,7 @@ typedef struct model_slot {
   /* waiting requests, per agent FIFO (fair admission) */
   llm_req **wait_head, **wait_tail; /* [n_agents] */
   int rr_next;            /* next agent to consider for admission */
+  uint64_t admit_next;    /* the next admission's admit_seq */
   size_t waiting;
   int in_engine;          /* requests submitted and not yet finished */
   /* completions of the current engine step, in completion order */
@@ -160,6 +172,9 @@ typedef struct model_slot {
   size_t n_live, cap_live;
   llm_req **replay;       /* --no-model: admitted, waiting for their tick */
   size_t n_replay, cap_replay;
+  llm_req **resub;        /* resume: requests to re-submit (llm_catch_up),
+                             in admission order */
+  size_t n_resub, cap_resub;
   int step_rc;
   coh_err step_err;
   int cb_oom;             /* out of memory in on_token during the step (the
@@ -258,11 +273,14 @@ int coh__orch_agent_index(const orch *o, const char *id);
 int coh__orch_add_timer(orch *o, int agent, int64_t id, int64_t due);
 
 /* resume.c: the resume state (cohort/orch.h, COH_RESUME_STATE_MAGIC).
- * resumable: no LLM request outstanding.  save: appends the state of the
+ * resumable: nothing finished and not yet committed (LLM requests waiting
+ * or in an engine are part of the state).  save: appends the state of the
  * tick just committed to b (COH_ENOMEM).  tick: the state's tick, -1 if p
- * is not a state of this format.  restore: applies a state to o, whose
- * scenario slots exist and whose agents are not instantiated (spawned slots
- * are added, inboxes, stores, timers, counters and o->tick set); an
+ * is not a state of this format (or of the older COHORCH1).  restore:
+ * applies a state to o, whose scenario slots exist, whose models are open
+ * and whose agents are not instantiated (spawned slots are added, inboxes,
+ * stores, timers, counters, waiting LLM requests and o->tick set; requests
+ * that were in an engine are queued for coh__orch_llm_catch_up); an
  * inconsistent state is COH_EFORMAT naming the field. */
 int coh__orch_resumable(const orch *o);
 int coh__orch_state_save(const orch *o, coh__buf *b);
@@ -282,6 +300,25 @@ int coh__orch_llm_busy(const orch *o);
  * (out of memory: step_rc COH_ENOMEM, which fails the tick). */
 void coh__orch_llm_replay_step(orch *o);
 void coh__orch_llm_free(llm_req *r);
+/* resume (resume.c): a request of the resume state, outstanding at its
+ * tick.  in_engine 0: back at the tail of its agent's FIFO of model slot
+ * `model`; 1: queued for re-submission (admitted at admit_tick, having
+ * produced `tokens` tokens and text[0..text_len) by the state's tick).
+ * COH_EFORMAT (naming the request) if the request does not fit: its model
+ * is not the one its JSON names, an engine request on the no-model slot,
+ * an engine over its max_batch. */
+int coh__orch_llm_restore(orch *o, int model, int agent, int64_t number, const char *json,
+                          size_t len, int in_engine, int64_t admit_tick, int32_t tokens,
+                          const char *text, size_t text_len, coh_err *err);
+/* resume: re-runs the engine steps of the restored engine requests, from
+ * the first one's admission tick to o->tick (the state's tick), submitting
+ * each at its admission tick in its original order, one engine step per
+ * tick, as the run did.  A request's tokens are a function of its own
+ * prompt, seed and steps (docs/inference.md, "Batch invariance"), so each
+ * is left exactly as it was at the checkpoint: KV cache, sampler stream,
+ * grammar state, text so far.  Checked: none may finish, and each must
+ * have produced its recorded tokens and text (else COH_EFORMAT). */
+int coh__orch_llm_catch_up(orch *o, coh_err *err);
 void *coh__orch_engine_thread(void *arg);
 
 #endif /* COH_ORCH_INT_H */

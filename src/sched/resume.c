@@ -1,15 +1,21 @@
 /*
  * resume.c — the orchestrator's resume state (cohort/orch.h,
  * COH_RESUME_STATE_MAGIC): what a checkpoint tick's agent snapshots do not
- * hold.  It is written at a checkpoint tick when every live agent was
- * checkpointed and no LLM request is outstanding (none waiting, none in an
- * engine, none finished and not yet committed), so an engine holds nothing
- * but its prefix cache, which cannot change a result; `resume` reads it back
- * (orch.c) and re-executes only the ticks after that checkpoint.
+ * hold.  It is written at every checkpoint tick at which every live agent
+ * was checkpointed (after the tick's results were committed, so no request
+ * is finished and undelivered), LLM requests outstanding included: those
+ * waiting for admission are listed per model and agent in FIFO order, those
+ * in an engine in admission order with their admission tick, the tokens
+ * and text they had produced.  `resume` reads it back (orch.c), puts the
+ * waiting ones back in their queues, re-runs the engine steps of the
+ * others from their admission (llm.c, coh__orch_llm_catch_up: a request's
+ * tokens, KV cache, sampler stream and grammar state are a function of its
+ * own prompt, seed and steps), checks they produced exactly the recorded
+ * tokens and text, and re-executes only the ticks after that checkpoint.
  *
  * Layout, every integer in the host's byte order (as the agent checkpoints
  * are), a "str" being a u64 length and that many bytes:
- *   "COHORCH1"  u64 tick  u32 n_agents
+ *   "COHORCH2"  u64 tick  u32 n_agents
  *   i64 events, agent_steps, llm_requests, llm_tokens, traps
  *   per agent slot, in index order:
  *     str id  u32 spec  i64 config_len (-1: none) + bytes  u32 status
@@ -18,6 +24,14 @@
  *     u64 n_kv, per pair: str key, str value
  *   u64 n_timers, per timer: i64 due, u32 agent, i64 id
  *   u32 n_model_slots (models + 1), per slot: i64 rr_next
+ *   per model slot again, the LLM requests outstanding:
+ *     u64 n_waiting, per request (agents in index order, each agent's FIFO
+ *       in order): u32 agent, i64 number, str json
+ *     u64 n_engine, per request in admission order: u32 agent, i64 number,
+ *       i64 admit_tick, i64 tokens, str json, str text
+ * The format COHORCH1 (before requests in flight were kept) is the same
+ * without the requests, and written only when none was outstanding: it is
+ * still read.
  * The journal stores it as the tick's last checkpoint, of the reserved id
  * COH_JOURNAL_ORCH_CHECKPOINT, on the chain; resume verifies the chain
  * first.  A state is still read as untrusted input (a journal rebuilt by
@@ -29,6 +43,7 @@
 #include "orch_int.h"
 
 #define MAGIC COH_RESUME_STATE_MAGIC
+#define MAGIC_V1 "COHORCH1"
 
 static void put_u32(coh__buf *b, uint32_t v) { coh__buf_add(b, &v, 4); }
 static void put_i64(coh__buf *b, int64_t v) { coh__buf_add(b, &v, 8); }
@@ -38,11 +53,26 @@ static void put_str(coh__buf *b, const void *p, size_t n) {
 }
 
 int coh__orch_resumable(const orch *o) {
-  int k;
-  if (coh__orch_llm_busy(o)) return 0;
-  for (k = 0; k < o->n_agents; k++)
-    if (o->pending_llm[k] != 0) return 0;
+  int i;
+  for (i = 0; i <= o->n_models; i++) {
+    const model_slot *ms = &o->models[i];
+    /* results not yet committed cannot be (commit_llm runs first); a
+     * replay --no-model's engines are the journal */
+    if (ms->n_done > 0 || ms->n_replay > 0) return 0;
+  }
   return 1;
+}
+
+/* The requests in ms's engine, in admission order (at most max_batch). */
+static size_t engine_order(const model_slot *ms, const llm_req **out) {
+  size_t n = 0, k, j;
+  for (k = 0; k < ms->n_live; k++) {
+    const llm_req *r = ms->live[k];
+    for (j = n; j > 0 && out[j - 1]->admit_seq > r->admit_seq; j--) out[j] = out[j - 1];
+    out[j] = r;
+    n++;
+  }
+  return n;
 }
 
 int coh__orch_state_save(const orch *o, coh__buf *b) {
@@ -90,6 +120,36 @@ int coh__orch_state_save(const orch *o, coh__buf *b) {
   }
   put_u32(b, (uint32_t)(o->n_models + 1));
   for (i = 0; i <= o->n_models; i++) put_i64(b, (int64_t)o->models[i].rr_next);
+  for (i = 0; i <= o->n_models; i++) {
+    const model_slot *ms = &o->models[i];
+    const llm_req **eng;
+    size_t n;
+    put_i64(b, (int64_t)ms->waiting);
+    for (k = 0; k < o->n_agents; k++) {
+      const llm_req *r;
+      for (r = ms->wait_head[k]; r != NULL; r = r->next) {
+        put_u32(b, (uint32_t)r->agent);
+        put_i64(b, r->number);
+        put_str(b, r->json, r->len);
+      }
+    }
+    if (ms->n_live == 0) {
+      put_i64(b, 0);
+      continue;
+    }
+    if ((eng = coh__calloc(ms->n_live, sizeof *eng)) == NULL) return COH_ENOMEM;
+    n = engine_order(ms, eng);
+    put_i64(b, (int64_t)n);
+    for (e = 0; e < n; e++) {
+      put_u32(b, (uint32_t)eng[e]->agent);
+      put_i64(b, eng[e]->number);
+      put_i64(b, eng[e]->admit_tick);
+      put_i64(b, eng[e]->tokens);
+      put_str(b, eng[e]->json, eng[e]->len);
+      put_str(b, eng[e]->text.p, eng[e]->text.n);
+    }
+    coh__free(eng);
+  }
   return b->oom ? COH_ENOMEM : COH_OK;
 }
 
@@ -130,7 +190,7 @@ static char *dup_n(const uint8_t *p, size_t n) {
 }
 
 int coh__orch_state_tick(const uint8_t *p, size_t n, int64_t *tick) {
-  if (n < 16 || memcmp(p, MAGIC, 8) != 0) return -1;
+  if (n < 16 || (memcmp(p, MAGIC, 8) != 0 && memcmp(p, MAGIC_V1, 8) != 0)) return -1;
   memcpy(tick, p + 8, 8);
   return *tick > 0 ? 0 : -1;
 }
@@ -146,12 +206,14 @@ int coh__orch_state_restore(orch *o, const uint8_t *p, size_t n, coh_err *err) {
   uint8_t magic[8];
   int64_t tick, v[5];
   uint32_t n_agents, u, n_models;
-  int k, rc = COH_OK, n_scn = o->n_agents;
+  int k, rc = COH_OK, n_scn = o->n_agents, v1;
   int64_t cnt, e;
   static const char *const cnames[5] = {"events", "agent_steps", "llm_requests", "llm_tokens",
                                         "traps"};
-  if (get(&r, magic, 8, "magic") || memcmp(magic, MAGIC, 8) != 0)
+  if (get(&r, magic, 8, "magic") ||
+      (memcmp(magic, MAGIC, 8) != 0 && memcmp(magic, MAGIC_V1, 8) != 0))
     BAD("not a resume state of format %s", MAGIC);
+  v1 = memcmp(magic, MAGIC_V1, 8) == 0;
   if (get_i64(&r, &tick, "tick") || get_u32(&r, &n_agents, "n_agents")) goto trunc;
   if (n_agents < (uint32_t)n_scn || n_agents > (uint32_t)o->cap_agents)
     BAD("%u agent slots, the scenario has %d (at most %d with spawned agents)", n_agents, n_scn,
@@ -270,6 +332,40 @@ int coh__orch_state_restore(orch *o, const uint8_t *p, size_t n, coh_err *err) {
     if (get_i64(&r, &rr, "admission cursor")) goto trunc;
     if (rr < 0 || rr > o->cap_agents) BAD("model slot %d: admission cursor %lld", k, (long long)rr);
     o->models[k].rr_next = (int)rr;
+  }
+  for (k = 0; k <= o->n_models && !v1; k++) {
+    int in_engine;
+    int64_t last_admit = 0;
+    for (in_engine = 0; in_engine < 2; in_engine++) {
+      if (get_i64(&r, &cnt, in_engine ? "engine request count" : "waiting request count"))
+        goto trunc;
+      /* a waiting request takes at least 20 bytes, one in an engine 44 */
+      if (cnt < 0 || (uint64_t)cnt > (uint64_t)(r.end - r.p) / (in_engine ? 44 : 20)) goto trunc;
+      for (e = 0; e < cnt; e++) {
+        int64_t number, admit = 0, tokens = 0;
+        const uint8_t *jp, *tp = NULL;
+        size_t jn, tn = 0;
+        if (get_u32(&r, &u, "request agent") || get_i64(&r, &number, "request number"))
+          goto trunc;
+        if (in_engine && (get_i64(&r, &admit, "request admission tick") ||
+                          get_i64(&r, &tokens, "request tokens")))
+          goto trunc;
+        if (get_str(&r, &jp, &jn, "request json")) goto trunc;
+        if (in_engine && get_str(&r, &tp, &tn, "request text")) goto trunc;
+        if (u >= n_agents || number < 1 || number > o->agents[u].next_llm)
+          BAD("model slot %d: request %lld of agent slot %u is out of range", k,
+              (long long)number, u);
+        if (in_engine && (admit < 1 || admit > tick || admit < last_admit || tokens < 0 ||
+                          tokens > INT32_MAX))
+          BAD("model slot %d: request %lld of agent '%s': admitted at tick %lld (after tick "
+              "%lld), %lld tokens", k, (long long)number, o->agents[u].id, (long long)admit,
+              (long long)last_admit, (long long)tokens);
+        last_admit = admit;
+        if ((rc = coh__orch_llm_restore(o, k, (int)u, number, (const char *)jp, jn, in_engine,
+                                        admit, (int32_t)tokens, (const char *)tp, tn, err)))
+          goto done;
+      }
+    }
   }
   if (r.p != r.end) BAD("%zu trailing bytes", (size_t)(r.end - r.p));
   o->events = v[0];
