@@ -16,15 +16,18 @@ QUICK=0
 bash scripts/setup.sh --no-build
 J=$(nproc)
 
+# BUILD_TARGETS: what run_suite builds (empty: every target).
+BUILD_TARGETS=()
 run_suite() { # name, cmake args... [-- ctest args...]
   local name=$1; shift
-  local cm=() ct=()
+  local cm=() ct=() tg=()
   while [ $# -gt 0 ] && [ "$1" != "--" ]; do cm+=("$1"); shift; done
   [ "${1:-}" = "--" ] && { shift; ct=("$@"); }
   local t0=$SECONDS
-  echo "=== [$name] configure + build ==="
+  [ ${#BUILD_TARGETS[@]} -gt 0 ] && tg=(--target "${BUILD_TARGETS[@]}")
+  echo "=== [$name] configure + build ${BUILD_TARGETS[*]:-(all)} ==="
   cmake -S . -B "build-test-$name" -DCOH_WERROR=ON "${cm[@]}" >/dev/null
-  cmake --build "build-test-$name" -j"$J" >/dev/null
+  cmake --build "build-test-$name" -j"$J" "${tg[@]}" >/dev/null
   echo "=== [$name] ctest (build took $((SECONDS - t0)) s) ==="
   t0=$SECONDS
   ctest --test-dir "build-test-$name" --output-on-failure -j"$J" "${ct[@]}"
@@ -45,9 +48,13 @@ if [ $QUICK -eq 0 ]; then
   # Every test except those that run only Python tools (label tool: no code
   # built here runs in them, so a sanitizer has nothing to check; the gcc
   # suite runs them).
+  # Debug (assertions on) at -O1, not -O0: the sanitizers instrument the
+  # same code and check the same accesses, and the code they check runs
+  # about twice as fast (docs/testing.md, "Where the time goes").
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   LSAN_OPTIONS=suppressions="$ROOT/tests/lsan.supp" \
     run_suite asan -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
+      "-DCMAKE_C_FLAGS_DEBUG=-g -O1" \
       -DCOH_SANITIZE=address,undefined -- -LE '^tool$'
   # ThreadSanitizer over everything that runs threads: the agent runtime's
   # concurrent traps, the SPSC rings, the tokenizer's concurrent encodes,
@@ -58,9 +65,24 @@ if [ $QUICK -eq 0 ]; then
   # `cohort serve` (HTTP threads handing requests to the serve loop, SSE
   # writers, cancellation).  Of test_tokenizer, the one case that runs
   # threads (test_tokenizer_threads, registered in TSan builds only).
+  # It builds only what those tests run (the clang and ASan suites above
+  # build every target): their test programs (test_tokenizer_threads runs
+  # the test_tokenizer program), and for the shell tests the cohort binary
+  # and the agents.
+  TSAN_TESTS=(test_agent test_ring test_tokenizer_threads orch_run test_monitor
+              test_engine_grammar test_pcache prefix_cache test_jwriter serve_openai)
+  BUILD_TARGETS=(cohort agents)
+  for t in "${TSAN_TESTS[@]}"; do
+    prog=${t%_threads}
+    if [ -f "tests/$prog.c" ]; then BUILD_TARGETS+=("$prog")
+    elif [ ! -f "tests/$t.sh" ]; then echo "test.sh: TSan test $t is neither tests/$prog.c nor tests/$t.sh" >&2; exit 1
+    fi
+  done
+  tsan_re=$(IFS='|'; echo "${TSAN_TESTS[*]}")
   TSAN_OPTIONS="halt_on_error=1 suppressions=$ROOT/tests/tsan.supp" \
     run_suite tsan -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
-      -DCOH_SANITIZE=thread -- -R "^(test_agent|test_ring|test_tokenizer_threads|orch_run|test_monitor|test_engine_grammar|test_pcache|prefix_cache|test_jwriter|serve_openai)$"
+      -DCOH_SANITIZE=thread -- -R "^($tsan_re)\$"
+  BUILD_TARGETS=()
   # Every fuzz target: its regression inputs, then the seed corpus plus
   # generated inputs up to a fixed number of runs with a fixed seed (long
   # runs: scripts/fuzz.sh TARGET SECONDS; figures in docs/reliability.md).
