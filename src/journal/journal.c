@@ -3,11 +3,12 @@
  *
  * Layout (schema version COH__JOURNAL_SCHEMA):
  *   meta(key TEXT PRIMARY KEY, value BLOB)       format, schema_version, inputs, ...
- *   events(seq INTEGER PRIMARY KEY, tick, kind, source, target, payload BLOB,
- *          chain BLOB, wall_us)                   one row per committed event
- *   ticks(tick INTEGER PRIMARY KEY, last_seq, chain, wall_us)
- *                                                 one row per committed tick
- *   checkpoints(tick, agent, state, PRIMARY KEY(tick, agent))
+ *   ticks(tick INTEGER PRIMARY KEY, last_seq, n_events, events BLOB,
+ *         walls BLOB, events_chain, chain, wall_us)
+ *                                                 one row per committed tick,
+ *                                                 its events included
+ *   checkpoints(tick, n, agent, state, chain, PRIMARY KEY(tick, n))
+ *   blobs(sha256 PRIMARY KEY, bytes)              content-addressed inputs
  *
  * Crash safety.  The file is in WAL mode with synchronous=NORMAL, and every
  * tick is one transaction (BEGIN IMMEDIATE ... COMMIT), or a few whole ticks
