@@ -28,6 +28,9 @@ import sqlite3
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+import journal_rechain as jr  # noqa: E402  (reads format-4 ticks rows)
+
 
 def pct(sorted_vals, p):
     if not sorted_vals:
@@ -38,12 +41,15 @@ def pct(sorted_vals, p):
 def journal(db):
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     cur = con.cursor()
-    (ticks,) = cur.execute("SELECT COALESCE(MAX(tick) + 1, 0) FROM events").fetchone()
-    (events,) = cur.execute("SELECT COUNT(*) FROM events").fetchone()
-    counts = dict(cur.execute("SELECT kind, COUNT(*) FROM events GROUP BY kind").fetchall())
-    first, last = cur.execute(
-        "SELECT (SELECT MIN(wall_us) FROM events WHERE tick >= 1), MAX(wall_us) FROM events"
-    ).fetchone()
+    # format 4: a tick's events are one blob in its ticks row
+    evs = jr.events(con)
+    ticks = max((e.tick for e in evs), default=-1) + 1
+    events = len(evs)
+    counts = {}
+    for e in evs:
+        counts[e.kind] = counts.get(e.kind, 0) + 1
+    first = min((e.wall_us for e in evs if e.tick >= 1), default=None)
+    last = max((e.wall_us for e in evs), default=None)
     walls = sorted(w for (w,) in cur.execute("SELECT wall_us FROM ticks WHERE tick >= 1"))
     con.close()
     loop = ((last or 0) - (first or 0)) / 1e6

@@ -67,10 +67,16 @@ assert "payload" not in rows[5]
 assert rows[6]["payload"] == 'bob: no \u2014 we need "atomics"'
 assert len(rows[9]["payload"]) == 600 and rows[9]["payload_len"] == 600
 # the digest is the chain after the last tick record, which follows the last
-# event (and the tick's checkpoint), so it is none of the events' chains
+# tick's events record (and the tick's checkpoint), so it is none of the
+# events' chains; an event's chain is its tick's events record (format 4),
+# one per tick, shared by the tick's events
 assert sys.argv[2] not in {r["chain"] for r in rows}
 assert all(len(r["chain"]) == 64 for r in rows)
-assert len({r["chain"] for r in rows}) == 10
+by_tick = {}
+for r in rows:
+    by_tick.setdefault(r["tick"], set()).add(r["chain"])
+assert all(len(c) == 1 for c in by_tick.values()), by_tick
+assert len({r["chain"] for r in rows}) == len(by_tick) == 5
 PYEOF
 expect 0 "$COH_BIN" inspect "$DB" --json --agent alice --tick 1..1
 "$PY" -c 'import json,sys
@@ -87,14 +93,14 @@ o=json.load(open(sys.argv[1])); assert o["verified"] and o["digest"]==sys.argv[2
   "$TMP/out" "$digest" || fail "--verify --json"
 # tamper with one payload through SQLite itself (Python's sqlite3 module)
 cp "$DB" "$TMP/bad.db"
-"$PY" -c 'import sqlite3,sys
-c=sqlite3.connect(sys.argv[1]); c.execute("UPDATE events SET payload=? WHERE seq=5",(b"your turn!",)); c.commit()' \
-  "$TMP/bad.db"
+"$PY" -c 'import sqlite3,sys; sys.path.insert(0, sys.argv[2]); import journal_rechain as jr
+c=sqlite3.connect(sys.argv[1]); jr.set_event_payload(c, 5, b"your turn!"); c.commit()' \
+  "$TMP/bad.db" "$COH_SOURCE_DIR/tests"
 expect 1 "$COH_BIN" inspect "$TMP/bad.db" --verify
-grep -q "verify failed at table events, seq 5, tick 1 " "$TMP/err" || fail "tampered: $(cat "$TMP/err")"
+grep -q "verify failed at table ticks, tick 1 (events, seqs [0-9]*\.\.[0-9]*)" "$TMP/err" || fail "tampered: $(cat "$TMP/err")"
 # every mode verifies first: nothing of a tampered journal is shown
 expect 1 "$COH_BIN" inspect "$TMP/bad.db" --tick 1
-grep -q "verify failed at table events, seq 5, tick 1 " "$TMP/err" || fail "tampered transcript: $(cat "$TMP/err")"
+grep -q "verify failed at table ticks, tick 1 (events, seqs [0-9]*\.\.[0-9]*)" "$TMP/err" || fail "tampered transcript: $(cat "$TMP/err")"
 [ ! -s "$TMP/out" ] || fail "tampered transcript printed: $(cat "$TMP/out")"
 expect 1 "$COH_BIN" inspect "$TMP/bad.db" --digest
 [ ! -s "$TMP/out" ] || fail "tampered --digest printed: $(cat "$TMP/out")"

@@ -55,6 +55,8 @@ trap 'rm -rf "$tmp"' EXIT
 
 "$PY" - "$BIN" "$CACHE" "$tmp" "$TICKS" "$K" <<'PY'
 import os, re, signal, sqlite3, subprocess, sys, time
+sys.path.insert(0, os.path.join(os.environ["COH_SOURCE_DIR"], "tests"))
+import journal_rechain as jr
 
 BIN, CACHE, TMP, TICKS, K = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 RESUMED = re.compile(r"^resumed from checkpoint at tick (\d+), re-executed (\d+) ticks$", re.M)
@@ -75,8 +77,10 @@ def digest_of(text):
 
 def rows(db):
     c = sqlite3.connect("file:%s?mode=ro" % db, uri=True)
-    r = c.execute("select seq, tick, kind, source, target, payload, chain from events "
-                  "order by seq").fetchall()
+    # an event's chain is its tick's events record (format 4)
+    ech = dict(c.execute("select tick, events_chain from ticks"))
+    r = [(e.seq, e.tick, e.kind, e.source, e.target, e.payload, ech[e.tick])
+         for e in jr.events(c)]
     c.close()
     return r
 
@@ -84,8 +88,8 @@ def transcript(db):
     """The journal's events as `cohort run` prints them (print_event: emits
     and traps, the payload up to a NUL as printf's %.*s), as bytes."""
     c = sqlite3.connect("file:%s?mode=ro" % db, uri=True)
-    r = c.execute("select tick, kind, source, payload from events where kind in "
-                  "('emit', 'trap') order by seq").fetchall()
+    r = [(e.tick, e.kind, e.source, e.payload) for e in jr.events(c)
+         if e.kind in ("emit", "trap")]
     c.close()
     return [b"[%d] %s%s %s\n" % (t, s.encode(), b":" if k == "emit" else b" TRAPPED:",
                                   bytes(p).split(b"\0")[0]) for t, k, s, p in r]

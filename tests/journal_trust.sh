@@ -126,21 +126,23 @@ expect 1 "verify deleted checkpoint" "$BIN" inspect "$tmp/ck2.db" --verify &&
 # say "nothing to resume", exit 0); so do replay --no-model and inspect
 cp "$J" "$tmp/flip.db"
 "$PY" - "$tmp/flip.db" <<'PY'
-import sqlite3, sys
+import os, sqlite3, sys
+sys.path.insert(0, os.path.join(os.environ["COH_SOURCE_DIR"], "tests"))
+import journal_rechain as jr
 c = sqlite3.connect(sys.argv[1])
-seq, p = c.execute("select seq, payload from events where length(payload) > 4 order by seq limit 1 offset 3").fetchone()
-p = bytearray(p if isinstance(p, bytes) else p.encode())
+e = [e for e in jr.events(c) if len(e.payload) > 4][3]
+seq, p = e.seq, bytearray(e.payload)
 p[2] ^= 0x20
-c.execute("update events set payload=? where seq=?", (bytes(p), seq))
+jr.set_event_payload(c, seq, bytes(p))
 c.commit()
 print(seq)
 PY
 expect 1 "resume flipped" "$BIN" resume "$tmp/flip.db" --cache-dir "$CACHE" &&
-  { grep -q "verify failed at table events, seq [0-9]*, tick [0-9]*" "$tmp/all" &&
-    ok "resume of a complete journal with flipped bytes: exit 1, $(grep -o 'table events, seq [0-9]*, tick [0-9]*' "$tmp/all")" ||
+  { grep -q "verify failed at table ticks, tick [0-9]* (events, seqs [0-9]*\.\.[0-9]*)" "$tmp/all" &&
+    ok "resume of a complete journal with flipped bytes: exit 1, $(grep -o 'table ticks, tick [0-9]* (events, seqs [0-9.]*)' "$tmp/all")" ||
     { bad "flip message"; cat "$tmp/all"; }; }
 expect 1 "replay --no-model tampered" "$BIN" replay "$tmp/flip.db" --no-model --cache-dir "$CACHE" &&
-  { grep -q "verify failed at table events" "$tmp/all" && ok "replay --no-model refuses a tampered chain" ||
+  { grep -q "verify failed at table ticks, tick [0-9]* (events" "$tmp/all" && ok "replay --no-model refuses a tampered chain" ||
     { bad "replay --no-model message"; cat "$tmp/all"; }; }
 expect 1 "inspect tampered" "$BIN" inspect "$tmp/flip.db" && ok "inspect (transcript) refuses a tampered chain"
 expect 1 "inspect --json tampered" "$BIN" inspect "$tmp/flip.db" --json && ok "inspect --json refuses it"
@@ -198,16 +200,19 @@ expect 0 "verify killed journal" "$BIN" inspect "$tmp/k.db" --verify && ok "a jo
 "$PY" - "$tmp/k.db" <<'PY'
 import sqlite3, sys
 c = sqlite3.connect(sys.argv[1])
-t = c.execute("select max(tick) from events").fetchone()[0]
-c.execute("delete from ticks where tick >= ?", (t,))
+# (format 4: a tick's events live in its ticks row, so deleting the last
+# rows is a truncation, which no chain can show; a row deleted in the
+# middle leaves a gap in the seqs)
+ts = [t for (t,) in c.execute("select tick from ticks where n_events > 0 order by tick")]
+c.execute("delete from ticks where tick = ?", (ts[len(ts) // 2],))
 c.commit()
 PY
-expect 1 "verify after deleting the last tick row" "$BIN" inspect "$tmp/k.db" --verify &&
-  { grep -q "belongs to no committed tick" "$tmp/all" &&
-    ok "--verify rejects it: $(grep -o 'table events, seq [0-9]*, tick [0-9]*' "$tmp/all")" ||
+expect 1 "verify after deleting a tick row" "$BIN" inspect "$tmp/k.db" --verify &&
+  { grep -q "events missing or doubled" "$tmp/all" &&
+    ok "--verify rejects it: $(grep -o 'table ticks, tick [0-9]*' "$tmp/all")" ||
     { bad "verify message"; cat "$tmp/all"; }; }
-expect 1 "resume after deleting the last tick row" "$BIN" resume "$tmp/k.db" --cache-dir "$CACHE" --quiet &&
-  { grep -q "verify failed at table events, seq [0-9]*, tick [0-9]*: the event belongs to no committed tick" "$tmp/all" &&
+expect 1 "resume after deleting a tick row" "$BIN" resume "$tmp/k.db" --cache-dir "$CACHE" --quiet &&
+  { grep -q "verify failed at table ticks, tick [0-9]*: its [0-9]* events end at seq [0-9]*, but the tick before ends at seq [0-9]* (events missing or doubled)" "$tmp/all" &&
     ok "resume refuses it, naming the record" || { bad "resume message"; cat "$tmp/all"; }; }
 expect 1 "verify after the refused resume" "$BIN" inspect "$tmp/k.db" --verify && ok "not laundered: --verify still rejects it"
 
@@ -217,10 +222,12 @@ expect 1 "verify after the refused resume" "$BIN" inspect "$tmp/k.db" --verify &
 # finds the divergence
 cp "$J" "$tmp/forged.db"
 "$PY" - "$tmp/forged.db" <<'PY'
-import sqlite3, sys
+import os, sqlite3, sys
+sys.path.insert(0, os.path.join(os.environ["COH_SOURCE_DIR"], "tests"))
+import journal_rechain as jr
 c = sqlite3.connect(sys.argv[1])
-seq = c.execute("select seq from events where kind='llm_result' order by seq limit 1").fetchone()[0]
-c.execute("update events set payload=cast('{\"id\":1,\"text\":\"forged\"}' as blob) where seq=?", (seq,))
+seq = [e for e in jr.events(c) if e.kind == "llm_result"][0].seq
+jr.set_event_payload(c, seq, b'{"id":1,"text":"forged"}')
 c.commit()
 PY
 cp "$J" "$tmp/same.db"

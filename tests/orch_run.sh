@@ -87,15 +87,17 @@ if grep -q "b: got: too late" "$tmp/out-1"; then bad "a failed agent still stepp
 # tests/journal_trust.sh.)
 cp "$tmp/mix-1.db" "$tmp/tampered.db"
 /usr/bin/python3 - "$tmp/tampered.db" <<'PY'
-import sqlite3, sys
+import os, sqlite3, sys
+sys.path.insert(0, os.path.join(os.environ["COH_SOURCE_DIR"], "tests"))
+import journal_rechain as jr
 c = sqlite3.connect(sys.argv[1])
-seq = c.execute("select seq from events where kind='llm_result' order by seq limit 1").fetchone()[0]
-c.execute("update events set payload=cast('{\"id\":1,\"text\":\"forged\"}' as blob) where seq=?", (seq,))
+seq = [e for e in jr.events(c) if e.kind == "llm_result"][0].seq
+jr.set_event_payload(c, seq, b'{"id":1,"text":"forged"}')
 c.commit()
 PY
 "$BIN" replay "$tmp/tampered.db" --cache-dir "$CACHE" >"$tmp/rt" 2>&1
 rc=$?
-if [ $rc = 1 ] && grep -q "verify failed at table events, seq [0-9]*, tick [0-9]* (llm_result" "$tmp/rt"; then ok "tampered journal: replay refuses it, naming the record"
+if [ $rc = 1 ] && grep -q "verify failed at table ticks, tick [0-9]* (events, seqs [0-9]*\.\.[0-9]*): the stored events chain does not match" "$tmp/rt"; then ok "tampered journal: replay refuses it, naming the record"
 else bad "tampered replay rc=$rc"; cat "$tmp/rt"; fi
 "$BIN" inspect "$tmp/tampered.db" --verify >/dev/null 2>&1 && bad "verify accepted a tampered chain" || ok "verify rejects the tampered chain"
 

@@ -81,6 +81,8 @@ YAML
 
 "$PY" - "$BIN" "$CACHE" "$tmp" "$SRC" <<'PY'
 import os, re, shutil, signal, sqlite3, struct, subprocess, sys, time
+sys.path.insert(0, os.path.join(os.environ["COH_SOURCE_DIR"], "tests"))
+import journal_rechain as jr
 
 BIN, CACHE, TMP, SRC = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 ORCH = "@orchestrator"
@@ -104,8 +106,16 @@ def q(db, sql, args=()):
     c.close()
     return r
 
+def all_events(db):
+    c = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=0.1)
+    r = jr.events(c)
+    c.close()
+    return r
+
 def rows(db):
-    return q(db, "select seq, tick, kind, source, target, payload, chain from events order by seq")
+    # an event's chain is its tick's events record (format 4)
+    ech = dict(q(db, "select tick, events_chain from ticks"))
+    return [(e.seq, e.tick, e.kind, e.source, e.target, e.payload, ech[e.tick]) for e in all_events(db)]
 
 def last_tick(db):
     try:
@@ -116,9 +126,8 @@ def last_tick(db):
 
 def outstanding(db, c):
     """LLM requests committed at or before tick c whose result is not."""
-    r = q(db, "select count(*) from events where kind = 'llm_request' and tick <= ?", (c,))[0][0]
-    d = q(db, "select count(*) from events where kind = 'llm_result' and tick <= ?", (c,))[0][0]
-    return r - d
+    evs = [e for e in all_events(db) if e.tick <= c]
+    return sum(e.kind == "llm_request" for e in evs) - sum(e.kind == "llm_result" for e in evs)
 
 def resume(db, *extra):
     return subprocess.run([BIN, "resume", db, "--cache-dir", CACHE, "--quiet"] + list(extra),
@@ -269,7 +278,7 @@ def cut_after(src, dst, x):
     c.execute("vacuum into ?", (dst,))
     c.close()
     c = sqlite3.connect(dst)
-    for t in ("events", "ticks", "checkpoints"):
+    for t in ("ticks", "checkpoints"):  # format 4: a tick's events are in its row
         c.execute("delete from %s where tick > ?" % t, (x,))
     c.execute("update meta set value = cast('interrupted' as blob) where key = 'status'")
     c.commit()
@@ -340,7 +349,7 @@ def rechain(db):
                    check=True, capture_output=True)
 
 def events(db):
-    return q(db, "select seq, tick, kind, source, target, payload from events order by seq")
+    return [tuple(e[:6]) for e in all_events(db)]
 
 # 2. a tampered checkpoint row at the restored tick, of an agent or of the
 # orchestrator: the chain check of every command refuses it, naming it
@@ -437,7 +446,7 @@ else:
     bad("resume --full: exit %d, %s" % (r.returncode, r.stdout + r.stderr))
 
 # 4. a state of another format (re-chained: as another cohort version would
-# have written it) is not used; a format-2 journal is refused
+# have written it) is not used; a format-3 journal is refused
 db = copy("fmt.db")
 edit(db, "update checkpoints set state = cast(x'434f484f52434839' || substr(state, 9) as blob) "
          "where agent = ?", (ORCH,))
@@ -449,13 +458,13 @@ if r.returncode == 0 and m and "not of format COHORCH2" in m.group(1) \
     ok("fmt.db: re-executed from tick 0 (%s), same events" % m.group(1)[:60])
 else:
     bad("fmt.db: exit %d, %s" % (r.returncode, r.stdout + r.stderr))
-db = copy("v2.db")
-edit(db, "update meta set value = '2' where key = 'schema_version'")
+db = copy("v3.db")
+edit(db, "update meta set value = '3' where key = 'schema_version'")
 r = resume(db)
-if r.returncode == 1 and "version '2'" in r.stderr and "version 3" in r.stderr:
-    ok("a format-2 journal is refused: %s" % r.stderr.strip()[:200])
+if r.returncode == 1 and "version '3'" in r.stderr and "version 4" in r.stderr:
+    ok("a format-3 journal is refused: %s" % r.stderr.strip()[:200])
 else:
-    bad("format-2 journal: exit %d, %s" % (r.returncode, r.stdout + r.stderr))
+    bad("format-3 journal: exit %d, %s" % (r.returncode, r.stdout + r.stderr))
 
 # 5. examples/debate.yaml (its engine is never idle at a checkpoint tick:
 # before requests in flight were restored, it re-ran from tick 0), cut to

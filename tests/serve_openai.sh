@@ -197,14 +197,16 @@ if [ -f "$tmp/big.db" ]; then
   # an edited result, re-chained so that the chain verifies: replay finds it
   cp "$tmp/big.db" "$tmp/edit.db"
   "$PY" - "$tmp/edit.db" <<'PY'
-import sqlite3, sys
+import os, sqlite3, sys
+sys.path.insert(0, os.path.join(os.environ["COH_SOURCE_DIR"], "tests"))
+import journal_rechain as jr
 db = sqlite3.connect(sys.argv[1])
-seq, p = db.execute("select seq, payload from events where kind='serve_result' order by seq limit 1 offset 5").fetchone()
-p = p.decode() if isinstance(p, bytes) else p
+e = [e for e in jr.events(db) if e.kind == "serve_result"][5]
+seq, p = e.seq, e.payload.decode()
 i = p.index('"tokens":[') + len('"tokens":[')
 j = p.index(',', i)
 p = p[:i] + str(int(p[i:j]) ^ 1) + p[j:]
-db.execute("update events set payload=? where seq=?", (p.encode(), seq))
+jr.set_event_payload(db, seq, p.encode())
 db.commit()
 PY
   "$PY" "$SRC/tests/journal_rechain.py" "$tmp/edit.db" >/dev/null 2>&1

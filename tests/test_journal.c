@@ -64,7 +64,7 @@ static void ref_le64(coh__sha256 *s, int64_t v) {
 static void ref_chain0(const char *inputs, uint8_t out[32]) {
   coh__sha256 s;
   coh__sha256_init(&s);
-  coh__sha256_update(&s, "cohort-journal-3", 17);
+  coh__sha256_update(&s, "cohort-journal-4", 17);
   coh__sha256_update(&s, "G", 1);
   ref_le64(&s, (int64_t)strlen(inputs));
   coh__sha256_update(&s, inputs, strlen(inputs));
@@ -98,21 +98,49 @@ static void ref_ckpt(uint8_t c[32], int64_t tick, int64_t n, const char *agent,
   coh__sha256_final(&s, c);
 }
 
-static void ref_step(uint8_t c[32], int64_t seq, int64_t tick, const char *kind,
-                     const char *source, const char *target, const void *p,
-                     size_t n) {
+/* A tick's events blob, built here from the definition in journal.h:
+ * kind\0 source\0 target\0 uvarint(payload_len) payload, back to back. */
+static uint8_t ref_blob[4096];
+static size_t ref_blob_len;
+static int64_t ref_blob_n;
+
+static void ref_ev(const char *kind, const char *source, const char *target,
+                   const void *p, size_t n) {
+  const char *str[3];
+  size_t i, v = n;
+  str[0] = kind;
+  str[1] = source;
+  str[2] = target;
+  for (i = 0; i < 3; i++) {
+    size_t l = strlen(str[i]) + 1;
+    REQUIRE(ref_blob_len + l + 10 + n <= sizeof ref_blob);
+    memcpy(ref_blob + ref_blob_len, str[i], l);
+    ref_blob_len += l;
+  }
+  while (v >= 0x80) {
+    ref_blob[ref_blob_len++] = (uint8_t)(v | 0x80);
+    v >>= 7;
+  }
+  ref_blob[ref_blob_len++] = (uint8_t)v;
+  memcpy(ref_blob + ref_blob_len, p, n);
+  ref_blob_len += n;
+  ref_blob_n++;
+}
+
+/* The events record over the events given to ref_ev since the last one. */
+static void ref_events(uint8_t c[32], int64_t tick, int64_t first_seq) {
   coh__sha256 s;
   coh__sha256_init(&s);
   coh__sha256_update(&s, c, 32);
   coh__sha256_update(&s, "E", 1);
-  ref_le64(&s, seq);
   ref_le64(&s, tick);
-  coh__sha256_update(&s, kind, strlen(kind) + 1);
-  coh__sha256_update(&s, source, strlen(source) + 1);
-  coh__sha256_update(&s, target, strlen(target) + 1);
-  ref_le64(&s, (int64_t)n);
-  coh__sha256_update(&s, p, n);
+  ref_le64(&s, first_seq);
+  ref_le64(&s, ref_blob_n);
+  ref_le64(&s, (int64_t)ref_blob_len);
+  coh__sha256_update(&s, ref_blob, ref_blob_len);
   coh__sha256_final(&s, c);
+  ref_blob_len = 0;
+  ref_blob_n = 0;
 }
 
 /* ---- a fixed event list ----------------------------------------------- */
@@ -227,7 +255,7 @@ static void test_roundtrip(void) {
   coh_err err;
   collect c;
   uint8_t ref[32];
-  int64_t tick, nev;
+  int64_t tick, nev, first;
   char *v = NULL;
   size_t len, i;
 
@@ -247,13 +275,16 @@ static void test_roundtrip(void) {
   CHECK(coh_journal_last_tick(j, &tick, &nev, &err) == 0);
   CHECK_EQ_INT(tick, 3);
   CHECK_EQ_INT(nev, (int)N_BASE);
-  /* independent recomputation: events, and a tick record closing each tick */
-  for (i = 0; i < N_BASE; i++) {
+  /* independent recomputation: each tick's events record, and a tick
+   * record closing it */
+  for (i = 0, first = 1; i < N_BASE; i++) {
     const tev *e = &base_events[i];
-    ref_step(ref, (int64_t)i + 1, e->tick, e->kind, e->source, e->target,
-             e->payload, tev_len(e));
-    if (i + 1 == N_BASE || base_events[i + 1].tick != e->tick)
+    ref_ev(e->kind, e->source, e->target, e->payload, tev_len(e));
+    if (i + 1 == N_BASE || base_events[i + 1].tick != e->tick) {
+      ref_events(ref, e->tick, first);
       ref_tick(ref, e->tick, (int64_t)i + 1, 0);
+      first = (int64_t)i + 2;
+    }
   }
   coh__hex32(ref, want);
   coh_journal_digest(j, hex);
@@ -287,7 +318,7 @@ static void test_roundtrip(void) {
                            &err) == 0);
   CHECK_EQ_INT(c.n, N_BASE);
   ref_chain0(inputs, ref);
-  for (i = 0; i < c.n && i < N_BASE; i++) {
+  for (i = 0, first = 1; i < c.n && i < N_BASE; i++) {
     const tev *e = &base_events[i];
     CHECK_EQ_INT(c.ev[i].seq, i + 1);
     CHECK_EQ_INT(c.ev[i].tick, e->tick);
@@ -297,11 +328,16 @@ static void test_roundtrip(void) {
     CHECK_EQ_INT(c.ev[i].payload_len, tev_len(e));
     CHECK(memcmp(c.ev[i].payload, e->payload, tev_len(e)) == 0);
     CHECK_EQ_INT(c.ev[i].wall_us, e->wall_us);
-    ref_step(ref, (int64_t)i + 1, e->tick, e->kind, e->source, e->target,
-             e->payload, tev_len(e));
-    CHECK(memcmp(ref, c.ev[i].chain, 32) == 0);
-    if (i + 1 == N_BASE || base_events[i + 1].tick != e->tick)
+    ref_ev(e->kind, e->source, e->target, e->payload, tev_len(e));
+    if (i + 1 == N_BASE || base_events[i + 1].tick != e->tick) {
+      size_t k;
+      /* every event of a tick reads back its tick's events record */
+      ref_events(ref, e->tick, first);
+      for (k = (size_t)first - 1; k <= i; k++)
+        CHECK(memcmp(ref, c.ev[k].chain, 32) == 0);
       ref_tick(ref, e->tick, (int64_t)i + 1, 0);
+      first = (int64_t)i + 2;
+    }
   }
   collect_free(&c);
   CHECK(coh_journal_verify(j, &err) == 0);
@@ -325,8 +361,13 @@ static void test_roundtrip(void) {
     /* the chain takes a tick's events first, then its checkpoints */
     CHECK(coh_journal_append(j, &ev, &err) == COH_ESTATE);
     CHECK(coh_journal_tick_commit(j, 5, &err) == 0);
-    ref_step(ref, ev.seq, 7, "message", "bob", "alice", "again", 5);
-    CHECK(memcmp(ev.chain, ref, 32) == 0);
+    ref_ev("message", "bob", "alice", "again", 5);
+    ref_events(ref, 7, ev.seq);
+    {
+      uint8_t ec[32];
+      coh_journal_events_chain(j, ec);
+      CHECK(memcmp(ec, ref, 32) == 0);
+    }
     ref_ckpt(ref, 7, 1, "bob", "state");
     ref_tick(ref, 7, ev.seq, 1);
     coh__hex32(ref, want);
@@ -667,35 +708,42 @@ static void test_tamper(void) {
     int ok;
     const char *want;
   } cases[] = {
-      {"UPDATE events SET payload = X'00' WHERE seq = 7", 0,
-       "table events, seq 7, tick 1 "},
-      {"UPDATE events SET payload = 'tick 1 event 1 ' WHERE seq = 7", 0,
-       "table events, seq 7, tick 1 "},
-      {"UPDATE events SET kind = 'emit' WHERE seq = 3", 0,
-       "table events, seq 3, tick 0 "},
-      {"UPDATE events SET source = 'z' WHERE seq = 12", 0,
-       "table events, seq 12, tick 2 "},
-      {"UPDATE events SET target = 'z' WHERE seq = 1", 0,
-       "table events, seq 1, tick 0 "},
-      {"UPDATE events SET tick = 1 WHERE seq = 5", 0, "table events, seq 5"},
-      {"DELETE FROM events WHERE seq = 9", 0, "table events, seq 9, tick 1:"},
-      {"DELETE FROM events WHERE seq = 15", 0,
-       "table events, seq 15, tick 2:"},
-      {"UPDATE events SET chain = zeroblob(32) WHERE seq = 4", 0,
-       "table events, seq 4, tick 0 "},
-      {"UPDATE events SET chain = X'00' WHERE seq = 4", 0, "seq 4:"},
+      /* tick 1's events blob (seqs 6..10) edited: its events record */
+      {"UPDATE ticks SET events = X'00' WHERE tick = 1", 0,
+       "table ticks, tick 1 (events, seqs 6..10)"},
+      {"UPDATE ticks SET events = CAST(replace(CAST(events AS TEXT), "
+       "'event 1', 'event 9') AS BLOB) WHERE tick = 1", 0,
+       "table ticks, tick 1 (events, seqs 6..10)"},
+      /* text, as the sqlite3 shell may leave it: a chain mismatch */
+      {"UPDATE ticks SET events = replace(CAST(events AS TEXT), 'message', "
+       "'emit') WHERE tick = 0", 0, "table ticks, tick 0 (events, seqs 1..5)"},
+      {"UPDATE ticks SET events_chain = zeroblob(32) WHERE tick = 0", 0,
+       "table ticks, tick 0 (events, seqs 1..5)"},
+      {"UPDATE ticks SET events_chain = X'00' WHERE tick = 0", 0,
+       "table ticks, tick 0: events_chain is not a 32-byte blob"},
       {"UPDATE ticks SET chain = zeroblob(32) WHERE tick = 1", 0,
        "table ticks, tick 1:"},
-      /* the last tick row gone, its events kept (a killed run, edited):
-       * they belong to no committed tick */
-      {"DELETE FROM ticks WHERE tick = 2", 0,
-       "table events, seq 11, tick 2: the event belongs to no committed"},
-      /* a tick row in the middle gone, with its events */
-      {"DELETE FROM events WHERE tick = 1; DELETE FROM ticks WHERE tick = 1",
-       0, "table events, seq 6, tick 2: event missing"},
-      /* tick bookkeeping: one event moved to the next tick's range */
+      /* a tick row in the middle gone, with its events: a gap in seqs */
+      {"DELETE FROM ticks WHERE tick = 1", 0,
+       "table ticks, tick 2: its 5 events end at seq 15, but the tick before "
+       "ends at seq 5 (events missing or doubled)"},
+      /* tick bookkeeping */
       {"UPDATE ticks SET last_seq = 9 WHERE tick = 1", 0,
-       "table checkpoints, tick 1, agent a:"},
+       "table ticks, tick 1: its 5 events end at seq 9"},
+      {"UPDATE ticks SET n_events = 4, last_seq = 9 WHERE tick = 1", 0,
+       "table ticks, tick 1 (events, seqs 6..9)"},
+      {"UPDATE ticks SET n_events = -1, last_seq = 4 WHERE tick = 1", 0,
+       "table ticks, tick 1: -1 events through seq 4 cannot be right"},
+      {"UPDATE ticks SET n_events = 'x' WHERE tick = 1", 0,
+       "table ticks, tick 1: a column is not an integer"},
+      {"UPDATE ticks SET events = 7 WHERE tick = 1", 0,
+       "table ticks, tick 1: events or walls is not a blob"},
+      /* the wall-clock times are outside the chain, but must decode */
+      {"UPDATE ticks SET walls = X'02' WHERE tick = 1", 0,
+       "table ticks, tick 1: walls blob is malformed at event #2"},
+      {"UPDATE ticks SET walls = X'020202020200' WHERE tick = 1", 0,
+       "table ticks, tick 1: walls blob has bytes after its 5 events"},
+      {"UPDATE ticks SET walls = X'0202020202' WHERE tick = 1", 1, NULL},
       {"UPDATE meta SET value = 'other' WHERE key = 'inputs'", 0,
        "table meta, key 'inputs' (the genesis record)"},
       {"UPDATE meta SET value = 'x' WHERE key = 'genesis'", 0,
@@ -717,7 +765,6 @@ static void test_tamper(void) {
       {"INSERT INTO checkpoints VALUES(1, 2, 'c', X'00', zeroblob(32))", 0,
        "table checkpoints, tick 1, agent c:"},
       {"UPDATE meta SET value = 'complete' WHERE key = 'status'", 1, NULL},
-      {"UPDATE events SET wall_us = 123456 WHERE seq = 7", 1, NULL},
       {"UPDATE ticks SET wall_us = 77", 1, NULL},
   };
   size_t i;
@@ -738,6 +785,46 @@ static void test_tamper(void) {
       CHECK(strstr(err.msg, cases[i].want) != NULL);
     }
     rm_journal(path);
+  }
+  /* reading without verify decodes the blob with bounds, and a blob that
+   * does not decode is an error naming the tick and the event (blobs
+   * that end inside a string, a varint, a payload; bytes left over) */
+  {
+    static const struct {
+      const char *sql, *want;
+    } bad[] = {
+        {"UPDATE ticks SET events = X'61' WHERE tick = 1",
+         "tick 1: events blob is malformed at event #1 (seq 6)"},
+        {"UPDATE ticks SET events = X'6100620063008080' WHERE tick = 1",
+         "tick 1: events blob is malformed at event #1 (seq 6)"},
+        {"UPDATE ticks SET events = X'61006200630005414243' WHERE tick = 1",
+         "tick 1: events blob is malformed at event #1 (seq 6)"},
+        {"UPDATE ticks SET events = X'6100620063FF' WHERE tick = 1",
+         "tick 1: events blob is malformed at event #1 (seq 6)"},
+        {"UPDATE ticks SET events = events || X'00' WHERE tick = 1",
+         "tick 1: events blob has bytes after its 5 events"},
+    };
+    coh_journal *j = NULL;
+    size_t b;
+    for (b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+      int64_t n = 0;
+      tmp_path(path, sizeof path, "badblob.db");
+      make_sample(path);
+      REQUIRE(sql_exec(path, bad[b].sql) == SQLITE_OK);
+      REQUIRE(coh_journal_open(path, &j, &err) == 0);
+      CHECK_EQ_INT(coh_journal_events(j, INT64_MIN, INT64_MAX, NULL, count_fn,
+                                      &n, &err), COH_EJOURNAL);
+      if (strstr(err.msg, bad[b].want) == NULL)
+        fprintf(stderr, "blob case '%s': want '%s' in: %s\n", bad[b].sql,
+                bad[b].want, err.msg);
+      CHECK(strstr(err.msg, bad[b].want) != NULL);
+      /* tick 0's events came first (and, with bytes left over, tick 1's) */
+      CHECK_EQ_INT(n, b + 1 == sizeof bad / sizeof bad[0] ? 10 : 5);
+      CHECK_EQ_INT(coh_journal_verify(j, &err), COH_EJOURNAL);
+      coh_journal_close(j);
+      j = NULL;
+      rm_journal(path);
+    }
   }
 }
 
@@ -832,6 +919,15 @@ static void test_malformed(void) {
   expect_open_error(path, COH_EJOURNAL, "schema version '99'");
   rm_journal(path);
 
+  /* a format-3 journal (one row per event) is refused by name */
+  tmp_path(path, sizeof path, "v3.db");
+  make_sample(path);
+  REQUIRE(sql_exec(path, "UPDATE meta SET value = '3' WHERE key = "
+                         "'schema_version'") == SQLITE_OK);
+  expect_open_error(path, COH_EJOURNAL,
+                    "has schema version '3'; this cohort reads version 4");
+  rm_journal(path);
+
   tmp_path(path, sizeof path, "notable.db");
   make_sample(path);
   REQUIRE(sql_exec(path, "DROP TABLE checkpoints") == SQLITE_OK);
@@ -840,9 +936,9 @@ static void test_malformed(void) {
 
   tmp_path(path, sizeof path, "nocolumn.db");
   make_sample(path);
-  REQUIRE(sql_exec(path, "ALTER TABLE events DROP COLUMN wall_us") ==
+  REQUIRE(sql_exec(path, "ALTER TABLE ticks DROP COLUMN walls") ==
           SQLITE_OK);
-  expect_open_error(path, COH_EJOURNAL, "wall_us");
+  expect_open_error(path, COH_EJOURNAL, "walls");
   rm_journal(path);
 
   tmp_path(path, sizeof path, "noinputs.db");

@@ -11,26 +11,35 @@
  * by its own thread (cohort/jwriter.h).
  *
  * The chain.  Every record that matters is on one SHA-256 hash chain, in
- * this order: the genesis, then for each tick its events (by seq), its
- * checkpoints (in the order they were stored), and a tick record.  Each row
- * stores the chain value after it (events.chain, checkpoints.chain,
- * ticks.chain).  Integers are little-endian 64-bit, strings NUL-terminated,
- * every step starts with a one-byte record type:
- *   genesis    = SHA256("cohort-journal-3\0" || 'G' || len || inputs ||
+ * this order: the genesis, then for each tick one record of all its events,
+ * its checkpoints (in the order they were stored), and a tick record.  The
+ * ticks row stores the chain value after the events record
+ * (ticks.events_chain) and after the tick record (ticks.chain); each
+ * checkpoints row the value after it.  Integers are little-endian 64-bit,
+ * strings NUL-terminated, every step starts with a one-byte record type:
+ *   genesis    = SHA256("cohort-journal-4\0" || 'G' || len || inputs ||
  *                       n_blobs || sorted 32-byte blob keys)
- *   event      = SHA256(prev || 'E' || seq || tick || kind || source ||
- *                       target || payload_len || payload)
+ *   events     = SHA256(prev || 'E' || tick || first_seq || n_events ||
+ *                       len || events)
  *   checkpoint = SHA256(prev || 'C' || tick || n || agent || len || state)
  *   tick       = SHA256(prev || 'T' || tick || last_seq || n_checkpoints)
+ * where `events` is the tick's events in seq order, back to back, each
+ *   kind || source || target || uvarint(payload_len) || payload
+ * (strings NUL-terminated, uvarint = unsigned LEB128 of at most 10 bytes):
+ * the very bytes stored in ticks.events, so a tick is one row and one hash
+ * step however many events it has.  first_seq is one after the previous
+ * tick's last seq; a tick with no events still has its events record
+ * (n_events 0, len 0).
  * The run digest is the chain value of the last tick record (the genesis
- * if no tick was committed).  Wall-clock columns (wall_us) and meta other
- * than "inputs" are outside the chain.
+ * if no tick was committed).  Wall-clock columns (wall_us, ticks.walls) and
+ * meta other than "inputs" are outside the chain.
  * A checkpoint's agent is an agent id ([A-Za-z0-9_.-], cohort/scenario.h)
  * or the reserved COH_JOURNAL_ORCH_CHECKPOINT, which no agent can have: the
  * orchestrator's own state at that tick (format COHORCH2, cohort/orch.h),
  * stored after the tick's agent checkpoints, so that what `resume` restores
- * is on the chain like every agent checkpoint (format 3; format 2 kept it
- * in meta, outside the chain).  docs/journal.md says what this
+ * is on the chain like every agent checkpoint (since format 3; format 2 kept
+ * it in meta, outside the chain).  Format 4 stores a tick's events as one
+ * row; open() refuses format 3 and older, naming both versions.  docs/journal.md says what this
  * proves and what it does not.
  *
  * Threading: one thread at a time per journal handle.
@@ -49,7 +58,7 @@ extern "C" {
 
 /* The journal format (tables and chain); recorded in every journal and in
  * every run's genesis record.  open() refuses any other version. */
-#define COH_JOURNAL_FORMAT_VERSION 3
+#define COH_JOURNAL_FORMAT_VERSION 4
 
 /* The checkpoint "agent" that holds the orchestrator's resume state: '@' is
  * not an id character, so no agent has this id. */
@@ -72,7 +81,8 @@ typedef struct coh_jevent {
   const void *payload;
   size_t payload_len;
   int64_t wall_us;      /* wall-clock microseconds since run start; not hashed */
-  uint8_t chain[32];    /* filled by append / read */
+  uint8_t chain[32];    /* read: the chain after its tick's events record
+                           (shared by the tick's events); append: zero */
 } coh_jevent;
 
 /* Creates a new journal at path (refuses an existing file: COH_EIO naming
@@ -147,7 +157,9 @@ int coh_journal_meta_get(coh_journal *j, const char *key, char **value,
 
 /* Starts tick `tick` (must be greater than the last committed tick). */
 int coh_journal_tick_begin(coh_journal *j, int64_t tick, coh_err *err);
-/* Appends an event to the open tick; ev->seq and ev->chain are filled.
+/* Appends an event to the open tick (copied: nothing of ev is kept);
+ * ev->seq is filled, ev->chain zeroed (it is known when the tick commits:
+ * coh_journal_events_chain).
  * ev->tick must equal the open tick (COH_EINVAL); a NULL target is "".
  * COH_ESTATE outside a tick or after the tick's first checkpoint.  After a
  * failure, roll the tick back. */
@@ -160,6 +172,10 @@ int coh_journal_checkpoint_put(coh_journal *j, const char *agent,
  * holding the tick record's chain and the wall-clock duration (not
  * hashed). */
 int coh_journal_tick_commit(coh_journal *j, int64_t wall_us, coh_err *err);
+/* The chain value after the events record of the last committed tick: the
+ * `chain` of each of its events (a tick's events share it; see "The
+ * chain").  All zero before the first tick. */
+void coh_journal_events_chain(const coh_journal *j, uint8_t out[32]);
 /* Abandons the open tick (nothing of it is kept); inside a group, the whole
  * group (see group_begin). */
 void coh_journal_tick_rollback(coh_journal *j);

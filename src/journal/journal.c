@@ -3,11 +3,12 @@
  *
  * Layout (schema version COH__JOURNAL_SCHEMA):
  *   meta(key TEXT PRIMARY KEY, value BLOB)       format, schema_version, inputs, ...
- *   events(seq INTEGER PRIMARY KEY, tick, kind, source, target, payload BLOB,
- *          chain BLOB, wall_us)                   one row per committed event
- *   ticks(tick INTEGER PRIMARY KEY, last_seq, chain, wall_us)
- *                                                 one row per committed tick
- *   checkpoints(tick, agent, state, PRIMARY KEY(tick, agent))
+ *   ticks(tick INTEGER PRIMARY KEY, last_seq, n_events, events BLOB,
+ *         walls BLOB, events_chain, chain, wall_us)
+ *                                                 one row per committed tick,
+ *                                                 its events included
+ *   checkpoints(tick, n, agent, state, chain, PRIMARY KEY(tick, n))
+ *   blobs(sha256 PRIMARY KEY, bytes)              content-addressed inputs
  *
  * Crash safety.  The file is in WAL mode with synchronous=NORMAL, and every
  * tick is one transaction (BEGIN IMMEDIATE ... COMMIT), or a few whole ticks
@@ -77,22 +78,76 @@ void coh__journal_chain0(const void *inputs, size_t len,
   coh__sha256_final(&s, out);
 }
 
-void coh__journal_chain_step(const uint8_t prev[32], int64_t seq, int64_t tick,
-                             const char *kind, const char *source,
-                             const char *target, const void *payload,
-                             size_t payload_len, uint8_t out[32]) {
+void coh__journal_chain_events(const uint8_t prev[32], int64_t tick,
+                               int64_t first_seq, int64_t n_events,
+                               const void *blob, size_t len, uint8_t out[32]) {
   coh__sha256 s;
   coh__sha256_init(&s);
   coh__sha256_update(&s, prev, 32);
   coh__sha256_update(&s, "E", 1);
-  sha_i64(&s, seq);
   sha_i64(&s, tick);
-  sha_str(&s, kind);
-  sha_str(&s, source);
-  sha_str(&s, target);
-  sha_i64(&s, (int64_t)payload_len);
-  if (payload_len > 0) coh__sha256_update(&s, payload, payload_len);
+  sha_i64(&s, first_seq);
+  sha_i64(&s, n_events);
+  sha_i64(&s, (int64_t)len);
+  if (len > 0) coh__sha256_update(&s, blob, len);
   coh__sha256_final(&s, out);
+}
+
+/* ---- the events of a tick: one blob ------------------------------------ */
+
+/* Appends v as an unsigned LEB128 varint; returns the bytes written (<= 10). */
+static size_t put_uvarint(uint8_t *b, uint64_t v) {
+  size_t n = 0;
+  while (v >= 0x80) {
+    b[n++] = (uint8_t)(v | 0x80);
+    v >>= 7;
+  }
+  b[n++] = (uint8_t)v;
+  return n;
+}
+
+/* Reads an unsigned LEB128 varint of at most 10 bytes from p[0..end);
+ * returns the bytes read, 0 if it runs past end or is over-long. */
+static size_t get_uvarint(const uint8_t *p, const uint8_t *end, uint64_t *v) {
+  uint64_t x = 0;
+  size_t i;
+  for (i = 0; i < 10 && p + i < end; i++) {
+    uint8_t c = p[i];
+    if (i == 9 && c > 1) return 0; /* more than 64 bits */
+    x |= (uint64_t)(c & 0x7f) << (7 * i);
+    if (!(c & 0x80)) {
+      *v = x;
+      return i + 1;
+    }
+  }
+  return 0;
+}
+
+int coh__journal_event_decode(const uint8_t **pp, const uint8_t *end,
+                              const char **kind, const char **source,
+                              const char **target, const void **payload,
+                              size_t *payload_len) {
+  const uint8_t *p = *pp, *z;
+  const char **str[3];
+  uint64_t n;
+  size_t k, i;
+  str[0] = kind;
+  str[1] = source;
+  str[2] = target;
+  for (i = 0; i < 3; i++) {
+    z = p < end ? memchr(p, 0, (size_t)(end - p)) : NULL;
+    if (z == NULL) return -1;
+    *str[i] = (const char *)p;
+    p = z + 1;
+  }
+  k = get_uvarint(p, end, &n);
+  if (k == 0) return -1;
+  p += k;
+  if (n > (uint64_t)(end - p)) return -1;
+  *payload = p;
+  *payload_len = (size_t)n;
+  *pp = p + n;
+  return 0;
 }
 
 void coh__journal_chain_checkpoint(const uint8_t prev[32], int64_t tick,
@@ -130,21 +185,17 @@ enum {
   ST_BEGIN,
   ST_COMMIT,
   ST_ROLLBACK,
-  ST_INS_EVENT,
   ST_INS_TICK,
   ST_INS_CKPT,
   ST_META_PUT,
   ST_META_GET,
   ST_EVENTS,
-  ST_EVENTS_AGENT,
-  ST_VERIFY_EVENTS,
   ST_VERIFY_TICKS,
   ST_CKPT_TICK,
   ST_CKPT_TICK_OF,
   ST_CKPTS,
   ST_LAST_EVENT,
   ST_LAST_TICK,
-  ST_DEL_EVENTS,
   ST_DEL_TICKS,
   ST_DEL_CKPTS,
   ST_TICKS,
@@ -160,37 +211,28 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
-    [ST_INS_EVENT] = "INSERT INTO events(seq, tick, kind, source, target, "
-                     "payload, chain, wall_us) VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
-    [ST_INS_TICK] = "INSERT INTO ticks(tick, last_seq, chain, wall_us) "
-                    "VALUES(?, ?, ?, ?)",
+    [ST_INS_TICK] = "INSERT INTO ticks(tick, last_seq, n_events, events, "
+                    "walls, events_chain, chain, wall_us) "
+                    "VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
     [ST_INS_CKPT] = "INSERT INTO checkpoints(tick, n, agent, state, chain) "
                     "VALUES(?, ?, ?, ?, ?)",
     [ST_META_PUT] = "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)",
     [ST_META_GET] = "SELECT value FROM meta WHERE key = ?",
-    /* "tick, seq" is seq order (ticks never decrease along seq) and is the
-     * order of the events_tick index, so a range read needs no sort. */
-    [ST_EVENTS] = "SELECT seq, tick, kind, source, target, payload, chain, "
-                  "wall_us FROM events WHERE tick BETWEEN ?1 AND ?2 "
-                  "ORDER BY tick, seq",
-    [ST_EVENTS_AGENT] = "SELECT seq, tick, kind, source, target, payload, "
-                        "chain, wall_us FROM events WHERE tick BETWEEN ?1 AND "
-                        "?2 AND (source = ?3 OR target = ?3) "
-                        "ORDER BY tick, seq",
-    [ST_VERIFY_EVENTS] = "SELECT seq, tick, kind, source, target, payload, "
-                         "chain, wall_us FROM events ORDER BY seq",
-    [ST_VERIFY_TICKS] = "SELECT tick, last_seq, chain FROM ticks "
-                        "ORDER BY tick",
+    /* a tick's events are one row of ticks (schema comment below) */
+    [ST_EVENTS] = "SELECT tick, last_seq, n_events, events, walls, "
+                  "events_chain FROM ticks WHERE tick BETWEEN ?1 AND ?2 "
+                  "ORDER BY tick",
+    [ST_VERIFY_TICKS] = "SELECT tick, last_seq, n_events, events, walls, "
+                        "events_chain, chain FROM ticks ORDER BY tick",
     [ST_CKPT_TICK] = "SELECT MAX(tick) FROM checkpoints WHERE tick <= ?",
     [ST_CKPT_TICK_OF] = "SELECT MAX(tick) FROM checkpoints WHERE tick <= ?1 "
                         "AND agent = ?2",
     [ST_CKPTS] = "SELECT agent, state FROM checkpoints WHERE tick = ? "
                  "ORDER BY agent",
-    [ST_LAST_EVENT] = "SELECT tick, last_seq, chain FROM ticks "
+    [ST_LAST_EVENT] = "SELECT tick, last_seq, chain, events_chain FROM ticks "
                       "ORDER BY tick DESC LIMIT 1",
     [ST_LAST_TICK] = "SELECT tick, last_seq FROM ticks ORDER BY tick DESC "
                      "LIMIT 1",
-    [ST_DEL_EVENTS] = "DELETE FROM events WHERE tick > ?",
     [ST_DEL_TICKS] = "DELETE FROM ticks WHERE tick > ?",
     [ST_DEL_CKPTS] = "DELETE FROM checkpoints WHERE tick > ?",
     [ST_TICKS] = "SELECT tick, last_seq, wall_us FROM ticks ORDER BY tick",
@@ -205,23 +247,21 @@ static const char *const stmt_sql[ST_COUNT] = {
 
 static const char schema_sql[] =
     "CREATE TABLE meta(key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL);"
-    "CREATE TABLE events(seq INTEGER PRIMARY KEY, tick INTEGER NOT NULL, "
-    "  kind TEXT NOT NULL, source TEXT NOT NULL, target TEXT NOT NULL, "
-    "  payload BLOB NOT NULL, chain BLOB NOT NULL, wall_us INTEGER NOT NULL);"
-    /* Agent lookups on events use events_tick and filter source/target
-     * within the tick range; there is deliberately no index keyed by agent.
-     * Such an index puts each agent's new entries on a different page, so a
-     * commit rewrites one page per active agent per index: with indexes on
-     * source and on target the append rate fell 4x with 64 agents
-     * (bench/journal_bench: ~60k vs ~220k events/s) and it falls further
-     * with more agents.  Indexes on (tick, source) and (tick, target), which
-     * append at the end, were measured too: the planner does not pick
-     * them, and forced via a UNION they made a whole-journal agent read
-     * only ~20% faster.  Per-agent reads (inspect, replay) are rare and
-     * sequential; appends are the hot path. */
-    "CREATE INDEX events_tick ON events(tick);"
+    /* One row per committed tick, its events included: `events` is the
+     * tick's events encoded back to back (journal_int.h,
+     * coh__journal_event_decode), n_events of them, seqs last_seq -
+     * n_events + 1 .. last_seq; `walls` their wall-clock times (uvarints of
+     * zigzag deltas; outside the chain); `events_chain` the chain after the
+     * tick's events record, `chain` after its tick record.  One row (and no
+     * index entry) per tick instead of one per event: with 1,000 agents a
+     * routing tick is 2,000 events, and a row and a b-tree entry per event
+     * were most of the journal's CPU (bench/RESULTS.md, "(a3)").  There is
+     * no index by agent: a per-agent read decodes the ticks in its range
+     * and filters, which is sequential and rare; appends are the hot path. */
     "CREATE TABLE ticks(tick INTEGER PRIMARY KEY, last_seq INTEGER NOT NULL, "
-    "  chain BLOB NOT NULL, wall_us INTEGER NOT NULL);"
+    "  n_events INTEGER NOT NULL, events BLOB NOT NULL, walls BLOB NOT NULL, "
+    "  events_chain BLOB NOT NULL, chain BLOB NOT NULL, "
+    "  wall_us INTEGER NOT NULL);"
     "CREATE TABLE checkpoints(tick INTEGER NOT NULL, n INTEGER NOT NULL, "
     "  agent TEXT NOT NULL, state BLOB NOT NULL, chain BLOB NOT NULL, "
     "  PRIMARY KEY(tick, n), UNIQUE(tick, agent));"
@@ -231,8 +271,7 @@ static const char schema_sql[] =
     "CREATE TABLE blobs(sha256 BLOB PRIMARY KEY NOT NULL, "
     "  bytes BLOB NOT NULL);";
 
-static const char *const tables[] = {"meta", "events", "ticks", "checkpoints",
-                                     "blobs"};
+static const char *const tables[] = {"meta", "ticks", "checkpoints", "blobs"};
 
 /* meta keys the journal owns: what the file is and where the chain starts. */
 static int reserved_key(const char *key) {
@@ -255,6 +294,11 @@ struct coh_journal {
   uint8_t pchain[32];
   int64_t pseq;
   int64_t pckpt; /* checkpoints stored in the open tick (events come first) */
+  int64_t pn;    /* events appended to the open tick */
+  uint8_t echain[32]; /* the last committed tick's events record */
+  int64_t pwall; /* wall_us of the open tick's last event (delta base) */
+  uint8_t *eb, *wb; /* the open tick's events blob and walls blob */
+  size_t eb_len, eb_cap, wb_len, wb_cap;
   int walking; /* an events()/checkpoints()/verify() walk is under way */
   /* an open group (group_begin): the committed state when it began */
   int in_group;
@@ -309,6 +353,8 @@ void coh_journal_close(coh_journal *j) {
   if (j == NULL) return;
   if (j->in_tick || j->in_group) coh_journal_tick_rollback(j);
   close_db(j);
+  coh__free(j->eb);
+  coh__free(j->wb);
   coh__free(j->path);
   coh__free(j);
 }
@@ -398,10 +444,16 @@ static int load_state(coh_journal *j, coh_err *err) {
                       j->path, (long long)j->last_tick);
     }
     memcpy(j->chain, c, 32);
+    c = sqlite3_column_blob(st, 3);
+    if (sqlite3_column_bytes(st, 3) == 32 && c != NULL)
+      memcpy(j->echain, c, 32);
+    else
+      memset(j->echain, 0, 32);
   } else if (rc == SQLITE_DONE) {
     j->seq = 0;
     j->last_tick = -1;
     memcpy(j->chain, j->chain0, 32);
+    memset(j->echain, 0, 32);
   } else {
     sqlite3_reset(st);
     return sqlfail(j, err, rc, "reading the last tick");
@@ -897,15 +949,38 @@ int coh_journal_tick_begin(coh_journal *j, int64_t tick, coh_err *err) {
   j->tick = tick;
   j->pseq = j->seq;
   j->pckpt = 0;
+  j->pn = 0;
+  j->pwall = 0;
+  j->eb_len = 0;
+  j->wb_len = 0;
   memcpy(j->pchain, j->chain, 32);
   return COH_OK;
 }
 
+/* Makes room for n more bytes in *buf (capacity *cap, *len used). */
+static int grow(coh_journal *j, uint8_t **buf, size_t *len, size_t *cap,
+                size_t n, coh_err *err) {
+  size_t ncap;
+  uint8_t *nb;
+  if (n <= *cap - *len) return COH_OK;
+  if (n > SIZE_MAX / 4 - *len)
+    return coh__err(err, COH_EINVAL, "journal %s: tick %lld is too large",
+                    j->path, (long long)j->tick);
+  ncap = *cap ? *cap : 4096;
+  while (ncap - *len < n) ncap *= 2;
+  nb = coh__realloc(*buf, ncap);
+  if (nb == NULL)
+    return coh__err(err, COH_ENOMEM, "journal %s: out of memory", j->path);
+  *buf = nb;
+  *cap = ncap;
+  return COH_OK;
+}
+
 int coh_journal_append(coh_journal *j, coh_jevent *ev, coh_err *err) {
-  sqlite3_stmt *st = j->st[ST_INS_EVENT];
   const char *target;
-  uint8_t chain[32];
-  int64_t seq;
+  size_t lk, ls, lt, need;
+  uint8_t *p;
+  int64_t dw;
   int rc;
 
   if (!j->in_tick)
@@ -926,25 +1001,45 @@ int coh_journal_append(coh_journal *j, coh_jevent *ev, coh_err *err) {
                     "journal %s: event appended to tick %lld after its "
                     "checkpoints", j->path, (long long)j->tick);
   target = ev->target ? ev->target : "";
-  seq = j->pseq + 1;
-  coh__journal_chain_step(j->pchain, seq, ev->tick, ev->kind, ev->source,
-                          target, ev->payload, ev->payload_len, chain);
-  sqlite3_bind_int64(st, 1, seq);
-  sqlite3_bind_int64(st, 2, ev->tick);
-  sqlite3_bind_text(st, 3, ev->kind, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 4, ev->source, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 5, target, -1, SQLITE_STATIC);
-  sqlite3_bind_blob64(st, 6, ev->payload_len ? ev->payload : empty_blob,
-                      ev->payload_len, SQLITE_STATIC);
-  sqlite3_bind_blob(st, 7, chain, 32, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 8, ev->wall_us);
-  rc = exec_st(j, ST_INS_EVENT, err, "appending an event");
-  if (rc) return rc;
-  j->pseq = seq;
-  memcpy(j->pchain, chain, 32);
-  ev->seq = seq;
-  memcpy(ev->chain, chain, 32);
+  lk = strlen(ev->kind) + 1;
+  ls = strlen(ev->source) + 1;
+  lt = strlen(target) + 1;
+  if (ev->payload_len > SIZE_MAX / 4)
+    return coh__err(err, COH_EINVAL, "journal %s: event payload too large",
+                    j->path);
+  need = lk + ls + lt + 10 + ev->payload_len;
+  if ((rc = grow(j, &j->eb, &j->eb_len, &j->eb_cap, need, err)) ||
+      (rc = grow(j, &j->wb, &j->wb_len, &j->wb_cap, 10, err)))
+    return rc;
+  p = j->eb + j->eb_len;
+  memcpy(p, ev->kind, lk);
+  p += lk;
+  memcpy(p, ev->source, ls);
+  p += ls;
+  memcpy(p, target, lt);
+  p += lt;
+  p += put_uvarint(p, (uint64_t)ev->payload_len);
+  if (ev->payload_len) memcpy(p, ev->payload, ev->payload_len);
+  p += ev->payload_len;
+  j->eb_len = (size_t)(p - j->eb);
+  /* walls: zigzag of the difference to the previous event's wall_us */
+  dw = (int64_t)((uint64_t)ev->wall_us - (uint64_t)j->pwall);
+  j->wb_len += put_uvarint(j->wb + j->wb_len,
+                           ((uint64_t)dw << 1) ^ (uint64_t)(dw >> 63));
+  j->pwall = ev->wall_us;
+  j->pn++;
+  j->pseq++;
+  ev->seq = j->pseq;
+  /* an event's chain is its tick's events record, known at commit */
+  memset(ev->chain, 0, sizeof ev->chain);
   return COH_OK;
+}
+
+/* The open tick's events record (before its first checkpoint). */
+static void chain_events(coh_journal *j, uint8_t out[32]) {
+  coh__journal_chain_events(j->chain, j->tick, j->pseq - j->pn + 1, j->pn,
+                            j->eb_len ? j->eb : (const uint8_t *)empty_blob,
+                            j->eb_len, out);
 }
 
 int coh_journal_checkpoint_put(coh_journal *j, const char *agent,
@@ -958,6 +1053,7 @@ int coh_journal_checkpoint_put(coh_journal *j, const char *agent,
   if (agent == NULL || (state == NULL && len > 0))
     return coh__err(err, COH_EINVAL,
                     "journal %s: checkpoint with NULL agent or state", j->path);
+  if (j->pckpt == 0) chain_events(j, j->pchain);
   coh__journal_chain_checkpoint(j->pchain, j->tick, j->pckpt + 1, agent,
                                 len ? state : (const void *)empty_blob, len,
                                 chain);
@@ -981,16 +1077,24 @@ int coh_journal_checkpoint_put(coh_journal *j, const char *agent,
 
 int coh_journal_tick_commit(coh_journal *j, int64_t wall_us, coh_err *err) {
   sqlite3_stmt *st = j->st[ST_INS_TICK];
-  uint8_t chain[32];
+  uint8_t echain[32], chain[32];
   int rc;
   if (!j->in_tick)
     return coh__err(err, COH_ESTATE, "journal %s: no open tick to commit",
                     j->path);
-  coh__journal_chain_tick(j->pchain, j->tick, j->pseq, j->pckpt, chain);
+  chain_events(j, echain);
+  coh__journal_chain_tick(j->pckpt ? j->pchain : echain, j->tick, j->pseq,
+                          j->pckpt, chain);
   sqlite3_bind_int64(st, 1, j->tick);
   sqlite3_bind_int64(st, 2, j->pseq);
-  sqlite3_bind_blob(st, 3, chain, 32, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 4, wall_us);
+  sqlite3_bind_int64(st, 3, j->pn);
+  sqlite3_bind_blob64(st, 4, j->eb_len ? (const void *)j->eb : empty_blob,
+                      j->eb_len, SQLITE_STATIC);
+  sqlite3_bind_blob64(st, 5, j->wb_len ? (const void *)j->wb : empty_blob,
+                      j->wb_len, SQLITE_STATIC);
+  sqlite3_bind_blob(st, 6, echain, 32, SQLITE_STATIC);
+  sqlite3_bind_blob(st, 7, chain, 32, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 8, wall_us);
   rc = exec_st(j, ST_INS_TICK, err, "committing a tick");
   if (rc) return rc;
   /* On failure the transaction stays open (or SQLite already rolled it
@@ -1002,7 +1106,12 @@ int coh_journal_tick_commit(coh_journal *j, int64_t wall_us, coh_err *err) {
   j->seq = j->pseq;
   j->last_tick = j->tick;
   memcpy(j->chain, chain, 32);
+  memcpy(j->echain, echain, 32);
   return COH_OK;
+}
+
+void coh_journal_events_chain(const coh_journal *j, uint8_t out[32]) {
+  memcpy(out, j->echain, 32);
 }
 
 void coh_journal_tick_rollback(coh_journal *j) {
@@ -1082,69 +1191,112 @@ void coh_journal_digest(const coh_journal *j, char hex[65]) {
 
 /* ---- reading ---------------------------------------------------------- */
 
-/* Fills ev from an events row (columns as in ST_EVENTS), checking types:
- * a journal file is input like any other. */
-static int read_event(coh_journal *j, sqlite3_stmt *st, coh_jevent *ev,
-                      coh_err *err) {
-  static const char *const names[3] = {"kind", "source", "target"};
-  const char *s[3];
-  const void *c;
-  int i, pt;
-  memset(ev, 0, sizeof *ev);
-  ev->seq = sqlite3_column_int64(st, 0);
+/* One ticks row as read (columns 0-5 as in ST_EVENTS and
+ * ST_VERIFY_TICKS), type-checked: a journal file is input like any other. */
+typedef struct trow {
+  int64_t tick, last_seq, n;
+  const uint8_t *ev, *walls; /* the events and walls blobs */
+  size_t ev_len, walls_len;
+  const uint8_t *echain;
+} trow;
+
+static int read_trow(coh_journal *j, sqlite3_stmt *st, trow *r, coh_err *err) {
+  int t3 = sqlite3_column_type(st, 3), t4 = sqlite3_column_type(st, 4);
+  memset(r, 0, sizeof *r);
+  r->tick = sqlite3_column_int64(st, 0);
   if (sqlite3_column_type(st, 0) != SQLITE_INTEGER ||
-      sqlite3_column_type(st, 1) != SQLITE_INTEGER)
+      sqlite3_column_type(st, 1) != SQLITE_INTEGER ||
+      sqlite3_column_type(st, 2) != SQLITE_INTEGER)
     return coh__err(err, COH_EJOURNAL,
-                    "journal %s: event seq %lld: tick is not an integer",
-                    j->path, (long long)ev->seq);
-  ev->tick = sqlite3_column_int64(st, 1);
-  for (i = 0; i < 3; i++) {
-    if (sqlite3_column_type(st, 2 + i) != SQLITE_TEXT)
+                    "journal %s: table ticks, tick %lld: a column is not an "
+                    "integer", j->path, (long long)r->tick);
+  r->last_seq = sqlite3_column_int64(st, 1);
+  r->n = sqlite3_column_int64(st, 2);
+  /* Text is accepted for the blobs too, so that an edit made with the
+   * sqlite3 shell shows up as a chain mismatch, not as a type error. */
+  if ((t3 != SQLITE_BLOB && t3 != SQLITE_TEXT) ||
+      (t4 != SQLITE_BLOB && t4 != SQLITE_TEXT))
+    return coh__err(err, COH_EJOURNAL,
+                    "journal %s: table ticks, tick %lld: events or walls is "
+                    "not a blob", j->path, (long long)r->tick);
+  r->ev = sqlite3_column_blob(st, 3);
+  r->ev_len = (size_t)sqlite3_column_bytes(st, 3);
+  r->walls = sqlite3_column_blob(st, 4);
+  r->walls_len = (size_t)sqlite3_column_bytes(st, 4);
+  if (r->ev == NULL) r->ev = (const uint8_t *)empty_blob;
+  if (r->walls == NULL) r->walls = (const uint8_t *)empty_blob;
+  r->echain = sqlite3_column_blob(st, 5);
+  if (sqlite3_column_type(st, 5) != SQLITE_BLOB ||
+      sqlite3_column_bytes(st, 5) != 32 || r->echain == NULL)
+    return coh__err(err, COH_EJOURNAL,
+                    "journal %s: table ticks, tick %lld: events_chain is not "
+                    "a 32-byte blob", j->path, (long long)r->tick);
+  if (r->n < 0 || r->n > r->last_seq)
+    return coh__err(err, COH_EJOURNAL,
+                    "journal %s: table ticks, tick %lld: %lld events through "
+                    "seq %lld cannot be right", j->path, (long long)r->tick,
+                    (long long)r->n, (long long)r->last_seq);
+  return COH_OK;
+}
+
+/* Calls fn (if not NULL) for each event of the row in seq order (only
+ * those whose source or target is `agent`, if it is not NULL), checking the
+ * encoding on the way: exactly n events and n wall times, nothing after
+ * them.  A malformed blob: COH_EJOURNAL naming the tick and the event. */
+static int walk_trow(coh_journal *j, const trow *r, const char *agent,
+                     coh_jevent_fn fn, void *ud, coh_err *err) {
+  const uint8_t *p = r->ev, *end = r->ev + r->ev_len;
+  const uint8_t *w = r->walls, *wend = r->walls + r->walls_len;
+  int64_t k, wall = 0;
+  coh_jevent ev;
+  int rc;
+  for (k = 0; k < r->n; k++) {
+    uint64_t z;
+    size_t m;
+    memset(&ev, 0, sizeof ev);
+    if (coh__journal_event_decode(&p, end, &ev.kind, &ev.source, &ev.target,
+                                  &ev.payload, &ev.payload_len) != 0)
       return coh__err(err, COH_EJOURNAL,
-                      "journal %s: event seq %lld: column '%s' is not text",
-                      j->path, (long long)ev->seq, names[i]);
-    s[i] = (const char *)sqlite3_column_text(st, 2 + i);
-    if (s[i] == NULL)
-      return coh__err(err, COH_ENOMEM, "journal %s: out of memory", j->path);
+                      "journal %s: table ticks, tick %lld: events blob is "
+                      "malformed at event #%lld (seq %lld)", j->path,
+                      (long long)r->tick, (long long)(k + 1),
+                      (long long)(r->last_seq - r->n + 1 + k));
+    m = get_uvarint(w, wend, &z);
+    if (m == 0)
+      return coh__err(err, COH_EJOURNAL,
+                      "journal %s: table ticks, tick %lld: walls blob is "
+                      "malformed at event #%lld", j->path, (long long)r->tick,
+                      (long long)(k + 1));
+    w += m;
+    wall = (int64_t)((uint64_t)wall + ((z >> 1) ^ (0 - (z & 1))));
+    if (fn == NULL) continue;
+    if (agent && strcmp(ev.source, agent) && strcmp(ev.target, agent))
+      continue;
+    ev.seq = r->last_seq - r->n + 1 + k;
+    ev.tick = r->tick;
+    ev.wall_us = wall;
+    memcpy(ev.chain, r->echain, 32);
+    if ((rc = fn(ud, &ev))) return rc;
   }
-  /* Text is accepted as payload too, so that an edit made with the sqlite3
-   * shell shows up as a chain mismatch at its seq, not as a type error. */
-  pt = sqlite3_column_type(st, 5);
-  if (pt != SQLITE_BLOB && pt != SQLITE_TEXT)
+  if (p != end || w != wend)
     return coh__err(err, COH_EJOURNAL,
-                    "journal %s: event seq %lld: payload is not a blob",
-                    j->path, (long long)ev->seq);
-  ev->payload = sqlite3_column_blob(st, 5);
-  ev->payload_len = (size_t)sqlite3_column_bytes(st, 5);
-  if (ev->payload == NULL) ev->payload = empty_blob;
-  c = sqlite3_column_blob(st, 6);
-  if (sqlite3_column_type(st, 6) != SQLITE_BLOB ||
-      sqlite3_column_bytes(st, 6) != 32 || c == NULL)
-    return coh__err(err, COH_EJOURNAL,
-                    "journal %s: event seq %lld: chain is not a 32-byte blob",
-                    j->path, (long long)ev->seq);
-  memcpy(ev->chain, c, 32);
-  /* column_text pointers stay valid until the next column access of a
-   * different type on the same column; none follows. */
-  ev->kind = s[0];
-  ev->source = s[1];
-  ev->target = s[2];
-  ev->wall_us = sqlite3_column_int64(st, 7);
+                    "journal %s: table ticks, tick %lld: %s blob has bytes "
+                    "after its %lld events", j->path, (long long)r->tick,
+                    p != end ? "events" : "walls", (long long)r->n);
   return COH_OK;
 }
 
 int coh_journal_events(coh_journal *j, int64_t from_tick, int64_t to_tick,
                        const char *agent, coh_jevent_fn fn, void *ud,
                        coh_err *err) {
-  sqlite3_stmt *st = j->st[agent ? ST_EVENTS_AGENT : ST_EVENTS];
-  coh_jevent ev;
+  sqlite3_stmt *st = j->st[ST_EVENTS];
+  trow r;
   int rc;
   if (j->walking)
     return coh__err(err, COH_ESTATE,
                     "journal %s: events() called from inside a walk", j->path);
   sqlite3_bind_int64(st, 1, from_tick);
   sqlite3_bind_int64(st, 2, to_tick);
-  if (agent) sqlite3_bind_text(st, 3, agent, -1, SQLITE_STATIC);
   j->walking = 1;
   for (;;) {
     rc = sqlite3_step(st);
@@ -1156,10 +1308,8 @@ int coh_journal_events(coh_journal *j, int64_t from_tick, int64_t to_tick,
       rc = sqlfail(j, err, rc, "reading events");
       break;
     }
-    rc = read_event(j, st, &ev, err);
-    if (rc) break;
-    rc = fn(ud, &ev);
-    if (rc) break;
+    if ((rc = read_trow(j, st, &r, err))) break;
+    if ((rc = walk_trow(j, &r, agent, fn, ud, err))) break;
   }
   sqlite3_reset(st);
   j->walking = 0;
@@ -1373,18 +1523,18 @@ static int verify_inputs(coh_journal *j, coh_err *err) {
   return COH_OK;
 }
 
-/* Walks ticks (by tick), events (by seq) and checkpoints (by tick, n)
- * together, recomputing the chain: every event must belong to the committed
- * tick whose range of seqs holds it, every checkpoint to a committed tick,
- * every stored chain must equal the recomputed one, and every tick row's
- * chain must equal the tick record that closes its events and checkpoints.
+/* Walks ticks (by tick) and checkpoints (by tick, n) together,
+ * recomputing the chain: each tick's events must follow the previous
+ * tick's seqs, its events blob must hash to its stored events chain and
+ * decode to exactly its n_events events, every checkpoint must belong to a
+ * committed tick, and every stored chain must equal the recomputed one.
  * Errors name the first bad record: table, row, tick. */
 static int verify_walk(coh_journal *j, coh_err *err) {
-  sqlite3_stmt *te = j->st[ST_VERIFY_EVENTS], *tt = j->st[ST_VERIFY_TICKS];
+  sqlite3_stmt *tt = j->st[ST_VERIFY_TICKS];
   ck_cursor ck;
   uint8_t cur[32];
-  int64_t next = 1, tick, last_seq, nck;
-  coh_jevent ev;
+  int64_t prev_seq = 0, nck;
+  trow r;
   int rc;
 
   memset(&ck, 0, sizeof ck);
@@ -1395,97 +1545,59 @@ static int verify_walk(coh_journal *j, coh_err *err) {
     rc = sqlite3_step(tt);
     if (rc == SQLITE_DONE) break;
     if (rc != SQLITE_ROW) return sqlfail(j, err, rc, "verify: reading ticks");
-    tick = sqlite3_column_int64(tt, 0);
-    last_seq = sqlite3_column_int64(tt, 1);
-    if (sqlite3_column_type(tt, 0) != SQLITE_INTEGER ||
-        sqlite3_column_type(tt, 1) != SQLITE_INTEGER)
+    if ((rc = read_trow(j, tt, &r, err))) return rc;
+    if (r.last_seq - r.n != prev_seq)
       return coh__err(err, COH_EJOURNAL,
                       "journal %s: verify failed at table ticks, tick %lld: "
-                      "a column is not an integer", j->path, (long long)tick);
-    if (last_seq < next - 1)
+                      "its %lld events end at seq %lld, but the tick before "
+                      "ends at seq %lld (events missing or doubled)", j->path,
+                      (long long)r.tick, (long long)r.n,
+                      (long long)r.last_seq, (long long)prev_seq);
+    coh__journal_chain_events(cur, r.tick, prev_seq + 1, r.n, r.ev, r.ev_len,
+                              cur);
+    if (memcmp(cur, r.echain, 32) != 0)
       return coh__err(err, COH_EJOURNAL,
-                      "journal %s: verify failed at table ticks, tick %lld: "
-                      "its last seq %lld is before seq %lld of an earlier "
-                      "tick", j->path, (long long)tick, (long long)last_seq,
-                      (long long)(next - 1));
-    while (next <= last_seq) {
-      rc = sqlite3_step(te);
-      if (rc == SQLITE_DONE)
-        return coh__err(err, COH_EJOURNAL,
-                        "journal %s: verify failed at table events, seq %lld, "
-                        "tick %lld: event missing (tick %lld was committed "
-                        "through seq %lld)", j->path, (long long)next,
-                        (long long)tick, (long long)tick, (long long)last_seq);
-      if (rc != SQLITE_ROW)
-        return sqlfail(j, err, rc, "verify: reading events");
-      rc = read_event(j, te, &ev, err);
-      if (rc) return rc;
-      if (ev.seq != next)
-        return coh__err(err, COH_EJOURNAL,
-                        "journal %s: verify failed at table events, seq %lld, "
-                        "tick %lld: event missing (next stored event is seq "
-                        "%lld)", j->path, (long long)next, (long long)tick,
-                        (long long)ev.seq);
-      if (ev.tick != tick)
-        return coh__err(err, COH_EJOURNAL,
-                        "journal %s: verify failed at table events, seq %lld, "
-                        "tick %lld: it was committed in tick %lld",
-                        j->path, (long long)ev.seq, (long long)ev.tick,
-                        (long long)tick);
-      coh__journal_chain_step(cur, ev.seq, ev.tick, ev.kind, ev.source,
-                              ev.target, ev.payload, ev.payload_len, cur);
-      if (memcmp(cur, ev.chain, 32) != 0)
-        return coh__err(err, COH_EJOURNAL,
-                        "journal %s: verify failed at table events, seq %lld, "
-                        "tick %lld (%s %s -> %s): the stored chain does not "
-                        "match the event's contents", j->path,
-                        (long long)ev.seq, (long long)ev.tick, ev.kind,
-                        ev.source, ev.target[0] ? ev.target : "-");
-      next++;
-    }
-    if (ck.have && ck.tick < tick)
+                      "journal %s: verify failed at table ticks, tick %lld "
+                      "(events, seqs %lld..%lld): the stored events chain "
+                      "does not match the tick's events", j->path,
+                      (long long)r.tick, (long long)(prev_seq + 1),
+                      (long long)r.last_seq);
+    if ((rc = walk_trow(j, &r, NULL, NULL, NULL, err))) return rc;
+    prev_seq = r.last_seq;
+    if (ck.have && ck.tick < r.tick)
       return coh__err(err, COH_EJOURNAL,
                       "journal %s: verify failed at table checkpoints, tick "
                       "%lld, agent %s: it belongs to no committed tick",
                       j->path, (long long)ck.tick, ck.agent);
-    for (nck = 0; ck.have && ck.tick == tick;) {
+    for (nck = 0; ck.have && ck.tick == r.tick;) {
       nck++;
       if (ck.n != nck)
         return coh__err(err, COH_EJOURNAL,
                         "journal %s: verify failed at table checkpoints, tick "
                         "%lld, agent %s: it is #%lld, expected #%lld (one is "
-                        "missing)", j->path, (long long)tick, ck.agent,
+                        "missing)", j->path, (long long)r.tick, ck.agent,
                         (long long)ck.n, (long long)nck);
-      coh__journal_chain_checkpoint(cur, tick, nck, ck.agent, ck.state, ck.len,
-                                    cur);
+      coh__journal_chain_checkpoint(cur, r.tick, nck, ck.agent, ck.state,
+                                    ck.len, cur);
       if (memcmp(cur, ck.chain, 32) != 0)
         return coh__err(err, COH_EJOURNAL,
                         "journal %s: verify failed at table checkpoints, tick "
                         "%lld, agent %s: the stored chain does not match the "
-                        "checkpoint's contents", j->path, (long long)tick,
+                        "checkpoint's contents", j->path, (long long)r.tick,
                         ck.agent);
       if ((rc = ck_next(j, &ck, err))) return rc;
     }
-    coh__journal_chain_tick(cur, tick, last_seq, nck, cur);
-    if (sqlite3_column_type(tt, 2) != SQLITE_BLOB ||
-        sqlite3_column_bytes(tt, 2) != 32 ||
-        memcmp(cur, sqlite3_column_blob(tt, 2), 32) != 0)
+    coh__journal_chain_tick(cur, r.tick, r.last_seq, nck, cur);
+    if (sqlite3_column_type(tt, 6) != SQLITE_BLOB ||
+        sqlite3_column_bytes(tt, 6) != 32 ||
+        memcmp(cur, sqlite3_column_blob(tt, 6), 32) != 0)
       return coh__err(err, COH_EJOURNAL,
                       "journal %s: verify failed at table ticks, tick %lld: "
                       "the tick's recorded chain does not match the chain "
                       "through its events (to seq %lld) and its %lld "
-                      "checkpoint(s)", j->path, (long long)tick,
-                      (long long)last_seq, (long long)nck);
+                      "checkpoint(s)", j->path, (long long)r.tick,
+                      (long long)r.last_seq, (long long)nck);
   }
-  rc = sqlite3_step(te);
-  if (rc == SQLITE_ROW)
-    return coh__err(err, COH_EJOURNAL,
-                    "journal %s: verify failed at table events, seq %lld, "
-                    "tick %lld: the event belongs to no committed tick (its "
-                    "ticks row is missing)", j->path,
-                    (long long)sqlite3_column_int64(te, 0),
-                    (long long)sqlite3_column_int64(te, 1));
-  if (rc != SQLITE_DONE) return sqlfail(j, err, rc, "verify: reading events");
   if (ck.have)
     return coh__err(err, COH_EJOURNAL,
                     "journal %s: verify failed at table checkpoints, tick "
@@ -1514,7 +1626,6 @@ int coh_journal_verify(coh_journal *j, coh_err *err) {
   if (rc == COH_OK) rc = verify_inputs(j, err);
   if (rc == COH_OK) rc = verify_walk(j, err);
   sqlite3_reset(j->st[ST_VERIFY_BLOBS]);
-  sqlite3_reset(j->st[ST_VERIFY_EVENTS]);
   sqlite3_reset(j->st[ST_VERIFY_TICKS]);
   sqlite3_reset(j->st[ST_VERIFY_CKPTS]);
   j->walking = 0;
@@ -1575,7 +1686,7 @@ int coh_journal_blob_get(coh_journal *j, const uint8_t sha256[32],
 }
 
 int coh_journal_truncate_after(coh_journal *j, int64_t tick, coh_err *err) {
-  static const int dels[3] = {ST_DEL_EVENTS, ST_DEL_TICKS, ST_DEL_CKPTS};
+  static const int dels[2] = {ST_DEL_TICKS, ST_DEL_CKPTS};
   int i, rc;
   if (j->in_tick || j->in_group || j->walking)
     return coh__err(err, COH_ESTATE,
@@ -1583,7 +1694,7 @@ int coh_journal_truncate_after(coh_journal *j, int64_t tick, coh_err *err) {
                     "way", j->path);
   rc = exec_st(j, ST_BEGIN, err, "truncating");
   if (rc) return rc;
-  for (i = 0; i < 3; i++) {
+  for (i = 0; i < 2; i++) {
     sqlite3_bind_int64(j->st[dels[i]], 1, tick);
     rc = exec_st(j, dels[i], err, "truncating");
     if (rc) goto fail;

@@ -127,13 +127,17 @@ static int write_group(coh_jwriter *w, batch *first, size_t n, coh_err *err) {
       fill_event(b, &b->ev[k], &ev);
       if ((rc = coh_journal_append(j, &ev, err))) goto fail;
       b->ev[k].seq = ev.seq;
-      memcpy(b->ev[k].chain, ev.chain, 32);
     }
     for (k = 0; k < b->n_ck; k++)
       if ((rc = coh_journal_checkpoint_put(j, b->buf + b->ck[k].agent, b->buf + b->ck[k].state,
                                            b->ck[k].len, err)))
         goto fail;
     if ((rc = coh_journal_tick_commit(j, b->wall_us, err))) goto fail;
+    if (b->n_ev > 0) { /* the tick's events share its events record */
+      uint8_t ec[32];
+      coh_journal_events_chain(j, ec);
+      for (k = 0; k < b->n_ev; k++) memcpy(b->ev[k].chain, ec, 32);
+    }
     if (i + 1 == n && w->o.before_commit) w->o.before_commit(w->o.hook_ud, b->tick);
   }
   if ((rc = coh_journal_group_commit(j, err))) goto fail;

@@ -599,14 +599,17 @@ static int commit_agent(orch *o, agent_slot *a, int *pending_llm, coh_err *err) 
   json_t *j;
   char *s;
   if (!a->is_init && a->to_deliver == 0) return COH_OK;
-  j = json_object();
-  json_object_set_new(j, "events", json_integer((json_int_t)a->delivered));
-  json_object_set_new(j, "fuel", json_integer((json_int_t)a->fuel_used));
-  json_object_set_new(j, "rc", json_integer(a->last_rc));
-  s = dump(j);
-  if (s == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
-  rc = produce(o, a->is_init ? "init" : "step", a->id, "", s, strlen(s), err);
-  free(s);
+  /* One step event per agent and tick: formatted directly (the bytes
+   * jansson's compact dump of {"events", "fuel", "rc"} gives, which the
+   * digests pin), not built and serialised as a json_t on the hot path. */
+  {
+    char step[96];
+    int n = snprintf(step, sizeof step, "{\"events\":%lld,\"fuel\":%lld,\"rc\":%d}",
+                     (long long)a->delivered, (long long)a->fuel_used, (int)a->last_rc);
+    if (n < 0 || (size_t)n >= sizeof step)
+      return coh__err(err, COH_EINVAL, "agent '%s': step event too long", a->id);
+    rc = produce(o, a->is_init ? "init" : "step", a->id, "", step, (size_t)n, err);
+  }
   if (rc) return rc;
   o->sum->agent_steps++;
   sinks_step(o, a);
