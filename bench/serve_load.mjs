@@ -11,6 +11,7 @@
 // Output: one JSON line on stdout.  Uses only Node's fetch (no packages).
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { makePrompt as makePromptIds } from './prompt.mjs';
 
 const [BASE, MODEL, DIR, ...rest] = process.argv.slice(2);
 const opt = { clients: 1, perClient: 4, promptLen: 64, decodeLen: 64 };
@@ -26,21 +27,8 @@ for (let i = 0; i < rest.length; i += 2) {
 const gc = JSON.parse(readFileSync(path.join(DIR, 'genai_config.json'), 'utf8'));
 const vocab = gc.model.vocab_size, bos = gc.model.bos_token_id ?? 1;
 
-// bench_infer.c make_prompt() (also bench/node_ref/generate.mjs)
-function makePrompt(len, req) {
-  const M = (1n << 64n) - 1n;
-  const p = new Array(len);
-  p[0] = bos;
-  const span = BigInt(vocab > 16 ? vocab - 3 : 1);
-  for (let i = 1; i < len; i++) {
-    let x = (BigInt(req) * 0x9E3779B97F4A7C15n + BigInt(i) * 0xBF58476D1CE4E5B9n) & M;
-    x ^= x >> 31n;
-    x = (x * 0x94D049BB133111EBn) & M;
-    x ^= x >> 29n;
-    p[i] = Number(3n + x % span);
-  }
-  return p;
-}
+// bench_infer.c make_prompt(), shared with the other Node benches (bench/prompt.mjs)
+const makePrompt = (len, req) => makePromptIds(len, req, bos, vocab);
 
 async function metrics() {
   const t = await (await fetch(`${BASE}/metrics`)).text();

@@ -28,6 +28,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { makePrompt as makePromptIds } from '../prompt.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const require = createRequire(path.join(here, 'package.json'));
@@ -92,22 +93,8 @@ const session = await ort.InferenceSession.create(path.join(args.model, dec.file
 const loadS = Number(process.hrtime.bigint() - tLoad0) / 1e9;
 const hasPos = session.inputNames.includes(inNames.position_ids || 'position_ids');
 
-// The prompt formula of bench_infer.c make_prompt(): splitmix-style mixing of
-// (request, position) in 64-bit arithmetic.
-function makePrompt(len, req) {
-  const M = (1n << 64n) - 1n;
-  const p = new Array(len);
-  p[0] = bos;
-  const span = BigInt(vocab > 16 ? vocab - 3 : 1);
-  for (let i = 1; i < len; i++) {
-    let x = (BigInt(req) * 0x9E3779B97F4A7C15n + BigInt(i) * 0xBF58476D1CE4E5B9n) & M;
-    x ^= x >> 31n;
-    x = (x * 0x94D049BB133111EBn) & M;
-    x ^= x >> 29n;
-    p[i] = Number(3n + x % span);
-  }
-  return p;
-}
+// bench_infer.c make_prompt(), shared with the other Node benches (bench/prompt.mjs)
+const makePrompt = (len, req) => makePromptIds(len, req, bos, vocab);
 
 function argmaxLast(logits) {
   const d = logits.data, V = logits.dims[2], off = (logits.dims[1] - 1) * V;
