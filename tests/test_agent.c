@@ -899,6 +899,100 @@ static void test_snapshot_toolchain_free(void) {
   coh_agent_rt_free(rt2);
 }
 
+/* The toolchain's identity is remembered in the cache folder: a second
+ * runtime on the same cache starts no `cc --version` (a wrapper compiler
+ * counts its calls), and a changed compiler (the wrapper rewritten to say
+ * another version) is asked again and keys another object.  A damaged
+ * entry is asked again too. */
+static int count_lines(const char *path) {
+  FILE *f = fopen(path, "r");
+  int c, n = 0;
+  if (f == NULL) return 0;
+  while ((c = fgetc(f)) != EOF) n += c == '\n';
+  fclose(f);
+  return n;
+}
+
+static void write_wrapper(const char *cc, const char *calls, const char *version) {
+  FILE *f = fopen(cc, "w");
+  REQUIRE(f != NULL);
+  fprintf(f, "#!/bin/sh\nif [ \"$1\" = --version ]; then echo x >> '%s'; echo '%s'; exit 0; fi\n"
+          "exec cc \"$@\"\n", calls, version);
+  fclose(f);
+  REQUIRE(chmod(cc, 0700) == 0);
+}
+
+/* Loads `counter` with a fresh runtime on dir and compiler cc: 1 on success,
+ * with the module's cache key and whether it came from the cache. */
+static int load_with(const char *dir, const char *cc, char key[80], int *from_cache) {
+  coh_agent_rt_opts ro;
+  coh_agent_rt *r = NULL;
+  coh_module *m = NULL;
+  coh_err err;
+  memset(&ro, 0, sizeof ro);
+  ro.cache_dir = dir;
+  ro.cc = cc;
+  if (coh_agent_rt_new(&ro, &r, &err) != COH_OK) return 0;
+  if (coh_module_load_file(r, mod_path("counter"), &m, &err) != COH_OK) {
+    fprintf(stderr, "load with %s: %s\n", cc, err.msg);
+    coh_agent_rt_free(r);
+    return 0;
+  }
+  snprintf(key, 80, "%s", coh_module_key(m));
+  *from_cache = coh_module_from_cache(m);
+  coh_module_free(m);
+  coh_agent_rt_free(r);
+  return 1;
+}
+
+static void test_tool_identity_cached(void) {
+  char dir[512], cc[600], calls[600], k1[80], k2[80], k3[80], k4[80];
+  int fc = -1;
+  DIR *d;
+  struct dirent *e;
+  char entry[1200] = "";
+  snprintf(dir, sizeof dir, "%s/toolid", cache_dir);
+  REQUIRE(mkdir(dir, 0700) == 0);
+  snprintf(cc, sizeof cc, "%s/wrapcc", dir);
+  snprintf(calls, sizeof calls, "%s/calls", dir);
+  write_wrapper(cc, calls, "wrapcc 1.0");
+  REQUIRE(load_with(dir, cc, k1, &fc));
+  CHECK_EQ_INT(fc, 0);
+  CHECK_EQ_INT(count_lines(calls), 1);
+  /* a second runtime (a second `cohort run`) on the same cache */
+  REQUIRE(load_with(dir, cc, k2, &fc));
+  CHECK_EQ_INT(fc, 1);
+  CHECK_EQ_INT(count_lines(calls), 1); /* not asked again */
+  CHECK_STR(k1, k2);
+  /* another compiler behind the same name */
+  write_wrapper(cc, calls, "wrapcc 2.0 (another build)");
+  REQUIRE(load_with(dir, cc, k3, &fc));
+  CHECK_EQ_INT(count_lines(calls), 2);
+  CHECK_EQ_INT(fc, 0);
+  CHECK(strcmp(k1, k3) != 0);
+  /* a damaged entry (cut before its newline) is asked again, same key */
+  d = opendir(dir);
+  REQUIRE(d != NULL);
+  while ((e = readdir(d)) != NULL) {
+    char p[1100];
+    FILE *f;
+    char line[256];
+    if (strncmp(e->d_name, ".tool-", 6) != 0 || !strncmp(e->d_name, ".tool-tmp", 9)) continue;
+    snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+    f = fopen(p, "r");
+    if (f && fgets(line, sizeof line, f) && strstr(line, "wrapcc 2.0"))
+      snprintf(entry, sizeof entry, "%s", p);
+    if (f) fclose(f);
+  }
+  closedir(d);
+  REQUIRE(entry[0] != '\0');
+  CHECK(truncate(entry, 5) == 0);
+  REQUIRE(load_with(dir, cc, k4, &fc));
+  CHECK_EQ_INT(count_lines(calls), 3);
+  CHECK_EQ_INT(fc, 1);
+  CHECK_STR(k3, k4);
+}
+
 /* ---- cache ---------------------------------------------------------------------- */
 
 static void corrupt(const char *path, int truncate_it) {
@@ -1097,6 +1191,7 @@ int main(int argc, char **argv) {
   RUN(test_host_fail);
   RUN(test_snapshot);
   RUN(test_snapshot_toolchain_free);
+  RUN(test_tool_identity_cached);
   RUN(test_concurrent_traps);
   RUN(test_concurrent_load);
   RUN(test_cache);

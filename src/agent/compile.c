@@ -132,8 +132,8 @@ static void log_tail(const char *path, char *out, size_t max) {
  * a key must never depend on a transient failure.  (The key names the
  * compiled object only; checkpoints carry the module's identity, which
  * holds no toolchain, so the run digest does not depend on it.) */
-static int tool_version(const char *tool, const char *dir, char *out,
-                        size_t cap, coh_err *err) {
+static int tool_version_run(const char *tool, const char *dir, char *out,
+                            size_t cap, coh_err *err) {
   char *argv[3];
   char *log = coh__path_join(dir, ".version-XXXXXX");
   char *text = NULL;
@@ -162,6 +162,104 @@ static int tool_version(const char *tool, const char *dir, char *out,
   }
   unlink(log);
   coh__free(log);
+  return rc;
+}
+
+/* The file posix_spawnp would run for `tool`: the tool itself when it names
+ * a path, else the first executable regular file of that name on PATH (an
+ * empty PATH entry is the current folder; no PATH: confstr's default).
+ * NULL if there is none (or out of memory): the caller then runs the tool
+ * and reports what that says. */
+static char *find_tool(const char *tool) {
+  const char *path = getenv("PATH"), *p, *e;
+  char dflt[256];
+  struct stat sb;
+  if (strchr(tool, '/')) return coh__strdup(tool);
+  if (path == NULL) {
+    size_t n = confstr(_CS_PATH, dflt, sizeof dflt);
+    if (n == 0 || n > sizeof dflt) return NULL;
+    path = dflt;
+  }
+  for (p = path;; p = e + 1) {
+    char *cand;
+    size_t dl;
+    e = strchr(p, ':');
+    if (e == NULL) e = p + strlen(p);
+    dl = (size_t)(e - p);
+    cand = coh__malloc(dl + strlen(tool) + 3);
+    if (cand == NULL) return NULL;
+    if (dl == 0)
+      sprintf(cand, "./%s", tool);
+    else
+      sprintf(cand, "%.*s/%s", (int)dl, p, tool);
+    if (stat(cand, &sb) == 0 && S_ISREG(sb.st_mode) && access(cand, X_OK) == 0) return cand;
+    coh__free(cand);
+    if (*e == '\0') return NULL;
+  }
+}
+
+/* The identity of the tool, remembered in the cache folder so that a run
+ * whose modules are all compiled already starts no process (two spawns
+ * were ~10% of a 1,000-agent routing run's wall time; bench/RESULTS.md).
+ * The entry (.tool-<hash>) is keyed by the file the tool resolves to, the
+ * file its symlinks end at, and that file's device, inode, size, mtime and
+ * ctime (to the nanosecond): installing another compiler, switching an
+ * alternative, or editing a wrapper script changes the key, and the tool
+ * is asked again.  (ccache's default compiler check, size and mtime, is the
+ * same bet with less.)  An entry that cannot be read back whole is asked
+ * again too; one that cannot be written is not an error. */
+static int tool_version(const char *tool, const char *dir, char *out,
+                        size_t cap, coh_err *err) {
+  char *file = find_tool(tool), *real = NULL, *id_path = NULL, *text = NULL;
+  char desc[1024], hex[65], name[80];
+  uint8_t h[32];
+  coh__sha256 s;
+  struct stat sb;
+  size_t len = 0;
+  int n, rc;
+  if (file == NULL || stat(file, &sb) != 0 || (real = realpath(file, NULL)) == NULL) {
+    coh__free(file);
+    return tool_version_run(tool, dir, out, cap, err);
+  }
+  n = snprintf(desc, sizeof desc, "cohort-tool-id1|%s|%s|%s|%llu|%llu|%lld|%lld.%09ld|%lld.%09ld",
+               tool, file, real, (unsigned long long)sb.st_dev, (unsigned long long)sb.st_ino,
+               (long long)sb.st_size, (long long)sb.st_mtim.tv_sec, sb.st_mtim.tv_nsec,
+               (long long)sb.st_ctim.tv_sec, sb.st_ctim.tv_nsec);
+  free(real); /* realpath's malloc */
+  coh__free(file);
+  if (n < 0 || (size_t)n >= sizeof desc) return tool_version_run(tool, dir, out, cap, err);
+  coh__sha256_init(&s);
+  coh__sha256_update(&s, desc, (size_t)n);
+  coh__sha256_final(&s, h);
+  coh__hex32(h, hex);
+  snprintf(name, sizeof name, ".tool-%.32s", hex);
+  id_path = coh__path_join(dir, name);
+  if (id_path == NULL) return coh__err(err, COH_ENOMEM, "out of memory");
+  /* an entry is the identity line plus '\n', nothing else */
+  if (coh__read_file(id_path, &text, &len, NULL) == COH_OK && len >= 2 && len <= cap &&
+      text[len - 1] == '\n' && memchr(text, '\n', len) == text + len - 1 &&
+      memchr(text, '\0', len) == NULL) {
+    memcpy(out, text, len - 1);
+    out[len - 1] = '\0';
+    coh__free(text);
+    coh__free(id_path);
+    return COH_OK;
+  }
+  coh__free(text);
+  rc = tool_version_run(tool, dir, out, cap, err);
+  if (rc == COH_OK && strchr(out, '\n') == NULL) {
+    /* published with rename(2), so a reader sees a whole entry or none */
+    char *tmp = coh__path_join(dir, ".tool-tmp-XXXXXX");
+    int fd = tmp ? mkstemp(tmp) : -1;
+    if (fd >= 0) {
+      size_t ol = strlen(out);
+      int ok = write(fd, out, ol) == (ssize_t)ol && write(fd, "\n", 1) == 1;
+      ok = close(fd) == 0 && ok;
+      if (!ok || rename(tmp, id_path) != 0) unlink(tmp);
+    }
+    coh__free(tmp);
+  }
+  coh__free(id_path);
   return rc;
 }
 
