@@ -162,7 +162,9 @@ static int environment(const char *cmd, cli_opts *c, coh_run_options *ro,
   ro->device = c->device;
   ro->no_model = c->no_model;
   ro->prefix_cache_kib = c->prefix_cache_kib;
-  ro->on_event = print_event;
+  /* --quiet prints no transcript: no report callback at all, so the journal
+   * writer does not walk every durable event for nothing */
+  ro->on_event = c->quiet ? NULL : print_event;
   ro->ud = c;
   ro->interrupted = coh__interrupt_check;
   return 0;
@@ -391,6 +393,7 @@ static int replay_or_resume(const char *cmd, int argc, char **argv) {
   if ((rc = environment(cmd, &c, &ro, &cache_buf, &prompt_buf))) return rc;
   if (!resume) {
     c.quiet = 1; /* a replay prints its verdict, not the transcript */
+    ro.on_event = NULL;
     ro.interrupted = NULL; /* a replay writes nothing: a signal simply ends it */
   } else if (coh__interrupt_install()) {
     coh__runtime_error(cmd, "cannot set up signal handling");

@@ -21,7 +21,7 @@
 /* ---- small helpers --------------------------------------------------------- */
 
 int coh__orch_inbox_push(inbox *in, uint32_t kind, const char *header,
-                      const void *body, size_t body_len) {
+                      const void *body, size_t body_len, double queued_at) {
   size_t hl = strlen(header);
   inbox_ev *ev;
   if (in->count == in->cap) {
@@ -36,7 +36,7 @@ int coh__orch_inbox_push(inbox *in, uint32_t kind, const char *header,
   }
   ev = &in->items[(in->head + in->count) % in->cap];
   ev->kind = kind;
-  ev->queued_at = coh__wall_seconds();
+  ev->queued_at = queued_at;
   ev->len = hl + 1 + body_len;
   ev->payload = coh__malloc(ev->len + 1);
   if (ev->payload == NULL) return COH_ENOMEM;
@@ -414,6 +414,16 @@ static int sinks_close(orch *o, int failed, coh_err *err) {
 
 /* One committed event, handed to the sinks (the journal, the comparator,
  * ...). */
+/* The wall clock for an event or an inbox stamp (see clock_held). */
+static double orch_now(const orch *o) {
+  return o->clock_held ? o->clock_now : coh__wall_seconds();
+}
+
+static void clock_hold(orch *o) {
+  o->clock_now = coh__wall_seconds();
+  o->clock_held = 1;
+}
+
 static int produce(orch *o, const char *kind, const char *src, const char *dst,
                    const void *payload, size_t len, coh_err *err) {
   coh_jevent ev;
@@ -424,7 +434,7 @@ static int produce(orch *o, const char *kind, const char *src, const char *dst,
   ev.target = dst;
   ev.payload = payload ? payload : "";
   ev.payload_len = len;
-  ev.wall_us = (int64_t)((coh__wall_seconds() - o->t0) * 1e6);
+  ev.wall_us = (int64_t)((orch_now(o) - o->t0) * 1e6);
   o->events++;
   /* the journal and the comparator report to on_event (once the tick is
    * durable, or as the event is checked); without them it hears it now */
@@ -437,7 +447,7 @@ static int produce(orch *o, const char *kind, const char *src, const char *dst,
 /* Scenario messages for this tick (tick 0 is initialisation, so a message
  * for tick 0 arrives at tick 1) and timers due now go into inboxes, and are
  * journaled first in the tick. */
-static int deliver_inputs(orch *o, coh_err *err) {
+static int deliver_inputs_held(orch *o, coh_err *err) {
   const coh_scenario *s = o->s;
   size_t i, keep = 0;
   int rc;
@@ -450,7 +460,8 @@ static int deliver_inputs(orch *o, coh_err *err) {
     t = coh__orch_agent_index(o, m->to);
     if (t < 0 || o->agents[t].status != AGENT_ALIVE) continue;
     if ((rc = produce(o, "message", m->from, m->to, m->body, m->body_len, err))) return rc;
-    if (coh__orch_inbox_push(&o->agents[t].in, COH_ABI_EV_MESSAGE, m->from, m->body, m->body_len))
+    if (coh__orch_inbox_push(&o->agents[t].in, COH_ABI_EV_MESSAGE, m->from, m->body, m->body_len,
+                              orch_now(o)))
       return coh__err(err, COH_ENOMEM, "out of memory");
   }
   for (i = 0; i < o->n_timers; i++) {
@@ -461,7 +472,7 @@ static int deliver_inputs(orch *o, coh_err *err) {
       snprintf(hdr, sizeof hdr, "%lld", (long long)te->id);
       if (a->status == AGENT_ALIVE) {
         if ((rc = produce(o, "timer", a->id, a->id, hdr, strlen(hdr), err))) return rc;
-        if (coh__orch_inbox_push(&a->in, COH_ABI_EV_TIMER, hdr, NULL, 0))
+        if (coh__orch_inbox_push(&a->in, COH_ABI_EV_TIMER, hdr, NULL, 0, orch_now(o)))
           return coh__err(err, COH_ENOMEM, "out of memory");
       }
     } else {
@@ -470,6 +481,14 @@ static int deliver_inputs(orch *o, coh_err *err) {
   }
   o->n_timers = keep;
   return COH_OK;
+}
+
+static int deliver_inputs(orch *o, coh_err *err) {
+  int rc;
+  clock_hold(o);
+  rc = deliver_inputs_held(o, err);
+  o->clock_held = 0;
+  return rc;
 }
 
 int coh__orch_add_timer(orch *o, int agent, int64_t id, int64_t due) {
@@ -562,6 +581,29 @@ static void dispatch(orch *o, int init) {
 
 /* ---- tick: commit ------------------------------------------------------------------ */
 
+/* The step event's text, formatted by hand: snprintf was ~4% of a routing
+ * run's orchestrator thread.  The bytes are jansson's compact dump, which
+ * the digests pin (test_sim, golden_digest).  The three fields take at most
+ * 3 * 20 bytes plus 28 of text, so a 96-byte buffer cannot overflow. */
+static size_t put_lit(char *buf, size_t n, const char *lit) {
+  size_t l = strlen(lit);
+  memcpy(buf + n, lit, l);
+  return n + l;
+}
+
+static size_t put_i64(char *buf, size_t n, int64_t v) {
+  char tmp[24];
+  size_t k = 0;
+  uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+  do {
+    tmp[k++] = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (v < 0) buf[n++] = '-';
+  while (k) buf[n++] = tmp[--k];
+  return n;
+}
+
 /* The observers (cohort/orch.h): a committed step, a committed LLM result.
  * Wall-clock only; they cannot change the tick. */
 static void sinks_step(orch *o, const agent_slot *a) {
@@ -592,7 +634,7 @@ static void sinks_llm(orch *o, const llm_req *r, int model) {
     if (o->sink_active[i] && o->sinks[i].llm_done) o->sinks[i].llm_done(o->sinks[i].ud, &li);
 }
 
-static int commit_agent(orch *o, agent_slot *a, int *pending_llm, coh_err *err) {
+static int commit_agent_held(orch *o, agent_slot *a, int *pending_llm, coh_err *err) {
   char buf[256];
   size_t i;
   int rc;
@@ -604,11 +646,15 @@ static int commit_agent(orch *o, agent_slot *a, int *pending_llm, coh_err *err) 
    * digests pin), not built and serialised as a json_t on the hot path. */
   {
     char step[96];
-    int n = snprintf(step, sizeof step, "{\"events\":%lld,\"fuel\":%lld,\"rc\":%d}",
-                     (long long)a->delivered, (long long)a->fuel_used, (int)a->last_rc);
-    if (n < 0 || (size_t)n >= sizeof step)
-      return coh__err(err, COH_EINVAL, "agent '%s': step event too long", a->id);
-    rc = produce(o, a->is_init ? "init" : "step", a->id, "", step, (size_t)n, err);
+    size_t n = 0;
+    n = put_lit(step, n, "{\"events\":");
+    n = put_i64(step, n, (int64_t)a->delivered);
+    n = put_lit(step, n, ",\"fuel\":");
+    n = put_i64(step, n, (int64_t)a->fuel_used);
+    n = put_lit(step, n, ",\"rc\":");
+    n = put_i64(step, n, (int64_t)(int)a->last_rc);
+    n = put_lit(step, n, "}");
+    rc = produce(o, a->is_init ? "init" : "step", a->id, "", step, n, err);
   }
   if (rc) return rc;
   o->sum->agent_steps++;
@@ -620,7 +666,8 @@ static int commit_agent(orch *o, agent_slot *a, int *pending_llm, coh_err *err) 
         agent_slot *t = &o->agents[it->target];
         if ((rc = produce(o, "message", a->id, t->id, it->data, it->len, err))) return rc;
         if (t->status == AGENT_ALIVE &&
-            coh__orch_inbox_push(&t->in, COH_ABI_EV_MESSAGE, a->id, it->data, it->len))
+            coh__orch_inbox_push(&t->in, COH_ABI_EV_MESSAGE, a->id, it->data, it->len,
+                                  orch_now(o)))
           return coh__err(err, COH_ENOMEM, "out of memory");
         break;
       }
@@ -738,6 +785,16 @@ static int commit_agent(orch *o, agent_slot *a, int *pending_llm, coh_err *err) 
   return COH_OK;
 }
 
+/* An agent's committed step, its events stamped with one clock reading. */
+static int commit_agent(orch *o, agent_slot *a, int *pending_llm, coh_err *err) {
+  int rc;
+  if (!a->is_init && a->to_deliver == 0) return COH_OK;
+  clock_hold(o);
+  rc = commit_agent_held(o, a, pending_llm, err);
+  o->clock_held = 0;
+  return rc;
+}
+
 /* A host-side failure in any agent's step (out of memory in a host call or
  * the runtime) fails the tick before anything of it is committed: turning it
  * into something the agents see (an error code, a trap event) would make the
@@ -814,7 +871,7 @@ static int commit_llm(orch *o, int *pending_llm, coh_err *err) {
       if (rc == COH_OK) sinks_llm(o, r, i);
       snprintf(hdr, sizeof hdr, "%lld", (long long)r->number);
       if (rc == COH_OK && a->status == AGENT_ALIVE &&
-          coh__orch_inbox_push(&a->in, COH_ABI_EV_LLM, hdr, s, len))
+          coh__orch_inbox_push(&a->in, COH_ABI_EV_LLM, hdr, s, len, orch_now(o)))
         rc = coh__err(err, COH_ENOMEM, "out of memory");
       coh__free(s);
       o->sum->llm_tokens += r->tokens;

@@ -282,7 +282,8 @@ int coh__orch_state_restore(orch *o, const uint8_t *p, size_t n, coh_err *err) {
       if (sn == 0 || memchr(sp, '\0', sn) == NULL)
         BAD("agent '%s': inbox event %lld has no header", a->id, (long long)e);
       hl = strlen(hdr);
-      if ((rc = coh__orch_inbox_push(&a->in, kind, hdr, sp + hl + 1, sn - hl - 1))) {
+      if ((rc = coh__orch_inbox_push(&a->in, kind, hdr, sp + hl + 1, sn - hl - 1,
+                                      coh__wall_seconds()))) {
         rc = coh__err(err, rc, "out of memory");
         goto done;
       }
