@@ -8,7 +8,7 @@
 # The wrapper must change the compile-cache keys (else the test proves
 # nothing), and the digests must be equal.  Before the fix, every checkpoint
 # held the cache key, which hashes `cc --version`, so the digests differed.
-# Then: a journal with checkpoints of the old format (COHSNAP1) is refused by
+# Then: a journal with checkpoints of the old format (COHSNAP2) is refused by
 # `cohort resume` naming both formats, and still verifies and replays.
 set -u
 BIN=${COH_BIN:?} BUILD=${COH_BUILD_DIR:?}
@@ -65,10 +65,10 @@ da=$(digest_of "$tmp/out-a"); db=$(digest_of "$tmp/out-b")
 if [ -n "$da" ] && [ "$da" = "$db" ]; then ok "same digest under both compilers ($da)"
 else bad "digest depends on the compiler: $da / $db"; fi
 
-# A journal whose checkpoints are of the old format (COHSNAP1: the module
-# named by the cache key) cannot be resumed: the chain would hold both
+# A journal whose checkpoints are of the old format (COHSNAP2: the memory
+# stored whole) cannot be resumed: the chain would hold both
 # formats.  Made from a's journal: status back to "interrupted", the
-# checkpoints' magic set to COHSNAP1, the chain recomputed by its owner
+# checkpoints' magic set to COHSNAP2, the chain recomputed by its owner
 # (tests/journal_rechain.py).  The same journal re-chained without the edit
 # resumes (so the refusal is the format's doing).
 PY=${COH_PYTHON:-/usr/bin/python3}
@@ -84,8 +84,8 @@ if sys.argv[2] == "old":
     # COHORCH2) is of its own format
     for rowid, state in c.execute("select rowid, state from checkpoints "
                                   "where agent != '@orchestrator'").fetchall():
-        assert state[:8] == b"COHSNAP2"
-        c.execute("update checkpoints set state=? where rowid=?", (b"COHSNAP1" + state[8:], rowid))
+        assert state[:8] == b"COHSNAP3"
+        c.execute("update checkpoints set state=? where rowid=?", (b"COHSNAP2" + state[8:], rowid))
 c.commit()
 PYEOF
   "$PY" "$SRC/tests/journal_rechain.py" "$tmp/$v.db" >/dev/null || bad "journal_rechain.py failed on $v.db"
@@ -94,7 +94,7 @@ done
   && ok "a re-chained journal of this format resumes" \
   || bad "resume of the re-chained journal failed: $(cat "$tmp/err-same")"
 "$BIN" resume "$tmp/old.db" --cache-dir "$tmp/cache-a" >"$tmp/out-old" 2>"$tmp/err-old"; st=$?
-if [ $st -ne 0 ] && grep -q "COHSNAP1" "$tmp/err-old" && grep -q "COHSNAP2" "$tmp/err-old"; then
+if [ $st -ne 0 ] && grep -q "COHSNAP2" "$tmp/err-old" && grep -q "COHSNAP3" "$tmp/err-old"; then
   ok "a journal with old-format checkpoints is refused by resume (exit $st): $(head -c 300 "$tmp/err-old")"
 else bad "resume of an old-format journal: exit $st, $(cat "$tmp/err-old")"; fi
 "$BIN" inspect "$tmp/old.db" --verify >"$tmp/out-ins" 2>&1 \

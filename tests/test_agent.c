@@ -814,6 +814,98 @@ static void test_snapshot(void) {
   coh_module_free(m);
 }
 
+/* COHSNAP3 stores only the nonzero 4 KiB pages of linear memory behind a
+ * page map: the snapshot is much smaller than the memory, it restores to the
+ * same memory (the restored agent's own snapshot is byte-identical), a page
+ * instantiation wrote but the agent zeroed stays zero, and every malformed
+ * map is refused: each truncation, a bit past the memory, a stored page of
+ * zeros (not canonical), trailing bytes. */
+static void test_snapshot_pages(void) {
+  coh_module *m = load("counter");
+  coh_agent *a = NULL, *b = NULL;
+  coh_agent_opts o;
+  coh_agent_result r;
+  coh_err err;
+  rec ra, rb;
+  uint8_t *snap = NULL, *snap2 = NULL, *bad = NULL;
+  size_t n = 0, n2 = 0, cut, nb, first = 0, k;
+  uint32_t pages;
+  int i, refused = 0, tries = 0;
+  static const char ev[] = "x\0tick";
+  memset(&ra, 0, sizeof ra);
+  memset(&rb, 0, sizeof rb);
+  REQUIRE(m != NULL);
+  coh_agent_opts_default(&o);
+  o.seed = 9;
+  REQUIRE_OK(coh_agent_new(m, &o, &rec_host, &ra, &a, &err));
+  CHECK_EQ_INT(coh_agent_init(a, NULL, 0, &r), COH_OK);
+  for (i = 0; i < 5; i++) step_k(a, 1, ev, sizeof ev - 1, &r);
+  REQUIRE_OK(coh_agent_checkpoint(a, &snap, &n, &err));
+  CHECK(memcmp(snap, "COHSNAP3", 8) == 0);
+  /* header: magic 8, identity 64, exited 4, code 4, rng 8, pages 4 */
+  memcpy(&pages, snap + 88, 4);
+  nb = ((size_t)pages * 16 + 7) / 8;
+  CHECK(pages > 0 && n < (size_t)pages << 16);
+  CHECK(coh_agent_memory_size(a) == (size_t)pages << 16);
+  fprintf(stderr, "  snapshot %zu bytes for %u KiB of memory\n", n, pages * 64);
+  REQUIRE_OK(coh_agent_restore(m, &o, &rec_host, &rb, snap, n, &b, &err));
+  REQUIRE_OK(coh_agent_checkpoint(b, &snap2, &n2, &err));
+  CHECK(n == n2 && memcmp(snap, snap2, n) == 0);
+  coh_agent_free(b);
+  b = NULL;
+  /* every truncation is refused (none crashes) */
+  for (cut = 0; cut < n; cut += cut < 200 ? 1 : 997) {
+    tries++;
+    refused += coh_agent_restore(m, &o, NULL, NULL, snap, cut, &b, &err) == COH_EFORMAT;
+    coh_agent_free(b);
+    b = NULL;
+  }
+  CHECK_EQ_INT(refused, tries);
+  bad = malloc(n + 1);
+  REQUIRE(bad != NULL);
+  /* a bit past the memory (only when the map has spare bits) or trailing bytes */
+  memcpy(bad, snap, n);
+  bad[n] = 0;
+  CHECK_EQ_INT(coh_agent_restore(m, &o, NULL, NULL, bad, n + 1, &b, &err), COH_EFORMAT);
+  CHECK(b == NULL);
+  /* the first stored page, zeroed: a non-canonical snapshot */
+  for (k = 0; k < (size_t)pages * 16; k++)
+    if (snap[92 + k / 8] >> (k % 8) & 1) break;
+  REQUIRE(k < (size_t)pages * 16);
+  first = 92 + nb;
+  memcpy(bad, snap, n);
+  memset(bad + first, 0, 4096);
+  CHECK_EQ_INT(coh_agent_restore(m, &o, NULL, NULL, bad, n, &b, &err), COH_EFORMAT);
+  CHECK(strstr(err.msg, "all zeros") != NULL);
+  CHECK(b == NULL);
+  /* the first stored page taken out of the map: instantiation writes that
+   * page (data segments), yet the restored memory has it zero, so the
+   * restored agent's own snapshot is exactly the edited one */
+  memcpy(bad, snap, 92 + nb);
+  bad[92 + k / 8] &= (uint8_t)~(1u << (k % 8));
+  memcpy(bad + first, snap + first + 4096, n - first - 4096);
+  REQUIRE_OK(coh_agent_restore(m, &o, NULL, NULL, bad, n - 4096, &b, &err));
+  coh_agent_buf_free(snap2);
+  snap2 = NULL;
+  REQUIRE_OK(coh_agent_checkpoint(b, &snap2, &n2, &err));
+  CHECK(n2 == n - 4096 && memcmp(snap2, bad, n2) == 0);
+  coh_agent_free(b);
+  b = NULL;
+  /* a page marked present that is not there: the map no longer fits */
+  memcpy(bad, snap, n);
+  for (k = 0; k < (size_t)pages * 16; k++)
+    if (!(bad[92 + k / 8] >> (k % 8) & 1)) break;
+  REQUIRE(k < (size_t)pages * 16);
+  bad[92 + k / 8] |= (uint8_t)(1u << (k % 8));
+  CHECK_EQ_INT(coh_agent_restore(m, &o, NULL, NULL, bad, n, &b, &err), COH_EFORMAT);
+  CHECK(b == NULL);
+  free(bad);
+  coh_agent_buf_free(snap);
+  coh_agent_buf_free(snap2);
+  coh_agent_free(a);
+  coh_module_free(m);
+}
+
 /* A checkpoint does not depend on the toolchain: a runtime whose compiler
  * reports another version (a wrapper script around the real cc, as a second
  * machine with another gcc would) compiles the module under another cache
@@ -874,7 +966,7 @@ static void test_snapshot_toolchain_free(void) {
   REQUIRE_OK(coh_agent_checkpoint(a1, &s1, &n1, &err));
   REQUIRE_OK(coh_agent_checkpoint(a2, &s2, &n2, &err));
   CHECK(n1 == n2 && memcmp(s1, s2, n1) == 0);
-  CHECK(memcmp(s1, "COHSNAP2", 8) == 0);
+  CHECK(memcmp(s1, "COHSNAP3", 8) == 0);
   /* across toolchains: machine 1's checkpoint continues on machine 2 */
   REQUIRE_OK(coh_agent_restore(m2, &o, &rec_host, &rb, s1, n1, &b, &err));
   step_k(b, 1, ev, sizeof ev - 1, &r);
@@ -883,12 +975,18 @@ static void test_snapshot_toolchain_free(void) {
   if (rb.len > 0 && r1.len > rb.len) CHECK_STR(r1.out + r1.len - rb.len, rb.out);
   coh_agent_free(b);
   b = NULL;
-  /* a checkpoint of the old format is refused, naming both formats */
+  /* a checkpoint of an old format is refused, naming both formats */
   memcpy(s2, "COHSNAP1", 8);
   CHECK_EQ_INT(coh_agent_restore(m1, &o, NULL, NULL, s2, n2, &b, &err),
                COH_EFORMAT);
   CHECK(strstr(err.msg, "COHSNAP1") != NULL &&
-        strstr(err.msg, "COHSNAP2") != NULL);
+        strstr(err.msg, "COHSNAP3") != NULL);
+  CHECK(b == NULL);
+  memcpy(s2, "COHSNAP2", 8);
+  CHECK_EQ_INT(coh_agent_restore(m1, &o, NULL, NULL, s2, n2, &b, &err),
+               COH_EFORMAT);
+  CHECK(strstr(err.msg, "COHSNAP2") != NULL &&
+        strstr(err.msg, "COHSNAP3") != NULL);
   CHECK(b == NULL);
   coh_agent_buf_free(s1);
   coh_agent_buf_free(s2);
@@ -1190,6 +1288,7 @@ int main(int argc, char **argv) {
   RUN(test_echo);
   RUN(test_host_fail);
   RUN(test_snapshot);
+  RUN(test_snapshot_pages);
   RUN(test_snapshot_toolchain_free);
   RUN(test_tool_identity_cached);
   RUN(test_concurrent_traps);

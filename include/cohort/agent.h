@@ -258,9 +258,10 @@ size_t coh_agent_memory_size(const coh_agent *a);
 int coh_agent_checkpoint(coh_agent *a, uint8_t **out, size_t *out_len,
                          coh_err *err);
 /* COH_OK if snap (len bytes) is a checkpoint of the format this cohort
- * writes (COHSNAP2); COH_EFORMAT otherwise, naming both formats for an older
- * one (COHSNAP1, which named the module by its toolchain-dependent cache
- * key). */
+ * writes (COHSNAP3: memory as a map of its nonzero 4 KiB pages);
+ * COH_EFORMAT otherwise, naming both formats for an older one (COHSNAP2,
+ * memory stored whole; COHSNAP1, which named the module by its
+ * toolchain-dependent cache key). */
 int coh_agent_checkpoint_format(const uint8_t *snap, size_t len,
                                 coh_err *err);
 /* Creates a new agent from module m and a checkpoint (borrowed) instead of
