@@ -168,9 +168,29 @@ static int32_t h_send(void *ud, coh_agent *ag, const char *to, size_t to_len,
     if (it) it->target = t;
     return COH_ABI_EFULL;
   }
-  it = push_out(a, ag, "send", OUT_SEND, msg, msg_len);
-  if (it == NULL) return COH_ABI_ETOOBIG; /* not seen: the call is abandoned */
-  it->target = t;
+  /* data is the inbox payload itself, "sender\0body" (id: the body's
+   * offset), so that the commit moves it into the target's inbox instead of
+   * allocating and copying it again on the orchestrator's thread */
+  {
+    size_t hl = strlen(a->id);
+    char *buf = coh__malloc(hl + 1 + msg_len + 1);
+    if (buf == NULL) {
+      host_oom(a, ag, "send");
+      return COH_ABI_ETOOBIG; /* not seen: the call is abandoned */
+    }
+    memcpy(buf, a->id, hl + 1);
+    if (msg_len) memcpy(buf + hl + 1, msg, msg_len);
+    buf[hl + 1 + msg_len] = '\0';
+    it = push_out(a, ag, "send", OUT_SEND, NULL, 0);
+    if (it == NULL) {
+      coh__free(buf);
+      return COH_ABI_ETOOBIG;
+    }
+    it->data = buf;
+    it->len = hl + 1 + msg_len;
+    it->id = (int64_t)(hl + 1);
+    it->target = t;
+  }
   return COH_ABI_OK;
 }
 

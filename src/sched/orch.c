@@ -20,14 +20,16 @@
 
 /* ---- small helpers --------------------------------------------------------- */
 
-int coh__orch_inbox_push(inbox *in, uint32_t kind, const char *header,
-                      const void *body, size_t body_len, double queued_at) {
-  size_t hl = strlen(header);
+int coh__orch_inbox_take(inbox *in, uint32_t kind, char *payload, size_t len,
+                         double queued_at) {
   inbox_ev *ev;
   if (in->count == in->cap) {
     size_t ncap = in->cap ? in->cap * 2 : 8, i;
     inbox_ev *n = coh__malloc(ncap * sizeof *n);
-    if (n == NULL) return COH_ENOMEM;
+    if (n == NULL) {
+      coh__free(payload);
+      return COH_ENOMEM;
+    }
     for (i = 0; i < in->count; i++) n[i] = in->items[(in->head + i) % in->cap];
     coh__free(in->items);
     in->items = n;
@@ -37,14 +39,21 @@ int coh__orch_inbox_push(inbox *in, uint32_t kind, const char *header,
   ev = &in->items[(in->head + in->count) % in->cap];
   ev->kind = kind;
   ev->queued_at = queued_at;
-  ev->len = hl + 1 + body_len;
-  ev->payload = coh__malloc(ev->len + 1);
-  if (ev->payload == NULL) return COH_ENOMEM;
-  memcpy(ev->payload, header, hl + 1);
-  if (body_len) memcpy(ev->payload + hl + 1, body, body_len);
-  ev->payload[ev->len] = '\0';
+  ev->len = len;
+  ev->payload = payload;
   in->count++;
   return COH_OK;
+}
+
+int coh__orch_inbox_push(inbox *in, uint32_t kind, const char *header,
+                      const void *body, size_t body_len, double queued_at) {
+  size_t hl = strlen(header);
+  char *p = coh__malloc(hl + 1 + body_len + 1);
+  if (p == NULL) return COH_ENOMEM;
+  memcpy(p, header, hl + 1);
+  if (body_len) memcpy(p + hl + 1, body, body_len);
+  p[hl + 1 + body_len] = '\0';
+  return coh__orch_inbox_take(in, kind, p, hl + 1 + body_len, queued_at);
 }
 
 static void inbox_clear(inbox *in) {
@@ -662,13 +671,17 @@ static int commit_agent_held(orch *o, agent_slot *a, int *pending_llm, coh_err *
   for (i = 0; i < a->n_outs; i++) {
     out_item *it = &a->outs[i];
     switch (it->type) {
-      case OUT_SEND: {
+      case OUT_SEND: { /* data: "sender\0body", moved into the inbox */
         agent_slot *t = &o->agents[it->target];
-        if ((rc = produce(o, "message", a->id, t->id, it->data, it->len, err))) return rc;
-        if (t->status == AGENT_ALIVE &&
-            coh__orch_inbox_push(&t->in, COH_ABI_EV_MESSAGE, a->id, it->data, it->len,
-                                  orch_now(o)))
-          return coh__err(err, COH_ENOMEM, "out of memory");
+        size_t off = (size_t)it->id;
+        if ((rc = produce(o, "message", a->id, t->id, it->data + off, it->len - off, err)))
+          return rc;
+        if (t->status == AGENT_ALIVE) {
+          char *p = it->data;
+          it->data = NULL;
+          if (coh__orch_inbox_take(&t->in, COH_ABI_EV_MESSAGE, p, it->len, orch_now(o)))
+            return coh__err(err, COH_ENOMEM, "out of memory");
+        }
         break;
       }
       case OUT_OUTSIDE: /* committed, delivered nowhere; data "name\0body" */

@@ -50,12 +50,15 @@ typedef struct out_item {
   int target;       /* OUT_SEND/OUT_REFUSED: agent index (-1: unknown);
                        OUT_SPAWN: scenario agent index of `like` */
   int64_t id;       /* OUT_LLM: request number; OUT_TIMER: timer id;
-                       OUT_OUTSIDE: the length of the name in data */
+                       OUT_OUTSIDE: the length of the name in data;
+                       OUT_SEND: the body's offset in data */
   int64_t due;      /* OUT_TIMER: due tick */
   int level;        /* OUT_LOG; OUT_SCHEMA_REFUSED: the route's index */
   int64_t at;       /* OUT_SCHEMA_REFUSED: the first byte refused, -1: incomplete */
   int cut;          /* OUT_SCHEMA_REFUSED: the parser's bounds were reached */
-  char *data;       /* message body / emit / log text / request JSON /
+  char *data;       /* OUT_SEND: the inbox payload "sender\0body" (NUL-
+                       terminated; moved into the inbox at commit) /
+                       emit / log text / request JSON /
                        refused target name / spawn: "id\0config" /
                        OUT_OUTSIDE: "name\0body" */
   size_t len;
@@ -275,6 +278,10 @@ void coh__orch_clear_outs(agent_slot *a);
  * (-1: none), a timer in canonical order (COH_ENOMEM). */
 int coh__orch_inbox_push(inbox *in, uint32_t kind, const char *header, const void *body,
                          size_t body_len, double queued_at);
+/* The same with a payload already "header\0body" (len bytes plus a NUL),
+ * which the inbox takes over (freed by it, also on failure). */
+int coh__orch_inbox_take(inbox *in, uint32_t kind, char *payload, size_t len,
+                         double queued_at);
 int coh__orch_agent_index(const orch *o, const char *id);
 int coh__orch_add_timer(orch *o, int agent, int64_t id, int64_t due);
 
