@@ -2,23 +2,52 @@
 # run_resume.sh — the cost of `cohort resume` after a late kill, restoring
 # the latest checkpoint (the default) against re-executing every committed
 # tick (`resume --full`, what resume did before checkpoints were restored).
-#   bash bench/run_resume.sh [BUILD_DIR] [TICKS] [REPS]
-# A TICKS-tick run (16 counters fed every 10th tick, an echo pair bouncing
-# every tick, checkpoint_every 100) is killed -9 once its journal holds tick
-# TICKS - 50 (by progress, never by time); each repetition resumes a fresh
-# copy of that journal both ways, alternating, and checks both reach the
-# uninterrupted run's digest, and times `inspect --verify` of the same
+#   bash bench/run_resume.sh [BUILD_DIR] [TICKS] [REPS] [wasm|llm]
+# wasm (the default): a TICKS-tick run (16 counters fed every 10th tick, an
+# echo pair bouncing every tick, checkpoint_every 100).  llm: 16 closed-loop
+# LLM clients (bench/agents/llmloop.c) on the default model
+# (models/shakespeare), each request 8-24 tokens, checkpoint_every 100, so
+# requests are in flight at every checkpoint and a tick costs an engine
+# step.  The run is killed -9 once its journal holds tick KILL_AT (env;
+# default TICKS - 50; by progress, never by time); each repetition resumes a
+# fresh copy of that journal both ways, alternating, and checks both reach
+# the uninterrupted run's digest, and times `inspect --verify` of the same
 # journal (the chain check every resume starts with).  Prints the wall
 # seconds of each and the ratios.
 set -eu
 BUILD=${1:-build-test-gcc}
 TICKS=${2:-5000}
 REPS=${3:-3}
+KIND=${4:-wasm}
 PY=${COH_PYTHON:-/usr/bin/python3}
 BIN="$BUILD/cohort"
 A="$(cd "$BUILD" && pwd)/agents"
+SRC=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+case "$KIND" in
+wasm) ;;
+llm)
+  clang --target=wasm32-wasi --sysroot=/usr -mexec-model=reactor -O2 -Wall -Werror \
+    -I "$SRC/include" -I "$SRC/sdk" "$SRC/bench/agents/llmloop.c" -o "$tmp/llmloop.wasm"
+  ;;
+*) echo "run_resume.sh: the workload is wasm or llm, not '$KIND'" >&2; exit 2 ;;
+esac
+if [ "$KIND" = llm ]; then
+{
+  echo "name: resume-bench-llm"
+  echo "seed: 3"
+  echo "models:"
+  echo "  - {name: m, path: $SRC/models/shakespeare, device: cpu, max_batch: 16, threads: 2}"
+  echo "stop: {max_ticks: $TICKS}"
+  echo "checkpoint_every: 100"
+  echo "agents:"
+  echo "  - {id: c, module: $tmp/llmloop.wasm, count: 16,"
+  echo "     config: {rounds: 100000, min_tokens: 8, max_tokens: 24}}"
+  echo "messages:"
+  for k in $(seq 0 15); do echo "  - {to: c-$k, body: \"$k Once upon a time, in a quiet village by the sea,\"}"; done
+} >"$tmp/r.yaml"
+else
 {
   echo "name: resume-bench"
   echo "seed: 3"
@@ -33,10 +62,11 @@ trap 'rm -rf "$tmp"' EXIT
     for k in $(seq 0 15); do echo "  - {to: c-$k, body: \"$t\", tick: $t}"; done
   done
 } >"$tmp/r.yaml"
+fi
 "$BIN" run "$tmp/r.yaml" --journal "$tmp/ref.db" --cache-dir "$tmp/cache" --quiet >"$tmp/ref.out"
-"$PY" - "$BIN" "$tmp" "$TICKS" "$REPS" <<'PY'
+"$PY" - "$BIN" "$tmp" "$TICKS" "$REPS" "${KILL_AT:-$((TICKS - 50))}" <<'PY'
 import os, shutil, signal, sqlite3, subprocess, sys, time
-BIN, T, TICKS, REPS = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+BIN, T, TICKS, REPS, KILL_AT = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 dig = lambda s: [l[8:] for l in s.splitlines() if l.startswith("digest: ")][-1]
 dref = dig(open(T + "/ref.out").read())
 db = T + "/k.db"
@@ -50,7 +80,7 @@ def last():
         return -1
 p = subprocess.Popen([BIN, "run", T + "/r.yaml", "--journal", db, "--cache-dir", T + "/cache",
                       "--quiet"], stdout=subprocess.DEVNULL)
-while p.poll() is None and not (os.path.exists(db) and last() >= TICKS - 50):
+while p.poll() is None and not (os.path.exists(db) and last() >= KILL_AT):
     time.sleep(0.002)
 p.send_signal(signal.SIGKILL)
 p.wait()

@@ -760,6 +760,20 @@ static void test_host_fail(void) {
   coh_module_free(m);
 }
 
+/* A counter agent (recording into rc) after init and n "tick" events;
+ * NULL on failure. */
+static coh_agent *counter_stepped(coh_module *m, const coh_agent_opts *o, rec *rc, int n) {
+  static const char ev[] = "x\0tick";
+  coh_agent *a = NULL;
+  coh_agent_result r;
+  coh_err err;
+  int i;
+  if (coh_agent_new(m, o, &rec_host, rc, &a, &err) != COH_OK) return NULL;
+  CHECK_EQ_INT(coh_agent_init(a, NULL, 0, &r), COH_OK);
+  for (i = 0; i < n; i++) step_k(a, 1, ev, sizeof ev - 1, &r);
+  return a;
+}
+
 static void test_snapshot(void) {
   coh_module *m = load("counter");
   coh_agent *a = NULL, *b = NULL;
@@ -777,9 +791,8 @@ static void test_snapshot(void) {
   REQUIRE(m != NULL);
   coh_agent_opts_default(&o);
   o.seed = 77;
-  REQUIRE_OK(coh_agent_new(m, &o, &rec_host, &ra, &a, &err));
-  CHECK_EQ_INT(coh_agent_init(a, NULL, 0, &r), COH_OK);
-  for (i = 0; i < 3; i++) step_k(a, 1, ev, sizeof ev - 1, &r);
+  a = counter_stepped(m, &o, &ra, 3);
+  REQUIRE(a != NULL);
   REQUIRE_OK(coh_agent_checkpoint(a, &snap, &n, &err));
   REQUIRE_OK(coh_agent_restore(m, &o, &rec_host, &rb, snap, n, &b, &err));
   ra.len = 0;
@@ -824,22 +837,19 @@ static void test_snapshot_pages(void) {
   coh_module *m = load("counter");
   coh_agent *a = NULL, *b = NULL;
   coh_agent_opts o;
-  coh_agent_result r;
   coh_err err;
   rec ra, rb;
   uint8_t *snap = NULL, *snap2 = NULL, *bad = NULL;
   size_t n = 0, n2 = 0, cut, nb, first = 0, k;
   uint32_t pages;
-  int i, refused = 0, tries = 0;
-  static const char ev[] = "x\0tick";
+  int refused = 0, tries = 0;
   memset(&ra, 0, sizeof ra);
   memset(&rb, 0, sizeof rb);
   REQUIRE(m != NULL);
   coh_agent_opts_default(&o);
   o.seed = 9;
-  REQUIRE_OK(coh_agent_new(m, &o, &rec_host, &ra, &a, &err));
-  CHECK_EQ_INT(coh_agent_init(a, NULL, 0, &r), COH_OK);
-  for (i = 0; i < 5; i++) step_k(a, 1, ev, sizeof ev - 1, &r);
+  a = counter_stepped(m, &o, &ra, 5);
+  REQUIRE(a != NULL);
   REQUIRE_OK(coh_agent_checkpoint(a, &snap, &n, &err));
   CHECK(memcmp(snap, "COHSNAP3", 8) == 0);
   /* header: magic 8, identity 64, exited 4, code 4, rng 8, pages 4 */
