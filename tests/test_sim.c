@@ -409,6 +409,65 @@ static void user_sink(void) {
   CHECK_EQ_INT(odd.checkpoints, 12); /* 10, 20, 30 are even */
 }
 
+/* A sink with only `reported` (a transcript printer): it hears every
+ * event the journal holds, once, in seq order, with the journal's seq,
+ * and the same events as on_event; with no journal at all it hears every
+ * committed event as it is committed (seq 0). */
+typedef struct heard {
+  int64_t n, last_seq, bad_order, seq_zero;
+  char kinds[64][16];
+  size_t n_kinds;
+} heard;
+
+static void heard_reported(void *ud, const coh_jevent *ev) {
+  heard *h = ud;
+  if (ev->seq != 0 && ev->seq <= h->last_seq) h->bad_order++;
+  if (ev->seq == 0) h->seq_zero++;
+  h->last_seq = ev->seq;
+  if (h->n_kinds < 64) snprintf(h->kinds[h->n_kinds++], 16, "%s", ev->kind);
+  h->n++;
+}
+
+static void reported_sink(void) {
+  static run_ctx c;
+  static heard h;
+  static kinds_rd kr;
+  coh_sim_sink k;
+  coh_sim *m = NULL;
+  coh_run_summary sum;
+  size_t i;
+  int pass;
+  for (pass = 0; pass < 2; pass++) { /* 0: with a journal, 1: without */
+    memset(&h, 0, sizeof h);
+    h.last_seq = -1;
+    REQUIRE(prepare(&c, scenario(pingpong)) == 0);
+    if (pass == 1) c.o.journal = NULL;
+    memset(&k, 0, sizeof k);
+    k.name = "heard";
+    k.ud = &h;
+    k.reported = heard_reported;
+    REQUIRE(coh_sim_new(c.s, &c.o, &m, &c.err) == COH_OK);
+    CHECK_EQ_INT(coh_sim_add_sink(m, &k, &c.err), COH_OK);
+    CHECK_EQ_INT(drive(m, &c.err), COH_OK);
+    CHECK_EQ_INT(coh_sim_finish(m, &sum, &c.err), COH_OK);
+    coh_sim_free(m);
+    CHECK(sum.events > 0);
+    CHECK_EQ_INT(h.n, sum.events);
+    CHECK_EQ_INT(h.n, c.reported); /* the same stream as on_event */
+    CHECK_EQ_INT(h.bad_order, 0);
+    if (pass == 0) {
+      CHECK_EQ_INT(h.seq_zero, 0);
+      memset(&kr, 0, sizeof kr);
+      CHECK(coh_journal_events(c.j, INT64_MIN, INT64_MAX, NULL, read_kind, &kr, &c.err) == COH_OK);
+      CHECK_EQ_INT(kr.n, h.n_kinds);
+      for (i = 0; i < kr.n && i < h.n_kinds; i++) CHECK_STR(h.kinds[i], kr.kinds[i]);
+    } else {
+      CHECK_EQ_INT(h.seq_zero, h.n);
+    }
+    release(&c);
+  }
+}
+
 static void sink_error(void) {
   static run_ctx c;
   static rec_sink r;
@@ -746,6 +805,7 @@ int main(int argc, char **argv) {
   RUN(bad_options);
   RUN(user_sink);
   RUN(sink_error);
+  RUN(reported_sink);
   RUN(replay_compare);
   RUN(sink_stop);
   RUN(monitor_sink);

@@ -76,7 +76,7 @@ typedef struct coh_run_options {
   /* Called for every committed event, in commit order: while appending,
    * once the event's tick is durable in the journal (so a transcript never
    * shows what a kill -9 could lose); while comparing with a journal, as
-   * the event is checked. */
+   * the event is checked.  The same stream as a sink's `reported`. */
   coh_run_event_fn on_event;
   void *ud;
   /* May be NULL (defaults).  The journal writer's bounds and test hook
@@ -197,8 +197,9 @@ void coh_sim_free(coh_sim *sim);
  * coh_sim_new builds the sinks the options ask for, so coh_run's callers
  * need not know about them: the journal sink first when appending (FRESH
  * and RESUME, from the tick after the journal's last), then the comparator
- * (REPLAY, and RESUME's prefix); opt->on_event is their report (or, with
- * neither, hears every event as it is committed). */
+ * (REPLAY, and RESUME's prefix); what they report (or, with neither, every
+ * event as it is committed) goes to opt->on_event and to every sink's
+ * `reported`. */
 struct coh_sim_step_info; /* below */
 struct coh_sim_llm_info;
 typedef struct coh_sim_sink {
@@ -231,6 +232,16 @@ typedef struct coh_sim_sink {
   /* May be NULL.  The stop reason after a callback returned COH_SINK_STOP
    * (NULL: "stopped"). */
   const char *(*stop_reason)(void *ud);
+  /* May be NULL.  Every committed event as the run reports it, in commit
+   * order, with its seq and chain: while appending, once its tick is
+   * durable in the journal (a transcript must never show what a kill -9
+   * could take back); while comparing with a journal (replay, a resume's
+   * prefix), as the event is checked; with neither, as it is committed.
+   * The same stream as coh_run_options.on_event; a transcript printer is a
+   * sink with only this callback (cohort run's is, src/cli/cmd_run.c).
+   * Called on the tick loop's thread, whatever the sink's `active` flag of
+   * the tick (durability comes ticks later). */
+  void (*reported)(void *ud, const coh_jevent *ev);
   /* May be NULL.  The orchestrator's own state at a checkpoint tick
    * (inboxes, timers, key-value stores, request and timer counters, spawned
    * agents, admission cursors, the LLM requests waiting and in engines:

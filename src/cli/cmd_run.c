@@ -107,7 +107,8 @@ static int parse(const char *cmd, int argc, char **argv, cli_opts *o,
   return 0;
 }
 
-/* Transcript: emitted lines as they commit; traps and refusals too. */
+/* The transcript sink's `reported` (see drive): emitted lines and traps, once
+ * their tick is durable. */
 static void print_event(void *ud, const coh_jevent *ev) {
   const cli_opts *o = ud;
   if (o->quiet) return;
@@ -162,12 +163,46 @@ static int environment(const char *cmd, cli_opts *c, coh_run_options *ro,
   ro->device = c->device;
   ro->no_model = c->no_model;
   ro->prefix_cache_kib = c->prefix_cache_kib;
-  /* --quiet prints no transcript: no report callback at all, so the journal
-   * writer does not walk every durable event for nothing */
-  ro->on_event = c->quiet ? NULL : print_event;
-  ro->ud = c;
   ro->interrupted = coh__interrupt_check;
   return 0;
+}
+
+/* The driver of run, replay and resume: the tick machine, plus the sinks
+ * the CLI adds itself (the journal and the comparator come with the
+ * options' mode): the transcript printer, unless --quiet (a sink that only
+ * hears what the run reports, so it shows durable events only; with no
+ * transcript the journal writer walks no event for it), and the dashboard
+ * with --ui; then every tick until the run stops. */
+static int drive(const char *mode, const coh_scenario *s, const coh_run_options *ro,
+                 const cli_opts *c, coh_monitor *mon, coh_run_summary *sum, coh_err *err) {
+  coh_sim *sim;
+  coh_sim_sink k;
+  int rc;
+  memset(sum, 0, sizeof *sum);
+  sum->diverged_tick = -1;
+  if ((rc = coh_sim_new(s, ro, &sim, err))) return rc;
+  if (!c->quiet) {
+    memset(&k, 0, sizeof k);
+    k.name = "transcript";
+    k.ud = (void *)c;
+    k.reported = print_event;
+    rc = coh_sim_add_sink(sim, &k, err);
+  }
+  if (rc == COH_OK && mon != NULL &&
+      (rc = coh_sim_monitor_sink(mon, sim, s->name, mode, ro->journal, &k, err)) == COH_OK &&
+      (rc = coh_sim_add_sink(sim, &k, err)) != COH_OK) {
+    coh_err ignored;
+    (void)k.close(k.ud, 1, &ignored); /* not in the table: close it here */
+  }
+  while (rc == COH_OK && coh_sim_stopped(sim) == NULL) rc = coh_sim_tick(sim, err);
+  if (rc == COH_OK) {
+    rc = coh_sim_finish(sim, sum, err);
+  } else {
+    coh_err ignored;
+    (void)coh_sim_finish(sim, sum, &ignored);
+  }
+  coh_sim_free(sim);
+  return rc;
 }
 
 /* A run stopped by a signal or a closed stdout: the journal (closed by the
@@ -276,9 +311,8 @@ int coh__cmd_run(int argc, char **argv) {
   ro.journal = j;
   if (!c.quiet) fprintf(stderr, "cohort run: journal %s\n", jpath);
   if (start_ui("run", &c, &mon)) goto done;
-  ro.monitor = mon;
   coh__interrupt_monitor(mon);
-  if (coh_run(s, &ro, &sum, &err)) {
+  if (drive("run", s, &ro, &c, mon, &sum, &err)) {
     coh__runtime_error("run", "%s (the journal %s holds every committed tick)", err.msg, jpath);
     goto done;
   }
@@ -393,7 +427,6 @@ static int replay_or_resume(const char *cmd, int argc, char **argv) {
   if ((rc = environment(cmd, &c, &ro, &cache_buf, &prompt_buf))) return rc;
   if (!resume) {
     c.quiet = 1; /* a replay prints its verdict, not the transcript */
-    ro.on_event = NULL;
     ro.interrupted = NULL; /* a replay writes nothing: a signal simply ends it */
   } else if (coh__interrupt_install()) {
     coh__runtime_error(cmd, "cannot set up signal handling");
@@ -417,9 +450,8 @@ static int replay_or_resume(const char *cmd, int argc, char **argv) {
   ro.resume_full = c.full;
   ro.journal = j;
   if (resume && start_ui(cmd, &c, &mon)) goto done;
-  ro.monitor = mon;
   coh__interrupt_monitor(mon);
-  if (coh_run(s, &ro, &sum, &err)) {
+  if (drive(resume ? "resume" : "replay", s, &ro, &c, mon, &sum, &err)) {
     coh__runtime_error(cmd, "%s", err.msg);
     goto done;
   }

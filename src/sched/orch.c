@@ -421,8 +421,17 @@ static int sinks_close(orch *o, int failed, coh_err *err) {
   return rc;
 }
 
-/* One committed event, handed to the sinks (the journal, the comparator,
- * ...). */
+/* The run's report of an event (cohort/orch.h: on_event and every sink's
+ * `reported`): the journal and comparator sinks call it with their
+ * reports, the core with each event when neither is there. */
+static void sim_report(void *ud, const coh_jevent *ev) {
+  orch *o = ud;
+  int i;
+  if (o->opt->on_event) o->opt->on_event(o->opt->ud, ev);
+  for (i = 0; i < o->n_sinks; i++)
+    if (o->sinks[i].reported) o->sinks[i].reported(o->sinks[i].ud, ev);
+}
+
 /* The wall clock for an event or an inbox stamp (see clock_held). */
 static double orch_now(const orch *o) {
   return o->clock_held ? o->clock_now : coh__wall_seconds();
@@ -433,6 +442,8 @@ static void clock_hold(orch *o) {
   o->clock_held = 1;
 }
 
+/* One committed event, handed to the sinks (the journal, the comparator,
+ * ...). */
 static int produce(orch *o, const char *kind, const char *src, const char *dst,
                    const void *payload, size_t len, coh_err *err) {
   coh_jevent ev;
@@ -445,9 +456,9 @@ static int produce(orch *o, const char *kind, const char *src, const char *dst,
   ev.payload_len = len;
   ev.wall_us = (int64_t)((orch_now(o) - o->t0) * 1e6);
   o->events++;
-  /* the journal and the comparator report to on_event (once the tick is
-   * durable, or as the event is checked); without them it hears it now */
-  if (!o->reporting_sinks && o->opt->on_event) o->opt->on_event(o->opt->ud, &ev);
+  /* the journal and the comparator report (once the tick is durable, or as
+   * the event is checked); without them the event is reported now */
+  if (!o->reporting_sinks) sim_report(o, &ev);
   return sinks_event(o, &ev, err);
 }
 
@@ -1284,15 +1295,15 @@ int coh_sim_new(const coh_scenario *s, const coh_run_options *opt, coh_sim **out
   if (opt->journal && opt->mode != COH_RUN_REPLAY) {
     coh_sim_sink js;
     if ((rc = coh_sim_journal_sink(opt->journal, ref_last_tick + 1, opt->journal_writer,
-                                   opt->on_event, opt->ud, &js, err)))
+                                   sim_report, o, &js, err)))
       goto fail;
     o->sinks[o->n_sinks++] = js;
     o->reporting_sinks++;
   }
   if (opt->mode != COH_RUN_FRESH) {
     coh_sim_sink cs;
-    if ((rc = coh_sim_compare_sink(opt->journal, opt->mode == COH_RUN_REPLAY, opt->on_event,
-                                   opt->ud, &o->div, &cs, err)))
+    if ((rc = coh_sim_compare_sink(opt->journal, opt->mode == COH_RUN_REPLAY, sim_report,
+                                   o, &o->div, &cs, err)))
       goto fail;
     o->sinks[o->n_sinks++] = cs;
     o->reporting_sinks++;

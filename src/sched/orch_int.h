@@ -246,7 +246,8 @@ typedef struct coh_sim {
   int sink_active[COH_SIM_MAX_SINKS];
   int n_sinks;
   int reporting_sinks;    /* sinks built from the options that report events
-                             to opt->on_event (journal, comparator) */
+                             (journal, comparator): on_event and the sinks'
+                             `reported` hear their reports */
   const char *sink_stop;  /* a sink asked to stop at the end of this tick */
   coh_sim_divergence div; /* the options' comparator writes here */
   /* no-model replay: recorded LLM results, looked up by (agent, number) */
