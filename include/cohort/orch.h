@@ -184,6 +184,12 @@ int coh_sim_finish(coh_sim *sim, coh_run_summary *sum, coh_err *err);
  * its error ignored).  NULL is a no-op. */
 void coh_sim_free(coh_sim *sim);
 
+/* Ticks sim until the run stops, finishes it into *sum (may be NULL) and
+ * frees it: what coh_run does after coh_sim_new, for a driver that adds
+ * sinks of its own first.  Returns the first error (the machine is freed
+ * either way). */
+int coh_sim_run(coh_sim *sim, coh_run_summary *sum, coh_err *err);
+
 /* ---- sinks ------------------------------------------------------------------
  * Everything that happens to committed events is handed to a table of
  * sinks, called in the order they were added, on the thread that calls

@@ -194,15 +194,11 @@ static int drive(const char *mode, const coh_scenario *s, const coh_run_options 
     coh_err ignored;
     (void)k.close(k.ud, 1, &ignored); /* not in the table: close it here */
   }
-  while (rc == COH_OK && coh_sim_stopped(sim) == NULL) rc = coh_sim_tick(sim, err);
-  if (rc == COH_OK) {
-    rc = coh_sim_finish(sim, sum, err);
-  } else {
-    coh_err ignored;
-    (void)coh_sim_finish(sim, sum, &ignored);
+  if (rc != COH_OK) {
+    coh_sim_free(sim); /* finishes it, its error ignored: ours is reported */
+    return rc;
   }
-  coh_sim_free(sim);
-  return rc;
+  return coh_sim_run(sim, sum, err);
 }
 
 /* A run stopped by a signal or a closed stdout: the journal (closed by the

@@ -988,19 +988,14 @@ int coh_journal_tick_begin(coh_journal *j, int64_t tick, coh_err *err) {
 /* Makes room for n more bytes in *buf (capacity *cap, *len used). */
 static int grow(coh_journal *j, uint8_t **buf, size_t *len, size_t *cap,
                 size_t n, coh_err *err) {
-  size_t ncap;
   uint8_t *nb;
-  if (n <= *cap - *len) return COH_OK;
   if (n > SIZE_MAX / 4 - *len)
     return coh__err(err, COH_EINVAL, "journal %s: tick %lld is too large",
                     j->path, (long long)j->tick);
-  ncap = *cap ? *cap : 4096;
-  while (ncap - *len < n) ncap *= 2;
-  nb = coh__realloc(*buf, ncap);
+  nb = coh__grow(*buf, cap, *len + n, 1, 4096);
   if (nb == NULL)
     return coh__err(err, COH_ENOMEM, "journal %s: out of memory", j->path);
   *buf = nb;
-  *cap = ncap;
   return COH_OK;
 }
 

@@ -660,7 +660,6 @@ static int commit_agent_held(orch *o, agent_slot *a, int *pending_llm, coh_err *
   int rc;
   json_t *j;
   char *s;
-  if (!a->is_init && a->to_deliver == 0) return COH_OK;
   /* One step event per agent and tick: formatted directly (the bytes
    * jansson's compact dump of {"events", "fuel", "rc"} gives, which the
    * digests pin), not built and serialised as a json_t on the hot path. */
@@ -1521,14 +1520,8 @@ int coh_sim_get_model(const coh_sim *o, int k, coh_sim_model_info *out) {
   return COH_OK;
 }
 
-/* The plain driver: every tick until the run stops. */
-int coh_run(const coh_scenario *s, const coh_run_options *opt,
-            coh_run_summary *sum, coh_err *err) {
-  coh_sim *sim;
-  int rc;
-  memset(sum, 0, sizeof *sum);
-  sum->diverged_tick = -1;
-  if ((rc = coh_sim_new(s, opt, &sim, err))) return rc;
+int coh_sim_run(coh_sim *sim, coh_run_summary *sum, coh_err *err) {
+  int rc = COH_OK;
   while (rc == COH_OK && coh_sim_stopped(sim) == NULL) rc = coh_sim_tick(sim, err);
   if (rc == COH_OK) {
     rc = coh_sim_finish(sim, sum, err);
@@ -1538,4 +1531,15 @@ int coh_run(const coh_scenario *s, const coh_run_options *opt,
   }
   coh_sim_free(sim);
   return rc;
+}
+
+/* The plain driver: every tick until the run stops. */
+int coh_run(const coh_scenario *s, const coh_run_options *opt,
+            coh_run_summary *sum, coh_err *err) {
+  coh_sim *sim;
+  int rc;
+  memset(sum, 0, sizeof *sum);
+  sum->diverged_tick = -1;
+  if ((rc = coh_sim_new(s, opt, &sim, err))) return rc;
+  return coh_sim_run(sim, sum, err);
 }
