@@ -10,6 +10,8 @@
  *   - instantiate-from-cache time per agent and memory per idle agent.
  * usage: agent_bench AGENTS_DIR [CACHE_DIR]
  */
+#define _XOPEN_SOURCE 700 /* nftw */
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +35,12 @@ static long rss_kb(void) {
   if (fscanf(f, "%ld %ld", &pages, &res) != 2) res = 0;
   fclose(f);
   return res * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag,
+                        struct FTW *ftw) {
+  (void)st, (void)flag, (void)ftw;
+  return remove(path);
 }
 
 static coh_module *load(coh_agent_rt *rt, const char *path, double *secs) {
@@ -72,6 +80,7 @@ static void run_kernel(coh_agent *a, uint32_t reps, uint32_t *h,
 
 int main(int argc, char **argv) {
   char path[1024], cache[512], cache_nf[600];
+  int own_cache = 0; /* a temporary cache this run made, removed at the end */
   coh_agent_rt_opts ro;
   coh_agent_rt *rt, *rt_nf;
   coh_module *m, *m_nf, *echo;
@@ -91,6 +100,7 @@ int main(int argc, char **argv) {
   } else {
     snprintf(cache, sizeof cache, "/tmp/coh-bench-XXXXXX");
     if (mkdtemp(cache) == NULL) return 1;
+    own_cache = 1;
   }
   snprintf(cache_nf, sizeof cache_nf, "%s/nofuel", cache);
   memset(&ro, 0, sizeof ro);
@@ -245,5 +255,8 @@ int main(int argc, char **argv) {
   coh_module_free(m_nf);
   coh_agent_rt_free(rt);
   coh_agent_rt_free(rt_nf);
+  /* depth-first, so each folder is empty when it is removed */
+  if (own_cache && nftw(cache, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+    fprintf(stderr, "agent_bench: could not remove the temporary cache %s\n", cache);
   return 0;
 }
