@@ -8,19 +8,6 @@
 
 #include "tokenizer_int.h"
 
-static int one_char(json_t *j, const char *path, const char *key,
-                    uint32_t *out, coh_err *err) {
-  const char *s;
-  size_t n;
-  int rc = coh__json_string(j, path, key, &s, &n, err);
-  if (rc) return rc;
-  if (n == 0 || coh__utf8_valid_len((const unsigned char *)s, n) != n)
-    return coh__err(err, COH_EFORMAT, "%s.%s: expected a single character",
-                    path, key);
-  coh__utf8_next(s, n, out);
-  return COH_OK;
-}
-
 /* The Sequence element parser, typed for coh__json_parse_list. */
 static int seq_item(json_t *j, const char *path, void *out, coh_err *err) {
   return coh__decoder_parse(j, path, out, err);
@@ -76,7 +63,7 @@ int coh__decoder_parse(json_t *j, const char *path, coh__decoder *d,
   if (!strcmp(type, "Strip")) {
     int64_t v;
     d->type = COH__DEC_STRIP;
-    rc = one_char(j, path, "content", &d->ch, err);
+    rc = coh__json_char(j, path, "content", &d->ch, err);
     if (!rc) rc = coh__json_int(j, path, "start", 0, INT32_MAX, &v, err);
     if (rc) return rc;
     d->start = (size_t)v;
@@ -88,7 +75,7 @@ int coh__decoder_parse(json_t *j, const char *path, coh__decoder *d,
     const char *scheme = NULL;
     int add_prefix_space = 1;
     d->type = COH__DEC_METASPACE;
-    rc = one_char(j, path, "replacement", &d->ch, err);
+    rc = coh__json_char(j, path, "replacement", &d->ch, err);
     if (!rc)
       rc = coh__json_opt_bool(j, path, "add_prefix_space", &add_prefix_space,
                               err);

@@ -80,6 +80,19 @@ int coh__json_string(json_t *obj, const char *parent, const char *key,
   return string_of(v, path, out, len, err);
 }
 
+int coh__json_char(json_t *obj, const char *parent, const char *key,
+                   uint32_t *out, coh_err *err) {
+  const char *s;
+  size_t n;
+  int rc = coh__json_string(obj, parent, key, &s, &n, err);
+  if (rc) return rc;
+  if (n == 0 || coh__utf8_valid_len((const unsigned char *)s, n) != n)
+    return coh__err(err, COH_EFORMAT, "%s.%s: expected a single character",
+                    parent, key);
+  coh__utf8_next(s, n, out);
+  return COH_OK;
+}
+
 int coh__json_opt_string(json_t *obj, const char *parent, const char *key,
                          const char **out, size_t *len, coh_err *err) {
   char path[COH__PATH_MAX];

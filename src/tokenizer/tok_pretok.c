@@ -28,22 +28,6 @@ static int parse_behavior(json_t *j, const char *path, int *out,
   return COH_OK;
 }
 
-/* The single character of a one-character string field (Metaspace
- * replacement, Strip content). */
-static int one_char(json_t *j, const char *path, const char *key,
-                    uint32_t *out, coh_err *err) {
-  const char *s;
-  size_t n, k;
-  int rc = coh__json_string(j, path, key, &s, &n, err);
-  if (rc) return rc;
-  k = coh__utf8_valid_len((const unsigned char *)s, n);
-  if (n == 0 || k != n)
-    return coh__err(err, COH_EFORMAT, "%s.%s: expected a single character",
-                    path, key);
-  coh__utf8_next(s, n, out);
-  return COH_OK;
-}
-
 /* The Sequence element parser, typed for coh__json_parse_list. */
 static int seq_item(json_t *j, const char *path, void *out, coh_err *err) {
   return coh__pretok_parse(j, path, out, err);
@@ -93,7 +77,7 @@ int coh__pretok_parse(json_t *j, const char *path, coh__pretok *p,
     int add_prefix_space = 1;
     p->type = COH__PRE_METASPACE;
     p->split = 1;
-    rc = one_char(j, path, "replacement", &p->replacement, err);
+    rc = coh__json_char(j, path, "replacement", &p->replacement, err);
     if (!rc) rc = coh__json_opt_bool(j, path, "split", &p->split, err);
     if (!rc)
       rc = coh__json_opt_bool(j, path, "add_prefix_space", &add_prefix_space,

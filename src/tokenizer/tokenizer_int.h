@@ -215,6 +215,10 @@ int coh__json_parse_list(json_t *obj, const char *parent, const char *key,
  * absent or null. */
 int coh__json_string(json_t *obj, const char *parent, const char *key,
                      const char **out, size_t *len, coh_err *err);
+/* The code point of a string member that holds exactly one character
+ * (Metaspace's replacement, Strip's content); COH_EFORMAT otherwise. */
+int coh__json_char(json_t *obj, const char *parent, const char *key,
+                   uint32_t *out, coh_err *err);
 int coh__json_opt_string(json_t *obj, const char *parent, const char *key,
                          const char **out, size_t *len, coh_err *err);
 int coh__json_opt_bool(json_t *obj, const char *parent, const char *key,
