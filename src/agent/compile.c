@@ -213,7 +213,6 @@ static int tool_version(const char *tool, const char *dir, char *out,
   char *file = find_tool(tool), *real = NULL, *id_path = NULL, *text = NULL;
   char desc[1024], hex[65], name[80];
   uint8_t h[32];
-  coh__sha256 s;
   struct stat sb;
   size_t len = 0;
   int n, rc;
@@ -228,9 +227,7 @@ static int tool_version(const char *tool, const char *dir, char *out,
   free(real); /* realpath's malloc */
   coh__free(file);
   if (n < 0 || (size_t)n >= sizeof desc) return tool_version_run(tool, dir, out, cap, err);
-  coh__sha256_init(&s);
-  coh__sha256_update(&s, desc, (size_t)n);
-  coh__sha256_final(&s, h);
+  coh__sha256_buf(desc, (size_t)n, h);
   coh__hex32(h, hex);
   snprintf(name, sizeof name, ".tool-%.32s", hex);
   id_path = coh__path_join(dir, name);

@@ -63,6 +63,20 @@ static void sha_str(coh__sha256 *s, const char *str) {
   coh__sha256_update(s, str, strlen(str) + 1); /* with its NUL */
 }
 
+/* A length-prefixed byte string. */
+static void sha_bytes(coh__sha256 *s, const void *p, size_t len) {
+  sha_i64(s, (int64_t)len);
+  if (len > 0) coh__sha256_update(s, p, len);
+}
+
+/* Every record after the genesis starts with the previous link and its
+ * one-letter kind. */
+static void chain_begin(coh__sha256 *s, const uint8_t prev[32], const char *kind) {
+  coh__sha256_init(s);
+  coh__sha256_update(s, prev, 32);
+  coh__sha256_update(s, kind, 1);
+}
+
 void coh__journal_chain0(const void *inputs, size_t len,
                          const uint8_t (*blob_keys)[32], size_t n_blobs,
                          uint8_t out[32]) {
@@ -71,8 +85,7 @@ void coh__journal_chain0(const void *inputs, size_t len,
   coh__sha256_init(&s);
   sha_str(&s, COH__JOURNAL_TAG);
   coh__sha256_update(&s, "G", 1);
-  sha_i64(&s, (int64_t)len);
-  if (len > 0) coh__sha256_update(&s, inputs, len);
+  sha_bytes(&s, inputs, len);
   sha_i64(&s, (int64_t)n_blobs);
   for (i = 0; i < n_blobs; i++) coh__sha256_update(&s, blob_keys[i], 32);
   coh__sha256_final(&s, out);
@@ -82,14 +95,11 @@ void coh__journal_chain_events(const uint8_t prev[32], int64_t tick,
                                int64_t first_seq, int64_t n_events,
                                const void *blob, size_t len, uint8_t out[32]) {
   coh__sha256 s;
-  coh__sha256_init(&s);
-  coh__sha256_update(&s, prev, 32);
-  coh__sha256_update(&s, "E", 1);
+  chain_begin(&s, prev, "E");
   sha_i64(&s, tick);
   sha_i64(&s, first_seq);
   sha_i64(&s, n_events);
-  sha_i64(&s, (int64_t)len);
-  if (len > 0) coh__sha256_update(&s, blob, len);
+  sha_bytes(&s, blob, len);
   coh__sha256_final(&s, out);
 }
 
@@ -155,14 +165,11 @@ void coh__journal_chain_checkpoint(const uint8_t prev[32], int64_t tick,
                                    const void *state, size_t len,
                                    uint8_t out[32]) {
   coh__sha256 s;
-  coh__sha256_init(&s);
-  coh__sha256_update(&s, prev, 32);
-  coh__sha256_update(&s, "C", 1);
+  chain_begin(&s, prev, "C");
   sha_i64(&s, tick);
   sha_i64(&s, n);
   sha_str(&s, agent);
-  sha_i64(&s, (int64_t)len);
-  if (len > 0) coh__sha256_update(&s, state, len);
+  sha_bytes(&s, state, len);
   coh__sha256_final(&s, out);
 }
 
@@ -170,9 +177,7 @@ void coh__journal_chain_tick(const uint8_t prev[32], int64_t tick,
                              int64_t last_seq, int64_t n_checkpoints,
                              uint8_t out[32]) {
   coh__sha256 s;
-  coh__sha256_init(&s);
-  coh__sha256_update(&s, prev, 32);
-  coh__sha256_update(&s, "T", 1);
+  chain_begin(&s, prev, "T");
   sha_i64(&s, tick);
   sha_i64(&s, last_seq);
   sha_i64(&s, n_checkpoints);
@@ -625,10 +630,7 @@ static int create_file(const char *tmp, const coh_journal_init *in,
   for (m = 0; m < in->n_blobs; m++) {
     sqlite3_stmt *st = j->st[ST_INS_BLOB];
     uint8_t key[32];
-    coh__sha256 sh;
-    coh__sha256_init(&sh);
-    if (in->blobs[m].len) coh__sha256_update(&sh, in->blobs[m].bytes, in->blobs[m].len);
-    coh__sha256_final(&sh, key);
+    coh__sha256_buf(in->blobs[m].bytes, in->blobs[m].len, key);
     sqlite3_bind_blob(st, 1, key, 32, SQLITE_TRANSIENT);
     sqlite3_bind_blob64(st, 2, in->blobs[m].len ? in->blobs[m].bytes
                                                 : (const void *)empty_blob,
@@ -1519,7 +1521,6 @@ static int verify_inputs(coh_journal *j, coh_err *err) {
                     "blobs do not match the recorded genesis", j->path);
   for (;;) {
     uint8_t h[32];
-    coh__sha256 sh;
     const void *p;
     size_t n;
     rc = sqlite3_step(st);
@@ -1533,9 +1534,7 @@ static int verify_inputs(coh_journal *j, coh_err *err) {
     coh__hex32(sqlite3_column_blob(st, 0), hex);
     p = sqlite3_column_blob(st, 1);
     n = (size_t)sqlite3_column_bytes(st, 1);
-    coh__sha256_init(&sh);
-    if (n > 0 && p != NULL) coh__sha256_update(&sh, p, n);
-    coh__sha256_final(&sh, h);
+    coh__sha256_buf(p, p != NULL ? n : 0, h);
     coh__hex32(h, got);
     if (strcmp(hex, got) != 0)
       return coh__err(err, COH_EJOURNAL,
@@ -1666,7 +1665,6 @@ int coh_journal_blob_get(coh_journal *j, const uint8_t sha256[32],
   sqlite3_stmt *st = j->st[ST_BLOB_GET];
   uint8_t h[32];
   char hex[65];
-  coh__sha256 sh;
   const void *p;
   size_t n;
   int rc;
@@ -1688,9 +1686,7 @@ int coh_journal_blob_get(coh_journal *j, const uint8_t sha256[32],
   p = sqlite3_column_blob(st, 0);
   n = (size_t)sqlite3_column_bytes(st, 0);
   /* checked again here: the bytes handed out are the bytes named */
-  coh__sha256_init(&sh);
-  if (n > 0 && p != NULL) coh__sha256_update(&sh, p, n);
-  coh__sha256_final(&sh, h);
+  coh__sha256_buf(p, p != NULL ? n : 0, h);
   if (memcmp(h, sha256, 32) != 0) {
     sqlite3_reset(st);
     return coh__err(err, COH_EJOURNAL,

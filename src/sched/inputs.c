@@ -84,10 +84,7 @@ static int record_alloc(size_t n_agents, coh_run_record **out, coh_err *err) {
 }
 
 static void sha_hex(const void *p, size_t n, uint8_t raw[32], char hex[65]) {
-  coh__sha256 s;
-  coh__sha256_init(&s);
-  if (n > 0) coh__sha256_update(&s, p, n);
-  coh__sha256_final(&s, raw);
+  coh__sha256_buf(p, n, raw);
   coh__hex32(raw, hex);
 }
 

@@ -229,3 +229,10 @@ int coh__sha256_file(const char *path, char hex[65], coh_err *err) {
   coh__hex32(h, hex);
   return COH_OK;
 }
+
+void coh__sha256_buf(const void *p, size_t n, uint8_t out[32]) {
+  coh__sha256 s;
+  coh__sha256_init(&s);
+  if (n > 0) coh__sha256_update(&s, p, n);
+  coh__sha256_final(&s, out);
+}

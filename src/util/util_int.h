@@ -102,6 +102,8 @@ typedef struct coh__sha256 {
 void coh__sha256_init(coh__sha256 *s);
 void coh__sha256_update(coh__sha256 *s, const void *p, size_t n);
 void coh__sha256_final(coh__sha256 *s, uint8_t out[32]);
+/* The sha256 of one buffer (p may be NULL when n is 0). */
+void coh__sha256_buf(const void *p, size_t n, uint8_t out[32]);
 /* hex of 32 bytes into out[65]. */
 void coh__hex32(const uint8_t in[32], char out[65]);
 /* SHA-256 of a file's bytes, streamed, as 64 hex digits in hex[65]. */
