@@ -16,8 +16,17 @@ BIN=${COH_BIN:?} BUILD=${COH_BUILD_DIR:?}
 A="$BUILD/agents"
 CACHE="$BUILD/test-module-cache"
 # A journal of this scenario peaks well above SIZE (checked below), and its
-# creation (genesis, modules) fits well below it.
-SIZE_KB=640
+# creation (genesis, modules: 0.4 MB with the WAL index) fits well below it.
+# The first group commit must fit too, whatever the timing: the journal
+# writer (cohort/jwriter.h) puts every tick queued so far into one
+# transaction, up to 64 ticks and about 1 MiB (plus the tick that crosses
+# it), and a loaded machine can queue that many before the first commit.
+# This scenario's largest tick is a checkpoint tick of 0.23 MB (1.2 MB with
+# whole-memory checkpoints), so the first group is at most 2.3 MB: with
+# SIZE at 4 MiB some ticks are always committed before the disk fills.
+# (At 640 KiB, a writer that lagged by 21 ticks put the first checkpoint
+# tick into the first group, and the run failed before committing any.)
+SIZE_KB=4096
 
 if [ "${1:-}" != "--inner" ]; then
   tmp=$(mktemp -d)
@@ -43,7 +52,7 @@ digest_of() { tail -n 1 "$1" | sed -n 's/^digest: //p'; }
 cat >"$tmp/full.yaml" <<YAML
 name: full
 seed: 4
-stop: {max_ticks: 400, quiescence: true}
+stop: {max_ticks: 1000, quiescence: true}
 checkpoint_every: 20
 agents:
   - {id: node, module: $A/echo.wasm, count: 8, inbox: 8}
