@@ -33,15 +33,16 @@ else SUDO=""; fi
 # ---- Debian packages --------------------------------------------------------
 # Build: compilers, cmake, pkg-config.  Libraries: jansson (JSON), PCRE2
 # (tokenizer pre-tokenizer regexes with Unicode classes), civetweb (the
-# monitor's HTTP + WebSocket server).  chromium: the dashboard's browser test.
+# monitor's HTTP + WebSocket server), zstd (the journal's tick rows; the
+# Python binding for the tests that rewrite journals).  chromium: the dashboard's browser test.
 # stress-ng: the load under which scripts/stress-tests.sh runs the tests.  Tools: Python with
 # numpy + onnx for the fixture-model tool; Node.js + npm to fetch ONNX Runtime
 # from the npm registry (npm pack, no install scripts) and for the benchmark's
 # reference stack.
 PACKAGES=(build-essential cmake pkg-config clang lld git ca-certificates
           libjansson-dev libpcre2-dev libyaml-dev libsqlite3-dev libcivetweb-dev
-          libutf8proc-dev
-          python3 python3-numpy python3-onnx
+          libutf8proc-dev libzstd-dev
+          python3 python3-numpy python3-onnx python3-zstandard
           nodejs npm chromium stress-ng
           wabt wasi-libc libclang-rt-14-dev-wasm32
           libclang-rt-14-dev)  # libFuzzer + sanitizer runtimes (scripts/fuzz.sh)

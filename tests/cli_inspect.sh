@@ -68,7 +68,7 @@ assert rows[6]["payload"] == 'bob: no \u2014 we need "atomics"'
 assert len(rows[9]["payload"]) == 600 and rows[9]["payload_len"] == 600
 # the digest is the chain after the last tick record, which follows the last
 # tick's events record (and the tick's checkpoint), so it is none of the
-# events' chains; an event's chain is its tick's events record (format 4),
+# events' chains; an event's chain is its tick's events record (since format 4),
 # one per tick, shared by the tick's events
 assert sys.argv[2] not in {r["chain"] for r in rows}
 assert all(len(r["chain"]) == 64 for r in rows)

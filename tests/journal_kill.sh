@@ -77,7 +77,7 @@ def digest_of(text):
 
 def rows(db):
     c = sqlite3.connect("file:%s?mode=ro" % db, uri=True)
-    # an event's chain is its tick's events record (format 4)
+    # an event's chain is its tick's events record (since format 4)
     ech = dict(c.execute("select tick, events_chain from ticks"))
     r = [(e.seq, e.tick, e.kind, e.source, e.target, e.payload, ech[e.tick])
          for e in jr.events(c)]

@@ -3,16 +3,17 @@
 journal in place (genesis, each tick's events record, checkpoints, ticks),
 as someone who owns the file and has edited it would.
 
-This is the journal chain of include/cohort/journal.h (format 4) written a
+This is the journal chain of include/cohort/journal.h (format 5) written a
 second time, independently, in Python.  The tests use it for two things: to
 check that definition (a re-chained untouched journal keeps its digest), and
 to show what docs/journal.md says a hash chain cannot do: a journal rebuilt
 by its owner verifies, and only replay (which re-executes) or a digest kept
 elsewhere (`cohort inspect --digest`) tells it from the original.
 
-As a module it also reads and writes a tick's events (format 4 keeps them
-as one blob per tick, ticks.events), so that tests can look at or edit one
-event with plain Python:
+As a module it also reads and writes a tick's events (format 5 keeps them
+as one blob per tick, ticks.events, compressed as one zstd frame: read and
+written here with python3-zstandard, not with cohort's code), so that tests
+can look at or edit one event with plain Python:
     events(conn)                      -> [Event], every event in seq order
     set_event_payload(conn, seq, b)   rewrites one event's payload (and
                                       leaves every chain value stale)
@@ -22,6 +23,8 @@ import hashlib
 import sqlite3
 import struct
 import sys
+
+import zstandard
 
 Event = collections.namedtuple("Event", "seq tick kind source target payload wall_us")
 
@@ -58,9 +61,19 @@ def read_uvarint(b, i):
             return x, i
 
 
+def unpack(stored):
+    """ticks.events as stored -> the events blob the chain hashes."""
+    return zstandard.ZstdDecompressor().decompress(blob(stored))
+
+
+def pack(ev_blob):
+    """The events blob -> ticks.events (one frame that states its size)."""
+    return zstandard.ZstdCompressor(level=1, write_content_size=True).compress(ev_blob)
+
+
 def decode_tick(tick, last_seq, n, ev_blob, walls):
     """The events of one ticks row."""
-    ev_blob, walls = blob(ev_blob), blob(walls)
+    ev_blob, walls = unpack(ev_blob), blob(walls)
     out, i, w, wall = [], 0, 0, 0
     for k in range(n):
         strs = []
@@ -95,7 +108,7 @@ def set_event_payload(c, seq, payload):
     row = c.execute("select tick, last_seq, n_events, events, walls from ticks where tick=?",
                     (tick,)).fetchone()
     evs = [e._replace(payload=blob(payload)) if e.seq == seq else e for e in decode_tick(*row)]
-    c.execute("update ticks set events=? where tick=?", (encode_events(evs), tick))
+    c.execute("update ticks set events=? where tick=?", (pack(encode_events(evs)), tick))
 
 
 def main(path):
@@ -107,13 +120,13 @@ def main(path):
     for _, b in rows:
         c.execute("insert or ignore into blobs values(?, ?)", (hashlib.sha256(blob(b)).digest(), blob(b)))
     keys = sorted(k for (k,) in c.execute("select sha256 from blobs"))
-    h = hashlib.sha256(b"cohort-journal-4\0G" + le64(len(inputs)) + inputs + le64(len(keys)) + b"".join(keys))
+    h = hashlib.sha256(b"cohort-journal-5\0G" + le64(len(inputs)) + inputs + le64(len(keys)) + b"".join(keys))
     cur = h.digest()
     c.execute("update meta set value=? where key='genesis'", (cur.hex().encode(),))
     prev_seq = 0
     for tick, last_seq, n, ev_blob in c.execute(
             "select tick, last_seq, n_events, events from ticks order by tick").fetchall():
-        e = blob(ev_blob)
+        e = unpack(ev_blob)
         cur = hashlib.sha256(cur + b"E" + le64(tick) + le64(prev_seq + 1) + le64(n) + le64(len(e)) + e).digest()
         c.execute("update ticks set events_chain=? where tick=?", (cur, tick))
         prev_seq = last_seq

@@ -200,7 +200,7 @@ expect 0 "verify killed journal" "$BIN" inspect "$tmp/k.db" --verify && ok "a jo
 "$PY" - "$tmp/k.db" <<'PY'
 import sqlite3, sys
 c = sqlite3.connect(sys.argv[1])
-# (format 4: a tick's events live in its ticks row, so deleting the last
+# (since format 4: a tick's events live in its ticks row, so deleting the last
 # rows is a truncation, which no chain can show; a row deleted in the
 # middle leaves a gap in the seqs)
 ts = [t for (t,) in c.execute("select tick from ticks where n_events > 0 order by tick")]

@@ -113,7 +113,7 @@ def all_events(db):
     return r
 
 def rows(db):
-    # an event's chain is its tick's events record (format 4)
+    # an event's chain is its tick's events record (since format 4)
     ech = dict(q(db, "select tick, events_chain from ticks"))
     return [(e.seq, e.tick, e.kind, e.source, e.target, e.payload, ech[e.tick]) for e in all_events(db)]
 
@@ -278,7 +278,7 @@ def cut_after(src, dst, x):
     c.execute("vacuum into ?", (dst,))
     c.close()
     c = sqlite3.connect(dst)
-    for t in ("ticks", "checkpoints"):  # format 4: a tick's events are in its row
+    for t in ("ticks", "checkpoints"):  # since format 4: a tick's events are in its row
         c.execute("delete from %s where tick > ?" % t, (x,))
     c.execute("update meta set value = cast('interrupted' as blob) where key = 'status'")
     c.commit()
@@ -446,7 +446,7 @@ else:
     bad("resume --full: exit %d, %s" % (r.returncode, r.stdout + r.stderr))
 
 # 4. a state of another format (re-chained: as another cohort version would
-# have written it) is not used; a format-3 journal is refused
+# have written it) is not used; a format-4 journal is refused
 db = copy("fmt.db")
 edit(db, "update checkpoints set state = cast(x'434f484f52434839' || substr(state, 9) as blob) "
          "where agent = ?", (ORCH,))
@@ -458,13 +458,13 @@ if r.returncode == 0 and m and "not of format COHORCH2" in m.group(1) \
     ok("fmt.db: re-executed from tick 0 (%s), same events" % m.group(1)[:60])
 else:
     bad("fmt.db: exit %d, %s" % (r.returncode, r.stdout + r.stderr))
-db = copy("v3.db")
-edit(db, "update meta set value = '3' where key = 'schema_version'")
+db = copy("v4.db")
+edit(db, "update meta set value = '4' where key = 'schema_version'")
 r = resume(db)
-if r.returncode == 1 and "version '3'" in r.stderr and "version 4" in r.stderr:
-    ok("a format-3 journal is refused: %s" % r.stderr.strip()[:200])
+if r.returncode == 1 and "version '4'" in r.stderr and "version 5" in r.stderr:
+    ok("a format-4 journal is refused: %s" % r.stderr.strip()[:200])
 else:
-    bad("format-3 journal: exit %d, %s" % (r.returncode, r.stdout + r.stderr))
+    bad("format-4 journal: exit %d, %s" % (r.returncode, r.stdout + r.stderr))
 
 # 5. examples/debate.yaml (its engine is never idle at a checkpoint tick:
 # before requests in flight were restored, it re-ran from tick 0), cut to

@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include "cohort/journal.h"
 #include "fuzz/fuzz_journal.c"
@@ -51,6 +52,75 @@ static int sql_exec(const char *path, const char *sql) {
   return rc;
 }
 
+/* ---- ticks.events: one zstd frame of the events blob (journal.h) ------- */
+
+/* Tick `tick`'s events blob as stored, decompressed here with libzstd
+ * itself: *out is malloc'd (NULL and 0 if the row or frame is not there). */
+static void events_get(const char *path, int64_t tick, uint8_t **out, size_t *len) {
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  *out = NULL;
+  *len = 0;
+  REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
+  REQUIRE(sqlite3_prepare_v2(db, "SELECT events FROM ticks WHERE tick = ?", -1, &st,
+                             NULL) == SQLITE_OK);
+  sqlite3_bind_int64(st, 1, tick);
+  if (sqlite3_step(st) == SQLITE_ROW) {
+    const void *z = sqlite3_column_blob(st, 0);
+    size_t zn = (size_t)sqlite3_column_bytes(st, 0);
+    unsigned long long size = ZSTD_getFrameContentSize(z, zn);
+    if (size != ZSTD_CONTENTSIZE_ERROR && size != ZSTD_CONTENTSIZE_UNKNOWN &&
+        size < (1u << 24)) {
+      *out = malloc((size_t)size + 1);
+      REQUIRE(*out != NULL);
+      *len = ZSTD_decompress(*out, (size_t)size + 1, z, zn);
+      if (ZSTD_isError(*len) || *len != size) {
+        free(*out);
+        *out = NULL;
+        *len = 0;
+      }
+    }
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+}
+
+enum { STORE_FRAME, STORE_FRAME_TEXT, STORE_FRAME_NO_SIZE, STORE_RAW };
+
+/* Stores p[0..n) as tick `tick`'s events column: compressed as cohort
+ * stores it (as a blob, or as text as the sqlite3 shell may leave it),
+ * compressed without the content size in the frame header, or raw. */
+static void events_put(const char *path, int64_t tick, const void *p, size_t n, int how) {
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  void *z = NULL;
+  size_t zn = n;
+  if (how != STORE_RAW) {
+    ZSTD_CCtx *cc = ZSTD_createCCtx();
+    REQUIRE(cc != NULL);
+    z = malloc(ZSTD_compressBound(n));
+    REQUIRE(z != NULL);
+    if (how == STORE_FRAME_NO_SIZE)
+      REQUIRE(!ZSTD_isError(ZSTD_CCtx_setParameter(cc, ZSTD_c_contentSizeFlag, 0)));
+    zn = ZSTD_compress2(cc, z, ZSTD_compressBound(n), p, n);
+    REQUIRE(!ZSTD_isError(zn));
+    ZSTD_freeCCtx(cc);
+    p = z;
+  }
+  REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
+  REQUIRE(sqlite3_prepare_v2(db, "UPDATE ticks SET events = ? WHERE tick = ?", -1, &st,
+                             NULL) == SQLITE_OK);
+  if (how == STORE_FRAME_TEXT)
+    sqlite3_bind_text(st, 1, p, (int)zn, SQLITE_TRANSIENT);
+  else
+    sqlite3_bind_blob(st, 1, n || how != STORE_RAW ? p : "", (int)zn, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(st, 2, tick);
+  REQUIRE(sqlite3_step(st) == SQLITE_DONE);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  free(z);
+}
+
 /* ---- an independent chain: the header's definition, written out again --- */
 
 static void ref_le64(coh__sha256 *s, int64_t v) {
@@ -64,7 +134,7 @@ static void ref_le64(coh__sha256 *s, int64_t v) {
 static void ref_chain0(const char *inputs, uint8_t out[32]) {
   coh__sha256 s;
   coh__sha256_init(&s);
-  coh__sha256_update(&s, "cohort-journal-4", 17);
+  coh__sha256_update(&s, "cohort-journal-5", 17);
   coh__sha256_update(&s, "G", 1);
   ref_le64(&s, (int64_t)strlen(inputs));
   coh__sha256_update(&s, inputs, strlen(inputs));
@@ -362,6 +432,14 @@ static void test_roundtrip(void) {
     CHECK(coh_journal_append(j, &ev, &err) == COH_ESTATE);
     CHECK(coh_journal_tick_commit(j, 5, &err) == 0);
     ref_ev("message", "bob", "alice", "again", 5);
+    {
+      /* what ticks.events stores: the blob the chain hashes, as one frame */
+      uint8_t *stored;
+      size_t n;
+      events_get(path, 7, &stored, &n);
+      CHECK(stored != NULL && n == ref_blob_len && memcmp(stored, ref_blob, n) == 0);
+      free(stored);
+    }
     ref_events(ref, 7, ev.seq);
     {
       uint8_t ec[32];
@@ -708,15 +786,14 @@ static void test_tamper(void) {
     int ok;
     const char *want;
   } cases[] = {
-      /* tick 1's events blob (seqs 6..10) edited: its events record */
+      /* tick 1's events column no longer one zstd frame (edited contents
+       * are below, after this table) */
       {"UPDATE ticks SET events = X'00' WHERE tick = 1", 0,
-       "table ticks, tick 1 (events, seqs 6..10)"},
-      {"UPDATE ticks SET events = CAST(replace(CAST(events AS TEXT), "
-       "'event 1', 'event 9') AS BLOB) WHERE tick = 1", 0,
-       "table ticks, tick 1 (events, seqs 6..10)"},
-      /* text, as the sqlite3 shell may leave it: a chain mismatch */
-      {"UPDATE ticks SET events = replace(CAST(events AS TEXT), 'message', "
-       "'emit') WHERE tick = 0", 0, "table ticks, tick 0 (events, seqs 1..5)"},
+       "table ticks, tick 1: events is not one zstd frame"},
+      {"UPDATE ticks SET events = events || X'00' WHERE tick = 1", 0,
+       "table ticks, tick 1: events is not one zstd frame"},
+      /* the same frame as text, as the sqlite3 shell may leave it */
+      {"UPDATE ticks SET events = CAST(events AS TEXT) WHERE tick = 1", 1, NULL},
       {"UPDATE ticks SET events_chain = zeroblob(32) WHERE tick = 0", 0,
        "table ticks, tick 0 (events, seqs 1..5)"},
       {"UPDATE ticks SET events_chain = X'00' WHERE tick = 0", 0,
@@ -786,23 +863,64 @@ static void test_tamper(void) {
     }
     rm_journal(path);
   }
+  /* a well-formed frame whose contents were edited: the events record
+   * (stored as a blob, or as text as the sqlite3 shell may leave it); a
+   * frame without its size or claiming more than a tick may hold */
+  {
+    static const uint8_t huge[] = {0x28, 0xb5, 0x2f, 0xfd, 0xc0, 0x00, /* magic, FHD, window */
+                                   0x00, 0x94, 0x35, 0x77, 0, 0, 0, 0, /* 2e9 bytes */
+                                   0x01, 0x00, 0x00};                 /* last raw block, empty */
+    static const struct {
+      int64_t tick;
+      const char *find, *repl; /* same length, every occurrence */
+      int how;
+      const char *want;
+    } edits[] = {
+        {1, "event 1", "event 9", STORE_FRAME, "table ticks, tick 1 (events, seqs 6..10)"},
+        {0, "message", "emitted", STORE_FRAME_TEXT, "table ticks, tick 0 (events, seqs 1..5)"},
+        {1, NULL, NULL, STORE_FRAME_NO_SIZE, "table ticks, tick 1: events frame states no size"},
+        {1, NULL, NULL, STORE_RAW, "table ticks, tick 1: events frame states a larger size"},
+    };
+    size_t e;
+    for (e = 0; e < sizeof edits / sizeof edits[0]; e++) {
+      uint8_t *ev, *at;
+      size_t n, hits = 0;
+      tmp_path(path, sizeof path, "edit.db");
+      make_sample(path);
+      events_get(path, edits[e].tick, &ev, &n);
+      REQUIRE(ev != NULL);
+      for (at = ev; edits[e].find && (at = memmem(at, n - (size_t)(at - ev), edits[e].find,
+                                                   strlen(edits[e].find))) != NULL;
+           hits++)
+        memcpy(at, edits[e].repl, strlen(edits[e].repl));
+      CHECK(edits[e].find == NULL || hits > 0);
+      if (edits[e].how == STORE_RAW)
+        events_put(path, edits[e].tick, huge, sizeof huge, STORE_RAW);
+      else
+        events_put(path, edits[e].tick, ev, n, edits[e].how);
+      free(ev);
+      CHECK_EQ_INT(verify_path(path, &err), COH_EJOURNAL);
+      if (strstr(err.msg, edits[e].want) == NULL)
+        fprintf(stderr, "edit %zu: want '%s' in: %s\n", e, edits[e].want, err.msg);
+      CHECK(strstr(err.msg, edits[e].want) != NULL);
+      rm_journal(path);
+    }
+  }
   /* reading without verify decodes the blob with bounds, and a blob that
    * does not decode is an error naming the tick and the event (blobs
-   * that end inside a string, a varint, a payload; bytes left over) */
+   * that end inside a string, a varint, a payload; bytes left over), each
+   * in a well-formed frame */
   {
     static const struct {
-      const char *sql, *want;
+      const char *bytes;
+      size_t len; /* 0: the tick's own blob and a NUL after it */
+      const char *want;
     } bad[] = {
-        {"UPDATE ticks SET events = X'61' WHERE tick = 1",
-         "tick 1: events blob is malformed at event #1 (seq 6)"},
-        {"UPDATE ticks SET events = X'6100620063008080' WHERE tick = 1",
-         "tick 1: events blob is malformed at event #1 (seq 6)"},
-        {"UPDATE ticks SET events = X'61006200630005414243' WHERE tick = 1",
-         "tick 1: events blob is malformed at event #1 (seq 6)"},
-        {"UPDATE ticks SET events = X'6100620063FF' WHERE tick = 1",
-         "tick 1: events blob is malformed at event #1 (seq 6)"},
-        {"UPDATE ticks SET events = events || X'00' WHERE tick = 1",
-         "tick 1: events blob has bytes after its 5 events"},
+        {"a", 1, "tick 1: events blob is malformed at event #1 (seq 6)"},
+        {"a\0b\0c\0\x80\x80", 8, "tick 1: events blob is malformed at event #1 (seq 6)"},
+        {"a\0b\0c\0\x05" "ABC", 10, "tick 1: events blob is malformed at event #1 (seq 6)"},
+        {"a\0b\0c\xff", 6, "tick 1: events blob is malformed at event #1 (seq 6)"},
+        {NULL, 0, "tick 1: events blob has bytes after its 5 events"},
     };
     coh_journal *j = NULL;
     size_t b;
@@ -810,16 +928,27 @@ static void test_tamper(void) {
       int64_t n = 0;
       tmp_path(path, sizeof path, "badblob.db");
       make_sample(path);
-      REQUIRE(sql_exec(path, bad[b].sql) == SQLITE_OK);
+      if (bad[b].bytes) {
+        events_put(path, 1, bad[b].bytes, bad[b].len, STORE_FRAME);
+      } else {
+        uint8_t *ev, *more;
+        size_t len;
+        events_get(path, 1, &ev, &len);
+        REQUIRE(ev != NULL);
+        more = realloc(ev, len + 1);
+        REQUIRE(more != NULL);
+        more[len] = 0;
+        events_put(path, 1, more, len + 1, STORE_FRAME);
+        free(more);
+      }
       REQUIRE(coh_journal_open(path, &j, &err) == 0);
       CHECK_EQ_INT(coh_journal_events(j, INT64_MIN, INT64_MAX, NULL, count_fn,
                                       &n, &err), COH_EJOURNAL);
       if (strstr(err.msg, bad[b].want) == NULL)
-        fprintf(stderr, "blob case '%s': want '%s' in: %s\n", bad[b].sql,
-                bad[b].want, err.msg);
+        fprintf(stderr, "blob case %zu: want '%s' in: %s\n", b, bad[b].want, err.msg);
       CHECK(strstr(err.msg, bad[b].want) != NULL);
       /* tick 0's events came first (and, with bytes left over, tick 1's) */
-      CHECK_EQ_INT(n, b + 1 == sizeof bad / sizeof bad[0] ? 10 : 5);
+      CHECK_EQ_INT(n, bad[b].bytes == NULL ? 10 : 5);
       CHECK_EQ_INT(coh_journal_verify(j, &err), COH_EJOURNAL);
       coh_journal_close(j);
       j = NULL;
@@ -919,13 +1048,13 @@ static void test_malformed(void) {
   expect_open_error(path, COH_EJOURNAL, "schema version '99'");
   rm_journal(path);
 
-  /* a format-3 journal (one row per event) is refused by name */
-  tmp_path(path, sizeof path, "v3.db");
+  /* a format-4 journal (tick rows not compressed) is refused by name */
+  tmp_path(path, sizeof path, "v4.db");
   make_sample(path);
-  REQUIRE(sql_exec(path, "UPDATE meta SET value = '3' WHERE key = "
+  REQUIRE(sql_exec(path, "UPDATE meta SET value = '4' WHERE key = "
                          "'schema_version'") == SQLITE_OK);
   expect_open_error(path, COH_EJOURNAL,
-                    "has schema version '3'; this cohort reads version 4");
+                    "has schema version '4'; this cohort reads version 5");
   rm_journal(path);
 
   tmp_path(path, sizeof path, "notable.db");

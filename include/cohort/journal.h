@@ -17,7 +17,7 @@
  * (ticks.events_chain) and after the tick record (ticks.chain); each
  * checkpoints row the value after it.  Integers are little-endian 64-bit,
  * strings NUL-terminated, every step starts with a one-byte record type:
- *   genesis    = SHA256("cohort-journal-4\0" || 'G' || len || inputs ||
+ *   genesis    = SHA256("cohort-journal-5\0" || 'G' || len || inputs ||
  *                       n_blobs || sorted 32-byte blob keys)
  *   events     = SHA256(prev || 'E' || tick || first_seq || n_events ||
  *                       len || events)
@@ -26,8 +26,9 @@
  * where `events` is the tick's events in seq order, back to back, each
  *   kind || source || target || uvarint(payload_len) || payload
  * (strings NUL-terminated, uvarint = unsigned LEB128 of at most 10 bytes):
- * the very bytes stored in ticks.events, so a tick is one row and one hash
- * step however many events it has.  first_seq is one after the previous
+ * the bytes ticks.events stores as one zstd frame (since format 5), so a
+ * tick is one row and one hash step however many events it has; the chain
+ * hashes the uncompressed bytes, so no digest depends on zstd.  first_seq is one after the previous
  * tick's last seq; a tick with no events still has its events record
  * (n_events 0, len 0).
  * The run digest is the chain value of the last tick record (the genesis
@@ -39,7 +40,8 @@
  * stored after the tick's agent checkpoints, so that what `resume` restores
  * is on the chain like every agent checkpoint (since format 3; format 2 kept
  * it in meta, outside the chain).  Format 4 stores a tick's events as one
- * row; open() refuses format 3 and older, naming both versions.  docs/journal.md says what this
+ * row, format 5 compresses that row; open() refuses format 4 and older,
+ * naming both versions.  docs/journal.md says what this
  * proves and what it does not.
  *
  * Threading: one thread at a time per journal handle.
@@ -58,7 +60,7 @@ extern "C" {
 
 /* The journal format (tables and chain); recorded in every journal and in
  * every run's genesis record.  open() refuses any other version. */
-#define COH_JOURNAL_FORMAT_VERSION 4
+#define COH_JOURNAL_FORMAT_VERSION 5
 
 /* The checkpoint "agent" that holds the orchestrator's resume state: '@' is
  * not an id character, so no agent has this id. */

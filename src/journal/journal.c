@@ -38,6 +38,8 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <sqlite3.h>
+#include <zstd.h>
+#include <zstd_errors.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -304,6 +306,11 @@ struct coh_journal {
   int64_t pwall; /* wall_us of the open tick's last event (delta base) */
   uint8_t *eb, *wb; /* the open tick's events blob and walls blob */
   size_t eb_len, eb_cap, wb_len, wb_cap;
+  /* zstd: the events blob as stored (zb) and as read back (rb) */
+  ZSTD_CCtx *zc;
+  ZSTD_DCtx *zd;
+  uint8_t *zb, *rb;
+  size_t zb_cap, rb_cap;
   int walking; /* an events()/checkpoints()/verify() walk is under way */
   /* an open group (group_begin): the committed state when it began */
   int in_group;
@@ -360,6 +367,10 @@ void coh_journal_close(coh_journal *j) {
   close_db(j);
   coh__free(j->eb);
   coh__free(j->wb);
+  coh__free(j->zb);
+  coh__free(j->rb);
+  ZSTD_freeCCtx(j->zc);
+  ZSTD_freeDCtx(j->zd);
   coh__free(j->path);
   coh__free(j);
 }
@@ -1100,21 +1111,60 @@ int coh_journal_checkpoint_put(coh_journal *j, const char *agent,
   return COH_OK;
 }
 
+/* ticks.events holds the tick's events blob as one zstd frame (level 1,
+ * its content size in the header): a routing run's rows shrink 18x, and
+ * the bytes SQLite writes twice (WAL, then the database) and reads back were
+ * most of the writer thread's work (bench/RESULTS.md).  The chain hashes
+ * the uncompressed blob, so a digest does not depend on zstd's version or
+ * level.  The blob is bounded like a SQLite value (SQLITE_MAX_LENGTH's
+ * default, what bounded it before it was compressed), which also bounds
+ * what a reader allocates for a row. */
+#define EVENTS_MAX ((size_t)1000000000)
+#define EVENTS_ZSTD_LEVEL 1
+
+static int compress_events(coh_journal *j, size_t *zlen, coh_err *err) {
+  size_t bound, n;
+  if (j->eb_len > EVENTS_MAX)
+    return coh__err(err, COH_EINVAL,
+                    "journal %s: tick %lld's events take %zu bytes, more than "
+                    "a tick may (%zu)", j->path, (long long)j->tick, j->eb_len,
+                    EVENTS_MAX);
+  bound = ZSTD_compressBound(j->eb_len);
+  if (bound > j->zb_cap) {
+    uint8_t *nb = coh__realloc(j->zb, bound);
+    if (nb == NULL) return coh__err(err, COH_ENOMEM, "journal %s: out of memory", j->path);
+    j->zb = nb;
+    j->zb_cap = bound;
+  }
+  if (j->zc == NULL && (j->zc = ZSTD_createCCtx()) == NULL)
+    return coh__err(err, COH_ENOMEM, "journal %s: out of memory", j->path);
+  n = ZSTD_compressCCtx(j->zc, j->zb, bound, j->eb_len ? j->eb : (const void *)empty_blob,
+                        j->eb_len, EVENTS_ZSTD_LEVEL);
+  if (ZSTD_isError(n))
+    return coh__err(err, ZSTD_getErrorCode(n) == ZSTD_error_memory_allocation
+                             ? COH_ENOMEM : COH_EJOURNAL,
+                    "journal %s: compressing tick %lld's events: %s", j->path,
+                    (long long)j->tick, ZSTD_getErrorName(n));
+  *zlen = n;
+  return COH_OK;
+}
+
 int coh_journal_tick_commit(coh_journal *j, int64_t wall_us, coh_err *err) {
   sqlite3_stmt *st = j->st[ST_INS_TICK];
   uint8_t echain[32], chain[32];
+  size_t zlen = 0;
   int rc;
   if (!j->in_tick)
     return coh__err(err, COH_ESTATE, "journal %s: no open tick to commit",
                     j->path);
+  if ((rc = compress_events(j, &zlen, err))) return rc;
   chain_events(j, echain);
   coh__journal_chain_tick(j->pckpt ? j->pchain : echain, j->tick, j->pseq,
                           j->pckpt, chain);
   sqlite3_bind_int64(st, 1, j->tick);
   sqlite3_bind_int64(st, 2, j->pseq);
   sqlite3_bind_int64(st, 3, j->pn);
-  sqlite3_bind_blob64(st, 4, j->eb_len ? (const void *)j->eb : empty_blob,
-                      j->eb_len, SQLITE_STATIC);
+  sqlite3_bind_blob64(st, 4, j->zb, zlen, SQLITE_STATIC);
   sqlite3_bind_blob64(st, 5, j->wb_len ? (const void *)j->wb : empty_blob,
                       j->wb_len, SQLITE_STATIC);
   sqlite3_bind_blob(st, 6, echain, 32, SQLITE_STATIC);
@@ -1225,8 +1275,47 @@ typedef struct trow {
   const uint8_t *echain;
 } trow;
 
+/* The stored events column back to the events blob (see compress_events):
+ * exactly one whole zstd frame that states its size, within EVENTS_MAX,
+ * decompressing to that size.  Anything else names the tick. */
+static int decompress_events(coh_journal *j, int64_t tick, const void *z, size_t zlen,
+                             trow *r, coh_err *err) {
+  unsigned long long size;
+  size_t got;
+  if (z == NULL) z = empty_blob;
+  size = ZSTD_getFrameContentSize(z, zlen);
+  if (size == ZSTD_CONTENTSIZE_ERROR || ZSTD_findFrameCompressedSize(z, zlen) != zlen)
+    return coh__err(err, COH_EJOURNAL,
+                    "journal %s: table ticks, tick %lld: events is not one zstd "
+                    "frame", j->path, (long long)tick);
+  if (size == ZSTD_CONTENTSIZE_UNKNOWN || size > EVENTS_MAX)
+    return coh__err(err, COH_EJOURNAL,
+                    "journal %s: table ticks, tick %lld: events frame states %s "
+                    "size (at most %zu bytes)", j->path, (long long)tick,
+                    size == ZSTD_CONTENTSIZE_UNKNOWN ? "no" : "a larger", EVENTS_MAX);
+  if (size + 1 > j->rb_cap) {
+    uint8_t *nb = coh__realloc(j->rb, (size_t)size + 1);
+    if (nb == NULL) return coh__err(err, COH_ENOMEM, "journal %s: out of memory", j->path);
+    j->rb = nb;
+    j->rb_cap = (size_t)size + 1;
+  }
+  if (j->zd == NULL && (j->zd = ZSTD_createDCtx()) == NULL)
+    return coh__err(err, COH_ENOMEM, "journal %s: out of memory", j->path);
+  got = ZSTD_decompressDCtx(j->zd, j->rb, j->rb_cap, z, zlen);
+  if (ZSTD_isError(got) || got != size)
+    return coh__err(err, ZSTD_isError(got) &&
+                             ZSTD_getErrorCode(got) == ZSTD_error_memory_allocation
+                             ? COH_ENOMEM : COH_EJOURNAL,
+                    "journal %s: table ticks, tick %lld: events frame does not "
+                    "decompress (%s)", j->path, (long long)tick,
+                    ZSTD_isError(got) ? ZSTD_getErrorName(got) : "wrong size");
+  r->ev = j->rb;
+  r->ev_len = got;
+  return COH_OK;
+}
+
 static int read_trow(coh_journal *j, sqlite3_stmt *st, trow *r, coh_err *err) {
-  int t3 = sqlite3_column_type(st, 3), t4 = sqlite3_column_type(st, 4);
+  int t3 = sqlite3_column_type(st, 3), t4 = sqlite3_column_type(st, 4), rc;
   memset(r, 0, sizeof *r);
   r->tick = sqlite3_column_int64(st, 0);
   if (sqlite3_column_type(st, 0) != SQLITE_INTEGER ||
@@ -1237,15 +1326,17 @@ static int read_trow(coh_journal *j, sqlite3_stmt *st, trow *r, coh_err *err) {
                     "integer", j->path, (long long)r->tick);
   r->last_seq = sqlite3_column_int64(st, 1);
   r->n = sqlite3_column_int64(st, 2);
-  /* Text is accepted for the blobs too, so that an edit made with the
-   * sqlite3 shell shows up as a chain mismatch, not as a type error. */
+  /* Text is accepted for the blobs too (the same bytes, as the sqlite3
+   * shell may leave them), so that an edit shows up as what it changed (a
+   * frame that does not decode, a chain mismatch), not as a type error. */
   if ((t3 != SQLITE_BLOB && t3 != SQLITE_TEXT) ||
       (t4 != SQLITE_BLOB && t4 != SQLITE_TEXT))
     return coh__err(err, COH_EJOURNAL,
                     "journal %s: table ticks, tick %lld: events or walls is "
                     "not a blob", j->path, (long long)r->tick);
-  r->ev = sqlite3_column_blob(st, 3);
-  r->ev_len = (size_t)sqlite3_column_bytes(st, 3);
+  if ((rc = decompress_events(j, r->tick, sqlite3_column_blob(st, 3),
+                              (size_t)sqlite3_column_bytes(st, 3), r, err)))
+    return rc;
   r->walls = sqlite3_column_blob(st, 4);
   r->walls_len = (size_t)sqlite3_column_bytes(st, 4);
   if (r->ev == NULL) r->ev = (const uint8_t *)empty_blob;

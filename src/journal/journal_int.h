@@ -19,7 +19,7 @@
 /* meta "format": tells a cohort journal from any other SQLite file. */
 #define COH__JOURNAL_FORMAT "cohort-journal"
 /* The first bytes hashed into the genesis (with its NUL). */
-#define COH__JOURNAL_TAG "cohort-journal-4"
+#define COH__JOURNAL_TAG "cohort-journal-5"
 
 /* genesis = SHA256(TAG\0 || 'G' || le64 len || inputs || le64 n_blobs ||
  * the blobs' 32-byte keys in ascending byte order). */
