@@ -1334,9 +1334,11 @@ static int read_trow(coh_journal *j, sqlite3_stmt *st, trow *r, coh_err *err) {
     return coh__err(err, COH_EJOURNAL,
                     "journal %s: table ticks, tick %lld: events or walls is "
                     "not a blob", j->path, (long long)r->tick);
-  if ((rc = decompress_events(j, r->tick, sqlite3_column_blob(st, 3),
-                              (size_t)sqlite3_column_bytes(st, 3), r, err)))
-    return rc;
+  {
+    const void *z = sqlite3_column_blob(st, 3); /* before its size, as SQLite asks */
+    if ((rc = decompress_events(j, r->tick, z, (size_t)sqlite3_column_bytes(st, 3), r, err)))
+      return rc;
+  }
   r->walls = sqlite3_column_blob(st, 4);
   r->walls_len = (size_t)sqlite3_column_bytes(st, 4);
   if (r->ev == NULL) r->ev = (const uint8_t *)empty_blob;
