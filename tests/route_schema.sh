@@ -15,7 +15,11 @@
 #     the wasm worker validates with Ajv against the route's schema, and the
 #     worker parses each one (emits "parsed 3: ...");
 #  3. bad routes fail the load with FILE:LINE:COLUMN and what was expected
-#     (the schema's keyword and JSON pointer for an unsupported one).
+#     (the schema's keyword and JSON pointer for an unsupported one);
+#  4. target names with NUL bytes in them (a hostile agent's): refused as
+#     unknown (COH_ABI_ENOTFOUND, -2), also right after a send to the agent
+#     they start with (the sender's last-target cache), and never read past
+#     an agent's id (the ASan suite runs this test).
 set -u
 BIN=${COH_BIN:?} BUILD=${COH_BUILD_DIR:?} SRC=${COH_SOURCE_DIR:?}
 PY=${COH_PYTHON:-/usr/bin/python3}
@@ -206,5 +210,43 @@ P2='  - {id: p, kind: prompt, config: {model: bard, prompt: "{input}", schema: {
   - {id: s, module: '"$A"'/sender.wasm}'
 expect ownschema "routes\[0\] gives the messages of prompt agent 'p' a schema, but its config.*has 'schema'" \
   'routes: [{from: p, to: s, schema: {type: array}}]' "$P2"
+
+# ---- 4. target names with NUL bytes ----------------------------------------------
+# sender.wasm sends '~' as a NUL byte: "w~" is the 2 bytes "w\0", and the
+# 70-NUL name is longer than any id, so a comparison that read the id at the
+# name's length would read past the end of "w" (ASan: heap-buffer-overflow).
+nuls=$(printf '~%.0s' $(seq 1 70))
+cat >"$tmp/nul.yaml" <<YAML
+name: nul-targets
+seed: 3
+policy: {kind: round_robin, quantum: 8}
+stop: {max_ticks: 5, quiescence: true}
+agents:
+  - {id: s, module: $A/sender.wasm}
+  - {id: w, module: $A/chatter.wasm}
+  - {id: wx, module: $A/chatter.wasm}
+messages:
+  - {to: s, body: 'w~ a'}
+  - {to: s, body: 'w$nuls b'}
+  - {to: s, body: 'w c'}
+  - {to: s, body: 'w~ d'}
+  - {to: s, body: 'wx~ e'}
+  - {to: s, body: 'wx f'}
+YAML
+for w in 1 2; do
+  "$BIN" run "$tmp/nul.yaml" --journal "$tmp/nul-$w.db" --workers $w --cache-dir "$CACHE" \
+    >"$tmp/nout-$w" 2>"$tmp/nerr-$w" || bad "NUL targets: run --workers $w: $(cat "$tmp/nerr-$w")"
+done
+[ "$(grep -c 's: send w: -2$' "$tmp/nout-1")" = 3 ] && [ "$(grep -c 's: send wx: -2$' "$tmp/nout-1")" = 1 ] &&
+  [ "$(grep -c 's: send w: 0$' "$tmp/nout-1")" = 1 ] && [ "$(grep -c 's: send wx: 0$' "$tmp/nout-1")" = 1 ] &&
+  ok "names with NUL bytes are refused as unknown (-2); 'w' and 'wx' themselves get their messages" ||
+  { bad "NUL targets: send return codes"; cat "$tmp/nout-1" "$tmp/nerr-1"; }
+[ "$(grep -c 'w: got: c (n=' "$tmp/nout-1")" = 1 ] && [ "$(grep -c 'wx: got: f (n=' "$tmp/nout-1")" = 1 ] &&
+  [ "$(grep -c ': got: ' "$tmp/nout-1")" = 2 ] &&
+  ok "only the two messages to real names were delivered" ||
+  { bad "NUL targets: deliveries"; cat "$tmp/nout-1"; }
+d1=$(digest_of "$tmp/nout-1"); d2=$(digest_of "$tmp/nout-2")
+[ -n "$d1" ] && [ "$d1" = "$d2" ] && ok "NUL targets: digest equal for 1 and 2 workers" ||
+  bad "NUL targets: digests differ: '$d1' / '$d2'"
 
 if [ "$fails" -eq 0 ]; then echo "route_schema: all passed"; else echo "route_schema: $fails failed"; exit 1; fi

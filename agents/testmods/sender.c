@@ -6,7 +6,8 @@
  * array from another agent (a planner's task): it is parsed and emitted as
  * "parsed N: ITEM | ITEM ..." (strings decoded, other values as written),
  * or "unparsed: BODY" when it is not an array.  Any other message without a
- * space is ignored. */
+ * space is ignored.  A '~' in TARGET is sent as a NUL byte (names with NUL
+ * bytes in them: tests/route_schema.sh). */
 #include <stdio.h>
 
 #include "cohort_json.h"
@@ -58,7 +59,11 @@ static int sender_event(const coh_event *ev) {
   if (tl == 0 || tl >= sizeof target) return 0;
   memcpy(target, b, tl);
   target[tl] = '\0';
-  rc = coh_send(target, sp + 1, ev->body_len - tl - 1);
+  /* '~' in TARGET stands for a NUL byte, which only a hostile agent would
+   * send: the name is passed with its length, NULs included */
+  for (k = 0; k < (int)tl; k++)
+    if (target[k] == '~') target[k] = '\0';
+  rc = cohort_send(target, (uint32_t)tl, sp + 1, (uint32_t)(ev->body_len - tl - 1));
   k = snprintf(buf, sizeof buf, "send %s: %d", target, rc);
   coh_emit(buf, (size_t)k);
   return 0;

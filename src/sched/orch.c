@@ -200,8 +200,10 @@ static void *worker_main(void *arg) {
   worker *w = arg;
   for (;;) {
     size_t i;
+    double t;
     if (coh__ring_pop(&w->tasks) == QUIT) break;
-    for (i = 0; i < w->n_batch; i++) coh__orch_run_step(w->batch[i], w->o->tick);
+    t = coh__wall_seconds();
+    for (i = 0; i < w->n_batch; i++) t = coh__orch_run_step(w->batch[i], w->o->tick, t);
     coh__ring_push(&w->done, w);
   }
   return NULL;

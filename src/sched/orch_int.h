@@ -76,6 +76,7 @@ enum agent_status { AGENT_ALIVE, AGENT_EXITED, AGENT_FAILED };
 typedef struct agent_slot {
   struct coh_sim *o;
   int index;
+  int send_cache; /* the slot this agent last sent to (h_send; checked by id before use) */
   char *id;
   const coh_scn_agent *spec;
   coh_module *module;     /* borrowed from the module table */
@@ -94,12 +95,10 @@ typedef struct agent_slot {
    * the runtime): the agent's call was abandoned and the tick must not be
    * committed (coh_run fails with fail_rc and fail_msg). */
   int fail_rc;
-  char fail_msg[400];
   size_t to_deliver;      /* events this step takes from the inbox */
   size_t delivered;
   uint64_t fuel_used;
   int32_t last_rc;
-  coh_agent_result res;   /* of the call that trapped/exited, if any */
   int trapped, exited, is_init;
   double step_t0, step_t1; /* wall clock of this step (worker-written) */
   double *qlat;            /* queued latencies (ms) of the events it took */
@@ -108,6 +107,11 @@ typedef struct agent_slot {
   kv_pair *kv;
   size_t n_kv;
   int64_t next_llm, next_timer;
+  /* Cold, and last so that the fields above share few cache lines: the
+   * orchestrator's per-tick scans of every slot and the workers' steps
+   * read those, these only after a failure, trap or exit. */
+  char fail_msg[400];
+  coh_agent_result res;   /* of the call that trapped/exited, if any */
 } agent_slot;
 
 /* One LLM request between commit and completion. */
@@ -272,7 +276,7 @@ typedef struct coh_sim {
 
 /* host.c: the agent host interface (worker side) and a step task. */
 extern const coh_agent_host coh__orch_host;
-void coh__orch_run_step(agent_slot *a, int64_t tick);
+double coh__orch_run_step(agent_slot *a, int64_t tick, double t0);
 void coh__orch_clear_outs(agent_slot *a);
 
 /* orch.c, for resume.c: an inbox push ("header\0body"), an id lookup
