@@ -4,11 +4,18 @@
 #  - it replays from any directory, and after its module files are gone
 #    (modules are stored in it); models are checked by hash, and a changed
 #    model file is named;
-#  - replay (also --no-model), resume and inspect verify the whole chain
-#    first and refuse a journal that fails, exit 1, naming the first bad
-#    record: a killed run with its last tick row deleted, a complete run
-#    with flipped bytes, an edited scenario text (seed 1 -> 91), an edited
-#    checkpoint;
+#  - replay (also --no-model) and inspect verify the whole chain first,
+#    resume what it reads (the genesis, the blobs, and the chain from the
+#    checkpoint it restores on; the whole chain of a run marked complete),
+#    and they refuse a journal that fails, exit 1, naming the first bad
+#    record: a killed run with a tick row after its last checkpoint
+#    deleted, a complete run with flipped bytes, an edited scenario text
+#    (seed 1 -> 91), an edited checkpoint;
+#  - a resume does not read the ticks before the checkpoint it restores
+#    (its cost is bounded by what follows the checkpoint): an event flipped
+#    there does not change what it re-executes nor its digest, and
+#    `inspect --verify` still rejects the journal afterwards (not
+#    laundered);
 #  - what a chain cannot show: a journal its owner rebuilt (re-chained)
 #    verifies, but its digest differs from the original's
 #    (`inspect --digest`) and replay finds the divergence.
@@ -154,8 +161,40 @@ sql "$tmp/status.db" "UPDATE meta SET value = CAST('running' AS BLOB) WHERE key 
 expect 0 "resume status=running" "$BIN" resume "$tmp/status.db" --cache-dir "$CACHE" --quiet &&
   { [ "$(digest_of "$tmp/out")" = "$D" ] && ok "resume of a sound journal marked running: same digest" ||
     bad "status resume digest $(digest_of "$tmp/out") != $D"; }
+# the same, with an event flipped in a tick before the last checkpoint: the
+# resume restores that checkpoint and does not read the tick (so it is not
+# refused, and re-executes and appends exactly as from a sound journal),
+# and the flip is still there for --verify to find
+cp "$J" "$tmp/preflip.db"
+sql "$tmp/preflip.db" "UPDATE meta SET value = CAST('running' AS BLOB) WHERE key = 'status';"
+ck_tick=$("$PY" - "$tmp/preflip.db" <<'PY'
+import os, sqlite3, sys
+sys.path.insert(0, os.path.join(os.environ["COH_SOURCE_DIR"], "tests"))
+import journal_rechain as jr
+c = sqlite3.connect(sys.argv[1])
+ck = c.execute("select max(tick) from checkpoints where agent = '@orchestrator'").fetchone()[0]
+e = [e for e in jr.events(c) if len(e.payload) > 4 and e.tick < ck][0]
+p = bytearray(e.payload)
+p[2] ^= 0x20
+jr.set_event_payload(c, e.seq, bytes(p))
+c.commit()
+print(ck)
+PY
+)
+expect 1 "verify pre-checkpoint flip" "$BIN" inspect "$tmp/preflip.db" --verify &&
+  ok "an event flipped before the last checkpoint (tick $ck_tick) fails --verify"
+expect 0 "resume pre-checkpoint flip" "$BIN" resume "$tmp/preflip.db" --cache-dir "$CACHE" --quiet &&
+  { grep -q "resumed from checkpoint at tick $ck_tick" "$tmp/out" && [ "$(digest_of "$tmp/out")" = "$D" ] &&
+    ok "resume restores tick $ck_tick without reading the ticks before it: same digest" ||
+    { bad "pre-checkpoint resume"; cat "$tmp/all"; }; }
+expect 1 "verify after the pre-checkpoint resume" "$BIN" inspect "$tmp/preflip.db" --verify &&
+  ok "not laundered: --verify still rejects it after the resume"
+expect 1 "resume --full pre-checkpoint flip" "$BIN" resume "$tmp/preflip.db" --full --cache-dir "$CACHE" &&
+  { grep -q "verify failed at table ticks, tick [0-9]* (events" "$tmp/all" &&
+    ok "resume --full (which re-executes every tick) refuses it" || { bad "resume --full message"; cat "$tmp/all"; }; }
 
-# 7. killed mid-run, last tick row deleted: resume refuses it instead of
+# 7. killed mid-run, a tick row after the last checkpoint deleted: resume
+# refuses it instead of
 # laundering it (it used to exit 0 with a wrong digest, after which
 # --verify accepted the journal)
 cat >"$tmp/long.yaml" <<YAML
@@ -203,8 +242,15 @@ c = sqlite3.connect(sys.argv[1])
 # (since format 4: a tick's events live in its ticks row, so deleting the last
 # rows is a truncation, which no chain can show; a row deleted in the
 # middle leaves a gap in the seqs)
-ts = [t for (t,) in c.execute("select tick from ticks where n_events > 0 order by tick")]
-c.execute("delete from ticks where tick = ?", (ts[len(ts) // 2],))
+# (one that a resume reads: the row of the last resume state's tick, or,
+# when the kill came right after that tick, the row before it, which the
+# chain from that tick on starts from; every tick of this scenario has
+# events, so either leaves a gap in the seqs)
+ck = c.execute("select max(tick) from checkpoints where agent = '@orchestrator'").fetchone()[0]
+last = c.execute("select max(tick) from ticks").fetchone()[0]
+t = ck if last > ck else ck - 1
+assert c.execute("select n_events from ticks where tick = ?", (t,)).fetchone()[0] > 0, t
+c.execute("delete from ticks where tick = ?", (t,))
 c.commit()
 PY
 expect 1 "verify after deleting a tick row" "$BIN" inspect "$tmp/k.db" --verify &&

@@ -1188,6 +1188,120 @@ static void test_checkpoints(void) {
   rm_journal(path);
 }
 
+/* coh_journal_verify_from: what a resume from a checkpoint at tick `from`
+ * reads is checked (the genesis, the blobs, the ticks and checkpoints from
+ * `from` on, and the link from the last row before `from`), and nothing
+ * before that row is read. */
+/* Ticks 0..9, one event each (seq = tick + 1), with checkpoints of agent
+ * "a" and of the orchestrator at ticks 4 and 8. */
+static void mk_from_journal(const char *path) {
+  coh_journal *j = NULL;
+  coh_err err;
+  int64_t t;
+  rm_journal(path);
+  REQUIRE(coh_journal_create(path, "in", 2, &j, &err) == 0);
+  CHECK_EQ_INT(coh_journal_verified_from(j), INT64_MIN); /* it wrote every row */
+  for (t = 0; t < 10; t++) {
+    coh_jevent ev;
+    char payload[32];
+    REQUIRE(coh_journal_tick_begin(j, t, &err) == 0);
+    memset(&ev, 0, sizeof ev);
+    snprintf(payload, sizeof payload, "tick %lld", (long long)t);
+    ev.tick = t;
+    ev.kind = "message";
+    ev.source = "a";
+    ev.target = "b";
+    ev.payload = payload;
+    ev.payload_len = strlen(payload);
+    REQUIRE(coh_journal_append(j, &ev, &err) == 0);
+    if (t % 4 == 0 && t > 0) {
+      REQUIRE(coh_journal_checkpoint_put(j, "a", payload, strlen(payload), &err) == 0);
+      REQUIRE(coh_journal_checkpoint_put(j, COH_JOURNAL_ORCH_CHECKPOINT, "o", 1, &err) == 0);
+    }
+    REQUIRE(coh_journal_tick_commit(j, t, &err) == 0);
+  }
+  coh_journal_close(j);
+}
+
+static void verify_from_case(const char *path, const char *sql, int64_t from, int want_ok,
+                             const char *want) {
+  coh_journal *j = NULL;
+  coh_err err;
+  int rc;
+  mk_from_journal(path);
+  if (sql) REQUIRE(sql_exec(path, sql) == SQLITE_OK);
+  REQUIRE(coh_journal_open(path, &j, &err) == 0);
+  rc = coh_journal_verify_from(j, from, &err);
+  if (want_ok) {
+    CHECK_EQ_INT(rc, COH_OK);
+    if (rc) fprintf(stderr, "  case %s, from %lld: %s\n", sql ? sql : "(none)", (long long)from, err.msg);
+    CHECK_EQ_INT(coh_journal_verified_from(j), from);
+  } else {
+    CHECK_EQ_INT(rc, COH_EJOURNAL);
+    if (want) {
+      CHECK(strstr(err.msg, want) != NULL);
+      if (!strstr(err.msg, want)) fprintf(stderr, "  case %s: got '%s', want '%s'\n", sql, err.msg, want);
+    }
+    CHECK_EQ_INT(coh_journal_verified_from(j), INT64_MAX); /* nothing verified */
+  }
+  coh_journal_close(j);
+}
+
+static void test_verify_from(void) {
+  char path[512];
+  coh_journal *j = NULL;
+  coh_err err;
+  tmp_path(path, sizeof path, "vfrom.db");
+  /* a sound journal: nothing verified when opened; a later, larger `from`
+   * does not narrow what was verified */
+  mk_from_journal(path);
+  REQUIRE(coh_journal_open(path, &j, &err) == 0);
+  CHECK_EQ_INT(coh_journal_verified_from(j), INT64_MAX);
+  CHECK(coh_journal_verify_from(j, 8, &err) == 0);
+  CHECK_EQ_INT(coh_journal_verified_from(j), 8);
+  CHECK(coh_journal_verify_from(j, 4, &err) == 0);
+  CHECK_EQ_INT(coh_journal_verified_from(j), 4);
+  CHECK(coh_journal_verify_from(j, 9, &err) == 0);
+  CHECK_EQ_INT(coh_journal_verified_from(j), 4);
+  CHECK(coh_journal_verify(j, &err) == 0);
+  CHECK_EQ_INT(coh_journal_verified_from(j), INT64_MIN);
+  coh_journal_close(j);
+  /* past the last tick: only the genesis and the blobs */
+  verify_from_case(path, NULL, 100, 1, NULL);
+  /* a tick before `from` changed: not read from 4 on, found from 2 on */
+  verify_from_case(path, "UPDATE ticks SET events_chain = zeroblob(32) WHERE tick = 2", 4, 1, NULL);
+  verify_from_case(path, "UPDATE ticks SET events_chain = zeroblob(32) WHERE tick = 2", 2, 0,
+                   "table ticks, tick 2 (events, seqs 3..3)");
+  verify_from_case(path, "UPDATE ticks SET events_chain = zeroblob(32) WHERE tick = 2",
+                   INT64_MIN, 0, "table ticks, tick 2 (events");
+  /* a tick from `from` on */
+  verify_from_case(path, "UPDATE ticks SET events_chain = zeroblob(32) WHERE tick = 6", 4, 0,
+                   "table ticks, tick 6 (events, seqs 7..7)");
+  /* the row the walk starts from: its chain, its last seq, its absence */
+  verify_from_case(path, "UPDATE ticks SET chain = zeroblob(32) WHERE tick = 3", 4, 0,
+                   "table ticks, tick 4 (events, seqs 5..5)");
+  verify_from_case(path, "UPDATE ticks SET last_seq = 3 WHERE tick = 3", 4, 0,
+                   "table ticks, tick 4: its 1 events end at seq 5, but the tick before ends at "
+                   "seq 3");
+  verify_from_case(path, "DELETE FROM ticks WHERE tick = 3", 4, 0,
+                   "table ticks, tick 4: its 1 events end at seq 5, but the tick before ends at "
+                   "seq 3");
+  verify_from_case(path, "UPDATE ticks SET chain = X'00' WHERE tick = 3", 4, 0,
+                   "table ticks, tick 3: a column has the wrong type");
+  /* the checkpoints of tick `from` are read, those before it are not */
+  verify_from_case(path, "UPDATE checkpoints SET state = 'x' WHERE tick = 4 AND agent = 'a'", 4, 0,
+                   "table checkpoints, tick 4, agent a");
+  verify_from_case(path, "UPDATE checkpoints SET state = 'x' WHERE tick = 4 AND agent = 'a'", 5, 1,
+                   NULL);
+  /* a checkpoint after the last tick row belongs to no committed tick */
+  verify_from_case(path, "DELETE FROM ticks WHERE tick >= 8", 8, 0,
+                   "table checkpoints, tick 8, agent a: it belongs to no committed tick");
+  /* the genesis is always checked */
+  verify_from_case(path, "UPDATE meta SET value = 'other' WHERE key = 'inputs'", 8, 0,
+                   "table meta, key 'inputs'");
+  rm_journal(path);
+}
+
 static void test_truncate_after(void) {
   char path[512], at4[65], full[65], hex[65];
   coh_journal *j = NULL;
@@ -1575,6 +1689,7 @@ int main(int argc, char **argv) {
   RUN(test_tamper);
   RUN(test_malformed);
   RUN(test_checkpoints);
+  RUN(test_verify_from);
   RUN(test_truncate_after);
   RUN(test_ticks_walk);
   RUN(test_events_filters);

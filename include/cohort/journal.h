@@ -141,7 +141,8 @@ int coh_journal_blob_get(coh_journal *j, const uint8_t sha256[32],
  * cohort journal, schema version, missing tables or columns — the message
  * says which).  Checks structure only: the chain state is taken from the
  * last ticks row as stored; coh_journal_verify checks it.  Every command
- * that trusts a journal verifies it first. */
+ * that trusts a journal verifies it first (resume: what it reads,
+ * coh_journal_verify_from). */
 int coh_journal_open(const char *path, coh_journal **out, coh_err *err);
 
 void coh_journal_close(coh_journal *j);
@@ -250,6 +251,22 @@ int coh_journal_checkpoints(coh_journal *j, int64_t tick,
  * elsewhere.  On success the handle's digest is the verified one.
  * COH_ESTATE with a tick open. */
 int coh_journal_verify(coh_journal *j, coh_err *err);
+
+/* The same checks for what a resume from a checkpoint at tick `from` reads:
+ * the genesis and every blob, then the ticks and checkpoints from tick
+ * `from` on, recomputed from the stored chain of the last ticks row before
+ * `from` (that row's chain and last seq are taken as stored; the rows
+ * before it are not read, so the cost is bounded by what lies after
+ * `from`, not by the length of the run).  A row before `from` that was
+ * changed is not found: coh_journal_verify (`inspect --verify`) audits the
+ * whole file.  from = INT64_MIN is coh_journal_verify. */
+int coh_journal_verify_from(coh_journal *j, int64_t from, coh_err *err);
+
+/* The first tick from which this handle's rows have been verified (the
+ * smallest `from` that passed): INT64_MIN for all of them (and for a
+ * journal this handle created), INT64_MAX for none (an opened journal not
+ * verified yet). */
+int64_t coh_journal_verified_from(const coh_journal *j);
 
 /* Deletes every event, checkpoint and tick row with tick > tick (used by
  * resume to continue from a checkpoint), in one transaction; the digest and

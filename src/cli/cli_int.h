@@ -52,6 +52,13 @@ char *coh__exe_relative(const char *rel);
  * the first bad record and returns COH_EXIT_RUNTIME. */
 int coh__journal_open_verified(const char *cmd, const char *path,
                                struct coh_journal **j);
+/* The same for `cohort resume`: the chain is verified from the checkpoint
+ * the resume will restore (coh_journal_verify_from), so that its cost is
+ * bounded by what lies after that checkpoint; the whole chain when `whole`
+ * (resume --full), when there is no resume state, or when the run is
+ * marked complete. */
+int coh__journal_open_resumable(const char *cmd, const char *path, int whole,
+                                struct coh_journal **j);
 /* run_journal.c: creates a run's journal at path holding rec's genesis and
  * blobs and the scenario's path and absolute folder (meta, outside the
  * chain).  *j: caller closes. */

@@ -428,8 +428,11 @@ static int replay_or_resume(const char *cmd, int argc, char **argv) {
     coh__runtime_error(cmd, "cannot set up signal handling");
     goto done;
   }
-  /* The whole chain is verified before anything in the journal is used. */
-  if (coh__journal_open_verified(cmd, c.target, &j)) goto done;
+  /* The chain is verified before anything in the journal is used: whole
+   * for a replay, from its checkpoint on for a resume (docs/journal.md). */
+  if (resume ? coh__journal_open_resumable(cmd, c.target, c.full, &j)
+             : coh__journal_open_verified(cmd, c.target, &j))
+    goto done;
   if (coh_run_record_load(j, &ro, &s, &rec, &err)) {
     coh__runtime_error(cmd, "%s: %s", c.target, err.msg);
     goto done;

@@ -55,11 +55,44 @@ int coh__create_journal(const char *path, const coh_scenario *s, const coh_run_r
 }
 
 int coh__journal_open_verified(const char *cmd, const char *path, coh_journal **out) {
+  return coh__journal_open_resumable(cmd, path, 1, out);
+}
+
+/* Where a resume will restore from: the latest resume state at or before
+ * the last tick row (orch.c's find_resume_state asks the same), or
+ * INT64_MIN when there is none, the run is complete (a resume that does
+ * nothing says so only of a journal that verifies) or `whole` asks for the
+ * whole chain. */
+static int resume_from(coh_journal *j, int whole, int64_t *from, coh_err *err) {
+  int64_t last = -1, n = 0, tick = -1;
+  char *status = NULL;
+  size_t sl;
+  int rc;
+  *from = INT64_MIN;
+  if (whole) return COH_OK;
+  rc = coh_journal_meta_get(j, "status", &status, &sl, err);
+  if (rc == COH_OK && !strcmp(status, "complete")) rc = 1;
+  coh_free(status);
+  if (rc == 1) return COH_OK;
+  if (rc != COH_OK && rc != COH_ENOENT) return rc;
+  if ((rc = coh_journal_last_tick(j, &last, &n, err)) ||
+      (rc = coh_journal_checkpoint_tick_of(j, COH_JOURNAL_ORCH_CHECKPOINT, last, &tick, err)))
+    return rc;
+  if (tick >= 0) *from = tick;
+  return COH_OK;
+}
+
+int coh__journal_open_resumable(const char *cmd, const char *path, int whole, coh_journal **out) {
   coh_journal *j = NULL;
   coh_err err;
+  int64_t from = INT64_MIN;
   *out = NULL;
   if (coh_journal_open(path, &j, &err)) return coh__runtime_error(cmd, "%s", err.msg);
-  if (coh_journal_verify(j, &err)) {
+  if (resume_from(j, whole, &from, &err)) {
+    coh_journal_close(j);
+    return coh__runtime_error(cmd, "%s", err.msg);
+  }
+  if (coh_journal_verify_from(j, from, &err)) {
     coh_journal_close(j);
     return coh__runtime_error(cmd, "%s; refusing a journal that fails verification", err.msg);
   }

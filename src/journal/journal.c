@@ -198,6 +198,7 @@ enum {
   ST_META_GET,
   ST_EVENTS,
   ST_VERIFY_TICKS,
+  ST_VERIFY_BASE,
   ST_CKPT_TICK,
   ST_CKPT_TICK_OF,
   ST_CKPTS,
@@ -230,7 +231,11 @@ static const char *const stmt_sql[ST_COUNT] = {
                   "events_chain FROM ticks WHERE tick BETWEEN ?1 AND ?2 "
                   "ORDER BY tick",
     [ST_VERIFY_TICKS] = "SELECT tick, last_seq, n_events, events, walls, "
-                        "events_chain, chain FROM ticks ORDER BY tick",
+                        "events_chain, chain FROM ticks WHERE tick >= ?1 "
+                        "ORDER BY tick",
+    /* where a walk from tick ?1 starts: the stored chain of the row before */
+    [ST_VERIFY_BASE] = "SELECT tick, last_seq, chain FROM ticks WHERE tick < ?1 "
+                       "ORDER BY tick DESC LIMIT 1",
     [ST_CKPT_TICK] = "SELECT MAX(tick) FROM checkpoints WHERE tick <= ?",
     [ST_CKPT_TICK_OF] = "SELECT MAX(tick) FROM checkpoints WHERE tick <= ?1 "
                         "AND agent = ?2",
@@ -248,7 +253,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     /* BLOB order is memcmp order: the genesis hashes the keys this way. */
     [ST_BLOB_KEYS] = "SELECT sha256 FROM blobs ORDER BY sha256",
     [ST_VERIFY_CKPTS] = "SELECT tick, n, agent, state, chain FROM checkpoints "
-                        "ORDER BY tick, n",
+                        "WHERE tick >= ?1 ORDER BY tick, n",
     [ST_VERIFY_BLOBS] = "SELECT sha256, bytes FROM blobs ORDER BY sha256",
 };
 
@@ -312,6 +317,7 @@ struct coh_journal {
   uint8_t *zb, *rb;
   size_t zb_cap, rb_cap;
   int walking; /* an events()/checkpoints()/verify() walk is under way */
+  int64_t verified_from; /* coh_journal_verified_from */
   /* an open group (group_begin): the committed state when it began */
   int in_group;
   uint8_t gchain[32];
@@ -384,6 +390,7 @@ static int new_handle(const char *path, coh_journal **out, coh_err *err) {
     return coh__err(err, COH_ENOMEM, "journal %s: out of memory", path);
   }
   j->last_tick = -1;
+  j->verified_from = INT64_MAX; /* nothing yet: coh_journal_verify_from */
   *out = j;
   return COH_OK;
 }
@@ -724,7 +731,10 @@ int coh_journal_create_init(const char *path, const coh_journal_init *init,
     return coh__err(err, COH_EIO, "journal %s: cannot create: %s", path, strerror(e));
   }
   unlink_all(tmp);
-  return coh_journal_open(path, out, err);
+  rc = coh_journal_open(path, out, err);
+  /* it holds only what this process just wrote */
+  if (rc == COH_OK) (*out)->verified_from = INT64_MIN;
+  return rc;
 }
 
 static uint32_t be32(const unsigned char *b) {
@@ -1638,13 +1648,44 @@ static int verify_inputs(coh_journal *j, coh_err *err) {
   return COH_OK;
 }
 
-/* Walks ticks (by tick) and checkpoints (by tick, n) together,
- * recomputing the chain: each tick's events must follow the previous
- * tick's seqs, its events blob must hash to its stored events chain and
- * decode to exactly its n_events events, every checkpoint must belong to a
- * committed tick, and every stored chain must equal the recomputed one.
- * Errors name the first bad record: table, row, tick. */
-static int verify_walk(coh_journal *j, coh_err *err) {
+/* Where a walk from tick `from` starts: the genesis and seq 0, or, when
+ * a ticks row lies before `from`, that row's stored chain and last seq
+ * (taken as stored: the rows before `from` are not read). */
+static int verify_base(coh_journal *j, int64_t from, uint8_t cur[32], int64_t *prev_seq,
+                       coh_err *err) {
+  sqlite3_stmt *st = j->st[ST_VERIFY_BASE];
+  int rc;
+  memcpy(cur, j->chain0, 32);
+  *prev_seq = 0;
+  sqlite3_bind_int64(st, 1, from);
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    int64_t tick = sqlite3_column_int64(st, 0);
+    if (sqlite3_column_type(st, 0) != SQLITE_INTEGER ||
+        sqlite3_column_type(st, 1) != SQLITE_INTEGER ||
+        sqlite3_column_type(st, 2) != SQLITE_BLOB || sqlite3_column_bytes(st, 2) != 32) {
+      sqlite3_reset(st);
+      return coh__err(err, COH_EJOURNAL,
+                      "journal %s: verify failed at table ticks, tick %lld: a "
+                      "column has the wrong type", j->path, (long long)tick);
+    }
+    *prev_seq = sqlite3_column_int64(st, 1);
+    memcpy(cur, sqlite3_column_blob(st, 2), 32);
+    rc = SQLITE_DONE;
+  }
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE) return sqlfail(j, err, rc, "verify: reading ticks");
+  return COH_OK;
+}
+
+/* Walks ticks (by tick) and checkpoints (by tick, n) from tick `from`
+ * together, recomputing the chain from verify_base: each tick's events
+ * must follow the previous tick's seqs, its events blob must hash to its
+ * stored events chain and decode to exactly its n_events events, every
+ * checkpoint must belong to a committed tick, and every stored chain must
+ * equal the recomputed one.  Errors name the first bad record: table, row,
+ * tick. */
+static int verify_walk(coh_journal *j, int64_t from, coh_err *err) {
   sqlite3_stmt *tt = j->st[ST_VERIFY_TICKS];
   ck_cursor ck;
   uint8_t cur[32];
@@ -1652,10 +1693,12 @@ static int verify_walk(coh_journal *j, coh_err *err) {
   trow r;
   int rc;
 
+  if ((rc = verify_base(j, from, cur, &prev_seq, err))) return rc;
+  sqlite3_bind_int64(tt, 1, from);
   memset(&ck, 0, sizeof ck);
   ck.st = j->st[ST_VERIFY_CKPTS];
+  sqlite3_bind_int64(ck.st, 1, from);
   if ((rc = ck_next(j, &ck, err))) return rc;
-  memcpy(cur, j->chain0, 32);
   for (;;) {
     rc = sqlite3_step(tt);
     if (rc == SQLITE_DONE) break;
@@ -1722,6 +1765,12 @@ static int verify_walk(coh_journal *j, coh_err *err) {
 }
 
 int coh_journal_verify(coh_journal *j, coh_err *err) {
+  return coh_journal_verify_from(j, INT64_MIN, err);
+}
+
+int64_t coh_journal_verified_from(const coh_journal *j) { return j->verified_from; }
+
+int coh_journal_verify_from(coh_journal *j, int64_t from, coh_err *err) {
   int rc;
   if (j->in_tick)
     return coh__err(err, COH_ESTATE,
@@ -1739,7 +1788,7 @@ int coh_journal_verify(coh_journal *j, coh_err *err) {
   j->walking = 1;
   rc = load_genesis(j, err);
   if (rc == COH_OK) rc = verify_inputs(j, err);
-  if (rc == COH_OK) rc = verify_walk(j, err);
+  if (rc == COH_OK) rc = verify_walk(j, from, err);
   sqlite3_reset(j->st[ST_VERIFY_BLOBS]);
   sqlite3_reset(j->st[ST_VERIFY_TICKS]);
   sqlite3_reset(j->st[ST_VERIFY_CKPTS]);
@@ -1747,6 +1796,7 @@ int coh_journal_verify(coh_journal *j, coh_err *err) {
   /* The digest now names the snapshot just verified (a reader's handle may
    * have been opened before a writer's later ticks). */
   if (rc == COH_OK) rc = load_state(j, err);
+  if (rc == COH_OK && from < j->verified_from) j->verified_from = from;
   sqlite3_exec(j->db, "COMMIT", NULL, NULL, NULL);
   return rc;
 }

@@ -1143,10 +1143,19 @@ static int grab_orch_ck(void *ud, const char *agent, const void *state, size_t l
   return 1;
 }
 
+/* Replay and resume read only verified rows of their journal: the ticks
+ * and checkpoints from `from` on.  What the caller verified already
+ * (coh_journal_verified_from) is not read twice: `cohort resume` verifies
+ * from the checkpoint it expects to restore, `replay` the whole chain. */
+static int need_verified(orch *o, int64_t from, coh_err *err) {
+  if (coh_journal_verified_from(o->opt->journal) <= from) return COH_OK;
+  return coh_journal_verify_from(o->opt->journal, from, err);
+}
+
 /* The journal's latest resume state at or before its last committed tick,
  * if it can be used: *state NULL (and o->resume_note saying why) when the
  * resume must re-execute from tick 0.  The state is a checkpoint row, on
- * the chain the caller verified. */
+ * the chain verified from its tick on (need_verified). */
 static int find_resume_state(orch *o, int64_t last, uint8_t **state, size_t *len,
                              coh_err *err) {
   orch_ck c;
@@ -1166,6 +1175,7 @@ static int find_resume_state(orch *o, int64_t last, uint8_t **state, size_t *len
                      "agent checkpointed";
     return COH_OK;
   }
+  if ((rc = need_verified(o, tick, err))) return rc;
   memset(&c, 0, sizeof c);
   rc = coh_journal_checkpoints(o->opt->journal, tick, grab_orch_ck, &c, err);
   if (rc == 1 && c.oom) return coh__err(err, COH_ENOMEM, "out of memory");
@@ -1281,6 +1291,10 @@ int coh_sim_new(const coh_scenario *s, const coh_run_options *opt, coh_sim **out
   if (opt->mode != COH_RUN_FRESH) {
     if ((rc = coh_journal_last_tick(opt->journal, &ref_last_tick, &n_events_ref, err)))
       goto fail;
+    /* a replay compares every tick (and --no-model reads every event) */
+    if ((opt->mode == COH_RUN_REPLAY || opt->no_model) &&
+        (rc = need_verified(o, INT64_MIN, err)))
+      goto fail;
     if (opt->no_model &&
         (rc = coh_journal_events(opt->journal, INT64_MIN, INT64_MAX, NULL, collect_recorded, o,
                                  err)))
@@ -1288,6 +1302,9 @@ int coh_sim_new(const coh_scenario *s, const coh_run_options *opt, coh_sim **out
     o->ref_last_tick = ref_last_tick;
     if (opt->mode == COH_RUN_RESUME &&
         (rc = find_resume_state(o, ref_last_tick, &state, &state_len, err)))
+      goto fail;
+    /* no usable resume state: every tick is re-executed and compared */
+    if (opt->mode == COH_RUN_RESUME && state == NULL && (rc = need_verified(o, INT64_MIN, err)))
       goto fail;
   }
   /* the sinks the options ask for: the journal first (its tick_end, the
