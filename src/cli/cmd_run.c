@@ -351,11 +351,12 @@ static const char replay_usage[] =
 static const char resume_usage[] =
     "usage: cohort resume RUN.db [--workers N] [--device D] [--cache-dir DIR] [--quiet]\n"
     "                     [--prefix-cache SIZE] [--full]\n"
-    "Continues a run that was killed: verifies the journal's chain (exit 1 naming\n"
-    "the first bad record), restores the agents and the orchestrator from the\n"
-    "latest checkpoint that had no LLM request outstanding, re-executes the\n"
-    "committed ticks after it (comparing them with the journal), then runs on,\n"
-    "appending, to the end.  --full re-executes every committed tick from tick 0.\n";
+    "Continues a run that was killed: verifies the journal's chain from the\n"
+    "latest checkpoint on (exit 1 naming the first bad record), restores the\n"
+    "agents, the orchestrator and the LLM requests in flight from it,\n"
+    "re-executes the committed ticks after it (comparing them with the\n"
+    "journal), then runs on, appending, to the end.  --full verifies the whole\n"
+    "chain and re-executes every committed tick from tick 0.\n";
 
 /* Resume appends checkpoints in this cohort's format to the journal's
  * chain: refuse a journal whose checkpoints are of an older format (the
